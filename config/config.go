@@ -1,0 +1,501 @@
+// Package config holds reid's one Options struct and loads it the same way for every subcommand:
+// defaults, then the config file, then REID_* environment variables, then command-line flags.
+//
+// Libraries never read flags or the environment; cmd/reid loads Options here and passes the parts
+// each stage needs.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Options is the whole effective configuration. The mapstructure tags are the keys used in the
+// config file (YAML), in REID_* variables (upper case, "." -> "_") and in error messages.
+// A field tagged secret:"true" is masked when the configuration is printed.
+type Options struct {
+	// DataDir holds the crop store, index, broker data and model registry. Default "./data".
+	DataDir string `mapstructure:"data_dir" yaml:"data_dir"`
+	// LogLevel is debug, info, warn or error. Default info.
+	LogLevel string `mapstructure:"log_level" yaml:"log_level"`
+	// SharedDir is where the shared assets (detector models, demo videos) live. Default "../shared".
+	SharedDir string `mapstructure:"shared_dir" yaml:"shared_dir"`
+
+	Cameras   []Camera  `mapstructure:"cameras" yaml:"cameras"`
+	Ingest    Ingest    `mapstructure:"ingest" yaml:"ingest"`
+	Detector  Detector  `mapstructure:"detector" yaml:"detector"`
+	Tracker   Tracker   `mapstructure:"tracker" yaml:"tracker"`
+	Crops     Crops     `mapstructure:"crops" yaml:"crops"`
+	CropStore CropStore `mapstructure:"cropstore" yaml:"cropstore"`
+	Stream    Stream    `mapstructure:"stream" yaml:"stream"`
+	Torch     Torch     `mapstructure:"torch" yaml:"torch"`
+	Embedder  Embedder  `mapstructure:"embedder" yaml:"embedder"`
+	Index     Index     `mapstructure:"index" yaml:"index"`
+	Lookup    Lookup    `mapstructure:"lookup" yaml:"lookup"`
+}
+
+// Camera is one video source with its id.
+type Camera struct {
+	// ID names the camera in every record; letters, digits, '-', '_' and '.' only.
+	ID string `mapstructure:"id" yaml:"id"`
+	// Source is a file path, an rtsp:// or http(s):// URL, a V4L device ("/dev/video0" or "0"),
+	// or a directory of still frames.
+	Source string `mapstructure:"source" yaml:"source"`
+	// SampleFPS overrides ingest.sample_fps for this camera when > 0.
+	SampleFPS float64 `mapstructure:"sample_fps" yaml:"sample_fps"`
+	// StartTime is the wall-clock time of a file's first frame (RFC 3339). Empty: the file's
+	// modification time minus its duration for files, now for live sources.
+	StartTime string `mapstructure:"start_time" yaml:"start_time"`
+	// FrameInterval is the time between still frames of a directory source whose file names carry
+	// no timestamp. Default 100ms.
+	FrameInterval time.Duration `mapstructure:"frame_interval" yaml:"frame_interval"`
+}
+
+// Ingest configures decoding and sampling.
+type Ingest struct {
+	// SampleFPS is the target processing rate; 0 processes every decoded frame. Default 0.
+	SampleFPS float64 `mapstructure:"sample_fps" yaml:"sample_fps"`
+	// Timestamps is "stream" (position in the source plus start time) or "wallclock" (time of
+	// decoding). Default stream.
+	Timestamps string `mapstructure:"timestamps" yaml:"timestamps"`
+	// ReconnectInitial and ReconnectMax bound the exponential backoff of a dropped live source.
+	ReconnectInitial time.Duration `mapstructure:"reconnect_initial" yaml:"reconnect_initial"`
+	ReconnectMax     time.Duration `mapstructure:"reconnect_max" yaml:"reconnect_max"`
+	// MaxReconnects gives up on a live source after this many failed reopen attempts in a row;
+	// 0 retries forever.
+	MaxReconnects int `mapstructure:"max_reconnects" yaml:"max_reconnects"`
+}
+
+// Detector configures person detection.
+type Detector struct {
+	// Model is "yolo-fastest" (Darknet, one class) or "yolox-nano" (ONNX, COCO person class).
+	Model string `mapstructure:"model" yaml:"model"`
+	// ModelsDir holds the model files. Default <shared_dir>/models/detector.
+	ModelsDir string `mapstructure:"models_dir" yaml:"models_dir"`
+	// InputSize is the square network input; 0 uses the model's own (320 or 416).
+	InputSize int `mapstructure:"input_size" yaml:"input_size"`
+	// Confidence is the minimum score of a kept box. Default 0.3.
+	Confidence float64 `mapstructure:"confidence" yaml:"confidence"`
+	// NMS is the IoU above which overlapping boxes are suppressed. Default 0.45.
+	NMS float64 `mapstructure:"nms" yaml:"nms"`
+	// MinWidth and MinHeight drop boxes smaller than this many pixels in the frame.
+	MinWidth  int `mapstructure:"min_width" yaml:"min_width"`
+	MinHeight int `mapstructure:"min_height" yaml:"min_height"`
+	// MinAspect and MaxAspect bound height/width of a kept box (people are taller than wide).
+	MinAspect float64 `mapstructure:"min_aspect" yaml:"min_aspect"`
+	MaxAspect float64 `mapstructure:"max_aspect" yaml:"max_aspect"`
+	// Threads is OpenCV's thread count; 0 leaves OpenCV's default.
+	Threads int `mapstructure:"threads" yaml:"threads"`
+}
+
+// Tracker configures the per-camera SORT tracker.
+type Tracker struct {
+	// IoU is the minimum overlap for a detection to continue a track. Default 0.3.
+	IoU float64 `mapstructure:"iou" yaml:"iou"`
+	// MaxAge is how many frames a track survives without a detection. Default 5.
+	MaxAge int `mapstructure:"max_age" yaml:"max_age"`
+	// MinHits is how many matched frames a track needs before its crops are emitted. Default 2.
+	MinHits int `mapstructure:"min_hits" yaml:"min_hits"`
+}
+
+// Crops configures the crop images made from kept detections.
+type Crops struct {
+	Width       int `mapstructure:"width" yaml:"width"`
+	Height      int `mapstructure:"height" yaml:"height"`
+	JPEGQuality int `mapstructure:"jpeg_quality" yaml:"jpeg_quality"`
+	// MinInterval is the least time between two crops of one track, to avoid near-duplicates.
+	MinInterval time.Duration `mapstructure:"min_interval" yaml:"min_interval"`
+	// Padding enlarges each box by this fraction of its size before cropping.
+	Padding float64 `mapstructure:"padding" yaml:"padding"`
+}
+
+// CropStore configures where crop images and their metadata are kept.
+type CropStore struct {
+	// Backend is "local" (under <data_dir>/crops) or "s3".
+	Backend string `mapstructure:"backend" yaml:"backend"`
+	S3      S3     `mapstructure:"s3" yaml:"s3"`
+}
+
+// S3 is an S3-compatible object store.
+type S3 struct {
+	Endpoint  string `mapstructure:"endpoint" yaml:"endpoint"`
+	Bucket    string `mapstructure:"bucket" yaml:"bucket"`
+	Region    string `mapstructure:"region" yaml:"region"`
+	AccessKey string `mapstructure:"access_key" yaml:"access_key" secret:"true"`
+	SecretKey string `mapstructure:"secret_key" yaml:"secret_key" secret:"true"`
+	UseTLS    bool   `mapstructure:"use_tls" yaml:"use_tls"`
+}
+
+// Stream configures the Kafka side. With no brokers an embedded Kafka-protocol broker is started.
+type Stream struct {
+	Brokers    []string `mapstructure:"brokers" yaml:"brokers"`
+	CropsTopic string   `mapstructure:"crops_topic" yaml:"crops_topic"`
+	DLQTopic   string   `mapstructure:"dlq_topic" yaml:"dlq_topic"`
+	Partitions int      `mapstructure:"partitions" yaml:"partitions"`
+	// EmbedGroup and ArchiveGroup are the consumer-group ids of the embedder and archiver.
+	EmbedGroup   string `mapstructure:"embed_group" yaml:"embed_group"`
+	ArchiveGroup string `mapstructure:"archive_group" yaml:"archive_group"`
+	// Buffer bounds the producer's in-memory queue; a full queue blocks ingest (backpressure).
+	Buffer int `mapstructure:"buffer" yaml:"buffer"`
+	// DropWhenFull drops (counting and logging each drop) instead of blocking when the buffer is full.
+	DropWhenFull bool          `mapstructure:"drop_when_full" yaml:"drop_when_full"`
+	BatchSize    int           `mapstructure:"batch_size" yaml:"batch_size"`
+	BatchTimeout time.Duration `mapstructure:"batch_timeout" yaml:"batch_timeout"`
+	// EmbeddedAddr is the loopback address of the embedded broker. Default 127.0.0.1:9092.
+	EmbeddedAddr string `mapstructure:"embedded_addr" yaml:"embedded_addr"`
+	SASLUser     string `mapstructure:"sasl_user" yaml:"sasl_user"`
+	SASLPassword string `mapstructure:"sasl_password" yaml:"sasl_password" secret:"true"`
+	TLS          bool   `mapstructure:"tls" yaml:"tls"`
+}
+
+// Torch configures the libtorch runtime.
+type Torch struct {
+	// Device is "cpu" or "cuda" (or "cuda:N").
+	Device string `mapstructure:"device" yaml:"device"`
+	// Threads is the intra-op thread count; 0 uses the number of CPUs.
+	Threads int `mapstructure:"threads" yaml:"threads"`
+}
+
+// Embedder configures the crop-to-vector stage.
+type Embedder struct {
+	// Model is a registered model version id; empty uses the active version.
+	Model     string        `mapstructure:"model" yaml:"model"`
+	BatchSize int           `mapstructure:"batch_size" yaml:"batch_size"`
+	MaxWait   time.Duration `mapstructure:"max_wait" yaml:"max_wait"`
+	// Flip averages each embedding with that of the mirrored crop.
+	Flip bool `mapstructure:"flip" yaml:"flip"`
+}
+
+// Index configures the vector index.
+type Index struct {
+	// Backend is "embedded" (under <data_dir>/index) or "milvus".
+	Backend  string   `mapstructure:"backend" yaml:"backend"`
+	Embedded Embedded `mapstructure:"embedded" yaml:"embedded"`
+	Milvus   Milvus   `mapstructure:"milvus" yaml:"milvus"`
+}
+
+// Embedded configures the embedded vector index.
+type Embedded struct {
+	// Mode is "exact" or "hnsw".
+	Mode           string `mapstructure:"mode" yaml:"mode"`
+	HNSWM          int    `mapstructure:"hnsw_m" yaml:"hnsw_m"`
+	EfConstruction int    `mapstructure:"ef_construction" yaml:"ef_construction"`
+	EfSearch       int    `mapstructure:"ef_search" yaml:"ef_search"`
+	// SyncWrites fsyncs the write-ahead log before an upsert is acknowledged.
+	SyncWrites bool `mapstructure:"sync_writes" yaml:"sync_writes"`
+}
+
+// Milvus configures the Milvus backend.
+type Milvus struct {
+	Address  string `mapstructure:"address" yaml:"address"`
+	Database string `mapstructure:"database" yaml:"database"`
+	User     string `mapstructure:"user" yaml:"user"`
+	Password string `mapstructure:"password" yaml:"password" secret:"true"`
+	Token    string `mapstructure:"token" yaml:"token" secret:"true"`
+	TLS      bool   `mapstructure:"tls" yaml:"tls"`
+	// Alias is the collection alias that lookups read; activate re-points it.
+	Alias string `mapstructure:"alias" yaml:"alias"`
+	// IndexType is HNSW or IVF_FLAT; Metric is COSINE or IP.
+	IndexType string `mapstructure:"index_type" yaml:"index_type"`
+	Metric    string `mapstructure:"metric" yaml:"metric"`
+	// CollectionPrefix names each model version's collection: <prefix><version>.
+	CollectionPrefix string `mapstructure:"collection_prefix" yaml:"collection_prefix"`
+}
+
+// Lookup configures the HTTP API and web page.
+type Lookup struct {
+	// Addr is where `reid serve` listens. Default 127.0.0.1:8080 (loopback).
+	Addr string `mapstructure:"addr" yaml:"addr"`
+	// APIKeys are accepted keys; empty with no file disables authentication (loopback use).
+	APIKeys     []string `mapstructure:"api_keys" yaml:"api_keys" secret:"true"`
+	APIKeysFile string   `mapstructure:"api_keys_file" yaml:"api_keys_file"`
+	// RateLimit is requests per second per key; Burst is the bucket size.
+	RateLimit      float64  `mapstructure:"rate_limit" yaml:"rate_limit"`
+	Burst          int      `mapstructure:"burst" yaml:"burst"`
+	MaxUploadBytes int64    `mapstructure:"max_upload_bytes" yaml:"max_upload_bytes"`
+	MaxImagePixels int      `mapstructure:"max_image_pixels" yaml:"max_image_pixels"`
+	CORSOrigins    []string `mapstructure:"cors_origins" yaml:"cors_origins"`
+	// AuditLog is a JSON-lines file of who searched for what; default <data_dir>/audit.log.
+	AuditLog string `mapstructure:"audit_log" yaml:"audit_log"`
+}
+
+// Default returns the configuration used when nothing overrides it.
+func Default() Options {
+	return Options{
+		DataDir:   "./data",
+		LogLevel:  "info",
+		SharedDir: "../shared",
+		Ingest: Ingest{
+			Timestamps:       "stream",
+			ReconnectInitial: 500 * time.Millisecond,
+			ReconnectMax:     30 * time.Second,
+		},
+		Detector: Detector{
+			Model:      "yolo-fastest",
+			Confidence: 0.3,
+			NMS:        0.45,
+			MinWidth:   12,
+			MinHeight:  32,
+			MinAspect:  1.0,
+			MaxAspect:  5.0,
+		},
+		Tracker:   Tracker{IoU: 0.3, MaxAge: 5, MinHits: 2},
+		Crops:     Crops{Width: 128, Height: 256, JPEGQuality: 90, MinInterval: 300 * time.Millisecond, Padding: 0.05},
+		CropStore: CropStore{Backend: "local"},
+		Stream: Stream{
+			CropsTopic:   "crops",
+			DLQTopic:     "crops.dlq",
+			Partitions:   4,
+			EmbedGroup:   "reid-embedder",
+			ArchiveGroup: "reid-archiver",
+			Buffer:       1024,
+			BatchSize:    64,
+			BatchTimeout: 50 * time.Millisecond,
+			EmbeddedAddr: "127.0.0.1:9092",
+		},
+		Torch:    Torch{Device: "cpu"},
+		Embedder: Embedder{BatchSize: 32, MaxWait: 100 * time.Millisecond},
+		Index: Index{
+			Backend:  "embedded",
+			Embedded: Embedded{Mode: "exact", HNSWM: 16, EfConstruction: 200, EfSearch: 128, SyncWrites: true},
+			Milvus: Milvus{
+				Address:          "localhost:19530",
+				Database:         "default",
+				Alias:            "reid_active",
+				IndexType:        "HNSW",
+				Metric:           "COSINE",
+				CollectionPrefix: "reid_",
+			},
+		},
+		Lookup: Lookup{
+			Addr:           "127.0.0.1:8080",
+			RateLimit:      20,
+			Burst:          40,
+			MaxUploadBytes: 10 << 20,
+			MaxImagePixels: 4096 * 4096,
+		},
+	}
+}
+
+// FieldError is a configuration problem at one key.
+type FieldError struct {
+	Key     string
+	Message string
+}
+
+func (e *FieldError) Error() string { return fmt.Sprintf("config %s: %s", e.Key, e.Message) }
+
+// Validate checks every field and returns all problems at once, each naming its key.
+func (o *Options) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, &FieldError{Key: key, Message: fmt.Sprintf(format, args...)})
+	}
+	if o.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	switch o.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "must be debug, info, warn or error, not %q", o.LogLevel)
+	}
+	seen := map[string]bool{}
+	for i, camera := range o.Cameras {
+		key := fmt.Sprintf("cameras[%d]", i)
+		if !validID(camera.ID) {
+			bad(key+".id", "must be 1-64 letters, digits, '-', '_' or '.', not %q", camera.ID)
+		} else if seen[camera.ID] {
+			bad(key+".id", "camera %q is configured twice", camera.ID)
+		}
+		seen[camera.ID] = true
+		if camera.Source == "" {
+			bad(key+".source", "must not be empty")
+		}
+		if camera.SampleFPS < 0 {
+			bad(key+".sample_fps", "must be >= 0, not %v", camera.SampleFPS)
+		}
+		if camera.StartTime != "" {
+			if _, err := time.Parse(time.RFC3339, camera.StartTime); err != nil {
+				bad(key+".start_time", "must be RFC 3339 (2006-01-02T15:04:05Z): %v", err)
+			}
+		}
+		if camera.FrameInterval < 0 {
+			bad(key+".frame_interval", "must be >= 0")
+		}
+	}
+	if o.Ingest.SampleFPS < 0 {
+		bad("ingest.sample_fps", "must be >= 0, not %v", o.Ingest.SampleFPS)
+	}
+	if o.Ingest.Timestamps != "stream" && o.Ingest.Timestamps != "wallclock" {
+		bad("ingest.timestamps", "must be stream or wallclock, not %q", o.Ingest.Timestamps)
+	}
+	if o.Ingest.ReconnectInitial <= 0 {
+		bad("ingest.reconnect_initial", "must be > 0")
+	}
+	if o.Ingest.ReconnectMax < o.Ingest.ReconnectInitial {
+		bad("ingest.reconnect_max", "must be >= ingest.reconnect_initial")
+	}
+	if o.Ingest.MaxReconnects < 0 {
+		bad("ingest.max_reconnects", "must be >= 0")
+	}
+	if o.Detector.Model != "yolo-fastest" && o.Detector.Model != "yolox-nano" {
+		bad("detector.model", "must be yolo-fastest or yolox-nano, not %q", o.Detector.Model)
+	}
+	if o.Detector.InputSize < 0 || o.Detector.InputSize%32 != 0 {
+		bad("detector.input_size", "must be 0 or a positive multiple of 32, not %d", o.Detector.InputSize)
+	}
+	unit := func(key string, value float64) {
+		if value < 0 || value > 1 {
+			bad(key, "must be between 0 and 1, not %v", value)
+		}
+	}
+	unit("detector.confidence", o.Detector.Confidence)
+	unit("detector.nms", o.Detector.NMS)
+	unit("tracker.iou", o.Tracker.IoU)
+	if o.Detector.MinWidth < 0 {
+		bad("detector.min_width", "must be >= 0")
+	}
+	if o.Detector.MinHeight < 0 {
+		bad("detector.min_height", "must be >= 0")
+	}
+	if o.Detector.MinAspect < 0 || (o.Detector.MaxAspect > 0 && o.Detector.MaxAspect < o.Detector.MinAspect) {
+		bad("detector.max_aspect", "must be >= detector.min_aspect >= 0")
+	}
+	if o.Detector.Threads < 0 {
+		bad("detector.threads", "must be >= 0")
+	}
+	if o.Tracker.MaxAge < 1 {
+		bad("tracker.max_age", "must be >= 1, not %d", o.Tracker.MaxAge)
+	}
+	if o.Tracker.MinHits < 1 {
+		bad("tracker.min_hits", "must be >= 1, not %d", o.Tracker.MinHits)
+	}
+	if o.Crops.Width < 16 || o.Crops.Width > 1024 {
+		bad("crops.width", "must be 16-1024, not %d", o.Crops.Width)
+	}
+	if o.Crops.Height < 16 || o.Crops.Height > 1024 {
+		bad("crops.height", "must be 16-1024, not %d", o.Crops.Height)
+	}
+	if o.Crops.JPEGQuality < 1 || o.Crops.JPEGQuality > 100 {
+		bad("crops.jpeg_quality", "must be 1-100, not %d", o.Crops.JPEGQuality)
+	}
+	if o.Crops.MinInterval < 0 {
+		bad("crops.min_interval", "must be >= 0")
+	}
+	if o.Crops.Padding < 0 || o.Crops.Padding > 1 {
+		bad("crops.padding", "must be between 0 and 1, not %v", o.Crops.Padding)
+	}
+	switch o.CropStore.Backend {
+	case "local":
+	case "s3":
+		if o.CropStore.S3.Bucket == "" {
+			bad("cropstore.s3.bucket", "must be set when cropstore.backend is s3")
+		}
+		if o.CropStore.S3.Endpoint == "" {
+			bad("cropstore.s3.endpoint", "must be set when cropstore.backend is s3")
+		}
+	default:
+		bad("cropstore.backend", "must be local or s3, not %q", o.CropStore.Backend)
+	}
+	if o.Stream.CropsTopic == "" {
+		bad("stream.crops_topic", "must not be empty")
+	}
+	if o.Stream.DLQTopic == "" || o.Stream.DLQTopic == o.Stream.CropsTopic {
+		bad("stream.dlq_topic", "must be set and differ from stream.crops_topic")
+	}
+	if o.Stream.Partitions < 1 {
+		bad("stream.partitions", "must be >= 1, not %d", o.Stream.Partitions)
+	}
+	if o.Stream.Buffer < 1 {
+		bad("stream.buffer", "must be >= 1, not %d", o.Stream.Buffer)
+	}
+	if o.Stream.BatchSize < 1 {
+		bad("stream.batch_size", "must be >= 1, not %d", o.Stream.BatchSize)
+	}
+	if o.Stream.BatchTimeout <= 0 {
+		bad("stream.batch_timeout", "must be > 0")
+	}
+	if o.Stream.EmbedGroup == "" || o.Stream.ArchiveGroup == "" || o.Stream.EmbedGroup == o.Stream.ArchiveGroup {
+		bad("stream.archive_group", "stream.embed_group and stream.archive_group must be set and differ")
+	}
+	if o.Torch.Device != "cpu" && o.Torch.Device != "cuda" && !isCUDAOrdinal(o.Torch.Device) {
+		bad("torch.device", "must be cpu, cuda or cuda:N, not %q", o.Torch.Device)
+	}
+	if o.Torch.Threads < 0 {
+		bad("torch.threads", "must be >= 0")
+	}
+	if o.Embedder.BatchSize < 1 || o.Embedder.BatchSize > 4096 {
+		bad("embedder.batch_size", "must be 1-4096, not %d", o.Embedder.BatchSize)
+	}
+	if o.Embedder.MaxWait < 0 {
+		bad("embedder.max_wait", "must be >= 0")
+	}
+	switch o.Index.Backend {
+	case "embedded":
+	case "milvus":
+		if o.Index.Milvus.Address == "" {
+			bad("index.milvus.address", "must be set when index.backend is milvus")
+		}
+	default:
+		bad("index.backend", "must be embedded or milvus, not %q", o.Index.Backend)
+	}
+	if o.Index.Embedded.Mode != "exact" && o.Index.Embedded.Mode != "hnsw" {
+		bad("index.embedded.mode", "must be exact or hnsw, not %q", o.Index.Embedded.Mode)
+	}
+	if o.Index.Embedded.HNSWM < 4 || o.Index.Embedded.HNSWM > 128 {
+		bad("index.embedded.hnsw_m", "must be 4-128, not %d", o.Index.Embedded.HNSWM)
+	}
+	if o.Index.Embedded.EfConstruction < 8 {
+		bad("index.embedded.ef_construction", "must be >= 8, not %d", o.Index.Embedded.EfConstruction)
+	}
+	if o.Index.Embedded.EfSearch < 1 {
+		bad("index.embedded.ef_search", "must be >= 1, not %d", o.Index.Embedded.EfSearch)
+	}
+	if o.Index.Milvus.IndexType != "HNSW" && o.Index.Milvus.IndexType != "IVF_FLAT" {
+		bad("index.milvus.index_type", "must be HNSW or IVF_FLAT, not %q", o.Index.Milvus.IndexType)
+	}
+	if o.Index.Milvus.Metric != "COSINE" && o.Index.Milvus.Metric != "IP" {
+		bad("index.milvus.metric", "must be COSINE or IP, not %q", o.Index.Milvus.Metric)
+	}
+	if o.Index.Milvus.Alias == "" {
+		bad("index.milvus.alias", "must not be empty")
+	}
+	if o.Lookup.Addr == "" {
+		bad("lookup.addr", "must not be empty")
+	}
+	if o.Lookup.RateLimit < 0 {
+		bad("lookup.rate_limit", "must be >= 0")
+	}
+	if o.Lookup.Burst < 1 {
+		bad("lookup.burst", "must be >= 1")
+	}
+	if o.Lookup.MaxUploadBytes < 1024 {
+		bad("lookup.max_upload_bytes", "must be >= 1024, not %d", o.Lookup.MaxUploadBytes)
+	}
+	if o.Lookup.MaxImagePixels < 64*64 {
+		bad("lookup.max_image_pixels", "must be >= 4096, not %d", o.Lookup.MaxImagePixels)
+	}
+	return errors.Join(errs...)
+}
+
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidID reports whether id is usable as a camera id or other path-safe identifier.
+func ValidID(id string) bool { return validID(id) && id != "." && id != ".." }
+
+func isCUDAOrdinal(device string) bool {
+	var ordinal int
+	n, err := fmt.Sscanf(device, "cuda:%d", &ordinal)
+	return err == nil && n == 1 && ordinal >= 0
+}

@@ -1,0 +1,270 @@
+package cropstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Local keeps crops as files under one root directory. It is safe for concurrent use: every write
+// goes to a unique temporary file and is renamed into place.
+type Local struct {
+	root string
+}
+
+// OpenLocal opens (creating if needed) a store rooted at dir.
+func OpenLocal(dir string) (*Local, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("crop store: %w", err)
+	}
+	return &Local{root: dir}, nil
+}
+
+// Root is the store's directory.
+func (s *Local) Root() string { return s.root }
+
+func (s *Local) paths(id string) (image, metadata string, err error) {
+	parsed, err := ParseID(id)
+	if err != nil {
+		return "", "", err
+	}
+	dir := filepath.Join(s.root, parsed.Camera, parsed.Time.Format("20060102"))
+	return filepath.Join(dir, id+".jpg"), filepath.Join(dir, id+".json"), nil
+}
+
+// Put stores record atomically. Putting the same id again replaces it, so retries are harmless.
+func (s *Local) Put(ctx context.Context, record CropRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	parsed, err := ParseID(record.ID)
+	if err != nil {
+		return err
+	}
+	if parsed.Camera != record.Camera {
+		return fmt.Errorf("%w %q: camera part differs from record camera %q", ErrInvalidID, record.ID, record.Camera)
+	}
+	if len(record.JPEG) == 0 {
+		return fmt.Errorf("crop store: record %s has no image", record.ID)
+	}
+	imagePath, metadataPath, err := s.paths(record.ID)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(imagePath), 0o755); err != nil {
+		return fmt.Errorf("crop store: %w", err)
+	}
+	metadata, err := json.Marshal(record)
+	if err != nil {
+		return fmt.Errorf("crop store: %w", err)
+	}
+	if err := writeAtomic(imagePath, record.JPEG); err != nil {
+		return err
+	}
+	return writeAtomic(metadataPath, metadata)
+}
+
+func writeAtomic(path string, data []byte) error {
+	file, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("crop store: %w", err)
+	}
+	tmp := file.Name()
+	_, err = file.Write(data)
+	if err == nil {
+		err = file.Sync()
+	}
+	if closeErr := file.Close(); err == nil {
+		err = closeErr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("crop store: write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+// Metadata reads a record without its image.
+func (s *Local) Metadata(ctx context.Context, id string) (CropRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return CropRecord{}, err
+	}
+	_, metadataPath, err := s.paths(id)
+	if err != nil {
+		return CropRecord{}, err
+	}
+	return readMetadata(metadataPath)
+}
+
+func readMetadata(path string) (CropRecord, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return CropRecord{}, fmt.Errorf("%w: %s", ErrNotFound, strings.TrimSuffix(filepath.Base(path), ".json"))
+	}
+	if err != nil {
+		return CropRecord{}, fmt.Errorf("crop store: %w", err)
+	}
+	var record CropRecord
+	if err := json.Unmarshal(raw, &record); err != nil {
+		return CropRecord{}, fmt.Errorf("crop store: metadata %s: %w", filepath.Base(path), err)
+	}
+	return record, nil
+}
+
+// Get reads a record with its image.
+func (s *Local) Get(ctx context.Context, id string) (CropRecord, error) {
+	record, err := s.Metadata(ctx, id)
+	if err != nil {
+		return CropRecord{}, err
+	}
+	image, err := s.Image(ctx, id)
+	if err != nil {
+		return CropRecord{}, err
+	}
+	record.JPEG = image
+	return record, nil
+}
+
+// Image reads only the JPEG bytes of a crop.
+func (s *Local) Image(ctx context.Context, id string) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	imagePath, _, err := s.paths(id)
+	if err != nil {
+		return nil, err
+	}
+	image, err := os.ReadFile(imagePath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("crop store: %w", err)
+	}
+	return image, nil
+}
+
+// Delete removes a crop; deleting a missing crop is not an error.
+func (s *Local) Delete(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	imagePath, metadataPath, err := s.paths(id)
+	if err != nil {
+		return err
+	}
+	// Metadata first, so a half-deleted crop is invisible rather than imageless.
+	for _, path := range []string{metadataPath, imagePath} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("crop store: %w", err)
+		}
+	}
+	return nil
+}
+
+// Cameras lists the cameras that have crops, sorted.
+func (s *Local) Cameras(ctx context.Context) ([]string, error) {
+	entries, err := os.ReadDir(s.root)
+	if err != nil {
+		return nil, fmt.Errorf("crop store: %w", err)
+	}
+	var cameras []string
+	for _, entry := range entries {
+		if entry.IsDir() && validCamera(entry.Name()) {
+			cameras = append(cameras, entry.Name())
+		}
+	}
+	return cameras, ctx.Err()
+}
+
+// Filter selects records in Walk. Zero fields select everything.
+type Filter struct {
+	Camera   string
+	From, To time.Time
+}
+
+// Walk calls fn with the metadata of every complete record matching filter, in camera, then time,
+// then id order. fn returning an error stops the walk with that error.
+func (s *Local) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error) error {
+	cameras := []string{filter.Camera}
+	if filter.Camera == "" {
+		var err error
+		if cameras, err = s.Cameras(ctx); err != nil {
+			return err
+		}
+	} else if !validCamera(filter.Camera) {
+		return fmt.Errorf("crop store: invalid camera %q", filter.Camera)
+	}
+	for _, camera := range cameras {
+		days, err := os.ReadDir(filepath.Join(s.root, camera))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("crop store: %w", err)
+		}
+		for _, day := range days {
+			if !day.IsDir() || !dayInRange(day.Name(), filter) {
+				continue
+			}
+			dir := filepath.Join(s.root, camera, day.Name())
+			names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+			if err != nil {
+				return fmt.Errorf("crop store: %w", err)
+			}
+			records := make([]CropRecord, 0, len(names))
+			for _, name := range names {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				record, err := readMetadata(name)
+				if err != nil {
+					return err
+				}
+				if !filter.From.IsZero() && record.Time.Before(filter.From) {
+					continue
+				}
+				if !filter.To.IsZero() && record.Time.After(filter.To) {
+					continue
+				}
+				records = append(records, record)
+			}
+			sort.Slice(records, func(i, j int) bool {
+				if !records[i].Time.Equal(records[j].Time) {
+					return records[i].Time.Before(records[j].Time)
+				}
+				return records[i].ID < records[j].ID
+			})
+			for _, record := range records {
+				if err := fn(record); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func dayInRange(day string, filter Filter) bool {
+	t, err := time.Parse("20060102", day)
+	if err != nil {
+		return false
+	}
+	if !filter.From.IsZero() && t.Add(24*time.Hour).Before(filter.From.UTC()) {
+		return false
+	}
+	if !filter.To.IsZero() && t.After(filter.To.UTC()) {
+		return false
+	}
+	return true
+}

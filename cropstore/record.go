@@ -1,0 +1,122 @@
+// Package cropstore defines the CropRecord that flows through the pipeline and keeps crops on the
+// local filesystem.
+//
+// Layout under the root (documented in docs/ARCHITECTURE.md too):
+//
+//	<root>/<camera>/<YYYYMMDD>/<id>.jpg   the crop image
+//	<root>/<camera>/<YYYYMMDD>/<id>.json  its metadata (CropRecord without the JPEG)
+//
+// Both files are written to a temporary name, synced and renamed, the JSON last, so a crop is
+// visible only once it is whole. The id encodes camera and day, so Get needs no separate index.
+package cropstore
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Box is a rectangle in frame pixels.
+type Box struct {
+	X      int `json:"x"`
+	Y      int `json:"y"`
+	Width  int `json:"w"`
+	Height int `json:"h"`
+}
+
+// CropRecord is one kept person detection: where and when it was seen, and its image.
+type CropRecord struct {
+	// ID is stable for the same detection of the same source: see NewID.
+	ID       string    `json:"id"`
+	Camera   string    `json:"camera"`
+	Time     time.Time `json:"time"`
+	Frame    int64     `json:"frame"`
+	Box      Box       `json:"box"`
+	Score    float32   `json:"score"`
+	Track    int64     `json:"track"`
+	Detector string    `json:"detector"`
+	// JPEG is the crop image; empty in metadata-only reads.
+	JPEG []byte `json:"-"`
+}
+
+// ErrNotFound is returned for an id the store does not hold.
+var ErrNotFound = errors.New("crop not found")
+
+// ErrInvalidID is returned for an id that NewID could not have made (and so cannot name a file).
+var ErrInvalidID = errors.New("invalid crop id")
+
+const idTimeLayout = "20060102T150405.000000"
+
+// NewID makes the id of the detection-th kept detection in frame of camera at time t:
+// "<camera>_<UTC time to the microsecond>_<frame>_<detection>". It is deterministic, so a frame
+// processed twice yields the same ids and writes stay idempotent.
+func NewID(camera string, t time.Time, frame int64, detection int) string {
+	stamp := strings.Replace(t.UTC().Format(idTimeLayout), ".", "", 1)
+	return fmt.Sprintf("%s_%s_%d_%d", camera, stamp, frame, detection)
+}
+
+// ParsedID is what an id says about its crop.
+type ParsedID struct {
+	Camera    string
+	Time      time.Time
+	Frame     int64
+	Detection int
+}
+
+// ParseID checks id and splits it into its parts. It rejects anything that could escape the store's
+// directory ("..", "/", "\\") because the camera part must be a plain identifier.
+func ParseID(id string) (ParsedID, error) {
+	fail := func(why string) (ParsedID, error) {
+		return ParsedID{}, fmt.Errorf("%w %q: %s", ErrInvalidID, truncate(id, 80), why)
+	}
+	if len(id) > 200 {
+		return fail("too long")
+	}
+	parts := strings.Split(id, "_")
+	if len(parts) < 4 {
+		return fail("want <camera>_<time>_<frame>_<detection>")
+	}
+	n := len(parts)
+	camera := strings.Join(parts[:n-3], "_")
+	if !validCamera(camera) {
+		return fail("bad camera part")
+	}
+	stamp := parts[n-3]
+	if len(stamp) != len("20060102T150405000000") {
+		return fail("bad time part")
+	}
+	t, err := time.Parse(idTimeLayout, stamp[:15]+"."+stamp[15:])
+	if err != nil {
+		return fail("bad time part")
+	}
+	frame, err := strconv.ParseInt(parts[n-2], 10, 64)
+	if err != nil || frame < 0 || strconv.FormatInt(frame, 10) != parts[n-2] {
+		return fail("bad frame part")
+	}
+	detection, err := strconv.Atoi(parts[n-1])
+	if err != nil || detection < 0 || strconv.Itoa(detection) != parts[n-1] {
+		return fail("bad detection part")
+	}
+	return ParsedID{Camera: camera, Time: t.UTC(), Frame: frame, Detection: detection}, nil
+}
+
+func validCamera(camera string) bool {
+	if camera == "" || len(camera) > 64 || camera == "." || camera == ".." {
+		return false
+	}
+	for _, r := range camera {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
