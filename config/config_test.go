@@ -1,0 +1,125 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	options := Default()
+	if err := options.Validate(); err != nil {
+		t.Fatalf("default options invalid: %v", err)
+	}
+}
+
+func TestBadFilesNameTheKey(t *testing.T) {
+	cases := []struct {
+		file string
+		want []string
+	}{
+		{"testdata/unknown-key.bad.yaml", []string{"detector.confidance: unknown key"}},
+		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend"}},
+		{"testdata/bad-type.bad.yaml", []string{"crops.width"}},
+		{"testdata/bad-camera.bad.yaml", []string{"cameras[1].colour: unknown key"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			_, err := Load(tc.file, nil, nil, nil)
+			if err == nil {
+				t.Fatal("bad config accepted")
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestCameraValidation(t *testing.T) {
+	options := Default()
+	options.Cameras = []Camera{{ID: "../etc", Source: "x"}, {ID: "a", Source: ""}, {ID: "a", Source: "y"}}
+	err := options.Validate()
+	for _, want := range []string{"cameras[0].id", "cameras[1].source", "cameras[2].id: camera \"a\" is configured twice"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+}
+
+func TestPrecedenceFileThenEnvironmentThenFlags(t *testing.T) {
+	flags := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	flags.String("data-dir", "", "")
+	flags.String("log-level", "", "")
+	if err := flags.Parse([]string{"--data-dir", "/from/flag"}); err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{
+		"REID_DATA_DIR=/from/env",
+		"REID_DETECTOR_CONFIDENCE=0.55",
+		"REID_STREAM_BROKERS=k1:9092,k2:9092",
+		"HOME=/root",
+	}
+	options, err := Load("testdata/good.yaml", environ, flags, map[string]string{"data-dir": "data_dir", "log-level": "log_level"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"flag beats env and file", options.DataDir, "/from/flag"},
+		{"env beats file", options.Detector.Confidence, 0.55},
+		{"file beats default", options.Detector.Model, "yolox-nano"},
+		{"default kept", options.Detector.NMS, 0.45},
+		{"duration parsed", options.Crops.MinInterval, 500 * time.Millisecond},
+		{"cameras from file", len(options.Cameras), 2},
+		{"camera field", options.Cameras[0].SampleFPS, 5.0},
+		{"env list", strings.Join(options.Stream.Brokers, "|"), "k1:9092|k2:9092"},
+	}
+	for _, check := range checks {
+		if check.got != check.want {
+			t.Errorf("%s: got %v, want %v", check.name, check.got, check.want)
+		}
+	}
+}
+
+func TestUnknownEnvironmentVariableRejected(t *testing.T) {
+	_, err := Load("", []string{"REID_DETECTOR_CONFIDANCE=0.5"}, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "REID_DETECTOR_CONFIDANCE") {
+		t.Fatalf("want error naming the variable, got %v", err)
+	}
+	_, err = Load("", []string{"REID_CROPS_JPEG_QUALITY=abc"}, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "jpeg_quality") {
+		t.Fatalf("want error naming crops.jpeg_quality, got %v", err)
+	}
+}
+
+func TestMaskedHidesSecretsOnly(t *testing.T) {
+	options, err := Load("testdata/good.yaml", nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := YAML(Masked(options))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(out)
+	for _, secret := range []string{"hunter2", "k1", "k2"} {
+		if strings.Contains(text, "- "+secret) || strings.Contains(text, ": "+secret) {
+			t.Errorf("secret %q printed:\n%s", secret, text)
+		}
+	}
+	for _, want := range []string{"password: '********'", "min_interval: 500ms", "id: gate-1", "model: yolox-nano"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("printed config lacks %q:\n%s", want, text)
+		}
+	}
+	if options.Index.Milvus.Password != "hunter2" {
+		t.Error("Masked changed the original options")
+	}
+}
