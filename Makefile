@@ -9,7 +9,7 @@ BIN := bin/reid
 # System packages the build, tests and reference benchmarks need. Installed only when missing.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libtorch-dev libjemalloc2 \
 	python3 python3-numpy python3-opencv python3-torch python3-torchvision python3-sklearn python3-faiss \
-	chromium
+	chromium python3-confluent-kafka
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 # glibc malloc makes libtorch 4-9x slower on these machines (page faults on every large
 # allocation); jemalloc reuses memory instead. See README "Why jemalloc".
@@ -22,7 +22,7 @@ all: build
 deps:
 	@./scripts/install-deps.sh $(DEB_PACKAGES)
 
-build: deps
+build: deps build/lib/libreidtorch.so
 	$(GO) build -o $(BIN) ./cmd/reid
 
 vet:
@@ -39,6 +39,34 @@ bench: build
 
 demo: build
 	$(RUN_ENV) ./scripts/demo.sh
+
+# The libtorch shim (torch/csrc) as a shared library the Go package links by name. Default: Debian's
+# libtorch-dev. `make shim LIBTORCH=DIR` rebuilds it against a libtorch tree (CUDA or not);
+# LIBTORCH=python uses the installed PyTorch's own libraries (the GPU machine). See docs/GPU.md.
+LIBTORCH ?=
+TORCH_CXX11_ABI ?= 1
+SHIM := build/lib/libreidtorch.so
+SHIM_SRC := $(wildcard torch/csrc/*.cpp torch/csrc/*.h)
+ifeq ($(LIBTORCH),python)
+override LIBTORCH := $(shell python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')
+endif
+ifeq ($(LIBTORCH),)
+SHIM_FLAGS := -I/usr/include/torch/csrc/api/include -Wl,--no-as-needed -ltorch -ltorch_cpu -lc10
+else
+SHIM_FLAGS := -I$(LIBTORCH)/include -I$(LIBTORCH)/include/torch/csrc/api/include -L$(LIBTORCH)/lib \
+	-Wl,-rpath,$(LIBTORCH)/lib -Wl,--no-as-needed -ltorch \
+	$(if $(wildcard $(LIBTORCH)/lib/libtorch_cuda.so),-ltorch_cuda) -ltorch_cpu -lc10 \
+	$(if $(wildcard $(LIBTORCH)/lib/libc10_cuda.so),-lc10_cuda)
+endif
+
+$(SHIM): $(SHIM_SRC)
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++20 -O2 -fPIC -shared -D_GLIBCXX_USE_CXX11_ABI=$(TORCH_CXX11_ABI) -Wall \
+		-o $@ torch/csrc/reidtorch.cpp $(SHIM_FLAGS)
+
+shim:
+	rm -f $(SHIM)
+	$(MAKE) $(SHIM) LIBTORCH=$(LIBTORCH)
 
 clean:
 	rm -rf bin build

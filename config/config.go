@@ -75,7 +75,8 @@ type Detector struct {
 	ModelsDir string `mapstructure:"models_dir" yaml:"models_dir"`
 	// InputSize is the square network input; 0 uses the model's own (320 or 416).
 	InputSize int `mapstructure:"input_size" yaml:"input_size"`
-	// Confidence is the minimum score of a kept box. Default 0.3.
+	// Confidence is the minimum score of a kept box. Default 0.5: at 0.3 Yolo-Fastest keeps
+	// tracking cones and signs in vtest.avi as people (static false hits that flood the crop store).
 	Confidence float64 `mapstructure:"confidence" yaml:"confidence"`
 	// NMS is the IoU above which overlapping boxes are suppressed. Default 0.45.
 	NMS float64 `mapstructure:"nms" yaml:"nms"`
@@ -210,6 +211,9 @@ type Lookup struct {
 	// APIKeys are accepted keys; empty with no file disables authentication (loopback use).
 	APIKeys     []string `mapstructure:"api_keys" yaml:"api_keys" secret:"true"`
 	APIKeysFile string   `mapstructure:"api_keys_file" yaml:"api_keys_file"`
+	// AllowUnauthenticated lets the lookup server listen on a non-loopback address with no API
+	// keys. Default false: without keys it refuses anything but loopback.
+	AllowUnauthenticated bool `mapstructure:"allow_unauthenticated" yaml:"allow_unauthenticated"`
 	// RateLimit is requests per second per key; Burst is the bucket size.
 	RateLimit      float64  `mapstructure:"rate_limit" yaml:"rate_limit"`
 	Burst          int      `mapstructure:"burst" yaml:"burst"`
@@ -233,7 +237,7 @@ func Default() Options {
 		},
 		Detector: Detector{
 			Model:      "yolo-fastest",
-			Confidence: 0.3,
+			Confidence: 0.5,
 			NMS:        0.45,
 			MinWidth:   12,
 			MinHeight:  32,

@@ -42,7 +42,8 @@ type Filter struct {
 	ExcludeCameras []string
 	// From and To bound the match time (inclusive).
 	From, To time.Time
-	// MinScore drops matches whose cosine similarity is below it.
+	// MinScore, when not zero, drops matches whose cosine similarity is below it. Zero means no
+	// minimum (cosine similarity may be negative); to drop negative scores use a tiny positive value.
 	MinScore float32
 }
 
@@ -133,7 +134,7 @@ var (
 
 // Keep reports whether a match with this metadata and score passes filter.
 func (f Filter) Keep(metadata Metadata, score float32) bool {
-	if score < f.MinScore {
+	if f.MinScore != 0 && score < f.MinScore {
 		return false
 	}
 	if len(f.Cameras) > 0 && !contains(f.Cameras, metadata.Camera) {

@@ -38,6 +38,16 @@ func newRootCommand() *cobra.Command {
 
 	root.AddCommand(
 		newConfigCommand(g),
+		newModelCommand(g),
+		newFeaturesCommand(g),
+		newRunCommand(g),
+		newEmbedCommand(g),
+		newArchiveCommand(g),
+		newIngestCommand(g),
+		newCropsCommand(g),
+		newBrokerCommand(g),
+		newEvalCommand(g),
+		newClusterCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,74 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/reid-project/reid/internal/vecmath"
+)
+
+// NearestNeighbors returns, for every row of features, the indices of its k most similar rows by
+// inner product (for unit vectors: smallest Euclidean distance), most similar first, ties broken by
+// the lower index. A row is its own neighbour, normally the first. Exact brute force, parallel
+// over row blocks; memory is k indices per row plus one block of similarities.
+func NearestNeighbors(ctx context.Context, features [][]float32, k int) ([][]int32, error) {
+	n := len(features)
+	if k < 1 {
+		return nil, fmt.Errorf("cluster: k = %d, want at least 1", k)
+	}
+	k = min(k, n)
+	ranks := make([][]int32, n)
+	const block = 32
+	err := vecmath.ForBlocks(ctx, n, block, 0, func(start, end int) {
+		similarities := make([]float32, (end-start)*n)
+		vecmath.Dots(features[start:end], features, similarities)
+		copy(ranks[start:end], TopK(similarities, n, k))
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ranks, nil
+}
+
+// TopK returns, for each row of a row-major block of similarities with cols columns, the column
+// indices of its k largest values, largest first, equal values in index order.
+func TopK(similarities []float32, cols, k int) [][]int32 {
+	k = min(k, cols)
+	if cols == 0 || k <= 0 {
+		return make([][]int32, 0)
+	}
+	rows := len(similarities) / cols
+	out := make([][]int32, rows)
+	storage := make([]int32, rows*k)
+	scores := make([]float32, k)
+	for r := range rows {
+		out[r] = topK(similarities[r*cols:(r+1)*cols], k, storage[r*k:(r+1)*k:(r+1)*k], scores)
+	}
+	return out
+}
+
+// topK writes the indices of the k largest values of row into indices (best first; equal values
+// keep index order) using scores as scratch, and returns indices.
+func topK(row []float32, k int, indices []int32, scores []float32) []int32 {
+	filled := 0
+	for j, value := range row {
+		if filled == k && value <= scores[k-1] {
+			continue
+		}
+		position := min(filled, k-1)
+		// Shift worse entries down; "<" keeps an earlier equal value ahead (stable order).
+		for position > 0 && scores[position-1] < value {
+			if position < k {
+				scores[position] = scores[position-1]
+				indices[position] = indices[position-1]
+			}
+			position--
+		}
+		scores[position] = value
+		indices[position] = int32(j)
+		if filled < k {
+			filled++
+		}
+	}
+	return indices[:filled]
+}

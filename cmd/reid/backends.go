@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/index/embedded"
+	"github.com/reid-project/reid/index/milvus"
+	"github.com/reid-project/reid/model"
+	"github.com/reid-project/reid/stream"
+	"github.com/reid-project/reid/torch"
+)
+
+// This file is the one place where configuration picks the backends: the broker (embedded or
+// Kafka), the index (embedded or Milvus), the crop store and the model. Every subcommand opens
+// them through these functions, so the code path is the same on one machine and at scale.
+
+// openStream connects to the configured Kafka brokers. With none configured it starts the embedded
+// broker on loopback (data under <data_dir>/broker) when startEmbedded is set — `reid run` — and
+// otherwise connects to the embedded broker another reid process serves at stream.embedded_addr.
+// It creates the topics. The returned close function stops a broker it started.
+func openStream(ctx context.Context, options config.Options, startEmbedded bool) (stream.Connection, func(), error) {
+	brokers := options.Stream.Brokers
+	closeBroker := func() {}
+	if len(brokers) == 0 && !startEmbedded {
+		brokers = []string{options.Stream.EmbeddedAddr}
+	}
+	if len(brokers) == 0 {
+		broker, err := stream.StartBroker(stream.BrokerOptions{
+			Addr:    options.Stream.EmbeddedAddr,
+			DataDir: filepath.Join(options.DataDir, "broker"),
+		})
+		if err != nil {
+			return stream.Connection{}, nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		brokers = broker.Addrs()
+		closeBroker = broker.Close
+		slog.Info("embedded Kafka-protocol broker started", "addr", brokers[0])
+	}
+	conn := stream.ConnectionFrom(options.Stream, brokers)
+	if err := stream.EnsureTopics(ctx, conn, stream.TopicsFrom(options.Stream)...); err != nil {
+		closeBroker()
+		return stream.Connection{}, nil, err
+	}
+	return conn, closeBroker, nil
+}
+
+// openIndex opens the configured vector index backend.
+func openIndex(ctx context.Context, options config.Options) (index.Index, error) {
+	switch options.Index.Backend {
+	case "milvus":
+		return milvus.Open(ctx, milvus.FromConfig(options.Index.Milvus))
+	default:
+		return embedded.Open(filepath.Join(options.DataDir, "index"), embedded.OptionsFrom(options.Index.Embedded))
+	}
+}
+
+// openCropStore opens the configured crop store.
+func openCropStore(options config.Options) (*cropstore.Local, error) {
+	if options.CropStore.Backend != "local" {
+		return nil, fmt.Errorf("cropstore.backend %q is not available in this build; use local", options.CropStore.Backend)
+	}
+	return cropstore.OpenLocal(filepath.Join(options.DataDir, "crops"))
+}
+
+// loadedModel is a model version running on a torch device.
+type loadedModel struct {
+	device  *torch.Device
+	network *torch.Model
+	version model.Version
+}
+
+func (m *loadedModel) Close() {
+	m.network.Close()
+	m.device.Close()
+}
+
+// openModel loads a registered model version ("" = the active one, or embedder.model when set)
+// onto the configured torch device.
+func openModel(ctx context.Context, options config.Options, version string) (*loadedModel, error) {
+	registry, err := openRegistry(options)
+	if err != nil {
+		return nil, err
+	}
+	if version == "" {
+		version = options.Embedder.Model
+	}
+	entry, err := registry.Get(version)
+	if err != nil {
+		return nil, err
+	}
+	device, err := openDevice(options)
+	if err != nil {
+		return nil, err
+	}
+	network, err := model.Load(ctx, device, entry, options.Embedder.Flip)
+	if err != nil {
+		device.Close()
+		return nil, err
+	}
+	slog.Info("model loaded", "version", entry.ID, "arch", entry.Arch, "device", device.Name(), "threads", device.Threads())
+	return &loadedModel{device: device, network: network, version: entry}, nil
+}

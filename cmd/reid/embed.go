@@ -1,0 +1,91 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/spf13/cobra"
+)
+
+func newEmbedCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "embed",
+		Short: "Consume the crops topic, embed each crop with the active model and upsert it into the index",
+		Long: "Runs the embedder as its own process against stream.brokers (or the embedded broker of\n" +
+			"`reid run` / `reid broker` at stream.embedded_addr). Offsets are committed only after the\n" +
+			"vectors are durable in the index, so a killed embedder resumes without losing a crop.\n" +
+			"Crops that cannot be decoded go to the dead-letter topic with the reason.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, closeBroker, err := openStream(ctx, options, false)
+			if err != nil {
+				return err
+			}
+			defer closeBroker()
+			vectors, err := openIndex(ctx, options)
+			if err != nil {
+				return err
+			}
+			defer vectors.Close()
+			loaded, err := openModel(ctx, options, "")
+			if err != nil {
+				return err
+			}
+			defer loaded.Close()
+			stage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
+			if err != nil {
+				return err
+			}
+			slog.Info("embedder running", "topic", options.Stream.CropsTopic, "group", options.Stream.EmbedGroup, "model", loaded.version.ID)
+			err = stage.consumer.Run(ctx)
+			stats := stage.consumer.Stats()
+			fmt.Fprintf(cmd.OutOrStdout(), "embedded %d  dead-lettered %d  batches %d\n",
+				stage.embedder.Stats().Embedded, stats.DeadLettered, stats.Batches)
+			if errors.Is(err, ctx.Err()) {
+				return nil
+			}
+			return err
+		},
+	}
+}
+
+func newArchiveCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "archive",
+		Short: "Consume the crops topic in its own group and write every crop into the crop store",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			conn, closeBroker, err := openStream(ctx, options, false)
+			if err != nil {
+				return err
+			}
+			defer closeBroker()
+			store, err := openCropStore(options)
+			if err != nil {
+				return err
+			}
+			consumer, archive, err := newArchiveStage(options, conn, store)
+			if err != nil {
+				return err
+			}
+			slog.Info("archiver running", "topic", options.Stream.CropsTopic, "group", options.Stream.ArchiveGroup, "store", store.Root())
+			err = consumer.Run(ctx)
+			fmt.Fprintf(cmd.OutOrStdout(), "archived %d  dead-lettered %d\n", archive.Archived(), consumer.Stats().DeadLettered)
+			if errors.Is(err, ctx.Err()) {
+				return nil
+			}
+			return err
+		},
+	}
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/detector"
+	"github.com/reid-project/reid/ingest"
+)
+
+func newIngestCommand(g *globals) *cobra.Command {
+	var (
+		source    string
+		camera    string
+		model     string
+		sampleFPS float64
+		threads   int
+		maxFrames int64
+		asJSON    bool
+	)
+	command := &cobra.Command{
+		Use:   "ingest",
+		Short: "Detect, track and crop people from cameras into the crop store",
+		Long: "Process one source (--source, --camera) or, without --source, every camera in the\n" +
+			"configuration. Files and still-frame directories end; live sources run until interrupted.\n" +
+			"Crops go to <data_dir>/crops. A summary follows at the end (one JSON object with --json).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			flags := cmd.Flags()
+			if flags.Changed("model") {
+				options.Detector.Model = model
+			}
+			if flags.Changed("threads") {
+				options.Detector.Threads = threads
+			}
+			if flags.Changed("sample-fps") {
+				options.Ingest.SampleFPS = sampleFPS
+			}
+			cameras := options.Cameras
+			if source != "" {
+				cameras = []config.Camera{{ID: camera, Source: source}}
+			} else if flags.Changed("camera") {
+				return errors.New("--camera needs --source (configured cameras carry their own ids)")
+			}
+			options.Cameras = cameras
+			if err := options.Validate(); err != nil {
+				return err
+			}
+			if len(cameras) == 0 {
+				return errors.New("nothing to ingest: give --source and --camera, or configure cameras")
+			}
+			return runIngest(cmd.Context(), cmd.OutOrStdout(), options, maxFrames, asJSON)
+		},
+	}
+	flags := command.Flags()
+	flags.StringVar(&source, "source", "", "video file, rtsp/http URL, V4L device (/dev/video0 or 0) or directory of frames")
+	flags.StringVar(&camera, "camera", "cam1", "camera id recorded with every crop of --source")
+	flags.StringVar(&model, "model", "", "detector model: yolo-fastest or yolox-nano (overrides detector.model)")
+	flags.Float64Var(&sampleFPS, "sample-fps", 0, "frames per second to process; 0 = every frame (overrides ingest.sample_fps)")
+	flags.IntVar(&threads, "threads", 0, "OpenCV threads; 0 = OpenCV's default (overrides detector.threads)")
+	flags.Int64Var(&maxFrames, "max-frames", 0, "stop each camera after this many processed frames; 0 = no limit")
+	flags.BoolVar(&asJSON, "json", false, "print the summary as one JSON object")
+	return command
+}
+
+func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFrames int64, asJSON bool) error {
+	modelsDir := options.Detector.ModelsDir
+	if modelsDir == "" {
+		modelsDir = filepath.Join(options.SharedDir, "models", "detector")
+	}
+	detector.SetThreads(options.Detector.Threads)
+	store, err := cropstore.OpenLocal(filepath.Join(options.DataDir, "crops"))
+	if err != nil {
+		return err
+	}
+	ingester, err := ingest.New(ingest.Options{
+		Ingest:  options.Ingest,
+		Tracker: options.Tracker,
+		Crops:   options.Crops,
+		NewDetector: func() (ingest.Detector, error) {
+			return detector.New(options.Detector, modelsDir)
+		},
+		Sink:      store,
+		MaxFrames: maxFrames,
+	})
+	if err != nil {
+		return err
+	}
+	stopProgress := startProgress(ingester)
+	runErr := ingester.Run(ctx, options.Cameras)
+	stopProgress()
+	stats := ingester.Stats()
+	if asJSON {
+		encoder := json.NewEncoder(out)
+		if err := encoder.Encode(stats); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "frames %d  detections %d  crops %d  tracks %d  seconds %.1f  fps %.1f\n",
+			stats.Frames, stats.Detections, stats.Crops, stats.Tracks, stats.Seconds, stats.FPS)
+		if len(stats.Cameras) > 1 {
+			for _, camera := range stats.Cameras {
+				fmt.Fprintf(out, "  %-12s frames %d  detections %d  crops %d  tracks %d  fps %.1f  reconnects %d\n",
+					camera.Camera, camera.Frames, camera.Detections, camera.Crops, camera.Tracks, camera.FPS, camera.Reconnects)
+			}
+		}
+		fmt.Fprintf(out, "crops stored under %s\n", store.Root())
+	}
+	return runErr
+}
+
+// startProgress redraws one status line on stderr twice a second, only when stderr is a terminal
+// (a log file or pipe gets the summary alone). The returned func stops it and clears the line.
+func startProgress(ingester *ingest.Ingester) func() {
+	info, err := os.Stderr.Stat()
+	if err != nil || info.Mode()&os.ModeCharDevice == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		ticker := time.NewTicker(500 * time.Millisecond)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(os.Stderr, "\r\033[K")
+				return
+			case <-ticker.C:
+				stats := ingester.Stats()
+				fmt.Fprintf(os.Stderr, "\r\033[Kframes %d  fps %.1f  detections %d  crops %d  tracks %d",
+					stats.Frames, stats.FPS, stats.Detections, stats.Crops, stats.Tracks)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}

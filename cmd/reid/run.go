@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/archiver"
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/detector"
+	"github.com/reid-project/reid/embedder"
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/ingest"
+	"github.com/reid-project/reid/stream"
+)
+
+func newRunCommand(g *globals) *cobra.Command {
+	var flags runFlags
+	command := &cobra.Command{
+		Use:   "run",
+		Short: "Run the whole pipeline on one machine: broker, ingest, embedder, archiver, index",
+		Long: "Starts the embedded Kafka-protocol broker (unless stream.brokers is set), ingest for every\n" +
+			"configured camera (or --source/--camera), the embedder, the archiver and the index.\n" +
+			"SIGINT/SIGTERM shut it down gracefully: ingest stops, the producer flushes, and the\n" +
+			"consumers finish and commit the batch in hand; what is left waits in the broker.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			if flags.source != "" {
+				options.Cameras = append(options.Cameras, config.Camera{ID: flags.camera, Source: flags.source})
+			}
+			if err := options.Validate(); err != nil {
+				return err
+			}
+			if len(options.Cameras) == 0 {
+				return errors.New("no cameras: configure cameras or give --source and --camera")
+			}
+			return runPipeline(cmd.Context(), cmd.OutOrStdout(), options, flags)
+		},
+	}
+	command.Flags().BoolVar(&flags.exitWhenDone, "exit-when-done", false,
+		"stop once every camera has ended (files) and every crop is embedded and archived")
+	command.Flags().StringVar(&flags.source, "source", "", "add one source (with --camera) to the configured cameras")
+	command.Flags().StringVar(&flags.camera, "camera", "cam1", "camera id for --source")
+	command.Flags().Int64Var(&flags.maxFrames, "max-frames", 0, "stop each camera after this many frames; 0 = no limit")
+	command.Flags().BoolVar(&flags.asJSON, "json", false, "print the summary as one JSON object")
+	return command
+}
+
+type runFlags struct {
+	exitWhenDone bool
+	source       string
+	camera       string
+	maxFrames    int64
+	asJSON       bool
+}
+
+// runSummary is what `reid run` reports at the end.
+type runSummary struct {
+	Frames       int64   `json:"frames"`
+	Detections   int64   `json:"detections"`
+	Crops        int64   `json:"crops"`
+	Produced     int64   `json:"produced"`
+	Embedded     int64   `json:"embedded"`
+	Archived     int64   `json:"archived"`
+	DeadLettered int64   `json:"dead_lettered"`
+	Indexed      int     `json:"indexed"`
+	Model        string  `json:"model"`
+	Seconds      float64 `json:"seconds"`
+}
+
+func runPipeline(ctx context.Context, out io.Writer, options config.Options, flags runFlags) error {
+	started := time.Now()
+	conn, closeBroker, err := openStream(ctx, options, true)
+	if err != nil {
+		return err
+	}
+	defer closeBroker()
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		return err
+	}
+	defer vectors.Close()
+	store, err := openCropStore(options)
+	if err != nil {
+		return err
+	}
+	loaded, err := openModel(ctx, options, "")
+	if err != nil {
+		return err
+	}
+	defer loaded.Close()
+	embedStage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
+	if err != nil {
+		return err
+	}
+	archiveStage, archive, err := newArchiveStage(options, conn, store)
+	if err != nil {
+		return err
+	}
+	producer, err := stream.NewProducer(conn, stream.ProducerOptionsFrom(options.Stream))
+	if err != nil {
+		return err
+	}
+	ingester, err := newIngester(options, producer, flags.maxFrames)
+	if err != nil {
+		return err
+	}
+
+	// Consumers outlive ingest: they stop on a signal, or (with --exit-when-done) once they have
+	// caught up with everything ingest produced.
+	consumerCtx, stopConsumers := context.WithCancel(ctx)
+	defer stopConsumers()
+	var consumers sync.WaitGroup
+	consumerErrs := make(chan error, 2)
+	for _, consumer := range []*stream.Consumer{embedStage.consumer, archiveStage} {
+		consumers.Add(1)
+		go func() {
+			defer consumers.Done()
+			if err := consumer.Run(consumerCtx); err != nil && !errors.Is(err, context.Canceled) {
+				consumerErrs <- err
+				stopConsumers()
+			}
+		}()
+	}
+
+	stopProgress := startProgress(ingester)
+	ingestErr := ingester.Run(ctx, options.Cameras)
+	stopProgress()
+	// Flush even after a signal: what ingest accepted must reach the broker.
+	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	if err := producer.Close(flushCtx); err != nil {
+		slog.Error("producer flush", "err", err)
+	}
+	cancelFlush()
+	if ingestErr != nil {
+		slog.Error("ingest", "err", ingestErr)
+	}
+	produced := producer.Stats().Produced
+	if flags.exitWhenDone && ctx.Err() == nil {
+		waitCaughtUp(consumerCtx, produced, embedStage.consumer, archiveStage)
+	} else {
+		<-consumerCtx.Done()
+	}
+	stopConsumers()
+	consumers.Wait()
+	close(consumerErrs)
+
+	summary := runSummary{Model: loaded.version.ID, Seconds: time.Since(started).Seconds()}
+	ingestStats := ingester.Stats()
+	summary.Frames, summary.Detections, summary.Crops = ingestStats.Frames, ingestStats.Detections, ingestStats.Crops
+	summary.Produced = produced
+	embedStats := embedStage.consumer.Stats()
+	summary.Embedded = embedStage.embedder.Stats().Embedded
+	summary.Archived = archive.Archived()
+	summary.DeadLettered = embedStats.DeadLettered
+	countCtx, cancelCount := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	summary.Indexed, _ = vectors.Count(countCtx, loaded.version.ID)
+	cancelCount()
+	if flags.asJSON {
+		if err := json.NewEncoder(out).Encode(summary); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "frames %d  crops %d  produced %d  embedded %d  archived %d  dead-lettered %d  indexed %d (model %s)  %.1fs\n",
+			summary.Frames, summary.Crops, summary.Produced, summary.Embedded, summary.Archived,
+			summary.DeadLettered, summary.Indexed, summary.Model, summary.Seconds)
+	}
+	var errs []error
+	for err := range consumerErrs {
+		errs = append(errs, err)
+	}
+	return errors.Join(append(errs, ingestErr)...)
+}
+
+// waitCaughtUp returns once every consumer has handled or dead-lettered produced records, or ctx
+// ends.
+func waitCaughtUp(ctx context.Context, produced int64, consumers ...*stream.Consumer) {
+	ticker := time.NewTicker(100 * time.Millisecond)
+	defer ticker.Stop()
+	for {
+		caughtUp := true
+		for _, consumer := range consumers {
+			stats := consumer.Stats()
+			if stats.Handled+stats.DeadLettered < produced {
+				caughtUp = false
+			}
+		}
+		if caughtUp {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// newIngester builds the ingest stage writing crops to sink.
+func newIngester(options config.Options, sink ingest.Sink, maxFrames int64) (*ingest.Ingester, error) {
+	modelsDir := options.Detector.ModelsDir
+	if modelsDir == "" {
+		modelsDir = filepath.Join(options.SharedDir, "models", "detector")
+	}
+	detector.SetThreads(options.Detector.Threads)
+	return ingest.New(ingest.Options{
+		Ingest:  options.Ingest,
+		Tracker: options.Tracker,
+		Crops:   options.Crops,
+		NewDetector: func() (ingest.Detector, error) {
+			return detector.New(options.Detector, modelsDir)
+		},
+		Sink:      sink,
+		MaxFrames: maxFrames,
+	})
+}
+
+// embedStage is the embedder with the consumer that feeds it.
+type embedStage struct {
+	embedder *embedder.Embedder
+	consumer *stream.Consumer
+}
+
+// newEmbedStage makes the model's gallery (activating it when the index has no active version
+// yet) and the consumer that feeds the embedder.
+func newEmbedStage(ctx context.Context, options config.Options, conn stream.Connection, loaded *loadedModel, vectors index.Index) (*embedStage, error) {
+	embed, err := embedder.New(ctx, embedder.Options{Model: loaded.network, Version: loaded.version.ID, Index: vectors})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := vectors.Active(ctx); errors.Is(err, index.ErrNoActiveVersion) {
+		if err := vectors.Activate(ctx, loaded.version.ID); err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	consumer, err := stream.NewConsumer(conn, stream.ConsumerOptions{
+		Topic:     options.Stream.CropsTopic,
+		Group:     options.Stream.EmbedGroup,
+		DLQTopic:  options.Stream.DLQTopic,
+		BatchSize: options.Embedder.BatchSize,
+		MaxWait:   options.Embedder.MaxWait,
+	}, embed.Handle)
+	if err != nil {
+		return nil, err
+	}
+	return &embedStage{embedder: embed, consumer: consumer}, nil
+}
+
+// newArchiveStage makes the consumer that writes every crop into the crop store.
+func newArchiveStage(options config.Options, conn stream.Connection, store archiver.Store) (*stream.Consumer, *archiver.Archiver, error) {
+	archive := archiver.New(store)
+	consumer, err := stream.NewConsumer(conn, stream.ConsumerOptions{
+		Topic:        options.Stream.CropsTopic,
+		Group:        options.Stream.ArchiveGroup,
+		DLQTopic:     options.Stream.DLQTopic,
+		BatchSize:    64,
+		ValidateJPEG: true,
+	}, archive.Handle)
+	if err != nil {
+		return nil, nil, err
+	}
+	return consumer, archive, nil
+}

@@ -1,0 +1,103 @@
+package detector
+
+import (
+	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/internal/testassets"
+)
+
+// readFrame returns frame number index of a shared video.
+func readFrame(t *testing.T, video string, index int) gocv.Mat {
+	t.Helper()
+	capture, err := gocv.VideoCaptureFile(testassets.Path(t, video))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer capture.Close()
+	frame := gocv.NewMat()
+	for i := 0; i <= index; i++ {
+		if !capture.Read(&frame) {
+			frame.Close()
+			t.Fatalf("%s: frame %d not readable", video, i)
+		}
+	}
+	return frame
+}
+
+func TestDetectorFindsWalkers(t *testing.T) {
+	frame := readFrame(t, "video/vtest.avi", 300)
+	defer frame.Close()
+	for _, model := range []string{ModelYoloFastest, ModelYOLOXNano} {
+		t.Run(model, func(t *testing.T) {
+			options := config.Default().Detector
+			options.Model = model
+			detector, err := New(options, testassets.Path(t, "models/detector"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer detector.Close()
+			start := time.Now()
+			detections, err := detector.Detect(frame)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %d people in %v: %+v", model, len(detections), time.Since(start), detections)
+			// Frame 300 shows 8 walkers; a miss or two and one false hit are tolerable.
+			if len(detections) < 5 || len(detections) > 10 {
+				t.Errorf("found %d people, want 5-10", len(detections))
+			}
+			for _, detection := range detections {
+				box := detection.Box
+				if box.X1 < 0 || box.Y1 < 0 || box.X2 > 768 || box.Y2 > 576 {
+					t.Errorf("box %+v outside the 768x576 frame", box)
+				}
+				if box.Height() < float32(options.MinHeight) || box.Height() < box.Width()*float32(options.MinAspect) {
+					t.Errorf("box %+v passed the size/aspect filter", box)
+				}
+				if detection.Score < float32(options.Confidence) {
+					t.Errorf("score %v below threshold", detection.Score)
+				}
+			}
+		})
+	}
+}
+
+func TestDetectorErrors(t *testing.T) {
+	options := config.Default().Detector
+	if _, err := New(options, t.TempDir()); err == nil {
+		t.Error("missing model files: no error")
+	}
+	options.Model = "hog"
+	if _, err := New(options, testassets.Path(t, "models/detector")); err == nil {
+		t.Error("unknown model: no error")
+	}
+	options = config.Default().Detector
+	detector, err := New(options, testassets.Path(t, "models/detector"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer detector.Close()
+	gray := gocv.NewMatWithSize(100, 100, gocv.MatTypeCV8U)
+	defer gray.Close()
+	if _, err := detector.Detect(gray); err == nil {
+		t.Error("single-channel frame: no error")
+	}
+	empty := gocv.NewMat()
+	defer empty.Close()
+	if _, err := detector.Detect(empty); err == nil {
+		t.Error("empty frame: no error")
+	}
+}
+
+func TestSetThreads(t *testing.T) {
+	before := Threads()
+	defer SetThreads(before)
+	SetThreads(1)
+	if got := Threads(); got != 1 {
+		t.Errorf("Threads() = %d after SetThreads(1)", got)
+	}
+}

@@ -1,0 +1,225 @@
+// Package embedder is the stage between the crops topic and the index: it decodes each batch of
+// crop JPEGs, runs the re-id network over them and upserts the normalised vectors, with their
+// metadata, into the gallery of the model version that made them.
+//
+// It is a stream.Handler: the consumer commits a batch only after Handle returned, so an upsert
+// that fails is retried, and a crop that can never be embedded (a broken JPEG) is rejected to the
+// dead-letter topic instead of blocking the partition. Upserts are by crop id, so a redelivered
+// batch lands once.
+package embedder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/jpeg"
+	"log/slog"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/stream"
+)
+
+// Model turns decoded crops into L2-normalised vectors of Dim values, in input order.
+// *torch.Model implements it.
+type Model interface {
+	Embed(ctx context.Context, images []image.Image) ([][]float32, error)
+	Dim() int
+}
+
+// Index is the part of index.Index the embedder writes to.
+type Index interface {
+	CreateVersion(ctx context.Context, version string, dim int) error
+	Upsert(ctx context.Context, version string, items []index.Item) error
+}
+
+// Options configures an Embedder.
+type Options struct {
+	// Model makes the vectors; Version names it, and is the index gallery written to.
+	Model   Model
+	Version string
+	Index   Index
+	// DecodeWorkers decode JPEGs in parallel. Default: the number of CPUs.
+	DecodeWorkers int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats is a snapshot of an Embedder's counters.
+type Stats struct {
+	// Embedded counts crops whose vectors were upserted (redeliveries included).
+	Embedded int64
+	// Rejected counts crops sent to the dead-letter topic because they could not be decoded.
+	Rejected int64
+	// Batches counts handled batches; ModelTime and UpsertTime are their summed durations.
+	Batches    int64
+	DecodeTime time.Duration
+	ModelTime  time.Duration
+	UpsertTime time.Duration
+	// LastLatency is produce-to-searchable time of the newest crop of the last batch.
+	LastLatency time.Duration
+}
+
+// Embedder is safe for use by one consumer at a time; Stats may be read concurrently.
+type Embedder struct {
+	options Options
+	stats   struct {
+		embedded, rejected, batches                  atomic.Int64
+		decodeNanos, modelNanos, upsertNanos, latency atomic.Int64
+	}
+	// observe, when set, receives each handled batch's produce-to-searchable latencies.
+	observe func([]time.Duration)
+}
+
+// New checks options and makes sure the model version's gallery exists.
+func New(ctx context.Context, options Options) (*Embedder, error) {
+	if options.Model == nil || options.Index == nil || options.Version == "" {
+		return nil, errors.New("embedder: needs a model, its version and an index")
+	}
+	if options.DecodeWorkers <= 0 {
+		options.DecodeWorkers = runtime.NumCPU()
+	}
+	if options.Logger == nil {
+		options.Logger = slog.Default()
+	}
+	if err := options.Index.CreateVersion(ctx, options.Version, options.Model.Dim()); err != nil {
+		return nil, fmt.Errorf("embedder: gallery for model %s: %w", options.Version, err)
+	}
+	return &Embedder{options: options}, nil
+}
+
+// ObserveLatency registers fn to receive, after each batch, the time from each crop's production
+// to its vector being searchable. Call before the consumer starts.
+func (e *Embedder) ObserveLatency(fn func([]time.Duration)) { e.observe = fn }
+
+// Handle embeds and upserts one batch. It implements stream.Handler.
+func (e *Embedder) Handle(ctx context.Context, batch []stream.Message) error {
+	started := time.Now()
+	images, rejected := e.decode(batch)
+	decoded := time.Now()
+	items := make([]index.Item, 0, len(batch))
+	keep := make([]int, 0, len(batch))
+	pictures := make([]image.Image, 0, len(batch))
+	for i := range batch {
+		if _, bad := rejected[i]; !bad {
+			keep = append(keep, i)
+			pictures = append(pictures, images[i])
+		}
+	}
+	if len(pictures) > 0 {
+		vectors, err := e.options.Model.Embed(ctx, pictures)
+		if err != nil {
+			return fmt.Errorf("embedder: model: %w", err)
+		}
+		if len(vectors) != len(pictures) {
+			return fmt.Errorf("embedder: model returned %d vectors for %d crops", len(vectors), len(pictures))
+		}
+		for j, i := range keep {
+			record := batch[i].Record
+			items = append(items, index.Item{
+				ID:     record.ID,
+				Vector: vectors[j],
+				Metadata: index.Metadata{
+					Camera: record.Camera,
+					Time:   record.Time,
+					Track:  record.Track,
+					Frame:  record.Frame,
+					Box:    [4]int32{int32(record.Box.X), int32(record.Box.Y), int32(record.Box.Width), int32(record.Box.Height)},
+					Model:  e.options.Version,
+				},
+			})
+		}
+	}
+	embedded := time.Now()
+	if len(items) > 0 {
+		if err := e.options.Index.Upsert(ctx, e.options.Version, items); err != nil {
+			return fmt.Errorf("embedder: upsert: %w", err)
+		}
+	}
+	done := time.Now()
+	e.record(batch, keep, len(rejected), started, decoded, embedded, done)
+	if len(rejected) > 0 {
+		for i, err := range rejected {
+			e.options.Logger.Warn("crop rejected", "id", batch[i].Record.ID, "camera", batch[i].Record.Camera, "err", err)
+		}
+		return &stream.RejectedError{Records: rejected}
+	}
+	return nil
+}
+
+func (e *Embedder) record(batch []stream.Message, keep []int, rejected int, started, decoded, embedded, done time.Time) {
+	e.stats.batches.Add(1)
+	e.stats.embedded.Add(int64(len(keep)))
+	e.stats.rejected.Add(int64(rejected))
+	e.stats.decodeNanos.Add(int64(decoded.Sub(started)))
+	e.stats.modelNanos.Add(int64(embedded.Sub(decoded)))
+	e.stats.upsertNanos.Add(int64(done.Sub(embedded)))
+	latencies := make([]time.Duration, 0, len(keep))
+	for _, i := range keep {
+		if !batch[i].Time.IsZero() {
+			latencies = append(latencies, done.Sub(batch[i].Time))
+		}
+	}
+	if len(latencies) > 0 {
+		e.stats.latency.Store(int64(latencies[len(latencies)-1]))
+		if e.observe != nil {
+			e.observe(latencies)
+		}
+	}
+}
+
+// decode turns every record's JPEG into an image in parallel; failures are returned by batch
+// index, wrapped in stream.ErrBadJPEG so the dead-letter record says why.
+func (e *Embedder) decode(batch []stream.Message) ([]image.Image, map[int]error) {
+	images := make([]image.Image, len(batch))
+	failures := make([]error, len(batch))
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for worker := 0; worker < min(e.options.DecodeWorkers, len(batch)); worker++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(batch) {
+					return
+				}
+				picture, err := jpeg.Decode(bytes.NewReader(batch[i].Record.JPEG))
+				if err == nil && (picture.Bounds().Dx() < 8 || picture.Bounds().Dy() < 8) {
+					err = fmt.Errorf("image %dx%d is too small", picture.Bounds().Dx(), picture.Bounds().Dy())
+				}
+				if err != nil {
+					failures[i] = fmt.Errorf("%w: %v", stream.ErrBadJPEG, err)
+					continue
+				}
+				images[i] = picture
+			}
+		}()
+	}
+	wg.Wait()
+	rejected := map[int]error{}
+	for i, err := range failures {
+		if err != nil {
+			rejected[i] = err
+		}
+	}
+	return images, rejected
+}
+
+// Stats returns a snapshot of the counters.
+func (e *Embedder) Stats() Stats {
+	return Stats{
+		Embedded:    e.stats.embedded.Load(),
+		Rejected:    e.stats.rejected.Load(),
+		Batches:     e.stats.batches.Load(),
+		DecodeTime:  time.Duration(e.stats.decodeNanos.Load()),
+		ModelTime:   time.Duration(e.stats.modelNanos.Load()),
+		UpsertTime:  time.Duration(e.stats.upsertNanos.Load()),
+		LastLatency: time.Duration(e.stats.latency.Load()),
+	}
+}

@@ -1,0 +1,379 @@
+package embedded
+
+import (
+	"math"
+	"runtime"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reid-project/reid/index"
+)
+
+// Vectors live in fixed-size blocks of contiguous float32 so that a million 512-d vectors never
+// need one 2 GB allocation (or a copy of one while growing), and a scan reads memory in order.
+const (
+	blockShift = 12
+	blockSize  = 1 << blockShift
+)
+
+// record is one slot's metadata. Camera and model names are interned: a filter compares codes.
+type record struct {
+	id     string
+	camera uint32
+	model  uint32
+	nanos  int64
+	track  int64
+	frame  int64
+	box    [4]int32
+}
+
+// gallery is one model version's items in memory. It is not safe for concurrent use: the owning
+// version's lock guards it (searches share it, writes hold it alone).
+type gallery struct {
+	dim     int
+	blocks  [][]float32
+	records []record
+	alive   []bool
+	slots   map[string]uint32
+	free    []uint32
+	live    int
+	names   []string
+	codes   map[string]uint32
+	// graph is the HNSW graph in approximate mode, nil in exact mode. A graph's nodes keep their
+	// slots, so with a graph a replaced or deleted slot stays as a tombstone instead of being reused.
+	graph *hnsw
+}
+
+func newGallery(dim int, graphOptions *hnswOptions) *gallery {
+	g := &gallery{dim: dim, slots: map[string]uint32{}, codes: map[string]uint32{}}
+	if graphOptions != nil {
+		g.graph = newHNSW(*graphOptions, g.vector)
+	}
+	return g
+}
+
+func (g *gallery) vector(slot uint32) []float32 {
+	block := g.blocks[slot>>blockShift]
+	offset := int(slot&(blockSize-1)) * g.dim
+	return block[offset : offset+g.dim : offset+g.dim]
+}
+
+func (g *gallery) intern(name string) uint32 {
+	if code, ok := g.codes[name]; ok {
+		return code
+	}
+	code := uint32(len(g.names))
+	g.names = append(g.names, name)
+	g.codes[name] = code
+	return code
+}
+
+// newSlot returns a free slot, growing storage by a block when needed.
+func (g *gallery) newSlot() uint32 {
+	if g.graph == nil && len(g.free) > 0 {
+		slot := g.free[len(g.free)-1]
+		g.free = g.free[:len(g.free)-1]
+		return slot
+	}
+	slot := uint32(len(g.records))
+	if int(slot>>blockShift) >= len(g.blocks) {
+		g.blocks = append(g.blocks, make([]float32, blockSize*g.dim))
+	}
+	g.records = append(g.records, record{})
+	g.alive = append(g.alive, false)
+	return slot
+}
+
+// put stores one item and returns its slot and whether that slot is new to the graph.
+func (g *gallery) put(item *decodedItem, vector []float32) (uint32, bool) {
+	slot, exists := g.slots[item.id]
+	fresh := !exists
+	if exists && g.graph != nil {
+		g.alive[slot] = false // the old node stays in the graph as a tombstone
+		fresh = true
+	}
+	if fresh {
+		slot = g.newSlot()
+		g.slots[item.id] = slot
+		if !exists {
+			g.live++
+		}
+	}
+	copy(g.vector(slot), vector)
+	g.records[slot] = record{
+		id:     item.id,
+		camera: g.intern(item.camera),
+		model:  g.intern(item.model),
+		nanos:  item.nanos,
+		track:  item.track,
+		frame:  item.frame,
+		box:    item.box,
+	}
+	g.alive[slot] = true
+	return slot, fresh && g.graph != nil
+}
+
+func (g *gallery) remove(id string) bool {
+	slot, ok := g.slots[id]
+	if !ok {
+		return false
+	}
+	delete(g.slots, id)
+	g.alive[slot] = false
+	g.records[slot] = record{}
+	if g.graph == nil {
+		g.free = append(g.free, slot)
+	}
+	g.live--
+	return true
+}
+
+func (g *gallery) removeBefore(nanos int64) int {
+	removed := 0
+	for slot := range g.records {
+		if g.alive[slot] && g.records[slot].nanos < nanos {
+			g.remove(g.records[slot].id)
+			removed++
+		}
+	}
+	return removed
+}
+
+func (g *gallery) item(slot uint32) index.Item {
+	return index.Item{
+		ID:       g.records[slot].id,
+		Vector:   slices.Clone(g.vector(slot)),
+		Metadata: g.metadata(slot),
+	}
+}
+
+func (g *gallery) metadata(slot uint32) index.Metadata {
+	r := &g.records[slot]
+	return index.Metadata{
+		Camera: g.names[r.camera],
+		Time:   nanosToTime(r.nanos),
+		Track:  r.track,
+		Frame:  r.frame,
+		Box:    r.box,
+		Model:  g.names[r.model],
+	}
+}
+
+// compiledFilter is an index.Filter resolved against the gallery's interned cameras.
+type compiledFilter struct {
+	cameraAllowed []bool // by camera code; nil allows every camera
+	from, to      int64
+	minScore      float32
+}
+
+func clampNanos(t time.Time, unset int64) int64 {
+	switch {
+	case t.IsZero():
+		return unset
+	case t.Year() < 1678:
+		return math.MinInt64 + 1
+	case t.Year() > 2261:
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+func (g *gallery) compile(filter index.Filter) compiledFilter {
+	compiled := compiledFilter{
+		from:     clampNanos(filter.From, math.MinInt64),
+		to:       clampNanos(filter.To, math.MaxInt64),
+		minScore: filter.MinScore,
+	}
+	if compiled.minScore == 0 || math.IsNaN(float64(compiled.minScore)) {
+		compiled.minScore = float32(math.Inf(-1))
+	}
+	if len(filter.Cameras) > 0 || len(filter.ExcludeCameras) > 0 {
+		compiled.cameraAllowed = make([]bool, len(g.names))
+		for code, name := range g.names {
+			compiled.cameraAllowed[code] = (len(filter.Cameras) == 0 || slices.Contains(filter.Cameras, name)) &&
+				!slices.Contains(filter.ExcludeCameras, name)
+		}
+	}
+	return compiled
+}
+
+// selective reports whether the filter restricts anything besides the score.
+func (f *compiledFilter) selective() bool {
+	return f.cameraAllowed != nil || f.from != math.MinInt64 || f.to != math.MaxInt64
+}
+
+// pass applies everything but the score, so that a rejected slot costs no dot product.
+func (g *gallery) pass(f *compiledFilter, slot uint32) bool {
+	if !g.alive[slot] {
+		return false
+	}
+	r := &g.records[slot]
+	if f.cameraAllowed != nil && !f.cameraAllowed[r.camera] {
+		return false
+	}
+	return r.nanos >= f.from && r.nanos <= f.to
+}
+
+// candidate is one scored slot.
+type candidate struct {
+	score float32
+	slot  uint32
+}
+
+// topK keeps the k best candidates in a min-heap (worst at the root).
+type topK struct {
+	k     int
+	items []candidate
+}
+
+func (h *topK) worst() float32 { return h.items[0].score }
+func (h *topK) full() bool     { return len(h.items) >= h.k }
+
+func (h *topK) push(c candidate) {
+	if len(h.items) < h.k {
+		h.items = append(h.items, c)
+		i := len(h.items) - 1
+		for i > 0 {
+			parent := (i - 1) / 2
+			if !worse(h.items[i], h.items[parent]) {
+				break
+			}
+			h.items[i], h.items[parent] = h.items[parent], h.items[i]
+			i = parent
+		}
+		return
+	}
+	if !worse(h.items[0], c) {
+		return
+	}
+	h.items[0] = c
+	h.siftDown(0)
+}
+
+func (h *topK) siftDown(i int) {
+	n := len(h.items)
+	for {
+		smallest, left, right := i, 2*i+1, 2*i+2
+		if left < n && worse(h.items[left], h.items[smallest]) {
+			smallest = left
+		}
+		if right < n && worse(h.items[right], h.items[smallest]) {
+			smallest = right
+		}
+		if smallest == i {
+			return
+		}
+		h.items[i], h.items[smallest] = h.items[smallest], h.items[i]
+		i = smallest
+	}
+}
+
+// worse orders candidates by score, then by slot so that results are deterministic.
+func worse(a, b candidate) bool {
+	if a.score != b.score {
+		return a.score < b.score
+	}
+	return a.slot > b.slot
+}
+
+func sortBest(candidates []candidate) {
+	sort.Slice(candidates, func(i, j int) bool { return worse(candidates[j], candidates[i]) })
+}
+
+// Exact search splits the slots into chunks that workers take in turn; each worker keeps a top-k
+// heap per query and scores a tile of tileSlots vectors against every query before moving on,
+// so a tile is read from memory once per batch of queries rather than once per query.
+const (
+	chunkSlots = 8192
+	tileSlots  = 64
+)
+
+func (g *gallery) searchExact(queries [][]float32, k int, filter *compiledFilter) [][]candidate {
+	n := len(g.records)
+	chunks := (n + chunkSlots - 1) / chunkSlots
+	workers := min(runtime.GOMAXPROCS(0), chunks)
+	if workers < 1 {
+		workers = 1
+	}
+	heaps := make([][]topK, workers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		heaps[w] = make([]topK, len(queries))
+		for q := range queries {
+			heaps[w][q] = topK{k: k, items: make([]candidate, 0, k)}
+		}
+		wg.Add(1)
+		go func(mine []topK) {
+			defer wg.Done()
+			var passing [tileSlots]uint32
+			for {
+				chunk := int(next.Add(1) - 1)
+				if chunk >= chunks {
+					return
+				}
+				end := min((chunk+1)*chunkSlots, n)
+				for tile := chunk * chunkSlots; tile < end; tile += tileSlots {
+					count := 0
+					for slot := tile; slot < min(tile+tileSlots, end); slot++ {
+						if g.pass(filter, uint32(slot)) {
+							passing[count] = uint32(slot)
+							count++
+						}
+					}
+					for q, query := range queries {
+						heap := &mine[q]
+						for _, slot := range passing[:count] {
+							score := dot(query, g.vector(slot))
+							if score < filter.minScore {
+								continue
+							}
+							if !heap.full() || score > heap.worst() {
+								heap.push(candidate{score, slot})
+							}
+						}
+					}
+				}
+			}
+		}(heaps[w])
+	}
+	wg.Wait()
+	results := make([][]candidate, len(queries))
+	for q := range queries {
+		merged := heaps[0][q]
+		for w := 1; w < workers; w++ {
+			for _, c := range heaps[w][q].items {
+				merged.push(c)
+			}
+		}
+		sortBest(merged.items)
+		results[q] = merged.items
+	}
+	return results
+}
+
+// passFraction estimates the share of slots a filter keeps from a deterministic sample.
+func (g *gallery) passFraction(filter *compiledFilter) float64 {
+	n := len(g.records)
+	if n == 0 {
+		return 1
+	}
+	samples := min(n, 2000)
+	step := max(1, n/samples)
+	kept, seen := 0, 0
+	for slot := 0; slot < n; slot += step {
+		seen++
+		if g.pass(filter, uint32(slot)) {
+			kept++
+		}
+	}
+	return float64(kept) / float64(seen)
+}
+
+// itemView is item without copying the vector, for encoding under the lock.
+func (g *gallery) itemView(slot uint32) index.Item {
+	return index.Item{ID: g.records[slot].id, Vector: g.vector(slot), Metadata: g.metadata(slot)}
+}

@@ -1,0 +1,404 @@
+package embedded
+
+import (
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+)
+
+// hnswOptions are the graph's parameters (Malkov and Yashunin, 2016): m links per node on the upper
+// layers and 2m on layer 0, efConstruction candidates while inserting, efSearch while searching.
+type hnswOptions struct {
+	m, efConstruction, efSearch int
+}
+
+// hnsw is a hierarchical navigable small-world graph over a gallery's slots, by inner product.
+//
+// Inserts may run in parallel with each other (insertParallel): each node's links are guarded by
+// its own lock and the entry point by mu. Searches run only while no insert does (the gallery's
+// owner holds its write lock while inserting), so they read links without locks.
+type hnsw struct {
+	hnswOptions
+	m0        int
+	levelMult float64
+	vector    func(slot uint32) []float32
+
+	mu       sync.Mutex
+	entry    int64 // -1: empty
+	maxLevel int
+
+	levels []uint8
+	// links0 holds, per slot, a count then up to m0 neighbours on layer 0; upper holds, per slot,
+	// the same (count then m) for layers 1..level.
+	links0 []uint32
+	upper  [][]uint32
+	locks  []*[blockSize]sync.Mutex
+
+	visitedPool sync.Pool
+}
+
+func newHNSW(options hnswOptions, vector func(uint32) []float32) *hnsw {
+	return &hnsw{
+		hnswOptions: options,
+		m0:          2 * options.m,
+		levelMult:   1 / math.Log(float64(options.m)),
+		vector:      vector,
+		entry:       -1,
+	}
+}
+
+// grow makes room for slots below n; callers hold the gallery alone.
+func (h *hnsw) grow(n int) {
+	for len(h.levels) < n {
+		h.levels = append(h.levels, 0)
+		h.upper = append(h.upper, nil)
+		h.links0 = append(h.links0, make([]uint32, h.m0+1)...)
+	}
+	for len(h.locks)*blockSize < n {
+		h.locks = append(h.locks, new([blockSize]sync.Mutex))
+	}
+}
+
+func (h *hnsw) lock(slot uint32) *sync.Mutex {
+	return &h.locks[slot>>blockShift][slot&(blockSize-1)]
+}
+
+// links returns the neighbour list (count first) of slot on level.
+func (h *hnsw) links(slot uint32, level int) []uint32 {
+	if level == 0 {
+		return h.links0[int(slot)*(h.m0+1) : int(slot+1)*(h.m0+1)]
+	}
+	return h.upper[slot][(level-1)*(h.m+1) : level*(h.m+1)]
+}
+
+// randomLevel draws a node's top layer from a hash of its slot, so that the graph's shape does not
+// depend on which goroutine inserted first and needs no shared random source.
+func (h *hnsw) randomLevel(slot uint32) int {
+	x := uint64(slot) + 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	x ^= x >> 31
+	uniform := (float64(x>>11) + 0.5) / (1 << 53)
+	level := int(-math.Log(uniform) * h.levelMult)
+	return min(level, 15)
+}
+
+// visited marks nodes seen during one search with a generation number, so it is cleared in O(1).
+type visited struct {
+	marks      []uint32
+	generation uint32
+}
+
+func (h *hnsw) getVisited(n int) *visited {
+	v, _ := h.visitedPool.Get().(*visited)
+	if v == nil {
+		v = &visited{}
+	}
+	if len(v.marks) < n {
+		v.marks = make([]uint32, n+n/4)
+		v.generation = 0
+	}
+	v.generation++
+	if v.generation == 0 {
+		clear(v.marks)
+		v.generation = 1
+	}
+	return v
+}
+
+func (v *visited) visit(slot uint32) bool {
+	if v.marks[slot] == v.generation {
+		return false
+	}
+	v.marks[slot] = v.generation
+	return true
+}
+
+// maxHeap is a max-heap of candidates (best at the root): the frontier a search expands.
+type maxHeap []candidate
+
+func (q *maxHeap) push(c candidate) {
+	*q = append(*q, c)
+	items := *q
+	i := len(items) - 1
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !worse(items[parent], items[i]) {
+			break
+		}
+		items[i], items[parent] = items[parent], items[i]
+		i = parent
+	}
+}
+
+func (q *maxHeap) pop() candidate {
+	items := *q
+	top := items[0]
+	last := len(items) - 1
+	items[0] = items[last]
+	items = items[:last]
+	i := 0
+	for {
+		best, left, right := i, 2*i+1, 2*i+2
+		if left < len(items) && worse(items[best], items[left]) {
+			best = left
+		}
+		if right < len(items) && worse(items[best], items[right]) {
+			best = right
+		}
+		if best == i {
+			break
+		}
+		items[i], items[best] = items[best], items[i]
+		i = best
+	}
+	*q = items
+	return top
+}
+
+// searchLayer is the best-first search of one layer from entry points. accept, when not nil,
+// decides which visited nodes may enter the results; others are still walked through. With lock
+// set it copies each neighbour list under its node's lock (inserts run concurrently).
+func (h *hnsw) searchLayer(query []float32, entries []candidate, ef, level int, accept func(uint32) bool, locked bool, seen *visited) []candidate {
+	frontier := make(maxHeap, 0, ef*2)
+	results := topK{k: ef, items: make([]candidate, 0, ef)}
+	for _, entry := range entries {
+		seen.visit(entry.slot)
+		frontier.push(entry)
+		if accept == nil || accept(entry.slot) {
+			results.push(entry)
+		}
+	}
+	var neighbours [256]uint32
+	for len(frontier) > 0 {
+		current := frontier.pop()
+		if results.full() && current.score < results.worst() {
+			break
+		}
+		list := h.links(current.slot, level)
+		var count int
+		if locked {
+			mutex := h.lock(current.slot)
+			mutex.Lock()
+			count = copy(neighbours[:], list[1:1+list[0]])
+			mutex.Unlock()
+		} else {
+			count = copy(neighbours[:], list[1:1+list[0]])
+		}
+		for _, neighbour := range neighbours[:count] {
+			if !seen.visit(neighbour) {
+				continue
+			}
+			score := dot(query, h.vector(neighbour))
+			if results.full() && score <= results.worst() {
+				continue
+			}
+			frontier.push(candidate{score, neighbour})
+			if accept == nil || accept(neighbour) {
+				results.push(candidate{score, neighbour})
+			}
+		}
+	}
+	sortBest(results.items)
+	return results.items
+}
+
+// selectNeighbours is the paper's heuristic: walking candidates from the best, keep one only if it
+// is closer to the query than to every neighbour already kept. That spreads links across
+// directions, which keeps clustered data navigable. candidates must be sorted best first.
+func (h *hnsw) selectNeighbours(candidates []candidate, m int) []candidate {
+	if len(candidates) <= m {
+		return candidates
+	}
+	selected := make([]candidate, 0, m)
+	for _, c := range candidates {
+		if len(selected) >= m {
+			break
+		}
+		vector := h.vector(c.slot)
+		good := true
+		for _, s := range selected {
+			if dot(vector, h.vector(s.slot)) > c.score {
+				good = false
+				break
+			}
+		}
+		if good {
+			selected = append(selected, c)
+		}
+	}
+	return selected
+}
+
+// insert links slot into the graph; n is the number of slots (for the visited marks).
+func (h *hnsw) insert(slot uint32, n int) {
+	level := h.randomLevel(slot)
+	h.levels[slot] = uint8(level)
+	h.links0[int(slot)*(h.m0+1)] = 0
+	if level > 0 {
+		h.upper[slot] = make([]uint32, level*(h.m+1))
+	} else {
+		h.upper[slot] = nil
+	}
+
+	h.mu.Lock()
+	if h.entry < 0 {
+		h.entry, h.maxLevel = int64(slot), level
+		h.mu.Unlock()
+		return
+	}
+	entry, top := uint32(h.entry), h.maxLevel
+	// A node that raises the top keeps mu until it is linked, so no search starts from it early.
+	raisesTop := level > top
+	if !raisesTop {
+		h.mu.Unlock()
+	}
+
+	query := h.vector(slot)
+	current := candidate{dot(query, h.vector(entry)), entry}
+	for l := top; l > level; l-- {
+		current = h.greedy(query, current, l, true)
+	}
+	seen := h.getVisited(n)
+	defer h.visitedPool.Put(seen)
+	entries := []candidate{current}
+	for l := min(level, top); l >= 0; l-- {
+		if l != min(level, top) {
+			seen.generation++
+			if seen.generation == 0 {
+				clear(seen.marks)
+				seen.generation = 1
+			}
+		}
+		found := h.searchLayer(query, entries, h.efConstruction, l, func(s uint32) bool { return s != slot }, true, seen)
+		neighbours := h.selectNeighbours(found, h.m)
+		mutex := h.lock(slot)
+		mutex.Lock()
+		list := h.links(slot, l)
+		list[0] = uint32(len(neighbours))
+		for i, neighbour := range neighbours {
+			list[1+i] = neighbour.slot
+		}
+		mutex.Unlock()
+		for _, neighbour := range neighbours {
+			h.link(neighbour.slot, slot, neighbour.score, l)
+		}
+		if len(found) > 0 {
+			entries = found
+		}
+	}
+	if raisesTop {
+		h.entry, h.maxLevel = int64(slot), level
+		h.mu.Unlock()
+	}
+}
+
+// link adds a reverse link from node to added, pruning node's list with the heuristic when full.
+func (h *hnsw) link(node, added uint32, score float32, level int) {
+	capacity := h.m
+	if level == 0 {
+		capacity = h.m0
+	}
+	mutex := h.lock(node)
+	mutex.Lock()
+	defer mutex.Unlock()
+	list := h.links(node, level)
+	count := int(list[0])
+	for _, existing := range list[1 : 1+count] {
+		if existing == added {
+			return
+		}
+	}
+	if count < capacity {
+		list[1+count] = added
+		list[0]++
+		return
+	}
+	vector := h.vector(node)
+	candidates := make([]candidate, 0, count+1)
+	candidates = append(candidates, candidate{score, added})
+	for _, existing := range list[1 : 1+count] {
+		candidates = append(candidates, candidate{dot(vector, h.vector(existing)), existing})
+	}
+	sortBest(candidates)
+	kept := h.selectNeighbours(candidates, capacity)
+	list[0] = uint32(len(kept))
+	for i, c := range kept {
+		list[1+i] = c.slot
+	}
+}
+
+// greedy walks one upper layer to the neighbour closest to query.
+func (h *hnsw) greedy(query []float32, current candidate, level int, locked bool) candidate {
+	var neighbours [256]uint32
+	for changed := true; changed; {
+		changed = false
+		if int(h.levels[current.slot]) < level {
+			return current
+		}
+		list := h.links(current.slot, level)
+		var count int
+		if locked {
+			mutex := h.lock(current.slot)
+			mutex.Lock()
+			count = copy(neighbours[:], list[1:1+list[0]])
+			mutex.Unlock()
+		} else {
+			count = copy(neighbours[:], list[1:1+list[0]])
+		}
+		for _, neighbour := range neighbours[:count] {
+			if score := dot(query, h.vector(neighbour)); score > current.score {
+				current = candidate{score, neighbour}
+				changed = true
+			}
+		}
+	}
+	return current
+}
+
+// insertParallel links every slot in slots using all CPUs; n is the number of slots.
+func (h *hnsw) insertParallel(slots []uint32, n int) {
+	h.grow(n)
+	// The first node is linked alone so the others always find an entry point.
+	for len(slots) > 0 && h.entry < 0 {
+		h.insert(slots[0], n)
+		slots = slots[1:]
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(slots)/64+1)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(slots) {
+					return
+				}
+				h.insert(slots[i], n)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// search returns up to k accepted candidates for query, best first.
+func (h *hnsw) search(query []float32, k, ef, n int, accept func(uint32) bool) []candidate {
+	if h.entry < 0 {
+		return nil
+	}
+	entry := uint32(h.entry)
+	current := candidate{dot(query, h.vector(entry)), entry}
+	for l := h.maxLevel; l > 0; l-- {
+		current = h.greedy(query, current, l, false)
+	}
+	seen := h.getVisited(n)
+	defer h.visitedPool.Put(seen)
+	found := h.searchLayer(query, []candidate{current}, max(ef, k), 0, accept, false, seen)
+	if len(found) > k {
+		found = found[:k]
+	}
+	return found
+}

@@ -1,0 +1,465 @@
+// Package ingest turns camera sources into person crops: it decodes each camera on its own
+// goroutine, samples frames to a target rate, detects people, follows them with a per-camera
+// tracker and hands a JPEG crop of each confirmed, rate-limited detection to a Sink.
+//
+// gocv Mats never leave the camera goroutine that owns them; what crosses to the sink is a
+// CropRecord holding Go-owned JPEG bytes.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/detector"
+	"github.com/reid-project/reid/ingest/track"
+)
+
+// Sink receives every crop record. Put may block (backpressure) and must be safe for concurrent
+// use, since cameras write from their own goroutines.
+type Sink interface {
+	Put(ctx context.Context, record cropstore.CropRecord) error
+}
+
+// Detector finds people in a frame; detector.Detector is the real one. Each camera gets its own.
+type Detector interface {
+	Detect(frame gocv.Mat) ([]detector.Detection, error)
+	Name() string
+	Close() error
+}
+
+// Options configure an Ingester.
+type Options struct {
+	Ingest  config.Ingest
+	Tracker config.Tracker
+	Crops   config.Crops
+	// NewDetector makes one camera's detector.
+	NewDetector func() (Detector, error)
+	// Sink receives the crops.
+	Sink Sink
+	// MaxFrames stops each camera after it has processed this many frames; 0 runs to the end.
+	MaxFrames int64
+	// SinkBuffer is how many records each camera may queue for the sink before it waits. Default 64.
+	SinkBuffer int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+
+	// open replaces openCapture in tests.
+	open func(config.Camera) (capture, error)
+}
+
+// Ingester runs cameras. Stats may be called from any goroutine while Run runs.
+type Ingester struct {
+	options Options
+	mu      sync.Mutex
+	cameras []*cameraCounters
+	started time.Time
+}
+
+// New checks options and returns an Ingester.
+func New(options Options) (*Ingester, error) {
+	if options.NewDetector == nil || options.Sink == nil {
+		return nil, errors.New("ingest: NewDetector and Sink are required")
+	}
+	if options.Ingest.ReconnectInitial <= 0 || options.Ingest.ReconnectMax < options.Ingest.ReconnectInitial {
+		return nil, fmt.Errorf("ingest: reconnect backoff %v..%v is not a valid range", options.Ingest.ReconnectInitial, options.Ingest.ReconnectMax)
+	}
+	if options.Crops.Width < 1 || options.Crops.Height < 1 || options.Crops.JPEGQuality < 1 || options.Crops.JPEGQuality > 100 {
+		return nil, fmt.Errorf("ingest: crop size %dx%d quality %d is not valid", options.Crops.Width, options.Crops.Height, options.Crops.JPEGQuality)
+	}
+	if options.Tracker.MinHits < 1 || options.Tracker.MaxAge < 1 {
+		return nil, errors.New("ingest: tracker min_hits and max_age must be >= 1")
+	}
+	if options.SinkBuffer <= 0 {
+		options.SinkBuffer = 64
+	}
+	if options.Logger == nil {
+		options.Logger = slog.Default()
+	}
+	if options.open == nil {
+		options.open = openCapture
+	}
+	return &Ingester{options: options}, nil
+}
+
+// Run processes every camera concurrently until each ends (files, directories), fails, or ctx is
+// cancelled. A failing camera does not stop the others; Run returns all cameras' errors joined.
+// Cancellation is not an error.
+func (in *Ingester) Run(ctx context.Context, cameras []config.Camera) error {
+	if len(cameras) == 0 {
+		return errors.New("ingest: no cameras")
+	}
+	seen := map[string]bool{}
+	for _, camera := range cameras {
+		if !config.ValidID(camera.ID) || seen[camera.ID] {
+			return fmt.Errorf("ingest: camera id %q is invalid or repeated", camera.ID)
+		}
+		seen[camera.ID] = true
+	}
+	in.mu.Lock()
+	in.started = time.Now()
+	in.cameras = make([]*cameraCounters, len(cameras))
+	for i, camera := range cameras {
+		in.cameras[i] = &cameraCounters{camera: camera.ID}
+	}
+	in.mu.Unlock()
+
+	errs := make([]error, len(cameras))
+	var wg sync.WaitGroup
+	for i, camera := range cameras {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			counters := in.cameras[i]
+			err := in.runCamera(ctx, camera, counters)
+			counters.finish()
+			if err != nil && !errors.Is(err, context.Canceled) {
+				errs[i] = fmt.Errorf("camera %s: %w", camera.ID, err)
+				in.options.Logger.Error("camera stopped", "camera", camera.ID, "err", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// cameraCounters are one camera's live statistics, updated by its goroutine and read by Stats.
+type cameraCounters struct {
+	camera                                  string
+	decoded, frames, detections, crops      atomic.Int64
+	tracks, reconnects, skipped, sinkErrors atomic.Int64
+	finishedAt                              atomic.Int64 // unix nanoseconds; 0 while running
+}
+
+func (c *cameraCounters) finish() { c.finishedAt.Store(time.Now().UnixNano()) }
+
+// CameraStats is a snapshot of one camera's progress.
+type CameraStats struct {
+	Camera string `json:"camera"`
+	// Decoded counts frames read from the source; Frames those processed after sampling.
+	Decoded    int64 `json:"decoded"`
+	Frames     int64 `json:"frames"`
+	Detections int64 `json:"detections"`
+	Crops      int64 `json:"crops"`
+	// Tracks counts tracks that yielded at least one crop.
+	Tracks     int64 `json:"tracks"`
+	Reconnects int64 `json:"reconnects"`
+	// Skipped counts unreadable still images.
+	Skipped int64   `json:"skipped"`
+	Seconds float64 `json:"seconds"`
+	// FPS is processed frames per second of run time.
+	FPS     float64 `json:"fps"`
+	Running bool    `json:"running"`
+}
+
+// Stats is a snapshot of a run: totals and per-camera figures.
+type Stats struct {
+	Frames     int64         `json:"frames"`
+	Detections int64         `json:"detections"`
+	Crops      int64         `json:"crops"`
+	Tracks     int64         `json:"tracks"`
+	Seconds    float64       `json:"seconds"`
+	FPS        float64       `json:"fps"`
+	Cameras    []CameraStats `json:"cameras"`
+}
+
+// Stats returns the current figures.
+func (in *Ingester) Stats() Stats {
+	in.mu.Lock()
+	cameras, started := in.cameras, in.started
+	in.mu.Unlock()
+	var stats Stats
+	now := time.Now()
+	for _, counters := range cameras {
+		end := now
+		finished := counters.finishedAt.Load()
+		if finished != 0 {
+			end = time.Unix(0, finished)
+		}
+		camera := CameraStats{
+			Camera:     counters.camera,
+			Decoded:    counters.decoded.Load(),
+			Frames:     counters.frames.Load(),
+			Detections: counters.detections.Load(),
+			Crops:      counters.crops.Load(),
+			Tracks:     counters.tracks.Load(),
+			Reconnects: counters.reconnects.Load(),
+			Skipped:    counters.skipped.Load(),
+			Seconds:    end.Sub(started).Seconds(),
+			Running:    finished == 0,
+		}
+		if camera.Seconds > 0 {
+			camera.FPS = float64(camera.Frames) / camera.Seconds
+		}
+		stats.Frames += camera.Frames
+		stats.Detections += camera.Detections
+		stats.Crops += camera.Crops
+		stats.Tracks += camera.Tracks
+		stats.Seconds = max(stats.Seconds, camera.Seconds)
+		stats.Cameras = append(stats.Cameras, camera)
+	}
+	if stats.Seconds > 0 {
+		stats.FPS = float64(stats.Frames) / stats.Seconds
+	}
+	return stats
+}
+
+// runCamera owns everything of one camera: its source, detector, tracker, Mats and sink writer.
+func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counters *cameraCounters) error {
+	det, err := in.options.NewDetector()
+	if err != nil {
+		return err
+	}
+	defer det.Close()
+
+	// The sink writer runs beside the camera so that slow writes (fsync) overlap decoding and
+	// detection; the bounded queue makes a slow sink slow ingest down rather than grow memory.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	queue := make(chan cropstore.CropRecord, in.options.SinkBuffer)
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		for record := range queue {
+			if err := in.options.Sink.Put(ctx, record); err != nil {
+				counters.sinkErrors.Add(1)
+				cancel(fmt.Errorf("sink: %w", err))
+				for range queue { // drain so the producer never blocks on a dead writer
+				}
+				return
+			}
+		}
+	}()
+	camErr := in.processSource(ctx, camera, det, counters, queue)
+	close(queue)
+	<-writerDone
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return camErr
+}
+
+// processSource opens the source and processes it; live sources are reopened with capped
+// exponential backoff when they fail or drop.
+func (in *Ingester) processSource(ctx context.Context, camera config.Camera, det Detector, counters *cameraCounters, queue chan<- cropstore.CropRecord) error {
+	kind, _ := classify(camera.Source)
+	logger := in.options.Logger.With("camera", camera.ID, "source", redactURL(camera.Source), "kind", kind.String())
+	fps := in.options.Ingest.SampleFPS
+	if camera.SampleFPS > 0 {
+		fps = camera.SampleFPS
+	}
+	state := &cameraState{
+		camera:   camera,
+		kind:     kind,
+		detector: det,
+		sampler:  NewSampler(fps),
+		tracker: track.New(track.Options{
+			IoU: in.options.Tracker.IoU, MaxAge: in.options.Tracker.MaxAge, MinHits: in.options.Tracker.MinHits,
+		}),
+		cropper:   newCropper(in.options.Crops),
+		lastCrop:  map[int64]time.Time{},
+		counters:  counters,
+		queue:     queue,
+		options:   &in.options,
+		cameraT0:  time.Now(),
+		frame:     gocv.NewMat(),
+		wallclock: in.options.Ingest.Timestamps == "wallclock",
+	}
+	defer state.close()
+	if camera.StartTime != "" {
+		start, err := time.Parse(time.RFC3339, camera.StartTime)
+		if err != nil {
+			return fmt.Errorf("start_time: %w", err)
+		}
+		state.configuredStart = start
+	}
+
+	backoff := Backoff{Initial: in.options.Ingest.ReconnectInitial, Max: in.options.Ingest.ReconnectMax}
+	failures := 0
+	for {
+		source, err := in.options.open(camera)
+		if err == nil {
+			logger.Debug("source opened")
+			var progressed bool
+			progressed, err = state.drain(ctx, source)
+			source.Close()
+			if progressed {
+				failures = 0
+			}
+		}
+		switch {
+		case err == nil || errors.Is(err, io.EOF) || errors.Is(err, errMaxFrames):
+			return nil
+		case ctx.Err() != nil:
+			return context.Cause(ctx)
+		case !kind.live():
+			return err
+		}
+		failures++
+		if limit := in.options.Ingest.MaxReconnects; limit > 0 && failures > limit {
+			return fmt.Errorf("giving up after %d failed reconnects: %w", limit, err)
+		}
+		delay := backoff.Delay(failures)
+		logger.Warn("live source lost; reopening", "err", err, "attempt", failures, "delay", delay)
+		counters.reconnects.Add(1)
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return context.Cause(ctx)
+		case <-timer.C:
+		}
+	}
+}
+
+var errMaxFrames = errors.New("max frames reached")
+
+// cameraState is the per-camera pipeline between source and sink.
+type cameraState struct {
+	camera          config.Camera
+	kind            sourceKind
+	detector        Detector
+	sampler         *Sampler
+	tracker         *track.Tracker
+	cropper         *cropper
+	lastCrop        map[int64]time.Time // per track, for the rate limit
+	counters        *cameraCounters
+	queue           chan<- cropstore.CropRecord
+	options         *Options
+	cameraT0        time.Time // when the camera started, for live sampling positions
+	frame           gocv.Mat
+	frameIndex      int64 // decoded frames over the camera's life, across reconnects
+	configuredStart time.Time
+	wallclock       bool
+	boxes           []detector.Box
+}
+
+func (s *cameraState) close() {
+	s.frame.Close()
+	s.cropper.Close()
+}
+
+// drain reads source until it ends or fails. progressed reports whether any frame was read.
+func (s *cameraState) drain(ctx context.Context, source capture) (progressed bool, err error) {
+	start := s.configuredStart
+	if start.IsZero() {
+		start = source.Start()
+	}
+	if start.IsZero() || s.kind.live() {
+		start = time.Now() // live positions count from when the source (re)opened
+	}
+	skipped := func() {}
+	if stills, ok := source.(*stillsCapture); ok {
+		skipped = func() { s.counters.skipped.Store(int64(stills.unreadble)) }
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return progressed, err
+		}
+		info, err := source.Read(&s.frame)
+		skipped()
+		if err != nil {
+			return progressed, err
+		}
+		progressed = true
+		frameIndex := s.frameIndex
+		s.frameIndex++
+		s.counters.decoded.Add(1)
+
+		position := info.position
+		if s.kind.live() {
+			position = time.Since(s.cameraT0)
+		}
+		if !s.sampler.Keep(position) {
+			continue
+		}
+		var frameTime time.Time
+		switch {
+		case s.wallclock:
+			frameTime = time.Now()
+		case !info.time.IsZero() && s.configuredStart.IsZero():
+			frameTime = info.time
+		default:
+			frameTime = start.Add(info.position)
+		}
+		if err := s.process(ctx, frameIndex, frameTime.UTC()); err != nil {
+			return progressed, err
+		}
+		if limit := s.options.MaxFrames; limit > 0 && s.counters.frames.Load() >= limit {
+			return progressed, errMaxFrames
+		}
+	}
+}
+
+// process detects, tracks and crops one sampled frame.
+func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime time.Time) error {
+	detections, err := s.detector.Detect(s.frame)
+	if err != nil {
+		return fmt.Errorf("frame %d: %w", frameIndex, err)
+	}
+	s.counters.frames.Add(1)
+	s.counters.detections.Add(int64(len(detections)))
+	s.boxes = s.boxes[:0]
+	for _, detection := range detections {
+		s.boxes = append(s.boxes, detection.Box)
+	}
+	assignments := s.tracker.Update(s.boxes)
+	for i, assignment := range assignments {
+		if !assignment.Confirmed {
+			continue
+		}
+		last, seen := s.lastCrop[assignment.Track]
+		if seen && frameTime.Sub(last) < s.options.Crops.MinInterval {
+			continue
+		}
+		jpeg, err := s.cropper.encode(s.frame, detections[i].Box)
+		if err != nil {
+			continue // a box clipped to nothing at the frame edge has no crop
+		}
+		if !seen {
+			s.counters.tracks.Add(1)
+		}
+		s.lastCrop[assignment.Track] = frameTime
+		record := cropstore.CropRecord{
+			ID:       cropstore.NewID(s.camera.ID, frameTime, frameIndex, i),
+			Camera:   s.camera.ID,
+			Time:     frameTime,
+			Frame:    frameIndex,
+			Box:      frameBox(detections[i].Box),
+			Score:    detections[i].Score,
+			Track:    assignment.Track,
+			Detector: s.detector.Name(),
+			JPEG:     jpeg,
+		}
+		select {
+		case s.queue <- record:
+			s.counters.crops.Add(1)
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	s.forgetOldTracks(frameTime)
+	return nil
+}
+
+// forgetOldTracks bounds the rate-limit map: a track unseen for a minute has long ended (tracks
+// live max_age frames without detections).
+func (s *cameraState) forgetOldTracks(now time.Time) {
+	if len(s.lastCrop) < 256 {
+		return
+	}
+	for id, last := range s.lastCrop {
+		if now.Sub(last) > time.Minute {
+			delete(s.lastCrop, id)
+		}
+	}
+}

@@ -1,0 +1,501 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/detector"
+	"github.com/reid-project/reid/internal/testassets"
+)
+
+// memorySink keeps records in memory.
+type memorySink struct {
+	mu      sync.Mutex
+	records []cropstore.CropRecord
+	fail    error
+}
+
+func (s *memorySink) Put(_ context.Context, record cropstore.CropRecord) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	s.records = append(s.records, record)
+	return nil
+}
+
+func (s *memorySink) byCamera(camera string) []cropstore.CropRecord {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []cropstore.CropRecord
+	for _, record := range s.records {
+		if record.Camera == camera {
+			out = append(out, record)
+		}
+	}
+	return out
+}
+
+// walkerDetector reports one person walking right by 4 pixels a frame.
+type walkerDetector struct{ calls int }
+
+func (d *walkerDetector) Detect(frame gocv.Mat) ([]detector.Detection, error) {
+	x := float32(10 + 4*(d.calls%40))
+	d.calls++
+	return []detector.Detection{{Box: detector.Box{X1: x, Y1: 10, X2: x + 20, Y2: 60}, Score: 0.9}}, nil
+}
+func (d *walkerDetector) Name() string { return "walker" }
+func (d *walkerDetector) Close() error { return nil }
+
+func testOptions(sink Sink, newDetector func() (Detector, error)) Options {
+	defaults := config.Default()
+	defaults.Ingest.ReconnectInitial = time.Millisecond
+	defaults.Ingest.ReconnectMax = 4 * time.Millisecond
+	return Options{
+		Ingest:      defaults.Ingest,
+		Tracker:     defaults.Tracker,
+		Crops:       defaults.Crops,
+		NewDetector: newDetector,
+		Sink:        sink,
+	}
+}
+
+func fakeDetector() (Detector, error) { return &walkerDetector{}, nil }
+
+// The acceptance check of the detector, tracker and crops together on the real video.
+func TestVtestAcceptance(t *testing.T) {
+	video := testassets.Path(t, "video/vtest.avi")
+	models := testassets.Path(t, "models/detector")
+	defaults := config.Default()
+	sink := &memorySink{}
+	options := testOptions(sink, func() (Detector, error) { return detector.New(defaults.Detector, models) })
+	options.Ingest = defaults.Ingest
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ingester.Run(context.Background(), []config.Camera{{ID: "cam1", Source: video}}); err != nil {
+		t.Fatal(err)
+	}
+	stats := ingester.Stats()
+	t.Logf("stats: %+v", stats)
+	if stats.Frames != 795 || stats.Cameras[0].Decoded != 795 {
+		t.Errorf("processed %d of %d decoded frames, want all 795", stats.Frames, stats.Cameras[0].Decoded)
+	}
+	perFrame := float64(stats.Detections) / float64(stats.Frames)
+	if perFrame < 3 || perFrame > 9 {
+		t.Errorf("%.2f detections per frame, want 3-9", perFrame)
+	}
+	records := sink.byCamera("cam1")
+	if int64(len(records)) != stats.Crops || len(records) < 300 {
+		t.Fatalf("%d records for %d crops counted", len(records), stats.Crops)
+	}
+	perTrack := map[int64]int{}
+	ids := map[string]bool{}
+	for _, record := range records {
+		perTrack[record.Track]++
+		if ids[record.ID] {
+			t.Errorf("duplicate id %s", record.ID)
+		}
+		ids[record.ID] = true
+	}
+	inLongTracks := 0
+	for _, record := range records {
+		if perTrack[record.Track] >= 5 {
+			inLongTracks++
+		}
+	}
+	share := float64(inLongTracks) / float64(len(records))
+	t.Logf("%.2f detections/frame, %d crops in %d tracks, %.1f%% in tracks of >= 5 crops", perFrame, len(records), len(perTrack), 100*share)
+	if share < 0.8 {
+		t.Errorf("%.1f%% of crops in tracks of >= 5 crops, want >= 80%%", 100*share)
+	}
+	if int64(len(perTrack)) != stats.Tracks {
+		t.Errorf("stats count %d tracks, records show %d", stats.Tracks, len(perTrack))
+	}
+
+	// Records are complete and their images are crops of the configured size.
+	first := records[0]
+	parsed, err := cropstore.ParseID(first.ID)
+	if err != nil || parsed.Camera != "cam1" || parsed.Frame != first.Frame || !parsed.Time.Equal(first.Time.Truncate(time.Microsecond)) {
+		t.Errorf("id %s does not match record %+v (%v)", first.ID, first, err)
+	}
+	if first.Detector != detector.ModelYoloFastest || first.Score < 0.3 || first.Box.Width <= 0 || first.Box.Height < first.Box.Width {
+		t.Errorf("record fields: %+v", first)
+	}
+	img, err := gocv.IMDecode(first.JPEG, gocv.IMReadColor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer img.Close()
+	if img.Cols() != defaults.Crops.Width || img.Rows() != defaults.Crops.Height {
+		t.Errorf("crop is %dx%d, want %dx%d", img.Cols(), img.Rows(), defaults.Crops.Width, defaults.Crops.Height)
+	}
+	// Stream timestamps: 10 fps, so frame n is n/10 s after the first.
+	for _, record := range records[1:] {
+		if got, want := record.Time.Sub(first.Time), time.Duration(record.Frame-first.Frame)*100*time.Millisecond; (got - want).Abs() > time.Millisecond {
+			t.Fatalf("frame %d at %v after frame %d, want %v", record.Frame, got, first.Frame, want)
+		}
+	}
+	// Rate limit: no two crops of one track closer than crops.min_interval.
+	lastTime := map[int64]time.Time{}
+	for _, record := range records {
+		if last, ok := lastTime[record.Track]; ok && record.Time.Sub(last) < defaults.Crops.MinInterval {
+			t.Fatalf("track %d cropped %v apart", record.Track, record.Time.Sub(last))
+		}
+		lastTime[record.Track] = record.Time
+	}
+}
+
+func TestCorruptVideo(t *testing.T) {
+	video, err := os.ReadFile(testassets.Path(t, "video/vtest.avi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	truncated := filepath.Join(dir, "truncated.avi")
+	garbage := filepath.Join(dir, "garbage.avi")
+	empty := filepath.Join(dir, "empty.mp4")
+	must(t, os.WriteFile(truncated, video[:len(video)/4], 0o644))
+	noise := make([]byte, 200_000)
+	for i := range noise {
+		noise[i] = byte(i*7919 + i/13)
+	}
+	must(t, os.WriteFile(garbage, noise, 0o644))
+	must(t, os.WriteFile(empty, nil, 0o644))
+	for _, test := range []struct {
+		name, path string
+		want       error
+	}{
+		{"truncated", truncated, ErrCorrupt},
+		{"garbage", garbage, ErrCorrupt},
+		{"empty", empty, ErrCorrupt},
+		{"missing", filepath.Join(dir, "missing.avi"), os.ErrNotExist},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			ingester, err := New(testOptions(&memorySink{}, fakeDetector))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = ingester.Run(context.Background(), []config.Camera{{ID: "bad", Source: test.path}})
+			if !errors.Is(err, test.want) {
+				t.Fatalf("error %v, want %v", err, test.want)
+			}
+			t.Logf("%s: %v", test.name, err)
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fakeLive is a live source that delivers frames frames, then drops.
+type fakeLive struct {
+	frames int
+	read   int
+}
+
+func (f *fakeLive) Read(frame *gocv.Mat) (frameInfo, error) {
+	if f.read >= f.frames {
+		return frameInfo{}, errDropped
+	}
+	f.read++
+	image := gocv.NewMatWithSize(120, 200, gocv.MatTypeCV8UC3)
+	image.CopyTo(frame)
+	image.Close()
+	return frameInfo{}, nil
+}
+func (f *fakeLive) Start() time.Time { return time.Time{} }
+func (f *fakeLive) Close() error     { return nil }
+
+func TestLiveSourceReconnects(t *testing.T) {
+	sink := &memorySink{}
+	options := testOptions(sink, fakeDetector)
+	options.Ingest.MaxReconnects = 3
+	var mu sync.Mutex
+	opens := 0
+	options.open = func(camera config.Camera) (capture, error) {
+		if camera.ID != "live" {
+			return openCapture(camera)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		opens++
+		switch {
+		case opens == 1 || opens == 3:
+			return nil, fmt.Errorf("connection refused (open %d)", opens)
+		case opens <= 4:
+			return &fakeLive{frames: 10}, nil
+		default:
+			return nil, errors.New("camera unplugged")
+		}
+	}
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The file camera beside the failing live one must run to its end.
+	stills := writeStills(t, 5, "frame_%03d.png")
+	err = ingester.Run(context.Background(), []config.Camera{
+		{ID: "live", Source: "rtsp://user:secret@camera.invalid/stream"},
+		{ID: "stills", Source: stills},
+	})
+	if err == nil || !errors.Is(err, errDropped) && !containsAll(err.Error(), "live", "giving up", "unplugged") {
+		t.Fatalf("error %v, want the live camera to give up", err)
+	}
+	stats := ingester.Stats()
+	byCamera := map[string]CameraStats{}
+	for _, camera := range stats.Cameras {
+		byCamera[camera.Camera] = camera
+	}
+	// Opens: refused, 10 frames, refused, 10 frames (each drop resets the count of failures in a
+	// row), then 3 failed reopens: the third exceeds max_reconnects 3 counting the drop before it.
+	if got := byCamera["live"]; got.Frames != 20 || opens != 7 || got.Reconnects != 6 {
+		t.Errorf("live camera: %d frames, %d opens, %d reconnects; want 20, 7, 6", got.Frames, opens, got.Reconnects)
+	}
+	if got := byCamera["stills"]; got.Frames != 5 {
+		t.Errorf("the other camera processed %d of 5 frames", got.Frames)
+	}
+	if len(sink.byCamera("live")) == 0 || len(sink.byCamera("stills")) == 0 {
+		t.Error("a camera produced no crops")
+	}
+	// Frame indexes keep counting across reconnects, so ids stay unique.
+	ids := map[string]bool{}
+	for _, record := range sink.byCamera("live") {
+		if ids[record.ID] {
+			t.Errorf("id %s repeated after a reconnect", record.ID)
+		}
+		ids[record.ID] = true
+	}
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, part := range parts {
+		if !contains(s, part) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(s, part string) bool {
+	for i := 0; i+len(part) <= len(s); i++ {
+		if s[i:i+len(part)] == part {
+			return true
+		}
+	}
+	return false
+}
+
+// writeStills writes n small frames named by pattern (a Sprintf format taking the index).
+func writeStills(t *testing.T, n int, pattern string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for i := range n {
+		frame := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(float64(i*20), 80, 160, 0), 120, 200, gocv.MatTypeCV8UC3)
+		ok := gocv.IMWrite(filepath.Join(dir, fmt.Sprintf(pattern, i)), frame)
+		frame.Close()
+		if !ok {
+			t.Fatal("IMWrite failed")
+		}
+	}
+	return dir
+}
+
+func TestStillsDirectory(t *testing.T) {
+	t.Run("timestamps from file names", func(t *testing.T) {
+		dir := writeStills(t, 6, "cam_20240131T120000_%d00.png")
+		// Not images, or undecodable: ignored, and the broken one counted.
+		must(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644))
+		must(t, os.WriteFile(filepath.Join(dir, "cam_20240131T120000_900.png"), []byte("not a png"), 0o644))
+		sink := &memorySink{}
+		options := testOptions(sink, fakeDetector)
+		options.Crops.MinInterval = 0
+		options.Tracker.MinHits = 1
+		ingester, err := New(options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, ingester.Run(context.Background(), []config.Camera{{ID: "dir", Source: dir}}))
+		stats := ingester.Stats().Cameras[0]
+		if stats.Frames != 6 || stats.Skipped != 1 {
+			t.Errorf("frames %d skipped %d, want 6 and 1", stats.Frames, stats.Skipped)
+		}
+		records := sink.byCamera("dir")
+		if len(records) != 6 {
+			t.Fatalf("%d records, want 6", len(records))
+		}
+		base := time.Date(2024, 1, 31, 12, 0, 0, 0, time.UTC)
+		for i, record := range records {
+			if want := base.Add(time.Duration(i) * 100 * time.Millisecond); !record.Time.Equal(want) || record.Frame != int64(i) {
+				t.Errorf("record %d: frame %d at %v, want frame %d at %v", i, record.Frame, record.Time, i, want)
+			}
+		}
+	})
+	t.Run("frame interval and sampling", func(t *testing.T) {
+		dir := writeStills(t, 10, "img%02d.jpg")
+		sink := &memorySink{}
+		options := testOptions(sink, fakeDetector)
+		options.Crops.MinInterval = 0
+		options.Tracker.MinHits = 1
+		ingester, err := New(options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := "2025-06-01T08:00:00Z"
+		camera := config.Camera{ID: "dir", Source: dir, FrameInterval: 250 * time.Millisecond, StartTime: start, SampleFPS: 2}
+		must(t, ingester.Run(context.Background(), []config.Camera{camera}))
+		records := sink.byCamera("dir")
+		// 4 frames per second of stream sampled to 2: frames 0, 2, 4, 6, 8.
+		if len(records) != 5 {
+			t.Fatalf("%d records, want 5", len(records))
+		}
+		base, _ := time.Parse(time.RFC3339, start)
+		for i, record := range records {
+			if want := base.Add(time.Duration(i) * 500 * time.Millisecond); !record.Time.Equal(want) || record.Frame != int64(2*i) {
+				t.Errorf("record %d: frame %d at %v, want frame %d at %v", i, record.Frame, record.Time, 2*i, want)
+			}
+		}
+	})
+	t.Run("nothing decodable", func(t *testing.T) {
+		dir := t.TempDir()
+		must(t, os.WriteFile(filepath.Join(dir, "a.png"), []byte("nope"), 0o644))
+		ingester, err := New(testOptions(&memorySink{}, fakeDetector))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ingester.Run(context.Background(), []config.Camera{{ID: "dir", Source: dir}}); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("error %v, want ErrCorrupt", err)
+		}
+	})
+}
+
+func TestMaxFramesAndSinkErrors(t *testing.T) {
+	video := testassets.Path(t, "video/vtest.avi")
+	sink := &memorySink{}
+	options := testOptions(sink, fakeDetector)
+	options.MaxFrames = 25
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, ingester.Run(context.Background(), []config.Camera{{ID: "a", Source: video}}))
+	if got := ingester.Stats().Frames; got != 25 {
+		t.Errorf("processed %d frames with max 25", got)
+	}
+
+	failing := &memorySink{fail: errors.New("disk full")}
+	ingester, err = New(testOptions(failing, fakeDetector))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = ingester.Run(context.Background(), []config.Camera{{ID: "a", Source: video}})
+	if err == nil || !contains(err.Error(), "disk full") {
+		t.Errorf("error %v, want the sink's", err)
+	}
+}
+
+func TestCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	options := testOptions(&memorySink{}, fakeDetector)
+	options.open = func(config.Camera) (capture, error) { return &fakeLive{frames: 1 << 30}, nil }
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error)
+	go func() { done <- ingester.Run(ctx, []config.Camera{{ID: "live", Source: "0"}}) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("cancelled run returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not stop after cancel")
+	}
+}
+
+func TestParseStillTime(t *testing.T) {
+	tests := []struct {
+		name string
+		want time.Time
+		ok   bool
+	}{
+		{"20240131T120000.png", time.Date(2024, 1, 31, 12, 0, 0, 0, time.UTC), true},
+		{"cam1_2024-01-31_12-00-05.250.jpg", time.Date(2024, 1, 31, 12, 0, 5, 250e6, time.UTC), true},
+		{"x-20240131-235959_123456.jpg", time.Date(2024, 1, 31, 23, 59, 59, 123456e3, time.UTC), true},
+		{"frame_0001.png", time.Time{}, false},
+		{"20241331T120000.png", time.Time{}, false},
+	}
+	for _, test := range tests {
+		got, ok := parseStillTime(test.name)
+		if ok != test.ok || !got.Equal(test.want) {
+			t.Errorf("%s: %v %v, want %v %v", test.name, got, ok, test.want, test.ok)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct {
+		source string
+		kind   sourceKind
+		device int
+	}{
+		{"0", kindDevice, 0},
+		{"/dev/video2", kindDevice, 2},
+		{"rtsp://host/stream", kindURL, 0},
+		{"http://host/video.mjpg", kindURL, 0},
+		{dir, kindStills, 0},
+		{"../shared/video/vtest.avi", kindFile, 0},
+		{"/dev/videox", kindFile, 0},
+	}
+	for _, test := range tests {
+		kind, device := classify(test.source)
+		if kind != test.kind || device != test.device {
+			t.Errorf("classify(%q) = %v %d, want %v %d", test.source, kind, device, test.kind, test.device)
+		}
+	}
+	if got := redactURL("rtsp://admin:pw@10.0.0.2:554/live"); got != "rtsp://***@10.0.0.2:554/live" {
+		t.Errorf("redactURL = %q", got)
+	}
+}
+
+func TestPaddedRegion(t *testing.T) {
+	tests := []struct {
+		box     detector.Box
+		padding float64
+		want    image.Rectangle
+	}{
+		{detector.Box{X1: 100, Y1: 100, X2: 120, Y2: 160}, 0, image.Rect(100, 100, 120, 160)},
+		{detector.Box{X1: 100, Y1: 100, X2: 120, Y2: 160}, 0.1, image.Rect(98, 94, 122, 166)},
+		{detector.Box{X1: 2, Y1: 1, X2: 40, Y2: 100}, 0.1, image.Rect(0, 0, 44, 110)},
+		{detector.Box{X1: 180, Y1: 50, X2: 199.5, Y2: 119}, 0.1, image.Rect(178, 43, 200, 126)},
+	}
+	for _, test := range tests {
+		if got := paddedRegion(test.box, test.padding, 200, 200); got != test.want {
+			t.Errorf("paddedRegion(%+v, %v) = %v, want %v", test.box, test.padding, got, test.want)
+		}
+	}
+}
+
+var _ io.Closer = (*stillsCapture)(nil)

@@ -1,0 +1,306 @@
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gocv.io/x/gocv"
+
+	"github.com/reid-project/reid/config"
+)
+
+// errDropped is returned by a live capture whose stream stopped delivering frames.
+var errDropped = errors.New("stream dropped")
+
+// ErrCorrupt marks a file source that cannot be decoded to its end: not a video, or truncated.
+var ErrCorrupt = errors.New("corrupt or truncated video")
+
+// sourceKind is how a camera's source string is opened.
+type sourceKind int
+
+const (
+	kindFile sourceKind = iota
+	kindURL
+	kindDevice
+	kindStills
+)
+
+func (k sourceKind) live() bool { return k == kindURL || k == kindDevice }
+
+func (k sourceKind) String() string {
+	return [...]string{"file", "url", "device", "stills"}[k]
+}
+
+// classify decides the kind of source. A device is "N" or "/dev/videoN"; a URL has a scheme; an
+// existing directory holds still frames; anything else is a file.
+func classify(source string) (sourceKind, int) {
+	if n, err := strconv.Atoi(source); err == nil && n >= 0 {
+		return kindDevice, n
+	}
+	if rest, ok := strings.CutPrefix(source, "/dev/video"); ok {
+		if n, err := strconv.Atoi(rest); err == nil && n >= 0 {
+			return kindDevice, n
+		}
+	}
+	if strings.Contains(source, "://") {
+		return kindURL, 0
+	}
+	if info, err := os.Stat(source); err == nil && info.IsDir() {
+		return kindStills, 0
+	}
+	return kindFile, 0
+}
+
+// frameInfo is what a capture knows about the frame it just read.
+type frameInfo struct {
+	// position is the frame's offset in stream time from the start of the source.
+	position time.Duration
+	// time is the frame's absolute time when the source itself says (a still's file name).
+	time time.Time
+}
+
+// capture reads frames from one opened source into a caller-owned Mat.
+type capture interface {
+	// Read decodes the next frame into frame. It returns io.EOF at the clean end of a finite
+	// source, errDropped when a live stream stops, and an error wrapping ErrCorrupt when a file
+	// cannot be decoded to its end.
+	Read(frame *gocv.Mat) (frameInfo, error)
+	// Start is the absolute time of position 0 when it is known from the source (zero otherwise).
+	Start() time.Time
+	Close() error
+}
+
+// openCapture opens camera's source.
+func openCapture(camera config.Camera) (capture, error) {
+	kind, device := classify(camera.Source)
+	switch kind {
+	case kindDevice:
+		video, err := gocv.VideoCaptureDeviceWithAPI(device, gocv.VideoCaptureV4L2)
+		if err != nil || !video.IsOpened() {
+			closeVideo(video)
+			return nil, fmt.Errorf("open device %d: not available", device)
+		}
+		return &videoCapture{video: video, live: true}, nil
+	case kindURL:
+		video, err := gocv.VideoCaptureFileWithAPI(camera.Source, gocv.VideoCaptureFFmpeg)
+		if err != nil || !video.IsOpened() {
+			closeVideo(video)
+			return nil, fmt.Errorf("open %s: stream not reachable or not a video", redactURL(camera.Source))
+		}
+		return &videoCapture{video: video, live: true}, nil
+	case kindStills:
+		return openStills(camera)
+	default:
+		return openVideoFile(camera.Source)
+	}
+}
+
+func closeVideo(video *gocv.VideoCapture) {
+	if video != nil {
+		video.Close()
+	}
+}
+
+// redactURL drops credentials from a URL before it is logged.
+func redactURL(source string) string {
+	scheme, rest, ok := strings.Cut(source, "://")
+	if !ok {
+		return source
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
+		rest = "***@" + rest[at+1:]
+	}
+	return scheme + "://" + rest
+}
+
+func openVideoFile(path string) (capture, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("open video: %w", err)
+	}
+	// FFmpeg only: letting OpenCV try every backend turns a bad file into pages of GStreamer and
+	// image-sequence warnings instead of one clear error.
+	video, err := gocv.VideoCaptureFileWithAPI(path, gocv.VideoCaptureFFmpeg)
+	if err != nil || !video.IsOpened() {
+		closeVideo(video)
+		return nil, fmt.Errorf("open video %s: %w: FFmpeg cannot read it", path, ErrCorrupt)
+	}
+	capture := &videoCapture{
+		video:      video,
+		path:       path,
+		frameCount: int64(video.Get(gocv.VideoCaptureFrameCount)),
+		fps:        video.Get(gocv.VideoCaptureFPS),
+	}
+	if capture.frameCount > 0 && capture.fps > 0 {
+		duration := time.Duration(float64(capture.frameCount) / capture.fps * float64(time.Second))
+		capture.start = info.ModTime().Add(-duration)
+	} else {
+		capture.start = info.ModTime()
+	}
+	return capture, nil
+}
+
+// videoCapture reads a file, URL or device through OpenCV's VideoCapture.
+type videoCapture struct {
+	video      *gocv.VideoCapture
+	live       bool
+	path       string
+	frameCount int64 // from the container header; 0 when unknown
+	fps        float64
+	decoded    int64
+	start      time.Time
+	opened     time.Time
+}
+
+func (c *videoCapture) Start() time.Time { return c.start }
+
+func (c *videoCapture) Read(frame *gocv.Mat) (frameInfo, error) {
+	if c.opened.IsZero() {
+		c.opened = time.Now()
+	}
+	if !c.video.Read(frame) || frame.Empty() {
+		if c.live {
+			return frameInfo{}, errDropped
+		}
+		return frameInfo{}, c.endOfFile()
+	}
+	c.decoded++
+	if c.live {
+		return frameInfo{position: time.Since(c.opened)}, nil
+	}
+	position := time.Duration(c.video.Get(gocv.VideoCapturePosMsec) * float64(time.Millisecond))
+	if position <= 0 && c.decoded > 1 && c.fps > 0 {
+		position = time.Duration(float64(c.decoded-1) / c.fps * float64(time.Second))
+	}
+	return frameInfo{position: position}, nil
+}
+
+// endOfFile tells a clean end from a file that stops early. Containers declare their frame count
+// (AVI in its header, MP4 in its index); decoding far fewer frames means the data is cut or broken.
+// A couple of frames of slack allows for headers that count a trailing empty frame.
+func (c *videoCapture) endOfFile() error {
+	if c.decoded == 0 {
+		return fmt.Errorf("video %s: %w: no frame could be decoded", c.path, ErrCorrupt)
+	}
+	if c.frameCount > 0 && c.decoded < c.frameCount-2 {
+		return fmt.Errorf("video %s: %w: decoded %d of the %d frames its header declares", c.path, ErrCorrupt, c.decoded, c.frameCount)
+	}
+	return io.EOF
+}
+
+func (c *videoCapture) Close() error { return c.video.Close() }
+
+// stillExtensions are the image files a directory source reads.
+var stillExtensions = map[string]bool{
+	".jpg": true, ".jpeg": true, ".png": true, ".bmp": true, ".tif": true, ".tiff": true, ".webp": true, ".ppm": true,
+}
+
+// stillTimePattern finds a date and time in a file name: 20240131T120000, 2024-01-31_12-00-00.250,
+// 20240131-120000_123456 and the like, read as UTC.
+var stillTimePattern = regexp.MustCompile(`(\d{4})-?(\d{2})-?(\d{2})[T_ -]?(\d{2})[-:]?(\d{2})[-:]?(\d{2})(?:[._,](\d{1,9}))?`)
+
+// parseStillTime reads the timestamp in a still's file name.
+func parseStillTime(name string) (time.Time, bool) {
+	match := stillTimePattern.FindStringSubmatch(filepath.Base(name))
+	if match == nil {
+		return time.Time{}, false
+	}
+	numbers := make([]int, 6)
+	for i := range numbers {
+		numbers[i], _ = strconv.Atoi(match[i+1])
+	}
+	nanos := 0
+	if fraction := match[7]; fraction != "" {
+		nanos, _ = strconv.Atoi((fraction + "000000000")[:9])
+	}
+	t := time.Date(numbers[0], time.Month(numbers[1]), numbers[2], numbers[3], numbers[4], numbers[5], nanos, time.UTC)
+	// time.Date normalises out-of-range fields (month 13); such a name is not a timestamp.
+	if t.Year() != numbers[0] || int(t.Month()) != numbers[1] || t.Day() != numbers[2] || t.Hour() != numbers[3] || t.Minute() != numbers[4] || t.Second() != numbers[5] {
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// stillsCapture reads a directory of still frames in name order. When every name carries a
+// timestamp the frames are placed by it; otherwise they are frame_interval apart.
+type stillsCapture struct {
+	dir       string
+	files     []string
+	times     []time.Time // nil when names carry no timestamps
+	interval  time.Duration
+	start     time.Time
+	next      int
+	unreadble int
+}
+
+func openStills(camera config.Camera) (capture, error) {
+	entries, err := os.ReadDir(camera.Source)
+	if err != nil {
+		return nil, fmt.Errorf("open stills: %w", err)
+	}
+	capture := &stillsCapture{dir: camera.Source, interval: camera.FrameInterval}
+	if capture.interval <= 0 {
+		capture.interval = 100 * time.Millisecond
+	}
+	for _, entry := range entries {
+		if entry.Type().IsRegular() && stillExtensions[strings.ToLower(filepath.Ext(entry.Name()))] {
+			capture.files = append(capture.files, entry.Name())
+		}
+	}
+	if len(capture.files) == 0 {
+		return nil, fmt.Errorf("open stills %s: no image files (%s)", camera.Source, "jpg, png, bmp, tif, webp, ppm")
+	}
+	sort.Strings(capture.files)
+	times := make([]time.Time, len(capture.files))
+	allTimed := true
+	for i, name := range capture.files {
+		t, ok := parseStillTime(name)
+		if !ok || (i > 0 && t.Before(times[i-1])) {
+			allTimed = false
+			break
+		}
+		times[i] = t
+	}
+	if allTimed {
+		capture.times = times
+		capture.start = times[0]
+	} else if info, err := os.Stat(filepath.Join(camera.Source, capture.files[0])); err == nil {
+		capture.start = info.ModTime()
+	}
+	return capture, nil
+}
+
+func (c *stillsCapture) Start() time.Time { return c.start }
+
+func (c *stillsCapture) Read(frame *gocv.Mat) (frameInfo, error) {
+	for c.next < len(c.files) {
+		index := c.next
+		c.next++
+		image := gocv.IMRead(filepath.Join(c.dir, c.files[index]), gocv.IMReadColor)
+		if image.Empty() {
+			image.Close()
+			c.unreadble++
+			continue
+		}
+		image.CopyTo(frame)
+		image.Close()
+		if c.times != nil {
+			return frameInfo{position: c.times[index].Sub(c.start), time: c.times[index]}, nil
+		}
+		return frameInfo{position: time.Duration(index) * c.interval}, nil
+	}
+	if c.unreadble == len(c.files) {
+		return frameInfo{}, fmt.Errorf("stills %s: %w: none of %d images could be decoded", c.dir, ErrCorrupt, len(c.files))
+	}
+	return frameInfo{}, io.EOF
+}
+
+func (c *stillsCapture) Close() error { return nil }

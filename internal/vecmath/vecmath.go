@@ -1,0 +1,153 @@
+// Package vecmath holds the dense float32 kernels that evaluation and clustering share: L2
+// normalisation, blocked dot products and a parallel loop over row blocks.
+//
+// It is plain Go (no BLAS, no cgo) so `reid eval` and `reid cluster` run anywhere; the kernels are
+// register-blocked so that each loaded value feeds several multiply-adds.
+package vecmath
+
+import (
+	"context"
+	"math"
+	"runtime"
+	"sync"
+)
+
+// Normalize returns L2-normalised copies of rows. An all-zero row stays zero.
+func Normalize(rows [][]float32) [][]float32 {
+	if len(rows) == 0 {
+		return nil
+	}
+	out := make([][]float32, len(rows))
+	storage := make([]float32, 0, len(rows)*len(rows[0]))
+	for i, row := range rows {
+		var sum float64
+		for _, value := range row {
+			sum += float64(value) * float64(value)
+		}
+		scale := float32(0)
+		if sum > 0 {
+			scale = float32(1 / math.Sqrt(sum))
+		}
+		start := len(storage)
+		for _, value := range row {
+			storage = append(storage, value*scale)
+		}
+		out[i] = storage[start:len(storage):len(storage)]
+	}
+	return out
+}
+
+// Dot is the float32 inner product of two equally long vectors.
+func Dot(x, y []float32) float32 {
+	y = y[:len(x)]
+	var s0, s1, s2, s3 float32
+	k := 0
+	for ; k+4 <= len(x); k += 4 {
+		s0 += x[k] * y[k]
+		s1 += x[k+1] * y[k+1]
+		s2 += x[k+2] * y[k+2]
+		s3 += x[k+3] * y[k+3]
+	}
+	for ; k < len(x); k++ {
+		s0 += x[k] * y[k]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// Dots fills out[i*len(b)+j] with Dot(a[i], b[j]). All vectors must have the same length.
+func Dots(a, b [][]float32, out []float32) {
+	width := len(b)
+	i := 0
+	for ; i+2 <= len(a); i += 2 {
+		a0, a1 := a[i], a[i+1]
+		j := 0
+		for ; j+2 <= width; j += 2 {
+			d00, d01, d10, d11 := dot2x2(a0, a1, b[j], b[j+1])
+			out[i*width+j] = d00
+			out[i*width+j+1] = d01
+			out[(i+1)*width+j] = d10
+			out[(i+1)*width+j+1] = d11
+		}
+		for ; j < width; j++ {
+			out[i*width+j] = Dot(a0, b[j])
+			out[(i+1)*width+j] = Dot(a1, b[j])
+		}
+	}
+	for ; i < len(a); i++ {
+		for j := range width {
+			out[i*width+j] = Dot(a[i], b[j])
+		}
+	}
+}
+
+// dot2x2 computes the four products of two rows with two rows, loading each value once.
+func dot2x2(a0, a1, b0, b1 []float32) (float32, float32, float32, float32) {
+	n := len(a0)
+	a1, b0, b1 = a1[:n], b0[:n], b1[:n]
+	var s00, s01, s10, s11 float32
+	var t00, t01, t10, t11 float32
+	k := 0
+	for ; k+2 <= n; k += 2 {
+		x0, x1, y0, y1 := a0[k], a1[k], b0[k], b1[k]
+		s00 += x0 * y0
+		s01 += x0 * y1
+		s10 += x1 * y0
+		s11 += x1 * y1
+		x0, x1, y0, y1 = a0[k+1], a1[k+1], b0[k+1], b1[k+1]
+		t00 += x0 * y0
+		t01 += x0 * y1
+		t10 += x1 * y0
+		t11 += x1 * y1
+	}
+	if k < n {
+		x0, x1, y0, y1 := a0[k], a1[k], b0[k], b1[k]
+		s00 += x0 * y0
+		s01 += x0 * y1
+		s10 += x1 * y0
+		s11 += x1 * y1
+	}
+	return s00 + t00, s01 + t01, s10 + t10, s11 + t11
+}
+
+// Workers is the number of goroutines ForBlocks uses when asked for 0.
+func Workers() int { return runtime.GOMAXPROCS(0) }
+
+// ForBlocks calls body(start, end) for consecutive blocks [start, end) of [0, n) of at most block
+// items, on up to workers goroutines (0 = GOMAXPROCS). It returns when all calls have returned, or
+// early with ctx's error once ctx is done (blocks already running finish first).
+func ForBlocks(ctx context.Context, n, block, workers int, body func(start, end int)) error {
+	if workers <= 0 {
+		workers = Workers()
+	}
+	if block <= 0 {
+		block = 1
+	}
+	blocks := (n + block - 1) / block
+	workers = min(workers, blocks)
+	next := make(chan int)
+	var group sync.WaitGroup
+	for range workers {
+		group.Go(func() {
+			for start := range next {
+				body(start, min(start+block, n))
+			}
+		})
+	}
+	var err error
+	for start := 0; start < n; start += block {
+		if err = ctx.Err(); err != nil {
+			break
+		}
+		select {
+		case next <- start:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err != nil {
+			break
+		}
+	}
+	close(next)
+	group.Wait()
+	return err
+}

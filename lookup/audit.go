@@ -1,0 +1,46 @@
+package lookup
+
+import (
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+)
+
+// auditRecord is one line of the audit log: who (a key id, never the key) asked what, from where,
+// and how many people-crops they got back.
+type auditRecord struct {
+	Time   time.Time         `json:"time"`
+	Key    string            `json:"key"`
+	Remote string            `json:"remote"`
+	Method string            `json:"method"`
+	Route  string            `json:"route"`
+	Status int               `json:"status"`
+	Params map[string]any    `json:"params,omitempty"`
+	Query  map[string]string `json:"query,omitempty"`
+	// Results is how many matches, sightings or crops the response held; -1 when not applicable.
+	Results int `json:"results"`
+}
+
+// auditLog serialises records to one writer as JSON lines.
+type auditLog struct {
+	mu     sync.Mutex
+	writer io.Writer
+}
+
+func newAuditLog(writer io.Writer) *auditLog { return &auditLog{writer: writer} }
+
+func (a *auditLog) write(record auditRecord) error {
+	if a.writer == nil {
+		return nil
+	}
+	line, err := json.Marshal(record)
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err = a.writer.Write(line)
+	return err
+}

@@ -1,0 +1,203 @@
+package lookup
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/reid-project/reid/lookup/lookuptest"
+)
+
+// chromiumPath is Debian's chromium (Makefile DEB_PACKAGES). The test fails, never skips, without
+// it: the page is a deliverable and this is its only end-to-end check.
+const chromiumPath = "/usr/bin/chromium"
+
+// TestBrowserSearch drives the real page in headless Chromium: enter the API key, upload a crop,
+// check the ranked grid and the timeline, pivot to a result, and save a screenshot.
+func TestBrowserSearch(t *testing.T) {
+	if _, err := exec.LookPath(chromiumPath); err != nil {
+		t.Fatalf("chromium is required for the browser test (apt-get install chromium): %v", err)
+	}
+	f := newFixture(t, nil)
+	outDir := os.Getenv("REID_TEST_OUT")
+	if outDir == "" {
+		outDir = t.TempDir()
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	person := 2
+	queryFile := filepath.Join(t.TempDir(), "query.jpg")
+	if err := os.WriteFile(queryFile, lookuptest.Crop(f.gallery.Identities[person], 4242, false), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	allocatorCtx, cancelAllocator := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 1000),
+	)
+	defer cancelAllocator()
+	browserCtx, cancelBrowser := chromedp.NewContext(allocatorCtx, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+	// Start the browser on a context without a deadline (a deadline would bound its whole life),
+	// then bound each step.
+	if err := chromedp.Do(browserCtx, chromedp.Navigate(f.http.URL)); err != nil {
+		t.Fatalf("start chromium and load the page: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(browserCtx, 90*time.Second)
+	defer cancel()
+
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	evaluate := func(expression string, into any) {
+		t.Helper()
+		result, err := chromedp.Run(ctx, chromedp.Evaluate[any](expression))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", expression, err)
+		}
+		switch into := into.(type) {
+		case *float64:
+			*into, _ = result.(float64)
+		case *string:
+			*into, _ = result.(string)
+		case *[]any:
+			*into, _ = result.([]any)
+		}
+	}
+
+	// Keys are required: the page asks for one after the cameras call is refused.
+	step("key panel opens on 401", chromedp.WaitVisible(chromedp.ID("key-input")))
+	step("enter the key",
+		chromedp.SendKeys(chromedp.ID("key-input"), testKey),
+		chromedp.Click(chromedp.CSS(`#key-panel button[type=submit]`)),
+	)
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll('#cameras .chip').length === 3`)); err != nil {
+		t.Fatalf("camera chips after entering the key: %v", err)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll('#results .result:not(.skeleton)').length > 0`)); err != nil {
+		t.Fatalf("browse grid: %v", err)
+	}
+
+	step("upload a crop", chromedp.SetUploadFiles(chromedp.ID("file"), []string{queryFile}))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`document.querySelectorAll('#results .result:not(.skeleton) .score .value').length === 20`)); err != nil {
+		var summary string
+		evaluate(`document.getElementById('error-text').textContent + ' | ' + document.getElementById('results-summary').textContent`, &summary)
+		t.Fatalf("result grid with 20 scored results: %v (page says %q)", err, summary)
+	}
+	var errorShown string
+	evaluate(`getComputedStyle(document.getElementById('error')).display`, &errorShown)
+	if errorShown != "none" {
+		t.Errorf("the error banner is visible after a successful search")
+	}
+	var scores []any
+	evaluate(`[...document.querySelectorAll('#results .result .score .value')].map(e => parseFloat(e.textContent))`, &scores)
+	for i := 1; i < len(scores); i++ {
+		if scores[i].(float64) > scores[i-1].(float64) {
+			t.Errorf("scores not descending: %v", scores)
+			break
+		}
+	}
+	var ids []any
+	evaluate(`[...document.querySelectorAll('#results .result')].map(e => e.dataset.crop)`, &ids)
+	same := 0
+	for _, id := range ids[:5] {
+		if f.gallery.Identity[id.(string)] == person {
+			same++
+		}
+	}
+	if same < 4 {
+		t.Errorf("only %d of the top 5 shown results are the uploaded person", same)
+	}
+	var lanes, bars float64
+	evaluate(`document.querySelectorAll('#timeline .lane').length`, &lanes)
+	evaluate(`document.querySelectorAll('#timeline .sighting').length`, &bars)
+	if lanes != 3 || bars < 3 {
+		t.Errorf("timeline has %v lanes and %v sightings, want 3 lanes and >= 3 sightings", lanes, bars)
+	}
+	// Thumbnails are fetched with the key; wait for them before the screenshot.
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`[...document.querySelectorAll('#results img.thumb')].every(i => i.complete && i.naturalWidth > 0)`)); err != nil {
+		t.Errorf("thumbnails did not load: %v", err)
+	}
+	screenshot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	shot := filepath.Join(outDir, "lookup-search.png")
+	if err := os.WriteFile(shot, screenshot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the search: %s", shot)
+
+	// Clicking a result pivots the search to that crop.
+	third := ids[2].(string)
+	step("pivot to the third result", chromedp.Click(chromedp.CSS(`#results .result:nth-child(3)`)))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`document.getElementById('query-label').textContent === `+jsString(third)+
+			` && document.querySelector('#results .result .badge') !== null`)); err != nil {
+		t.Fatalf("pivot to %s: %v", third, err)
+	}
+	var first string
+	evaluate(`document.querySelector('#results .result').dataset.crop`, &first)
+	if first != third {
+		t.Errorf("after pivoting, the first result is %s, want the crop itself %s", first, third)
+	}
+	var history float64
+	evaluate(`document.querySelectorAll('#history li').length`, &history)
+	if history != 2 {
+		t.Errorf("trail has %v entries, want 2", history)
+	}
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`[...document.querySelectorAll('#results img.thumb')].every(i => i.complete && i.naturalWidth > 0)`)); err != nil {
+		t.Errorf("thumbnails did not load after the pivot: %v", err)
+	}
+	screenshot, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	shot = filepath.Join(outDir, "lookup-pivot.png")
+	if err := os.WriteFile(shot, screenshot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot after the pivot: %s", shot)
+
+	// A bad upload shows the server's message instead of failing silently.
+	badFile := filepath.Join(t.TempDir(), "broken.jpg")
+	good := lookuptest.Crop(f.gallery.Identities[0], 1, false)
+	if err := os.WriteFile(badFile, good[:len(good)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step("upload a truncated JPEG", chromedp.SetUploadFiles(chromedp.ID("file"), []string{badFile}))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`!document.getElementById('error').hidden && document.getElementById('error-text').textContent.includes('truncated')`)); err != nil {
+		var text string
+		evaluate(`document.getElementById('error-text').textContent`, &text)
+		t.Fatalf("error message for a truncated upload: %v (shown: %q)", err, text)
+	}
+}
+
+func jsString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}

@@ -1,0 +1,325 @@
+// Package lookup is reid's person-search service: a versioned JSON API (POST /v1/search,
+// GET /v1/sightings, crops, cameras; OpenAPI at /v1/openapi.json) and an embedded web page.
+//
+// Handlers depend only on the small interfaces below (Searcher, CropStore, Embedder), which the
+// caller injects through Config. The index and the embedder may arrive later than the server
+// starts (a large gallery takes a while to load, a model a while to initialise): until SetIndex is
+// called /readyz and the search routes answer 503.
+//
+// Because this is a tool for finding people, every data request is authenticated (when API keys
+// are configured), rate limited per key and written to an audit log.
+package lookup
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/index"
+)
+
+// Searcher is the part of index.Index that lookups read.
+type Searcher interface {
+	Search(ctx context.Context, version string, query index.Query) ([][]index.Match, error)
+	Get(ctx context.Context, version string, ids []string) ([]index.Item, error)
+}
+
+// CropStore is the part of the crop store (cropstore.Local) that lookups read.
+type CropStore interface {
+	Metadata(ctx context.Context, id string) (cropstore.CropRecord, error)
+	Image(ctx context.Context, id string) ([]byte, error)
+	Cameras(ctx context.Context) ([]string, error)
+	Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error
+}
+
+// Embedder turns encoded person crops (JPEG or PNG bytes, already validated and size-checked)
+// into L2-normalised vectors of the active model version, one per image.
+type Embedder interface {
+	Embed(ctx context.Context, images [][]byte) ([][]float32, error)
+}
+
+// Config is everything a Server needs. Store is required; Index and Embedder may be nil at
+// construction and set later with SetIndex / SetEmbedder.
+type Config struct {
+	Index    Searcher
+	Store    CropStore
+	Embedder Embedder
+	// IndexVersion is the model version searched; "" is the active one.
+	IndexVersion string
+
+	// APIKeys are the accepted keys (see LoadAPIKeys). Empty disables authentication, which Serve
+	// allows only on loopback unless AllowUnauthenticated is set.
+	APIKeys              []string
+	AllowUnauthenticated bool
+	// RateLimit is searches per second per key (0: unlimited); Burst is the bucket size (default
+	// 40). Cheap reads (crop metadata, thumbnails, cameras) cost a tenth of a search.
+	RateLimit float64
+	Burst     int
+	// MaxUploadBytes bounds an uploaded image (default 10 MiB); MaxImagePixels bounds its
+	// width*height, checked from the header before decoding (default 4096*4096).
+	MaxUploadBytes int64
+	MaxImagePixels int
+	// CORSOrigins are the origins allowed to call the API from a browser ("*" for any).
+	CORSOrigins []string
+	// Audit receives one JSON line per data request. nil discards audit records (Serve logs a
+	// warning); `reid serve` always sets it.
+	Audit io.Writer
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// ConfigFrom turns the lookup section of reid's configuration into the security and limit fields
+// of a Config, reading the API key file. The caller adds Index, Store, Embedder and Audit.
+func ConfigFrom(options config.Lookup) (Config, error) {
+	keys, err := LoadAPIKeys(options.APIKeys, options.APIKeysFile)
+	if err != nil {
+		return Config{}, err
+	}
+	return Config{
+		APIKeys:              keys,
+		AllowUnauthenticated: options.AllowUnauthenticated,
+		RateLimit:            options.RateLimit,
+		Burst:                options.Burst,
+		MaxUploadBytes:       options.MaxUploadBytes,
+		MaxImagePixels:       options.MaxImagePixels,
+		CORSOrigins:          options.CORSOrigins,
+	}, nil
+}
+
+// LoadAPIKeys merges keys with those in file (one per line; blank lines and lines starting with
+// '#' ignored). Keys shorter than 16 characters are rejected: they would be guessable.
+func LoadAPIKeys(keys []string, file string) ([]string, error) {
+	all := append([]string(nil), keys...)
+	if file != "" {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("lookup: api key file: %w", err)
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			line = strings.TrimSpace(line)
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			all = append(all, line)
+		}
+	}
+	for i, key := range all {
+		key = strings.TrimSpace(key)
+		if len(key) < 16 {
+			return nil, fmt.Errorf("lookup: api key %d is %d characters; use at least 16 random characters", i+1, len(key))
+		}
+		all[i] = key
+	}
+	return all, nil
+}
+
+// Server is the lookup HTTP service. Create it with New; it is an http.Handler.
+type Server struct {
+	config   Config
+	logger   *slog.Logger
+	index    atomic.Pointer[searcherBox]
+	embedder atomic.Pointer[embedderBox]
+	keys     *keyring
+	limiter  *limiter
+	audit    *auditLog
+	metrics  *metrics
+	handler  http.Handler
+	// routes lists every registered pattern; the OpenAPI test checks each is documented.
+	routes []string
+	now    func() time.Time
+}
+
+type searcherBox struct{ Searcher }
+type embedderBox struct{ Embedder }
+
+// New checks config, fills defaults and builds the server.
+func New(config Config) (*Server, error) {
+	if config.Store == nil {
+		return nil, errors.New("lookup: Config.Store is required")
+	}
+	if config.Burst <= 0 {
+		config.Burst = 40
+	}
+	if config.RateLimit < 0 {
+		return nil, fmt.Errorf("lookup: rate limit must be >= 0, not %v", config.RateLimit)
+	}
+	if config.MaxUploadBytes <= 0 {
+		config.MaxUploadBytes = 10 << 20
+	}
+	if config.MaxImagePixels <= 0 {
+		config.MaxImagePixels = 4096 * 4096
+	}
+	if config.Logger == nil {
+		config.Logger = slog.Default()
+	}
+	if config.Now == nil {
+		config.Now = time.Now
+	}
+	keys, err := newKeyring(config.APIKeys)
+	if err != nil {
+		return nil, err
+	}
+	server := &Server{
+		config:  config,
+		logger:  config.Logger,
+		keys:    keys,
+		limiter: newLimiter(config.RateLimit, float64(config.Burst), config.Now),
+		audit:   newAuditLog(config.Audit),
+		metrics: newMetrics(),
+		now:     config.Now,
+	}
+	if config.Index != nil {
+		server.SetIndex(config.Index)
+	}
+	if config.Embedder != nil {
+		server.SetEmbedder(config.Embedder)
+	}
+	server.handler = server.routesHandler()
+	return server, nil
+}
+
+// SetIndex makes the server ready: searches go to searcher from now on.
+func (s *Server) SetIndex(searcher Searcher) {
+	if searcher == nil {
+		s.index.Store(nil)
+		return
+	}
+	s.index.Store(&searcherBox{searcher})
+}
+
+// SetEmbedder enables search by uploaded image.
+func (s *Server) SetEmbedder(embedder Embedder) {
+	if embedder == nil {
+		s.embedder.Store(nil)
+		return
+	}
+	s.embedder.Store(&embedderBox{embedder})
+}
+
+func (s *Server) searcher() Searcher {
+	if box := s.index.Load(); box != nil {
+		return box.Searcher
+	}
+	return nil
+}
+
+func (s *Server) embedderOrNil() Embedder {
+	if box := s.embedder.Load(); box != nil {
+		return box.Embedder
+	}
+	return nil
+}
+
+// ServeHTTP serves the API, the web page and the operational endpoints.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// Routes lists the registered mux patterns ("METHOD /path").
+func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
+
+// Serve listens on addr and serves until ctx is cancelled, then shuts down gracefully (in-flight
+// requests get up to 10 s). Without API keys it refuses a non-loopback addr unless
+// Config.AllowUnauthenticated is set.
+func (s *Server) Serve(ctx context.Context, addr string) error {
+	if err := s.checkExposure(addr); err != nil {
+		return err
+	}
+	listener, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("lookup: %w", err)
+	}
+	return s.ServeListener(ctx, listener)
+}
+
+// ServeListener is Serve on an open listener, which it closes.
+func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error {
+	if err := s.checkExposure(listener.Addr().String()); err != nil {
+		listener.Close()
+		return err
+	}
+	if s.config.Audit == nil {
+		s.logger.Warn("lookup: no audit log configured; searches are not recorded")
+	}
+	httpServer := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	var wait sync.WaitGroup
+	shutdownDone := make(chan struct{})
+	wait.Add(1)
+	go func() {
+		defer wait.Done()
+		select {
+		case <-ctx.Done():
+		case <-shutdownDone:
+			return
+		}
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := httpServer.Shutdown(shutdownCtx); err != nil {
+			s.logger.Warn("lookup: shutdown", "err", err)
+		}
+	}()
+	s.logger.Info("lookup: serving", "addr", listener.Addr().String(), "auth", len(s.config.APIKeys) > 0)
+	err := httpServer.Serve(listener)
+	close(shutdownDone)
+	wait.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("lookup: %w", err)
+}
+
+// checkExposure refuses to serve without keys anywhere but loopback, unless configured to.
+func (s *Server) checkExposure(addr string) error {
+	if len(s.config.APIKeys) > 0 {
+		return nil
+	}
+	if IsLoopback(addr) {
+		s.logger.Warn("lookup: no API keys configured; serving without authentication on loopback", "addr", addr)
+		return nil
+	}
+	if s.config.AllowUnauthenticated {
+		s.logger.Warn("lookup: no API keys configured and lookup.allow_unauthenticated is set: anyone who can reach this address can search for people", "addr", addr)
+		return nil
+	}
+	return fmt.Errorf("lookup: refusing to listen on %s without API keys: set lookup.api_keys or lookup.api_keys_file, listen on 127.0.0.1, or set lookup.allow_unauthenticated", addr)
+}
+
+// IsLoopback reports whether a HOST:PORT address listens only on the loopback interface.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// hashKey is the SHA-256 of a key: what the keyring stores and compares, and (its prefix) the
+// key id written to the audit log.
+func hashKey(key string) [32]byte { return sha256.Sum256([]byte(key)) }
+
+func keyID(hash [32]byte) string { return "key-" + hex.EncodeToString(hash[:6]) }

@@ -1,0 +1,554 @@
+// reid person lookup page: plain JavaScript, no build step, no external resources.
+"use strict";
+
+const KEY_STORAGE = "reid.apiKey";
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+
+const state = {
+  key: localStorage.getItem(KEY_STORAGE) || "",
+  cameras: [],
+  selected: new Set(),
+  query: null, // {kind: "image", file, url, label} | {kind: "crop", id, label}
+  history: [],
+  historyIndex: -1,
+  results: null,
+  browsing: true,
+  searchSeq: 0,
+};
+
+// ---------- HTTP ----------
+
+function headers(extra) {
+  const h = Object.assign({}, extra || {});
+  if (state.key) h["Authorization"] = "Bearer " + state.key;
+  return h;
+}
+
+async function api(path, options) {
+  options = options || {};
+  let response;
+  try {
+    response = await fetch(path, Object.assign({}, options, { headers: headers(options.headers) }));
+  } catch (err) {
+    throw new Error("cannot reach the server: " + err.message);
+  }
+  if (!response.ok) {
+    let message = response.status + " " + response.statusText;
+    try {
+      const body = await response.json();
+      if (body && body.error) message = body.error;
+    } catch (_) { /* not JSON */ }
+    if (response.status === 401) openKeyPanel();
+    if (response.status === 429) {
+      const retry = response.headers.get("Retry-After");
+      if (retry) message += " (retry in " + retry + " s)";
+    }
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
+  }
+  return response;
+}
+
+// Thumbnails: with a key, an <img src> cannot send the header, so images are fetched and shown
+// as blob URLs (kept for the page's life: crop images never change under an id).
+const blobCache = new Map();
+const imageQueue = [];
+let imagesInFlight = 0;
+
+function setThumb(img, url) {
+  if (!state.key) { img.src = url; return; }
+  if (blobCache.has(url)) { img.src = blobCache.get(url); return; }
+  imageQueue.push({ img, url });
+  pumpImages();
+}
+
+function pumpImages() {
+  while (imagesInFlight < 6 && imageQueue.length) {
+    const { img, url } = imageQueue.shift();
+    imagesInFlight++;
+    api(url).then((r) => r.blob()).then((blob) => {
+      const objectURL = URL.createObjectURL(blob);
+      blobCache.set(url, objectURL);
+      img.src = objectURL;
+    }).catch(() => { img.alt = "image unavailable"; })
+      .finally(() => { imagesInFlight--; pumpImages(); });
+  }
+}
+
+// ---------- formatting ----------
+
+function formatTime(iso, withDate) {
+  const d = new Date(iso);
+  const text = d.toISOString();
+  return withDate ? text.slice(0, 10) + " " + text.slice(11, 19) : text.slice(11, 19);
+}
+
+function sameDay(items, field) {
+  if (!items.length) return true;
+  const day = items[0][field].slice(0, 10);
+  return items.every((item) => item[field].slice(0, 10) === day);
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// ---------- errors and status ----------
+
+function showError(message) {
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+}
+
+function clearError() { $("error").hidden = true; }
+
+async function refreshStatus() {
+  const pill = $("status");
+  try {
+    const response = await fetch("/readyz");
+    const body = await response.json();
+    if (response.ok) {
+      pill.textContent = body.embedder ? "ready" : "ready · upload search unavailable";
+      pill.className = "pill ok";
+    } else {
+      pill.textContent = "index loading…";
+      pill.className = "pill wait";
+      setTimeout(refreshStatus, 3000);
+    }
+  } catch (_) {
+    pill.textContent = "offline";
+    pill.className = "pill bad";
+    setTimeout(refreshStatus, 5000);
+  }
+}
+
+// ---------- API key ----------
+
+function openKeyPanel() {
+  $("key-panel").hidden = false;
+  $("key-button").setAttribute("aria-expanded", "true");
+  $("key-input").value = state.key;
+  $("key-input").focus();
+}
+
+function closeKeyPanel() {
+  $("key-panel").hidden = true;
+  $("key-button").setAttribute("aria-expanded", "false");
+}
+
+function updateKeyButton() {
+  $("key-button").textContent = state.key ? "API key ✓" : "API key";
+}
+
+// ---------- cameras and filters ----------
+
+async function loadCameras() {
+  const box = $("cameras");
+  try {
+    const body = await (await api("/v1/cameras")).json();
+    state.cameras = body.cameras.map((c) => c.id);
+    state.selected = new Set(state.cameras);
+    box.textContent = "";
+    if (!state.cameras.length) box.append(el("span", "muted", "no cameras yet"));
+    for (const camera of state.cameras) {
+      const chip = el("button", "chip", camera);
+      chip.type = "button";
+      chip.setAttribute("aria-pressed", "true");
+      chip.addEventListener("click", () => {
+        if (state.selected.has(camera)) state.selected.delete(camera); else state.selected.add(camera);
+        chip.setAttribute("aria-pressed", String(state.selected.has(camera)));
+        if (state.query) search();
+      });
+      box.append(chip);
+    }
+    const select = $("browse-camera");
+    select.textContent = "";
+    select.append(new Option("all cameras", ""));
+    for (const camera of state.cameras) select.append(new Option(camera, camera));
+    return true;
+  } catch (err) {
+    box.textContent = "";
+    box.append(el("span", "muted", "unavailable"));
+    showError(err.message);
+    return false;
+  }
+}
+
+function localToISO(value) {
+  // datetime-local has no zone; the page works in UTC like the API.
+  if (!value) return "";
+  const withSeconds = value.length === 16 ? value + ":00" : value;
+  return withSeconds + "Z";
+}
+
+function filterParams() {
+  const params = [];
+  if (state.selected.size && state.selected.size < state.cameras.length) {
+    for (const camera of state.selected) params.push(["camera", camera]);
+  }
+  if (state.cameras.length && state.selected.size === 0) return null;
+  const from = localToISO($("from").value);
+  const to = localToISO($("to").value);
+  if (from) params.push(["from", from]);
+  if (to) params.push(["to", to]);
+  const minScore = parseFloat($("min-score").value);
+  if (minScore > 0) params.push(["min_score", String(minScore)]);
+  params.push(["k", $("k").value]);
+  if ($("rerank").checked) params.push(["rerank", "true"]);
+  return params;
+}
+
+// ---------- query ----------
+
+function setQuery(query, record) {
+  state.query = query;
+  const img = $("query-image");
+  img.hidden = false;
+  if (query.kind === "image") img.src = query.url; else setThumb(img, "/v1/crops/" + encodeURIComponent(query.id) + "/image");
+  $("drop").classList.add("has-query");
+  $("drop-text").innerHTML = "";
+  $("drop-text").append(el("strong", "", query.kind === "image" ? "Uploaded crop" : "Crop"), el("br"),
+    el("span", "muted", "drop or click to replace"));
+  $("query-label").textContent = query.label;
+  $("search-button").disabled = false;
+  if (record !== false) {
+    state.history = state.history.slice(0, state.historyIndex + 1);
+    state.history.push(query);
+    state.historyIndex = state.history.length - 1;
+    renderHistory();
+  }
+}
+
+function renderHistory() {
+  const list = $("history");
+  list.textContent = "";
+  $("history-card").hidden = state.history.length < 2;
+  state.history.forEach((query, i) => {
+    const item = el("li");
+    const button = el("button");
+    button.type = "button";
+    button.title = query.label;
+    if (i === state.historyIndex) button.classList.add("current");
+    const img = el("img");
+    img.alt = query.label;
+    if (query.kind === "image") img.src = query.url; else setThumb(img, "/v1/crops/" + encodeURIComponent(query.id) + "/image");
+    button.append(img);
+    button.addEventListener("click", () => goTo(i));
+    item.append(button);
+    list.append(item);
+  });
+}
+
+function goTo(i) {
+  if (i < 0 || i >= state.history.length) return;
+  state.historyIndex = i;
+  setQuery(state.history[i], false);
+  renderHistory();
+  search();
+}
+
+function useFile(file) {
+  if (!file) return;
+  if (!/^image\/(jpeg|png)$/.test(file.type)) {
+    showError("Please choose a JPEG or PNG image (got " + (file.type || "an unknown type") + ").");
+    return;
+  }
+  const url = URL.createObjectURL(file);
+  setQuery({ kind: "image", file, url, label: file.name || "pasted image" });
+  search();
+}
+
+function pivot(cropId) {
+  setQuery({ kind: "crop", id: cropId, label: cropId });
+  search();
+  window.scrollTo({ top: 0, behavior: "smooth" });
+}
+
+// ---------- search ----------
+
+async function search() {
+  if (!state.query) return;
+  const params = filterParams();
+  if (params === null) { showError("Select at least one camera."); return; }
+  clearError();
+  const seq = ++state.searchSeq;
+  state.browsing = false;
+  $("browse-camera-label").hidden = true;
+  $("results-title").textContent = "Matches";
+  $("results-summary").textContent = "searching…";
+  showSkeleton(parseInt($("k").value, 10));
+  let response;
+  try {
+    if (state.query.kind === "image") {
+      const form = new FormData();
+      form.append("image", state.query.file, state.query.file.name || "query.jpg");
+      for (const [name, value] of params) form.append(name, value);
+      response = await api("/v1/search", { method: "POST", body: form });
+    } else {
+      const body = { crop_id: state.query.id };
+      for (const [name, value] of params) {
+        if (name === "camera") (body.cameras = body.cameras || []).push(value);
+        else if (name === "k") body.k = parseInt(value, 10);
+        else if (name === "min_score") body.min_score = parseFloat(value);
+        else if (name === "rerank") body.rerank = true;
+        else body[name] = value;
+      }
+      response = await api("/v1/search", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    }
+    const result = await response.json();
+    if (seq !== state.searchSeq) return; // a newer search superseded this one
+    state.results = result;
+    renderResults(result);
+    renderTimeline(result);
+  } catch (err) {
+    if (seq !== state.searchSeq) return;
+    $("results").textContent = "";
+    $("results-summary").textContent = "";
+    $("timeline-card").hidden = true;
+    showError(err.message);
+  }
+}
+
+function showSkeleton(n) {
+  const grid = $("results");
+  grid.textContent = "";
+  $("empty").hidden = true;
+  for (let i = 0; i < Math.min(n, 24); i++) {
+    const card = el("div", "result skeleton loading");
+    const thumb = el("div", "thumb");
+    const meta = el("div", "meta");
+    meta.append(el("span"), el("span"));
+    card.append(thumb, meta);
+    grid.append(card);
+  }
+}
+
+function card(item, options) {
+  const button = el("button", "result");
+  button.type = "button";
+  button.setAttribute("role", "listitem");
+  button.dataset.crop = item.crop_id || item.id;
+  const id = button.dataset.crop;
+  const img = el("img", "thumb");
+  img.alt = "crop " + id;
+  img.loading = "lazy";
+  setThumb(img, item.thumbnail_url);
+  const meta = el("div", "meta");
+  meta.append(el("div", "camera", item.camera + (item.track > 0 ? " · #" + item.track : "")));
+  meta.append(el("div", "time", formatTime(item.time, options.withDate)));
+  if (typeof item.score === "number") {
+    const score = el("div", "score");
+    const bar = el("div", "bar");
+    const fill = el("span");
+    fill.style.width = Math.max(0, Math.min(1, item.score)) * 100 + "%";
+    bar.append(fill);
+    score.append(bar, el("span", "value", item.score.toFixed(2)));
+    meta.append(score);
+  }
+  button.append(img, meta);
+  if (options.rank) button.append(el("span", "rank", "#" + options.rank));
+  if (options.isQuery) { button.classList.add("is-query"); button.append(el("span", "badge", "query")); }
+  button.title = id + "\n" + formatTime(item.time, true) + " UTC" + (typeof item.score === "number" ? "\nscore " + item.score.toFixed(3) : "") + "\nclick to search with this crop";
+  button.addEventListener("click", () => pivot(id));
+  return button;
+}
+
+function renderResults(result) {
+  const grid = $("results");
+  grid.textContent = "";
+  const matches = result.matches || [];
+  const cameras = new Set(matches.map((m) => m.camera));
+  $("results-summary").textContent = matches.length + " match" + (matches.length === 1 ? "" : "es") +
+    " · " + cameras.size + " camera" + (cameras.size === 1 ? "" : "s") + " · " + Math.round(result.took_ms) + " ms" +
+    (result.query.rerank ? " · re-ranked" : "");
+  const withDate = !sameDay(matches, "time");
+  matches.forEach((match, i) => {
+    grid.append(card(match, { rank: i + 1, withDate, isQuery: state.query.kind === "crop" && match.crop_id === state.query.id }));
+  });
+  const empty = $("empty");
+  empty.hidden = matches.length > 0;
+  empty.textContent = "No matches. Try fewer filters or a lower minimum score.";
+}
+
+// ---------- timeline ----------
+
+function renderTimeline(result) {
+  const sightings = result.sightings || [];
+  const container = $("timeline");
+  container.textContent = "";
+  $("timeline-card").hidden = sightings.length === 0;
+  if (!sightings.length) return;
+  const cameras = [...new Set(sightings.map((s) => s.camera))].sort();
+  $("timeline-summary").textContent = sightings.length + " sighting" + (sightings.length === 1 ? "" : "s") + " on " +
+    cameras.length + " camera" + (cameras.length === 1 ? "" : "s") + " · click one to search from it";
+  const width = Math.max(container.clientWidth, 400);
+  const labelWidth = 96, laneHeight = 34, top = 8, axis = 24;
+  const height = top + cameras.length * laneHeight + axis;
+  let t0 = Math.min(...sightings.map((s) => Date.parse(s.first)));
+  let t1 = Math.max(...sightings.map((s) => Date.parse(s.last)));
+  const span = Math.max(t1 - t0, 10000);
+  t0 -= span * 0.03; t1 = t0 + span * 1.06;
+  const x = (t) => labelWidth + (width - labelWidth - 12) * (t - t0) / (t1 - t0);
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("viewBox", "0 0 " + width + " " + height);
+  svg.setAttribute("height", height);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "Sightings per camera over time");
+  const add = (tag, attrs, text) => {
+    const node = document.createElementNS(SVG, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+    return node;
+  };
+  cameras.forEach((camera, i) => {
+    const y = top + i * laneHeight;
+    add("rect", { class: "lane", x: labelWidth - 4, y: y + 2, width: width - labelWidth - 4, height: laneHeight - 4, rx: 6 });
+    add("text", { class: "lane-label", x: 4, y: y + laneHeight / 2 + 4 }, camera.length > 13 ? camera.slice(0, 12) + "…" : camera);
+  });
+  const withDate = new Date(t0).toISOString().slice(0, 10) !== new Date(t1).toISOString().slice(0, 10);
+  for (let i = 0; i <= 5; i++) {
+    const t = t0 + (t1 - t0) * (i / 5);
+    const tx = x(t);
+    add("line", { class: "tick", x1: tx, x2: tx, y1: top, y2: height - axis + 4 });
+    add("text", { class: "tick-label", x: tx, y: height - 6, "text-anchor": i === 0 ? "start" : i === 5 ? "end" : "middle" },
+      formatTime(new Date(t).toISOString(), withDate));
+  }
+  const queryId = state.query && state.query.kind === "crop" ? state.query.id : null;
+  for (const s of sightings) {
+    const lane = cameras.indexOf(s.camera);
+    const x1 = x(Date.parse(s.first)), x2 = x(Date.parse(s.last));
+    const w = Math.max(x2 - x1, 10);
+    const y = top + lane * laneHeight + 7;
+    const bar = add("rect", {
+      class: "sighting" + (queryId && s.crop_ids.includes(queryId) ? " query" : ""),
+      x: Math.min(x1, width - 12 - w), y, width: w, height: laneHeight - 14, rx: 5,
+      "fill-opacity": (0.3 + 0.7 * Math.max(0, Math.min(1, s.best_score))).toFixed(2), tabindex: 0,
+    });
+    const title = document.createElementNS(SVG, "title");
+    title.textContent = s.camera + (s.track > 0 ? " track " + s.track : "") + "\n" + formatTime(s.first, true) + " – " +
+      formatTime(s.last, false) + " UTC\n" + s.count + " crop" + (s.count === 1 ? "" : "s") + ", best score " + s.best_score.toFixed(3);
+    bar.append(title);
+    if (w > 22 && s.count > 1) add("text", { class: "count", x: Math.min(x1, width - 12 - w) + w / 2, y: y + 14, "text-anchor": "middle" }, String(s.count));
+    bar.addEventListener("click", () => pivot(s.best_crop_id));
+    bar.addEventListener("keydown", (e) => { if (e.key === "Enter") pivot(s.best_crop_id); });
+    bar.addEventListener("mouseenter", () => highlight(s.crop_ids, true));
+    bar.addEventListener("mouseleave", () => highlight(s.crop_ids, false));
+  }
+  container.append(svg);
+}
+
+function highlight(ids, on) {
+  const set = new Set(ids);
+  for (const node of document.querySelectorAll(".result")) {
+    if (set.has(node.dataset.crop)) node.classList.toggle("highlight", on);
+  }
+}
+
+// ---------- browsing ----------
+
+async function browse() {
+  state.browsing = true;
+  $("results-title").textContent = "Browse crops";
+  $("browse-camera-label").hidden = false;
+  $("results-summary").textContent = "loading…";
+  showSkeleton(24);
+  const camera = $("browse-camera").value;
+  try {
+    const body = await (await api("/v1/crops?limit=60" + (camera ? "&camera=" + encodeURIComponent(camera) : ""))).json();
+    if (!state.browsing) return;
+    const grid = $("results");
+    grid.textContent = "";
+    const withDate = !sameDay(body.crops, "time");
+    for (const crop of body.crops) grid.append(card(crop, { withDate }));
+    $("results-summary").textContent = body.crops.length + (body.more ? "+" : "") + " crops · click one to search";
+    $("empty").hidden = body.crops.length > 0;
+    $("empty").textContent = "No crops stored yet.";
+  } catch (err) {
+    $("results").textContent = "";
+    $("results-summary").textContent = "";
+    showError(err.message);
+  }
+}
+
+// ---------- keyboard ----------
+
+function gridNeighbour(current, key) {
+  const cards = [...document.querySelectorAll("#results .result:not(.skeleton)")];
+  const i = cards.indexOf(current);
+  if (i < 0) return cards[0];
+  const columns = Math.max(1, Math.round($("results").clientWidth / (current.offsetWidth + 12)));
+  const step = { ArrowLeft: -1, ArrowRight: 1, ArrowUp: -columns, ArrowDown: columns }[key];
+  return cards[Math.max(0, Math.min(cards.length - 1, i + step))];
+}
+
+function onKey(e) {
+  const typing = /^(INPUT|SELECT|TEXTAREA)$/.test(e.target.tagName);
+  if (e.key === "Escape") { clearError(); closeKeyPanel(); return; }
+  if (typing || e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.key === "u" || e.key === "U") { e.preventDefault(); $("file").click(); }
+  else if (e.key === "b" || e.key === "B") { goTo(state.historyIndex - 1); }
+  else if (e.key.startsWith("Arrow") && (e.target.classList.contains("result") || e.target === document.body)) {
+    const next = gridNeighbour(e.target, e.key);
+    if (next) { e.preventDefault(); next.focus(); }
+  }
+}
+
+// ---------- wiring ----------
+
+function init() {
+  updateKeyButton();
+  $("key-button").addEventListener("click", () => ($("key-panel").hidden ? openKeyPanel() : closeKeyPanel()));
+  $("key-panel").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    state.key = $("key-input").value.trim();
+    if (state.key) localStorage.setItem(KEY_STORAGE, state.key); else localStorage.removeItem(KEY_STORAGE);
+    updateKeyButton();
+    closeKeyPanel();
+    clearError();
+    if (await loadCameras()) { if (state.query) search(); else browse(); }
+  });
+  $("key-clear").addEventListener("click", () => {
+    state.key = "";
+    localStorage.removeItem(KEY_STORAGE);
+    $("key-input").value = "";
+    updateKeyButton();
+  });
+  $("error-close").addEventListener("click", clearError);
+  $("file").addEventListener("change", (e) => { useFile(e.target.files[0]); e.target.value = ""; });
+  const drop = $("drop");
+  drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
+  drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+  drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+  drop.addEventListener("drop", (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const file = e.dataTransfer.files[0];
+    if (file) useFile(file);
+  });
+  document.addEventListener("paste", (e) => {
+    const item = [...(e.clipboardData ? e.clipboardData.items : [])].find((i) => i.kind === "file");
+    if (item) useFile(item.getAsFile());
+  });
+  $("filters").addEventListener("submit", (e) => { e.preventDefault(); search(); });
+  $("min-score").addEventListener("input", () => { $("min-score-value").textContent = parseFloat($("min-score").value).toFixed(2); });
+  for (const id of ["min-score", "k", "rerank", "from", "to"]) {
+    $(id).addEventListener("change", () => { if (state.query) search(); });
+  }
+  $("browse-camera").addEventListener("change", browse);
+  document.addEventListener("keydown", onKey);
+  let resizeTimer;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(() => { if (state.results && !state.browsing) renderTimeline(state.results); }, 150);
+  });
+  refreshStatus();
+  loadCameras().then((ok) => { if (ok) browse(); });
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,658 @@
+package stream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+)
+
+// suite runs against the embedded broker (TestStreamEmbedded) and, when REID_KAFKA_BROKERS is set,
+// against a real Kafka (TestStreamRealKafka).
+var suite = []struct {
+	name string
+	run  func(t *testing.T, env testEnv)
+}{
+	{"RoundTrip", testRoundTrip},
+	{"KeyedOrderPerCamera", testKeyedOrder},
+	{"RedeliveryAfterCrashBeforeCommit", testRedeliveryAfterCrash},
+	{"HandlerFailureRetriesSameBatch", testHandlerRetry},
+	{"PoisonRecordsToDLQ", testDeadLetters},
+	{"SlowConsumerLosesNothing", testSlowConsumer},
+	{"EnsureTopicsIdempotent", testEnsureTopics},
+	{"LargestRecordFitsTheBroker", testLargestRecord},
+}
+
+func TestStreamEmbedded(t *testing.T) {
+	for _, tc := range suite {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, embeddedEnv(t))
+		})
+	}
+}
+
+func TestStreamRealKafka(t *testing.T) {
+	env := realKafkaEnv(t)
+	for _, tc := range suite {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.run(t, env)
+		})
+	}
+}
+
+func testRoundTrip(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 4)
+	records := makeRecords(t, []string{"cam-a", "cam-b", "cam-c"}, 60, 0)
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic, BatchSize: 16})
+	putAll(t, producer, records)
+	if stats := producer.Stats(); stats.Produced != int64(len(records)) || stats.Buffered != 0 || stats.Dropped != 0 {
+		t.Fatalf("producer stats %+v, want %d produced, none buffered or dropped", stats, len(records))
+	}
+
+	index := newMemoryIndex()
+	consumer := startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: dlq, BatchSize: 25}, index.handler)
+	waitFor(t, 30*time.Second, "every record consumed", func() bool { return index.len() == len(records) })
+	for _, record := range records {
+		index.mu.Lock()
+		got := index.records[record.ID]
+		index.mu.Unlock()
+		if !sameRecord(record, got) {
+			t.Fatalf("record %s arrived as %+v", record.ID, got)
+		}
+	}
+	waitFor(t, 10*time.Second, "handled count", func() bool { return consumer.Stats().Handled == int64(len(records)) })
+	if stats := consumer.Stats(); stats.DeadLettered != 0 || stats.HandlerErrors != 0 {
+		t.Fatalf("consumer stats %+v, want no dead letters or handler errors", stats)
+	}
+}
+
+func testKeyedOrder(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 4)
+	cameras := []string{"cam-1", "cam-2", "cam-3", "cam-4", "cam-5"}
+	const perCamera = 80
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic, BatchSize: 7, BatchTimeout: 2 * time.Millisecond})
+	// Each camera's frames come from its own goroutine, as in ingest.
+	var wg sync.WaitGroup
+	for _, camera := range cameras {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for frame := range int64(perCamera) {
+				if err := producer.Put(context.Background(), testRecord(t, camera, frame, 0)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := producer.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+
+	index := newMemoryIndex()
+	startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: dlq, BatchSize: 13}, index.handler)
+	waitFor(t, 30*time.Second, "every record consumed", func() bool { return index.len() == len(cameras)*perCamera })
+	index.mu.Lock()
+	defer index.mu.Unlock()
+	for _, camera := range cameras {
+		frames := index.order[camera]
+		if !slices.IsSorted(frames) || len(frames) != perCamera {
+			t.Errorf("camera %s frames arrived as %v, want 0..%d in order", camera, frames, perCamera-1)
+		}
+		if len(index.partitions[camera]) != 1 {
+			t.Errorf("camera %s spread over partitions %v, want one", camera, index.partitions[camera])
+		}
+	}
+}
+
+func testRedeliveryAfterCrash(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 3)
+	records := makeRecords(t, []string{"cam-a", "cam-b"}, 100, 0)
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic})
+	putAll(t, producer, records)
+
+	group := randomName("group")
+	index := newMemoryIndex()
+	var (
+		mu         sync.Mutex
+		calls      int
+		committed  []string // ids of batches whose handler returned nil
+		crashBatch []string // ids written but never acknowledged
+	)
+	crashed := make(chan struct{})
+	// The first consumer writes every batch, but on its 4th batch it "dies" after the write and
+	// before returning, so that batch is never committed.
+	first := startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq, BatchSize: 10, DrainTimeout: 100 * time.Millisecond},
+		func(ctx context.Context, batch []Message) error {
+			index.write(batch)
+			mu.Lock()
+			calls++
+			call := calls
+			for _, message := range batch {
+				if call < 4 {
+					committed = append(committed, message.Record.ID)
+				} else if call == 4 {
+					crashBatch = append(crashBatch, message.Record.ID)
+				}
+			}
+			mu.Unlock()
+			if call >= 4 {
+				if call == 4 {
+					close(crashed)
+				}
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		})
+	select {
+	case <-crashed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("first consumer never reached its 4th batch")
+	}
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	second := newMemoryIndex()
+	startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq, BatchSize: 10},
+		func(ctx context.Context, batch []Message) error {
+			second.write(batch)
+			index.write(batch)
+			return nil
+		})
+	waitFor(t, 30*time.Second, "every record in the index", func() bool { return index.len() == len(records) })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range crashBatch {
+		if !second.has(id) {
+			t.Errorf("record %s was written but not committed by the crashed consumer, and was not delivered again", id)
+		}
+	}
+	for _, id := range committed {
+		if second.has(id) {
+			t.Errorf("record %s was committed by the first consumer but delivered again", id)
+		}
+	}
+	for _, record := range records {
+		if !index.has(record.ID) {
+			t.Errorf("record %s lost", record.ID)
+		}
+	}
+	if len(crashBatch) == 0 || len(committed) == 0 {
+		t.Fatalf("crash batch %d records, committed %d: the scenario did not happen", len(crashBatch), len(committed))
+	}
+}
+
+func testHandlerRetry(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 2)
+	records := makeRecords(t, []string{"cam-a", "cam-b"}, 50, 0)
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic})
+	putAll(t, producer, records)
+
+	index := newMemoryIndex()
+	var failures atomic.Int64
+	var firstFailed []string
+	consumer := startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: dlq, BatchSize: 20, RetryBackoffMin: 10 * time.Millisecond},
+		func(ctx context.Context, batch []Message) error {
+			// The index is "down" for the first three calls.
+			if failures.Load() < 3 {
+				if failures.Add(1) == 1 {
+					for _, message := range batch {
+						firstFailed = append(firstFailed, message.Record.ID)
+					}
+				}
+				return errors.New("index unavailable")
+			}
+			index.write(batch)
+			return nil
+		})
+	waitFor(t, 30*time.Second, "every record consumed", func() bool { return index.len() == len(records) })
+	if got := consumer.Stats().HandlerErrors; got != 3 {
+		t.Errorf("HandlerErrors = %d, want 3", got)
+	}
+	for _, id := range firstFailed {
+		if !index.has(id) {
+			t.Errorf("record %s of the failed batch was skipped", id)
+		}
+	}
+}
+
+func testDeadLetters(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 1)
+	good := func(frame int64) cropstore.CropRecord { return testRecord(t, "cam-1", frame, 0) }
+	encode := func(record cropstore.CropRecord) []byte {
+		value, err := Encode(record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return value
+	}
+	truncated := encode(good(2))
+	truncated = truncated[:len(truncated)-100]
+	unknownVersion := encode(good(3))
+	unknownVersion[4] = 9
+	brokenImage := good(4)
+	brokenImage.JPEG = brokenImage.JPEG[:len(brokenImage.JPEG)/2]
+	refused := good(5)
+	refused.Detector = "refuse-me"
+	// Offsets in the single partition follow this order.
+	values := []struct {
+		value  []byte
+		reason string // empty: a good record
+	}{
+		{encode(good(0)), ""},
+		{[]byte("\x00\x01garbage bytes from somewhere else"), "not-crop-record"},
+		{encode(good(1)), ""},
+		{truncated, "truncated"},
+		{unknownVersion, "unknown-version"},
+		{encode(brokenImage), "bad-jpeg"},
+		{encode(refused), "rejected"},
+		{encode(good(6)), ""},
+	}
+	writer := &kafka.Writer{Addr: kafka.TCP(env.conn.Brokers...), Topic: topic, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer writer.Close()
+	for _, v := range values { // one by one, so the offsets are known
+		if err := writer.WriteMessages(context.Background(), kafka.Message{Key: []byte("cam-1"), Value: v.value}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	index := newMemoryIndex()
+	group := randomName("group")
+	consumer := startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq, BatchSize: 3, ValidateJPEG: true},
+		func(ctx context.Context, batch []Message) error {
+			rejected := map[int]error{}
+			var accepted []Message
+			for i, message := range batch {
+				if message.Record.Detector == "refuse-me" {
+					rejected[i] = errors.New("refused by the handler")
+					continue
+				}
+				accepted = append(accepted, message)
+			}
+			index.write(accepted)
+			if len(rejected) > 0 {
+				return &RejectedError{Records: rejected}
+			}
+			return nil
+		})
+	waitFor(t, 30*time.Second, "good records and dead letters", func() bool {
+		return index.len() == 3 && consumer.Stats().DeadLettered == 5
+	})
+	for _, frame := range []int64{0, 1, 6} {
+		if id := good(frame).ID; !index.has(id) {
+			t.Errorf("good record %s (frame %d) not handled: poison records stalled the consumer", id, frame)
+		}
+	}
+
+	letters := readAll(t, env.conn, dlq, 5)
+	for _, message := range letters {
+		letter, err := ParseDeadLetter(message)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if letter.Offset < 0 || int(letter.Offset) >= len(values) {
+			t.Fatalf("dead letter %+v has offset outside the topic", letter)
+		}
+		original := values[letter.Offset]
+		if letter.Reason != original.reason {
+			t.Errorf("offset %d: reason %q, want %q (error %q)", letter.Offset, letter.Reason, original.reason, letter.Error)
+		}
+		if letter.Topic != topic || letter.Partition != 0 || letter.Group != group || letter.Error == "" || time.Since(letter.Time) > time.Minute {
+			t.Errorf("offset %d: dead letter headers %+v", letter.Offset, letter)
+		}
+		if !bytes.Equal(letter.Value, original.value) || string(letter.Key) != "cam-1" {
+			t.Errorf("offset %d: dead letter does not carry the original bytes and key", letter.Offset)
+		}
+	}
+}
+
+func testSlowConsumer(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 3)
+	const perCamera = 100
+	cameras := []string{"cam-a", "cam-b", "cam-c"}
+	// A tiny producer buffer and a consumer slower than the producer: Kafka absorbs the
+	// difference, the producer blocks rather than drops, and every record arrives.
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic, Buffer: 2, BatchSize: 2})
+	index := newMemoryIndex()
+	startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: dlq, BatchSize: 8},
+		func(ctx context.Context, batch []Message) error {
+			time.Sleep(10 * time.Millisecond)
+			index.write(batch)
+			return nil
+		})
+	putAll(t, producer, makeRecords(t, cameras, perCamera, 0))
+	if stats := producer.Stats(); stats.Dropped != 0 || stats.Produced != perCamera*int64(len(cameras)) {
+		t.Fatalf("producer stats %+v, want all %d produced and none dropped", stats, perCamera*len(cameras))
+	}
+	waitFor(t, 60*time.Second, "every record consumed", func() bool { return index.len() == perCamera*len(cameras) })
+}
+
+func testLargestRecord(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 1)
+	record := testRecord(t, "cam-1", 1, 0)
+	value, err := Encode(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Pad the image so the encoded record is exactly MaxRecordBytes; the broker's default
+	// message.max.bytes (1 MiB) must accept it.
+	record.JPEG = append(record.JPEG, make([]byte, MaxRecordBytes-len(value))...)
+	if value, err = Encode(record); err != nil || len(value) != MaxRecordBytes {
+		t.Fatalf("encoded %d bytes, %v; want %d", len(value), err, MaxRecordBytes)
+	}
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic})
+	putAll(t, producer, []cropstore.CropRecord{record, record, record})
+	index := newMemoryIndex()
+	startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: dlq}, index.handler)
+	waitFor(t, 30*time.Second, "the largest record consumed", func() bool { return index.len() == 1 })
+	index.mu.Lock()
+	defer index.mu.Unlock()
+	if !sameRecord(index.records[record.ID], record) {
+		t.Fatal("largest record arrived changed")
+	}
+}
+
+func testEnsureTopics(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Asking again with another partition count leaves the existing topic alone.
+	if err := EnsureTopics(ctx, env.conn, Topic{Name: topic, Partitions: 5}, Topic{Name: dlq, Partitions: 1}); err != nil {
+		t.Fatalf("second EnsureTopics: %v", err)
+	}
+	client := &kafka.Client{Addr: kafka.TCP(env.conn.Brokers...)}
+	metadata, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic, dlq}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	partitions := map[string]int{}
+	for _, found := range metadata.Topics {
+		if found.Error != nil {
+			t.Fatalf("topic %s: %v", found.Name, found.Error)
+		}
+		partitions[found.Name] = len(found.Partitions)
+	}
+	if partitions[topic] != 3 || partitions[dlq] != 1 {
+		t.Fatalf("partitions %v, want %s:3 %s:1", partitions, topic, dlq)
+	}
+	if err := EnsureTopics(ctx, env.conn, Topic{Name: "", Partitions: 1}); err == nil {
+		t.Fatal("EnsureTopics accepted an empty topic name")
+	}
+}
+
+// The cases below control the broker itself, so they run against the embedded one only.
+
+func TestProducerBlocksWhileBrokerDown(t *testing.T) {
+	t.Parallel()
+	addr := freeLoopbackAddr(t)
+	conn := Connection{Brokers: []string{addr}}
+	topic := randomName("reid-test-crops")
+	const buffer, batch = 3, 2
+	producer := newTestProducer(t, conn, ProducerOptions{Topic: topic, Buffer: buffer, BatchSize: batch, RetryBackoffMax: 200 * time.Millisecond, MaxAttempts: 1})
+	records := makeRecords(t, []string{"cam-a"}, 20, 0)
+
+	accepted := 0
+	var blockedErr error
+	for _, record := range records[:10] {
+		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+		err := producer.Put(ctx, record)
+		cancel()
+		if err != nil {
+			blockedErr = err
+			break
+		}
+		accepted++
+	}
+	if !errors.Is(blockedErr, context.DeadlineExceeded) {
+		t.Fatalf("Put with the broker down and the buffer full returned %v after %d records, want it to block until its deadline", blockedErr, accepted)
+	}
+	if accepted > buffer+batch {
+		t.Fatalf("%d records accepted with a buffer of %d and batches of %d", accepted, buffer, batch)
+	}
+	if stats := producer.Stats(); stats.Dropped != 0 || stats.Buffered != int64(accepted) || stats.Errors == 0 {
+		t.Fatalf("stats while blocked %+v, want %d buffered, write errors, nothing dropped", stats, accepted)
+	}
+	// These Puts block until the broker comes up.
+	rest := records[accepted+1:]
+	putDone := make(chan error, 1)
+	go func() {
+		for _, record := range rest {
+			if err := producer.Put(context.Background(), record); err != nil {
+				putDone <- err
+				return
+			}
+		}
+		putDone <- nil
+	}()
+	time.Sleep(300 * time.Millisecond)
+
+	broker, err := StartBroker(BrokerOptions{Addr: addr, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := EnsureTopics(ctx, conn, Topic{Name: topic, Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-putDone; err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := accepted + len(rest)
+	if stats := producer.Stats(); stats.Produced != int64(want) || stats.Dropped != 0 || stats.Buffered != 0 {
+		t.Fatalf("stats after the broker came up %+v, want %d produced", stats, want)
+	}
+	index := newMemoryIndex()
+	startConsumer(t, conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: topic + ".dlq"}, index.handler)
+	waitFor(t, 30*time.Second, "every accepted record consumed", func() bool { return index.len() == want })
+}
+
+// lineCounter keeps the log lines written through its logger.
+type lineCounter struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (c *lineCounter) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines = append(c.lines, string(p))
+	return len(p), nil
+}
+
+func (c *lineCounter) logger() *slog.Logger { return slog.New(slog.NewTextHandler(c, nil)) }
+
+func (c *lineCounter) count(word string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var n int64
+	for _, line := range c.lines {
+		if strings.Contains(line, word) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestProducerDropModeCountsDrops(t *testing.T) {
+	t.Parallel()
+	addr := freeLoopbackAddr(t)
+	conn := Connection{Brokers: []string{addr}}
+	topic := randomName("reid-test-crops")
+	logs := &lineCounter{}
+	producer := newTestProducer(t, conn, ProducerOptions{Topic: topic, Buffer: 2, BatchSize: 2, DropWhenFull: true,
+		RetryBackoffMax: 200 * time.Millisecond, MaxAttempts: 1, Logger: logs.logger()})
+	records := makeRecords(t, []string{"cam-a"}, 30, 0)
+	start := time.Now()
+	for _, record := range records {
+		if err := producer.Put(context.Background(), record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if elapsed := time.Since(start); elapsed > 2*time.Second {
+		t.Fatalf("drop-mode Puts took %v with the broker down; they must not block", elapsed)
+	}
+	dropped := producer.Stats().Dropped
+	if dropped < int64(len(records))-4 {
+		t.Fatalf("%d dropped of %d with a buffer of 2 and batches of 2", dropped, len(records))
+	}
+	if got := logs.count("crop dropped"); got != dropped {
+		t.Fatalf("%d drop log lines for %d drops", got, dropped)
+	}
+
+	broker, err := StartBroker(BrokerOptions{Addr: addr, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := EnsureTopics(ctx, conn, Topic{Name: topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	stats := producer.Stats()
+	if stats.Produced+stats.Dropped != int64(len(records)) {
+		t.Fatalf("stats %+v: produced + dropped != %d records", stats, len(records))
+	}
+	index := newMemoryIndex()
+	startConsumer(t, conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: topic + ".dlq"}, index.handler)
+	waitFor(t, 30*time.Second, "every produced record consumed", func() bool { return index.len() == int(stats.Produced) })
+}
+
+func TestBrokerRestartKeepsTopicsAndOffsets(t *testing.T) {
+	t.Parallel()
+	dataDir := t.TempDir()
+	start := func() (*Broker, Connection) {
+		broker, err := StartBroker(BrokerOptions{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: testLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return broker, Connection{Brokers: broker.Addrs()}
+	}
+	broker, conn := start()
+	topic, dlq := newTopics(t, testEnv{conn: conn}, 3)
+	group := randomName("group")
+	before := makeRecords(t, []string{"cam-a", "cam-b"}, 25, 0)
+	after := makeRecords(t, []string{"cam-a", "cam-b"}, 10, 1000)
+
+	producer, err := NewProducer(conn, ProducerOptions{Topic: topic, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putAll(t, producer, before)
+	if err := producer.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	index := newMemoryIndex()
+	first := startConsumer(t, conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq}, index.handler)
+	waitFor(t, 30*time.Second, "first records committed", func() bool { return first.Stats().Handled == int64(len(before)) })
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+	broker.Close()
+
+	broker, conn = start()
+	defer broker.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(conn.Brokers...)}
+	metadata, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(metadata.Topics) != 1 || metadata.Topics[0].Error != nil || len(metadata.Topics[0].Partitions) != 3 {
+		t.Fatalf("after restart topic metadata %+v, want %s with 3 partitions", metadata.Topics, topic)
+	}
+	producer = newTestProducer(t, conn, ProducerOptions{Topic: topic})
+	putAll(t, producer, after)
+	second := newMemoryIndex()
+	startConsumer(t, conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq}, second.handler)
+	waitFor(t, 30*time.Second, "records produced after the restart", func() bool { return second.len() == len(after) })
+	time.Sleep(500 * time.Millisecond) // give stray redeliveries a chance to show
+	for _, record := range before {
+		if second.has(record.ID) {
+			t.Fatalf("record %s committed before the restart was delivered again: offsets were not kept", record.ID)
+		}
+	}
+	if second.len() != len(after) {
+		t.Fatalf("%d records after restart, want %d", second.len(), len(after))
+	}
+}
+
+func TestOpenStartsEmbeddedBrokerAndTopics(t *testing.T) {
+	t.Parallel()
+	cfg := config.Default().Stream
+	cfg.EmbeddedAddr = "127.0.0.1:0"
+	cfg.CropsTopic = randomName("reid-test-crops")
+	cfg.DLQTopic = cfg.CropsTopic + ".dlq"
+	dataDir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cluster, err := Open(ctx, cfg, dataDir, testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	if cluster.Embedded == nil {
+		t.Fatal("no brokers configured, but Open did not start the embedded one")
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "broker")); err != nil {
+		t.Fatalf("embedded broker data dir: %v", err)
+	}
+	client := &kafka.Client{Addr: kafka.TCP(cluster.Conn.Brokers...)}
+	metadata, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{cfg.CropsTopic, cfg.DLQTopic}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range metadata.Topics {
+		want := map[string]int{cfg.CropsTopic: cfg.Partitions, cfg.DLQTopic: 1}[topic.Name]
+		if topic.Error != nil || len(topic.Partitions) != want {
+			t.Errorf("topic %s: %d partitions, %v; want %d", topic.Name, len(topic.Partitions), topic.Error, want)
+		}
+	}
+
+	// With brokers configured, Open starts nothing and uses them.
+	cfg.Brokers = cluster.Conn.Brokers
+	external, err := Open(ctx, cfg, t.TempDir(), testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer external.Close()
+	if external.Embedded != nil || external.Conn.Brokers[0] != cluster.Conn.Brokers[0] {
+		t.Fatalf("Open with brokers configured: %+v", external)
+	}
+}
+
+func TestStartBrokerRejectsBadAddress(t *testing.T) {
+	for _, addr := range []string{"no-port", "127.0.0.1:notaport", "127.0.0.1:70000"} {
+		if broker, err := StartBroker(BrokerOptions{Addr: addr, Logger: testLogger()}); err == nil {
+			broker.Close()
+			t.Errorf("StartBroker(%q) succeeded", addr)
+		}
+	}
+}

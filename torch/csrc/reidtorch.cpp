@@ -1,0 +1,442 @@
+// The C ABI of reidtorch.h over libtorch's C++ API. Every entry point runs inside guarded(),
+// which turns any exception into an error code and a malloc'd message.
+#include "reidtorch.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+#include <string>
+#include <unordered_map>
+
+#include "models.h"
+
+namespace {
+
+void set_error(char **err, const std::string &msg) {
+  if (err == nullptr) return;
+  *err = static_cast<char *>(std::malloc(msg.size() + 1));
+  if (*err != nullptr) std::memcpy(*err, msg.c_str(), msg.size() + 1);
+}
+
+bool looks_like_oom(const std::string &msg) {
+  return msg.find("out of memory") != std::string::npos ||
+         msg.find("can't allocate memory") != std::string::npos ||
+         msg.find("OutOfMemory") != std::string::npos;
+}
+
+template <class F>
+int guarded(char **err, F &&body) {
+  try {
+    body();
+    return RT_OK;
+  } catch (const std::bad_alloc &) {
+    set_error(err, "out of memory (std::bad_alloc)");
+    return RT_OOM;
+  } catch (const c10::Error &e) {
+    std::string msg = e.what_without_backtrace();
+    set_error(err, msg);
+    return looks_like_oom(msg) ? RT_OOM : RT_ERR;
+  } catch (const std::exception &e) {
+    std::string msg = e.what();
+    set_error(err, msg);
+    return looks_like_oom(msg) ? RT_OOM : RT_ERR;
+  } catch (...) {
+    set_error(err, "unknown C++ exception");
+    return RT_ERR;
+  }
+}
+
+torch::Device make_device(int device_type, int device_index) {
+  if (device_type == 1) return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_index));
+  return torch::Device(torch::kCPU);
+}
+
+// Enables bf16 autocast on CUDA for the scope. The API changed in PyTorch 2.4.
+class CudaAutocast {
+ public:
+  explicit CudaAutocast(bool enable) : enabled_(enable) {
+    if (!enabled_) return;
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+#else
+    at::autocast::set_enabled(true);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+#endif
+    at::autocast::increment_nesting();
+  }
+  ~CudaAutocast() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+#if TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
+  }
+  CudaAutocast(const CudaAutocast &) = delete;
+  CudaAutocast &operator=(const CudaAutocast &) = delete;
+
+ private:
+  bool enabled_;
+};
+
+std::string shape_string(const torch::Tensor &t) {
+  std::ostringstream out;
+  for (int64_t i = 0; i < t.dim(); i++) {
+    if (i > 0) out << ',';
+    out << t.size(i);
+  }
+  return out.str();
+}
+
+}  // namespace
+
+struct rt_model {
+  std::shared_ptr<reid::NetImpl> net;
+  torch::Device device{torch::kCPU};
+  bool autocast = false;
+  bool channels_last = false;
+  torch::Tensor mean, std;  // 1 x 3 x 1 x 1 on device
+  std::unordered_map<std::string, torch::Tensor> named;
+
+  void index_names() {
+    named.clear();
+    for (auto &item : net->named_parameters(true)) named[item.key()] = item.value();
+    for (auto &item : net->named_buffers(true)) named[item.key()] = item.value();
+  }
+
+  // channels_last speeds up cuDNN convolutions under bf16; it is a layout change only.
+  void apply_memory_format() {
+    if (!channels_last) return;
+    torch::NoGradGuard no_grad;
+    for (auto &param : net->parameters(true)) {
+      if (param.dim() == 4) param.set_data(param.data().contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  }
+
+  torch::Tensor preprocess(const uint8_t *pix, int64_t n, int64_t h, int64_t w) {
+    auto host = torch::from_blob(const_cast<uint8_t *>(pix), {n, h, w, 3}, torch::kUInt8);
+    auto x = host.to(device).permute({0, 3, 1, 2}).to(torch::kFloat).div_(255.0);
+    x = x.sub_(mean).div_(std);
+    return channels_last ? x.contiguous(at::MemoryFormat::ChannelsLast) : x.contiguous();
+  }
+};
+
+struct rt_optim {
+  std::unique_ptr<torch::optim::Adam> adam;
+};
+
+struct rt_memory {
+  torch::Tensor data;  // rows x dim float32
+};
+
+extern "C" {
+
+void rt_free(void *p) { std::free(p); }
+
+const char *rt_version(void) {
+#define RT_STR2(x) #x
+#define RT_STR(x) RT_STR2(x)
+  return RT_STR(TORCH_VERSION_MAJOR) "." RT_STR(TORCH_VERSION_MINOR) "." RT_STR(TORCH_VERSION_PATCH);
+}
+
+int rt_cuda_device_count(void) {
+  try {
+    return static_cast<int>(torch::cuda::device_count());
+  } catch (...) {
+    return 0;
+  }
+}
+
+int rt_thread_init(int threads, int device_type, int device_index, char **err) {
+  return guarded(err, [&] {
+    if (threads > 0) at::set_num_threads(threads);
+    if (device_type == 1) {
+      auto count = torch::cuda::device_count();
+      if (device_index < 0 || static_cast<size_t>(device_index) >= count) {
+        throw std::invalid_argument("CUDA device " + std::to_string(device_index) +
+                                    " not available (" + std::to_string(count) + " devices)");
+      }
+      c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
+          ->setDevice(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device_index)));
+    }
+  });
+}
+
+int rt_manual_seed(uint64_t seed, char **err) {
+  return guarded(err, [&] { torch::manual_seed(seed); });
+}
+
+int rt_model_new(const rt_model_config *cfg, rt_model **out, char **err) {
+  return guarded(err, [&] {
+    auto model = std::make_unique<rt_model>();
+    model->net = reid::make_net(cfg->arch, cfg->last_stride, cfg->gem != 0, cfg->neck != 0);
+    model->device = make_device(cfg->device_type, cfg->device_index);
+    model->autocast = cfg->device_type == 1 && cfg->bf16 != 0;
+    model->channels_last = cfg->device_type == 1 && cfg->channels_last != 0;
+    model->net->to(model->device);
+    model->net->eval();
+    model->apply_memory_format();
+    model->mean = torch::tensor({cfg->mean[0], cfg->mean[1], cfg->mean[2]}).view({1, 3, 1, 1}).to(model->device);
+    model->std = torch::tensor({cfg->std[0], cfg->std[1], cfg->std[2]}).view({1, 3, 1, 1}).to(model->device);
+    model->index_names();
+    *out = model.release();
+  });
+}
+
+void rt_model_free(rt_model *m) { delete m; }
+
+int64_t rt_model_dim(rt_model *m) { return m->net->dim; }
+
+int rt_model_names(rt_model *m, char **out, char **err) {
+  return guarded(err, [&] {
+    std::ostringstream text;
+    for (auto &item : m->net->named_parameters(true))
+      text << item.key() << '\t' << shape_string(item.value()) << '\n';
+    for (auto &item : m->net->named_buffers(true))
+      text << item.key() << '\t' << shape_string(item.value()) << '\n';
+    std::string s = text.str();
+    *out = static_cast<char *>(std::malloc(s.size() + 1));
+    if (*out == nullptr) throw std::bad_alloc();
+    std::memcpy(*out, s.c_str(), s.size() + 1);
+  });
+}
+
+int rt_model_set_tensor(rt_model *m, const char *name, int dtype, const int64_t *shape, int ndim,
+                        const void *data, char **err) {
+  return guarded(err, [&] {
+    auto it = m->named.find(name);
+    if (it == m->named.end()) throw std::invalid_argument(std::string("no tensor named ") + name);
+    torch::ScalarType type;
+    switch (dtype) {
+      case RT_FLOAT32: type = torch::kFloat; break;
+      case RT_FLOAT64: type = torch::kDouble; break;
+      case RT_FLOAT16: type = torch::kHalf; break;
+      case RT_BFLOAT16: type = torch::kBFloat16; break;
+      case RT_INT64: type = torch::kLong; break;
+      default: throw std::invalid_argument("unsupported dtype code " + std::to_string(dtype));
+    }
+    std::vector<int64_t> sizes(shape, shape + ndim);
+    auto src = torch::from_blob(const_cast<void *>(data), sizes, type);
+    auto &dst = it->second;
+    if (src.sizes() != dst.sizes()) {
+      // A one-element tensor stored as shape [] or [1] is the same value.
+      if (!(src.numel() == 1 && dst.numel() == 1)) {
+        throw std::invalid_argument(std::string(name) + ": shape [" + shape_string(src) +
+                                    "] does not match the model's [" + shape_string(dst) + "]");
+      }
+      src = src.reshape(dst.sizes());
+    }
+    torch::NoGradGuard no_grad;
+    dst.copy_(src);
+  });
+}
+
+int rt_model_get_tensor(rt_model *m, const char *name, float *out, int64_t n, char **err) {
+  return guarded(err, [&] {
+    auto it = m->named.find(name);
+    if (it == m->named.end()) throw std::invalid_argument(std::string("no tensor named ") + name);
+    auto t = it->second.detach().to(torch::kCPU, torch::kFloat).contiguous();
+    if (t.numel() != n) throw std::invalid_argument("output size mismatch");
+    std::memcpy(out, t.data_ptr<float>(), sizeof(float) * n);
+  });
+}
+
+int rt_model_train(rt_model *m, int train, char **err) {
+  return guarded(err, [&] { m->net->train(train != 0); });
+}
+
+int rt_model_forward(rt_model *m, const uint8_t *pix, int64_t n, int64_t h, int64_t w, int train,
+                     int flip, int normalize, float *out, char **err) {
+  return guarded(err, [&] {
+    torch::NoGradGuard no_grad;
+    bool was_training = m->net->is_training();
+    m->net->train(train != 0);
+    torch::Tensor features;
+    {
+      auto x = m->preprocess(pix, n, h, w);
+      CudaAutocast autocast(m->autocast);
+      features = m->net->forward(x).to(torch::kFloat);
+      if (flip) features = features + m->net->forward(x.flip({3})).to(torch::kFloat);
+    }
+    m->net->train(was_training);
+    if (normalize) {
+      features = torch::nn::functional::normalize(features, torch::nn::functional::NormalizeFuncOptions().dim(1));
+    }
+    features = features.to(torch::kCPU).contiguous();
+    if (features.size(0) != n || features.size(1) != m->net->dim)
+      throw std::runtime_error("unexpected feature shape [" + shape_string(features) + "]");
+    std::memcpy(out, features.data_ptr<float>(), sizeof(float) * n * m->net->dim);
+  });
+}
+
+int rt_model_save(rt_model *m, const char *path, char **err) {
+  return guarded(err, [&] {
+    torch::serialize::OutputArchive archive;
+    m->net->save(archive);
+    archive.save_to(path);
+  });
+}
+
+int rt_model_load(rt_model *m, const char *path, char **err) {
+  return guarded(err, [&] {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path, m->device);
+    m->net->load(archive);
+    m->apply_memory_format();
+    m->index_names();
+  });
+}
+
+int rt_adam_new(rt_model *m, double lr, double weight_decay, double beta1, double beta2,
+                double eps, rt_optim **out, char **err) {
+  return guarded(err, [&] {
+    std::vector<torch::Tensor> params;
+    for (auto &p : m->net->parameters(true)) {
+      if (p.requires_grad()) params.push_back(p);
+    }
+    auto options = torch::optim::AdamOptions(lr)
+                       .betas(std::make_tuple(beta1, beta2))
+                       .eps(eps)
+                       .weight_decay(weight_decay);
+    auto optim = std::make_unique<rt_optim>();
+    optim->adam = std::make_unique<torch::optim::Adam>(params, options);
+    *out = optim.release();
+  });
+}
+
+void rt_optim_free(rt_optim *o) { delete o; }
+
+int rt_optim_set_lr(rt_optim *o, double lr, char **err) {
+  return guarded(err, [&] {
+    for (auto &group : o->adam->param_groups())
+      static_cast<torch::optim::AdamOptions &>(group.options()).lr(lr);
+  });
+}
+
+int rt_optim_get_lr(rt_optim *o, double *lr, char **err) {
+  return guarded(err, [&] {
+    *lr = static_cast<torch::optim::AdamOptions &>(o->adam->param_groups().at(0).options()).lr();
+  });
+}
+
+int rt_optim_save(rt_optim *o, const char *path, char **err) {
+  return guarded(err, [&] {
+    torch::serialize::OutputArchive archive;
+    o->adam->save(archive);
+    archive.save_to(path);
+  });
+}
+
+int rt_optim_load(rt_optim *o, const char *path, char **err) {
+  return guarded(err, [&] {
+    torch::serialize::InputArchive archive;
+    archive.load_from(path);
+    o->adam->load(archive);
+    // Adam's moments are read onto the CPU; keep them beside their parameters.
+    torch::Device device(torch::kCPU);
+    for (auto &group : o->adam->param_groups()) {
+      if (!group.params().empty()) device = group.params()[0].device();
+    }
+    for (auto &entry : o->adam->state()) {
+      auto &state = static_cast<torch::optim::AdamParamState &>(*entry.second);
+      state.exp_avg(state.exp_avg().to(device));
+      state.exp_avg_sq(state.exp_avg_sq().to(device));
+      if (state.max_exp_avg_sq().defined()) state.max_exp_avg_sq(state.max_exp_avg_sq().to(device));
+    }
+  });
+}
+
+int rt_memory_new(int device_type, int device_index, const float *data, int64_t rows,
+                  int64_t dim, rt_memory **out, char **err) {
+  return guarded(err, [&] {
+    auto mem = std::make_unique<rt_memory>();
+    auto host = torch::from_blob(const_cast<float *>(data), {rows, dim}, torch::kFloat);
+    mem->data = host.to(make_device(device_type, device_index), /*non_blocking=*/false, /*copy=*/true);
+    *out = mem.release();
+  });
+}
+
+void rt_memory_free(rt_memory *mem) { delete mem; }
+
+int rt_memory_get(rt_memory *mem, float *out, char **err) {
+  return guarded(err, [&] {
+    auto t = mem->data.to(torch::kCPU).contiguous();
+    std::memcpy(out, t.data_ptr<float>(), sizeof(float) * t.numel());
+  });
+}
+
+int rt_memory_set(rt_memory *mem, const float *data, char **err) {
+  return guarded(err, [&] {
+    auto host = torch::from_blob(const_cast<float *>(data), mem->data.sizes(), torch::kFloat);
+    mem->data.copy_(host);
+  });
+}
+
+int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, int64_t n,
+                  int64_t h, int64_t w, const int64_t *labels, float tau, float momentum,
+                  int update, double *loss_out, char **err) {
+  return guarded(err, [&] {
+    int64_t rows = mem->data.size(0);
+    for (int64_t i = 0; i < n; i++) {
+      if (labels[i] < 0 || labels[i] >= rows)
+        throw std::invalid_argument("label " + std::to_string(labels[i]) + " outside the memory's " +
+                                    std::to_string(rows) + " rows");
+    }
+    m->net->train(true);
+    auto x = m->preprocess(pix, n, h, w);
+    torch::Tensor features;
+    {
+      CudaAutocast autocast(m->autocast);
+      features = m->net->forward(x);
+    }
+    auto normed = torch::nn::functional::normalize(
+        features.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().dim(1));
+    auto target = torch::from_blob(const_cast<int64_t *>(labels), {n}, torch::kLong).to(m->device);
+    auto logits = normed.mm(mem->data.t()).div(tau);
+    auto loss = torch::nn::functional::cross_entropy(logits, target);
+    o->adam->zero_grad();
+    loss.backward();
+    o->adam->step();
+    *loss_out = loss.item<double>();
+
+    torch::NoGradGuard no_grad;
+    auto inputs = normed.detach();
+    auto &memory = mem->data;
+    auto update_row = [&](int64_t i, int64_t y) {
+      auto row = memory[y].mul(momentum).add_(inputs[i], 1.0 - momentum);
+      memory[y].copy_(row.div_(row.norm()));
+    };
+    if (update == 1) {
+      // Per sample, in batch order, as the reference's backward does.
+      for (int64_t i = 0; i < n; i++) update_row(i, labels[i]);
+    } else if (update == 2) {
+      // One update per label, with the member least similar to its memory entry.
+      auto sims = (inputs * memory.index_select(0, target)).sum(1).to(torch::kCPU);
+      auto sim = sims.accessor<float, 1>();
+      std::unordered_map<int64_t, int64_t> hardest;
+      std::vector<int64_t> order;
+      for (int64_t i = 0; i < n; i++) {
+        auto found = hardest.find(labels[i]);
+        if (found == hardest.end()) {
+          hardest[labels[i]] = i;
+          order.push_back(labels[i]);
+        } else if (sim[i] < sim[found->second]) {
+          found->second = i;
+        }
+      }
+      for (auto y : order) update_row(hardest[y], y);
+    }
+  });
+}
+
+}  // extern "C"

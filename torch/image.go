@@ -1,0 +1,173 @@
+package torch
+
+import (
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+)
+
+// RGB is one packed 8-bit RGB image, rows top to bottom, 3 bytes per pixel. It is how crops
+// decoded elsewhere (a gocv Mat converted BGR to RGB and copied out) enter this package.
+type RGB struct {
+	Width, Height int
+	Pix           []byte // Height*Width*3
+}
+
+func (r RGB) validate() error {
+	if r.Width <= 0 || r.Height <= 0 {
+		return fmt.Errorf("torch: empty image %dx%d", r.Width, r.Height)
+	}
+	if len(r.Pix) != r.Width*r.Height*3 {
+		return fmt.Errorf("torch: %dx%d RGB image has %d bytes, want %d", r.Width, r.Height, len(r.Pix), r.Width*r.Height*3)
+	}
+	return nil
+}
+
+// Batch is N images of the same size, packed RGB uint8 in NHWC order: the model input before
+// normalisation, which the shim applies on the device.
+type Batch struct {
+	N, Height, Width int
+	Pix              []byte // N*Height*Width*3
+}
+
+func (b Batch) validate() error {
+	if b.N <= 0 || b.Height <= 0 || b.Width <= 0 {
+		return fmt.Errorf("torch: empty batch %dx%dx%d", b.N, b.Height, b.Width)
+	}
+	if len(b.Pix) != b.N*b.Height*b.Width*3 {
+		return fmt.Errorf("torch: batch %dx%dx%d has %d bytes, want %d", b.N, b.Height, b.Width, len(b.Pix), b.N*b.Height*b.Width*3)
+	}
+	return nil
+}
+
+// NewBatch converts and resizes images (bilinear) into one batch of height x width.
+func NewBatch(images []image.Image, height, width int) (Batch, error) {
+	rgbs := make([]RGB, len(images))
+	for i, img := range images {
+		if img == nil {
+			return Batch{}, fmt.Errorf("torch: image %d is nil", i)
+		}
+		rgbs[i] = ToRGB(img)
+	}
+	return NewBatchRGB(rgbs, height, width)
+}
+
+// NewBatchRGB resizes packed RGB images (bilinear) into one batch of height x width.
+func NewBatchRGB(images []RGB, height, width int) (Batch, error) {
+	if len(images) == 0 {
+		return Batch{}, errors.New("torch: no images")
+	}
+	if height <= 0 || width <= 0 {
+		return Batch{}, fmt.Errorf("torch: bad target size %dx%d", width, height)
+	}
+	frame := height * width * 3
+	batch := Batch{N: len(images), Height: height, Width: width, Pix: make([]byte, len(images)*frame)}
+	for i, img := range images {
+		if err := img.validate(); err != nil {
+			return Batch{}, fmt.Errorf("image %d: %w", i, err)
+		}
+		resizeInto(batch.Pix[i*frame:(i+1)*frame], img, height, width)
+	}
+	return batch, nil
+}
+
+// ResizeRGB resizes with bilinear interpolation and half-pixel centres, the sampling of OpenCV's
+// INTER_LINEAR and of torchvision's Resize without antialiasing.
+func ResizeRGB(src RGB, height, width int) RGB {
+	out := RGB{Width: width, Height: height, Pix: make([]byte, width*height*3)}
+	resizeInto(out.Pix, src, height, width)
+	return out
+}
+
+// axisTaps gives, for each output coordinate, the two source indices and the weight of the second.
+func axisTaps(outSize, inSize int) (lo, hi []int, frac []float32) {
+	lo, hi, frac = make([]int, outSize), make([]int, outSize), make([]float32, outSize)
+	scale := float64(inSize) / float64(outSize)
+	for i := range outSize {
+		pos := (float64(i)+0.5)*scale - 0.5
+		if pos < 0 {
+			pos = 0
+		}
+		base := int(pos)
+		if base > inSize-1 {
+			base = inSize - 1
+		}
+		next := base + 1
+		if next > inSize-1 {
+			next = inSize - 1
+		}
+		lo[i], hi[i], frac[i] = base, next, float32(pos-float64(base))
+	}
+	return lo, hi, frac
+}
+
+func resizeInto(dst []byte, src RGB, height, width int) {
+	if src.Width == width && src.Height == height {
+		copy(dst, src.Pix)
+		return
+	}
+	x0, x1, fx := axisTaps(width, src.Width)
+	y0, y1, fy := axisTaps(height, src.Height)
+	stride := src.Width * 3
+	for y := range height {
+		rowA := src.Pix[y0[y]*stride : y0[y]*stride+stride]
+		rowB := src.Pix[y1[y]*stride : y1[y]*stride+stride]
+		wy := fy[y]
+		out := dst[y*width*3 : (y+1)*width*3]
+		for x := range width {
+			a, b, wx := x0[x]*3, x1[x]*3, fx[x]
+			for c := range 3 {
+				top := float32(rowA[a+c]) + (float32(rowA[b+c])-float32(rowA[a+c]))*wx
+				bottom := float32(rowB[a+c]) + (float32(rowB[b+c])-float32(rowB[a+c]))*wx
+				v := top + (bottom-top)*wy + 0.5
+				if v >= 255 {
+					v = 255
+				}
+				out[x*3+c] = byte(v)
+			}
+		}
+	}
+}
+
+// ToRGB copies any image into packed RGB; alpha is dropped.
+func ToRGB(img image.Image) RGB {
+	bounds := img.Bounds()
+	w, h := bounds.Dx(), bounds.Dy()
+	out := RGB{Width: w, Height: h, Pix: make([]byte, w*h*3)}
+	switch src := img.(type) {
+	case *image.RGBA:
+		for y := range h {
+			row := src.Pix[src.PixOffset(bounds.Min.X, bounds.Min.Y+y):]
+			for x := range w {
+				copy(out.Pix[(y*w+x)*3:(y*w+x)*3+3], row[x*4:x*4+3])
+			}
+		}
+	case *image.NRGBA:
+		for y := range h {
+			row := src.Pix[src.PixOffset(bounds.Min.X, bounds.Min.Y+y):]
+			for x := range w {
+				copy(out.Pix[(y*w+x)*3:(y*w+x)*3+3], row[x*4:x*4+3])
+			}
+		}
+	case *image.YCbCr:
+		for y := range h {
+			for x := range w {
+				yi := src.YOffset(bounds.Min.X+x, bounds.Min.Y+y)
+				ci := src.COffset(bounds.Min.X+x, bounds.Min.Y+y)
+				r, g, b := color.YCbCrToRGB(src.Y[yi], src.Cb[ci], src.Cr[ci])
+				i := (y*w + x) * 3
+				out.Pix[i], out.Pix[i+1], out.Pix[i+2] = r, g, b
+			}
+		}
+	default:
+		for y := range h {
+			for x := range w {
+				c := color.RGBAModel.Convert(img.At(bounds.Min.X+x, bounds.Min.Y+y)).(color.RGBA)
+				i := (y*w + x) * 3
+				out.Pix[i], out.Pix[i+1], out.Pix[i+2] = c.R, c.G, c.B
+			}
+		}
+	}
+	return out
+}
