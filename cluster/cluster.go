@@ -115,25 +115,31 @@ func JaccardGraphFromNeighbors(ctx context.Context, unit [][]float32, ranks [][]
 	if err != nil {
 		return nil, err
 	}
-	all := make([]int, len(unit))
-	for i := range all {
-		all[i] = i
-	}
-	overlaps, err := Overlaps(ctx, encoding, all)
-	if err != nil {
-		return nil, err
-	}
 	graph := &Graph{Edges: make([][]Edge, len(unit))}
-	for i, row := range overlaps {
-		edges := make([]Edge, 0, len(row))
-		for _, overlap := range row {
-			// The reference clips the (rounding-only) negative distances to 0.
-			d := max(JaccardFromOverlap(overlap.Sum), 0)
-			if d < 1 {
-				edges = append(edges, Edge{To: overlap.To, Distance: float32(d)})
-			}
+	// Rows go through Overlaps in chunks so the wider intermediate form never exists for all
+	// points at once.
+	const chunk = 4096
+	index := NewOverlapIndex(encoding)
+	for first := 0; first < len(unit); first += chunk {
+		rows := make([]int, 0, chunk)
+		for i := first; i < min(first+chunk, len(unit)); i++ {
+			rows = append(rows, i)
 		}
-		graph.Edges[i] = edges
+		overlaps, err := index.Overlaps(ctx, rows)
+		if err != nil {
+			return nil, err
+		}
+		for r, row := range overlaps {
+			edges := make([]Edge, 0, len(row))
+			for _, overlap := range row {
+				// The reference clips the (rounding-only) negative distances to 0.
+				d := max(JaccardFromOverlap(overlap.Sum), 0)
+				if d < 1 {
+					edges = append(edges, Edge{To: overlap.To, Distance: float32(d)})
+				}
+			}
+			graph.Edges[rows[r]] = edges
+		}
 	}
 	return graph, nil
 }

@@ -236,3 +236,24 @@ func TestOptionsAndSummary(t *testing.T) {
 		t.Error("ragged features accepted")
 	}
 }
+
+// TestSmallAndDegenerateInputs: fewer points than k1, exact duplicates and a zero vector must
+// cluster without error, and duplicates end up together.
+func TestSmallAndDegenerateInputs(t *testing.T) {
+	points := [][]float32{{1, 0}, {1, 0}, {1, 0}, {1, 0}, {0, 1}, {0, 0}}
+	labels, graph, err := Run(context.Background(), points, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if labels[0] == Noise || labels[1] != labels[0] || labels[2] != labels[0] || labels[3] != labels[0] {
+		t.Errorf("four identical points not one cluster: %v", labels)
+	}
+	for i := range points {
+		if d := graph.Distance(i, i); d > 1e-6 {
+			t.Errorf("self distance of %d is %v", i, d)
+		}
+	}
+	if _, _, err := Run(context.Background(), nil, Options{}); err == nil {
+		t.Error("no features accepted")
+	}
+}

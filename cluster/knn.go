@@ -18,7 +18,7 @@ func NearestNeighbors(ctx context.Context, features [][]float32, k int) ([][]int
 	}
 	k = min(k, n)
 	ranks := make([][]int32, n)
-	const block = 32
+	const block = 64
 	err := vecmath.ForBlocks(ctx, n, block, 0, func(start, end int) {
 		similarities := make([]float32, (end-start)*n)
 		vecmath.Dots(features[start:end], features, similarities)

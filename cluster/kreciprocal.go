@@ -213,38 +213,51 @@ type Overlap struct {
 	Sum float64
 }
 
-// Overlaps returns, for each point i in rows, every point j whose encoding shares a column with
-// i's, with sum_k min(V[i,k], V[j,k]), ascending by j. Pairs that share nothing have overlap 0
-// and Jaccard distance exactly 1; they are left out, which is what keeps this sparse.
-func Overlaps(ctx context.Context, encoding []SparseRow, rows []int) ([][]Overlap, error) {
+// OverlapIndex is an inverted index of an encoding (column -> rows with a weight there), built
+// once and queried for any rows.
+type OverlapIndex struct {
+	encoding []SparseRow
+	inverted [][]invertedEntry
+}
+
+type invertedEntry struct {
+	row    int32
+	weight float64
+}
+
+// NewOverlapIndex indexes encoding by column.
+func NewOverlapIndex(encoding []SparseRow) *OverlapIndex {
 	n := len(encoding)
-	type entry struct {
-		row    int32
-		weight float64
-	}
 	counts := make([]int, n)
 	for _, row := range encoding {
 		for _, column := range row.Columns {
 			counts[column]++
 		}
 	}
-	inverted := make([][]entry, n)
+	inverted := make([][]invertedEntry, n)
 	for column := range inverted {
-		inverted[column] = make([]entry, 0, counts[column])
+		inverted[column] = make([]invertedEntry, 0, counts[column])
 	}
 	for i, row := range encoding {
 		for k, column := range row.Columns {
-			inverted[column] = append(inverted[column], entry{row: int32(i), weight: row.Weights[k]})
+			inverted[column] = append(inverted[column], invertedEntry{row: int32(i), weight: row.Weights[k]})
 		}
 	}
+	return &OverlapIndex{encoding: encoding, inverted: inverted}
+}
+
+// Overlaps returns, for each point i in rows, every point j whose encoding shares a column with
+// i's, with sum_k min(V[i,k], V[j,k]), ascending by j. Pairs that share nothing have overlap 0
+// and Jaccard distance exactly 1; they are left out, which is what keeps this sparse.
+func (index *OverlapIndex) Overlaps(ctx context.Context, rows []int) ([][]Overlap, error) {
 	out := make([][]Overlap, len(rows))
 	err := vecmath.ForBlocks(ctx, len(rows), 64, 0, func(start, end int) {
-		accumulator := newAccumulator(n)
+		accumulator := newAccumulator(len(index.encoding))
 		for r := start; r < end; r++ {
-			row := encoding[rows[r]]
+			row := index.encoding[rows[r]]
 			for k, column := range row.Columns {
 				weight := row.Weights[k]
-				for _, other := range inverted[column] {
+				for _, other := range index.inverted[column] {
 					accumulator.add(other.row, math.Min(weight, other.weight))
 				}
 			}

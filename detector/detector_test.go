@@ -11,7 +11,7 @@ import (
 )
 
 // readFrame returns frame number index of a shared video.
-func readFrame(t *testing.T, video string, index int) gocv.Mat {
+func readFrame(t testing.TB, video string, index int) gocv.Mat {
 	t.Helper()
 	capture, err := gocv.VideoCaptureFile(testassets.Path(t, video))
 	if err != nil {
@@ -101,3 +101,5 @@ func TestSetThreads(t *testing.T) {
 		t.Errorf("Threads() = %d after SetThreads(1)", got)
 	}
 }
+
+func readFrameB(b *testing.B) gocv.Mat { return readFrame(b, "video/vtest.avi", 300) }

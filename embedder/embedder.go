@@ -61,7 +61,9 @@ type Stats struct {
 	DecodeTime time.Duration
 	ModelTime  time.Duration
 	UpsertTime time.Duration
-	// LastLatency is produce-to-searchable time of the newest crop of the last batch.
+	// LastLatency is frame-to-searchable time of the last crop of the last batch: from the
+	// record's frame time to its upsert returning. It means what it says when ingest stamps
+	// frames with wall-clock time (ingest.timestamps: wallclock).
 	LastLatency time.Duration
 }
 
@@ -72,7 +74,7 @@ type Embedder struct {
 		embedded, rejected, batches                  atomic.Int64
 		decodeNanos, modelNanos, upsertNanos, latency atomic.Int64
 	}
-	// observe, when set, receives each handled batch's produce-to-searchable latencies.
+	// observe, when set, receives each handled batch's frame-to-searchable latencies.
 	observe func([]time.Duration)
 }
 
@@ -93,7 +95,7 @@ func New(ctx context.Context, options Options) (*Embedder, error) {
 	return &Embedder{options: options}, nil
 }
 
-// ObserveLatency registers fn to receive, after each batch, the time from each crop's production
+// ObserveLatency registers fn to receive, after each batch, the time from each crop's frame time
 // to its vector being searchable. Call before the consumer starts.
 func (e *Embedder) ObserveLatency(fn func([]time.Duration)) { e.observe = fn }
 
@@ -161,8 +163,8 @@ func (e *Embedder) record(batch []stream.Message, keep []int, rejected int, star
 	e.stats.upsertNanos.Add(int64(done.Sub(embedded)))
 	latencies := make([]time.Duration, 0, len(keep))
 	for _, i := range keep {
-		if !batch[i].Time.IsZero() {
-			latencies = append(latencies, done.Sub(batch[i].Time))
+		if frameTime := batch[i].Record.Time; !frameTime.IsZero() {
+			latencies = append(latencies, done.Sub(frameTime))
 		}
 	}
 	if len(latencies) > 0 {

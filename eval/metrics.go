@@ -177,7 +177,7 @@ func Distances(ctx context.Context, query, gallery [][]float32) (npy.Matrix, err
 	}
 	unitQuery, unitGallery := vecmath.Normalize(query), vecmath.Normalize(gallery)
 	out := npy.Matrix{Rows: len(query), Cols: len(gallery), Data: make([]float32, len(query)*len(gallery))}
-	err := vecmath.ForBlocks(ctx, len(query), 16, 0, func(start, end int) {
+	err := vecmath.ForBlocks(ctx, len(query), 64, 0, func(start, end int) {
 		block := out.Data[start*out.Cols : end*out.Cols]
 		vecmath.Dots(unitQuery[start:end], unitGallery, block)
 		for k, dot := range block {

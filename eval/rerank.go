@@ -80,7 +80,7 @@ func Rerank(ctx context.Context, query, gallery [][]float32, options RerankOptio
 	for i := range queryRows {
 		queryRows[i] = i
 	}
-	overlaps, err := cluster.Overlaps(ctx, rows, queryRows)
+	overlaps, err := cluster.NewOverlapIndex(rows).Overlaps(ctx, queryRows)
 	if err != nil {
 		return npy.Matrix{}, err
 	}
@@ -114,7 +114,7 @@ func Rerank(ctx context.Context, query, gallery [][]float32, options RerankOptio
 func nearestWithMax(ctx context.Context, unit [][]float32, k int, rowMax []float64) ([][]int32, error) {
 	n := len(unit)
 	ranks := make([][]int32, n)
-	const block = 32
+	const block = 64
 	err := vecmath.ForBlocks(ctx, n, block, 0, func(start, end int) {
 		similarities := make([]float32, (end-start)*n)
 		vecmath.Dots(unit[start:end], unit, similarities)

@@ -149,7 +149,8 @@ type CameraStats struct {
 	Decoded    int64 `json:"decoded"`
 	Frames     int64 `json:"frames"`
 	Detections int64 `json:"detections"`
-	Crops      int64 `json:"crops"`
+	// Crops counts records the sink has accepted.
+	Crops int64 `json:"crops"`
 	// Tracks counts tracks that yielded at least one crop.
 	Tracks     int64 `json:"tracks"`
 	Reconnects int64 `json:"reconnects"`
@@ -237,6 +238,7 @@ func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counter
 				}
 				return
 			}
+			counters.crops.Add(1)
 		}
 	}()
 	camErr := in.processSource(ctx, camera, det, counters, queue)
@@ -354,7 +356,7 @@ func (s *cameraState) drain(ctx context.Context, source capture) (progressed boo
 	if start.IsZero() {
 		start = source.Start()
 	}
-	if start.IsZero() || s.kind.live() {
+	if start.IsZero() || (s.kind.live() && s.configuredStart.IsZero()) {
 		start = time.Now() // live positions count from when the source (re)opened
 	}
 	skipped := func() {}
@@ -442,7 +444,6 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 		}
 		select {
 		case s.queue <- record:
-			s.counters.crops.Add(1)
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}

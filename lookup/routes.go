@@ -131,6 +131,9 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		"index":    s.searcher() != nil,
 		"embedder": s.embedderOrNil() != nil,
 	}
+	if searcher := s.searcher(); searcher != nil {
+		status["version"] = searcher.version
+	}
 	if s.searcher() == nil {
 		status["status"] = "waiting for the index"
 		w.Header().Set("Retry-After", "5")

@@ -150,11 +150,11 @@ func (s *Server) handleSightings(w http.ResponseWriter, r *http.Request, call *c
 
 // queryVector finds the vector to search with: the indexed vector of a crop id (or the embedding
 // of its stored image when the index lacks it), or the embedding of an upload.
-func (s *Server) queryVector(ctx context.Context, searcher Searcher, cropID string, upload []byte) ([]float32, string, error) {
+func (s *Server) queryVector(ctx context.Context, searcher *searcherBox, cropID string, upload []byte) ([]float32, string, error) {
 	image := upload
 	from := "upload"
 	if cropID != "" {
-		items, err := searcher.Get(ctx, s.config.IndexVersion, []string{cropID})
+		items, err := searcher.Get(ctx, searcher.version, []string{cropID})
 		if err != nil {
 			return nil, "", fmt.Errorf("index get: %w", err)
 		}
@@ -203,12 +203,12 @@ func (r searchResult) json() []MatchJSON {
 	return out
 }
 
-func (s *Server) search(ctx context.Context, searcher Searcher, vector []float32, k int, filter index.Filter, rerank bool) (searchResult, error) {
+func (s *Server) search(ctx context.Context, searcher *searcherBox, vector []float32, k int, filter index.Filter, rerank bool) (searchResult, error) {
 	candidates := k
 	if rerank {
 		candidates = rerankCandidates(k)
 	}
-	results, err := searcher.Search(ctx, s.config.IndexVersion, index.Query{Vectors: [][]float32{vector}, K: candidates, Filter: filter})
+	results, err := searcher.Search(ctx, searcher.version, index.Query{Vectors: [][]float32{vector}, K: candidates, Filter: filter})
 	if err != nil {
 		if errors.Is(err, index.ErrDimension) {
 			return searchResult{}, fmt.Errorf("the embedder's vectors do not fit the gallery: %w", err)
@@ -229,7 +229,7 @@ func (s *Server) search(ctx context.Context, searcher Searcher, vector []float32
 	for i, match := range matches {
 		ids[i] = match.ID
 	}
-	items, err := searcher.Get(ctx, s.config.IndexVersion, ids)
+	items, err := searcher.Get(ctx, searcher.version, ids)
 	if err != nil {
 		return searchResult{}, fmt.Errorf("index get for re-ranking: %w", err)
 	}

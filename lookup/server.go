@@ -144,7 +144,10 @@ type Server struct {
 	now    func() time.Time
 }
 
-type searcherBox struct{ Searcher }
+type searcherBox struct {
+	Searcher
+	version string
+}
 type embedderBox struct{ Embedder }
 
 // New checks config, fills defaults and builds the server.
@@ -184,7 +187,7 @@ func New(config Config) (*Server, error) {
 		now:     config.Now,
 	}
 	if config.Index != nil {
-		server.SetIndex(config.Index)
+		server.SetIndex(config.Index, config.IndexVersion)
 	}
 	if config.Embedder != nil {
 		server.SetEmbedder(config.Embedder)
@@ -193,13 +196,15 @@ func New(config Config) (*Server, error) {
 	return server, nil
 }
 
-// SetIndex makes the server ready: searches go to searcher from now on.
-func (s *Server) SetIndex(searcher Searcher) {
+// SetIndex makes the server ready: searches go to the gallery of version ("" = the active one)
+// in searcher from now on. Pin version to the model the embedder runs, so that uploaded images
+// are never compared with another model's vectors. A nil searcher makes the server unready.
+func (s *Server) SetIndex(searcher Searcher, version string) {
 	if searcher == nil {
 		s.index.Store(nil)
 		return
 	}
-	s.index.Store(&searcherBox{searcher})
+	s.index.Store(&searcherBox{Searcher: searcher, version: version})
 }
 
 // SetEmbedder enables search by uploaded image.
@@ -211,12 +216,8 @@ func (s *Server) SetEmbedder(embedder Embedder) {
 	s.embedder.Store(&embedderBox{embedder})
 }
 
-func (s *Server) searcher() Searcher {
-	if box := s.index.Load(); box != nil {
-		return box.Searcher
-	}
-	return nil
-}
+// searcher returns the index and the version to search, or nil before SetIndex.
+func (s *Server) searcher() *searcherBox { return s.index.Load() }
 
 func (s *Server) embedderOrNil() Embedder {
 	if box := s.embedder.Load(); box != nil {
@@ -235,7 +236,7 @@ func (s *Server) Routes() []string { return append([]string(nil), s.routes...) }
 // requests get up to 10 s). Without API keys it refuses a non-loopback addr unless
 // Config.AllowUnauthenticated is set.
 func (s *Server) Serve(ctx context.Context, addr string) error {
-	if err := s.checkExposure(addr); err != nil {
+	if err := s.exposureError(addr); err != nil {
 		return err
 	}
 	listener, err := net.Listen("tcp", addr)
@@ -284,22 +285,30 @@ func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error
 	close(shutdownDone)
 	wait.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
+		s.logger.Info("lookup: stopped")
 		return nil
 	}
 	return fmt.Errorf("lookup: %w", err)
 }
 
-// checkExposure refuses to serve without keys anywhere but loopback, unless configured to.
+// checkExposure refuses to serve without keys anywhere but loopback, unless configured to, and
+// warns when serving without keys.
 func (s *Server) checkExposure(addr string) error {
-	if len(s.config.APIKeys) > 0 {
-		return nil
+	if err := s.exposureError(addr); err != nil {
+		return err
 	}
-	if IsLoopback(addr) {
+	switch {
+	case len(s.config.APIKeys) > 0:
+	case IsLoopback(addr):
 		s.logger.Warn("lookup: no API keys configured; serving without authentication on loopback", "addr", addr)
-		return nil
-	}
-	if s.config.AllowUnauthenticated {
+	default:
 		s.logger.Warn("lookup: no API keys configured and lookup.allow_unauthenticated is set: anyone who can reach this address can search for people", "addr", addr)
+	}
+	return nil
+}
+
+func (s *Server) exposureError(addr string) error {
+	if len(s.config.APIKeys) > 0 || IsLoopback(addr) || s.config.AllowUnauthenticated {
 		return nil
 	}
 	return fmt.Errorf("lookup: refusing to listen on %s without API keys: set lookup.api_keys or lookup.api_keys_file, listen on 127.0.0.1, or set lookup.allow_unauthenticated", addr)

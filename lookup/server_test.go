@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"image"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -754,7 +755,7 @@ func TestReadiness(t *testing.T) {
 	if status, _, _ := f.do(t, "POST", "/v1/search", "text/plain", strings.NewReader("x")); status != 415 {
 		t.Fatalf("bad search before the index: %d", status)
 	}
-	f.server.SetIndex(f.gallery.Index)
+	f.server.SetIndex(f.gallery.Index, "")
 	if status, _, _ := f.do(t, "GET", "/readyz", "", nil); status != http.StatusOK {
 		t.Fatalf("readyz after SetIndex: %d", status)
 	}
@@ -976,3 +977,35 @@ func TestServeRefusesRemoteWithoutKeys(t *testing.T) {
 func crc32IEEE(data []byte) uint32 { return crc32.ChecksumIEEE(data) }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
+
+type imageModelFunc func(ctx context.Context, images []image.Image) ([][]float32, error)
+
+func (f imageModelFunc) Embed(ctx context.Context, images []image.Image) ([][]float32, error) {
+	return f(ctx, images)
+}
+
+func TestDecodingEmbedder(t *testing.T) {
+	people := lookuptest.Identities(1, 1)
+	var sizes []image.Point
+	embedder := DecodingEmbedder(imageModelFunc(func(ctx context.Context, images []image.Image) ([][]float32, error) {
+		vectors := make([][]float32, len(images))
+		for i, img := range images {
+			sizes = append(sizes, img.Bounds().Size())
+			vectors[i] = lookuptest.ColorVector(img)
+		}
+		return vectors, nil
+	}))
+	vectors, err := embedder.Embed(context.Background(), [][]byte{lookuptest.Crop(people[0], 1, false), lookuptest.Crop(people[0], 1, true)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vectors) != 2 || len(sizes) != 2 || sizes[0] != (image.Point{64, 128}) || sizes[1] != (image.Point{64, 128}) {
+		t.Fatalf("vectors %d, sizes %v", len(vectors), sizes)
+	}
+	if dot(vectors[0], vectors[1]) < 0.99 {
+		t.Errorf("the JPEG and PNG of one crop embed differently: %v", dot(vectors[0], vectors[1]))
+	}
+	if _, err := embedder.Embed(context.Background(), [][]byte{[]byte("nope")}); err == nil {
+		t.Error("a non-image was embedded")
+	}
+}

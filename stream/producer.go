@@ -255,7 +255,8 @@ func (p *Producer) Stats() ProducerStats {
 		Dropped:   p.dropped.Load(),
 		Errors:    p.errorCount.Load(),
 		Abandoned: p.abandoned.Load(),
-		Buffered:  p.accepted.Load() - p.finished.Load(),
+		// accepted is counted just after the send, so the writer can finish a record first.
+		Buffered: max(0, p.accepted.Load()-p.finished.Load()),
 	}
 }
 

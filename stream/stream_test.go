@@ -34,6 +34,7 @@ var suite = []struct {
 	{"SlowConsumerLosesNothing", testSlowConsumer},
 	{"EnsureTopicsIdempotent", testEnsureTopics},
 	{"LargestRecordFitsTheBroker", testLargestRecord},
+	{"TwoConsumersShareAGroup", testTwoConsumersShareAGroup},
 }
 
 func TestStreamEmbedded(t *testing.T) {
@@ -345,6 +346,42 @@ func testSlowConsumer(t *testing.T, env testEnv) {
 	waitFor(t, 60*time.Second, "every record consumed", func() bool { return index.len() == perCamera*len(cameras) })
 }
 
+func testTwoConsumersShareAGroup(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 4)
+	group := randomName("group")
+	index := newMemoryIndex()
+	var perConsumer [2]atomic.Int64
+	for i := range perConsumer {
+		startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq, BatchSize: 8},
+			func(ctx context.Context, batch []Message) error {
+				time.Sleep(2 * time.Millisecond)
+				perConsumer[i].Add(int64(len(batch)))
+				index.write(batch)
+				return nil
+			})
+	}
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic})
+	// Keep records flowing until the group has rebalanced and both members have handled some.
+	var records []cropstore.CropRecord
+	deadline := time.Now().Add(45 * time.Second)
+	for frame := int64(0); perConsumer[0].Load() == 0 || perConsumer[1].Load() == 0; frame += 10 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %d records one consumer still has none: %d, %d", len(records), perConsumer[0].Load(), perConsumer[1].Load())
+		}
+		batch := makeRecords(t, []string{"cam-1", "cam-2", "cam-3", "cam-4", "cam-5", "cam-6"}, 10, frame)
+		putAll(t, producer, batch)
+		records = append(records, batch...)
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitFor(t, 60*time.Second, "every record consumed by the group", func() bool { return index.len() == len(records) })
+	for _, record := range records {
+		if !index.has(record.ID) {
+			t.Errorf("record %s lost across the rebalance", record.ID)
+		}
+	}
+	t.Logf("records handled per consumer: %d, %d", perConsumer[0].Load(), perConsumer[1].Load())
+}
+
 func testLargestRecord(t *testing.T, env testEnv) {
 	topic, dlq := newTopics(t, env, 1)
 	record := testRecord(t, "cam-1", 1, 0)
@@ -654,5 +691,64 @@ func TestStartBrokerRejectsBadAddress(t *testing.T) {
 			broker.Close()
 			t.Errorf("StartBroker(%q) succeeded", addr)
 		}
+	}
+}
+
+func TestProducerCloseDrainsBuffer(t *testing.T) {
+	t.Parallel()
+	env := embeddedEnv(t)
+	topic, dlq := newTopics(t, env, 2)
+	records := makeRecords(t, []string{"cam-a", "cam-b"}, 150, 0)
+	producer, err := NewProducer(env.conn, ProducerOptions{Topic: topic, Buffer: 512, BatchTimeout: time.Second, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, record := range records {
+		if err := producer.Put(context.Background(), record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// No Flush: Close alone must write everything still buffered.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := producer.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if stats := producer.Stats(); stats.Produced != int64(len(records)) || stats.Buffered != 0 {
+		t.Fatalf("stats after Close %+v, want all %d produced", stats, len(records))
+	}
+	if err := producer.Put(context.Background(), records[0]); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Put after Close: %v, want ErrClosed", err)
+	}
+	index := newMemoryIndex()
+	startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: dlq}, index.handler)
+	waitFor(t, 30*time.Second, "every record consumed", func() bool { return index.len() == len(records) })
+}
+
+func TestProducerCloseAccountsForUnwritten(t *testing.T) {
+	t.Parallel()
+	logs := &lineCounter{}
+	conn := Connection{Brokers: []string{freeLoopbackAddr(t)}} // nothing listens: every write fails
+	producer, err := NewProducer(conn, ProducerOptions{Topic: "crops", Buffer: 8, BatchSize: 4, MaxAttempts: 1, RetryBackoffMax: 100 * time.Millisecond, Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	records := makeRecords(t, []string{"cam-a"}, 6, 0)
+	for _, record := range records {
+		if err := producer.Put(context.Background(), record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := producer.Close(ctx); err == nil {
+		t.Fatal("Close with the broker down returned nil, but nothing was written")
+	}
+	stats := producer.Stats()
+	if stats.Abandoned != int64(len(records)) || stats.Produced != 0 || stats.Buffered != 0 {
+		t.Fatalf("stats %+v, want all %d abandoned", stats, len(records))
+	}
+	if got := logs.count("crop not sent"); got != int64(len(records)) {
+		t.Fatalf("%d log lines for %d abandoned records", got, len(records))
 	}
 }

@@ -19,7 +19,7 @@ type DatasetOptions struct {
 	Cameras    int // cameras [6]
 	PerCamera  int // images of an identity per camera it appears in [4]
 	Seed       uint64
-	// Difficulty scales every camera nuisance: 0 is a clean view, 1 the default, 2 harsh [1].
+	// Difficulty scales every camera nuisance: near 0 a clean view, 1 the default, 4 harsh [1].
 	Difficulty float64
 	// Distractors is how many images of people outside the identity set (id 0000) join the test
 	// gallery [Identities/4]; negative means none.
@@ -67,8 +67,8 @@ func (o DatasetOptions) validate() error {
 	if o.PerCamera < 2 {
 		problems = append(problems, fmt.Errorf("per-camera %d: need at least 2 (one query, one gallery)", o.PerCamera))
 	}
-	if o.Difficulty < 0 || o.Difficulty > 3 {
-		problems = append(problems, fmt.Errorf("difficulty %g: want 0 to 3", o.Difficulty))
+	if o.Difficulty < 0 || o.Difficulty > 4 {
+		problems = append(problems, fmt.Errorf("difficulty %g: want 0 to 4", o.Difficulty))
 	}
 	return errors.Join(problems...)
 }

@@ -47,6 +47,10 @@ type Identity struct {
 	BagColour     colour
 	BagLeft       bool    // which side a shoulder bag hangs on
 	Build         float32 // horizontal scale of the body: slim < 1 < broad
+	// Figure places the identity among the harvested bodies ordered by silhouette (narrow to
+	// wide, in [0, 1]); every image draws a body near it, so the figure persists without the
+	// same pose ever repeating.
+	Figure float32
 }
 
 // Colours people wear: many dark and neutral garments, some bright, as in street scenes, so that
@@ -146,6 +150,7 @@ func NewIdentity(id int, random *rand.Rand) Identity {
 	identity.BagColour = jitter(random, garmentColour(random, 0.35), 10)
 	identity.BagLeft = random.Float64() < 0.5
 	identity.Build = 0.88 + 0.24*random.Float32()
+	identity.Figure = random.Float32()
 	return identity
 }
 

@@ -84,7 +84,7 @@ func paint(body Body, identity Identity, view View, random *rand.Rand) (raster, 
 		bandReference(body, lowerEnd, 1),
 	}
 	// Garment contrast varies a little between images, as fabric does under different light.
-	contrast := 0.6 + 0.2*random.Float32()
+	contrast := 0.45 + 0.15*random.Float32()
 	skin := skinFor(identity)
 	for y := 0; y < height; y++ {
 		v := float32(y) / fh

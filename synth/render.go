@@ -1,10 +1,12 @@
 package synth
 
 import (
+	"cmp"
 	"errors"
 	"image"
 	"math"
 	"math/rand/v2"
+	"slices"
 )
 
 // Crop size of the Market-1501 images.
@@ -17,6 +19,7 @@ const (
 // (its plate, mirrored when the camera says so).
 type scene struct {
 	library     *Library
+	byFigure    []int // body indices, narrowest silhouette first
 	cameras     []Camera
 	backgrounds []raster // per camera
 }
@@ -26,6 +29,13 @@ func newScene(library *Library, cameras []Camera) (*scene, error) {
 		return nil, errors.New("no bodies or background plates to render with")
 	}
 	s := &scene{library: library, cameras: cameras}
+	s.byFigure = make([]int, len(library.Bodies))
+	widths := make([]float64, len(library.Bodies))
+	for i, body := range library.Bodies {
+		s.byFigure[i] = i
+		widths[i] = float64(body.Image.Width) / float64(body.Image.Height)
+	}
+	slices.SortStableFunc(s.byFigure, func(a, b int) int { return cmp.Compare(widths[a], widths[b]) })
 	for _, camera := range cameras {
 		plate := library.Plates[camera.Plate%len(library.Plates)].Image
 		if camera.PlateFlip {
@@ -38,7 +48,10 @@ func newScene(library *Library, cameras []Camera) (*scene, error) {
 
 // dressedBody paints identity onto a random real body, facing the camera or not, maybe mirrored.
 func (s *scene) dressedBody(identity Identity, camera Camera, random *rand.Rand) (raster, alphaMap) {
-	body := s.library.Bodies[random.IntN(len(s.library.Bodies))]
+	// A window of a fifth of the bodies around the identity's figure.
+	window := max(len(s.byFigure)/5, 1)
+	start := min(int(identity.Figure*float32(len(s.byFigure)-window+1)), len(s.byFigure)-window)
+	body := s.library.Bodies[s.byFigure[start+random.IntN(window)]]
 	view := ViewBack
 	if random.Float64() < camera.FrontChance {
 		view = ViewFront
@@ -107,7 +120,7 @@ func (s *scene) renderCrop(identity Identity, cameraIndex int, random *rand.Rand
 			return raster{}, 0, err
 		}
 	}
-	frame, err = camera.photometric(frame, random)
+	frame, err = camera.photometric(frame, random, true)
 	if err != nil {
 		return raster{}, 0, err
 	}

@@ -64,7 +64,6 @@ func onGrey(body Body) raster {
 	return out
 }
 
-
 // WriteContactSheet writes a PNG of a Market-layout data set for people to look at: one row per
 // identity (the first rows identities of the query and test gallery, in name order), up to
 // columns images each, sorted by camera.

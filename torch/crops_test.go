@@ -194,7 +194,6 @@ func TestOSNetMatchesONNX(t *testing.T) {
 		}
 		ours[i] = features[0]
 	}
-	t.Logf("ours done at %v", time.Since(start))
 	worst := 1.0
 	for i, crop := range crops {
 		blob := onnxInput(t, resized[i])

@@ -1,17 +1,37 @@
 package torch
 
 import (
+	"os"
+	"strconv"
 	"testing"
 )
 
-// openCPU opens the CPU device (or the one named by $REID_TORCH_DEVICE, which the GPU check sets)
-// and closes it when the test ends.
+// openCPU opens the test device, cpu or $REID_TORCH_DEVICE (scripts/gpu-check.sh sets cuda), and
+// closes it when the test ends. Tests use one intra-op thread unless $REID_TORCH_THREADS says
+// otherwise: on a shared 2-core machine under load, libtorch's spinning OpenMP workers make two
+// threads up to 100x slower than one (measured: OSNet x0.25 batch 1, 5 s vs 20 ms).
 func openCPU(t testing.TB) *Device {
 	t.Helper()
-	device, err := Open(Params{Device: testDevice()})
+	threads := 1
+	if value := os.Getenv("REID_TORCH_THREADS"); value != "" {
+		n, err := strconv.Atoi(value)
+		if err != nil {
+			t.Fatalf("REID_TORCH_THREADS=%q: %v", value, err)
+		}
+		threads = n
+	}
+	device, err := Open(Params{Device: testDevice(), Threads: threads})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { device.Close() })
 	return device
+}
+
+// testDevice is the device the tests run on: cpu, or $REID_TORCH_DEVICE.
+func testDevice() string {
+	if name := os.Getenv("REID_TORCH_DEVICE"); name != "" {
+		return name
+	}
+	return "cpu"
 }

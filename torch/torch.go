@@ -35,6 +35,13 @@ var ErrOutOfMemory = errors.New("torch: out of memory")
 // ErrClosed is returned by calls on a closed Device or handle.
 var ErrClosed = errors.New("torch: closed")
 
+// Shim status codes (RT_* in reidtorch.h).
+const (
+	codeOK    = 0
+	codeError = 1
+	codeOOM   = 2
+)
+
 // statusError converts a shim status code and message into a Go error, freeing the message.
 func statusError(code C.int, message *C.char, op string) error {
 	if code == C.RT_OK {
@@ -45,10 +52,18 @@ func statusError(code C.int, message *C.char, op string) error {
 		text = C.GoString(message)
 		C.rt_free(unsafe.Pointer(message))
 	}
-	if code == C.RT_OOM {
+	return errorFromStatus(int(code), text, op)
+}
+
+func errorFromStatus(code int, text, op string) error {
+	switch code {
+	case codeOK:
+		return nil
+	case codeOOM:
 		return fmt.Errorf("torch: %s: %w: %s", op, ErrOutOfMemory, text)
+	default:
+		return fmt.Errorf("torch: %s: %s", op, text)
 	}
-	return fmt.Errorf("torch: %s: %s", op, text)
 }
 
 // Version returns the libtorch version the shim was compiled against, e.g. "1.13.0".
@@ -232,5 +247,14 @@ func (d *Device) Seed(ctx context.Context, seed uint64) error {
 	return d.do(ctx, func() error {
 		var message *C.char
 		return statusError(C.rt_manual_seed(C.uint64_t(seed), &message), message, "seed")
+	})
+}
+
+// tryAllocate allocates and frees bytes on the device through libtorch's allocator; it exists to
+// exercise the out-of-memory path.
+func (d *Device) tryAllocate(ctx context.Context, bytes int64) error {
+	return d.do(ctx, func() error {
+		var message *C.char
+		return statusError(C.rt_try_allocate(C.int(d.deviceType), C.int(d.deviceIndex), C.int64_t(bytes), &message), message, "allocate")
 	})
 }

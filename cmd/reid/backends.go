@@ -54,9 +54,17 @@ func openStream(ctx context.Context, options config.Options, startEmbedded bool)
 func openIndex(ctx context.Context, options config.Options) (index.Index, error) {
 	switch options.Index.Backend {
 	case "milvus":
-		return milvus.Open(ctx, milvus.FromConfig(options.Index.Milvus))
+		backend, err := milvus.Open(ctx, milvus.FromConfig(options.Index.Milvus))
+		if err != nil {
+			return nil, err
+		}
+		return backend, nil
 	default:
-		return embedded.Open(filepath.Join(options.DataDir, "index"), embedded.OptionsFrom(options.Index.Embedded))
+		backend, err := embedded.Open(filepath.Join(options.DataDir, "index"), embedded.OptionsFrom(options.Index.Embedded))
+		if err != nil {
+			return nil, err
+		}
+		return backend, nil
 	}
 }
 

@@ -43,11 +43,14 @@ func newRootCommand() *cobra.Command {
 		newRunCommand(g),
 		newEmbedCommand(g),
 		newArchiveCommand(g),
+		newSearchCommand(g),
 		newIngestCommand(g),
 		newCropsCommand(g),
 		newBrokerCommand(g),
 		newEvalCommand(g),
 		newClusterCommand(g),
+		newServeCommand(g),
+		newIndexCommand(g),
 	)
 	return root
 }

@@ -178,7 +178,13 @@ func Open(dir string, options Options) (*Index, error) {
 				ix.closeVersions()
 				return nil, fmt.Errorf("embedded index: %s: bad version entry %+v", metadataName, entry)
 			}
-			v, err := ix.openVersion(entry.Name, entry.Dim, filepath.Join(dir, entry.Dir))
+			path := filepath.Join(dir, entry.Dir)
+			if _, err := os.Stat(path); err != nil {
+				// Never start a named gallery empty: its files being gone is data loss to report.
+				ix.closeVersions()
+				return nil, fmt.Errorf("embedded index: version %q: %w", entry.Name, err)
+			}
+			v, err := ix.openVersion(entry.Name, entry.Dim, path)
 			if err != nil {
 				ix.closeVersions()
 				return nil, fmt.Errorf("embedded index: version %q: %w", entry.Name, err)

@@ -98,3 +98,23 @@ func TestBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestMissingGalleryFiles: a version whose directory vanished is an error, not an empty gallery.
+func TestMissingGalleryFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "index")
+	ix := openFor(t, dir, Options{})
+	if err := ix.CreateVersion(ctx, "v", 4); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	galleries, _ := filepath.Glob(filepath.Join(dir, "v0*"))
+	if len(galleries) != 1 {
+		t.Fatalf("gallery directories: %v", galleries)
+	}
+	os.RemoveAll(galleries[0])
+	if ix, err := Open(dir, Options{Logger: quietLogger()}); err == nil {
+		ix.Close()
+		t.Fatal("Open accepted a version whose files are gone")
+	}
+}

@@ -55,27 +55,34 @@ func Dot(x, y []float32) float32 {
 }
 
 // Dots fills out[i*len(b)+j] with Dot(a[i], b[j]). All vectors must have the same length.
+// b is visited in chunks small enough to stay in cache while every row of a passes over them,
+// so a large b is read from memory once per call rather than once per pair of a rows.
 func Dots(a, b [][]float32, out []float32) {
 	width := len(b)
-	i := 0
-	for ; i+2 <= len(a); i += 2 {
-		a0, a1 := a[i], a[i+1]
-		j := 0
-		for ; j+2 <= width; j += 2 {
-			d00, d01, d10, d11 := dot2x2(a0, a1, b[j], b[j+1])
-			out[i*width+j] = d00
-			out[i*width+j+1] = d01
-			out[(i+1)*width+j] = d10
-			out[(i+1)*width+j+1] = d11
-		}
-		for ; j < width; j++ {
-			out[i*width+j] = Dot(a0, b[j])
-			out[(i+1)*width+j] = Dot(a1, b[j])
-		}
+	chunk := 64
+	if len(b) > 0 && len(b[0]) > 0 {
+		// About 128 KiB of b per chunk: well inside a core's L2.
+		chunk = max(8, (128<<10)/(4*len(b[0])))
 	}
-	for ; i < len(a); i++ {
-		for j := range width {
-			out[i*width+j] = Dot(a[i], b[j])
+	for first := 0; first < width; first += chunk {
+		last := min(first+chunk, width)
+		i := 0
+		for ; i+2 <= len(a); i += 2 {
+			a0, a1 := a[i], a[i+1]
+			row0, row1 := out[i*width:(i+1)*width], out[(i+1)*width:(i+2)*width]
+			j := first
+			for ; j+2 <= last; j += 2 {
+				row0[j], row0[j+1], row1[j], row1[j+1] = dot2x2(a0, a1, b[j], b[j+1])
+			}
+			for ; j < last; j++ {
+				row0[j] = Dot(a0, b[j])
+				row1[j] = Dot(a1, b[j])
+			}
+		}
+		for ; i < len(a); i++ {
+			for j := first; j < last; j++ {
+				out[i*width+j] = Dot(a[i], b[j])
+			}
 		}
 	}
 }

@@ -387,13 +387,35 @@ function renderTimeline(result) {
   $("timeline-summary").textContent = sightings.length + " sighting" + (sightings.length === 1 ? "" : "s") + " on " +
     cameras.length + " camera" + (cameras.length === 1 ? "" : "s") + " · click one to search from it";
   const width = Math.max(container.clientWidth, 400);
-  const labelWidth = 96, laneHeight = 34, top = 8, axis = 24;
-  const height = top + cameras.length * laneHeight + axis;
+  const labelWidth = 96, top = 8, axis = 24, barHeight = 18, rowGap = 4;
   let t0 = Math.min(...sightings.map((s) => Date.parse(s.first)));
   let t1 = Math.max(...sightings.map((s) => Date.parse(s.last)));
   const span = Math.max(t1 - t0, 10000);
   t0 -= span * 0.03; t1 = t0 + span * 1.06;
   const x = (t) => labelWidth + (width - labelWidth - 12) * (t - t0) / (t1 - t0);
+  // Sightings that overlap in time on one camera go on separate rows of its lane.
+  const placed = [];
+  const lanes = cameras.map((camera) => {
+    const rowsEnd = [];
+    const own = sightings.filter((s) => s.camera === camera).sort((a, b) => Date.parse(a.first) - Date.parse(b.first));
+    for (const s of own) {
+      const x1 = x(Date.parse(s.first));
+      const w = Math.max(x(Date.parse(s.last)) - x1, 10);
+      const bx = Math.min(x1, width - 12 - w);
+      let row = rowsEnd.findIndex((end) => end + 3 < bx);
+      if (row < 0) { row = rowsEnd.length; rowsEnd.push(0); }
+      rowsEnd[row] = bx + w;
+      placed.push({ s, camera, row, bx, w });
+    }
+    return { camera, rows: Math.max(1, rowsEnd.length) };
+  });
+  let laneTop = top;
+  for (const lane of lanes) {
+    lane.top = laneTop;
+    lane.height = 16 + lane.rows * (barHeight + rowGap) - rowGap;
+    laneTop += lane.height + 4;
+  }
+  const height = laneTop + axis;
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("viewBox", "0 0 " + width + " " + height);
   svg.setAttribute("height", height);
@@ -406,11 +428,10 @@ function renderTimeline(result) {
     svg.append(node);
     return node;
   };
-  cameras.forEach((camera, i) => {
-    const y = top + i * laneHeight;
-    add("rect", { class: "lane", x: labelWidth - 4, y: y + 2, width: width - labelWidth - 4, height: laneHeight - 4, rx: 6 });
-    add("text", { class: "lane-label", x: 4, y: y + laneHeight / 2 + 4 }, camera.length > 13 ? camera.slice(0, 12) + "…" : camera);
-  });
+  for (const lane of lanes) {
+    add("rect", { class: "lane", x: labelWidth - 4, y: lane.top, width: width - labelWidth - 4, height: lane.height, rx: 6 });
+    add("text", { class: "lane-label", x: 4, y: lane.top + lane.height / 2 + 4 }, lane.camera.length > 13 ? lane.camera.slice(0, 12) + "…" : lane.camera);
+  }
   const withDate = new Date(t0).toISOString().slice(0, 10) !== new Date(t1).toISOString().slice(0, 10);
   for (let i = 0; i <= 5; i++) {
     const t = t0 + (t1 - t0) * (i / 5);
@@ -420,21 +441,19 @@ function renderTimeline(result) {
       formatTime(new Date(t).toISOString(), withDate));
   }
   const queryId = state.query && state.query.kind === "crop" ? state.query.id : null;
-  for (const s of sightings) {
-    const lane = cameras.indexOf(s.camera);
-    const x1 = x(Date.parse(s.first)), x2 = x(Date.parse(s.last));
-    const w = Math.max(x2 - x1, 10);
-    const y = top + lane * laneHeight + 7;
+  for (const { s, camera, row, bx, w } of placed) {
+    const lane = lanes.find((l) => l.camera === camera);
+    const y = lane.top + 8 + row * (barHeight + rowGap);
     const bar = add("rect", {
       class: "sighting" + (queryId && s.crop_ids.includes(queryId) ? " query" : ""),
-      x: Math.min(x1, width - 12 - w), y, width: w, height: laneHeight - 14, rx: 5,
+      x: bx, y, width: w, height: barHeight, rx: 5,
       "fill-opacity": (0.3 + 0.7 * Math.max(0, Math.min(1, s.best_score))).toFixed(2), tabindex: 0,
     });
     const title = document.createElementNS(SVG, "title");
     title.textContent = s.camera + (s.track > 0 ? " track " + s.track : "") + "\n" + formatTime(s.first, true) + " – " +
       formatTime(s.last, false) + " UTC\n" + s.count + " crop" + (s.count === 1 ? "" : "s") + ", best score " + s.best_score.toFixed(3);
     bar.append(title);
-    if (w > 22 && s.count > 1) add("text", { class: "count", x: Math.min(x1, width - 12 - w) + w / 2, y: y + 14, "text-anchor": "middle" }, String(s.count));
+    if (w > 22 && s.count > 1) add("text", { class: "count", x: bx + w / 2, y: y + 13, "text-anchor": "middle" }, String(s.count));
     bar.addEventListener("click", () => pivot(s.best_crop_id));
     bar.addEventListener("keydown", (e) => { if (e.key === "Enter") pivot(s.best_crop_id); });
     bar.addEventListener("mouseenter", () => highlight(s.crop_ids, true));

@@ -89,6 +89,32 @@ class CudaAutocast {
   bool enabled_;
 };
 
+// Turns TF32 off for the scope when a CUDA model asked for exact fp32 (Precision "fp32"): cuDNN
+// convolutions otherwise default to TF32 on Ampere and later, about 1e-3 relative error.
+class StrictFloat32 {
+ public:
+  explicit StrictFloat32(bool enable) : enabled_(enable) {
+    if (!enabled_) return;
+    auto &ctx = at::globalContext();
+    cudnn_ = ctx.allowTF32CuDNN();
+    cublas_ = ctx.allowTF32CuBLAS();
+    ctx.setAllowTF32CuDNN(false);
+    ctx.setAllowTF32CuBLAS(false);
+  }
+  ~StrictFloat32() {
+    if (!enabled_) return;
+    auto &ctx = at::globalContext();
+    ctx.setAllowTF32CuDNN(cudnn_);
+    ctx.setAllowTF32CuBLAS(cublas_);
+  }
+  StrictFloat32(const StrictFloat32 &) = delete;
+  StrictFloat32 &operator=(const StrictFloat32 &) = delete;
+
+ private:
+  bool enabled_;
+  bool cudnn_ = true, cublas_ = false;
+};
+
 std::string shape_string(const torch::Tensor &t) {
   std::ostringstream out;
   for (int64_t i = 0; i < t.dim(); i++) {
@@ -104,6 +130,7 @@ struct rt_model {
   std::shared_ptr<reid::NetImpl> net;
   torch::Device device{torch::kCPU};
   bool autocast = false;
+  bool strict_fp32 = false;
   bool channels_last = false;
   torch::Tensor mean, std;  // 1 x 3 x 1 x 1 on device
   std::unordered_map<std::string, torch::Tensor> named;
@@ -176,12 +203,20 @@ int rt_manual_seed(uint64_t seed, char **err) {
   return guarded(err, [&] { torch::manual_seed(seed); });
 }
 
+int rt_try_allocate(int device_type, int device_index, int64_t bytes, char **err) {
+  return guarded(err, [&] {
+    auto t = torch::empty({bytes}, torch::TensorOptions().dtype(torch::kUInt8).device(make_device(device_type, device_index)));
+    (void)t;
+  });
+}
+
 int rt_model_new(const rt_model_config *cfg, rt_model **out, char **err) {
   return guarded(err, [&] {
     auto model = std::make_unique<rt_model>();
     model->net = reid::make_net(cfg->arch, cfg->last_stride, cfg->gem != 0, cfg->neck != 0);
     model->device = make_device(cfg->device_type, cfg->device_index);
     model->autocast = cfg->device_type == 1 && cfg->bf16 != 0;
+    model->strict_fp32 = cfg->device_type == 1 && cfg->bf16 == 0;
     model->channels_last = cfg->device_type == 1 && cfg->channels_last != 0;
     model->net->to(model->device);
     model->net->eval();
@@ -264,6 +299,7 @@ int rt_model_forward(rt_model *m, const uint8_t *pix, int64_t n, int64_t h, int6
     torch::Tensor features;
     {
       auto x = m->preprocess(pix, n, h, w);
+      StrictFloat32 strict(m->strict_fp32);
       CudaAutocast autocast(m->autocast);
       features = m->net->forward(x).to(torch::kFloat);
       if (flip) features = features + m->net->forward(x.flip({3})).to(torch::kFloat);
@@ -393,6 +429,7 @@ int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, 
                                     std::to_string(rows) + " rows");
     }
     m->net->train(true);
+    StrictFloat32 strict(m->strict_fp32);
     auto x = m->preprocess(pix, n, h, w);
     torch::Tensor features;
     {

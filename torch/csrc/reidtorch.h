@@ -48,6 +48,8 @@ int rt_cuda_device_count(void);
 /* Per-thread setup: intra-op thread count and current CUDA device. */
 int rt_thread_init(int threads, int device_type, int device_index, char **err);
 int rt_manual_seed(uint64_t seed, char **err);
+/* Allocates and frees bytes on the device (tests the out-of-memory path). */
+int rt_try_allocate(int device_type, int device_index, int64_t bytes, char **err);
 
 int rt_model_new(const rt_model_config *cfg, rt_model **out, char **err);
 void rt_model_free(rt_model *m);

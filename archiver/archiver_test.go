@@ -1,0 +1,53 @@
+package archiver
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/stream"
+)
+
+func TestHandleStoresRecordsAndRejectsBadIDs(t *testing.T) {
+	store, err := cropstore.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	when := time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
+	good := cropstore.CropRecord{ID: cropstore.NewID("door", when, 4, 1), Camera: "door", Time: when, Frame: 4, JPEG: []byte{0xFF, 0xD8, 0xFF, 0xD9}}
+	bad := good
+	bad.ID = "../../etc/passwd"
+	archive := New(store)
+	batch := []stream.Message{{Record: good}, {Record: bad}, {Record: good}}
+	err = archive.Handle(context.Background(), batch)
+	var rejected *stream.RejectedError
+	if !errors.As(err, &rejected) || len(rejected.Records) != 1 || rejected.Records[1] == nil {
+		t.Fatalf("want record 1 rejected, got %v", err)
+	}
+	if stream.Reason(rejected.Records[1]) != "invalid-record" {
+		t.Errorf("reason %q", stream.Reason(rejected.Records[1]))
+	}
+	stored, err := store.Get(context.Background(), good.ID)
+	if err != nil || stored.Frame != 4 || string(stored.JPEG) != string(good.JPEG) {
+		t.Fatalf("stored %+v, %v", stored, err)
+	}
+	if archive.Archived() != 2 {
+		t.Errorf("archived %d, want 2 (the redelivered record counts again)", archive.Archived())
+	}
+}
+
+type failingStore struct{}
+
+func (failingStore) Put(context.Context, cropstore.CropRecord) error { return errors.New("disk full") }
+
+func TestHandleFailsWholeBatchOnStoreError(t *testing.T) {
+	when := time.Now()
+	record := cropstore.CropRecord{ID: cropstore.NewID("door", when, 1, 0), Camera: "door", Time: when, JPEG: []byte{1}}
+	err := New(failingStore{}).Handle(context.Background(), []stream.Message{{Record: record}})
+	var rejected *stream.RejectedError
+	if err == nil || errors.As(err, &rejected) {
+		t.Fatalf("want a retryable error, got %v", err)
+	}
+}

@@ -1,0 +1,419 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"image"
+	"image/jpeg"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/embedder"
+	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/stream"
+)
+
+// TestMain lets a test run this binary as `reid` in a child process (the crash test kills it).
+func TestMain(m *testing.M) {
+	if args := os.Getenv("REIDTEST_MAIN_ARGS"); args != "" {
+		var parsed []string
+		if err := json.Unmarshal([]byte(args), &parsed); err != nil {
+			panic(err)
+		}
+		os.Args = append([]string{"reid"}, parsed...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// pipelineFixture is a data dir with the shared OSNet model imported and active.
+func pipelineFixture(t *testing.T) (dataDir string) {
+	t.Helper()
+	dataDir = t.TempDir()
+	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
+	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
+		t.Fatalf("model import: %v\n%s", err, out)
+	}
+	// Each test gets its own broker port and detector assets from ../shared.
+	t.Setenv("REID_STREAM_EMBEDDED_ADDR", "127.0.0.1:0")
+	t.Setenv("REID_SHARED_DIR", testassets.SharedDir())
+	return dataDir
+}
+
+func loadOptions(t *testing.T, dataDir string) config.Options {
+	t.Helper()
+	options, err := config.Load("", os.Environ(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	options.DataDir = dataDir
+	return options
+}
+
+// TestRunEndToEnd sends real video through ingest, the embedded broker, the embedder and the
+// embedded index, and checks that every crop ingest produced is indexed once and archived.
+func TestRunEndToEnd(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	out, err := runReid(t, "--data-dir", dataDir, "run", "--source", testassets.Path(t, "video/vtest.avi"),
+		"--camera", "gate", "--max-frames", "80", "--exit-when-done", "--json")
+	if err != nil {
+		t.Fatalf("reid run: %v\n%s", err, out)
+	}
+	var summary runSummary
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &summary); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	t.Logf("summary: %+v", summary)
+	if summary.Frames != 80 || summary.Crops < 50 {
+		t.Fatalf("ingest processed %d frames into %d crops; want 80 frames and >= 50 crops", summary.Frames, summary.Crops)
+	}
+	if summary.Produced != summary.Crops || summary.Embedded != summary.Crops || summary.Archived != summary.Crops {
+		t.Fatalf("crops %d, produced %d, embedded %d, archived %d: all must be equal", summary.Crops, summary.Produced, summary.Embedded, summary.Archived)
+	}
+	if int64(summary.Indexed) != summary.Crops {
+		t.Fatalf("indexed %d vectors for %d crops", summary.Indexed, summary.Crops)
+	}
+
+	// The archived crops and the indexed vectors are the same set of ids.
+	options := loadOptions(t, dataDir)
+	store, err := openCropStore(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var archived []string
+	if err := store.Walk(context.Background(), cropstore.Filter{}, func(record cropstore.CropRecord) error {
+		archived = append(archived, record.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	vectors, err := openIndex(context.Background(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	items, err := vectors.Get(context.Background(), "", archived)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != len(archived) || int64(len(archived)) != summary.Crops {
+		t.Fatalf("%d archived crops, %d of them indexed, %d crops produced", len(archived), len(items), summary.Crops)
+	}
+	for _, item := range items {
+		if item.Metadata.Camera != "gate" || item.Metadata.Model != summary.Model || len(item.Vector) != 512 {
+			t.Fatalf("item %s has metadata %+v and %d values", item.ID, item.Metadata, len(item.Vector))
+		}
+	}
+}
+
+// produceCrops ingests the first frames of vtest.avi into the crops topic and returns the ids.
+func produceCrops(t *testing.T, options config.Options, conn stream.Connection, frames int64) []string {
+	t.Helper()
+	producer, err := stream.NewProducer(conn, stream.ProducerOptionsFrom(options.Stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorder := &recordingSink{next: producer}
+	ingester, err := newIngester(options, recorder, frames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	camera := config.Camera{ID: "lobby", Source: testassets.Path(t, "video/vtest.avi")}
+	if err := ingester.Run(context.Background(), []config.Camera{camera}); err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if stats := producer.Stats(); stats.Produced != int64(len(recorder.ids)) || stats.Dropped != 0 {
+		t.Fatalf("producer stats %+v for %d crops", stats, len(recorder.ids))
+	}
+	return recorder.ids
+}
+
+type recordingSink struct {
+	next interface {
+		Put(context.Context, cropstore.CropRecord) error
+	}
+	ids []string
+}
+
+func (s *recordingSink) Put(ctx context.Context, record cropstore.CropRecord) error {
+	if err := s.next.Put(ctx, record); err != nil {
+		return err
+	}
+	s.ids = append(s.ids, record.ID) // one camera: Put is called from one goroutine
+	return nil
+}
+
+// committed sums the embedder group's committed offsets over the crops topic's partitions.
+func committed(t *testing.T, broker string, options config.Options) int64 {
+	t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(broker), Timeout: 5 * time.Second}
+	partitions := make([]int, options.Stream.Partitions)
+	for i := range partitions {
+		partitions[i] = i
+	}
+	response, err := client.OffsetFetch(context.Background(), &kafka.OffsetFetchRequest{
+		GroupID: options.Stream.EmbedGroup,
+		Topics:  map[string][]int{options.Stream.CropsTopic: partitions},
+	})
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, partition := range response.Topics[options.Stream.CropsTopic] {
+		if partition.CommittedOffset > 0 {
+			total += partition.CommittedOffset
+		}
+	}
+	return total
+}
+
+func startChild(t *testing.T, dataDir string, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	encoded, _ := json.Marshal(append([]string{"--data-dir", dataDir, "--log-level", "warn"}, args...))
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(append(os.Environ(), env...), "REIDTEST_MAIN_ARGS="+string(encoded))
+	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return child
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer listener.Close()
+	return listener.Addr().String()
+}
+
+// TestEmbedderCrashResume runs `reid embed` as its own process against a broker on loopback,
+// SIGKILLs it mid-stream, restarts it, and checks that the index holds every crop exactly once.
+func TestEmbedderCrashResume(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	brokerAddr := freeAddr(t)
+	options := loadOptions(t, dataDir)
+	broker, err := stream.StartBroker(stream.BrokerOptions{Addr: brokerAddr, DataDir: filepath.Join(dataDir, "broker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	conn := stream.ConnectionFrom(options.Stream, broker.Addrs())
+	if err := stream.EnsureTopics(context.Background(), conn, stream.TopicsFrom(options.Stream)...); err != nil {
+		t.Fatal(err)
+	}
+	ids := produceCrops(t, options, conn, 60)
+	total := int64(len(ids))
+	if total < 60 {
+		t.Fatalf("only %d crops from 60 frames", total)
+	}
+	// Small batches make the kill land between commits.
+	env := []string{"REID_STREAM_BROKERS=" + broker.Addrs()[0], "REID_EMBEDDER_BATCH_SIZE=4", "REID_EMBEDDER_MAX_WAIT=10ms"}
+	child := startChild(t, dataDir, env, "embed")
+	deadline := time.Now().Add(3 * time.Minute)
+	for committed(t, broker.Addrs()[0], options) < 8 {
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			t.Fatal("embedder made no progress")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	child.Wait()
+	killedAt := committed(t, broker.Addrs()[0], options)
+	t.Logf("killed the embedder at %d of %d committed", killedAt, total)
+	if killedAt >= total {
+		t.Fatalf("the embedder finished (%d/%d) before it was killed: the test proves nothing", killedAt, total)
+	}
+
+	child = startChild(t, dataDir, env, "embed")
+	for committed(t, broker.Addrs()[0], options) < total {
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			t.Fatalf("restarted embedder stuck at %d of %d", committed(t, broker.Addrs()[0], options), total)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("embedder did not shut down cleanly: %v", err)
+	}
+
+	vectors, err := openIndex(context.Background(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	count, err := vectors.Count(context.Background(), "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	items, err := vectors.Get(context.Background(), "v1", ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(items))
+	for i, item := range items {
+		got[i] = item.ID
+	}
+	want := slices.Clone(ids)
+	sort.Strings(got)
+	sort.Strings(want)
+	if count != len(ids) || !slices.Equal(got, want) {
+		t.Fatalf("index holds %d items (%d of the %d produced ids); want each exactly once", count, len(got), len(ids))
+	}
+}
+
+// slowModel is a deliberately slow embedder model.
+type slowModel struct {
+	embedder.Model
+	delay time.Duration
+}
+
+func (m slowModel) Embed(ctx context.Context, images []image.Image) ([][]float32, error) {
+	time.Sleep(m.delay)
+	return m.Model.Embed(ctx, images)
+}
+
+// TestPoisonRecordsAndSlowEmbedder sends garbage bytes, a truncated JPEG and an unknown wire
+// version among real crops to a deliberately slow embedder: the poison lands in the DLQ with its
+// reason, and every real crop is indexed.
+func TestPoisonRecordsAndSlowEmbedder(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	options := loadOptions(t, dataDir)
+	options.Stream.Buffer = 2 // ingest must block on the producer, never drop
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	conn, closeBroker, err := openStream(ctx, options, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeBroker()
+
+	good := produceCrops(t, options, conn, 30)
+	record := cropstore.CropRecord{ID: cropstore.NewID("lobby", time.Now(), 1, 0), Camera: "lobby", Time: time.Now(), JPEG: realJPEG(t)}
+	truncated := record
+	truncated.ID = cropstore.NewID("lobby", time.Now(), 2, 0)
+	truncated.JPEG = truncated.JPEG[:len(truncated.JPEG)/2]
+	truncatedBytes, err := stream.Encode(truncated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	futureBytes, err := stream.Encode(record)
+	if err != nil {
+		t.Fatal(err)
+	}
+	futureBytes = bytes.Clone(futureBytes)
+	futureBytes[4] = 99 // the version byte follows the 4-byte magic
+	writer := &kafka.Writer{Addr: kafka.TCP(conn.Brokers...), Topic: options.Stream.CropsTopic, RequiredAcks: kafka.RequireAll}
+	defer writer.Close()
+	poison := []kafka.Message{
+		{Key: []byte("lobby"), Value: []byte("definitely not a crop record")},
+		{Key: []byte("lobby"), Value: truncatedBytes},
+		{Key: []byte("lobby"), Value: futureBytes},
+	}
+	if err := writer.WriteMessages(ctx, poison...); err != nil {
+		t.Fatal(err)
+	}
+
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	loaded, err := openModel(ctx, options, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer loaded.Close()
+	slow, err := embedder.New(ctx, embedder.Options{Model: slowModel{Model: loaded.network, delay: 200 * time.Millisecond}, Version: loaded.version.ID, Index: vectors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	consumer, err := stream.NewConsumer(conn, stream.ConsumerOptions{
+		Topic: options.Stream.CropsTopic, Group: "slow-embedder", DLQTopic: options.Stream.DLQTopic, BatchSize: 8,
+	}, slow.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- consumer.Run(runCtx) }()
+	waitCaughtUp(ctx, int64(len(good)+len(poison)), consumer)
+	stop()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if stats := consumer.Stats(); stats.DeadLettered != 3 || stats.Handled != int64(len(good)) {
+		t.Fatalf("consumer stats %+v: want %d handled and 3 dead-lettered", stats, len(good))
+	}
+	count, err := vectors.Count(ctx, loaded.version.ID)
+	if err != nil || count != len(good) {
+		t.Fatalf("indexed %d of %d good crops (%v)", count, len(good), err)
+	}
+
+	reasons := readDeadLetters(t, ctx, conn, options.Stream.DLQTopic, 3)
+	sort.Strings(reasons)
+	for _, want := range []string{"bad-jpeg", "not-crop-record", "unknown-version"} {
+		if !slices.ContainsFunc(reasons, func(reason string) bool { return strings.Contains(reason, want) }) {
+			t.Errorf("dead letters %q lack reason %q", reasons, want)
+		}
+	}
+}
+
+func readDeadLetters(t *testing.T, ctx context.Context, conn stream.Connection, topic string, n int) []string {
+	t.Helper()
+	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: conn.Brokers, Topic: topic, GroupID: "dlq-reader-test", MaxWait: 100 * time.Millisecond})
+	defer reader.Close()
+	var reasons []string
+	for len(reasons) < n {
+		readCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		message, err := reader.ReadMessage(readCtx)
+		cancel()
+		if err != nil {
+			t.Fatalf("after %d dead letters: %v", len(reasons), err)
+		}
+		letter, err := stream.ParseDeadLetter(message)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reasons = append(reasons, letter.Reason)
+	}
+	return reasons
+}
+
+func realJPEG(t *testing.T) []byte {
+	t.Helper()
+	picture := image.NewRGBA(image.Rect(0, 0, 64, 128))
+	for i := range picture.Pix {
+		picture.Pix[i] = byte(i * 7)
+	}
+	var buffer bytes.Buffer
+	if err := jpeg.Encode(&buffer, picture, nil); err != nil {
+		t.Fatal(err)
+	}
+	return buffer.Bytes()
+}
+

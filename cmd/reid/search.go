@@ -1,0 +1,86 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/index"
+)
+
+func newSearchCommand(g *globals) *cobra.Command {
+	var (
+		imagePath string
+		k         int
+		cameras   []string
+		exclude   []string
+		minScore  float32
+		asJSON    bool
+	)
+	command := &cobra.Command{
+		Use:   "search --image FILE [--k 10] [--camera-not ID] [--json]",
+		Short: "Find where else the person in an image was seen, in the active gallery",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			picture, err := decodeImage(imagePath)
+			if err != nil {
+				return err
+			}
+			vectors, err := openIndex(ctx, options)
+			if err != nil {
+				return err
+			}
+			defer vectors.Close()
+			active, err := vectors.Active(ctx)
+			if err != nil {
+				return err
+			}
+			// The query must be embedded by the model that made the active gallery.
+			loaded, err := openModel(ctx, options, active.Name)
+			if err != nil {
+				return err
+			}
+			defer loaded.Close()
+			embedding, err := loaded.network.Embed(ctx, []image.Image{picture})
+			if err != nil {
+				return err
+			}
+			results, err := vectors.Search(ctx, active.Name, index.Query{
+				Vectors: embedding,
+				K:       k,
+				Filter:  index.Filter{Cameras: cameras, ExcludeCameras: exclude, MinScore: minScore},
+			})
+			if err != nil {
+				return err
+			}
+			matches := results[0]
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"model": active.Name, "matches": matches})
+			}
+			table := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(table, "RANK\tSCORE\tCAMERA\tTIME\tTRACK\tCROP")
+			for rank, match := range matches {
+				fmt.Fprintf(table, "%d\t%.3f\t%s\t%s\t%d\t%s\n", rank+1, match.Score, match.Metadata.Camera,
+					match.Metadata.Time.Format("2006-01-02 15:04:05.000"), match.Metadata.Track, match.ID)
+			}
+			return table.Flush()
+		},
+	}
+	flags := command.Flags()
+	flags.StringVar(&imagePath, "image", "", "JPEG or PNG of one person")
+	flags.IntVar(&k, "k", 10, "how many matches")
+	flags.StringSliceVar(&cameras, "camera", nil, "only these cameras")
+	flags.StringSliceVar(&exclude, "camera-not", nil, "not these cameras")
+	flags.Float32Var(&minScore, "min-score", 0, "drop matches below this cosine similarity")
+	flags.BoolVar(&asJSON, "json", false, "print JSON")
+	_ = command.MarkFlagRequired("image")
+	return command
+}

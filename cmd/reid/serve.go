@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/lookup"
+)
+
+func newServeCommand(g *globals) *cobra.Command {
+	var addr string
+	command := &cobra.Command{
+		Use:   "serve [--addr HOST:PORT]",
+		Short: "Serve the person-search API and web page",
+		Long: "Serves the lookup API (/v1, OpenAPI at /v1/openapi.json) and the web page on lookup.addr\n" +
+			"(loopback by default). It answers /healthz at once and /readyz with 503 until the index is\n" +
+			"open; search by image waits for the model of the active gallery to load. Without API keys\n" +
+			"(lookup.api_keys, lookup.api_keys_file) it listens only on loopback unless\n" +
+			"lookup.allow_unauthenticated is set. Every search is appended to the audit log\n" +
+			"(lookup.audit_log, default <data_dir>/audit.log).",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			if cmd.Flags().Changed("addr") {
+				options.Lookup.Addr = addr
+			}
+			if err := options.Validate(); err != nil {
+				return err
+			}
+			return runServe(cmd.Context(), options)
+		},
+	}
+	command.Flags().StringVar(&addr, "addr", "", "listen address HOST:PORT (overrides lookup.addr; default 127.0.0.1:8080)")
+	return command
+}
+
+// runServe serves until ctx is cancelled. The index and model load in the background so that the
+// process is live (and says it is not ready) while a large gallery opens.
+func runServe(ctx context.Context, options config.Options) error {
+	store, err := openCropStore(options)
+	if err != nil {
+		return err
+	}
+	server, closeAudit, err := newLookupServer(options, lookup.Config{Store: store})
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+
+	loadCtx, cancelLoad := context.WithCancel(ctx)
+	loaded := make(chan func(), 1)
+	go func() { loaded <- loadLookupBackends(loadCtx, options, server) }()
+
+	serveErr := server.Serve(ctx, options.Lookup.Addr)
+	cancelLoad()
+	closeBackends := <-loaded
+	closeBackends()
+	return serveErr
+}
+
+// newLookupServer builds the lookup server from the configuration's lookup section around base
+// (which names the store, and the index and embedder when already open), with the audit log
+// opened for appending. `reid run` calls it with its own index, store and model, then
+// server.Serve(ctx, options.Lookup.Addr). The returned function closes the audit log.
+func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server, func(), error) {
+	lookupConfig, err := lookup.ConfigFrom(options.Lookup)
+	if err != nil {
+		return nil, nil, err
+	}
+	lookupConfig.Index, lookupConfig.IndexVersion = base.Index, base.IndexVersion
+	lookupConfig.Store, lookupConfig.Embedder = base.Store, base.Embedder
+	auditPath := options.Lookup.AuditLog
+	if auditPath == "" {
+		auditPath = filepath.Join(options.DataDir, "audit.log")
+	}
+	if err := os.MkdirAll(filepath.Dir(auditPath), 0o755); err != nil {
+		return nil, nil, fmt.Errorf("audit log: %w", err)
+	}
+	// Append-only and private: it records who searched for which person.
+	audit, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("audit log: %w", err)
+	}
+	lookupConfig.Audit = audit
+	lookupConfig.Logger = slog.Default()
+	server, err := lookup.New(lookupConfig)
+	if err != nil {
+		audit.Close()
+		return nil, nil, err
+	}
+	slog.Info("lookup audit log", "path", auditPath)
+	return server, func() { audit.Close() }, nil
+}
+
+// loadLookupBackends opens the index and the model of its active gallery and hands them to the
+// server as each becomes ready. It returns the function that closes what it opened. Failures are
+// logged: the server keeps answering (503 for what is missing) so an operator can see why.
+func loadLookupBackends(ctx context.Context, options config.Options, server *lookup.Server) func() {
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		if ctx.Err() == nil {
+			slog.Error("lookup: cannot open the index; searches answer 503", "err", err)
+		}
+		return func() {}
+	}
+	closeAll := func() { vectors.Close() }
+	active, err := vectors.Active(ctx)
+	if errors.Is(err, index.ErrNoActiveVersion) {
+		// No gallery yet: search by crop id answers 503 until a model is promoted and the
+		// server restarted, because the embedder must be the model of the searched gallery.
+		slog.Warn("lookup: the index has no active model version yet (reid model promote); searches answer 503 until then")
+		server.SetIndex(vectors, "")
+		return closeAll
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			slog.Error("lookup: reading the active model version", "err", err)
+		}
+		return closeAll
+	}
+	// Pin searches to the active gallery, so uploads embedded by its model are compared only with
+	// that model's vectors even if another version is activated while we run.
+	server.SetIndex(vectors, active.Name)
+	slog.Info("lookup: index ready", "version", active.Name, "vectors", active.Count, "dim", active.Dim)
+	model, err := openModel(ctx, options, active.Name)
+	if err != nil {
+		slog.Error("lookup: cannot load the model of the active gallery; search by image answers 503", "version", active.Name, "err", err)
+		return closeAll
+	}
+	if dim := model.network.Dim(); dim != active.Dim {
+		slog.Error("lookup: model and gallery dimensions differ; search by image disabled", "model_dim", dim, "gallery_dim", active.Dim)
+		return func() { model.Close(); vectors.Close() }
+	}
+	server.SetEmbedder(lookup.DecodingEmbedder(model.network))
+	slog.Info("lookup: embedder ready", "version", active.Name)
+	return func() { model.Close(); vectors.Close() }
+}

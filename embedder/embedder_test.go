@@ -1,0 +1,188 @@
+package embedder
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"testing"
+	"time"
+
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/stream"
+)
+
+// meanColourModel embeds an image as its normalised mean colour: enough to check that each vector
+// belongs to its own crop.
+type meanColourModel struct{ fail error }
+
+func (m meanColourModel) Dim() int { return 3 }
+
+func (m meanColourModel) Embed(_ context.Context, images []image.Image) ([][]float32, error) {
+	if m.fail != nil {
+		return nil, m.fail
+	}
+	out := make([][]float32, len(images))
+	for i, picture := range images {
+		r, g, b, _ := picture.At(picture.Bounds().Dx()/2, picture.Bounds().Dy()/2).RGBA()
+		out[i] = []float32{float32(r), float32(g), float32(b)}
+	}
+	return out, nil
+}
+
+type memoryIndex struct {
+	items   map[string]index.Item
+	fail    error
+	created map[string]int
+}
+
+func (ix *memoryIndex) CreateVersion(_ context.Context, version string, dim int) error {
+	ix.created[version] = dim
+	return nil
+}
+
+func (ix *memoryIndex) Upsert(_ context.Context, version string, items []index.Item) error {
+	if ix.fail != nil {
+		return ix.fail
+	}
+	for _, item := range items {
+		ix.items[item.ID] = item
+	}
+	return nil
+}
+
+func jpegOf(t *testing.T, shade uint8) []byte {
+	t.Helper()
+	picture := image.NewRGBA(image.Rect(0, 0, 32, 64))
+	for y := range 64 {
+		for x := range 32 {
+			picture.Set(x, y, color.RGBA{shade, 255 - shade, 40, 255})
+		}
+	}
+	var buffer bytes.Buffer
+	if err := jpeg.Encode(&buffer, picture, &jpeg.Options{Quality: 95}); err != nil {
+		t.Fatal(err)
+	}
+	return buffer.Bytes()
+}
+
+func message(t *testing.T, frame int64, image []byte) stream.Message {
+	when := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC).Add(time.Duration(frame) * 100 * time.Millisecond)
+	return stream.Message{Record: cropstore.CropRecord{
+		ID: cropstore.NewID("gate", when, frame, 0), Camera: "gate", Time: when, Frame: frame, Track: frame % 3,
+		Box: cropstore.Box{X: 1, Y: 2, Width: 30, Height: 60}, JPEG: image,
+	}}
+}
+
+func TestHandle(t *testing.T) {
+	cases := []struct {
+		name         string
+		batch        func(t *testing.T) []stream.Message
+		modelErr     error
+		indexErr     error
+		wantRejected []int
+		wantIndexed  int
+		wantRetry    bool
+	}{
+		{
+			name: "all good",
+			batch: func(t *testing.T) []stream.Message {
+				return []stream.Message{message(t, 1, jpegOf(t, 10)), message(t, 2, jpegOf(t, 200))}
+			},
+			wantIndexed: 2,
+		},
+		{
+			name: "broken and truncated JPEGs are rejected, the rest indexed",
+			batch: func(t *testing.T) []stream.Message {
+				good := jpegOf(t, 90)
+				return []stream.Message{message(t, 1, []byte("garbage")), message(t, 2, good), message(t, 3, good[:len(good)/2])}
+			},
+			wantRejected: []int{0, 2},
+			wantIndexed:  1,
+		},
+		{
+			name: "a failing index fails the batch so it is retried",
+			batch: func(t *testing.T) []stream.Message {
+				return []stream.Message{message(t, 1, jpegOf(t, 10))}
+			},
+			indexErr:  errors.New("disk full"),
+			wantRetry: true,
+		},
+		{
+			name: "a failing model fails the batch so it is retried",
+			batch: func(t *testing.T) []stream.Message {
+				return []stream.Message{message(t, 1, jpegOf(t, 10))}
+			},
+			modelErr:  errors.New("out of memory"),
+			wantRetry: true,
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ix := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}, fail: tc.indexErr}
+			embed, err := New(context.Background(), Options{Model: meanColourModel{fail: tc.modelErr}, Version: "v7", Index: ix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ix.created["v7"] != 3 {
+				t.Fatalf("gallery not created with the model's dimension: %v", ix.created)
+			}
+			batch := tc.batch(t)
+			err = embed.Handle(context.Background(), batch)
+			var rejected *stream.RejectedError
+			switch {
+			case tc.wantRetry:
+				if err == nil || errors.As(err, &rejected) {
+					t.Fatalf("want a plain error (retry), got %v", err)
+				}
+				return
+			case len(tc.wantRejected) > 0:
+				if !errors.As(err, &rejected) || len(rejected.Records) != len(tc.wantRejected) {
+					t.Fatalf("want %d rejected records, got %v", len(tc.wantRejected), err)
+				}
+				for _, i := range tc.wantRejected {
+					if !errors.Is(rejected.Records[i], stream.ErrBadJPEG) || stream.Reason(rejected.Records[i]) != "bad-jpeg" {
+						t.Errorf("record %d rejected with %v, want bad-jpeg", i, rejected.Records[i])
+					}
+				}
+			case err != nil:
+				t.Fatal(err)
+			}
+			if len(ix.items) != tc.wantIndexed {
+				t.Fatalf("indexed %d items, want %d", len(ix.items), tc.wantIndexed)
+			}
+			for _, message := range batch {
+				item, ok := ix.items[message.Record.ID]
+				if !ok {
+					continue
+				}
+				record := message.Record
+				want := index.Metadata{Camera: "gate", Time: record.Time, Track: record.Track, Frame: record.Frame, Box: [4]int32{1, 2, 30, 60}, Model: "v7"}
+				if item.Metadata != want {
+					t.Errorf("metadata %+v, want %+v", item.Metadata, want)
+				}
+				// The vector must be this crop's: its red channel tracks the shade.
+				decoded, _ := jpeg.Decode(bytes.NewReader(record.JPEG))
+				r, _, _, _ := decoded.At(16, 32).RGBA()
+				if item.Vector[0] != float32(r) {
+					t.Errorf("vector %v does not belong to crop %s", item.Vector, record.ID)
+				}
+			}
+			if stats := embed.Stats(); stats.Embedded != int64(tc.wantIndexed) || stats.Rejected != int64(len(tc.wantRejected)) {
+				t.Errorf("stats %+v", stats)
+			}
+		})
+	}
+}
+
+func TestNewRejectsIncompleteOptions(t *testing.T) {
+	ix := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}}
+	for _, options := range []Options{{Index: ix, Version: "v1"}, {Model: meanColourModel{}, Version: "v1"}, {Model: meanColourModel{}, Index: ix}} {
+		if _, err := New(context.Background(), options); err == nil {
+			t.Errorf("New(%+v) accepted", options)
+		}
+	}
+}

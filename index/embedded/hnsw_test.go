@@ -1,0 +1,108 @@
+package embedded
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/reid-project/reid/index"
+)
+
+// clustered returns n normalised vectors around n/100 centres, like embeddings of many people.
+func clustered(seed uint64, n, dim int) [][]float32 {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	centres := make([][]float32, max(1, n/100))
+	for i := range centres {
+		centres[i] = make([]float32, dim)
+		for j := range centres[i] {
+			centres[i][j] = float32(rng.NormFloat64())
+		}
+		centres[i] = normalised(centres[i])
+	}
+	out := make([][]float32, n)
+	for i := range out {
+		centre := centres[rng.IntN(len(centres))]
+		out[i] = make([]float32, dim)
+		for j := range out[i] {
+			out[i][j] = centre[j] + float32(rng.NormFloat64()*0.035)
+		}
+		out[i] = normalised(out[i])
+	}
+	return out
+}
+
+// TestHNSWRecall checks the graph against exact search on clustered data, through the index
+// (batched upserts, parallel inserts) and again after a restart that loads the saved graph.
+func TestHNSWRecall(t *testing.T) {
+	const n, dim, queries = 6000, 128, 100
+	vectors := clustered(3, n+queries, dim)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "index")
+	options := Options{Mode: "hnsw", HNSWM: 16, EfConstruction: 100, EfSearch: 64}
+	ix := openFor(t, dir, options)
+	if err := ix.CreateVersion(ctx, "v", dim); err != nil {
+		t.Fatal(err)
+	}
+	for start := 0; start < n; start += 500 {
+		items := make([]index.Item, 0, 500)
+		for i := start; i < start+500; i++ {
+			items = append(items, index.Item{ID: fmt.Sprint(i), Vector: vectors[i]})
+		}
+		if err := ix.Upsert(ctx, "v", items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recall := func(ix *Index) float64 {
+		hits := 0
+		for q := 0; q < queries; q++ {
+			query := vectors[n+q]
+			approximate, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exact, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10, Exact: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, match := range approximate[0] {
+				if slices.ContainsFunc(exact[0], func(m index.Match) bool { return m.ID == match.ID }) {
+					hits++
+				}
+			}
+		}
+		return float64(hits) / (10 * queries)
+	}
+	if r := recall(ix); r < 0.98 {
+		t.Errorf("recall@10 %.3f below 0.98", r)
+	}
+	if err := ix.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	ix = openFor(t, dir, options)
+	defer ix.Close()
+	v, _ := ix.lookup(ctx, "v")
+	if v.gallery.graph == nil || v.gallery.graph.entry < 0 {
+		t.Fatal("graph not loaded")
+	}
+	if r := recall(ix); r < 0.98 {
+		t.Errorf("recall@10 after restart %.3f below 0.98", r)
+	}
+}
+
+func BenchmarkHNSWInsert(b *testing.B) {
+	const n, dim = 5000, 512
+	vectors := clustered(4, n, dim)
+	for b.Loop() {
+		g := newGallery(dim, &hnswOptions{m: 16, efConstruction: 200, efSearch: 128})
+		slots := make([]uint32, n)
+		for i, vector := range vectors {
+			item := decodedItem{id: fmt.Sprint(i)}
+			slots[i], _ = g.put(&item, vector)
+		}
+		g.graph.insertParallel(slots, n)
+	}
+}

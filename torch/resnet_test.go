@@ -1,0 +1,148 @@
+package torch
+
+import (
+	"encoding/binary"
+	"math"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// pythonReference runs torch/testdata/reference.py with Debian's python3-torch.
+func pythonReference(t *testing.T, args ...string) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), "/usr/bin/python3", append([]string{"testdata/reference.py"}, args...)...)
+	// One thread, for the reason given at openCPU.
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("reference.py %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+func readFloats(t *testing.T, path string, rows, dim int) [][]float32 {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(raw) != rows*dim*4 {
+		t.Fatalf("%s has %d bytes, want %d", path, len(raw), rows*dim*4)
+	}
+	out := make([][]float32, rows)
+	for i := range out {
+		out[i] = make([]float32, dim)
+		for j := range dim {
+			out[i][j] = math.Float32frombits(binary.LittleEndian.Uint32(raw[(i*dim+j)*4:]))
+		}
+	}
+	return out
+}
+
+func relativeError(ours, theirs []float32) float64 {
+	var diff, norm float64
+	for i := range ours {
+		d := float64(ours[i]) - float64(theirs[i])
+		diff += d * d
+		norm += float64(theirs[i]) * float64(theirs[i])
+	}
+	return math.Sqrt(diff / norm)
+}
+
+// TestResNet50MatchesTorchvision loads ResNet-50 state dicts saved by Debian's python3-torch /
+// torchvision and compares our eval features with PyTorch's on the same real crops: once as a
+// plain torchvision ImageNet state dict (last stride 2, average pooling, no neck), once as a
+// wrapped DataParallel checkpoint of our re-id head (last stride 1, GeM, BN neck).
+func TestResNet50MatchesTorchvision(t *testing.T) {
+	ctx := t.Context()
+	dir := t.TempDir()
+	crops := vtestCrops(t, 4)[:4]
+	batch, err := NewBatchRGB(crops, 256, 128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	input := filepath.Join(dir, "input.raw")
+	if err := os.WriteFile(input, batch.Pix, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	device := openCPU(t)
+
+	cases := []struct {
+		name    string
+		head    string
+		options ModelOptions
+		ignored []string
+		missing []string
+	}{
+		{
+			name:    "torchvision",
+			head:    "torchvision",
+			options: ModelOptions{Arch: ArchResNet50, LastStride: 2, Pooling: "avg", Neck: "none", Precision: "fp32"},
+			ignored: []string{"fc.weight", "fc.bias"},
+		},
+		{
+			name:    "reid head checkpoint",
+			head:    "reid",
+			options: ModelOptions{Arch: ArchResNet50, LastStride: 1, Pooling: "gem", Neck: "bn", Precision: "fp32"},
+		},
+		{
+			// An ImageNet file into the re-id model: the head is new, so exactly its keys are missing.
+			name:    "torchvision into reid head",
+			head:    "torchvision",
+			options: ModelOptions{Arch: ArchResNet50, Pooling: "gem", Precision: "fp32"},
+			ignored: []string{"fc.weight", "fc.bias"},
+			missing: []string{"gap.p", "feat_bn.weight", "feat_bn.bias", "feat_bn.running_mean", "feat_bn.running_var", "feat_bn.num_batches_tracked"},
+		},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			weights := filepath.Join(dir, "weights"+strconv.Itoa(i)+".pth")
+			featuresPath := filepath.Join(dir, "features"+strconv.Itoa(i)+".raw")
+			pythonReference(t, "resnet", "--head", tc.head, "--seed", strconv.Itoa(100+i), "--out", weights,
+				"--input", input, "--n", strconv.Itoa(batch.N), "--features", featuresPath)
+
+			model, err := device.NewModel(ctx, tc.options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer model.Close()
+			report, err := model.LoadWeights(ctx, weights)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(report.Missing, tc.missing) || len(report.Unexpected) != 0 || !slices.Equal(report.Ignored, tc.ignored) {
+				t.Fatalf("missing %v (want %v), unexpected %v, ignored %v (want %v)", report.Missing, tc.missing, report.Unexpected, report.Ignored, tc.ignored)
+			}
+			if tc.missing != nil {
+				return // the Python side has no such head to compare with
+			}
+			ours, err := model.Features(ctx, batch, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			theirs := readFloats(t, featuresPath, batch.N, 2048)
+			for row := range ours {
+				if norm := math.Sqrt(float64(dot(theirs[row], theirs[row]))); norm == 0 || math.IsNaN(norm) {
+					t.Fatalf("crop %d: reference feature norm %v", row, norm)
+				}
+				if rel := relativeError(ours[row], theirs[row]); rel > 1e-4 {
+					t.Errorf("crop %d: relative error %.2e > 1e-4", row, rel)
+				} else {
+					t.Logf("crop %d: relative error %.2e", row, rel)
+				}
+			}
+		})
+	}
+}
+
+func dot(a, b []float32) float32 {
+	var sum float32
+	for i := range a {
+		sum += a[i] * b[i]
+	}
+	return sum
+}

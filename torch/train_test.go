@@ -1,0 +1,436 @@
+package torch
+
+import (
+	"context"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"testing"
+)
+
+// synthBatch draws images of identities given by labels: each identity is a pair of colours
+// (upper and lower body), drawn at a random vertical split with noise, on a random background.
+func synthBatch(rng *rand.Rand, labels []int64, height, width int) Batch {
+	palette := [][3]byte{{220, 30, 30}, {30, 200, 40}, {40, 60, 220}, {230, 220, 40}, {200, 40, 200}, {30, 210, 210}}
+	batch := Batch{N: len(labels), Height: height, Width: width, Pix: make([]byte, len(labels)*height*width*3)}
+	for i, label := range labels {
+		upper := palette[int(label)%len(palette)]
+		lower := palette[(int(label)/len(palette)+int(label)+1)%len(palette)]
+		split := height/3 + rng.IntN(height/3)
+		left, right := width/4+rng.IntN(width/8), 3*width/4-rng.IntN(width/8)
+		background := byte(rng.IntN(256))
+		for y := range height {
+			for x := range width {
+				var c [3]byte
+				switch {
+				case x < left || x >= right:
+					c = [3]byte{background, background, background}
+				case y < split:
+					c = upper
+				default:
+					c = lower
+				}
+				p := ((i*height+y)*width + x) * 3
+				for k := range 3 {
+					v := int(c[k]) + rng.IntN(41) - 20
+					batch.Pix[p+k] = byte(min(max(v, 0), 255))
+				}
+			}
+		}
+	}
+	return batch
+}
+
+// initMemory builds one normalised entry per identity from eval features, as the trainer will.
+func initMemory(t *testing.T, ctx context.Context, model *Model, rng *rand.Rand, identities int) *Memory {
+	t.Helper()
+	var labels []int64
+	for id := range identities {
+		for range 4 {
+			labels = append(labels, int64(id))
+		}
+	}
+	features, err := model.EmbedBatch(ctx, synthBatch(rng, labels, model.Options().InputHeight, model.Options().InputWidth))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := make([]float32, identities*model.Dim())
+	for i, label := range labels {
+		for j, v := range features[i] {
+			data[int(label)*model.Dim()+j] += v
+		}
+	}
+	for id := range identities {
+		normalise(data[id*model.Dim() : (id+1)*model.Dim()])
+	}
+	memory, err := model.Device().NewMemory(ctx, identities, model.Dim(), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { memory.Close() })
+	return memory
+}
+
+func normalise(v []float32) {
+	var sum float64
+	for _, x := range v {
+		sum += float64(x) * float64(x)
+	}
+	norm := float32(math.Sqrt(sum))
+	for i := range v {
+		v[i] /= norm
+	}
+}
+
+func balancedLabels(identities, instances int) []int64 {
+	var labels []int64
+	for id := range identities {
+		for range instances {
+			labels = append(labels, int64(id))
+		}
+	}
+	return labels
+}
+
+func TestTrainingLossFalls(t *testing.T) {
+	ctx := t.Context()
+	device := openCPU(t)
+	if err := device.Seed(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	model, err := device.NewModel(ctx, ModelOptions{Arch: ArchOSNetX0_25, InputHeight: 64, InputWidth: 32, Precision: "fp32"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer model.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	const identities = 6
+	memory := initMemory(t, ctx, model, rng, identities)
+	optimizer, err := model.NewAdam(ctx, AdamOptions{LR: 1e-3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer optimizer.Close()
+	labels := balancedLabels(identities, 4)
+	var losses []float64
+	for step := range 30 {
+		result, err := model.TrainStep(ctx, optimizer, memory, synthBatch(rng, labels, 64, 32), labels, StepOptions{Update: UpdateMean})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if math.IsNaN(result.Loss) || math.IsInf(result.Loss, 0) {
+			t.Fatalf("step %d: loss %v", step, result.Loss)
+		}
+		losses = append(losses, result.Loss)
+	}
+	first, last := mean(losses[:5]), mean(losses[len(losses)-5:])
+	t.Logf("loss %.3f -> %.3f (%v)", first, last, losses)
+	if last > 0.5*first {
+		t.Fatalf("loss did not fall: first steps %.3f, last steps %.3f", first, last)
+	}
+	// The memory stays on the unit sphere after the updates.
+	data, err := memory.Data(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := range identities {
+		row := data[id*model.Dim() : (id+1)*model.Dim()]
+		if n := math.Sqrt(float64(dot(row, row))); math.Abs(n-1) > 1e-4 {
+			t.Errorf("memory row %d has norm %v", id, n)
+		}
+	}
+}
+
+func mean(values []float64) float64 {
+	var sum float64
+	for _, v := range values {
+		sum += v
+	}
+	return sum / float64(len(values))
+}
+
+// TestResNetTrainStep checks what the Cluster Contrast ResNet-50 head must do in training: GeM's
+// p learns, the neck's bias stays frozen at zero, and the hard update touches only the batch's
+// labels.
+func TestResNetTrainStep(t *testing.T) {
+	ctx := t.Context()
+	device := openCPU(t)
+	model, err := device.NewModel(ctx, ModelOptions{Arch: ArchResNet50, Pooling: "gem", InputHeight: 64, InputWidth: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer model.Close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	memory := initMemory(t, ctx, model, rng, 4)
+	before, err := memory.Data(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	optimizer, err := model.NewAdam(ctx, AdamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer optimizer.Close()
+	labels := []int64{0, 0, 0, 2, 2, 2} // rows 1 and 3 are not in the batch
+	if _, err := model.TrainStep(ctx, optimizer, memory, synthBatch(rng, labels, 64, 32), labels, StepOptions{Update: UpdateHard}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := model.Tensor(ctx, "gap.p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p[0] == 3 {
+		t.Errorf("GeM p did not move from 3")
+	}
+	bias, err := model.Tensor(ctx, "feat_bn.bias")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bias {
+		if b != 0 {
+			t.Fatalf("neck bias moved to %v; it must stay frozen", b)
+		}
+	}
+	after, err := memory.Data(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dim := model.Dim()
+	for row := range 4 {
+		changed := !slices.Equal(before[row*dim:(row+1)*dim], after[row*dim:(row+1)*dim])
+		if want := row == 0 || row == 2; changed != want {
+			t.Errorf("memory row %d changed=%v, want %v", row, changed, want)
+		}
+	}
+	// A label outside the memory is an error, not a crash.
+	if _, err := model.TrainStep(ctx, optimizer, memory, synthBatch(rng, []int64{0, 9}, 64, 32), []int64{0, 9}, StepOptions{}); err == nil {
+		t.Fatal("label 9 of a 4-row memory was accepted")
+	}
+}
+
+// TestCheckpointRoundTrip: a model and optimizer restored from a checkpoint continue training
+// exactly as the originals do; restoring the model without the optimizer state does not.
+func TestCheckpointRoundTrip(t *testing.T) {
+	ctx := t.Context()
+	device := openCPU(t)
+	options := ModelOptions{Arch: ArchOSNetX0_25, InputHeight: 64, InputWidth: 32, Precision: "fp32"}
+	adam := AdamOptions{LR: 1e-3}
+	rng := rand.New(rand.NewPCG(5, 6))
+	labels := balancedLabels(4, 4)
+
+	original, err := device.NewModel(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer original.Close()
+	memory := initMemory(t, ctx, original, rng, 4)
+	optimizer, err := original.NewAdam(ctx, adam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := original.TrainStep(ctx, optimizer, memory, synthBatch(rng, labels, 64, 32), labels, StepOptions{Update: UpdateMean}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := optimizer.SetLR(ctx, StepLR{BaseLR: 1e-3, StepSize: 1, Gamma: 0.5}.At(1)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := original.SaveCheckpoint(ctx, dir, optimizer); err != nil {
+		t.Fatal(err)
+	}
+	memoryData, err := memory.Data(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	restored, err := device.NewModel(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer restored.Close()
+	restoredOptimizer, err := restored.NewAdam(ctx, adam)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := restored.LoadCheckpoint(ctx, dir, restoredOptimizer); err != nil {
+		t.Fatal(err)
+	}
+	if lr, err := restoredOptimizer.LR(ctx); err != nil || lr != 5e-4 {
+		t.Fatalf("restored learning rate %v (%v), want 5e-4", lr, err)
+	}
+	// Same weights without the optimizer state: the negative control.
+	fresh, err := device.NewModel(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	if err := fresh.LoadCheckpoint(ctx, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	freshOptimizer, err := fresh.NewAdam(ctx, AdamOptions{LR: 5e-4})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	probe := synthBatch(rng, labels, 64, 32)
+	want, err := original.Features(ctx, probe, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, model := range map[string]*Model{"restored": restored, "fresh": fresh} {
+		got, err := model.Features(ctx, probe, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !equalRows(got, want) {
+			t.Fatalf("%s model's features differ from the original's after the round trip", name)
+		}
+	}
+
+	// One more identical step on each, each with its own copy of the memory.
+	step := synthBatch(rng, labels, 64, 32)
+	run := func(model *Model, optimizer *Optimizer) (float64, [][]float32) {
+		mem, err := device.NewMemory(ctx, 4, model.Dim(), memoryData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		result, err := model.TrainStep(ctx, optimizer, mem, step, labels, StepOptions{Update: UpdateMean})
+		if err != nil {
+			t.Fatal(err)
+		}
+		features, err := model.Features(ctx, probe, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return result.Loss, features
+	}
+	lossOriginal, featuresOriginal := run(original, optimizer)
+	lossRestored, featuresRestored := run(restored, restoredOptimizer)
+	_, featuresFresh := run(fresh, freshOptimizer)
+	if lossOriginal != lossRestored {
+		t.Errorf("loss after resuming %v, original %v", lossRestored, lossOriginal)
+	}
+	if !equalRows(featuresOriginal, featuresRestored) {
+		t.Error("a step after resuming gives different weights than the original's step: optimizer state not restored")
+	}
+	if equalRows(featuresOriginal, featuresFresh) {
+		t.Error("a fresh optimizer stepped exactly like the restored one: the check cannot see optimizer state")
+	}
+}
+
+func equalRows(a, b [][]float32) bool {
+	return slices.EqualFunc(a, b, func(x, y []float32) bool { return slices.Equal(x, y) })
+}
+
+func TestOptionsAndErrors(t *testing.T) {
+	ctx := t.Context()
+	bad := []ModelOptions{
+		{Arch: "vgg16"},
+		{Arch: ArchResNet50, LastStride: 3},
+		{Arch: ArchResNet50, Pooling: "max"},
+		{Arch: ArchResNet50, Neck: "ln"},
+		{Arch: ArchOSNetX0_25, Pooling: "gem"},
+		{Arch: ArchOSNetX1_0, InputHeight: 8},
+		{Arch: ArchOSNetX1_0, Precision: "fp8"},
+		{Arch: ArchOSNetX1_0, Std: [3]float32{1, 0, 1}},
+	}
+	for _, options := range bad {
+		if _, err := options.WithDefaults(); err == nil {
+			t.Errorf("%+v accepted", options)
+		}
+	}
+	good, err := ModelOptions{Arch: ArchResNet50}.WithDefaults()
+	if err != nil || good.LastStride != 1 || good.Pooling != "avg" || good.Neck != "bn" || good.InputHeight != 256 || good.InputWidth != 128 || good.Mean != ImageNetMean {
+		t.Fatalf("defaults %+v, %v", good, err)
+	}
+	for _, name := range []string{"gpu", "cuda:x", "cuda:-1"} {
+		if _, err := Open(Params{Device: name}); err == nil {
+			t.Errorf("device %q accepted", name)
+		}
+	}
+	if CUDADeviceCount() == 0 {
+		if _, err := Open(Params{Device: "cuda:0"}); err == nil {
+			t.Error("cuda:0 opened without a GPU")
+		}
+	}
+	if got := (StepLR{BaseLR: 0.1, StepSize: 20, Gamma: 0.1}).At(45); math.Abs(got-0.001) > 1e-12 {
+		t.Errorf("StepLR at epoch 45 = %v, want 0.001", got)
+	}
+
+	device := openCPU(t)
+	model, err := device.NewModel(ctx, ModelOptions{Arch: ArchOSNetX0_25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.Features(ctx, Batch{N: 2, Height: 256, Width: 128, Pix: make([]byte, 10)}, false); err == nil {
+		t.Error("short batch accepted")
+	}
+	if _, err := model.EmbedBatch(ctx, Batch{N: 1, Height: 64, Width: 32, Pix: make([]byte, 64*32*3)}); err == nil {
+		t.Error("wrong-size batch accepted")
+	}
+	// A state dict with a wrongly shaped tensor is refused with its name.
+	sd := &StateDict{Names: []string{"conv1.conv.weight"}, Tensors: map[string]StateTensor{
+		"conv1.conv.weight": {Shape: []int64{2, 2}, DType: "float32", Float: make([]float32, 4)},
+	}}
+	if _, err := model.LoadStateDict(ctx, sd); err == nil {
+		t.Error("mis-shaped tensor accepted")
+	}
+	// Not a checkpoint at all.
+	junk := t.TempDir() + "/junk.pth"
+	if err := os.WriteFile(junk, []byte("not a pickle"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.LoadWeights(ctx, junk); err == nil {
+		t.Error("junk file loaded")
+	}
+	if err := model.Restore(ctx, junk); err == nil {
+		t.Error("junk file restored")
+	}
+	// Closed handles and devices refuse work instead of crashing.
+	if err := model.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := model.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := model.Features(ctx, Batch{N: 1, Height: 256, Width: 128, Pix: make([]byte, 256*128*3)}, false); !errors.Is(err, ErrClosed) {
+		t.Errorf("closed model: %v", err)
+	}
+	other, err := device.NewModel(ctx, ModelOptions{Arch: ArchOSNetX0_25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	device.Close()
+	if _, err := device.NewModel(ctx, ModelOptions{Arch: ArchOSNetX0_25}); !errors.Is(err, ErrClosed) {
+		t.Errorf("closed device: %v", err)
+	}
+	if err := other.Close(); err != nil { // freed by the device already
+		t.Errorf("closing a model after its device: %v", err)
+	}
+	// A cancelled context stops a call before it starts.
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := openCPU(t).NewModel(cancelled, ModelOptions{Arch: ArchOSNetX0_25}); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled context: %v", err)
+	}
+}
+
+func TestOutOfMemoryIsTyped(t *testing.T) {
+	err := errorFromStatus(codeOOM, "CUDA out of memory. Tried to allocate 2.00 GiB", "forward")
+	if !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("%v does not wrap ErrOutOfMemory", err)
+	}
+	if err := errorFromStatus(codeError, "boom", "forward"); errors.Is(err, ErrOutOfMemory) || err == nil {
+		t.Fatalf("plain error %v", err)
+	}
+	// A real allocation failure inside libtorch (16 TiB) comes back typed, not as a crash.
+	device := openCPU(t)
+	if err := device.tryAllocate(t.Context(), 1<<44); !errors.Is(err, ErrOutOfMemory) {
+		t.Fatalf("huge allocation: %v, want ErrOutOfMemory", err)
+	}
+}
