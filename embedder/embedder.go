@@ -71,7 +71,7 @@ type Stats struct {
 type Embedder struct {
 	options Options
 	stats   struct {
-		embedded, rejected, batches                  atomic.Int64
+		embedded, rejected, batches                   atomic.Int64
 		decodeNanos, modelNanos, upsertNanos, latency atomic.Int64
 	}
 	// observe, when set, receives each handled batch's frame-to-searchable latencies.

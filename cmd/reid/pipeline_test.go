@@ -416,4 +416,3 @@ func realJPEG(t *testing.T) []byte {
 	}
 	return buffer.Bytes()
 }
-
