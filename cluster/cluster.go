@@ -108,7 +108,7 @@ func JaccardGraphFromNeighbors(ctx context.Context, unit [][]float32, ranks [][]
 	// Reference weights: softmax over the expanded set of -(2 - 2 cos).
 	distance := func(i int, columns []int32, out []float64) {
 		for k, j := range columns {
-			out[k] = 2 - 2*float64(vecmath.Dot(unit[i], unit[j]))
+			out[k] = 2 - 2*vecmath.Dot64(unit[i], unit[j])
 		}
 	}
 	encoding, err := Encode(ctx, ranks, ClusterEncoding(k1, k2), distance)

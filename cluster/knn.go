@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/reid-project/reid/internal/vecmath"
 )
@@ -22,12 +23,47 @@ func NearestNeighbors(ctx context.Context, features [][]float32, k int) ([][]int
 	err := vecmath.ForBlocks(ctx, n, block, 0, func(start, end int) {
 		similarities := make([]float32, (end-start)*n)
 		vecmath.Dots(features[start:end], features, similarities)
-		copy(ranks[start:end], TopK(similarities, n, k))
+		candidates := TopK(similarities, n, k+refineMargin)
+		for r, list := range candidates {
+			ranks[start+r] = Refine(features, start+r, list, k)
+		}
 	})
 	if err != nil {
 		return nil, err
 	}
 	return ranks, nil
+}
+
+// refineMargin is how many extra float32 candidates Refine re-scores: the float32 kernel's
+// error (about 1e-6 relative at 2048-d) can only swap neighbours whose similarities are that
+// close, and more than a few such near-ties around rank k do not happen in practice.
+const refineMargin = 8
+
+// Refine re-scores candidate neighbours of row i with float64 dot products, sorts them (most
+// similar first, ties by index) and keeps k. Float32 block products are fast but can order two
+// almost equally similar rows differently from a float64 (or BLAS) reference; at the k-th place
+// that changes a k-reciprocal set, so the boundary is decided in float64.
+func Refine(features [][]float32, i int, candidates []int32, k int) []int32 {
+	scores := make([]float64, len(candidates))
+	order := make([]int, len(candidates))
+	for c, j := range candidates {
+		scores[c] = vecmath.Dot64(features[i], features[j])
+		order[c] = c
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		switch {
+		case scores[a] > scores[b]:
+			return -1
+		case scores[a] < scores[b]:
+			return 1
+		}
+		return int(candidates[a] - candidates[b])
+	})
+	out := make([]int32, min(k, len(candidates)))
+	for r := range out {
+		out[r] = candidates[order[r]]
+	}
+	return out
 }
 
 // TopK returns, for each row of a row-major block of similarities with cols columns, the column

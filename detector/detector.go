@@ -86,6 +86,13 @@ func New(options config.Detector, modelsDir string) (*Detector, error) {
 			return nil, fmt.Errorf("detector %s: model file: %w", options.Model, err)
 		}
 	}
+	weights, cfg := paths[0], ""
+	if spec.decodeYOLO {
+		weights, cfg = paths[1], paths[0]
+	}
+	if err := checkNet(weights, cfg); err != nil {
+		return nil, fmt.Errorf("detector %s: OpenCV cannot load %s: %w", options.Model, filepath.Base(weights), err)
+	}
 	var net gocv.Net
 	if spec.decodeYOLO {
 		net = gocv.ReadNet(paths[1], paths[0]) // weights, then cfg

@@ -1,6 +1,9 @@
 package detector
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,8 +78,35 @@ func TestDetectorErrors(t *testing.T) {
 	if _, err := New(options, testassets.Path(t, "models/detector")); err == nil {
 		t.Error("unknown model: no error")
 	}
+	// Damaged model files are an error, not an abort inside OpenCV.
+	shared := testassets.Path(t, "models/detector")
+	for _, model := range []string{ModelYoloFastest, ModelYOLOXNano} {
+		dir := t.TempDir()
+		for _, file := range models[model].files {
+			original, err := os.ReadFile(filepath.Join(shared, file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if strings.HasSuffix(file, ".cfg") {
+				original = append(original, []byte("\n[convolutional]\nfilters=-3\nsize=banana\n")...)
+			} else {
+				original = original[:len(original)/3]
+			}
+			if err := os.WriteFile(filepath.Join(dir, file), original, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		options := config.Default().Detector
+		options.Model = model
+		if _, err := New(options, dir); err == nil {
+			t.Errorf("%s: damaged model loaded without error", model)
+		} else {
+			t.Logf("%s: %v", model, err)
+		}
+	}
+
 	options = config.Default().Detector
-	detector, err := New(options, testassets.Path(t, "models/detector"))
+	detector, err := New(options, shared)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package eval
 import (
 	"context"
 	"fmt"
-	"math"
 
 	"github.com/reid-project/reid/cluster"
 	"github.com/reid-project/reid/internal/npy"
@@ -65,7 +64,7 @@ func Rerank(ctx context.Context, query, gallery [][]float32, options RerankOptio
 		return npy.Matrix{}, err
 	}
 	original := func(i, j int) float64 {
-		d := 2 - 2*float64(vecmath.Dot(all[i], all[j]))
+		d := 2 - 2*vecmath.Dot64(all[i], all[j])
 		return d * d / rowMax[i]
 	}
 	rows, err := cluster.Encode(ctx, ranks, encoding, func(i int, columns []int32, out []float64) {
@@ -120,18 +119,24 @@ func nearestWithMax(ctx context.Context, unit [][]float32, k int, rowMax []float
 		vecmath.Dots(unit[start:end], unit, similarities)
 		for i := start; i < end; i++ {
 			row := similarities[(i-start)*n : (i-start+1)*n]
-			largest := 0.0
-			for _, dot := range row {
-				d := 2 - 2*float64(dot)
-				largest = math.Max(largest, d*d)
+			// The largest distance is at the smallest dot product; it is re-scored in float64
+			// like every other distance the re-ranking uses.
+			farthest := 0
+			for j, dot := range row {
+				if dot < row[farthest] {
+					farthest = j
+				}
 			}
+			d := 2 - 2*vecmath.Dot64(unit[i], unit[farthest])
+			largest := d * d
 			if largest == 0 {
 				largest = 1 // all rows identical: every distance is 0 anyway
 			}
 			rowMax[i] = largest
 		}
-		ranksBlock := cluster.TopK(similarities, n, k)
-		copy(ranks[start:end], ranksBlock)
+		for r, candidates := range cluster.TopK(similarities, n, k+8) {
+			ranks[start+r] = cluster.Refine(unit, start+r, candidates, k)
+		}
 	})
 	if err != nil {
 		return nil, err

@@ -137,6 +137,7 @@ type cameraCounters struct {
 	camera                                  string
 	decoded, frames, detections, crops      atomic.Int64
 	tracks, reconnects, skipped, sinkErrors atomic.Int64
+	queued                                  atomic.Int64 // records handed to the writer
 	finishedAt                              atomic.Int64 // unix nanoseconds; 0 while running
 }
 
@@ -214,6 +215,9 @@ func (in *Ingester) Stats() Stats {
 	return stats
 }
 
+// sinkFlushTimeout bounds how long a cancelled camera waits for its queued crops to be stored.
+const sinkFlushTimeout = 10 * time.Second
+
 // runCamera owns everything of one camera: its source, detector, tracker, Mats and sink writer.
 func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counters *cameraCounters) error {
 	det, err := in.options.NewDetector()
@@ -224,14 +228,18 @@ func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counter
 
 	// The sink writer runs beside the camera so that slow writes (fsync) overlap decoding and
 	// detection; the bounded queue makes a slow sink slow ingest down rather than grow memory.
+	// On shutdown the writer still stores what is queued (crops already made), for at most
+	// sinkFlushTimeout, so its context is detached from the caller's.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWrites()
 	queue := make(chan cropstore.CropRecord, in.options.SinkBuffer)
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		for record := range queue {
-			if err := in.options.Sink.Put(ctx, record); err != nil {
+			if err := in.options.Sink.Put(writeCtx, record); err != nil {
 				counters.sinkErrors.Add(1)
 				cancel(fmt.Errorf("sink: %w", err))
 				for range queue { // drain so the producer never blocks on a dead writer
@@ -243,7 +251,18 @@ func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counter
 	}()
 	camErr := in.processSource(ctx, camera, det, counters, queue)
 	close(queue)
-	<-writerDone
+	select {
+	case <-writerDone:
+	case <-ctx.Done():
+		flush := time.NewTimer(sinkFlushTimeout)
+		select {
+		case <-writerDone:
+		case <-flush.C:
+			cancelWrites()
+			<-writerDone
+		}
+		flush.Stop()
+	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
@@ -444,6 +463,7 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 		}
 		select {
 		case s.queue <- record:
+			s.counters.queued.Add(1)
 		case <-ctx.Done():
 			return context.Cause(ctx)
 		}

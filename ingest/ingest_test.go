@@ -1,14 +1,18 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"image"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -406,9 +410,22 @@ func TestMaxFramesAndSinkErrors(t *testing.T) {
 	}
 }
 
+// contextSink fails writes whose context is done, like a network sink would.
+type contextSink struct{ memorySink }
+
+func (s *contextSink) Put(ctx context.Context, record cropstore.CropRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	time.Sleep(time.Millisecond) // slower than the producer, so records queue up
+	return s.memorySink.Put(ctx, record)
+}
+
 func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	options := testOptions(&memorySink{}, fakeDetector)
+	sink := &contextSink{}
+	options := testOptions(sink, fakeDetector)
+	options.Crops.MinInterval = 0
 	options.open = func(config.Camera) (capture, error) { return &fakeLive{frames: 1 << 30}, nil }
 	ingester, err := New(options)
 	if err != nil {
@@ -425,6 +442,11 @@ func TestCancel(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not stop after cancel")
+	}
+	// Crops made before the cancel are still stored: none lost in the queue.
+	stored, made := int64(len(sink.byCamera("live"))), ingester.cameras[0].queued.Load()
+	if stored == 0 || stored != made || ingester.Stats().Crops != stored {
+		t.Errorf("%d crops stored of %d made (%d counted)", stored, made, ingester.Stats().Crops)
 	}
 }
 
@@ -488,6 +510,69 @@ func TestPaddedRegion(t *testing.T) {
 	for _, test := range tests {
 		if got := paddedRegion(test.box, test.padding, 200, 200); got != test.want {
 			t.Errorf("paddedRegion(%+v, %v) = %v, want %v", test.box, test.padding, got, test.want)
+		}
+	}
+}
+
+// An http URL is opened as a live source: a connection cut mid-file is a drop that is reopened,
+// and a URL serving a whole file ends cleanly once the declared frames have been read.
+func TestHTTPSource(t *testing.T) {
+	video, err := os.ReadFile(testassets.Path(t, "video/vtest.avi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	requests := 0
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		first := requests == 1
+		mu.Unlock()
+		if first {
+			// The first connection delivers a quarter of the file and hangs up.
+			w.Header().Set("Content-Length", strconv.Itoa(len(video)))
+			w.Write(video[:len(video)/4])
+			panic(http.ErrAbortHandler)
+		}
+		http.ServeContent(w, r, "vtest.avi", time.Time{}, bytes.NewReader(video))
+	}))
+	defer server.Close()
+	sink := &memorySink{}
+	ingester, err := New(testOptions(sink, fakeDetector))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ingester.Run(context.Background(), []config.Camera{{ID: "web", Source: server.URL + "/vtest.avi"}}); err != nil {
+		t.Fatal(err)
+	}
+	stats := ingester.Stats().Cameras[0]
+	t.Logf("%+v", stats)
+	if stats.Reconnects != 1 || stats.Frames < 795 || stats.Frames >= 2*795 {
+		t.Errorf("reconnects %d, frames %d: want 1 reconnect and the whole file after a partial one", stats.Reconnects, stats.Frames)
+	}
+}
+
+func TestWallclockTimestamps(t *testing.T) {
+	dir := writeStills(t, 4, "cam_20240131T120000_%d00.png")
+	sink := &memorySink{}
+	options := testOptions(sink, fakeDetector)
+	options.Ingest.Timestamps = "wallclock"
+	options.Crops.MinInterval = 0
+	options.Tracker.MinHits = 1
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	must(t, ingester.Run(context.Background(), []config.Camera{{ID: "dir", Source: dir}}))
+	after := time.Now()
+	records := sink.byCamera("dir")
+	if len(records) != 4 {
+		t.Fatalf("%d records, want 4", len(records))
+	}
+	for _, record := range records {
+		if record.Time.Before(before) || record.Time.After(after) {
+			t.Errorf("wall-clock time %v outside the run %v..%v (file names say 2024)", record.Time, before, after)
 		}
 	}
 }

@@ -95,7 +95,9 @@ func openCapture(camera config.Camera) (capture, error) {
 			closeVideo(video)
 			return nil, fmt.Errorf("open %s: stream not reachable or not a video", redactURL(camera.Source))
 		}
-		return &videoCapture{video: video, live: true}, nil
+		// A URL may name a finished file (http://.../clip.mp4) rather than a live stream; its
+		// container then declares a frame count, and reaching it is a clean end, not a drop.
+		return &videoCapture{video: video, live: true, frameCount: int64(video.Get(gocv.VideoCaptureFrameCount))}, nil
 	case kindStills:
 		return openStills(camera)
 	default:
@@ -167,8 +169,11 @@ func (c *videoCapture) Read(frame *gocv.Mat) (frameInfo, error) {
 		c.opened = time.Now()
 	}
 	if !c.video.Read(frame) || frame.Empty() {
-		if c.live {
+		if c.live && (c.frameCount <= 0 || c.decoded < c.frameCount-2) {
 			return frameInfo{}, errDropped
+		}
+		if c.live {
+			return frameInfo{}, io.EOF
 		}
 		return frameInfo{}, c.endOfFile()
 	}

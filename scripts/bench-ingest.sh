@@ -26,7 +26,8 @@ trap 'rm -rf "$WORK"' EXIT
 run() {
 	local name=$1; shift
 	local timing="$WORK/time" out="$WORK/out.json"
-	/usr/bin/time -f '%e %U %S' -o "$timing" "$@" >"$out"
+	local TIMEFORMAT='%R %U %S'
+	{ time "$@" >"$out" 2>"$WORK/stderr" || { cat "$WORK/stderr" >&2; return 1; }; } 2>"$timing"
 	echo "$name $(cat "$timing") $(tr -d '\n' <"$out")" >>"$WORK/results"
 }
 

@@ -10,12 +10,24 @@ GO=${GO:-go}
 # Ingest: vtest.avi decode + detect + track + crop + store on one core, Go vs python3-opencv.
 ./scripts/bench-ingest.sh
 
+# Torch: CPU embedding throughput, OSNet x0.25 and ResNet-50, batch 32 at 256x128, package torch
+# vs python3-torch on the same model, input and threads (images/s, ratio).
+./scripts/bench_torch.sh
+
 # Index: embedded exact + HNSW vs python3-faiss IndexFlatIP / IndexHNSWFlat on clustered 512-d
-# vectors (build, RSS, p50/p99 latency, recall@10, restart). 1M takes about an hour on 2 cores: REID_BENCH=full.
+# vectors (build, RSS, p50/p99 latency, recall@10, restart). 1M with HNSW builds for an hour or more
+# on 2 cores: REID_BENCH=full runs it (REID_BENCH=1m-exact: 1M exact search only, about 10 minutes).
 $GO run ./index/embedded/cmd/indexbench -n 100000 -work build/indexbench
-if [ "${REID_BENCH:-}" = full ]; then $GO run ./index/embedded/cmd/indexbench -n 1000000 -queries 200 -work build/indexbench; fi
+case "${REID_BENCH:-}" in
+full) $GO run ./index/embedded/cmd/indexbench -n 1000000 -queries 200 -work build/indexbench ;;
+1m-exact) $GO run ./index/embedded/cmd/indexbench -n 1000000 -queries 200 -skip-hnsw -work build/indexbench ;;
+esac
 
 # Eval + cluster: Market-1501-size metrics, re-ranking and Cluster Contrast pseudo-labels, reid vs
 # numpy/faiss/sklearn references on the same features (table), then the Go benchmarks.
 /usr/bin/python3 scripts/bench_eval.py bin/reid build/evalbench
 $GO test -run '^$' -bench . -benchtime 1x ./eval/ ./cluster/ ./internal/vecmath/
+
+# Lookup: 50 concurrent clients over loopback HTTP, POST /v1/search by crop id (k=20), against a
+# 100k x 512 gallery in index/embedded (exact): p50/p90/p99 latency and requests/s.
+$GO run ./lookup/loadtest -vectors 100000 -clients 50 -requests 3000 -duration 60s

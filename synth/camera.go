@@ -14,8 +14,6 @@ type Camera struct {
 	ID          int
 	Plate       int     // which background plate it looks at
 	PlateFlip   bool    // a mirrored plate stands in for another viewpoint
-	PlateZoom   float64 // plate pixels per crop pixel at the person's scale
-	PlateBand   [2]float64
 	FrontChance float64 // chance a person faces this camera
 	Gain        [3]float32
 	Gamma       float32
@@ -40,7 +38,6 @@ func NewCamera(id, plates int, difficulty float64, random *rand.Rand) Camera {
 		ID:          id,
 		Plate:       (id - 1) % plates,
 		PlateFlip:   ((id-1)/plates)%2 == 1,
-		PlateZoom:   0.8 + 0.6*random.Float64(),
 		FrontChance: []float64{0.85, 0.15, 0.5}[random.IntN(3)],
 		Gamma:       float32(math.Exp(signed(0.3 * d))),
 		Brightness:  float32(1 + signed(0.25*d)),
@@ -48,8 +45,6 @@ func NewCamera(id, plates int, difficulty float64, random *rand.Rand) Camera {
 		NoiseSigma:  float32(1 + random.Float64()*5*d),
 		JPEGQuality: int(math.Round(max(95-random.Float64()*55*d, 25))),
 	}
-	top := 0.3 + 0.4*random.Float64()
-	camera.PlateBand = [2]float64{top, min(top+0.3, 1)}
 	for c := range camera.Gain {
 		camera.Gain[c] = float32(1 + signed(0.2*d))
 	}

@@ -1,26 +1,180 @@
 package synth
 
 import (
+	"bytes"
 	"context"
+	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"gocv.io/x/gocv"
+
+	"github.com/reid-project/reid/eval"
 )
 
-func TestDebugDataset(t *testing.T) {
-	dir := os.Getenv("SYNTH_DEBUG_DIR")
-	if dir == "" {
-		t.Skip("debug only")
-	}
+func TestDatasetLayoutAndReproducibility(t *testing.T) {
 	library := harvestShared(t)
-	out := filepath.Join(dir, "dataset")
-	os.RemoveAll(out)
-	summary, err := WriteDataset(context.Background(), out, library, DatasetOptions{Identities: 40, Cameras: 6, PerCamera: 3, Seed: 1})
+	options := DatasetOptions{Identities: 8, Cameras: 3, PerCamera: 2, Seed: 5, Distractors: 3}
+	first, second, other := t.TempDir(), t.TempDir(), t.TempDir()
+	summary, err := WriteDataset(context.Background(), first, library, options)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%+v", summary.TrainImages)
-	if err := WriteContactSheet(out, filepath.Join(dir, "sheet.png"), 16, 18); err != nil {
+	if _, err := WriteDataset(context.Background(), second, library, options); err != nil {
 		t.Fatal(err)
 	}
+	options.Seed = 6
+	if _, err := WriteDataset(context.Background(), other, library, options); err != nil {
+		t.Fatal(err)
+	}
+	dataset, err := eval.Load(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary.TrainIdentities != 4 || summary.TestIdentities != 4 {
+		t.Errorf("train/test identities %d/%d, want 4/4", summary.TrainIdentities, summary.TestIdentities)
+	}
+	if len(dataset.Train) != summary.TrainImages || len(dataset.Query) != summary.QueryImages || len(dataset.Gallery) != summary.GalleryImages {
+		t.Errorf("eval.Load read %d/%d/%d images, summary says %d/%d/%d", len(dataset.Train), len(dataset.Query), len(dataset.Gallery),
+			summary.TrainImages, summary.QueryImages, summary.GalleryImages)
+	}
+	trainIDs := map[int]bool{}
+	for _, item := range dataset.Train {
+		trainIDs[item.PID] = true
+		if item.PID < 1 || item.PID > 4 {
+			t.Errorf("train image %s: identity %d, want 1-4", filepath.Base(item.Path), item.PID)
+		}
+	}
+	queriesPerCamera := map[[2]int]int{}
+	camerasPerIdentity := map[int]map[int]bool{}
+	for _, item := range dataset.Query {
+		queriesPerCamera[[2]int{item.PID, item.Camera}]++
+		if trainIDs[item.PID] {
+			t.Errorf("query identity %d is also a training identity", item.PID)
+		}
+	}
+	distractors := 0
+	for _, item := range dataset.Gallery {
+		if item.PID == 0 {
+			distractors++
+			continue
+		}
+		if queriesPerCamera[[2]int{item.PID, item.Camera}] != 1 {
+			t.Errorf("gallery image %s: its identity has %d queries in its camera, want 1", filepath.Base(item.Path), queriesPerCamera[[2]int{item.PID, item.Camera}])
+		}
+		if camerasPerIdentity[item.PID] == nil {
+			camerasPerIdentity[item.PID] = map[int]bool{}
+		}
+		camerasPerIdentity[item.PID][item.Camera] = true
+	}
+	if distractors != 3 {
+		t.Errorf("%d distractor images, want 3", distractors)
+	}
+	for id, cameras := range camerasPerIdentity {
+		if len(cameras) < 2 {
+			t.Errorf("test identity %d is seen by %d camera(s), want at least 2", id, len(cameras))
+		}
+	}
+	for _, item := range append(append([]eval.Item{}, dataset.Train...), dataset.Query...) {
+		name := filepath.Base(item.Path)
+		if len(name) != len("0002_c1s1_000451_01.jpg") || !strings.HasSuffix(name, "_01.jpg") {
+			t.Errorf("name %s is not Market style", name)
+		}
+		img := gocv.IMRead(item.Path, gocv.IMReadColor)
+		if img.Cols() != CropWidth || img.Rows() != CropHeight {
+			t.Errorf("%s is %dx%d, want %dx%d", name, img.Cols(), img.Rows(), CropWidth, CropHeight)
+		}
+		img.Close()
+		same, err := os.ReadFile(filepath.Join(second, filepath.Base(filepath.Dir(item.Path)), name))
+		if err != nil {
+			t.Fatalf("same seed, missing file: %v", err)
+		}
+		original, err := os.ReadFile(item.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(original, same) {
+			t.Errorf("%s differs between two runs with the same seed", name)
+		}
+		if changed, err := os.ReadFile(filepath.Join(other, filepath.Base(filepath.Dir(item.Path)), name)); err == nil && bytes.Equal(original, changed) {
+			t.Errorf("%s is identical under another seed", name)
+		}
+	}
+	sheet := filepath.Join(t.TempDir(), "sheet.png")
+	if err := WriteContactSheet(first, sheet, 4, 6); err != nil {
+		t.Fatal(err)
+	}
+	img := gocv.IMRead(sheet, gocv.IMReadColor)
+	defer img.Close()
+	if img.Rows() < 4*CropHeight || img.Cols() < 6*CropWidth {
+		t.Errorf("contact sheet is %dx%d, want room for 4 rows of 6 crops", img.Cols(), img.Rows())
+	}
+}
+
+func TestDatasetOptionsRejected(t *testing.T) {
+	library := harvestShared(t)
+	for _, options := range []DatasetOptions{
+		{Identities: 1},
+		{Identities: 10, Cameras: 12},
+		{Identities: 10, PerCamera: 1},
+		{Identities: 10, Difficulty: 9},
+	} {
+		if _, err := WriteDataset(context.Background(), t.TempDir(), library, options); err == nil {
+			t.Errorf("options %+v accepted", options)
+		}
+	}
+	if _, err := WriteDataset(context.Background(), t.TempDir(), &Library{}, DatasetOptions{}); err == nil {
+		t.Error("an empty library was accepted")
+	}
+}
+
+// TestPaintKeepsShading checks that dressing a body keeps its shading: the painted torso's
+// luminance follows the real one (folds, arms, light), it is not a flat fill.
+func TestPaintKeepsShading(t *testing.T) {
+	library := harvestShared(t)
+	random := rand.New(rand.NewPCG(1, 2))
+	for i := 0; i < 20; i++ {
+		body := library.Bodies[random.IntN(len(library.Bodies))]
+		identity := NewIdentity(1, random)
+		identity.UpperPattern, identity.Bag = PatternSolid, BagNone
+		painted, _ := paint(body, identity, ViewFront, random)
+		var source, dressed []float64
+		for y := int(0.2 * float32(body.Image.Height)); y < int(0.45*float32(body.Image.Height)); y++ {
+			for x := 0; x < body.Image.Width; x++ {
+				j := y*body.Image.Width + x
+				if body.Alpha.Values[j] < 0.9 {
+					continue
+				}
+				source = append(source, float64(luma(body.Image.Pix[j*3], body.Image.Pix[j*3+1], body.Image.Pix[j*3+2])))
+				dressed = append(dressed, float64(luma(painted.Pix[j*3], painted.Pix[j*3+1], painted.Pix[j*3+2])))
+			}
+		}
+		if correlation := pearson(source, dressed); correlation < 0.8 {
+			t.Errorf("body %d (%s frame %d): painted torso luminance correlates %.2f with the real one, want >= 0.8",
+				i, body.Source, body.Frame, correlation)
+		}
+	}
+}
+
+func pearson(a, b []float64) float64 {
+	var meanA, meanB float64
+	for i := range a {
+		meanA += a[i]
+		meanB += b[i]
+	}
+	meanA /= float64(len(a))
+	meanB /= float64(len(b))
+	var cov, varA, varB float64
+	for i := range a {
+		cov += (a[i] - meanA) * (b[i] - meanB)
+		varA += (a[i] - meanA) * (a[i] - meanA)
+		varB += (b[i] - meanB) * (b[i] - meanB)
+	}
+	if varA == 0 || varB == 0 {
+		return 0
+	}
+	return cov / math.Sqrt(varA*varB)
 }

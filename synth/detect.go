@@ -4,9 +4,11 @@ import (
 	"context"
 	"image"
 	"math"
+	"path/filepath"
 
 	"gocv.io/x/gocv"
 
+	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/detector"
 )
 
@@ -40,4 +42,19 @@ func (a detectorAdapter) DetectPeople(ctx context.Context, frame gocv.Mat) ([]im
 func toRect(box detector.Box) image.Rectangle {
 	round := func(v float32) int { return int(math.Round(float64(v))) }
 	return image.Rect(round(box.X1), round(box.Y1), round(box.X2), round(box.Y2))
+}
+
+// HarvestDetector loads the detector the harvest uses: Yolo-Fastest with fixed settings (not the
+// pipeline's configurable ones), so that a seed gives the same data set whatever the config says.
+func HarvestDetector(modelsDir string) (*detector.Detector, error) {
+	return detector.New(config.Detector{Model: detector.ModelYoloFastest, Confidence: 0.3, NMS: 0.45}, modelsDir)
+}
+
+// SharedVideos are the static-camera videos in the shared assets that bodies and backgrounds
+// are harvested from.
+func SharedVideos(sharedDir string) []string {
+	return []string{
+		filepath.Join(sharedDir, "video", "vtest.avi"),
+		filepath.Join(sharedDir, "video", "one-by-one-person-detection.mp4"),
+	}
 }

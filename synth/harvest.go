@@ -20,12 +20,53 @@ type Body struct {
 	Alpha  alphaMap
 	Source string // base name of the video it came from
 	Frame  int
+	Box    image.Rectangle // where it stood in the frame
 }
 
 // Plate is a clean background: the per-pixel median of frames of a static camera.
 type Plate struct {
-	Name  string
-	Image raster
+	Name   string
+	Image  raster
+	Ground Ground
+}
+
+// Ground is where people stand in a plate and how tall they appear there, learnt from the bodies
+// harvested from it. Positions and heights are fractions of the plate height.
+type Ground struct {
+	FootLow, FootHigh float64 // range of foot positions (10th to 90th percentile)
+	Intercept, Slope  float64 // height = Intercept + Slope * foot
+}
+
+// HeightAt is the height of a person whose feet are at foot.
+func (g Ground) HeightAt(foot float64) float64 { return max(g.Intercept+g.Slope*foot, 0.05) }
+
+// fitGround fits the height of people to where their feet are by least squares: nearer the
+// camera is lower in the frame and taller. With too few people it assumes a street scene.
+func fitGround(bodies []Body, plateHeight int) Ground {
+	if len(bodies) < 5 {
+		return Ground{FootLow: 0.6, FootHigh: 0.95, Intercept: -0.075, Slope: 0.5}
+	}
+	feet := make([]float64, len(bodies))
+	var sumFoot, sumHeight, sumFootFoot, sumFootHeight float64
+	for i, body := range bodies {
+		foot := float64(body.Box.Max.Y) / float64(plateHeight)
+		height := float64(body.Box.Dy()) / float64(plateHeight)
+		feet[i] = foot
+		sumFoot += foot
+		sumHeight += height
+		sumFootFoot += foot * foot
+		sumFootHeight += foot * height
+	}
+	n := float64(len(bodies))
+	slices.Sort(feet)
+	ground := Ground{FootLow: feet[len(feet)/10], FootHigh: feet[len(feet)*9/10]}
+	variance := sumFootFoot/n - (sumFoot/n)*(sumFoot/n)
+	if variance > 1e-6 {
+		ground.Slope = (sumFootHeight/n - sumFoot/n*sumHeight/n) / variance
+	}
+	ground.Slope = max(ground.Slope, 0) // taller further away is a bad fit, not perspective
+	ground.Intercept = sumHeight/n - ground.Slope*sumFoot/n
+	return ground
 }
 
 // Library is what Harvest collects: the material every synthetic image is made from.
@@ -86,7 +127,7 @@ func Harvest(ctx context.Context, options HarvestOptions) (*Library, error) {
 			return nil, fmt.Errorf("harvest %s: %w", video, err)
 		}
 		logger.Info("harvested", "video", filepath.Base(video), "bodies", len(bodies))
-		library.Plates = append(library.Plates, Plate{Name: filepath.Base(video), Image: plate})
+		library.Plates = append(library.Plates, Plate{Name: filepath.Base(video), Image: plate, Ground: fitGround(bodies, plate.Height)})
 		library.Bodies = append(library.Bodies, bodies...)
 	}
 	if len(library.Bodies) == 0 {
@@ -243,7 +284,7 @@ func harvestBodies(ctx context.Context, video string, plate raster, options Harv
 				continue
 			}
 			recent = append(recent, kept{frame: index, box: tight})
-			bodies = append(bodies, Body{Image: body.image, Alpha: body.alpha, Source: source, Frame: index})
+			bodies = append(bodies, Body{Image: body.image, Alpha: body.alpha, Source: source, Frame: index, Box: tight})
 		}
 		return nil
 	})

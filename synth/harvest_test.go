@@ -38,8 +38,7 @@ func harvestShared(t *testing.T) *Library {
 		testassets.Path(t, "video/one-by-one-person-detection.mp4"),
 	}
 	harvestOnce.Do(func() {
-		modelsDir := filepath.Dir(testassets.Path(t, "models/detector/yolo-fastest-1.1_body.cfg"))
-		d, err := detector.New(config.Detector{Model: detector.ModelYoloFastest, Confidence: 0.3, NMS: 0.45}, modelsDir)
+		d, err := HarvestDetector(filepath.Dir(testassets.Path(t, "models/detector/yolo-fastest-1.1_body.cfg")))
 		if err != nil {
 			harvestFailure = err
 			return

@@ -47,11 +47,18 @@ func newScene(library *Library, cameras []Camera) (*scene, error) {
 }
 
 // dressedBody paints identity onto a random real body, facing the camera or not, maybe mirrored.
-func (s *scene) dressedBody(identity Identity, camera Camera, random *rand.Rand) (raster, alphaMap) {
-	// A window of a fifth of the bodies around the identity's figure.
+// The body comes from the identity's figure window and, where possible, is at least minHeight
+// pixels tall, so that a near camera does not show a blurred, blown-up small body.
+func (s *scene) dressedBody(identity Identity, camera Camera, minHeight int, random *rand.Rand) (raster, alphaMap) {
 	window := max(len(s.byFigure)/5, 1)
 	start := min(int(identity.Figure*float32(len(s.byFigure)-window+1)), len(s.byFigure)-window)
-	body := s.library.Bodies[s.byFigure[start+random.IntN(window)]]
+	candidates := s.byFigure[start : start+window]
+	if tall := s.tallerThan(candidates, minHeight); len(tall) > 0 {
+		candidates = tall
+	} else if tall := s.tallerThan(s.byFigure, minHeight); len(tall) > 0 {
+		candidates = tall
+	}
+	body := s.library.Bodies[candidates[random.IntN(len(candidates))]]
 	view := ViewBack
 	if random.Float64() < camera.FrontChance {
 		view = ViewFront
@@ -61,6 +68,16 @@ func (s *scene) dressedBody(identity Identity, camera Camera, random *rand.Rand)
 		painted, alpha = painted.flipped(), alpha.flipped()
 	}
 	return painted, alpha
+}
+
+func (s *scene) tallerThan(indices []int, height int) []int {
+	var tall []int
+	for _, index := range indices {
+		if s.library.Bodies[index].Image.Height >= height {
+			tall = append(tall, index)
+		}
+	}
+	return tall
 }
 
 // scaleBody resizes a dressed body to height pixels, widened or narrowed by the build.
@@ -78,16 +95,18 @@ func scaleBody(painted raster, alpha alphaMap, height int, build float32, random
 	return scaled, scaledAlpha, nil
 }
 
-// backgroundPatch cuts a width x height background at the camera's scale from the camera's
-// plate, somewhere in the band of the plate where people walk.
-func (s *scene) backgroundPatch(cameraIndex, width, height int, random *rand.Rand) (raster, error) {
-	camera := s.cameras[cameraIndex]
+// backgroundPatch cuts a width x height background from the camera's plate around a person
+// personHeight pixels tall whose head is personTop pixels from the patch top: the feet stand
+// where people walk in that plate, and the plate is scaled so that people there are that tall.
+func (s *scene) backgroundPatch(cameraIndex, width, height, personHeight, personTop int, random *rand.Rand) (raster, error) {
 	plate := s.backgrounds[cameraIndex]
-	zoom := camera.PlateZoom * (0.9 + 0.2*random.Float64())
+	ground := s.library.Plates[s.cameras[cameraIndex].Plate%len(s.library.Plates)].Ground
+	foot := ground.FootLow + random.Float64()*(ground.FootHigh-ground.FootLow)
+	zoom := ground.HeightAt(foot) * float64(plate.Height) / float64(personHeight)
 	regionWidth := min(max(int(float64(width)*zoom), 8), plate.Width)
 	regionHeight := min(max(int(float64(height)*zoom), 8), plate.Height)
-	centerY := (camera.PlateBand[0] + random.Float64()*(camera.PlateBand[1]-camera.PlateBand[0])) * float64(plate.Height)
-	top := min(max(int(centerY)-regionHeight/2, 0), plate.Height-regionHeight)
+	top := int(foot*float64(plate.Height) - float64(personTop+personHeight)*zoom)
+	top = min(max(top, 0), plate.Height-regionHeight)
 	left := random.IntN(plate.Width - regionWidth + 1)
 	return plate.sub(image.Rect(left, top, left+regionWidth, top+regionHeight)).resized(width, height)
 }
@@ -96,8 +115,8 @@ func (s *scene) backgroundPatch(cameraIndex, width, height int, random *rand.Ran
 // CropHeight, and the JPEG quality to store it at.
 func (s *scene) renderCrop(identity Identity, cameraIndex int, random *rand.Rand) (raster, int, error) {
 	camera := s.cameras[cameraIndex]
-	painted, alpha := s.dressedBody(identity, camera, random)
 	personHeight := camera.PersonHeight[0] + random.IntN(camera.PersonHeight[1]-camera.PersonHeight[0]+1)
+	painted, alpha := s.dressedBody(identity, camera, personHeight/2, random)
 	person, personAlpha, err := scaleBody(painted, alpha, personHeight, identity.Build, random)
 	if err != nil {
 		return raster{}, 0, err
@@ -110,7 +129,7 @@ func (s *scene) renderCrop(identity Identity, cameraIndex int, random *rand.Rand
 	jitter := func(scale float64) int {
 		return int(math.Round((random.Float64()*2 - 1) * camera.BoxJitter * scale * float64(personHeight)))
 	}
-	frame, err := s.backgroundPatch(cameraIndex, cropWidth, cropHeight, random)
+	frame, err := s.backgroundPatch(cameraIndex, cropWidth, cropHeight, personHeight, padTop, random)
 	if err != nil {
 		return raster{}, 0, err
 	}
@@ -137,8 +156,8 @@ func (s *scene) renderCrop(identity Identity, cameraIndex int, random *rand.Rand
 func (s *scene) occlude(frame raster, cameraIndex, personHeight int, random *rand.Rand) error {
 	if random.Float64() < 0.55 {
 		stranger := NewIdentity(0, random)
-		painted, alpha := s.dressedBody(stranger, s.cameras[cameraIndex], random)
 		height := int(float64(personHeight) * (0.9 + 0.25*random.Float64()))
+		painted, alpha := s.dressedBody(stranger, s.cameras[cameraIndex], height/2, random)
 		person, personAlpha, err := scaleBody(painted, alpha, height, stranger.Build, random)
 		if err != nil {
 			return err
@@ -152,7 +171,7 @@ func (s *scene) occlude(frame raster, cameraIndex, personHeight int, random *ran
 		return nil
 	}
 	cover := int(float64(frame.Height) * (0.15 + 0.25*random.Float64()))
-	patch, err := s.backgroundPatch(cameraIndex, frame.Width, cover, random)
+	patch, err := s.backgroundPatch(cameraIndex, frame.Width, cover, personHeight, -personHeight/2, random)
 	if err != nil {
 		return err
 	}

@@ -111,6 +111,7 @@ type Visit struct {
 	LeftToRight bool    `json:"left_to_right"`
 	FootY       float64 `json:"foot_y"` // the lane, as a fraction of the frame height
 	Speed       float64 `json:"speed"`  // pixels per second
+	Height      int     `json:"height"` // pixels
 }
 
 // GroundTruthFrame is one frame of one camera.
@@ -176,10 +177,16 @@ func WriteVideos(ctx context.Context, dir string, library *Library, options Vide
 		identities[i] = NewIdentity(i+1, stream(options.Seed, streamIdentity, i+1))
 	}
 	truth := &GroundTruth{FPS: options.FPS, Width: options.Width, Height: options.Height, Seed: options.Seed, Identities: options.Identities}
-	truth.Visits = planVisits(options, stream(options.Seed, streamPlan, 0))
+	grounds := make([]Ground, len(cameras))
+	views := make([]image.Rectangle, len(cameras))
+	for i, camera := range cameras {
+		grounds[i], views[i] = cameraView(scene.backgrounds[i], library.Plates[camera.Plate%len(library.Plates)].Ground,
+			options.Width, options.Height, stream(options.Seed, streamCamera, 1000+i))
+	}
+	truth.Visits = planVisits(options, grounds, stream(options.Seed, streamPlan, 0))
 	frames := int(math.Round(options.Seconds * options.FPS))
 	for cameraIndex := range cameras {
-		background, err := videoBackground(scene.backgrounds[cameraIndex], options.Width, options.Height, stream(options.Seed, streamCamera, 1000+cameraIndex))
+		background, err := scene.backgrounds[cameraIndex].sub(views[cameraIndex]).resized(options.Width, options.Height)
 		if err != nil {
 			return nil, err
 		}
@@ -189,8 +196,8 @@ func WriteVideos(ctx context.Context, dir string, library *Library, options Vide
 				continue
 			}
 			random := stream(options.Seed, streamVisit, i)
-			painted, alpha := scene.dressedBody(identities[visit.Identity-1], cameras[cameraIndex], random)
-			height := personHeightAt(visit.FootY, options.Height)
+			painted, alpha := scene.dressedBody(identities[visit.Identity-1], cameras[cameraIndex], visit.Height/2, random)
+			height := visit.Height
 			person, personAlpha, err := scaleBody(painted, alpha, height, identities[visit.Identity-1].Build, random)
 			if err != nil {
 				return nil, err
@@ -214,9 +221,41 @@ func WriteVideos(ctx context.Context, dir string, library *Library, options Vide
 	return truth, nil
 }
 
+// maxInView is how many people a camera's view holds at once.
+const maxInView = 3
+
+// busy counts the visits to camera that overlap [enter, leave].
+func busy(visits []Visit, camera int, enter, leave float64) int {
+	count := 0
+	for _, other := range visits {
+		if other.Camera == camera && other.Enter < leave && enter < other.Leave {
+			count++
+		}
+	}
+	return count
+}
+
+// farthestLane picks the candidate lane farthest from those of the visits to camera that overlap
+// [enter, leave].
+func farthestLane(lanes []float64, visits []Visit, camera int, enter, leave float64) float64 {
+	best, bestDistance := lanes[0], -1.0
+	for _, lane := range lanes {
+		distance := math.Inf(1)
+		for _, other := range visits {
+			if other.Camera == camera && other.Enter < leave && enter < other.Leave {
+				distance = min(distance, math.Abs(other.FootY-lane))
+			}
+		}
+		if distance > bestDistance {
+			best, bestDistance = lane, distance
+		}
+	}
+	return best
+}
+
 // planVisits sends each identity through a few cameras in turn: walk across one view, a short
 // gap out of sight, then the next camera's view.
-func planVisits(options VideoOptions, random *rand.Rand) []Visit {
+func planVisits(options VideoOptions, grounds []Ground, random *rand.Rand) []Visit {
 	var visits []Visit
 	for id := 1; id <= options.Identities; id++ {
 		t := random.Float64() * options.Seconds * 0.4
@@ -226,15 +265,35 @@ func planVisits(options VideoOptions, random *rand.Rand) []Visit {
 			stops = max(stops, 2)
 		}
 		for stop := 0; stop < stops && t < options.Seconds; stop++ {
-			footY := 0.55 + 0.4*random.Float64()
-			speed := (70 + 60*random.Float64()) * float64(options.Width) / 768
-			height := personHeightAt(footY, options.Height)
-			// Enter with the whole body outside the frame and leave the same way.
-			duration := (float64(options.Width) + float64(height)) / speed
-			visits = append(visits, Visit{
-				Identity: id, Camera: camera, Enter: t, Leave: t + duration,
-				LeftToRight: random.Float64() < 0.5, FootY: footY, Speed: speed,
-			})
+			ground := grounds[camera-1]
+			scale := 0.92 + 0.16*random.Float64() // people differ in height
+			// Walking speed is about 0.7 body heights per second.
+			pace := 0.55 + 0.3*random.Float64()
+			leftToRight := random.Float64() < 0.5
+			lanes := make([]float64, 8)
+			for i := range lanes {
+				lanes[i] = ground.FootLow + random.Float64()*(ground.FootHigh-ground.FootLow)
+			}
+			var visit Visit
+			// A camera's view holds a few people at a time, each on a lane apart from the
+			// others, as people keep their distance; a crowd waits off screen.
+			for wait := 0; wait < 50; wait++ {
+				visit = Visit{Identity: id, Camera: camera, Enter: t, LeftToRight: leftToRight}
+				visit.FootY = farthestLane(lanes, visits, camera, t, t+options.Seconds)
+				visit.Height = int(ground.HeightAt(visit.FootY) * scale * float64(options.Height))
+				visit.Speed = pace * float64(visit.Height)
+				duration := (float64(options.Width) + float64(visit.Height)) / visit.Speed
+				visit.Leave = t + duration
+				if busy(visits, camera, visit.Enter, visit.Leave) < maxInView {
+					break
+				}
+				t += 1
+			}
+			if visit.Enter >= options.Seconds {
+				break
+			}
+			visits = append(visits, visit)
+			duration := visit.Leave - visit.Enter
 			t += duration + 1 + 3*random.Float64()
 			if options.Cameras > 1 {
 				next := 1 + random.IntN(options.Cameras-1)
@@ -249,26 +308,38 @@ func planVisits(options VideoOptions, random *rand.Rand) []Visit {
 	return visits
 }
 
-// personHeightAt gives the height of a person whose feet are at footY (fraction of the frame
-// height): nearer the bottom of the frame means nearer the camera, so taller.
-func personHeightAt(footY float64, frameHeight int) int {
-	return int(float64(frameHeight) * (0.2 + 0.5*(footY-0.55)))
-}
-
-// videoBackground fills width x height from a plate: a 4:3 (or whatever the frame is) window,
-// zoomed in a little at a random place, so the cameras that share a plate see different views.
-func videoBackground(plate raster, width, height int, random *rand.Rand) (raster, error) {
+// cameraView picks the window of a plate a video camera shows, of the frame's shape, and maps
+// the plate's ground into it. Where people are small in the plate the camera zooms in (at most
+// 2x, so the harvested bodies are not blown up) until a person in the middle of the walking band
+// is about a third of the frame tall.
+func cameraView(plate raster, ground Ground, width, height int, random *rand.Rand) (Ground, image.Rectangle) {
 	aspect := float64(width) / float64(height)
-	regionHeight := float64(plate.Height) / (1 + 0.25*random.Float64())
+	middle := (ground.FootLow + ground.FootHigh) / 2
+	zoom := min(max(0.33/ground.HeightAt(middle), 1), 2)
+	regionHeight := float64(plate.Height) / zoom
 	regionWidth := regionHeight * aspect
 	if regionWidth > float64(plate.Width) {
 		regionWidth = float64(plate.Width)
 		regionHeight = regionWidth / aspect
 	}
+	// Keep the walking band in view: its middle a little below the window's centre.
+	top := middle*float64(plate.Height) - 0.6*regionHeight
+	top = min(max(top, 0), float64(plate.Height)-regionHeight)
 	left := random.Float64() * (float64(plate.Width) - regionWidth)
-	top := random.Float64() * (float64(plate.Height) - regionHeight)
-	region := image.Rect(int(left), int(top), int(left+regionWidth), int(top+regionHeight))
-	return plate.sub(region).resized(width, height)
+	view := image.Rect(int(left), int(top), int(left+regionWidth), int(top+regionHeight))
+	// Plate fractions to window fractions.
+	scale := float64(plate.Height) / float64(view.Dy())
+	offset := float64(view.Min.Y) / float64(plate.Height)
+	mapped := Ground{
+		Intercept: (ground.Intercept + ground.Slope*offset) * scale,
+		Slope:     ground.Slope,
+	}
+	mapped.FootLow = max((ground.FootLow-offset)*scale, mapped.HeightAt(0.5)*0.9)
+	mapped.FootHigh = min((ground.FootHigh-offset)*scale, 0.98)
+	if mapped.FootHigh < mapped.FootLow {
+		mapped.FootLow, mapped.FootHigh = mapped.FootHigh, mapped.FootLow
+	}
+	return mapped, view
 }
 
 // position is where walker's body goes at time t: left and top of its image.

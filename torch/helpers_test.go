@@ -1,6 +1,7 @@
 package torch
 
 import (
+	"math"
 	"os"
 	"strconv"
 	"testing"
@@ -34,4 +35,14 @@ func testDevice() string {
 		return name
 	}
 	return "cpu"
+}
+
+func cosine(a, b []float32) float64 {
+	var dot, na, nb float64
+	for i := range a {
+		dot += float64(a[i]) * float64(b[i])
+		na += float64(a[i]) * float64(a[i])
+		nb += float64(b[i]) * float64(b[i])
+	}
+	return dot / math.Sqrt(na*nb)
 }

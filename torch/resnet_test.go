@@ -12,10 +12,15 @@ import (
 	"testing"
 )
 
-// pythonReference runs torch/testdata/reference.py with Debian's python3-torch.
+// pythonReference runs torch/testdata/reference.py with Debian's python3-torch ($REID_PYTHON
+// overrides).
 func pythonReference(t *testing.T, args ...string) {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), "/usr/bin/python3", append([]string{"testdata/reference.py"}, args...)...)
+	python := "/usr/bin/python3"
+	if custom := os.Getenv("REID_PYTHON"); custom != "" { // the GPU machine has its own PyTorch
+		python = custom
+	}
+	cmd := exec.CommandContext(t.Context(), python, append([]string{"testdata/reference.py"}, args...)...)
 	// One thread, for the reason given at openCPU.
 	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1")
 	out, err := cmd.CombinedOutput()
@@ -60,7 +65,7 @@ func relativeError(ours, theirs []float32) float64 {
 func TestResNet50MatchesTorchvision(t *testing.T) {
 	ctx := t.Context()
 	dir := t.TempDir()
-	crops := vtestCrops(t, 4)[:4]
+	crops := testCrops(t, 4)
 	batch, err := NewBatchRGB(crops, 256, 128)
 	if err != nil {
 		t.Fatal(err)

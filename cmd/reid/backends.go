@@ -25,29 +25,15 @@ import (
 // otherwise connects to the embedded broker another reid process serves at stream.embedded_addr.
 // It creates the topics. The returned close function stops a broker it started.
 func openStream(ctx context.Context, options config.Options, startEmbedded bool) (stream.Connection, func(), error) {
-	brokers := options.Stream.Brokers
-	closeBroker := func() {}
-	if len(brokers) == 0 && !startEmbedded {
-		brokers = []string{options.Stream.EmbeddedAddr}
+	streamOptions := options.Stream
+	if len(streamOptions.Brokers) == 0 && !startEmbedded {
+		streamOptions.Brokers = []string{streamOptions.EmbeddedAddr}
 	}
-	if len(brokers) == 0 {
-		broker, err := stream.StartBroker(stream.BrokerOptions{
-			Addr:    options.Stream.EmbeddedAddr,
-			DataDir: filepath.Join(options.DataDir, "broker"),
-		})
-		if err != nil {
-			return stream.Connection{}, nil, fmt.Errorf("embedded broker: %w", err)
-		}
-		brokers = broker.Addrs()
-		closeBroker = broker.Close
-		slog.Info("embedded Kafka-protocol broker started", "addr", brokers[0])
-	}
-	conn := stream.ConnectionFrom(options.Stream, brokers)
-	if err := stream.EnsureTopics(ctx, conn, stream.TopicsFrom(options.Stream)...); err != nil {
-		closeBroker()
+	cluster, err := stream.Open(ctx, streamOptions, options.DataDir, slog.Default())
+	if err != nil {
 		return stream.Connection{}, nil, err
 	}
-	return conn, closeBroker, nil
+	return cluster.Conn, cluster.Close, nil
 }
 
 // openIndex opens the configured vector index backend.

@@ -51,6 +51,7 @@ func pipelineFixture(t *testing.T) (dataDir string) {
 	}
 	// Each test gets its own broker port and detector assets from ../shared.
 	t.Setenv("REID_STREAM_EMBEDDED_ADDR", "127.0.0.1:0")
+	t.Setenv("REID_LOOKUP_ADDR", "127.0.0.1:0")
 	t.Setenv("REID_SHARED_DIR", testassets.SharedDir())
 	return dataDir
 }

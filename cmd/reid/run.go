@@ -19,6 +19,7 @@ import (
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/ingest"
+	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/stream"
 )
 
@@ -26,9 +27,10 @@ func newRunCommand(g *globals) *cobra.Command {
 	var flags runFlags
 	command := &cobra.Command{
 		Use:   "run",
-		Short: "Run the whole pipeline on one machine: broker, ingest, embedder, archiver, index",
+		Short: "Run the whole pipeline on one machine: broker, ingest, embedder, archiver, index, lookup",
 		Long: "Starts the embedded Kafka-protocol broker (unless stream.brokers is set), ingest for every\n" +
-			"configured camera (or --source/--camera), the embedder, the archiver and the index.\n" +
+			"configured camera (or --source/--camera), the embedder, the archiver, the index and the\n" +
+			"lookup API and web page (lookup.addr).\n" +
 			"SIGINT/SIGTERM shut it down gracefully: ingest stops, the producer flushes, and the\n" +
 			"consumers finish and commit the batch in hand; what is left waits in the broker.",
 		Args: cobra.NoArgs,
@@ -55,6 +57,7 @@ func newRunCommand(g *globals) *cobra.Command {
 	command.Flags().StringVar(&flags.camera, "camera", "cam1", "camera id for --source")
 	command.Flags().Int64Var(&flags.maxFrames, "max-frames", 0, "stop each camera after this many frames; 0 = no limit")
 	command.Flags().BoolVar(&flags.asJSON, "json", false, "print the summary as one JSON object")
+	command.Flags().BoolVar(&flags.serve, "serve", true, "serve the lookup API and web page on lookup.addr while running")
 	return command
 }
 
@@ -64,6 +67,7 @@ type runFlags struct {
 	camera       string
 	maxFrames    int64
 	asJSON       bool
+	serve        bool
 }
 
 // runSummary is what `reid run` reports at the end.
@@ -117,6 +121,22 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	if err != nil {
 		return err
 	}
+	serverDone := make(chan error, 1)
+	serverCtx, stopServer := context.WithCancel(ctx)
+	defer stopServer()
+	if flags.serve {
+		server, closeAudit, err := newLookupServer(options, lookup.Config{
+			Index: vectors, IndexVersion: loaded.version.ID, Store: store,
+			Embedder: lookup.DecodingEmbedder(loaded.network),
+		})
+		if err != nil {
+			return err
+		}
+		defer closeAudit()
+		go func() { serverDone <- server.Serve(serverCtx, options.Lookup.Addr) }()
+	} else {
+		serverDone <- nil
+	}
 
 	// Consumers outlive ingest: they stop on a signal, or (with --exit-when-done) once they have
 	// caught up with everything ingest produced.
@@ -156,6 +176,8 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	stopConsumers()
 	consumers.Wait()
 	close(consumerErrs)
+	stopServer()
+	serverErr := <-serverDone
 
 	summary := runSummary{Model: loaded.version.ID, Seconds: time.Since(started).Seconds()}
 	ingestStats := ingester.Stats()
@@ -177,7 +199,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 			summary.Frames, summary.Crops, summary.Produced, summary.Embedded, summary.Archived,
 			summary.DeadLettered, summary.Indexed, summary.Model, summary.Seconds)
 	}
-	var errs []error
+	errs := []error{serverErr}
 	for err := range consumerErrs {
 		errs = append(errs, err)
 	}
@@ -247,13 +269,9 @@ func newEmbedStage(ctx context.Context, options config.Options, conn stream.Conn
 	} else if err != nil {
 		return nil, err
 	}
-	consumer, err := stream.NewConsumer(conn, stream.ConsumerOptions{
-		Topic:     options.Stream.CropsTopic,
-		Group:     options.Stream.EmbedGroup,
-		DLQTopic:  options.Stream.DLQTopic,
-		BatchSize: options.Embedder.BatchSize,
-		MaxWait:   options.Embedder.MaxWait,
-	}, embed.Handle)
+	consumerOptions := stream.ConsumerOptionsFrom(options.Stream, options.Stream.EmbedGroup)
+	consumerOptions.BatchSize, consumerOptions.MaxWait = options.Embedder.BatchSize, options.Embedder.MaxWait
+	consumer, err := stream.NewConsumer(conn, consumerOptions, embed.Handle)
 	if err != nil {
 		return nil, err
 	}
@@ -263,13 +281,9 @@ func newEmbedStage(ctx context.Context, options config.Options, conn stream.Conn
 // newArchiveStage makes the consumer that writes every crop into the crop store.
 func newArchiveStage(options config.Options, conn stream.Connection, store archiver.Store) (*stream.Consumer, *archiver.Archiver, error) {
 	archive := archiver.New(store)
-	consumer, err := stream.NewConsumer(conn, stream.ConsumerOptions{
-		Topic:        options.Stream.CropsTopic,
-		Group:        options.Stream.ArchiveGroup,
-		DLQTopic:     options.Stream.DLQTopic,
-		BatchSize:    64,
-		ValidateJPEG: true,
-	}, archive.Handle)
+	consumerOptions := stream.ConsumerOptionsFrom(options.Stream, options.Stream.ArchiveGroup)
+	consumerOptions.BatchSize, consumerOptions.ValidateJPEG = 64, true
+	consumer, err := stream.NewConsumer(conn, consumerOptions, archive.Handle)
 	if err != nil {
 		return nil, nil, err
 	}

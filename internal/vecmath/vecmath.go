@@ -54,6 +54,23 @@ func Dot(x, y []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
+// Dot64 is the inner product accumulated in float64. Products of float32 values are exact in
+// float64, so this is the reference value to within one float64 rounding per term; callers use
+// it where a near-tie must be decided the same way a float64 reference decides it.
+func Dot64(x, y []float32) float64 {
+	y = y[:len(x)]
+	var s0, s1 float64
+	k := 0
+	for ; k+2 <= len(x); k += 2 {
+		s0 += float64(x[k]) * float64(y[k])
+		s1 += float64(x[k+1]) * float64(y[k+1])
+	}
+	if k < len(x) {
+		s0 += float64(x[k]) * float64(y[k])
+	}
+	return s0 + s1
+}
+
 // Dots fills out[i*len(b)+j] with Dot(a[i], b[j]). All vectors must have the same length.
 // b is visited in chunks small enough to stay in cache while every row of a passes over them,
 // so a large b is read from memory once per call rather than once per pair of a rows.

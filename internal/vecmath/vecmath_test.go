@@ -35,6 +35,9 @@ func TestDotsMatchesNaive(t *testing.T) {
 				if got := float64(out[i*len(b)+j]); math.Abs(got-want) > 1e-4*math.Max(1, math.Abs(want)) {
 					t.Errorf("shape %v [%d,%d]: %v want %v", shape, i, j, got, want)
 				}
+				if got := Dot64(a[i], b[j]); math.Abs(got-want) > 1e-12*math.Max(1, math.Abs(want)) {
+					t.Errorf("Dot64 shape %v [%d,%d]: %v want %v", shape, i, j, got, want)
+				}
 			}
 		}
 	}

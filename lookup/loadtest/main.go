@@ -1,5 +1,5 @@
 // Command loadtest measures the lookup API under concurrent clients: it builds a gallery of random
-// unit vectors in the embedded index (or the brute-force test double), serves it with
+// unit vectors in the embedded index (index/embedded, exact or HNSW), serves it with
 // lookup.Server on loopback, and runs N clients issuing POST /v1/search by crop id over real HTTP
 // until a request count or a time limit, then prints p50/p90/p99 latency and requests/s.
 //
@@ -46,7 +46,6 @@ func run() error {
 	requests := flag.Int("requests", 3000, "stop after this many requests")
 	duration := flag.Duration("duration", 60*time.Second, "stop after this long")
 	k := flag.Int("k", 20, "matches per search")
-	backend := flag.String("index", "embedded", "embedded (exact scan, index/embedded) or bruteforce (lookuptest.Index)")
 	mode := flag.String("mode", "exact", "embedded index mode: exact or hnsw")
 	rerank := flag.Bool("rerank", false, "ask for k-reciprocal re-ranking")
 	flag.Parse()
@@ -71,37 +70,26 @@ func run() error {
 	}
 
 	buildStart := time.Now()
-	var searcher lookup.Searcher
-	switch *backend {
-	case "embedded":
-		dir, err := os.MkdirTemp("", "reid-loadtest-")
-		if err != nil {
+	dir, err := os.MkdirTemp("", "reid-loadtest-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	idx, err := embedded.Open(dir, embedded.Options{Mode: *mode, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer idx.Close()
+	if err := idx.CreateVersion(ctx, "load", *dim); err != nil {
+		return err
+	}
+	if err := idx.Activate(ctx, "load"); err != nil {
+		return err
+	}
+	for from := 0; from < len(items); from += 5000 {
+		if err := idx.Upsert(ctx, "load", items[from:min(from+5000, len(items))]); err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		idx, err := embedded.Open(dir, embedded.Options{Mode: *mode, Logger: logger})
-		if err != nil {
-			return err
-		}
-		defer idx.Close()
-		if err := idx.CreateVersion(ctx, "load", *dim); err != nil {
-			return err
-		}
-		if err := idx.Activate(ctx, "load"); err != nil {
-			return err
-		}
-		for from := 0; from < len(items); from += 5000 {
-			if err := idx.Upsert(ctx, "load", items[from:min(from+5000, len(items))]); err != nil {
-				return err
-			}
-		}
-		searcher = idx
-	case "bruteforce":
-		idx := lookuptest.NewIndex()
-		idx.Add(items...)
-		searcher = idx
-	default:
-		return fmt.Errorf("-index must be embedded or bruteforce, not %q", *backend)
 	}
 	items = nil
 	buildTime := time.Since(buildStart)
@@ -112,7 +100,7 @@ func run() error {
 	}
 	defer os.Remove(audit.Name())
 	defer audit.Close()
-	server, err := lookup.New(lookup.Config{Index: searcher, Store: lookuptest.NewStore(), Audit: audit, Logger: logger})
+	server, err := lookup.New(lookup.Config{Index: idx, Store: lookuptest.NewStore(), Audit: audit, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -176,8 +164,8 @@ func run() error {
 		return latencies[min(len(latencies)-1, int(math.Ceil(q*float64(len(latencies))))-1)]
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
-	fmt.Printf("lookup load: %d vectors x %d, index %s (%s), %d clients, k=%d, rerank=%v, GOMAXPROCS=%d, gallery built in %s\n",
-		*vectors, *dim, *backend, *mode, *clients, *k, *rerank, runtime.GOMAXPROCS(0), buildTime.Round(time.Millisecond))
+	fmt.Printf("lookup load: %d vectors x %d, index/embedded %s, %d clients, k=%d, rerank=%v, GOMAXPROCS=%d, gallery built in %s\n",
+		*vectors, *dim, *mode, *clients, *k, *rerank, runtime.GOMAXPROCS(0), buildTime.Round(time.Millisecond))
 	fmt.Printf("| requests | failed | seconds | requests/s | p50 ms | p90 ms | p99 ms | max ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	fmt.Printf("| %d | %d | %.1f | %.1f | %s | %s | %s | %s |\n", len(latencies), failed.Load(), elapsed.Seconds(),
 		float64(len(latencies))/elapsed.Seconds(), ms(quantile(0.5)), ms(quantile(0.9)), ms(quantile(0.99)), ms(latencies[len(latencies)-1]))

@@ -217,7 +217,7 @@ int rt_model_new(const rt_model_config *cfg, rt_model **out, char **err) {
     model->device = make_device(cfg->device_type, cfg->device_index);
     model->autocast = cfg->device_type == 1 && cfg->bf16 != 0;
     model->strict_fp32 = cfg->device_type == 1 && cfg->bf16 == 0;
-    model->channels_last = cfg->device_type == 1 && cfg->channels_last != 0;
+    model->channels_last = (cfg->device_type == 1 || std::getenv("REID_TORCH_CL") != nullptr) && cfg->channels_last != 0;
     model->net->to(model->device);
     model->net->eval();
     model->apply_memory_format();
@@ -369,6 +369,9 @@ int rt_optim_save(rt_optim *o, const char *path, char **err) {
   return guarded(err, [&] {
     torch::serialize::OutputArchive archive;
     o->adam->save(archive);
+    // libtorch's optimizer archive does not restore the learning rate; keep it beside.
+    double lr = static_cast<torch::optim::AdamOptions &>(o->adam->param_groups().at(0).options()).lr();
+    archive.write("reid_lr", torch::tensor(lr, torch::kDouble));
     archive.save_to(path);
   });
 }
@@ -378,6 +381,11 @@ int rt_optim_load(rt_optim *o, const char *path, char **err) {
     torch::serialize::InputArchive archive;
     archive.load_from(path);
     o->adam->load(archive);
+    torch::Tensor lr;
+    if (archive.try_read("reid_lr", lr)) {
+      for (auto &group : o->adam->param_groups())
+        static_cast<torch::optim::AdamOptions &>(group.options()).lr(lr.item<double>());
+    }
     // Adam's moments are read onto the CPU; keep them beside their parameters.
     torch::Device device(torch::kCPU);
     for (auto &group : o->adam->param_groups()) {
@@ -449,13 +457,30 @@ int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, 
     torch::NoGradGuard no_grad;
     auto inputs = normed.detach();
     auto &memory = mem->data;
-    auto update_row = [&](int64_t i, int64_t y) {
-      auto row = memory[y].mul(momentum).add_(inputs[i], 1.0 - momentum);
-      memory[y].copy_(row.div_(row.norm()));
+    // Updates M[rows] = normalize(m * M[rows] + (1 - m) * inputs[samples]); rows are distinct.
+    auto update_rows = [&](const std::vector<int64_t> &samples, const std::vector<int64_t> &rows) {
+      auto opts = torch::TensorOptions().dtype(torch::kLong);
+      auto sample_t = torch::tensor(samples, opts).to(m->device);
+      auto row_t = torch::tensor(rows, opts).to(m->device);
+      auto mixed = memory.index_select(0, row_t).mul_(momentum).add_(inputs.index_select(0, sample_t), 1.0 - momentum);
+      memory.index_copy_(0, row_t, torch::nn::functional::normalize(mixed, torch::nn::functional::NormalizeFuncOptions().dim(1)));
     };
     if (update == 1) {
-      // Per sample, in batch order, as the reference's backward does.
-      for (int64_t i = 0; i < n; i++) update_row(i, labels[i]);
+      // Every sample updates its row in batch order, as the reference's backward does. The k-th
+      // samples of all labels touch distinct rows, so each round runs as one batched update with
+      // the same result as the sequential loop.
+      std::unordered_map<int64_t, size_t> seen;
+      std::vector<std::vector<int64_t>> round_samples, round_rows;
+      for (int64_t i = 0; i < n; i++) {
+        size_t round = seen[labels[i]]++;
+        if (round_samples.size() <= round) {
+          round_samples.resize(round + 1);
+          round_rows.resize(round + 1);
+        }
+        round_samples[round].push_back(i);
+        round_rows[round].push_back(labels[i]);
+      }
+      for (size_t r = 0; r < round_samples.size(); r++) update_rows(round_samples[r], round_rows[r]);
     } else if (update == 2) {
       // One update per label, with the member least similar to its memory entry.
       auto sims = (inputs * memory.index_select(0, target)).sum(1).to(torch::kCPU);
@@ -471,7 +496,9 @@ int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, 
           found->second = i;
         }
       }
-      for (auto y : order) update_row(hardest[y], y);
+      std::vector<int64_t> samples;
+      for (auto y : order) samples.push_back(hardest[y]);
+      update_rows(samples, order);
     }
   });
 }

@@ -225,6 +225,15 @@ def cmd_train_bench(args):
         memory = F.normalize(torch.randn(args.clusters, 2048, device=device), dim=1)
         raw = torch.randint(0, 256, (args.batch, args.height, args.width, 3), dtype=torch.uint8)
         labels = torch.randint(0, args.clusters, (args.batch,), device=device)
+        seen, rounds_host = {}, []
+        for i, y in enumerate(labels.tolist()):
+            r = seen.get(y, 0)
+            seen[y] = r + 1
+            if len(rounds_host) <= r:
+                rounds_host.append(([], []))
+            rounds_host[r][0].append(i)
+            rounds_host[r][1].append(y)
+        rounds = [(torch.tensor(s, device=device), torch.tensor(r, device=device)) for s, r in rounds_host]
         mean, std = MEAN.to(device), STD.to(device)
         forward = torch.compile(model) if compiled else model
 
@@ -238,6 +247,12 @@ def cmd_train_bench(args):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            # The same memory update as package torch (per-sample rule, batched by occurrence).
+            with torch.no_grad():
+                inputs = F.normalize(f.float(), dim=1)
+                for samples, rows in rounds:
+                    mixed = memory[rows] * 0.1 + inputs[samples] * 0.9
+                    memory[rows] = F.normalize(mixed, dim=1)
             return loss
 
         for _ in range(args.warmup):

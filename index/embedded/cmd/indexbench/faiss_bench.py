@@ -1,6 +1,6 @@
 """faiss side of indexbench: the same vectors, queries and HNSW parameters, timed the same way.
 
-usage: faiss_bench.py base.npy queries.npy M efConstruction efSearch threads
+usage: faiss_bench.py base.npy queries.npy M efConstruction efSearch threads [flat_only=1]
 Prints one JSON object on stdout.
 """
 import json
@@ -40,6 +40,7 @@ def recall(found, truth):
 
 def main():
     base_path, query_path, m, ef_construction, ef_search, threads = sys.argv[1:7]
+    flat_only = len(sys.argv) > 7 and sys.argv[7] == "1"
     m, ef_construction, ef_search, threads = int(m), int(ef_construction), int(ef_search), int(threads)
     faiss.omp_set_num_threads(threads)
     base = np.load(base_path, mmap_mode="r")
@@ -56,6 +57,9 @@ def main():
     p50, p99, truth = timed_single(flat, queries)
     out["flat"] = {"build_s": build, "rss_mib": rss_mib() - before, "p50_ms": p50, "p99_ms": p99, "recall_at_10": 1.0}
     del flat
+    if flat_only:
+        json.dump(out, sys.stdout)
+        return
 
     before = rss_mib()
     hnsw = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)

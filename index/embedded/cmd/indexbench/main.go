@@ -33,7 +33,7 @@ type settings struct {
 	n, dim, queries, clusters, m, efConstruction, efSearch, threads int
 	spread                                                          float64
 	work, python                                                    string
-	skipFaiss                                                       bool
+	skipFaiss, skipHNSW                                             bool
 }
 
 func main() {
@@ -50,6 +50,7 @@ func main() {
 	flag.StringVar(&s.work, "work", "build/indexbench", "scratch directory (vectors, index files)")
 	flag.StringVar(&s.python, "python", "/usr/bin/python3", "python with faiss")
 	flag.BoolVar(&s.skipFaiss, "skip-faiss", false, "measure only the Go index")
+	flag.BoolVar(&s.skipHNSW, "skip-hnsw", false, "measure only exact search (an HNSW build of 1M takes most of an hour on 2 cores)")
 	flag.Parse()
 	if s.clusters == 0 {
 		s.clusters = max(1, s.n/100)
@@ -293,6 +294,9 @@ func run(s settings) error {
 	}
 	fmt.Printf("go exact: build %.1fs  rss %.0f MiB  p50 %.2f ms  p99 %.2f ms  snapshot %.1fs  restart %.1fs\n",
 		exact.BuildSeconds, exact.RSSMiB, exact.P50Millis, exact.P99Millis, exact.SnapshotSecs, exact.RestartSeconds)
+	if s.skipHNSW {
+		return compareExactOnly(s, exact, basePath, queryPath)
+	}
 	approx, _, err := measure("hnsw", truth)
 	if err != nil {
 		return err
@@ -306,23 +310,9 @@ func run(s settings) error {
 	if s.skipFaiss {
 		return nil
 	}
-	script := filepath.Join(filepath.Dir(os.Args[0]), "faiss_bench.py")
-	if _, err := os.Stat(script); err != nil {
-		script = "index/embedded/cmd/indexbench/faiss_bench.py"
-	}
-	command := exec.Command(s.python, script, basePath, queryPath, strconv.Itoa(s.m), strconv.Itoa(s.efConstruction),
-		strconv.Itoa(s.efSearch), strconv.Itoa(s.threads))
-	command.Stderr = os.Stderr
-	// OpenMP threads spin while they wait by default; on a shared 2-core machine that starves
-	// everything else (a 20k HNSW build took 6 minutes instead of seconds under load).
-	command.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
-	output, err := command.Output()
+	faiss, err := runFaiss(s, basePath, queryPath, false)
 	if err != nil {
-		return fmt.Errorf("faiss: %w", err)
-	}
-	var faiss faissResult
-	if err := json.Unmarshal(output, &faiss); err != nil {
-		return fmt.Errorf("faiss output %q: %w", output, err)
+		return err
 	}
 	fmt.Printf("faiss flat: build %.1fs  rss %.0f MiB  p50 %.2f ms  p99 %.2f ms  (threads %d)\n",
 		faiss.Flat.BuildSeconds, faiss.Flat.RSSMiB, faiss.Flat.P50Millis, faiss.Flat.P99Millis, faiss.Threads)
@@ -391,3 +381,44 @@ func goSweep(s settings, dir string, queries []float32, truth [][]string) ([]swe
 }
 
 var sweepValues = []int{32, 64, 128, 256}
+
+func runFaiss(s settings, basePath, queryPath string, flatOnly bool) (faissResult, error) {
+	var faiss faissResult
+	script := "index/embedded/cmd/indexbench/faiss_bench.py"
+	flat := "0"
+	if flatOnly {
+		flat = "1"
+	}
+	command := exec.Command(s.python, script, basePath, queryPath, strconv.Itoa(s.m), strconv.Itoa(s.efConstruction),
+		strconv.Itoa(s.efSearch), strconv.Itoa(s.threads), flat)
+	command.Stderr = os.Stderr
+	// OpenMP threads spin while they wait by default; on a shared 2-core machine that starves
+	// everything else (a 20k HNSW build took 6 minutes instead of seconds under load).
+	command.Env = append(os.Environ(), "OMP_WAIT_POLICY=PASSIVE")
+	output, err := command.Output()
+	if err != nil {
+		return faiss, fmt.Errorf("faiss (run from the repository root): %w", err)
+	}
+	if err := json.Unmarshal(output, &faiss); err != nil {
+		return faiss, fmt.Errorf("faiss output %q: %w", output, err)
+	}
+	return faiss, nil
+}
+
+func compareExactOnly(s settings, exact result, basePath, queryPath string) error {
+	if s.skipFaiss {
+		return nil
+	}
+	faiss, err := runFaiss(s, basePath, queryPath, true)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("faiss flat: build %.1fs  rss %.0f MiB  p50 %.2f ms  p99 %.2f ms  (threads %d)\n",
+		faiss.Flat.BuildSeconds, faiss.Flat.RSSMiB, faiss.Flat.P50Millis, faiss.Flat.P99Millis, faiss.Threads)
+	fmt.Printf("\n| n=%d dim=%d threads=%d | go | faiss | go/faiss |\n|---|---|---|---|\n", s.n, s.dim, s.threads)
+	fmt.Printf("| exact build s | %.2f | %.2f | %.2f |\n", exact.BuildSeconds, faiss.Flat.BuildSeconds, exact.BuildSeconds/faiss.Flat.BuildSeconds)
+	fmt.Printf("| exact p50 ms | %.2f | %.2f | %.2f |\n", exact.P50Millis, faiss.Flat.P50Millis, exact.P50Millis/faiss.Flat.P50Millis)
+	fmt.Printf("| exact p99 ms | %.2f | %.2f | %.2f |\n", exact.P99Millis, faiss.Flat.P99Millis, exact.P99Millis/faiss.Flat.P99Millis)
+	fmt.Printf("| exact RSS MiB | %.0f | %.0f | |\n| restart s | %.1f | | |\n", exact.RSSMiB, faiss.Flat.RSSMiB, exact.RestartSeconds)
+	return nil
+}

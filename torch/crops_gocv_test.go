@@ -1,3 +1,8 @@
+//go:build !nogocv
+
+// Tests that need OpenCV (gocv): real crops from vtest.avi and the ONNX reference. Build with
+// -tags nogocv for machines without OpenCV (the GPU check); testCrops then synthesises crops.
+
 package torch
 
 import (
@@ -119,6 +124,9 @@ func vtestCrops(t testing.TB, want int) []RGB {
 	return crops
 }
 
+// testCrops returns n real person crops.
+func testCrops(t testing.TB, n int) []RGB { return vtestCrops(t, n)[:n] }
+
 // onnxInput builds the [1,3,H,W] float32 blob the ONNX export expects from a resized RGB crop:
 // /255, then ImageNet mean/std.
 func onnxInput(t testing.TB, img RGB) gocv.Mat {
@@ -140,16 +148,6 @@ func onnxInput(t testing.TB, img RGB) gocv.Mat {
 		t.Fatal(err)
 	}
 	return blob
-}
-
-func cosine(a, b []float32) float64 {
-	var dot, na, nb float64
-	for i := range a {
-		dot += float64(a[i]) * float64(b[i])
-		na += float64(a[i]) * float64(a[i])
-		nb += float64(b[i]) * float64(b[i])
-	}
-	return dot / math.Sqrt(na*nb)
 }
 
 // TestOSNetMatchesONNX is the acceptance check against an independent implementation: our OSNet

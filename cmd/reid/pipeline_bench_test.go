@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/jpeg"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/embedder"
+	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/stream"
+)
+
+// BenchmarkPipeline measures, on vtest.avi through the embedded broker, embedder and embedded
+// index with the shared OSNet x0.25:
+//   - crops/s end to end (ingest start to the last crop searchable);
+//   - p50/p99 latency from frame (wall-clock stamped at decode) to searchable;
+//   - the embedder stage's throughput on a topic already full of crops, against the raw model
+//     throughput on the same crops decoded in memory at the same batch size: the overhead of
+//     Kafka, JPEG decoding and index upserts.
+//
+// Run with: go test -run '^$' -bench Pipeline -benchtime 1x ./cmd/reid (scripts/bench.sh does).
+func BenchmarkPipeline(b *testing.B) {
+	for range b.N {
+		benchmarkPipelineOnce(b)
+	}
+}
+
+func benchmarkPipelineOnce(b *testing.B) {
+	dataDir := b.TempDir()
+	root := newRootCommand()
+	root.SetArgs([]string{"--data-dir", dataDir, "--log-level", "warn", "model", "import", "--arch", "osnet_x0_25",
+		"--weights", testassets.Path(b, "models/reid/osnet_x0_25_msmt17.pth")})
+	if err := root.Execute(); err != nil {
+		b.Fatal(err)
+	}
+	options := config.Default()
+	options.DataDir = dataDir
+	options.SharedDir = testassets.SharedDir()
+	options.Stream.EmbeddedAddr = "127.0.0.1:0"
+	options.Ingest.Timestamps = "wallclock"
+	ctx := context.Background()
+	conn, closeBroker, err := openStream(ctx, options, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeBroker()
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer vectors.Close()
+	loaded, err := openModel(ctx, options, "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer loaded.Close()
+	stage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mu sync.Mutex
+	var latencies []time.Duration
+	stage.embedder.ObserveLatency(func(batch []time.Duration) {
+		mu.Lock()
+		latencies = append(latencies, batch...)
+		mu.Unlock()
+	})
+	producer, err := stream.NewProducer(conn, stream.ProducerOptionsFrom(options.Stream))
+	if err != nil {
+		b.Fatal(err)
+	}
+	recorder := &jpegRecorder{next: producer}
+	ingester, err := newIngester(options, recorder, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	consumerDone := make(chan error, 1)
+	go func() { consumerDone <- stage.consumer.Run(runCtx) }()
+
+	b.ResetTimer()
+	started := time.Now()
+	camera := config.Camera{ID: "street", Source: testassets.Path(b, "video/vtest.avi")}
+	if err := ingester.Run(ctx, []config.Camera{camera}); err != nil {
+		b.Fatal(err)
+	}
+	if err := producer.Close(ctx); err != nil {
+		b.Fatal(err)
+	}
+	crops := producer.Stats().Produced
+	waitCaughtUp(ctx, crops, stage.consumer)
+	elapsed := time.Since(started)
+	b.StopTimer()
+	stop()
+	<-consumerDone
+
+	mu.Lock()
+	slices.Sort(latencies)
+	p50, p99 := percentile(latencies, 0.50), percentile(latencies, 0.99)
+	mu.Unlock()
+	b.ReportMetric(float64(crops)/elapsed.Seconds(), "crops/s")
+	b.ReportMetric(float64(ingester.Stats().Frames)/elapsed.Seconds(), "frames/s")
+	b.ReportMetric(float64(p50.Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
+
+	// Embedder overhead: the stage alone over the full topic, then the raw model on the same crops.
+	stageRate := embedStageRate(b, options, conn, loaded, vectors, crops)
+	rawRate := rawModelRate(b, loaded, recorder.images(b), options.Embedder.BatchSize)
+	b.ReportMetric(stageRate, "stage-img/s")
+	b.ReportMetric(rawRate, "model-img/s")
+	b.ReportMetric(100*(rawRate/stageRate-1), "overhead-%")
+	b.Logf("%d crops from %d frames in %.1fs: %.1f crops/s, frame-to-searchable p50 %v p99 %v; embedder stage %.1f img/s vs raw model %.1f img/s (overhead %.1f%%)",
+		crops, ingester.Stats().Frames, elapsed.Seconds(), float64(crops)/elapsed.Seconds(), p50, p99, stageRate, rawRate, 100*(rawRate/stageRate-1))
+}
+
+func percentile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))]
+}
+
+// embedStageRate times a fresh consumer group embedding every record already in the topic.
+func embedStageRate(b *testing.B, options config.Options, conn stream.Connection, loaded *loadedModel, vectors embedder.Index, crops int64) float64 {
+	ctx := context.Background()
+	stage, err := embedder.New(ctx, embedder.Options{Model: loaded.network, Version: loaded.version.ID, Index: vectors})
+	if err != nil {
+		b.Fatal(err)
+	}
+	consumer, err := stream.NewConsumer(conn, stream.ConsumerOptions{
+		Topic: options.Stream.CropsTopic, Group: "bench-embedder", DLQTopic: options.Stream.DLQTopic,
+		BatchSize: options.Embedder.BatchSize, MaxWait: options.Embedder.MaxWait,
+	}, stage.Handle)
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	// The clock starts at the first handled batch, so group join and rebalance are not counted.
+	go func() { done <- consumer.Run(runCtx) }()
+	for stage.Stats().Batches == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	started, first := time.Now(), stage.Stats().Embedded
+	waitCaughtUp(ctx, crops, consumer)
+	elapsed := time.Since(started)
+	embedded := stage.Stats().Embedded - first
+	stop()
+	<-done
+	return float64(embedded) / elapsed.Seconds()
+}
+
+func rawModelRate(b *testing.B, loaded *loadedModel, images []image.Image, batchSize int) float64 {
+	ctx := context.Background()
+	started := time.Now()
+	for start := 0; start < len(images); start += batchSize {
+		if _, err := loaded.network.Embed(ctx, images[start:min(start+batchSize, len(images))]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(len(images)) / time.Since(started).Seconds()
+}
+
+// jpegRecorder keeps the JPEG of every crop it passes on.
+type jpegRecorder struct {
+	next interface {
+		Put(context.Context, cropstore.CropRecord) error
+	}
+	mu    sync.Mutex
+	jpegs [][]byte
+}
+
+func (r *jpegRecorder) Put(ctx context.Context, record cropstore.CropRecord) error {
+	if err := r.next.Put(ctx, record); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.jpegs = append(r.jpegs, record.JPEG)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *jpegRecorder) images(b *testing.B) []image.Image {
+	images := make([]image.Image, len(r.jpegs))
+	for i, data := range r.jpegs {
+		picture, err := jpeg.Decode(bytes.NewReader(data))
+		if err != nil {
+			b.Fatal(err)
+		}
+		images[i] = picture
+	}
+	return images
+}
