@@ -13,7 +13,8 @@ DEB_PACKAGES := build-essential pkg-config libopencv-dev libtorch-dev libjemallo
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 # glibc malloc makes libtorch 4-9x slower on these machines (page faults on every large
 # allocation); jemalloc reuses memory instead. See README "Why jemalloc".
-RUN_ENV := LD_PRELOAD=$(JEMALLOC) REID_SHARED=$(SHARED)
+# OpenMP workers that spin while waiting slow libtorch down up to 100x when the cores are shared.
+RUN_ENV := LD_PRELOAD=$(JEMALLOC) OMP_WAIT_POLICY=PASSIVE REID_SHARED=$(SHARED)
 
 .PHONY: all deps build test bench demo shim clean vet fmt
 

@@ -257,3 +257,21 @@ func TestSmallAndDegenerateInputs(t *testing.T) {
 		t.Error("no features accepted")
 	}
 }
+
+// TestRefineDecidesNearTiesInFloat64: c's dot product with x exceeds a's by 2^-24, which a
+// float32 sum rounds away; Refine must put c first and keep exact ties in index order.
+func TestRefineDecidesNearTiesInFloat64(t *testing.T) {
+	const tiny = 1.0 / (1 << 24)
+	features := [][]float32{
+		{1, 1},                     // x
+		{0.5, 0.5},                 // a: dot 1
+		{0.5 + tiny, 0.5 - tiny},   // b: dot 1, a tie with a
+		{0.5 + 2*tiny, 0.5 - tiny}, // c: dot 1 + 2^-24
+	}
+	if got := features[0][0]*features[3][0] + features[0][1]*features[3][1]; got != 1 {
+		t.Fatalf("float32 sum %v: the case no longer exercises a float32 tie", got)
+	}
+	if got := Refine(features, 0, []int32{2, 1, 3}, 3); !slices.Equal(got, []int32{3, 1, 2}) {
+		t.Errorf("refined order %v, want [3 1 2]", got)
+	}
+}

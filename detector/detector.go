@@ -95,7 +95,7 @@ func New(options config.Detector, modelsDir string) (*Detector, error) {
 	}
 	var net gocv.Net
 	if spec.decodeYOLO {
-		net = gocv.ReadNet(paths[1], paths[0]) // weights, then cfg
+		net = gocv.ReadNet(weights, cfg)
 	} else {
 		net = gocv.ReadNetFromONNX(paths[0])
 	}

@@ -18,8 +18,10 @@ type Extractor interface {
 	Extract(ctx context.Context, paths []string) ([][]float32, error)
 }
 
-// Options choose how distances are formed.
+// Options choose how distances are formed and which protocol scores them.
 type Options struct {
+	// Protocol is CrossCamera (Market-1501, the zero value) or SameCamera.
+	Protocol Protocol
 	// Rerank applies k-reciprocal re-ranking with RerankOptions.
 	Rerank        bool
 	RerankOptions RerankOptions
@@ -42,7 +44,7 @@ func EvaluateFeatures(ctx context.Context, queryFeatures, galleryFeatures [][]fl
 	if err != nil {
 		return Metrics{}, npy.Matrix{}, err
 	}
-	metrics, err := Evaluate(ctx, distances, query, gallery)
+	metrics, err := EvaluateProtocol(ctx, distances, query, gallery, options.Protocol)
 	if err != nil {
 		return Metrics{}, npy.Matrix{}, err
 	}

@@ -32,18 +32,54 @@ const MaxRank = 50
 // QueryResult is one query's part of the metrics. Ranks are 0-based positions in the ranked
 // gallery after ignored items are removed.
 type QueryResult struct {
-	Valid         bool
-	AP, INP       float64
-	FirstMatch    int
-	TrueMatches   int
-	IgnoredBefore int // ignored items ranked before the last true match (for pictures)
+	Valid       bool
+	AP, INP     float64
+	FirstMatch  int
+	TrueMatches int
 }
 
-// Evaluate computes the metrics from a query x gallery distance matrix (smaller = more similar;
-// any distance works, ties are broken by the lower gallery index). Queries are processed in
-// parallel; each costs O(G log M) for M true matches, no full sort.
+// Protocol decides which gallery items are true matches of a query and which are ignored.
+type Protocol int
+
+const (
+	// CrossCamera is the Market-1501 protocol: true matches are the query's identity seen by
+	// other cameras; the same identity in the query's own camera is ignored.
+	CrossCamera Protocol = iota
+	// SameCamera is its mirror image, for measuring how much harder cross-camera matching is:
+	// true matches are the query's identity in the query's own camera; other cameras' images
+	// of it are ignored.
+	SameCamera
+)
+
+// String names the protocol as the CLI flag spells it.
+func (p Protocol) String() string {
+	if p == SameCamera {
+		return "same-camera"
+	}
+	return "cross-camera"
+}
+
+// ParseProtocol reads "cross-camera" (or "market") and "same-camera".
+func ParseProtocol(name string) (Protocol, error) {
+	switch name {
+	case "cross-camera", "market", "":
+		return CrossCamera, nil
+	case "same-camera":
+		return SameCamera, nil
+	}
+	return 0, fmt.Errorf("eval: protocol %q: want cross-camera or same-camera", name)
+}
+
+// Evaluate computes the Market-protocol metrics from a query x gallery distance matrix (smaller
+// = more similar; any distance works, ties are broken by the lower gallery index). Queries are
+// processed in parallel; each costs O(G log M) for M true matches, no full sort.
 func Evaluate(ctx context.Context, distances npy.Matrix, query, gallery []Label) (Metrics, error) {
-	results, err := EvaluateQueries(ctx, distances, query, gallery)
+	return EvaluateProtocol(ctx, distances, query, gallery, CrossCamera)
+}
+
+// EvaluateProtocol is Evaluate under the given protocol.
+func EvaluateProtocol(ctx context.Context, distances npy.Matrix, query, gallery []Label, protocol Protocol) (Metrics, error) {
+	results, err := EvaluateQueries(ctx, distances, query, gallery, protocol)
 	if err != nil {
 		return Metrics{}, err
 	}
@@ -51,7 +87,7 @@ func Evaluate(ctx context.Context, distances npy.Matrix, query, gallery []Label)
 }
 
 // EvaluateQueries returns each query's result.
-func EvaluateQueries(ctx context.Context, distances npy.Matrix, query, gallery []Label) ([]QueryResult, error) {
+func EvaluateQueries(ctx context.Context, distances npy.Matrix, query, gallery []Label, protocol Protocol) ([]QueryResult, error) {
 	if distances.Rows != len(query) || distances.Cols != len(gallery) || len(distances.Data) != distances.Rows*distances.Cols {
 		return nil, fmt.Errorf("eval: distance matrix is %dx%d (%d values) for %d queries and %d gallery items",
 			distances.Rows, distances.Cols, len(distances.Data), len(query), len(gallery))
@@ -60,7 +96,7 @@ func EvaluateQueries(ctx context.Context, distances npy.Matrix, query, gallery [
 	errs := make([]error, len(query))
 	err := vecmath.ForBlocks(ctx, len(query), 16, 0, func(start, end int) {
 		for q := start; q < end; q++ {
-			results[q], errs[q] = evaluateQuery(distances.Row(q), query[q], gallery)
+			results[q], errs[q] = evaluateQuery(distances.Row(q), query[q], gallery, protocol)
 			if errs[q] != nil {
 				errs[q] = fmt.Errorf("eval: query %d: %w", q, errs[q])
 			}
@@ -87,7 +123,7 @@ func (a key) less(b key) bool {
 	return a.distance < b.distance || (a.distance == b.distance && a.index < b.index)
 }
 
-func evaluateQuery(row []float32, query Label, gallery []Label) (QueryResult, error) {
+func evaluateQuery(row []float32, query Label, gallery []Label, protocol Protocol) (QueryResult, error) {
 	if query.PID <= 0 {
 		return QueryResult{}, nil
 	}
@@ -96,7 +132,7 @@ func evaluateQuery(row []float32, query Label, gallery []Label) (QueryResult, er
 		if math.IsNaN(float64(row[g])) {
 			return QueryResult{}, fmt.Errorf("distance to gallery item %d is NaN", g)
 		}
-		if label.PID == query.PID && label.Camera != query.Camera {
+		if label.PID == query.PID && (label.Camera == query.Camera) == (protocol == SameCamera) {
 			matches = append(matches, key{row[g], g})
 		}
 	}
@@ -104,28 +140,21 @@ func evaluateQuery(row []float32, query Label, gallery []Label) (QueryResult, er
 		return QueryResult{}, nil
 	}
 	sort.Slice(matches, func(a, b int) bool { return matches[a].less(matches[b]) })
-	// before[m] counts the counted non-matches ranked between match m-1 and match m;
-	// ignoredBefore does the same for ignored items (only reported, never ranked).
+	// before[m] counts the non-matches ranked between match m-1 and match m. Ignored items
+	// (junk, same identity in the query's camera) are not ranked at all.
 	before := make([]int, len(matches)+1)
-	ignored := make([]int, len(matches)+1)
 	for g, label := range gallery {
-		if label.PID == query.PID && label.Camera != query.Camera {
+		if label.PID < 0 || label.PID == query.PID {
 			continue
 		}
 		item := key{row[g], g}
-		slot := sort.Search(len(matches), func(m int) bool { return item.less(matches[m]) })
-		if label.PID < 0 || label.PID == query.PID {
-			ignored[slot]++
-		} else {
-			before[slot]++
-		}
+		before[sort.Search(len(matches), func(m int) bool { return item.less(matches[m]) })]++
 	}
 	result := QueryResult{Valid: true, TrueMatches: len(matches)}
-	negatives, skipped := 0, 0
+	negatives := 0
 	var precisionSum float64
 	for m := range matches {
 		negatives += before[m]
-		skipped += ignored[m]
 		rank := m + negatives // 0-based rank of match m among counted items
 		if m == 0 {
 			result.FirstMatch = rank
@@ -133,7 +162,6 @@ func evaluateQuery(row []float32, query Label, gallery []Label) (QueryResult, er
 		precisionSum += float64(m+1) / float64(rank+1)
 		if m == len(matches)-1 {
 			result.INP = float64(len(matches)) / float64(rank+1)
-			result.IgnoredBefore = skipped
 		}
 	}
 	result.AP = precisionSum / float64(len(matches))

@@ -76,7 +76,7 @@ func TestEvaluateByHand(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			results, err := EvaluateQueries(context.Background(), distances, c.query, c.gallery)
+			results, err := EvaluateQueries(context.Background(), distances, c.query, c.gallery, CrossCamera)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -98,6 +98,32 @@ func TestEvaluateByHand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSameCameraProtocol: the mirror protocol counts only the own-camera image as a match.
+func TestSameCameraProtocol(t *testing.T) {
+	query := []Label{{1, 1}}
+	gallery := []Label{{1, 2}, {2, 1}, {1, 1}, {-1, 1}}
+	distances := npy.Matrix{Rows: 1, Cols: 4, Data: []float32{0.1, 0.2, 0.3, 0.05}}
+	// Kept: pid 2 (0.2) then the own-camera match (0.3); the cross-camera match is ignored.
+	got, err := EvaluateProtocol(context.Background(), distances, query, gallery, SameCamera)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.MAP != 0.5 || got.Rank1 != 0 || got.Rank5 != 1 || got.Queries != 1 {
+		t.Errorf("same-camera metrics %+v", got)
+	}
+	if cross, _ := Evaluate(context.Background(), distances, query, gallery); cross.MAP != 1 {
+		t.Errorf("cross-camera mAP %v, want 1", cross.MAP)
+	}
+	for name, want := range map[string]Protocol{"market": CrossCamera, "same-camera": SameCamera} {
+		if got, err := ParseProtocol(name); err != nil || got != want {
+			t.Errorf("ParseProtocol(%q) = %v, %v", name, got, err)
+		}
+	}
+	if _, err := ParseProtocol("other"); err == nil {
+		t.Error("unknown protocol accepted")
 	}
 }
 

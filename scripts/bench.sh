@@ -31,3 +31,7 @@ $GO test -run '^$' -bench . -benchtime 1x ./eval/ ./cluster/ ./internal/vecmath/
 # Lookup: 50 concurrent clients over loopback HTTP, POST /v1/search by crop id (k=20), against a
 # 100k x 512 gallery in index/embedded (exact): p50/p90/p99 latency and requests/s.
 $GO run ./lookup/loadtest -vectors 100000 -clients 50 -requests 3000 -duration 60s
+
+# Synth: the default-size synthetic data set as a benchmark for the shared OSNet x0.25 (cross- and
+# same-camera mAP, chance), the figures in docs/SYNTH.md.
+SYNTH_BENCH_IDENTITIES=200 $GO test -count=1 -run UsefulBenchmark -v ./synth/ | grep 'identities,'

@@ -31,8 +31,8 @@ type Camera struct {
 // NewCamera draws camera id's settings; difficulty scales how far they stray from a clean view.
 func NewCamera(id, plates int, difficulty float64, random *rand.Rand) Camera {
 	// Difficulty 1 is tuned so that the shared OSNet x0.25 scores a cross-camera mAP of about
-	// 0.3 on the default data set (docs/SYNTH.md); the ranges below are those at difficulty 2.
-	d := difficulty / 2
+	// 0.3 on the default data set (docs/SYNTH.md); the ranges below are those at difficulty 3.
+	d := difficulty / 3
 	signed := func(scale float64) float64 { return (random.Float64()*2 - 1) * scale }
 	camera := Camera{
 		ID:          id,

@@ -422,12 +422,78 @@ func cutBody(frame raster, mask gocv.Mat, box image.Rectangle) (cutout, bool, er
 			}
 		}
 	}
+	fillHoles(hard, width, height)
+	if !solidTorso(hard, width, height) {
+		return cutout{}, false, nil
+	}
 	alpha, err := softAlpha(hard, width, height)
 	if err != nil {
 		return cutout{}, false, err
 	}
 	tight := image.Rect(left, top, left+width, top+height).Add(region.Min)
 	return cutout{image: frame.sub(tight), alpha: alpha, box: tight}, true, nil
+}
+
+// fillHoles fills background pockets that the frame border cannot reach: clothing that matched
+// the background in places (dark trousers on a dark floor). The gap between the legs opens to
+// the border and stays.
+func fillHoles(hard []uint8, width, height int) {
+	reached := make([]bool, len(hard))
+	var queue []int
+	push := func(x, y int) {
+		if x < 0 || y < 0 || x >= width || y >= height {
+			return
+		}
+		i := y*width + x
+		if hard[i] == 0 && !reached[i] {
+			reached[i] = true
+			queue = append(queue, i)
+		}
+	}
+	for x := 0; x < width; x++ {
+		push(x, 0)
+		push(x, height-1)
+	}
+	for y := 0; y < height; y++ {
+		push(0, y)
+		push(width-1, y)
+	}
+	for len(queue) > 0 {
+		i := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		x, y := i%width, i/width
+		push(x-1, y)
+		push(x+1, y)
+		push(x, y-1)
+		push(x, y+1)
+	}
+	for i := range hard {
+		if hard[i] == 0 && !reached[i] {
+			hard[i] = 255
+		}
+	}
+}
+
+// solidTorso rejects masks with holes through the torso, where clothing matched the background
+// (a grey top before a white wall): painted, they look like a head floating over legs.
+func solidTorso(hard []uint8, width, height int) bool {
+	var total float64
+	rows := 0
+	for y := int(0.15 * float64(height)); y < int(0.5*float64(height)); y++ {
+		count := 0
+		for x := 0; x < width; x++ {
+			if hard[y*width+x] != 0 {
+				count++
+			}
+		}
+		coverage := float64(count) / float64(width)
+		if coverage < 0.12 {
+			return false
+		}
+		total += coverage
+		rows++
+	}
+	return rows > 0 && total/float64(rows) >= 0.3
 }
 
 // softAlpha erodes the hard mask by a pixel (its rim is mixed with background) and blurs it, so

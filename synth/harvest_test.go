@@ -12,11 +12,12 @@ import (
 	"github.com/reid-project/reid/internal/testassets"
 )
 
-// newYoloFastest loads the shared Yolo-Fastest person detector with the project's defaults.
-func newYoloFastest(t testing.TB) *detector.Detector {
+// newPipelineDetector loads the shared Yolo-Fastest person detector with the pipeline's default
+// settings (config.Default).
+func newPipelineDetector(t testing.TB) *detector.Detector {
 	t.Helper()
 	modelsDir := filepath.Dir(testassets.Path(t, "models/detector/yolo-fastest-1.1_body.cfg"))
-	d, err := detector.New(config.Detector{Model: detector.ModelYoloFastest, Confidence: 0.3, NMS: 0.45}, modelsDir)
+	d, err := detector.New(config.Default().Detector, modelsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,4 +87,15 @@ func TestHarvestFindsRealBodies(t *testing.T) {
 			}
 		}
 	}
+}
+
+// onGrey composites a body over a flat grey ground, to look at cut-outs.
+func onGrey(body Body) raster {
+	out := body.Image.clone()
+	for i, alpha := range body.Alpha.Values {
+		for c := 0; c < 3; c++ {
+			out.Pix[i*3+c] = clampByte(alpha*float32(out.Pix[i*3+c]) + (1-alpha)*128)
+		}
+	}
+	return out
 }

@@ -71,7 +71,7 @@ func bandReference(body Body, from, to float32) float32 {
 
 // paint dresses a real body in an identity's clothes. Each pixel keeps its luminance relative to
 // its band (folds, arms, the light from one side), and takes its hue and level from the garment.
-func paint(body Body, identity Identity, view View, random *rand.Rand) (raster, alphaMap) {
+func paint(body Body, identity Identity, view View, shading [2]float32, random *rand.Rand) (raster, alphaMap) {
 	out := body.Image.clone()
 	alpha := alphaMap{Width: body.Alpha.Width, Height: body.Alpha.Height, Values: slices.Clone(body.Alpha.Values)}
 	width, height := body.Image.Width, body.Image.Height
@@ -84,8 +84,9 @@ func paint(body Body, identity Identity, view View, random *rand.Rand) (raster, 
 		bandReference(body, lowerEnd, 1),
 	}
 	// Garment contrast varies a little between images, as fabric does under different light.
-	contrast := 0.45 + 0.15*random.Float32()
+	contrast := shading[0] + (shading[1]-shading[0])*random.Float32()
 	skin := skinFor(identity)
+	longHair := longHairMask(body)
 	for y := 0; y < height; y++ {
 		v := float32(y) / fh
 		for x := 0; x < width; x++ {
@@ -96,9 +97,9 @@ func paint(body Body, identity Identity, view View, random *rand.Rand) (raster, 
 			var target colour
 			var reference float32
 			switch {
-			case v < hairEnd:
+			case v < hairEnd || longHair[i]:
 				target, reference = identity.Hair, references[0]
-				if identity.Hat {
+				if identity.Hat && v < hairEnd {
 					target = identity.HatColour
 				}
 			case v < headEnd:
@@ -118,7 +119,11 @@ func paint(body Body, identity Identity, view View, random *rand.Rand) (raster, 
 				target, reference = identity.Shoes, references[3]
 			}
 			pixel := out.Pix[i*3 : i*3+3]
-			shade := 1 + contrast*(luma(pixel[0], pixel[1], pixel[2])/reference-1)
+			bandContrast := contrast
+			if v < headEnd || longHair[i] {
+				bandContrast = 1 // hair keeps its strands and highlights
+			}
+			shade := 1 + bandContrast*(luma(pixel[0], pixel[1], pixel[2])/reference-1)
 			shade = min(max(shade, 0.25), 1.8)
 			pixel[0] = clampByte(target.B * shade)
 			pixel[1] = clampByte(target.G * shade)
@@ -127,7 +132,7 @@ func paint(body Body, identity Identity, view View, random *rand.Rand) (raster, 
 	}
 	switch identity.Bag {
 	case BagBackpack:
-		paintBackpack(out, alpha, identity.BagColour, view, torsoCenter, torsoWidth, paintedReference(out, alpha, headEnd, upperEnd))
+		paintBackpack(out, body, alpha, identity.BagColour, view, torsoCenter, torsoWidth, references[1])
 	case BagShoulder:
 		paintShoulderBag(out, &alpha, identity, torsoCenter, torsoWidth)
 	}
@@ -165,9 +170,9 @@ func abs32(v float32) float32 {
 }
 
 // paintBackpack covers the back with a pack (seen from behind) or draws its two straps (from the
-// front). The pack keeps the body's shading relative to the shirt under it, and gets rounded
-// corners and a darker rim so it reads as an object, not a patch.
-func paintBackpack(out raster, alpha alphaMap, bag colour, view View, torsoCenter, torsoWidth, reference float32) {
+// front). The pack takes the real body's shading at full strength (the garments' is softened),
+// rounded corners and a darker rim, so it reads as an object, not a patch.
+func paintBackpack(out raster, body Body, alpha alphaMap, bag colour, view View, torsoCenter, torsoWidth, reference float32) {
 	height := float32(out.Height)
 	const top, bottom = 0.16, 0.42
 	halfWidth := 0.36 * torsoWidth
@@ -200,8 +205,9 @@ func paintBackpack(out raster, alpha alphaMap, bag colour, view View, torsoCente
 					continue
 				}
 			}
+			source := body.Image.Pix[i*3 : i*3+3]
+			shade := min(max(1+(luma(source[0], source[1], source[2])/reference-1), 0.3), 1.7) * rim
 			pixel := out.Pix[i*3 : i*3+3]
-			shade := min(max(1+0.8*(luma(pixel[0], pixel[1], pixel[2])/reference-1), 0.35), 1.6) * rim
 			pixel[0], pixel[1], pixel[2] = clampByte(bag.B*shade), clampByte(bag.G*shade), clampByte(bag.R*shade)
 		}
 	}
@@ -251,7 +257,63 @@ func paintShoulderBag(out raster, alpha *alphaMap, identity Identity, torsoCente
 	}
 }
 
-// paintedReference is the median luminance of a band after painting, for things laid on top.
-func paintedReference(image raster, alpha alphaMap, from, to float32) float32 {
-	return bandReference(Body{Image: image, Alpha: alpha}, from, to)
+// longHairMask marks hair that falls below the head (long hair seen from behind), so it is
+// painted as hair, not as a garment. It is found by colour: pixels in the shoulder band close to
+// the colour at the top of the head. Where hair and top are alike (dark hair, dark jacket) the
+// colours cannot tell them apart and nothing is marked.
+func longHairMask(body Body) []bool {
+	width, height := body.Image.Width, body.Image.Height
+	mask := make([]bool, width*height)
+	hair := medianColour(body, 0, hairEnd)
+	torso := medianColour(body, 0.25, 0.45)
+	if colourDistance(hair, torso) < 60 {
+		return mask
+	}
+	// Hair falls within about the width of the head; hands and arms are outside it.
+	headLeft, headRight := width, -1
+	for y := 0; y < int(headEnd*float32(height)); y++ {
+		for x := 0; x < width; x++ {
+			if body.Alpha.Values[y*width+x] > 0.5 {
+				headLeft, headRight = min(headLeft, x), max(headRight, x)
+			}
+		}
+	}
+	margin := (headRight - headLeft) / 4
+	for y := int(headEnd * float32(height)); y < int(0.55*float32(height)); y++ {
+		for x := max(headLeft-margin, 0); x <= min(headRight+margin, width-1); x++ {
+			i := y*width + x
+			if body.Alpha.Values[i] < 0.3 {
+				continue
+			}
+			pixel := colour{B: float32(body.Image.Pix[i*3]), G: float32(body.Image.Pix[i*3+1]), R: float32(body.Image.Pix[i*3+2])}
+			mask[i] = colourDistance(pixel, hair) < 45
+		}
+	}
+	return mask
+}
+
+func medianColour(body Body, from, to float32) colour {
+	var blue, green, red []float32
+	for y := int(from * float32(body.Image.Height)); y < int(to*float32(body.Image.Height)); y++ {
+		for x := 0; x < body.Image.Width; x++ {
+			i := y*body.Image.Width + x
+			if body.Alpha.Values[i] > 0.6 {
+				blue = append(blue, float32(body.Image.Pix[i*3]))
+				green = append(green, float32(body.Image.Pix[i*3+1]))
+				red = append(red, float32(body.Image.Pix[i*3+2]))
+			}
+		}
+	}
+	if len(blue) == 0 {
+		return colour{}
+	}
+	slices.Sort(blue)
+	slices.Sort(green)
+	slices.Sort(red)
+	return colour{R: red[len(red)/2], G: green[len(green)/2], B: blue[len(blue)/2]}
+}
+
+func colourDistance(a, b colour) float32 {
+	dr, dg, db := a.R-b.R, a.G-b.G, a.B-b.B
+	return float32(math.Sqrt(float64(dr*dr + dg*dg + db*db)))
 }

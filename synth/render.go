@@ -9,6 +9,12 @@ import (
 	"slices"
 )
 
+// Garment shading kept for data set crops and for video figures (see scene.shading).
+const (
+	cropShadingLow, cropShadingHigh   = 0.45, 0.6
+	videoShadingLow, videoShadingHigh = 0.7, 0.9
+)
+
 // Crop size of the Market-1501 images.
 const (
 	CropWidth  = 64
@@ -18,8 +24,12 @@ const (
 // scene is the fixed material the renderer draws from: bodies, and each camera's background
 // (its plate, mirrored when the camera says so).
 type scene struct {
-	library     *Library
-	byFigure    []int // body indices, narrowest silhouette first
+	library  *Library
+	byFigure []int // body indices, narrowest silhouette first
+	// shading is the range of how much of the real body's shading the garments keep. Small crops
+	// keep less, so the source person's own clothes do not show through; large video figures
+	// keep more, or they would look flat.
+	shading     [2]float32
 	cameras     []Camera
 	backgrounds []raster // per camera
 }
@@ -28,7 +38,7 @@ func newScene(library *Library, cameras []Camera) (*scene, error) {
 	if library == nil || len(library.Bodies) == 0 || len(library.Plates) == 0 {
 		return nil, errors.New("no bodies or background plates to render with")
 	}
-	s := &scene{library: library, cameras: cameras}
+	s := &scene{library: library, cameras: cameras, shading: [2]float32{cropShadingLow, cropShadingHigh}}
 	s.byFigure = make([]int, len(library.Bodies))
 	widths := make([]float64, len(library.Bodies))
 	for i, body := range library.Bodies {
@@ -63,7 +73,7 @@ func (s *scene) dressedBody(identity Identity, camera Camera, minHeight int, ran
 	if random.Float64() < camera.FrontChance {
 		view = ViewFront
 	}
-	painted, alpha := paint(body, identity, view, random)
+	painted, alpha := paint(body, identity, view, s.shading, random)
 	if random.Float64() < 0.5 {
 		painted, alpha = painted.flipped(), alpha.flipped()
 	}

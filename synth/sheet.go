@@ -53,17 +53,6 @@ func writePNG(path string, r raster) error {
 	return nil
 }
 
-// onGrey composites a body over a flat grey ground, to look at cut-outs.
-func onGrey(body Body) raster {
-	out := body.Image.clone()
-	for i, alpha := range body.Alpha.Values {
-		for c := 0; c < 3; c++ {
-			out.Pix[i*3+c] = clampByte(alpha*float32(out.Pix[i*3+c]) + (1-alpha)*128)
-		}
-	}
-	return out
-}
-
 // WriteContactSheet writes a PNG of a Market-layout data set for people to look at: one row per
 // identity (the first rows identities of the query and test gallery, in name order), up to
 // columns images each, sorted by camera.

@@ -172,6 +172,7 @@ func WriteVideos(ctx context.Context, dir string, library *Library, options Vide
 	if err != nil {
 		return nil, err
 	}
+	scene.shading = [2]float32{videoShadingLow, videoShadingHigh}
 	identities := make([]Identity, options.Identities)
 	for i := range identities {
 		identities[i] = NewIdentity(i+1, stream(options.Seed, streamIdentity, i+1))

@@ -39,8 +39,10 @@ func TestSyntheticPeopleAreDetectable(t *testing.T) {
 	for _, frame := range saved.Frames {
 		byCameraFrame[[2]int{frame.Camera, frame.Frame}] = frame.People
 	}
-	people := newYoloFastest(t)
+	// The pipeline's own detector settings, not the harvest's lower threshold.
+	people := newPipelineDetector(t)
 	var wanted, found, allPeople, allFound int
+	perCamera := map[int][2]int{}       // camera -> whole, visible people; found
 	crossings := map[int]map[int]bool{} // identity -> cameras it appears in
 	for _, frame := range saved.Frames {
 		for _, person := range frame.People {
@@ -88,9 +90,13 @@ func TestSyntheticPeopleAreDetectable(t *testing.T) {
 					continue
 				}
 				wanted++
+				counts := perCamera[video.Camera]
+				counts[0]++
 				if hit {
 					found++
+					counts[1]++
 				}
+				perCamera[video.Camera] = counts
 			}
 		}
 		frame.Close()
@@ -100,7 +106,8 @@ func TestSyntheticPeopleAreDetectable(t *testing.T) {
 		}
 	}
 	recall := float64(found) / float64(max(wanted, 1))
-	t.Logf("recall %.3f (%d of %d whole, visible people); %d of %d including truncated and occluded", recall, found, wanted, allFound, allPeople)
+	t.Logf("recall %.3f (%d of %d whole, visible people); %d of %d including truncated and occluded; per camera [whole visible, found] %v",
+		recall, found, wanted, allFound, allPeople, perCamera)
 	if wanted < 100 {
 		t.Fatalf("only %d whole, visible ground-truth people: the videos are too empty to judge", wanted)
 	}

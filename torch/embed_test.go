@@ -4,6 +4,7 @@ import (
 	"image"
 	"image/color"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/reid-project/reid/internal/testassets"
@@ -107,5 +108,39 @@ func TestEmbed(t *testing.T) {
 		if c := cosine(flip[i], all[i]); c > 0.999999 {
 			t.Errorf("flip averaging changed nothing on image %d", i)
 		}
+	}
+}
+
+// TestOSNetX1_0: the full-width OSNet has exactly the tensor names of the x0.25 (which match the
+// torchreid file) with its own widths, and embeds.
+func TestOSNetX1_0(t *testing.T) {
+	ctx := t.Context()
+	device := openCPU(t)
+	small, err := device.NewModel(ctx, ModelOptions{Arch: ArchOSNetX0_25})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	large, err := device.NewModel(ctx, ModelOptions{Arch: ArchOSNetX1_0, InputHeight: 64, InputWidth: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer large.Close()
+	if got, want := large.TensorNames(), small.TensorNames(); !slices.Equal(got, want) || len(got) != 565 {
+		t.Fatalf("x1.0 has %d tensors, x0.25 %d (want the same 565 names)", len(got), len(want))
+	}
+	weight, err := large.Tensor(ctx, "conv5.conv.weight")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(weight) != 512*512 {
+		t.Fatalf("conv5 of x1.0 has %d weights, want 512x512", len(weight))
+	}
+	vectors, err := large.EmbedBatch(ctx, randomBatch(2, 64, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(vectors) != 2 || len(vectors[0]) != 512 {
+		t.Fatalf("got %d vectors of %d", len(vectors), len(vectors[0]))
 	}
 }

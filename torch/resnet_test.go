@@ -151,3 +151,43 @@ func dot(a, b []float32) float32 {
 	}
 	return sum
 }
+
+// TestReadStateDictTypes: float16, bfloat16 and float64 tensors, strided views, storage offsets
+// and int64 scalars convert exactly, from zip and legacy checkpoints.
+func TestReadStateDictTypes(t *testing.T) {
+	for _, legacy := range []bool{false, true} {
+		path := filepath.Join(t.TempDir(), "dtypes.pth")
+		args := []string{"dtypes", "--out", path}
+		if legacy {
+			args = append(args, "--legacy")
+		}
+		pythonReference(t, args...)
+		sd, err := ReadStateDict(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []struct {
+			name  string
+			dtype string
+			shape []int64
+			float []float32
+			int   []int64
+		}{
+			{"half", "float16", []int64{2, 3}, []float32{0, 0.25, 0.5, 0.75, 1, 1.25}, nil},
+			{"bfloat", "bfloat16", []int64{3}, []float32{0, 0.25, 0.5}, nil},
+			{"double", "float64", []int64{2, 3}, []float32{0, 0.5, 1, 1.5, 2, 2.5}, nil},
+			{"transposed", "float32", []int64{3, 2}, []float32{0, 0.75, 0.25, 1, 0.5, 1.25}, nil},
+			{"offset", "float32", []int64{3}, []float32{0.5, 0.75, 1}, nil},
+			{"count", "int64", []int64{}, nil, []int64{7}},
+		}
+		if !slices.Equal(sd.Names, []string{"half", "bfloat", "double", "transposed", "offset", "count"}) {
+			t.Fatalf("legacy=%v: names %v", legacy, sd.Names)
+		}
+		for _, w := range want {
+			got := sd.Tensors[w.name]
+			if got.DType != w.dtype || !slices.Equal(got.Shape, w.shape) || !slices.Equal(got.Float, w.float) || !slices.Equal(got.Int, w.int) {
+				t.Errorf("legacy=%v %s: got %+v, want %+v", legacy, w.name, got, w)
+			}
+		}
+	}
+}

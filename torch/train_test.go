@@ -314,15 +314,28 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	lossOriginal, featuresOriginal := run(original, optimizer)
 	lossRestored, featuresRestored := run(restored, restoredOptimizer)
 	_, featuresFresh := run(fresh, freshOptimizer)
-	if lossOriginal != lossRestored {
+	// Bit-exact on the CPU. CUDA's max-pool backward accumulates with atomics, so there the
+	// weights after a step may differ in the last bits; the tolerance stays far below the effect
+	// of losing the optimizer state.
+	tolerance := 0.0
+	if device.IsCUDA() {
+		tolerance = 1e-5
+	}
+	if math.Abs(lossOriginal-lossRestored) > tolerance {
 		t.Errorf("loss after resuming %v, original %v", lossRestored, lossOriginal)
 	}
-	if !equalRows(featuresOriginal, featuresRestored) {
+	if !closeRows(featuresOriginal, featuresRestored, tolerance) {
 		t.Error("a step after resuming gives different weights than the original's step: optimizer state not restored")
 	}
-	if equalRows(featuresOriginal, featuresFresh) {
-		t.Error("a fresh optimizer stepped exactly like the restored one: the check cannot see optimizer state")
+	if closeRows(featuresOriginal, featuresFresh, 100*tolerance) {
+		t.Error("a fresh optimizer stepped like the restored one: the check cannot see optimizer state")
 	}
+}
+
+func closeRows(a, b [][]float32, tolerance float64) bool {
+	return slices.EqualFunc(a, b, func(x, y []float32) bool {
+		return slices.EqualFunc(x, y, func(p, q float32) bool { return math.Abs(float64(p-q)) <= tolerance })
+	})
 }
 
 func equalRows(a, b [][]float32) bool {

@@ -17,6 +17,7 @@ type evalFlags struct {
 	featuresQuery, featuresGallery string
 	rerank, asJSON                 bool
 	rerankOptions                  eval.RerankOptions
+	protocol                       string
 	visualize                      int
 	out                            string
 	batchSize                      int
@@ -49,6 +50,7 @@ read from Q.txt and G.txt beside them, or the rows follow the data set's sorted 
 	flags.IntVar(&f.rerankOptions.K1, "k1", 20, "re-ranking k1")
 	flags.IntVar(&f.rerankOptions.K2, "k2", 6, "re-ranking k2")
 	flags.Float64Var(&f.rerankOptions.Lambda, "lambda", 0.3, "re-ranking weight of the original distance")
+	flags.StringVar(&f.protocol, "protocol", "cross-camera", "cross-camera (Market-1501) or same-camera (true matches only in the query's camera)")
 	flags.BoolVar(&f.asJSON, "json", false, "print the metrics as one JSON object")
 	flags.IntVar(&f.visualize, "visualize", 0, "write pictures of this many queries with their top 10 (needs --out)")
 	flags.StringVar(&f.out, "out", "", "directory for --visualize pictures")
@@ -64,6 +66,10 @@ func runEval(cmd *cobra.Command, g *globals, f *evalFlags) error {
 	ctx := cmd.Context()
 	if f.visualize > 0 && f.out == "" {
 		return fmt.Errorf("eval: --visualize needs --out DIR")
+	}
+	protocol, err := eval.ParseProtocol(f.protocol)
+	if err != nil {
+		return err
 	}
 	useFeatures := f.featuresQuery != "" || f.featuresGallery != ""
 	switch {
@@ -109,11 +115,11 @@ func runEval(cmd *cobra.Command, g *globals, f *evalFlags) error {
 	}
 	began = time.Now()
 	metrics, distances, err := eval.EvaluateFeatures(ctx, queryFeatures, galleryFeatures, eval.Labels(query), eval.Labels(gallery),
-		eval.Options{Rerank: f.rerank, RerankOptions: f.rerankOptions})
+		eval.Options{Rerank: f.rerank, RerankOptions: f.rerankOptions, Protocol: protocol})
 	if err != nil {
 		return err
 	}
-	slog.Info("evaluated", "queries", metrics.Queries, "skipped_queries", metrics.Skipped, "rerank", f.rerank,
+	slog.Info("evaluated", "protocol", protocol, "queries", metrics.Queries, "skipped_queries", metrics.Skipped, "rerank", f.rerank,
 		"took", time.Since(began).Round(time.Millisecond))
 	if f.visualize > 0 {
 		written, err := eval.Visualize(ctx, f.out, distances, query, gallery, f.visualize, 10)

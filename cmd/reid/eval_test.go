@@ -19,7 +19,7 @@ import (
 	"github.com/reid-project/reid/model"
 )
 
-func runReid(t *testing.T, args ...string) (string, error) {
+func runReid(t testing.TB, args ...string) (string, error) {
 	t.Helper()
 	root := newRootCommand()
 	var out bytes.Buffer

@@ -12,6 +12,7 @@ import (
 )
 
 func main() {
+	reexecWithRuntimeEnvironment()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := newRootCommand().ExecuteContext(ctx)
 	stop()

@@ -33,17 +33,7 @@ func BenchmarkPipeline(b *testing.B) {
 }
 
 func benchmarkPipelineOnce(b *testing.B) {
-	dataDir := b.TempDir()
-	root := newRootCommand()
-	root.SetArgs([]string{"--data-dir", dataDir, "--log-level", "warn", "model", "import", "--arch", "osnet_x0_25",
-		"--weights", testassets.Path(b, "models/reid/osnet_x0_25_msmt17.pth")})
-	if err := root.Execute(); err != nil {
-		b.Fatal(err)
-	}
-	options := config.Default()
-	options.DataDir = dataDir
-	options.SharedDir = testassets.SharedDir()
-	options.Stream.EmbeddedAddr = "127.0.0.1:0"
+	options := loadOptions(b, pipelineFixture(b))
 	options.Ingest.Timestamps = "wallclock"
 	ctx := context.Background()
 	conn, closeBroker, err := openStream(ctx, options, true)

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 }
 
 // pipelineFixture is a data dir with the shared OSNet model imported and active.
-func pipelineFixture(t *testing.T) (dataDir string) {
+func pipelineFixture(t testing.TB) (dataDir string) {
 	t.Helper()
 	dataDir = t.TempDir()
 	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
@@ -56,7 +56,7 @@ func pipelineFixture(t *testing.T) (dataDir string) {
 	return dataDir
 }
 
-func loadOptions(t *testing.T, dataDir string) config.Options {
+func loadOptions(t testing.TB, dataDir string) config.Options {
 	t.Helper()
 	options, err := config.Load("", os.Environ(), nil, nil)
 	if err != nil {

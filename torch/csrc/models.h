@@ -167,7 +167,7 @@ struct ChannelGateImpl : nn::Module {
     fc2 = register_module("fc2", nn::Conv2d(nn::Conv2dOptions(channels / 16, channels, 1).bias(true)));
   }
   torch::Tensor forward(torch::Tensor x) {
-    auto g = torch::adaptive_avg_pool2d(x, {1, 1});
+    auto g = x.mean({2, 3}, /*keepdim=*/true);  // = adaptive_avg_pool2d(x, 1), deterministic backward
     g = torch::sigmoid(fc2((fc1(g)).relu_()));
     return x * g;
   }

@@ -89,8 +89,9 @@ class CudaAutocast {
   bool enabled_;
 };
 
-// Turns TF32 off for the scope when a CUDA model asked for exact fp32 (Precision "fp32"): cuDNN
-// convolutions otherwise default to TF32 on Ampere and later, about 1e-3 relative error.
+// Exact fp32 on CUDA for the scope (Precision "fp32"): TF32 off (cuDNN convolutions otherwise use
+// it on Ampere and later, about 1e-3 relative error), deterministic cuDNN algorithms instead of
+// the autotuned ones, so that results repeat.
 class StrictFloat32 {
  public:
   explicit StrictFloat32(bool enable) : enabled_(enable) {
@@ -98,21 +99,27 @@ class StrictFloat32 {
     auto &ctx = at::globalContext();
     cudnn_ = ctx.allowTF32CuDNN();
     cublas_ = ctx.allowTF32CuBLAS();
+    deterministic_ = ctx.deterministicCuDNN();
+    benchmark_ = ctx.benchmarkCuDNN();
     ctx.setAllowTF32CuDNN(false);
     ctx.setAllowTF32CuBLAS(false);
+    ctx.setDeterministicCuDNN(true);
+    ctx.setBenchmarkCuDNN(false);
   }
   ~StrictFloat32() {
     if (!enabled_) return;
     auto &ctx = at::globalContext();
     ctx.setAllowTF32CuDNN(cudnn_);
     ctx.setAllowTF32CuBLAS(cublas_);
+    ctx.setDeterministicCuDNN(deterministic_);
+    ctx.setBenchmarkCuDNN(benchmark_);
   }
   StrictFloat32(const StrictFloat32 &) = delete;
   StrictFloat32 &operator=(const StrictFloat32 &) = delete;
 
  private:
   bool enabled_;
-  bool cudnn_ = true, cublas_ = false;
+  bool cudnn_ = true, cublas_ = false, deterministic_ = false, benchmark_ = false;
 };
 
 std::string shape_string(const torch::Tensor &t) {
@@ -195,6 +202,9 @@ int rt_thread_init(int threads, int device_type, int device_index, char **err) {
       }
       c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
           ->setDevice(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device_index)));
+      // Autotuned cuDNN algorithms, as torch.backends.cudnn.benchmark = True: the input size of
+      // re-id batches is fixed, so the search is paid once.
+      at::globalContext().setBenchmarkCuDNN(true);
     }
   });
 }
@@ -217,7 +227,7 @@ int rt_model_new(const rt_model_config *cfg, rt_model **out, char **err) {
     model->device = make_device(cfg->device_type, cfg->device_index);
     model->autocast = cfg->device_type == 1 && cfg->bf16 != 0;
     model->strict_fp32 = cfg->device_type == 1 && cfg->bf16 == 0;
-    model->channels_last = (cfg->device_type == 1 || std::getenv("REID_TORCH_CL") != nullptr) && cfg->channels_last != 0;
+    model->channels_last = cfg->device_type == 1 && cfg->channels_last != 0;
     model->net->to(model->device);
     model->net->eval();
     model->apply_memory_format();
@@ -293,8 +303,17 @@ int rt_model_train(rt_model *m, int train, char **err) {
 int rt_model_forward(rt_model *m, const uint8_t *pix, int64_t n, int64_t h, int64_t w, int train,
                      int flip, int normalize, float *out, char **err) {
   return guarded(err, [&] {
+    // Eval forwards run in inference mode (no autograd bookkeeping at all); train-mode ones only
+    // without gradients, because BatchNorm updates its running statistics in place.
+    c10::optional<c10::InferenceMode> inference;
+    if (!train) inference.emplace();
     torch::NoGradGuard no_grad;
-    bool was_training = m->net->is_training();
+    // Restores the module's mode on every exit, exceptions included.
+    struct ModeGuard {
+      reid::NetImpl &net;
+      bool was_training;
+      ~ModeGuard() { net.train(was_training); }
+    } mode{*m->net, m->net->is_training()};
     m->net->train(train != 0);
     torch::Tensor features;
     {
@@ -304,7 +323,6 @@ int rt_model_forward(rt_model *m, const uint8_t *pix, int64_t n, int64_t h, int6
       features = m->net->forward(x).to(torch::kFloat);
       if (flip) features = features + m->net->forward(x.flip({3})).to(torch::kFloat);
     }
-    m->net->train(was_training);
     if (normalize) {
       features = torch::nn::functional::normalize(features, torch::nn::functional::NormalizeFuncOptions().dim(1));
     }

@@ -188,6 +188,21 @@ def cmd_resnet(args):
     features.astype(np.float32).tofile(args.features)
 
 
+def cmd_dtypes(args):
+    """A state dict exercising the tensor types and layouts ReadStateDict must convert."""
+    from collections import OrderedDict
+    base = torch.arange(6, dtype=torch.float32).reshape(2, 3) / 4
+    state = OrderedDict([
+        ("half", base.half()),
+        ("bfloat", base[0].bfloat16()),
+        ("double", base.double() * 2),
+        ("transposed", base.t()),  # a strided view of a 2x3 storage
+        ("offset", base.reshape(-1)[2:5]),  # a view with a storage offset
+        ("count", torch.tensor(7, dtype=torch.long)),
+    ])
+    torch.save(state, args.out, _use_new_zipfile_serialization=not args.legacy)
+
+
 def cmd_bench(args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -283,6 +298,9 @@ def main():
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--features", required=True)
+    p = sub.add_parser("dtypes")
+    p.add_argument("--out", required=True)
+    p.add_argument("--legacy", action="store_true")
     p = sub.add_parser("bench")
     p.add_argument("--arch", required=True)
     p.add_argument("--batch", type=int, default=32)
@@ -300,7 +318,7 @@ def main():
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--compile", action="store_true")
     args = parser.parse_args()
-    {"resnet": cmd_resnet, "bench": cmd_bench, "train-bench": cmd_train_bench}[args.cmd](args)
+    {"resnet": cmd_resnet, "dtypes": cmd_dtypes, "bench": cmd_bench, "train-bench": cmd_train_bench}[args.cmd](args)
 
 
 if __name__ == "__main__":
