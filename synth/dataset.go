@@ -53,6 +53,12 @@ func (o *DatasetOptions) setDefaults() {
 	}
 }
 
+// Validate reports bad options (after defaults) before any work is done.
+func (o DatasetOptions) Validate() error {
+	o.setDefaults()
+	return o.validate()
+}
+
 func (o DatasetOptions) validate() error {
 	var problems []error
 	if o.Identities < 2 {

@@ -125,6 +125,25 @@ func TestDatasetOptionsRejected(t *testing.T) {
 		if _, err := WriteDataset(context.Background(), t.TempDir(), library, options); err == nil {
 			t.Errorf("options %+v accepted", options)
 		}
+		if options.Validate() == nil {
+			t.Errorf("Validate accepts %+v", options)
+		}
+	}
+	for _, options := range []VideoOptions{
+		{Seconds: -1},
+		{Cameras: 200},
+		{Width: 100, Height: 50},
+		{FPS: 500},
+	} {
+		if _, err := WriteVideos(context.Background(), t.TempDir(), library, options); err == nil {
+			t.Errorf("video options %+v accepted", options)
+		}
+		if options.Validate() == nil {
+			t.Errorf("Validate accepts video options %+v", options)
+		}
+	}
+	if (DatasetOptions{}).Validate() != nil || (VideoOptions{}).Validate() != nil {
+		t.Error("the defaults do not validate")
 	}
 	if _, err := WriteDataset(context.Background(), t.TempDir(), &Library{}, DatasetOptions{}); err == nil {
 		t.Error("an empty library was accepted")

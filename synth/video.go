@@ -57,6 +57,12 @@ func (o *VideoOptions) setDefaults() {
 	}
 }
 
+// Validate reports bad options (after defaults) before any work is done.
+func (o VideoOptions) Validate() error {
+	o.setDefaults()
+	return o.validate()
+}
+
 func (o VideoOptions) validate() error {
 	var problems []error
 	if o.Cameras < 1 || o.Cameras > 99 {

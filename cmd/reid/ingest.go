@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/reid-project/reid/config"
-	"github.com/reid-project/reid/cropstore"
-	"github.com/reid-project/reid/detector"
 	"github.com/reid-project/reid/ingest"
 )
 
@@ -78,25 +75,11 @@ func newIngestCommand(g *globals) *cobra.Command {
 }
 
 func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFrames int64, asJSON bool) error {
-	modelsDir := options.Detector.ModelsDir
-	if modelsDir == "" {
-		modelsDir = filepath.Join(options.SharedDir, "models", "detector")
-	}
-	detector.SetThreads(options.Detector.Threads)
-	store, err := cropstore.OpenLocal(filepath.Join(options.DataDir, "crops"))
+	store, err := openCropStore(options)
 	if err != nil {
 		return err
 	}
-	ingester, err := ingest.New(ingest.Options{
-		Ingest:  options.Ingest,
-		Tracker: options.Tracker,
-		Crops:   options.Crops,
-		NewDetector: func() (ingest.Detector, error) {
-			return detector.New(options.Detector, modelsDir)
-		},
-		Sink:      store,
-		MaxFrames: maxFrames,
-	})
+	ingester, err := newIngester(options, store, maxFrames)
 	if err != nil {
 		return err
 	}

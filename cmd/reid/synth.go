@@ -58,6 +58,9 @@ func newSynthDatasetCommand(g *globals) *cobra.Command {
 			if out == "" {
 				return fmt.Errorf("synth dataset: --out is required")
 			}
+			if err := datasetOptions.Validate(); err != nil {
+				return fmt.Errorf("synth dataset: %w", err)
+			}
 			library, err := harvestLibrary(cmd.Context(), options)
 			if err != nil {
 				return err
@@ -98,6 +101,9 @@ func newSynthVideoCommand(g *globals) *cobra.Command {
 			}
 			if out == "" {
 				return fmt.Errorf("synth video: --out is required")
+			}
+			if err := videoOptions.Validate(); err != nil {
+				return fmt.Errorf("synth video: %w", err)
 			}
 			library, err := harvestLibrary(cmd.Context(), options)
 			if err != nil {
