@@ -292,15 +292,20 @@ func copyFile(ctx context.Context, from, to string) (string, error) {
 	return hex.EncodeToString(hash.Sum(nil)), nil
 }
 
+// writeAtomic replaces path with data through a uniquely named temporary file, so concurrent
+// writers (two promotions at once) never share a half-written file.
 func writeAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	file, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
 		return fmt.Errorf("model registry: %w", err)
 	}
-	file, err := os.Open(tmp)
+	tmp := file.Name()
+	_, err = file.Write(data)
 	if err == nil {
 		err = file.Sync()
-		file.Close()
+	}
+	if closeErr := file.Close(); err == nil {
+		err = closeErr
 	}
 	if err == nil {
 		err = os.Rename(tmp, path)

@@ -35,3 +35,8 @@ $GO run ./lookup/loadtest -vectors 100000 -clients 50 -requests 3000 -duration 6
 # Synth: the default-size synthetic data set as a benchmark for the shared OSNet x0.25 (cross- and
 # same-camera mAP, chance), the figures in docs/SYNTH.md.
 SYNTH_BENCH_IDENTITIES=200 $GO test -count=1 -run UsefulBenchmark -v ./synth/ | grep 'identities,'
+
+# Pipeline (issue 5) and search quality (issue 7): vtest.avi through the embedded broker, embedder and
+# embedded index: crops/s, frame-to-searchable p50/p99, embedder overhead against the raw model on
+# the same crops; then precision@5 of same-track search over vtest's tracks.
+$GO test -run '^$' -bench 'Pipeline|SearchQuality' -benchtime 1x ./cmd/reid

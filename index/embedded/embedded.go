@@ -482,12 +482,15 @@ func (ix *Index) Active(ctx context.Context) (index.Version, error) {
 	return ix.describe(v), nil
 }
 
+// describe never holds both locks at once: DropVersion and Close take the table lock and then a
+// version's, so taking them in the other order here could deadlock.
 func (ix *Index) describe(v *version) index.Version {
+	ix.mu.RLock()
+	active := ix.active == v.name
+	ix.mu.RUnlock()
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	ix.mu.RLock()
-	defer ix.mu.RUnlock()
-	return index.Version{Name: v.name, Dim: v.dim, Count: v.gallery.live, Active: ix.active == v.name}
+	return index.Version{Name: v.name, Dim: v.dim, Count: v.gallery.live, Active: active}
 }
 
 // Versions lists every gallery by name.
