@@ -13,6 +13,7 @@ import (
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/ingest"
+	"github.com/reid-project/reid/stream"
 )
 
 func newIngestCommand(g *globals) *cobra.Command {
@@ -75,17 +76,43 @@ func newIngestCommand(g *globals) *cobra.Command {
 }
 
 func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFrames int64, asJSON bool) error {
-	store, err := openCropStore(options)
-	if err != nil {
-		return err
+	// With Kafka configured, ingest is the first stage of the distributed pipeline and produces to
+	// the crops topic (the archiver keeps the crops); alone, it writes straight to the crop store.
+	var sink ingest.Sink
+	destination := ""
+	var producer *stream.Producer
+	if len(options.Stream.Brokers) > 0 {
+		conn, closeStream, err := openStream(ctx, options, false)
+		if err != nil {
+			return err
+		}
+		defer closeStream()
+		if producer, err = stream.NewProducer(conn, stream.ProducerOptionsFrom(options.Stream)); err != nil {
+			return err
+		}
+		sink, destination = producer, "produced to topic "+options.Stream.CropsTopic
+	} else {
+		store, err := openCropStore(options)
+		if err != nil {
+			return err
+		}
+		sink, destination = store, "crops stored under "+store.Root()
 	}
-	ingester, err := newIngester(options, store, maxFrames)
+	ingester, err := newIngester(options, sink, maxFrames)
 	if err != nil {
 		return err
 	}
 	stopProgress := startProgress(ingester)
 	runErr := ingester.Run(ctx, options.Cameras)
 	stopProgress()
+	if producer != nil {
+		// Flush even after a signal: what ingest accepted must reach the broker.
+		flushCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if err := producer.Close(flushCtx); err != nil {
+			runErr = errors.Join(runErr, err)
+		}
+		cancel()
+	}
 	stats := ingester.Stats()
 	if asJSON {
 		encoder := json.NewEncoder(out)
@@ -101,7 +128,7 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 					camera.Camera, camera.Frames, camera.Detections, camera.Crops, camera.Tracks, camera.FPS, camera.Reconnects)
 			}
 		}
-		fmt.Fprintf(out, "crops stored under %s\n", store.Root())
+		fmt.Fprintln(out, destination)
 	}
 	return runErr
 }
