@@ -108,6 +108,8 @@ type Index struct {
 	snapshots chan *version
 	stop      chan struct{}
 	done      sync.WaitGroup
+	// lock holds the directory's advisory lock until Close.
+	lock *os.File
 }
 
 var _ index.Index = (*Index)(nil)
@@ -154,6 +156,20 @@ func Open(dir string, options Options) (*Index, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded index: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	ix, err := open(dir, options)
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	ix.lock = lock
+	return ix, nil
+}
+
+func open(dir string, options Options) (*Index, error) {
 	ix := &Index{
 		dir:       dir,
 		options:   options,
@@ -904,5 +920,9 @@ func (ix *Index) Close() error {
 		v.mu.Lock() // waits for writes in flight
 		v.mu.Unlock()
 	}
-	return ix.closeVersions()
+	err := ix.closeVersions()
+	if ix.lock != nil {
+		ix.lock.Close()
+	}
+	return err
 }

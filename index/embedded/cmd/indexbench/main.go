@@ -320,6 +320,9 @@ func run(s settings) error {
 		return err
 	}
 	if s.skipFaiss {
+		for _, point := range sweep {
+			fmt.Printf("go hnsw efSearch %d: p50 %.3f ms  recall@10 %.4f\n", point.EfSearch, point.P50Millis, point.Recall)
+		}
 		return nil
 	}
 	faiss, err := runFaiss(s, basePath, queryPath, false)
