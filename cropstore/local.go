@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/reid-project/reid/internal/atomicfile"
 )
 
 // Local keeps crops as files under one root directory. It is safe for concurrent use: every write
@@ -72,23 +74,7 @@ func (s *Local) Put(ctx context.Context, record CropRecord) error {
 }
 
 func writeAtomic(path string, data []byte) error {
-	file, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return fmt.Errorf("crop store: %w", err)
-	}
-	tmp := file.Name()
-	_, err = file.Write(data)
-	if err == nil {
-		err = file.Sync()
-	}
-	if closeErr := file.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("crop store: write %s: %w", filepath.Base(path), err)
 	}
 	return nil

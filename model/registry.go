@@ -27,6 +27,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/reid-project/reid/internal/atomicfile"
 )
 
 // Metadata describes one model version.
@@ -292,26 +294,8 @@ func copyFile(ctx context.Context, from, to string) (string, error) {
 	return hex.EncodeToString(hash.Sum(nil)), nil
 }
 
-// writeAtomic replaces path with data through a uniquely named temporary file, so concurrent
-// writers (two promotions at once) never share a half-written file.
 func writeAtomic(path string, data []byte) error {
-	file, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("model registry: %w", err)
-	}
-	tmp := file.Name()
-	_, err = file.Write(data)
-	if err == nil {
-		err = file.Sync()
-	}
-	if closeErr := file.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.Write(path, data); err != nil {
 		return fmt.Errorf("model registry: %w", err)
 	}
 	return nil

@@ -1,0 +1,110 @@
+package cropstore
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestIDRoundTrip(t *testing.T) {
+	when := time.Date(2026, 11, 27, 8, 30, 15, 123456000, time.UTC)
+	cases := []struct {
+		camera    string
+		frame     int64
+		detection int
+	}{
+		{"gate", 0, 0},
+		{"gate_north.2", 795, 7},
+		{"cam-1", 1 << 40, 12},
+	}
+	for _, tc := range cases {
+		id := NewID(tc.camera, when, tc.frame, tc.detection)
+		parsed, err := ParseID(id)
+		if err != nil {
+			t.Fatalf("ParseID(%q): %v", id, err)
+		}
+		want := ParsedID{Camera: tc.camera, Time: when, Frame: tc.frame, Detection: tc.detection}
+		if parsed != want {
+			t.Errorf("ParseID(%q) = %+v, want %+v", id, parsed, want)
+		}
+	}
+}
+
+func TestParseIDRejects(t *testing.T) {
+	for _, id := range []string{
+		"", "../../etc/passwd", "gate_20261127T083015123456_1", "../_20261127T083015123456_1_0",
+		"gate/x_20261127T083015123456_1_0", "gate_2026112T083015123456_1_0", "gate_20261127T083015123456_-1_0",
+		"gate_20261127T083015123456_01_0", "gate_20261127T083015123456_1_x", "gate_20261399T083015123456_1_0",
+	} {
+		if _, err := ParseID(id); !errors.Is(err, ErrInvalidID) {
+			t.Errorf("ParseID(%q) = %v, want ErrInvalidID", id, err)
+		}
+	}
+}
+
+func TestLocalStore(t *testing.T) {
+	ctx := context.Background()
+	store, err := OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 11, 27, 23, 59, 59, 0, time.UTC)
+	var ids []string
+	for i, camera := range []string{"gate", "gate", "lobby"} {
+		when := base.Add(time.Duration(i) * time.Second) // the third crop falls on the next day
+		record := CropRecord{ID: NewID(camera, when, int64(i), 0), Camera: camera, Time: when, Frame: int64(i),
+			Box: Box{X: 1, Y: 2, Width: 3, Height: 4}, Score: 0.9, Track: 7, Detector: "yolo-fastest", JPEG: []byte{0xFF, 0xD8, byte(i), 0xFF, 0xD9}}
+		if err := store.Put(ctx, record); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, record.ID)
+	}
+	got, err := store.Get(ctx, ids[1])
+	if err != nil || got.Frame != 1 || got.Box.Height != 4 || got.JPEG[2] != 1 || got.Detector != "yolo-fastest" {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	cameras, err := store.Cameras(ctx)
+	if err != nil || len(cameras) != 2 || cameras[0] != "gate" || cameras[1] != "lobby" {
+		t.Fatalf("Cameras = %v, %v", cameras, err)
+	}
+	var walked []string
+	if err := store.Walk(ctx, Filter{Camera: "gate", From: base.Add(500 * time.Millisecond)}, func(record CropRecord) error {
+		walked = append(walked, record.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(walked) != 1 || walked[0] != ids[1] {
+		t.Fatalf("Walk(gate, from) = %v, want [%s]", walked, ids[1])
+	}
+	// A record whose id names another camera, an empty image or an escaping id never lands.
+	bad := []CropRecord{
+		{ID: ids[0], Camera: "lobby", JPEG: []byte{1}},
+		{ID: NewID("gate", base, 9, 0), Camera: "gate"},
+		{ID: "../../x_20261127T083015123456_1_0", Camera: "..", JPEG: []byte{1}},
+	}
+	for _, record := range bad {
+		if err := store.Put(ctx, record); err == nil {
+			t.Errorf("Put(%+v) accepted", record)
+		}
+	}
+	if err := store.Delete(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Get(ctx, ids[0]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get after Delete = %v, want ErrNotFound", err)
+	}
+	if err := store.Delete(ctx, ids[0]); err != nil {
+		t.Fatalf("second Delete = %v, want nil", err)
+	}
+	leftovers, _ := filepath.Glob(filepath.Join(store.Root(), "*", "*", ".*"))
+	if len(leftovers) != 0 {
+		t.Fatalf("temporary files left: %v", leftovers)
+	}
+	if _, err := os.Stat(filepath.Join(store.Root(), "lobby", "20261128")); err != nil {
+		t.Fatalf("crop not filed under its day: %v", err)
+	}
+}
