@@ -100,3 +100,12 @@ func openModel(ctx context.Context, options config.Options, version string) (*lo
 	slog.Info("model loaded", "version", entry.ID, "arch", entry.Arch, "device", device.Name(), "threads", device.Threads())
 	return &loadedModel{device: device, network: network, version: entry}, nil
 }
+
+// detectorModelsDir is where the detector's model files are: detector.models_dir, or the shared
+// assets' models/detector.
+func detectorModelsDir(options config.Options) string {
+	if options.Detector.ModelsDir != "" {
+		return options.Detector.ModelsDir
+	}
+	return filepath.Join(options.SharedDir, "models", "detector")
+}

@@ -24,6 +24,15 @@ func openRegistry(options config.Options) (*model.Registry, error) {
 	return model.Open(filepath.Join(options.DataDir, "models"))
 }
 
+// registry loads the configuration of cmd and opens the model registry under its data dir.
+func (g *globals) registry(cmd *cobra.Command) (*model.Registry, error) {
+	options, err := g.load(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return openRegistry(options)
+}
+
 // openDevice starts the torch worker the configuration asks for.
 func openDevice(options config.Options) (*torch.Device, error) {
 	return torch.Open(torch.Params{Device: options.Torch.Device, Threads: options.Torch.Threads})
@@ -146,11 +155,7 @@ func newModelListCommand(g *globals) *cobra.Command {
 		Short: "List model versions; * marks the active one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			options, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			registry, err := openRegistry(options)
+			registry, err := g.registry(cmd)
 			if err != nil {
 				return err
 			}
@@ -184,11 +189,7 @@ func newModelShowCommand(g *globals) *cobra.Command {
 		Short: "Print a version's metadata as JSON (default: the active version)",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			options, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			registry, err := openRegistry(options)
+			registry, err := g.registry(cmd)
 			if err != nil {
 				return err
 			}
@@ -213,11 +214,7 @@ func newModelPromoteCommand(g *globals) *cobra.Command {
 		Short: "Make VERSION the active model version",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			options, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			registry, err := openRegistry(options)
+			registry, err := g.registry(cmd)
 			if err != nil {
 				return err
 			}

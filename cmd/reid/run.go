@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -232,10 +231,7 @@ func waitCaughtUp(ctx context.Context, produced int64, consumers ...*stream.Cons
 
 // newIngester builds the ingest stage writing crops to sink.
 func newIngester(options config.Options, sink ingest.Sink, maxFrames int64) (*ingest.Ingester, error) {
-	modelsDir := options.Detector.ModelsDir
-	if modelsDir == "" {
-		modelsDir = filepath.Join(options.SharedDir, "models", "detector")
-	}
+	modelsDir := detectorModelsDir(options)
 	detector.SetThreads(options.Detector.Threads)
 	return ingest.New(ingest.Options{
 		Ingest:  options.Ingest,

@@ -26,11 +26,24 @@ func newSynthCommand(g *globals) *cobra.Command {
 }
 
 // harvestLibrary collects the bodies and background plates every synth command draws from.
-func harvestLibrary(ctx context.Context, options config.Options) (*synth.Library, error) {
-	modelsDir := options.Detector.ModelsDir
-	if modelsDir == "" {
-		modelsDir = filepath.Join(options.SharedDir, "models", "detector")
+// synthLibrary checks a synth subcommand's --out and options before the slow harvest, then
+// harvests the bodies and backgrounds every synth command draws from.
+func (g *globals) synthLibrary(cmd *cobra.Command, name, out string, invalid error) (*synth.Library, error) {
+	options, err := g.load(cmd)
+	if err != nil {
+		return nil, err
 	}
+	if out == "" {
+		return nil, fmt.Errorf("synth %s: --out is required", name)
+	}
+	if invalid != nil {
+		return nil, fmt.Errorf("synth %s: %w", name, invalid)
+	}
+	return harvestLibrary(cmd.Context(), options)
+}
+
+func harvestLibrary(ctx context.Context, options config.Options) (*synth.Library, error) {
+	modelsDir := detectorModelsDir(options)
 	people, err := synth.HarvestDetector(modelsDir)
 	if err != nil {
 		return nil, err
@@ -51,17 +64,7 @@ func newSynthDatasetCommand(g *globals) *cobra.Command {
 		Short: "Write a Market-1501 layout data set (bounding_box_train, bounding_box_test, query)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			options, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			if out == "" {
-				return fmt.Errorf("synth dataset: --out is required")
-			}
-			if err := datasetOptions.Validate(); err != nil {
-				return fmt.Errorf("synth dataset: %w", err)
-			}
-			library, err := harvestLibrary(cmd.Context(), options)
+			library, err := g.synthLibrary(cmd, "dataset", out, datasetOptions.Validate())
 			if err != nil {
 				return err
 			}
@@ -95,17 +98,7 @@ func newSynthVideoCommand(g *globals) *cobra.Command {
 		Short: "Write camera videos of identities walking from camera to camera, with ground_truth.json",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			options, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			if out == "" {
-				return fmt.Errorf("synth video: --out is required")
-			}
-			if err := videoOptions.Validate(); err != nil {
-				return fmt.Errorf("synth video: %w", err)
-			}
-			library, err := harvestLibrary(cmd.Context(), options)
+			library, err := g.synthLibrary(cmd, "video", out, videoOptions.Validate())
 			if err != nil {
 				return err
 			}
