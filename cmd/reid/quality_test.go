@@ -3,7 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"math"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -12,11 +15,24 @@ import (
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/synth"
 )
 
-// trackPrecision measures what an investigator sees: for one crop (the middle one) of every track
-// with at least minCrops crops, how many of the top k other results belong to the same track.
-func trackPrecision(t testing.TB, options config.Options, k, minCrops int) (mean float64, tracks int) {
+// searchQuality is what an investigator sees when searching with one crop (the middle one) of every
+// track with at least minCrops crops:
+//   - sameTrack: the share of the top k other results that are crops of the same track;
+//   - with identity (ground truth, -1 for unknown), sameIdentity: the share of the top k that show
+//     the same person, and crossCamera: the same share among the top k of the other cameras (the
+//     "where else was this person seen" search), over queries whose person was captured elsewhere.
+type searchQuality struct {
+	tracks       int
+	sameTrack    float64
+	sameIdentity float64
+	crossCamera  float64
+	crossQueries int
+}
+
+func measureSearchQuality(t testing.TB, options config.Options, k, minCrops int, identity func(cropstore.CropRecord) int) searchQuality {
 	t.Helper()
 	ctx := context.Background()
 	store, err := openCropStore(options)
@@ -27,10 +43,21 @@ func trackPrecision(t testing.TB, options config.Options, k, minCrops int) (mean
 		camera string
 		track  int64
 	}
-	byTrack := map[trackKey][]string{}
+	byTrack := map[trackKey][]cropstore.CropRecord{}
+	byID := map[string]cropstore.CropRecord{}
+	seenIn := map[int]map[string]bool{} // identity -> cameras with crops of it
 	if err := store.Walk(ctx, cropstore.Filter{}, func(record cropstore.CropRecord) error {
 		key := trackKey{record.Camera, record.Track}
-		byTrack[key] = append(byTrack[key], record.ID)
+		byTrack[key] = append(byTrack[key], record)
+		byID[record.ID] = record
+		if identity != nil {
+			if person := identity(record); person >= 0 {
+				if seenIn[person] == nil {
+					seenIn[person] = map[string]bool{}
+				}
+				seenIn[person][record.Camera] = true
+			}
+		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -40,38 +67,65 @@ func trackPrecision(t testing.TB, options config.Options, k, minCrops int) (mean
 		t.Fatal(err)
 	}
 	defer vectors.Close()
-	var sum float64
-	for key, ids := range byTrack {
-		if len(ids) < minCrops {
-			continue
-		}
-		sort.Strings(ids)
-		query := ids[len(ids)/2]
-		items, err := vectors.Get(ctx, "", []string{query})
+	search := func(query cropstore.CropRecord, filter index.Filter) []cropstore.CropRecord {
+		items, err := vectors.Get(ctx, "", []string{query.ID})
 		if err != nil || len(items) != 1 {
-			t.Fatalf("crop %s not indexed: %v", query, err)
+			t.Fatalf("crop %s not indexed: %v", query.ID, err)
 		}
-		results, err := vectors.Search(ctx, "", index.Query{Vectors: [][]float32{items[0].Vector}, K: k + 1})
+		results, err := vectors.Search(ctx, "", index.Query{Vectors: [][]float32{items[0].Vector}, K: k + 1, Filter: filter})
 		if err != nil {
 			t.Fatal(err)
 		}
-		hits, seen := 0, 0
+		var found []cropstore.CropRecord
 		for _, match := range results[0] {
-			if match.ID == query || seen == k {
-				continue
-			}
-			seen++
-			if match.Metadata.Camera == key.camera && match.Metadata.Track == key.track {
-				hits++
+			if match.ID != query.ID && len(found) < k {
+				found = append(found, byID[match.ID])
 			}
 		}
-		sum += float64(hits) / float64(k)
-		tracks++
+		return found
 	}
-	if tracks == 0 {
-		return 0, 0
+	var quality searchQuality
+	for key, records := range byTrack {
+		if len(records) < minCrops {
+			continue
+		}
+		sort.Slice(records, func(i, j int) bool { return records[i].ID < records[j].ID })
+		query := records[len(records)/2]
+		person := -1
+		if identity != nil {
+			person = identity(query)
+		}
+		var sameTrack, sameIdentity int
+		for _, result := range search(query, index.Filter{}) {
+			if result.Camera == key.camera && result.Track == key.track {
+				sameTrack++
+			}
+			if person >= 0 && identity(result) == person {
+				sameIdentity++
+			}
+		}
+		quality.tracks++
+		quality.sameTrack += float64(sameTrack) / float64(k)
+		quality.sameIdentity += float64(sameIdentity) / float64(k)
+		if person >= 0 && len(seenIn[person]) > 1 {
+			hits := 0
+			for _, result := range search(query, index.Filter{ExcludeCameras: []string{key.camera}}) {
+				if identity(result) == person {
+					hits++
+				}
+			}
+			quality.crossCamera += float64(hits) / float64(k)
+			quality.crossQueries++
+		}
 	}
-	return sum / float64(tracks), tracks
+	if quality.tracks > 0 {
+		quality.sameTrack /= float64(quality.tracks)
+		quality.sameIdentity /= float64(quality.tracks)
+	}
+	if quality.crossQueries > 0 {
+		quality.crossCamera /= float64(quality.crossQueries)
+	}
+	return quality
 }
 
 // BenchmarkSearchQuality indexes the whole of vtest.avi (a demo camera) and reports what the
@@ -89,14 +143,102 @@ func BenchmarkSearchQuality(b *testing.B) {
 			if err != nil {
 				b.Fatalf("reid run: %v\n%s", err, out)
 			}
-			var summary runSummary
-			if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &summary); err != nil || summary.Indexed < 500 {
-				b.Fatalf("summary %q: %v", out, err)
+			if summary := decodeRunSummary(b, out); summary.Indexed < 500 {
+				b.Fatalf("only %d crops indexed", summary.Indexed)
 			}
 		}
-		precision, tracks := trackPrecision(b, loadOptions(b, dataDir), 5, 6)
-		b.ReportMetric(precision, "precision@5")
-		b.ReportMetric(float64(tracks), "tracks")
-		b.Logf("precision@5 = %.3f over %d tracks (target >= 0.8 over >= 20)", precision, tracks)
+		quality := measureSearchQuality(b, loadOptions(b, dataDir), 5, 6, nil)
+		b.ReportMetric(quality.sameTrack, "precision@5")
+		b.ReportMetric(float64(quality.tracks), "tracks")
+		b.Logf("precision@5 = %.3f over %d tracks (target >= 0.8 over >= 20)", quality.sameTrack, quality.tracks)
 	}
+}
+
+// BenchmarkSyntheticCrossCamera runs `reid synth video` (three cameras, people walking from one to
+// the next, ground truth known) through `reid run`, then searches with one crop of every track and
+// scores the results against the ground truth: same track, same person, and same person among the
+// results of the other cameras (the cross-camera question the lookup page answers).
+func BenchmarkSyntheticCrossCamera(b *testing.B) {
+	for range b.N {
+		dataDir := pipelineFixture(b)
+		videoDir := filepath.Join(b.TempDir(), "video")
+		if out, err := runReid(b, "synth", "video", "--out", videoDir, "--cameras", "3", "--seconds", "120", "--identities", "12", "--seed", "7"); err != nil {
+			b.Fatalf("synth video: %v\n%s", err, out)
+		}
+		truthJSON, err := os.ReadFile(filepath.Join(videoDir, "ground_truth.json"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var truth synth.GroundTruth
+		if err := json.Unmarshal(truthJSON, &truth); err != nil {
+			b.Fatal(err)
+		}
+		var cameras strings.Builder
+		cameras.WriteString("cameras:\n")
+		cameraNumber := map[string]int{}
+		for _, video := range truth.Cameras {
+			id := strings.TrimSuffix(video.File, filepath.Ext(video.File))
+			cameraNumber[id] = video.Camera
+			fmt.Fprintf(&cameras, "  - id: %s\n    source: %s\n    start_time: \"2026-11-27T08:00:00Z\"\n", id, filepath.Join(videoDir, video.File))
+		}
+		configPath := filepath.Join(b.TempDir(), "cameras.yaml")
+		if err := os.WriteFile(configPath, []byte(cameras.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		out, err := runReid(b, "--config", configPath, "--data-dir", dataDir, "run", "--exit-when-done", "--serve=false", "--json")
+		if err != nil {
+			b.Fatalf("reid run: %v\n%s", err, out)
+		}
+		summary := decodeRunSummary(b, out)
+
+		type frameKey struct{ camera, frame int }
+		people := map[frameKey][]synth.GroundTruthPerson{}
+		for _, frame := range truth.Frames {
+			people[frameKey{frame.Camera, frame.Frame}] = frame.People
+		}
+		identity := func(record cropstore.CropRecord) int {
+			box := [4]float64{float64(record.Box.X), float64(record.Box.Y), float64(record.Box.X + record.Box.Width), float64(record.Box.Y + record.Box.Height)}
+			best, person := 0.5, -1
+			for _, candidate := range people[frameKey{cameraNumber[record.Camera], int(record.Frame)}] {
+				truthBox := [4]float64{float64(candidate.Box[0]), float64(candidate.Box[1]), float64(candidate.Box[2]), float64(candidate.Box[3])}
+				if overlap := boxIoU(box, truthBox); overlap >= best {
+					best, person = overlap, candidate.Identity
+				}
+			}
+			return person
+		}
+		quality := measureSearchQuality(b, loadOptions(b, dataDir), 5, 6, identity)
+		b.ReportMetric(quality.sameTrack, "track-precision@5")
+		b.ReportMetric(quality.sameIdentity, "person-precision@5")
+		b.ReportMetric(quality.crossCamera, "cross-camera-precision@5")
+		b.ReportMetric(float64(quality.tracks), "tracks")
+		b.Logf("%d crops of %d people in %d visits; over %d tracks: same-track precision@5 %.3f, same-person %.3f; "+
+			"other cameras only (%d queries): same-person precision@5 %.3f",
+			summary.Indexed, truth.Identities, len(truth.Visits), quality.tracks, quality.sameTrack, quality.sameIdentity,
+			quality.crossQueries, quality.crossCamera)
+	}
+}
+
+// boxIoU is the overlap of two [x1, y1, x2, y2) boxes.
+func boxIoU(a, b [4]float64) float64 {
+	width := math.Min(a[2], b[2]) - math.Max(a[0], b[0])
+	height := math.Min(a[3], b[3]) - math.Max(a[1], b[1])
+	if width <= 0 || height <= 0 {
+		return 0
+	}
+	intersection := width * height
+	return intersection / ((a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - intersection)
+}
+
+func decodeRunSummary(t testing.TB, out string) runSummary {
+	t.Helper()
+	var summary runSummary
+	start := strings.Index(out, "{")
+	if start < 0 {
+		t.Fatalf("no JSON summary in %q", out)
+	}
+	if err := json.Unmarshal([]byte(out[start:]), &summary); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	return summary
 }
