@@ -2,6 +2,7 @@ package lookup
 
 import (
 	"context"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -164,6 +165,11 @@ func TestBrowserSearch(t *testing.T) {
 	if first != third {
 		t.Errorf("after pivoting, the first result is %s, want the crop itself %s", first, third)
 	}
+	var address string
+	evaluate(`location.hash`, &address)
+	if want := "#crop=" + url.PathEscape(third); address != want {
+		t.Errorf("address after the pivot ends in %q, want %q (a crop search can be bookmarked)", address, want)
+	}
 	var history float64
 	evaluate(`document.querySelectorAll('#history li').length`, &history)
 	if history != 2 {
@@ -182,6 +188,19 @@ func TestBrowserSearch(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot after the pivot: %s", shot)
+
+	// A bookmarked crop search (#crop=ID) opens with that search, the key being remembered.
+	fifth := ids[4].(string)
+	step("open a bookmarked search", chromedp.Navigate(f.http.URL+"/#crop="+url.PathEscape(fifth)))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`document.getElementById('query-label').textContent === `+jsString(fifth)+
+			` && document.querySelectorAll('#results .result:not(.skeleton) .score .value').length > 0`)); err != nil {
+		t.Fatalf("bookmarked search for %s: %v", fifth, err)
+	}
+	evaluate(`document.querySelector('#results .result').dataset.crop`, &first)
+	if first != fifth {
+		t.Errorf("the bookmarked search's first result is %s, want the crop itself %s", first, fifth)
+	}
 
 	// A bad upload shows the server's message instead of failing silently.
 	badFile := filepath.Join(t.TempDir(), "broken.jpg")

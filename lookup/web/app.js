@@ -216,6 +216,10 @@ function setQuery(query, record) {
     el("span", "muted", "drop or click to replace"));
   $("query-label").textContent = query.label;
   $("search-button").disabled = false;
+  // A crop search has an address (#crop=ID) that can be bookmarked or sent to a colleague; an
+  // uploaded image has none.
+  const hash = query.kind === "crop" ? "#crop=" + encodeURIComponent(query.id) : "";
+  if (location.hash !== hash) history.replaceState(null, "", hash || location.pathname + location.search);
   if (record !== false) {
     state.history = state.history.slice(0, state.historyIndex + 1);
     state.history.push(query);
@@ -530,7 +534,11 @@ function init() {
     updateKeyButton();
     closeKeyPanel();
     clearError();
-    if (await loadCameras()) { if (state.query) search(); else browse(); }
+    if (await loadCameras()) {
+      if (state.query) search();
+      else if (hashCrop()) pivot(hashCrop());
+      else browse();
+    }
   });
   $("key-clear").addEventListener("click", () => {
     state.key = "";
@@ -566,8 +574,23 @@ function init() {
     clearTimeout(resizeTimer);
     resizeTimer = setTimeout(() => { if (state.results && !state.browsing) renderTimeline(state.results); }, 150);
   });
+  window.addEventListener("hashchange", () => {
+    const id = hashCrop();
+    if (id && !(state.query && state.query.kind === "crop" && state.query.id === id)) pivot(id);
+  });
   refreshStatus();
-  loadCameras().then((ok) => { if (ok) browse(); });
+  loadCameras().then((ok) => {
+    if (!ok) return;
+    const id = hashCrop();
+    if (id) pivot(id); else browse();
+  });
+}
+
+// hashCrop is the crop id in the page address (#crop=ID), or "".
+function hashCrop() {
+  const match = /^#crop=(.+)$/.exec(location.hash);
+  if (!match) return "";
+  try { return decodeURIComponent(match[1]); } catch { return ""; }
 }
 
 document.addEventListener("DOMContentLoaded", init);
