@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # `make demo` (after `make build`): the whole pipeline on one machine with the embedded defaults.
 #  1. import the shared OSNet x0.25 (MSMT17) re-id model as the first model version;
-#  2. `reid run` both shared videos as two cameras through the embedded Kafka-protocol broker,
-#     the embedder, the archiver and the embedded index, until every crop is searchable;
-#  3. a cross-camera search from the command line, and contact sheets of what was captured.
+#  2. `reid synth video`: three synthetic cameras that the same 12 people walk through in turn,
+#     made from the real people of the shared videos, with ground truth (docs/SYNTH.md);
+#  3. `reid run` the two shared videos and the three synthetic ones as five cameras through the
+#     embedded Kafka-protocol broker, the embedder, the archiver and the embedded index, until every
+#     crop is searchable;
+#  4. cross-camera searches from the command line, and contact sheets of what was captured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=$(realpath "${REID_SHARED:-../shared}")
@@ -19,7 +22,15 @@ if ! reid model show >/dev/null 2>&1; then
 fi
 reid model list
 
-# Both cameras share one clock so the timeline lines them up.
+# The shared videos each come from one camera with different people in them, so cross-camera
+# search is shown on synthetic cameras that the same people walk through.
+synth="$DATA/synth-video"
+if [[ ! -f $synth/ground_truth.json ]]; then
+	echo "== synthetic cameras (about a minute)"
+	reid synth video --out "$synth" --cameras 3 --seconds 120 --identities 12 --seed 7 >/dev/null
+fi
+
+# The cameras share one clock so the timeline lines them up.
 config="$DATA/demo-config.yaml"
 cat >"$config" <<YAML
 cameras:
@@ -29,25 +40,38 @@ cameras:
   - id: lobby
     source: $SHARED/video/one-by-one-person-detection.mp4
     start_time: "2026-11-27T08:01:00Z"
+  - id: gate
+    source: $synth/camera01.avi
+    start_time: "2026-11-27T08:05:00Z"
+  - id: hall
+    source: $synth/camera02.avi
+    start_time: "2026-11-27T08:05:00Z"
+  - id: yard
+    source: $synth/camera03.avi
+    start_time: "2026-11-27T08:05:00Z"
 YAML
 
-echo "== reid run: two cameras -> embedded broker -> embedder + archiver -> embedded index"
+echo "== reid run: five cameras -> embedded broker -> embedder + archiver -> embedded index"
 reid --config "$config" run --exit-when-done
 
 echo "== contact sheets"
-for camera in street lobby; do
+for camera in street lobby gate hall yard; do
 	reid crops sheet --camera "$camera" --out "$DATA/sheet-$camera.png" --max 48
 done
 
-echo "== cross-camera search: a crop from 'lobby', searched in every other camera"
 query=$(find "$DATA/crops/lobby" -name '*.jpg' | sort | sed -n '40p')
+echo "== search by image: a crop from 'lobby', the same person within 'lobby' (other tracks and times)"
 echo "query: $query"
-reid search --image "$query" --k 5 --camera-not lobby
-echo "== the same person within 'lobby' (other tracks and times)"
 reid search --image "$query" --k 5 --camera lobby
+echo "== cross-camera search on the synthetic cameras: a crop from 'gate', searched in 'hall' and 'yard'"
+query=$(find "$DATA/crops/gate" -name '*.jpg' | sort | sed -n '60p')
+echo "query: $query"
+reid search --image "$query" --k 5 --camera hall --camera yard
 cat <<TXT
 
 Crops:          $DATA/crops/<camera>/<day>/<id>.{jpg,json}
-Contact sheets: $DATA/sheet-street.png, $DATA/sheet-lobby.png
+Contact sheets: $DATA/sheet-<camera>.png (street, lobby, gate, hall, yard)
+Ground truth:   $synth/ground_truth.json (who is where in every frame of gate, hall, yard)
 Search again:   $REID --data-dir $DATA search --image FILE [--camera-not ID] [--json]
+Web page:       $REID --data-dir $DATA serve, then open http://127.0.0.1:8080/
 TXT
