@@ -68,7 +68,9 @@ struct BottleneckImpl : nn::Module {
     out = (bn2(conv2(out))).relu_();
     out = bn3(conv3(out));
     auto identity = downsample ? downsample->forward(x) : x;
-    return (out + identity).relu_();
+    // In place, as torchvision does: an out-of-place sum allocates and writes one more activation
+    // per block (about 0.5 GB per batch of 32 at 256x128, a few percent of the forward on a CPU).
+    return out.add_(identity).relu_();
   }
 };
 TORCH_MODULE(Bottleneck);
