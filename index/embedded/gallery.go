@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/internal/vecmath"
 )
 
 // Vectors live in fixed-size blocks of contiguous float32 so that a million 512-d vectors never
@@ -327,7 +328,7 @@ func (g *gallery) searchExact(queries [][]float32, k int, filter *compiledFilter
 					for q, query := range queries {
 						heap := &mine[q]
 						for _, slot := range passing[:count] {
-							score := dot(query, g.vector(slot))
+							score := vecmath.Dot(query, g.vector(slot))
 							if score < filter.minScore {
 								continue
 							}

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+
+	"github.com/reid-project/reid/internal/vecmath"
 )
 
 // hnswOptions are the graph's parameters (Malkov and Yashunin, 2016): m links per node on the upper
@@ -190,7 +192,7 @@ func (h *hnsw) searchLayer(query []float32, entries []candidate, ef, level int, 
 			if !seen.visit(neighbour) {
 				continue
 			}
-			score := dot(query, h.vector(neighbour))
+			score := vecmath.Dot(query, h.vector(neighbour))
 			if results.full() && score <= results.worst() {
 				continue
 			}
@@ -219,7 +221,7 @@ func (h *hnsw) selectNeighbours(candidates []candidate, m int) []candidate {
 		vector := h.vector(c.slot)
 		good := true
 		for _, s := range selected {
-			if dot(vector, h.vector(s.slot)) > c.score {
+			if vecmath.Dot(vector, h.vector(s.slot)) > c.score {
 				good = false
 				break
 			}
@@ -256,7 +258,7 @@ func (h *hnsw) insert(slot uint32, n int) {
 	}
 
 	query := h.vector(slot)
-	current := candidate{dot(query, h.vector(entry)), entry}
+	current := candidate{vecmath.Dot(query, h.vector(entry)), entry}
 	for l := top; l > level; l-- {
 		current = h.greedy(query, current, l, true)
 	}
@@ -319,7 +321,7 @@ func (h *hnsw) link(node, added uint32, score float32, level int) {
 	candidates := make([]candidate, 0, count+1)
 	candidates = append(candidates, candidate{score, added})
 	for _, existing := range list[1 : 1+count] {
-		candidates = append(candidates, candidate{dot(vector, h.vector(existing)), existing})
+		candidates = append(candidates, candidate{vecmath.Dot(vector, h.vector(existing)), existing})
 	}
 	sortBest(candidates)
 	kept := h.selectNeighbours(candidates, capacity)
@@ -348,7 +350,7 @@ func (h *hnsw) greedy(query []float32, current candidate, level int, locked bool
 			count = copy(neighbours[:], list[1:1+list[0]])
 		}
 		for _, neighbour := range neighbours[:count] {
-			if score := dot(query, h.vector(neighbour)); score > current.score {
+			if score := vecmath.Dot(query, h.vector(neighbour)); score > current.score {
 				current = candidate{score, neighbour}
 				changed = true
 			}
@@ -390,7 +392,7 @@ func (h *hnsw) search(query []float32, k, ef, n int, accept func(uint32) bool) [
 		return nil
 	}
 	entry := uint32(h.entry)
-	current := candidate{dot(query, h.vector(entry)), entry}
+	current := candidate{vecmath.Dot(query, h.vector(entry)), entry}
 	for l := h.maxLevel; l > 0; l-- {
 		current = h.greedy(query, current, l, false)
 	}

@@ -1,8 +1,10 @@
-// Package vecmath holds the dense float32 kernels that evaluation and clustering share: L2
-// normalisation, blocked dot products and a parallel loop over row blocks.
+// Package vecmath holds the dense float32 kernels that the embedded index, evaluation and
+// clustering share: L2 normalisation, dot products and a parallel loop over row blocks.
 //
-// It is plain Go (no BLAS, no cgo) so `reid eval` and `reid cluster` run anywhere; the kernels are
-// register-blocked so that each loaded value feeds several multiply-adds.
+// Single dot products (Dot, the index's search kernel) use AVX2 assembly where the CPU has it. The
+// matrix products of evaluation and clustering (Dots) are portable Go, register-blocked so that
+// each loaded value feeds several multiply-adds, so that their results are the same on every CPU.
+// No BLAS and no cgo: `reid eval` and `reid cluster` run anywhere.
 package vecmath
 
 import (
@@ -37,8 +39,9 @@ func Normalize(rows [][]float32) [][]float32 {
 	return out
 }
 
-// Dot is the float32 inner product of two equally long vectors.
-func Dot(x, y []float32) float32 {
+// dotGeneric is the portable float32 inner product: four independent accumulators let the CPU
+// overlap the multiply-adds where Go does not vectorise.
+func dotGeneric(x, y []float32) float32 {
 	y = y[:len(x)]
 	var s0, s1, s2, s3 float32
 	k := 0
@@ -71,7 +74,9 @@ func Dot64(x, y []float32) float64 {
 	return s0 + s1
 }
 
-// Dots fills out[i*len(b)+j] with Dot(a[i], b[j]). All vectors must have the same length.
+// Dots fills out[i*len(b)+j] with the inner product of a[i] and b[j]. All vectors must have the
+// same length. It uses only portable Go arithmetic, so evaluation and clustering give the same
+// numbers on every CPU.
 // b is visited in chunks small enough to stay in cache while every row of a passes over them,
 // so a large b is read from memory once per call rather than once per pair of a rows.
 func Dots(a, b [][]float32, out []float32) {
@@ -92,13 +97,13 @@ func Dots(a, b [][]float32, out []float32) {
 				row0[j], row0[j+1], row1[j], row1[j+1] = dot2x2(a0, a1, b[j], b[j+1])
 			}
 			for ; j < last; j++ {
-				row0[j] = Dot(a0, b[j])
-				row1[j] = Dot(a1, b[j])
+				row0[j] = dotGeneric(a0, b[j])
+				row1[j] = dotGeneric(a1, b[j])
 			}
 		}
 		for ; i < len(a); i++ {
 			for j := first; j < last; j++ {
-				out[i*width+j] = Dot(a[i], b[j])
+				out[i*width+j] = dotGeneric(a[i], b[j])
 			}
 		}
 	}

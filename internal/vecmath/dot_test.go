@@ -1,4 +1,4 @@
-package embedded
+package vecmath
 
 import (
 	"math"
@@ -17,7 +17,7 @@ func TestDotMatchesReference(t *testing.T) {
 			b[i] = float32(rng.NormFloat64())
 			want += float64(a[i]) * float64(b[i])
 		}
-		for name, got := range map[string]float32{"dot": dot(a, b), "generic": dotGeneric(a, b)} {
+		for name, got := range map[string]float32{"dot": Dot(a, b), "generic": dotGeneric(a, b)} {
 			if math.Abs(float64(got)-want) > 1e-4*math.Max(1, math.Sqrt(float64(n))) {
 				t.Errorf("%s n=%d = %v, want %v", name, n, got, want)
 			}
@@ -34,7 +34,7 @@ func BenchmarkDot512(b *testing.B) {
 	}
 	b.Run("dot", func(b *testing.B) {
 		for b.Loop() {
-			dot(x, y)
+			Dot(x, y)
 		}
 	})
 	b.Run("generic", func(b *testing.B) {
