@@ -476,3 +476,68 @@ func ParseDeadLetter(message kafka.Message) (DeadLetter, error) {
 	}
 	return letter, nil
 }
+
+// Lag is how many records of the consumer's topic its group has not committed yet: the sum over
+// partitions of the end offset minus the group's committed offset (the start offset where the
+// group has committed nothing). Records are committed only after the handler made them durable or
+// they were dead-lettered, so a lag of 0 means every record written so far is done, whichever run
+// of the process wrote it.
+func (c *Consumer) Lag(ctx context.Context) (int64, error) {
+	client := &kafka.Client{Addr: kafka.TCP(c.conn.Brokers...), Transport: c.conn.transport(), Timeout: 10 * time.Second}
+	metadata, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.options.Topic}})
+	if err != nil {
+		return 0, fmt.Errorf("stream: lag: metadata: %w", err)
+	}
+	var partitions []int
+	for _, topic := range metadata.Topics {
+		if topic.Error != nil {
+			return 0, fmt.Errorf("stream: lag: topic %s: %w", topic.Name, topic.Error)
+		}
+		for _, partition := range topic.Partitions {
+			partitions = append(partitions, partition.ID)
+		}
+	}
+	requests := make([]kafka.OffsetRequest, 0, 2*len(partitions))
+	for _, partition := range partitions {
+		requests = append(requests, kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition))
+	}
+	listed, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.options.Topic: requests}})
+	if err != nil {
+		return 0, fmt.Errorf("stream: lag: list offsets: %w", err)
+	}
+	first, last := map[int]int64{}, map[int]int64{}
+	for _, offsets := range listed.Topics[c.options.Topic] {
+		if offsets.Error != nil {
+			return 0, fmt.Errorf("stream: lag: partition %d offsets: %w", offsets.Partition, offsets.Error)
+		}
+		first[offsets.Partition], last[offsets.Partition] = offsets.FirstOffset, offsets.LastOffset
+	}
+	fetched, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.options.Group, Topics: map[string][]int{c.options.Topic: partitions}})
+	if err != nil {
+		return 0, fmt.Errorf("stream: lag: committed offsets: %w", err)
+	}
+	committed := map[int]int64{}
+	switch {
+	case errors.Is(fetched.Error, kafka.GroupIdNotFound):
+		// A group that has never joined has committed nothing (Kafka answers with no offsets,
+		// some brokers with this error).
+		fetched.Topics = nil
+	case fetched.Error != nil:
+		return 0, fmt.Errorf("stream: lag: committed offsets: %w", fetched.Error)
+	}
+	for _, partition := range fetched.Topics[c.options.Topic] {
+		if partition.Error != nil {
+			return 0, fmt.Errorf("stream: lag: partition %d committed offset: %w", partition.Partition, partition.Error)
+		}
+		committed[partition.Partition] = partition.CommittedOffset
+	}
+	var lag int64
+	for _, partition := range partitions {
+		done, ok := committed[partition]
+		if !ok || done < 0 {
+			done = first[partition] // nothing committed yet
+		}
+		lag += max(last[partition]-done, 0)
+	}
+	return lag, nil
+}

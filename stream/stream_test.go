@@ -66,8 +66,21 @@ func testRoundTrip(t *testing.T, env testEnv) {
 	}
 
 	index := newMemoryIndex()
-	consumer := startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: dlq, BatchSize: 25}, index.handler)
+	options := ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: dlq, BatchSize: 25}
+	// The group's lag counts every record before it commits anything, and none once all are done.
+	observer, err := NewConsumer(env.conn, options, index.handler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lag, err := observer.Lag(context.Background()); err != nil || lag != int64(len(records)) {
+		t.Fatalf("lag before consuming = %d, %v; want %d", lag, err, len(records))
+	}
+	consumer := startConsumer(t, env.conn, options, index.handler)
 	waitFor(t, 30*time.Second, "every record consumed", func() bool { return index.len() == len(records) })
+	waitFor(t, 10*time.Second, "lag 0", func() bool {
+		lag, err := observer.Lag(context.Background())
+		return err == nil && lag == 0
+	})
 	for _, record := range records {
 		index.mu.Lock()
 		got := index.records[record.ID]

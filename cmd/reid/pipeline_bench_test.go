@@ -88,7 +88,7 @@ func benchmarkPipelineOnce(b *testing.B) {
 		b.Fatal(err)
 	}
 	crops := producer.Stats().Produced
-	waitCaughtUp(ctx, crops, stage.consumer)
+	waitCaughtUp(ctx, stage.consumer)
 	elapsed := time.Since(started)
 	b.StopTimer()
 	stop()
@@ -142,7 +142,7 @@ func embedStageRate(b *testing.B, options config.Options, conn stream.Connection
 		time.Sleep(time.Millisecond)
 	}
 	started, first := time.Now(), stage.Stats().Embedded
-	waitCaughtUp(ctx, crops, consumer)
+	waitCaughtUp(ctx, consumer)
 	elapsed := time.Since(started)
 	stats := stage.Stats()
 	embedded := stats.Embedded - first

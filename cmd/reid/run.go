@@ -138,7 +138,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	}
 
 	// Consumers outlive ingest: they stop on a signal, or (with --exit-when-done) once they have
-	// caught up with everything ingest produced.
+	// caught up with everything in the crops topic (this run's records and any backlog).
 	consumerCtx, stopConsumers := context.WithCancel(ctx)
 	defer stopConsumers()
 	var consumers sync.WaitGroup
@@ -168,7 +168,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	}
 	produced := producer.Stats().Produced
 	if flags.exitWhenDone && ctx.Err() == nil {
-		waitCaughtUp(consumerCtx, produced, embedStage.consumer, archiveStage)
+		waitCaughtUp(consumerCtx, embedStage.consumer, archiveStage)
 	} else {
 		<-consumerCtx.Done()
 	}
@@ -205,17 +205,22 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	return errors.Join(append(errs, ingestErr)...)
 }
 
-// waitCaughtUp returns once every consumer has handled or dead-lettered produced records, or ctx
-// ends.
-func waitCaughtUp(ctx context.Context, produced int64, consumers ...*stream.Consumer) {
+// waitCaughtUp returns once every consumer's group has committed every record in its topic, or
+// ctx ends. Call it after the producer has flushed. It reads offsets from the broker rather than
+// counting this process's records, so a backlog left by an earlier, killed run is waited for too.
+func waitCaughtUp(ctx context.Context, consumers ...*stream.Consumer) {
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
 	for {
 		caughtUp := true
 		for _, consumer := range consumers {
-			stats := consumer.Stats()
-			if stats.Handled+stats.DeadLettered < produced {
+			lag, err := consumer.Lag(ctx)
+			if err != nil {
+				slog.Debug("consumer lag", "err", err)
+			}
+			if err != nil || lag > 0 {
 				caughtUp = false
+				break
 			}
 		}
 		if caughtUp {
