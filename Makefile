@@ -14,7 +14,9 @@ JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /u
 # glibc malloc makes libtorch 4-9x slower on these machines (page faults on every large
 # allocation); jemalloc reuses memory instead. See README "Why jemalloc".
 # OpenMP workers that spin while waiting slow libtorch down up to 100x when the cores are shared.
-RUN_ENV := LD_PRELOAD=$(JEMALLOC) OMP_WAIT_POLICY=PASSIVE REID_SHARED=$(SHARED)
+# jemalloc keeps freed pages instead of handing them back to the kernel (see README "Why jemalloc").
+MALLOC_CONF := dirty_decay_ms:-1,muzzy_decay_ms:-1
+RUN_ENV := LD_PRELOAD=$(JEMALLOC) MALLOC_CONF=$(MALLOC_CONF) OMP_WAIT_POLICY=PASSIVE REID_SHARED=$(SHARED)
 
 .PHONY: all deps build test bench demo shim clean vet fmt
 
