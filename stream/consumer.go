@@ -144,6 +144,9 @@ type Consumer struct {
 	handler Handler
 
 	fetched, handled, deadLettered, batches, handlerErrors, commitErrors atomic.Int64
+
+	// admin reads offsets for Lag; one client, so that polling reuses its connections.
+	admin *kafka.Client
 }
 
 // NewConsumer checks the options; Run starts consuming.
@@ -157,7 +160,8 @@ func NewConsumer(conn Connection, options ConsumerOptions, handler Handler) (*Co
 	if handler == nil {
 		return nil, errors.New("stream: consumer needs a handler")
 	}
-	return &Consumer{conn: conn, options: options, handler: handler}, nil
+	admin := &kafka.Client{Addr: kafka.TCP(conn.Brokers...), Transport: conn.transport(), Timeout: 10 * time.Second}
+	return &Consumer{conn: conn, options: options, handler: handler, admin: admin}, nil
 }
 
 // Stats returns the current counters.
@@ -483,7 +487,7 @@ func ParseDeadLetter(message kafka.Message) (DeadLetter, error) {
 // they were dead-lettered, so a lag of 0 means every record written so far is done, whichever run
 // of the process wrote it.
 func (c *Consumer) Lag(ctx context.Context) (int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(c.conn.Brokers...), Transport: c.conn.transport(), Timeout: 10 * time.Second}
+	client := c.admin
 	metadata, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.options.Topic}})
 	if err != nil {
 		return 0, fmt.Errorf("stream: lag: metadata: %w", err)
