@@ -245,7 +245,10 @@ func (s *Server) search(ctx context.Context, searcher *searcherBox, vector []flo
 			kept = append(kept, match)
 		}
 	}
-	order, distances := kReciprocalRerank(vector, gallery, defaultRerankParams(len(gallery)))
+	order, distances, err := kReciprocalRerank(ctx, vector, gallery)
+	if err != nil {
+		return searchResult{}, err
+	}
 	out := searchResult{}
 	for _, position := range order {
 		if len(out.matches) == k {

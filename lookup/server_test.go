@@ -27,6 +27,7 @@ import (
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/internal/vecmath"
 	"github.com/reid-project/reid/lookup/lookuptest"
 )
 
@@ -356,7 +357,7 @@ func TestKReciprocalRerankImprovesClusteredRetrieval(t *testing.T) {
 			order[i] = i
 		}
 		slices.SortFunc(order, func(a, b int) int {
-			sa, sb := dot(query, gallery[a]), dot(query, gallery[b])
+			sa, sb := vecmath.Dot(query, gallery[a]), vecmath.Dot(query, gallery[b])
 			switch {
 			case sa > sb:
 				return -1
@@ -375,7 +376,10 @@ func TestKReciprocalRerankImprovesClusteredRetrieval(t *testing.T) {
 		for i, position := range candidates {
 			subset[i] = gallery[position]
 		}
-		rerankOrder, distances := kReciprocalRerank(query, subset, defaultRerankParams(len(subset)))
+		rerankOrder, distances, err := kReciprocalRerank(context.Background(), query, subset)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(rerankOrder) != len(subset) || len(distances) != len(subset) {
 			t.Fatalf("rerank returned %d/%d for %d", len(rerankOrder), len(distances), len(subset))
 		}
@@ -1002,8 +1006,8 @@ func TestDecodingEmbedder(t *testing.T) {
 	if len(vectors) != 2 || len(sizes) != 2 || sizes[0] != (image.Point{64, 128}) || sizes[1] != (image.Point{64, 128}) {
 		t.Fatalf("vectors %d, sizes %v", len(vectors), sizes)
 	}
-	if dot(vectors[0], vectors[1]) < 0.99 {
-		t.Errorf("the JPEG and PNG of one crop embed differently: %v", dot(vectors[0], vectors[1]))
+	if vecmath.Dot(vectors[0], vectors[1]) < 0.99 {
+		t.Errorf("the JPEG and PNG of one crop embed differently: %v", vecmath.Dot(vectors[0], vectors[1]))
 	}
 	if _, err := embedder.Embed(context.Background(), [][]byte{[]byte("nope")}); err == nil {
 		t.Error("a non-image was embedded")
