@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"runtime"
+	"sync"
+	"sync/atomic"
 )
 
 // RGB is one packed 8-bit RGB image, rows top to bottom, 3 bytes per pixel. It is how crops
@@ -48,8 +51,21 @@ func NewBatch(images []image.Image, height, width int) (Batch, error) {
 		if img == nil {
 			return Batch{}, fmt.Errorf("torch: image %d is nil", i)
 		}
-		rgbs[i] = ToRGB(img)
 	}
+	// Converting a decoded JPEG costs about half as much as decoding it, and the device's worker
+	// waits for the whole batch, so the images are converted on all CPUs.
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(images)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(images); i = int(next.Add(1) - 1) {
+				rgbs[i] = ToRGB(images[i])
+			}
+		}()
+	}
+	wg.Wait()
 	return NewBatchRGB(rgbs, height, width)
 }
 
@@ -151,13 +167,20 @@ func ToRGB(img image.Image) RGB {
 			}
 		}
 	case *image.YCbCr:
+		// Offsets are worked out per row and per column once, not per pixel: JPEG crops arrive
+		// as YCbCr, and the per-pixel YOffset/COffset made this conversion cost almost as much as
+		// decoding the JPEG.
+		chromaColumn := make([]int, w)
+		for x := range w {
+			chromaColumn[x] = src.COffset(bounds.Min.X+x, bounds.Min.Y) - src.COffset(bounds.Min.X, bounds.Min.Y)
+		}
 		for y := range h {
+			luma := src.Y[src.YOffset(bounds.Min.X, bounds.Min.Y+y):]
+			chromaRow := src.COffset(bounds.Min.X, bounds.Min.Y+y)
+			cb, cr := src.Cb[chromaRow:], src.Cr[chromaRow:]
+			row := out.Pix[y*w*3 : (y+1)*w*3]
 			for x := range w {
-				yi := src.YOffset(bounds.Min.X+x, bounds.Min.Y+y)
-				ci := src.COffset(bounds.Min.X+x, bounds.Min.Y+y)
-				r, g, b := color.YCbCrToRGB(src.Y[yi], src.Cb[ci], src.Cr[ci])
-				i := (y*w + x) * 3
-				out.Pix[i], out.Pix[i+1], out.Pix[i+2] = r, g, b
+				row[3*x], row[3*x+1], row[3*x+2] = color.YCbCrToRGB(luma[x], cb[chromaColumn[x]], cr[chromaColumn[x]])
 			}
 		}
 	default:

@@ -1,0 +1,43 @@
+package torch
+
+import (
+	"image"
+	"image/color"
+	"math/rand/v2"
+	"testing"
+)
+
+// TestToRGBYCbCr checks the YCbCr fast path against the generic colour conversion for every
+// chroma subsampling a JPEG can have, on whole images and on sub-images that start off the origin.
+func TestToRGBYCbCr(t *testing.T) {
+	random := rand.New(rand.NewPCG(5, 6))
+	ratios := map[string]image.YCbCrSubsampleRatio{
+		"4:4:4": image.YCbCrSubsampleRatio444, "4:2:2": image.YCbCrSubsampleRatio422,
+		"4:2:0": image.YCbCrSubsampleRatio420, "4:4:0": image.YCbCrSubsampleRatio440,
+		"4:1:1": image.YCbCrSubsampleRatio411, "4:1:0": image.YCbCrSubsampleRatio410,
+	}
+	for name, ratio := range ratios {
+		full := image.NewYCbCr(image.Rect(0, 0, 37, 21), ratio)
+		for _, plane := range [][]byte{full.Y, full.Cb, full.Cr} {
+			for i := range plane {
+				plane[i] = byte(random.IntN(256))
+			}
+		}
+		for _, picture := range []*image.YCbCr{full, full.SubImage(image.Rect(3, 5, 30, 20)).(*image.YCbCr)} {
+			got := ToRGB(picture)
+			bounds := picture.Bounds()
+			if got.Width != bounds.Dx() || got.Height != bounds.Dy() {
+				t.Fatalf("%s: %dx%d for %v", name, got.Width, got.Height, bounds)
+			}
+			for y := range bounds.Dy() {
+				for x := range bounds.Dx() {
+					want := color.RGBAModel.Convert(picture.At(bounds.Min.X+x, bounds.Min.Y+y)).(color.RGBA)
+					i := (y*got.Width + x) * 3
+					if got.Pix[i] != want.R || got.Pix[i+1] != want.G || got.Pix[i+2] != want.B {
+						t.Fatalf("%s %v: pixel (%d,%d) = %v, want %v", name, bounds, x, y, got.Pix[i:i+3], want)
+					}
+				}
+			}
+		}
+	}
+}
