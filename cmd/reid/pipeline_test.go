@@ -417,3 +417,44 @@ func realJPEG(t *testing.T) []byte {
 	}
 	return buffer.Bytes()
 }
+
+// TestRunWaitsForBacklog leaves crops in the broker that no embedder has seen (as a killed run
+// would), then starts `reid run --exit-when-done` on the same data dir: it must not exit until
+// the backlog is indexed as well as what it ingests itself.
+func TestRunWaitsForBacklog(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	options := loadOptions(t, dataDir)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	conn, closeBroker, err := openStream(ctx, options, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	backlog := produceCrops(t, options, conn, 60)
+	closeBroker()
+	if len(backlog) < 50 {
+		t.Fatalf("only %d crops in the backlog", len(backlog))
+	}
+
+	out, err := runReid(t, "--data-dir", dataDir, "run", "--source", testassets.Path(t, "video/vtest.avi"),
+		"--camera", "gate", "--max-frames", "20", "--exit-when-done", "--serve=false", "--json")
+	if err != nil {
+		t.Fatalf("reid run: %v\n%s", err, out)
+	}
+	summary := decodeRunSummary(t, out)
+	if summary.Produced == 0 {
+		t.Fatalf("the run produced nothing: %s", out)
+	}
+	if want := int64(len(backlog)) + summary.Produced; int64(summary.Indexed) != want {
+		t.Errorf("indexed %d at exit, want the %d of the backlog + the %d this run produced", summary.Indexed, len(backlog), summary.Produced)
+	}
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	items, err := vectors.Get(ctx, "", backlog)
+	if err != nil || len(items) != len(backlog) {
+		t.Errorf("%d of the %d backlog crops are indexed (%v)", len(items), len(backlog), err)
+	}
+}
