@@ -487,8 +487,7 @@ func ParseDeadLetter(message kafka.Message) (DeadLetter, error) {
 // they were dead-lettered, so a lag of 0 means every record written so far is done, whichever run
 // of the process wrote it.
 func (c *Consumer) Lag(ctx context.Context) (int64, error) {
-	client := c.admin
-	metadata, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.options.Topic}})
+	metadata, err := c.admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.options.Topic}})
 	if err != nil {
 		return 0, fmt.Errorf("stream: lag: metadata: %w", err)
 	}
@@ -505,7 +504,7 @@ func (c *Consumer) Lag(ctx context.Context) (int64, error) {
 	for _, partition := range partitions {
 		requests = append(requests, kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition))
 	}
-	listed, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.options.Topic: requests}})
+	listed, err := c.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.options.Topic: requests}})
 	if err != nil {
 		return 0, fmt.Errorf("stream: lag: list offsets: %w", err)
 	}
@@ -516,11 +515,11 @@ func (c *Consumer) Lag(ctx context.Context) (int64, error) {
 		}
 		first[offsets.Partition], last[offsets.Partition] = offsets.FirstOffset, offsets.LastOffset
 	}
-	fetched, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.options.Group, Topics: map[string][]int{c.options.Topic: partitions}})
+	fetched, err := c.admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.options.Group, Topics: map[string][]int{c.options.Topic: partitions}})
 	if err != nil {
 		return 0, fmt.Errorf("stream: lag: committed offsets: %w", err)
 	}
-	committed := map[int]int64{}
+	committed := map[int]int64{} // absent: nothing committed
 	switch {
 	case errors.Is(fetched.Error, kafka.GroupIdNotFound):
 		// A group that has never joined has committed nothing (Kafka answers with no offsets,
@@ -537,10 +536,9 @@ func (c *Consumer) Lag(ctx context.Context) (int64, error) {
 	}
 	var lag int64
 	for _, partition := range partitions {
-		done, ok := committed[partition]
-		if !ok || done < 0 {
-			done = first[partition] // nothing committed yet
-		}
+		// Where nothing is committed yet, or retention has deleted records past the committed
+		// offset, the group starts at the oldest record still there.
+		done := max(committed[partition], first[partition])
 		lag += max(last[partition]-done, 0)
 	}
 	return lag, nil
