@@ -211,12 +211,19 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 func waitCaughtUp(ctx context.Context, consumers ...*stream.Consumer) {
 	ticker := time.NewTicker(100 * time.Millisecond)
 	defer ticker.Stop()
+	warned := false
 	for {
 		caughtUp := true
 		for _, consumer := range consumers {
 			lag, err := consumer.Lag(ctx)
-			if err != nil {
-				slog.Debug("consumer lag", "err", err)
+			if err != nil && ctx.Err() == nil {
+				// Once loudly (an operator may need to grant the group's describe rights), then
+				// quietly while retrying.
+				level := slog.LevelDebug
+				if !warned {
+					level, warned = slog.LevelWarn, true
+				}
+				slog.Log(ctx, level, "cannot read the consumer group's lag; still waiting", "err", err)
 			}
 			if err != nil || lag > 0 {
 				caughtUp = false
