@@ -534,11 +534,7 @@ function init() {
     updateKeyButton();
     closeKeyPanel();
     clearError();
-    if (await loadCameras()) {
-      if (state.query) search();
-      else if (hashCrop()) pivot(hashCrop());
-      else browse();
-    }
+    if (await loadCameras()) showStart();
   });
   $("key-clear").addEventListener("click", () => {
     state.key = "";
@@ -579,11 +575,16 @@ function init() {
     if (id && !(state.query && state.query.kind === "crop" && state.query.id === id)) pivot(id);
   });
   refreshStatus();
-  loadCameras().then((ok) => {
-    if (!ok) return;
-    const id = hashCrop();
-    if (id) pivot(id); else browse();
-  });
+  loadCameras().then((ok) => { if (ok) showStart(); });
+}
+
+// showStart fills the results once the cameras are known: the current search, else the crop the
+// address names (#crop=ID), else the newest crops.
+function showStart() {
+  const id = hashCrop();
+  if (state.query) search();
+  else if (id) pivot(id);
+  else browse();
 }
 
 // hashCrop is the crop id in the page address (#crop=ID), or "".
