@@ -75,6 +75,12 @@ func (q Query) Validate(dim int) error {
 	return nil
 }
 
+// TrackRef names one track: the tracker's track ids are per camera.
+type TrackRef struct {
+	Camera string `json:"camera"`
+	Track  int64  `json:"track"`
+}
+
 // Match is one search hit.
 type Match struct {
 	ID       string   `json:"id"`
@@ -111,6 +117,10 @@ type Index interface {
 	Search(ctx context.Context, version string, query Query) ([][]Match, error)
 	// Get returns the items with these ids that exist, in the order asked.
 	Get(ctx context.Context, version string, ids []string) ([]Item, error)
+	// TrackItems returns the items of these tracks, in no particular order, stopping at limit
+	// items. A lookup scores a candidate by its whole track (see lookup's track consensus), and
+	// a track is only known to the index as the items that carry it.
+	TrackItems(ctx context.Context, version string, tracks []TrackRef, limit int) ([]Item, error)
 	// Delete removes items by id and returns how many existed.
 	Delete(ctx context.Context, version string, ids []string) (int, error)
 	// DeleteBefore removes items older than t (retention) and returns how many.

@@ -58,12 +58,18 @@ type searchRequest struct {
 	K           int
 	Filter      index.Filter
 	Rerank      bool
+	// TrackConsensus (the default) orders results by their tracks as well (see consensus.go).
+	TrackConsensus bool
+}
+
+func (r searchRequest) options() searchOptions {
+	return searchOptions{k: r.K, filter: r.Filter, rerank: r.Rerank, trackConsensus: r.TrackConsensus}
 }
 
 // auditParams describes the request for the audit log without storing the image itself: its
 // SHA-256 lets an auditor match it to a file.
 func (r searchRequest) auditParams() map[string]any {
-	params := map[string]any{"k": r.K, "rerank": r.Rerank}
+	params := map[string]any{"k": r.K, "rerank": r.Rerank, "track_consensus": r.TrackConsensus}
 	if r.CropID != "" {
 		params["crop_id"] = r.CropID
 	}
@@ -106,6 +112,7 @@ type searchJSON struct {
 	To             string   `json:"to"`
 	MinScore       *float64 `json:"min_score"`
 	Rerank         bool     `json:"rerank"`
+	TrackConsensus *bool    `json:"track_consensus"`
 }
 
 // parseSearchRequest decodes a search from any of its three forms. Parameters may also come in
@@ -191,6 +198,9 @@ func parseSearchRequest(w http.ResponseWriter, r *http.Request, lim limits) (sea
 	if request.Rerank, err = parseBool(values, "rerank"); err != nil {
 		return searchRequest{}, err
 	}
+	if request.TrackConsensus, err = parseBoolDefault(values, "track_consensus", true); err != nil {
+		return searchRequest{}, err
+	}
 	return request, nil
 }
 
@@ -227,6 +237,9 @@ func decodeSearchJSON(body []byte, values url.Values) error {
 	}
 	if decoded.Rerank {
 		values.Set("rerank", "true")
+	}
+	if decoded.TrackConsensus != nil {
+		values.Set("track_consensus", strconv.FormatBool(*decoded.TrackConsensus))
 	}
 	return nil
 }
@@ -379,9 +392,14 @@ func parseK(values url.Values, fallback int) (int, error) {
 }
 
 func parseBool(values url.Values, name string) (bool, error) {
+	return parseBoolDefault(values, name, false)
+}
+
+// parseBoolDefault reads a true/false parameter that is unset means fallback.
+func parseBoolDefault(values url.Values, name string, fallback bool) (bool, error) {
 	raw := values.Get(name)
 	if raw == "" {
-		return false, nil
+		return fallback, nil
 	}
 	value, err := strconv.ParseBool(raw)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -25,7 +26,13 @@ type MatchJSON struct {
 	// RerankDistance is the k-reciprocal distance that ordered the results when re-ranking was
 	// asked for (smaller is closer).
 	RerankDistance *float32 `json:"rerank_distance,omitempty"`
-	ThumbnailURL   string   `json:"thumbnail_url"`
+	// TrackScore is the cosine similarity of the query to the mean of the match's track (the
+	// query crop left out), when track consensus ordered the results.
+	TrackScore *float32 `json:"track_score,omitempty"`
+	// RankScore is the score track consensus ordered the results by: 0.7 * track_score +
+	// 0.3 * score, or score for a crop without a track.
+	RankScore    *float32 `json:"rank_score,omitempty"`
+	ThumbnailURL string   `json:"thumbnail_url"`
 }
 
 // Sighting is one continuous appearance: the matches of one track on one camera.
@@ -57,6 +64,8 @@ type QueryJSON struct {
 	ImageHeight int    `json:"image_height,omitempty"`
 	K           int    `json:"k"`
 	Rerank      bool   `json:"rerank"`
+	// TrackConsensus says the results were ordered by their tracks as well (the default).
+	TrackConsensus bool `json:"track_consensus"`
 	// VectorFrom says where the query vector came from: "index", "embedder" (crop image) or
 	// "upload".
 	VectorFrom string `json:"vector_from"`
@@ -83,11 +92,11 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, call *call
 	if searcher == nil {
 		return errNotReady
 	}
-	vector, from, err := s.queryVector(r.Context(), searcher, request.CropID, request.Image)
+	vector, from, query, err := s.queryVector(r.Context(), searcher, request.CropID, request.Image)
 	if err != nil {
 		return err
 	}
-	matches, err := s.search(r.Context(), searcher, vector, request.K, request.Filter, request.Rerank)
+	matches, err := s.search(r.Context(), searcher, vector, query, request.options())
 	if err != nil {
 		return err
 	}
@@ -96,7 +105,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, call *call
 	response := SearchResponse{
 		Query: QueryJSON{
 			CropID: request.CropID, ImageWidth: request.ImageWidth, ImageHeight: request.ImageHeight,
-			K: request.K, Rerank: request.Rerank, VectorFrom: from,
+			K: request.K, Rerank: request.Rerank, TrackConsensus: request.TrackConsensus && !request.Rerank, VectorFrom: from,
 		},
 		Matches:   matches.json(),
 		Sightings: groupSightings(matches.matches),
@@ -125,17 +134,21 @@ func (s *Server) handleSightings(w http.ResponseWriter, r *http.Request, call *c
 	if err != nil {
 		return err
 	}
-	call.params = map[string]any{"crop_id": id, "k": k, "rerank": rerank}
+	trackConsensus, err := parseBoolDefault(values, "track_consensus", true)
+	if err != nil {
+		return err
+	}
+	call.params = map[string]any{"crop_id": id, "k": k, "rerank": rerank, "track_consensus": trackConsensus}
 	addFilterParams(call.params, filter)
 	searcher := s.searcher()
 	if searcher == nil {
 		return errNotReady
 	}
-	vector, _, err := s.queryVector(r.Context(), searcher, id, nil)
+	vector, _, query, err := s.queryVector(r.Context(), searcher, id, nil)
 	if err != nil {
 		return err
 	}
-	matches, err := s.search(r.Context(), searcher, vector, k, filter, rerank)
+	matches, err := s.search(r.Context(), searcher, vector, query, searchOptions{k: k, filter: filter, rerank: rerank, trackConsensus: trackConsensus})
 	if err != nil {
 		return err
 	}
@@ -149,42 +162,59 @@ func (s *Server) handleSightings(w http.ResponseWriter, r *http.Request, call *c
 }
 
 // queryVector finds the vector to search with: the indexed vector of a crop id (or the embedding
-// of its stored image when the index lacks it), or the embedding of an upload.
-func (s *Server) queryVector(ctx context.Context, searcher *searcherBox, cropID string, upload []byte) ([]float32, string, error) {
+// of its stored image when the index lacks it), or the embedding of an upload. For an indexed
+// crop it also says which crop and track the query is.
+func (s *Server) queryVector(ctx context.Context, searcher *searcherBox, cropID string, upload []byte) ([]float32, string, queryTrack, error) {
 	image := upload
 	from := "upload"
 	if cropID != "" {
 		items, err := searcher.Get(ctx, searcher.version, []string{cropID})
 		if err != nil {
-			return nil, "", fmt.Errorf("index get: %w", err)
+			return nil, "", queryTrack{}, fmt.Errorf("index get: %w", err)
 		}
 		if len(items) > 0 && len(items[0].Vector) > 0 {
-			return items[0].Vector, "index", nil
+			query := queryTrack{cropID: cropID}
+			if metadata := items[0].Metadata; metadata.Track >= 0 {
+				query.track = &index.TrackRef{Camera: metadata.Camera, Track: metadata.Track}
+			}
+			return items[0].Vector, "index", query, nil
 		}
 		image, err = s.config.Store.Image(ctx, cropID)
 		if err != nil {
-			return nil, "", cropError(cropID, err)
+			return nil, "", queryTrack{}, cropError(cropID, err)
 		}
 		from = "embedder"
 	}
 	embedder := s.embedderOrNil()
 	if embedder == nil {
-		return nil, "", &apiError{status: http.StatusServiceUnavailable, message: "the embedder is still loading: image search is not available yet", retryAfter: 5 * time.Second}
+		return nil, "", queryTrack{}, &apiError{status: http.StatusServiceUnavailable, message: "the embedder is still loading: image search is not available yet", retryAfter: 5 * time.Second}
 	}
 	vectors, err := embedder.Embed(ctx, [][]byte{image})
 	if err != nil {
-		return nil, "", fmt.Errorf("embed: %w", err)
+		return nil, "", queryTrack{}, fmt.Errorf("embed: %w", err)
 	}
 	if len(vectors) != 1 || len(vectors[0]) == 0 {
-		return nil, "", fmt.Errorf("embed: got %d vectors for 1 image", len(vectors))
+		return nil, "", queryTrack{}, fmt.Errorf("embed: got %d vectors for 1 image", len(vectors))
 	}
-	return vectors[0], from, nil
+	return vectors[0], from, queryTrack{}, nil
 }
 
-// searchResult is the ordered matches of one search, with re-ranking distances when asked.
+// searchResult is the ordered matches of one search, with re-ranking distances or track scores
+// when those ordered them.
 type searchResult struct {
-	matches   []index.Match
-	distances []float32
+	matches     []index.Match
+	distances   []float32
+	trackScores []float32 // NaN for a match without one
+	rankScores  []float32
+}
+
+// searchOptions is how to search: the top k passing filter, ordered by k-reciprocal re-ranking
+// when rerank is set, else by track consensus when trackConsensus is set, else by cosine.
+type searchOptions struct {
+	k              int
+	filter         index.Filter
+	rerank         bool
+	trackConsensus bool
 }
 
 func (r searchResult) json() []MatchJSON {
@@ -199,14 +229,26 @@ func (r searchResult) json() []MatchJSON {
 			distance := r.distances[i]
 			out[i].RerankDistance = &distance
 		}
+		if r.trackScores != nil && !math.IsNaN(float64(r.trackScores[i])) {
+			trackScore := r.trackScores[i]
+			out[i].TrackScore = &trackScore
+		}
+		if r.rankScores != nil {
+			rankScore := r.rankScores[i]
+			out[i].RankScore = &rankScore
+		}
 	}
 	return out
 }
 
-func (s *Server) search(ctx context.Context, searcher *searcherBox, vector []float32, k int, filter index.Filter, rerank bool) (searchResult, error) {
+func (s *Server) search(ctx context.Context, searcher *searcherBox, vector []float32, query queryTrack, options searchOptions) (searchResult, error) {
+	k, filter, rerank := options.k, options.filter, options.rerank
 	candidates := k
-	if rerank {
+	switch {
+	case rerank:
 		candidates = rerankCandidates(k)
+	case options.trackConsensus:
+		candidates = consensusCandidates(k)
 	}
 	results, err := searcher.Search(ctx, searcher.version, index.Query{Vectors: [][]float32{vector}, K: candidates, Filter: filter})
 	if err != nil {
@@ -219,6 +261,9 @@ func (s *Server) search(ctx context.Context, searcher *searcherBox, vector []flo
 		return searchResult{}, fmt.Errorf("index search: %d result lists for 1 query", len(results))
 	}
 	matches := results[0]
+	if options.trackConsensus && !rerank {
+		return rankByTrack(ctx, searcher, vector, query, matches, filter, k)
+	}
 	if !rerank || len(matches) < 2 {
 		if len(matches) > k {
 			matches = matches[:k]

@@ -35,6 +35,7 @@ import (
 type Searcher interface {
 	Search(ctx context.Context, version string, query index.Query) ([][]index.Match, error)
 	Get(ctx context.Context, version string, ids []string) ([]index.Item, error)
+	TrackItems(ctx context.Context, version string, tracks []index.TrackRef, limit int) ([]index.Item, error)
 }
 
 // CropStore is the part of the crop store (cropstore.Local) that lookups read.

@@ -270,18 +270,18 @@ func TestSearchFiltersPassedThrough(t *testing.T) {
 	queries := f.gallery.Index.Queries()
 	got := queries[len(queries)-1]
 	want := index.Filter{Cameras: []string{"cam-a", "cam-b"}, ExcludeCameras: []string{"cam-b"}, From: from, To: to, MinScore: 0.25}
-	if got.K != 7 || !slices.Equal(got.Filter.Cameras, want.Cameras) || !slices.Equal(got.Filter.ExcludeCameras, want.ExcludeCameras) ||
+	if got.K != consensusCandidates(7) || !slices.Equal(got.Filter.Cameras, want.Cameras) || !slices.Equal(got.Filter.ExcludeCameras, want.ExcludeCameras) ||
 		!got.Filter.From.Equal(want.From) || !got.Filter.To.Equal(want.To) || got.Filter.MinScore != want.MinScore {
-		t.Fatalf("query %+v, want K 7 and filter %+v", got, want)
+		t.Fatalf("query %+v, want K %d (candidates for track consensus) and filter %+v", got, consensusCandidates(7), want)
 	}
 	for _, match := range decode[SearchResponse](t, data).Matches {
 		if match.Camera != "cam-a" || match.Time.Before(from) || match.Time.After(to) || match.Score < 0.25 {
 			t.Errorf("match outside the filter: %+v", match)
 		}
 	}
-	// The same filters in the query string of an image upload.
+	// The same filters in the query string of an image upload, without track consensus.
 	image := lookuptest.Crop(f.gallery.Identities[0], 5, false)
-	query := url.Values{"k": {"3"}, "camera": {"cam-c"}, "exclude_camera": {"cam-a,cam-b"}, "from": {from.Format(time.RFC3339)}, "min_score": {"-0.5"}}
+	query := url.Values{"k": {"3"}, "track_consensus": {"false"}, "camera": {"cam-c"}, "exclude_camera": {"cam-a,cam-b"}, "from": {from.Format(time.RFC3339)}, "min_score": {"-0.5"}}
 	status, data, _ = f.do(t, "POST", "/v1/search?"+query.Encode(), "image/jpeg", bytes.NewReader(image))
 	if status != http.StatusOK {
 		t.Fatalf("status %d: %s", status, data)

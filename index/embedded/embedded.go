@@ -735,6 +735,28 @@ func (ix *Index) Get(ctx context.Context, name string, ids []string) ([]index.It
 	return items, nil
 }
 
+// TrackItems returns the items of these tracks, stopping at limit items.
+func (ix *Index) TrackItems(ctx context.Context, name string, tracks []index.TrackRef, limit int) ([]index.Item, error) {
+	if limit < 0 {
+		return nil, fmt.Errorf("index: negative limit %d", limit)
+	}
+	v, err := ix.lookup(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if v.dropped {
+		return nil, fmt.Errorf("%w: %q", index.ErrNoVersion, name)
+	}
+	slots := v.gallery.trackSlots(tracks, limit, nil)
+	items := make([]index.Item, len(slots))
+	for i, slot := range slots {
+		items[i] = v.gallery.item(slot)
+	}
+	return items, nil
+}
+
 // minGraphPass is the least share of slots a filter may keep for the graph to answer: below it
 // the graph walk would visit most of the graph anyway, and the filtered scan skips the dot
 // products of rejected slots.

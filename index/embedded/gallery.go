@@ -43,17 +43,69 @@ type gallery struct {
 	live    int
 	names   []string
 	codes   map[string]uint32
+	// tracks lists the live slots of each track (negative track ids are untracked and not listed).
+	tracks map[trackKey][]uint32
 	// graph is the HNSW graph in approximate mode, nil in exact mode. A graph's nodes keep their
 	// slots, so with a graph a replaced or deleted slot stays as a tombstone instead of being reused.
 	graph *hnsw
 }
 
 func newGallery(dim int, graphOptions *hnswOptions) *gallery {
-	g := &gallery{dim: dim, slots: map[string]uint32{}, codes: map[string]uint32{}}
+	g := &gallery{dim: dim, slots: map[string]uint32{}, codes: map[string]uint32{}, tracks: map[trackKey][]uint32{}}
 	if graphOptions != nil {
 		g.graph = newHNSW(*graphOptions, g.vector)
 	}
 	return g
+}
+
+// trackKey is a track with its camera interned.
+type trackKey struct {
+	camera uint32
+	track  int64
+}
+
+// link and unlink keep g.tracks in step with the live records.
+func (g *gallery) link(slot uint32) {
+	r := &g.records[slot]
+	if r.track >= 0 {
+		key := trackKey{r.camera, r.track}
+		g.tracks[key] = append(g.tracks[key], slot)
+	}
+}
+
+func (g *gallery) unlink(slot uint32) {
+	r := &g.records[slot]
+	if r.track < 0 {
+		return
+	}
+	key := trackKey{r.camera, r.track}
+	slots := g.tracks[key]
+	if i := slices.Index(slots, slot); i >= 0 {
+		slots[i] = slots[len(slots)-1]
+		slots = slots[:len(slots)-1]
+	}
+	if len(slots) == 0 {
+		delete(g.tracks, key)
+	} else {
+		g.tracks[key] = slots
+	}
+}
+
+// trackSlots appends the live slots of the named tracks to slots, stopping at limit.
+func (g *gallery) trackSlots(tracks []index.TrackRef, limit int, slots []uint32) []uint32 {
+	for _, ref := range tracks {
+		camera, ok := g.codes[ref.Camera]
+		if !ok {
+			continue
+		}
+		for _, slot := range g.tracks[trackKey{camera, ref.Track}] {
+			if len(slots) >= limit {
+				return slots
+			}
+			slots = append(slots, slot)
+		}
+	}
+	return slots
 }
 
 func (g *gallery) vector(slot uint32) []float32 {
@@ -91,6 +143,9 @@ func (g *gallery) newSlot() uint32 {
 // put stores one item and returns its slot and whether that slot is new to the graph.
 func (g *gallery) put(item *decodedItem, vector []float32) (uint32, bool) {
 	slot, exists := g.slots[item.id]
+	if exists {
+		g.unlink(slot)
+	}
 	fresh := !exists
 	if exists && g.graph != nil {
 		g.alive[slot] = false // the old node stays in the graph as a tombstone
@@ -114,6 +169,7 @@ func (g *gallery) put(item *decodedItem, vector []float32) (uint32, bool) {
 		box:    item.box,
 	}
 	g.alive[slot] = true
+	g.link(slot)
 	return slot, fresh && g.graph != nil
 }
 
@@ -123,6 +179,7 @@ func (g *gallery) remove(id string) bool {
 		return false
 	}
 	delete(g.slots, id)
+	g.unlink(slot)
 	g.alive[slot] = false
 	g.records[slot] = record{}
 	if g.graph == nil {

@@ -202,6 +202,7 @@ func readSnapshot(path string, g *gallery) (graphLoaded bool, err error) {
 				nanos: item.nanos, track: item.track, frame: item.frame, box: item.box,
 			}
 			g.alive[assigned] = true
+			g.link(assigned)
 		case 0:
 			if _, err := io.ReadFull(in, raw); err != nil {
 				return fail("slot %d: %v", slot, err)

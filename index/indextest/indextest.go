@@ -55,6 +55,7 @@ func RunBackend(t *testing.T, backend Backend) {
 		{"SearchMultiVector", testSearchMultiVector},
 		{"Filters", testFilters},
 		{"Get", testGet},
+		{"TrackItems", testTrackItems},
 		{"Delete", testDelete},
 		{"DeleteBefore", testDeleteBefore},
 		{"VersionIsolation", testVersionIsolation},
@@ -577,6 +578,81 @@ func testGet(t *testing.T, backend Backend) {
 	}
 }
 
+// inTracks is the items of items that belong to one of tracks, ordered by id.
+func inTracks(items []index.Item, tracks ...index.TrackRef) []index.Item {
+	var out []index.Item
+	for _, item := range items {
+		if slices.Contains(tracks, index.TrackRef{Camera: item.Metadata.Camera, Track: item.Metadata.Track}) {
+			out = append(out, item)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// mustTrackItems checks that TrackItems returns exactly want, in any order.
+func mustTrackItems(t *testing.T, ctx context.Context, ix index.Index, version string, tracks []index.TrackRef, want []index.Item) {
+	t.Helper()
+	got, err := ix.TrackItems(ctx, version, tracks, 1000)
+	mustNoError(t, err, "TrackItems(%v)", tracks)
+	sort.Slice(got, func(i, j int) bool { return got[i].ID < got[j].ID })
+	if len(got) != len(want) {
+		t.Fatalf("TrackItems(%v) returned %d items, want %d", tracks, len(got), len(want))
+	}
+	for i := range want {
+		if !sameItem(got[i], want[i]) {
+			t.Errorf("TrackItems(%v) item %d = %+v, want %+v", tracks, i, got[i], want[i])
+		}
+	}
+}
+
+func testTrackItems(t *testing.T, backend Backend) {
+	ctx := testContext(t)
+	ix := open(t, backend)
+	mustNoError(t, ix.CreateVersion(ctx, "v1", 8), "CreateVersion")
+	rng := rand.New(rand.NewPCG(12, 12))
+	items := makeItems(rng, "tr", 90, 8, "v1")
+	// Three crops of one person in one camera's track 100, and untracked crops (track -1).
+	for i := range 3 {
+		items[i].Metadata.Camera, items[i].Metadata.Track = "cam-9", 100
+	}
+	items[3].Metadata.Track, items[4].Metadata.Track = -1, -1
+	mustNoError(t, ix.Upsert(ctx, "v1", items), "Upsert")
+
+	long := index.TrackRef{Camera: "cam-9", Track: 100}
+	other := index.TrackRef{Camera: items[40].Metadata.Camera, Track: items[40].Metadata.Track}
+	untracked := index.TrackRef{Camera: items[3].Metadata.Camera, Track: -1}
+	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long}, inTracks(items, long))
+	if n := len(inTracks(items, long)); n != 3 {
+		t.Fatalf("the test's track 100 has %d items, want 3", n)
+	}
+	// Track ids are per camera: the same id in another camera is another track.
+	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long, other, {Camera: "cam-9", Track: other.Track}},
+		inTracks(items, long, other))
+	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{{Camera: "nowhere", Track: 1}, {Camera: "cam-9", Track: 7}, untracked}, nil)
+	mustTrackItems(t, ctx, ix, "v1", nil, nil)
+
+	limited, err := ix.TrackItems(ctx, "v1", []index.TrackRef{long}, 2)
+	mustNoError(t, err, "TrackItems with a limit")
+	if len(limited) != 2 || limited[0].Metadata.Track != 100 || limited[1].Metadata.Track != 100 {
+		t.Errorf("TrackItems with limit 2 = %+v, want 2 items of track 100", limited)
+	}
+
+	// Deleting and replacing items moves them out of their tracks.
+	_, err = ix.Delete(ctx, "v1", []string{items[0].ID})
+	mustNoError(t, err, "Delete")
+	moved := items[1]
+	moved.Metadata.Track = other.Track
+	moved.Metadata.Camera = other.Camera
+	mustNoError(t, ix.Upsert(ctx, "v1", []index.Item{moved}), "Upsert")
+	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long}, []index.Item{items[2]})
+	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{other}, inTracks(append(slices.Clone(items[2:]), moved), other))
+
+	if _, err := ix.TrackItems(ctx, "missing", []index.TrackRef{long}, 10); !errors.Is(err, index.ErrNoVersion) {
+		t.Errorf("TrackItems of a missing version: %v, want ErrNoVersion", err)
+	}
+}
+
 func testDelete(t *testing.T, backend Backend) {
 	ctx := testContext(t)
 	ix := open(t, backend)
@@ -921,6 +997,10 @@ func testPersistence(t *testing.T, backend Backend) {
 				t.Fatalf("reopen %d: item %s differs: %+v, want %+v", round, want[i].ID, got[i], want[i])
 			}
 		}
+		// The replaced p-5 moved from cam-1's track 1 (its only item there) to cam-moved's.
+		mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-1", Track: 1}}, nil)
+		mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-moved", Track: 1}}, []index.Item{old[5]})
+		mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-0", Track: 100}}, inTracks(old[8:], index.TrackRef{Camera: "cam-0", Track: 100}))
 		results, err := ix.Search(ctx, "", index.Query{Vectors: [][]float32{fresh[9].Vector}, K: 3})
 		mustNoError(t, err, "Search")
 		if len(results[0]) == 0 || results[0][0].ID != "q-9" {

@@ -51,6 +51,32 @@ func inExpr(field string, values []string, negate bool) string {
 	return b.String()
 }
 
+// tracksExpr selects the items of these tracks, one term per camera:
+// `(camera == "a" and track in [1, 2]) or (camera == "b" and track in [7])`. Negative (untracked)
+// ids are left out; "" when nothing is left.
+func tracksExpr(tracks []index.TrackRef) string {
+	byCamera := map[string][]int64{}
+	var cameras []string
+	for _, ref := range tracks {
+		if ref.Track < 0 {
+			continue
+		}
+		if _, seen := byCamera[ref.Camera]; !seen {
+			cameras = append(cameras, ref.Camera)
+		}
+		byCamera[ref.Camera] = append(byCamera[ref.Camera], ref.Track)
+	}
+	terms := make([]string, 0, len(cameras))
+	for _, camera := range cameras {
+		ids := make([]string, len(byCamera[camera]))
+		for i, track := range byCamera[camera] {
+			ids[i] = strconv.FormatInt(track, 10)
+		}
+		terms = append(terms, "("+fieldCamera+" == "+quote(camera)+" and "+fieldTrack+" in ["+strings.Join(ids, ", ")+"])")
+	}
+	return strings.Join(terms, " or ")
+}
+
 // microFloor and microCeil convert a time to the unix microseconds stored in the time field,
 // rounding down or up. Stored times are truncated to microseconds, so "time >= microCeil(t)"
 // and "time <= microFloor(t)" select exactly the items whose stored time is >= t and <= t.

@@ -108,3 +108,27 @@ func TestValidVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestTracksExpr(t *testing.T) {
+	cases := []struct {
+		name   string
+		tracks []index.TrackRef
+		want   string
+	}{
+		{"none", nil, ""},
+		{"untracked only", []index.TrackRef{{Camera: "a", Track: -1}}, ""},
+		{"one", []index.TrackRef{{Camera: "a", Track: 3}}, `(camera == "a" and track in [3])`},
+		{"grouped by camera, in first-seen order",
+			[]index.TrackRef{{Camera: "b", Track: 7}, {Camera: "a", Track: 1}, {Camera: "b", Track: 9}, {Camera: "a", Track: -1}},
+			`(camera == "b" and track in [7, 9]) or (camera == "a" and track in [1])`},
+		{"quoted camera", []index.TrackRef{{Camera: `x" or camera != "`, Track: 1}},
+			`(camera == "x\" or camera != \"" and track in [1])`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := tracksExpr(c.tracks); got != c.want {
+				t.Errorf("tracksExpr = %s, want %s", got, c.want)
+			}
+		})
+	}
+}

@@ -598,6 +598,42 @@ func (ix *Index) Get(ctx context.Context, version string, ids []string) ([]index
 	return items, nil
 }
 
+// maxQueryLimit is the most rows one Milvus query returns (its max_query_result_window).
+const maxQueryLimit = 16384
+
+// TrackItems returns the items of these tracks, stopping at limit items (at most 16,384, the
+// most one Milvus query returns).
+func (ix *Index) TrackItems(ctx context.Context, version string, tracks []index.TrackRef, limit int) ([]index.Item, error) {
+	if limit < 0 {
+		return nil, fmt.Errorf("index: negative limit %d", limit)
+	}
+	g, err := ix.resolve(ctx, version)
+	if err != nil {
+		return nil, err
+	}
+	expr := tracksExpr(tracks)
+	if expr == "" || limit == 0 {
+		return nil, nil
+	}
+	option := milvusclient.NewQueryOption(g.collection).
+		WithFilter(expr).
+		WithLimit(min(limit, maxQueryLimit)).
+		WithOutputFields(append([]string{fieldID, fieldVector}, metadataFields...)...).
+		WithConsistencyLevel(entity.ClStrong)
+	resultSet, err := ix.client.Query(ctx, option)
+	if err != nil {
+		return nil, fmt.Errorf("milvus: track items from %s: %w", g.collection, err)
+	}
+	items, err := readItems(&resultSet)
+	if err != nil {
+		return nil, err
+	}
+	for i := range items {
+		items[i].Vector = slices.Clone(items[i].Vector)
+	}
+	return items, nil
+}
+
 // Delete removes items by id and returns how many existed. Milvus's delete count is the number
 // of ids asked for, existing or not, so the existing ones are looked up first.
 func (ix *Index) Delete(ctx context.Context, version string, ids []string) (int, error) {

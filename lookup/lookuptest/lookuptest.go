@@ -110,6 +110,26 @@ func (x *Index) Get(ctx context.Context, version string, ids []string) ([]index.
 	return items, ctx.Err()
 }
 
+// TrackItems returns the items of these tracks (negative track ids are untracked), up to limit.
+func (x *Index) TrackItems(ctx context.Context, version string, tracks []index.TrackRef, limit int) ([]index.Item, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	wanted := map[index.TrackRef]bool{}
+	for _, ref := range tracks {
+		if ref.Track >= 0 {
+			wanted[ref] = true
+		}
+	}
+	var items []index.Item
+	for _, id := range x.order {
+		item := x.items[id]
+		if len(items) < limit && wanted[index.TrackRef{Camera: item.Metadata.Camera, Track: item.Metadata.Track}] {
+			items = append(items, item)
+		}
+	}
+	return items, ctx.Err()
+}
+
 func dot(a, b []float32) float32 {
 	sum := float32(0)
 	for i := range min(len(a), len(b)) {

@@ -200,6 +200,7 @@ function filterParams() {
   if (minScore > 0) params.push(["min_score", String(minScore)]);
   params.push(["k", $("k").value]);
   if ($("rerank").checked) params.push(["rerank", "true"]);
+  if (!$("track-consensus").checked) params.push(["track_consensus", "false"]);
   return params;
 }
 
@@ -300,6 +301,7 @@ async function search() {
         else if (name === "k") body.k = parseInt(value, 10);
         else if (name === "min_score") body.min_score = parseFloat(value);
         else if (name === "rerank") body.rerank = true;
+        else if (name === "track_consensus") body.track_consensus = value === "true";
         else body[name] = value;
       }
       response = await api("/v1/search", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
@@ -345,19 +347,23 @@ function card(item, options) {
   const meta = el("div", "meta");
   meta.append(el("div", "camera", item.camera + (item.track > 0 ? " · #" + item.track : "")));
   meta.append(el("div", "time", formatTime(item.time, options.withDate)));
-  if (typeof item.score === "number") {
+  // With track consensus the results are ordered by rank_score (the crop and its whole track),
+  // so that is the score shown; the crop's own similarity is in the tooltip.
+  const shown = typeof item.rank_score === "number" ? item.rank_score : item.score;
+  if (typeof shown === "number") {
     const score = el("div", "score");
     const bar = el("div", "bar");
     const fill = el("span");
-    fill.style.width = Math.max(0, Math.min(1, item.score)) * 100 + "%";
+    fill.style.width = Math.max(0, Math.min(1, shown)) * 100 + "%";
     bar.append(fill);
-    score.append(bar, el("span", "value", item.score.toFixed(2)));
+    score.append(bar, el("span", "value", shown.toFixed(2)));
     meta.append(score);
   }
   button.append(img, meta);
   if (options.rank) button.append(el("span", "rank", "#" + options.rank));
   if (options.isQuery) { button.classList.add("is-query"); button.append(el("span", "badge", "query")); }
-  button.title = id + "\n" + formatTime(item.time, true) + " UTC" + (typeof item.score === "number" ? "\nscore " + item.score.toFixed(3) : "") + "\nclick to search with this crop";
+  button.title = id + "\n" + formatTime(item.time, true) + " UTC" + (typeof item.score === "number" ? "\nthis crop " + item.score.toFixed(3) : "") +
+    (typeof item.track_score === "number" ? "\nits track " + item.track_score.toFixed(3) : "") + "\nclick to search with this crop";
   button.addEventListener("click", () => pivot(id));
   return button;
 }
@@ -369,7 +375,7 @@ function renderResults(result) {
   const cameras = new Set(matches.map((m) => m.camera));
   $("results-summary").textContent = matches.length + " match" + (matches.length === 1 ? "" : "es") +
     " · " + cameras.size + " camera" + (cameras.size === 1 ? "" : "s") + " · " + Math.round(result.took_ms) + " ms" +
-    (result.query.rerank ? " · re-ranked" : "");
+    (result.query.rerank ? " · re-ranked" : result.query.track_consensus ? " · by whole tracks" : "");
   const withDate = !sameDay(matches, "time");
   matches.forEach((match, i) => {
     grid.append(card(match, { rank: i + 1, withDate, isQuery: state.query.kind === "crop" && match.crop_id === state.query.id }));
@@ -560,7 +566,7 @@ function init() {
   });
   $("filters").addEventListener("submit", (e) => { e.preventDefault(); search(); });
   $("min-score").addEventListener("input", () => { $("min-score-value").textContent = parseFloat($("min-score").value).toFixed(2); });
-  for (const id of ["min-score", "k", "rerank", "from", "to"]) {
+  for (const id of ["min-score", "k", "rerank", "track-consensus", "from", "to"]) {
     $(id).addEventListener("change", () => { if (state.query) search(); });
   }
   $("browse-camera").addEventListener("change", browse);
