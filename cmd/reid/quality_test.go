@@ -16,8 +16,8 @@ import (
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
-	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/synth"
 )
 
