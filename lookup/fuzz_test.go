@@ -70,6 +70,7 @@ func FuzzParseSearchRequest(f *testing.F) {
 	}
 	f.Add("application/json", "", []byte(`{"crop_id":"`+id+`","k":3,"cameras":["a"],"from":"2024-05-01T00:00:00Z","min_score":0.5,"rerank":true}`))
 	f.Add("application/json", "rerank=yes", []byte(`{"crop_id":"../x"}`))
+	f.Add("application/json", "track_consensus=0", []byte(`{"crop_id":"x","track_consensus":false}`))
 	f.Add("application/json; charset=utf-8", "", []byte(`{"crop_id":"`+id+`"} {}`))
 	f.Add("application/json", "k=-1", []byte(`{"k":1e99}`))
 	f.Add("text/plain", "", []byte("hello"))
@@ -176,6 +177,7 @@ func FuzzSearchHandler(f *testing.F) {
 	}
 	f.Add("POST", "/v1/search", "application/json", []byte(`{"crop_id":"`+gallery.Crops[0]+`","rerank":true}`))
 	f.Add("GET", "/v1/sightings?crop="+gallery.Crops[1]+"&rerank=true&k=2", "", []byte{})
+	f.Add("GET", "/v1/sightings?crop="+gallery.Crops[1]+"&track_consensus=false&k=2", "", []byte{})
 	f.Add("GET", "/v1/crops/"+gallery.Crops[1]+"/image", "", []byte{})
 	f.Add("GET", "/v1/crops/..%2f..%2fx/image", "", []byte{})
 	f.Add("GET", "/v1/crops?camera=cam-a&limit=2&from=2024-05-01T00:00:00Z", "", []byte{})

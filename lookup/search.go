@@ -96,7 +96,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, call *call
 	if err != nil {
 		return err
 	}
-	matches, err := s.search(r.Context(), searcher, vector, query, request.options())
+	matches, err := search(r.Context(), searcher, vector, query, request.options())
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (s *Server) handleSightings(w http.ResponseWriter, r *http.Request, call *c
 	if err != nil {
 		return err
 	}
-	matches, err := s.search(r.Context(), searcher, vector, query, searchOptions{k: k, filter: filter, rerank: rerank, trackConsensus: trackConsensus})
+	matches, err := search(r.Context(), searcher, vector, query, searchOptions{k: k, filter: filter, rerank: rerank, trackConsensus: trackConsensus})
 	if err != nil {
 		return err
 	}
@@ -241,7 +241,27 @@ func (r searchResult) json() []MatchJSON {
 	return out
 }
 
-func (s *Server) search(ctx context.Context, searcher *searcherBox, vector []float32, query queryTrack, options searchOptions) (searchResult, error) {
+// SearchOptions is a search made outside the HTTP API.
+type SearchOptions struct {
+	K      int
+	Filter index.Filter
+	// Rerank orders the results by k-reciprocal re-ranking, ByCrop crop by crop; with neither,
+	// track consensus orders them, as POST /v1/search does by default.
+	Rerank, ByCrop bool
+}
+
+// Search finds and orders the matches of an image's embedding as POST /v1/search does, for
+// callers outside the HTTP API (the reid search command).
+func Search(ctx context.Context, searcher Searcher, version string, vector []float32, options SearchOptions) ([]MatchJSON, error) {
+	result, err := search(ctx, &searcherBox{Searcher: searcher, version: version}, vector, queryTrack{},
+		searchOptions{k: options.K, filter: options.Filter, rerank: options.Rerank, trackConsensus: !options.ByCrop})
+	if err != nil {
+		return nil, err
+	}
+	return result.json(), nil
+}
+
+func search(ctx context.Context, searcher *searcherBox, vector []float32, query queryTrack, options searchOptions) (searchResult, error) {
 	k, filter, rerank := options.k, options.filter, options.rerank
 	candidates := k
 	switch {

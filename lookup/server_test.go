@@ -562,6 +562,8 @@ func TestBadInput(t *testing.T) {
 		{"bad min score", "POST", "/v1/search?min_score=2", "image/jpeg", good, nil, 400, "min_score"},
 		{"bad camera", "POST", "/v1/search?camera=../x", "image/jpeg", good, nil, 400, "not a camera id"},
 		{"bad rerank", "POST", "/v1/search?rerank=maybe", "image/jpeg", good, nil, 400, "rerank"},
+		{"bad track_consensus", "POST", "/v1/search?track_consensus=maybe", "image/jpeg", good, nil, 400, "track_consensus"},
+		{"track_consensus not a boolean in JSON", "POST", "/v1/search", "application/json", []byte(`{"crop_id":"x","track_consensus":"no"}`), nil, 400, "track_consensus"},
 		{"unknown crop id", "GET", "/v1/crops/" + unknownID, "", nil, nil, 404, "not found"},
 		{"unknown crop image", "GET", "/v1/crops/" + unknownID + "/image", "", nil, nil, 404, "not found"},
 		{"dot-dot crop id", "GET", "/v1/crops/..", "", nil, nil, 404, "no such route"},

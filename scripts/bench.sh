@@ -29,8 +29,10 @@ esac
 $GO test -run '^$' -bench . -benchtime 1x ./eval/ ./cluster/ ./internal/vecmath/
 
 # Lookup: 50 concurrent clients over loopback HTTP, POST /v1/search by crop id (k=20), against a
-# 100k x 512 gallery in index/embedded (exact): p50/p90/p99 latency and requests/s.
+# 100k x 512 gallery in index/embedded (exact): p50/p90/p99 latency and requests/s, with track
+# consensus (the default) and crop by crop.
 $GO run ./lookup/loadtest -vectors 100000 -clients 50 -requests 3000 -duration 60s
+$GO run ./lookup/loadtest -vectors 100000 -clients 50 -requests 3000 -duration 60s -track-consensus=false
 
 # Synth: the default-size synthetic data set as a benchmark for the shared OSNet x0.25 (cross- and
 # same-camera mAP, chance), the figures in docs/SYNTH.md.

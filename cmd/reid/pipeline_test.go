@@ -24,6 +24,7 @@ import (
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/stream"
 )
 
@@ -97,12 +98,17 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	var archived []string
+	trackCrops := map[int64][]string{}
 	if err := store.Walk(context.Background(), cropstore.Filter{}, func(record cropstore.CropRecord) error {
 		archived = append(archived, record.ID)
+		if record.Track >= 0 {
+			trackCrops[record.Track] = append(trackCrops[record.Track], record.ID)
+		}
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
+	checkSearchCommand(t, dataDir, store, trackCrops)
 	vectors, err := openIndex(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
@@ -118,6 +124,66 @@ func TestRunEndToEnd(t *testing.T) {
 	for _, item := range items {
 		if item.Metadata.Camera != "gate" || item.Metadata.Model != summary.Model || len(item.Vector) != 512 {
 			t.Fatalf("item %s has metadata %+v and %d values", item.ID, item.Metadata, len(item.Vector))
+		}
+	}
+}
+
+// checkSearchCommand runs `reid search` with the stored image of a crop of the longest track: the
+// crop itself comes first, ordered by track consensus (rank_score), and with --by-crop by cosine.
+func checkSearchCommand(t *testing.T, dataDir string, store *cropstore.Local, trackCrops map[int64][]string) {
+	t.Helper()
+	var longest []string
+	for _, crops := range trackCrops {
+		if len(crops) > len(longest) {
+			longest = crops
+		}
+	}
+	if len(longest) < 3 {
+		t.Fatalf("no track of at least 3 crops: %v", trackCrops)
+	}
+	queryID := longest[len(longest)/2]
+	jpegBytes, err := store.Image(context.Background(), queryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	queryPath := filepath.Join(t.TempDir(), "query.jpg")
+	if err := os.WriteFile(queryPath, jpegBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	search := func(extra ...string) []lookup.MatchJSON {
+		t.Helper()
+		out, err := runReid(t, append([]string{"--data-dir", dataDir, "search", "--image", queryPath, "--k", "8", "--json"}, extra...)...)
+		if err != nil {
+			t.Fatalf("reid search: %v\n%s", err, out)
+		}
+		var decoded struct {
+			Matches []lookup.MatchJSON `json:"matches"`
+		}
+		if err := json.Unmarshal([]byte(out[max(strings.Index(out, "{"), 0):]), &decoded); err != nil {
+			t.Fatalf("reid search output: %v\n%s", err, out)
+		}
+		if len(decoded.Matches) != 8 || decoded.Matches[0].CropID != queryID || decoded.Matches[0].Score < 0.99 {
+			t.Fatalf("reid search %v for crop %s: %+v", extra, queryID, decoded.Matches)
+		}
+		return decoded.Matches
+	}
+	withTracks := 0
+	matches := search()
+	for i, match := range matches {
+		if match.RankScore == nil || (i > 0 && *match.RankScore > *matches[i-1].RankScore) {
+			t.Fatalf("reid search: match %d not ordered by rank_score: %+v", i, matches)
+		}
+		if match.TrackScore != nil {
+			withTracks++
+		}
+	}
+	if withTracks == 0 {
+		t.Errorf("reid search: no match was scored with its track: %+v", matches)
+	}
+	matches = search("--by-crop")
+	for i, match := range matches {
+		if match.TrackScore != nil || match.RankScore != nil || (i > 0 && match.Score > matches[i-1].Score) {
+			t.Fatalf("reid search --by-crop: match %d not ordered by score alone: %+v", i, matches)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/lookup"
 )
 
 func newSearchCommand(g *globals) *cobra.Command {
@@ -18,6 +19,7 @@ func newSearchCommand(g *globals) *cobra.Command {
 		cameras   []string
 		exclude   []string
 		minScore  float32
+		byCrop    bool
 		asJSON    bool
 	)
 	command := &cobra.Command{
@@ -53,23 +55,26 @@ func newSearchCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			results, err := vectors.Search(ctx, active.Name, index.Query{
-				Vectors: embedding,
-				K:       k,
-				Filter:  index.Filter{Cameras: cameras, ExcludeCameras: exclude, MinScore: minScore},
+			matches, err := lookup.Search(ctx, vectors, active.Name, embedding[0], lookup.SearchOptions{
+				K:      k,
+				Filter: index.Filter{Cameras: cameras, ExcludeCameras: exclude, MinScore: minScore},
+				ByCrop: byCrop,
 			})
 			if err != nil {
 				return err
 			}
-			matches := results[0]
 			if asJSON {
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{"model": active.Name, "matches": matches})
 			}
 			table := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(table, "RANK\tSCORE\tCAMERA\tTIME\tTRACK\tCROP")
+			fmt.Fprintln(table, "RANK\tSCORE\tTRACK SCORE\tCAMERA\tTIME\tTRACK\tCROP")
 			for rank, match := range matches {
-				fmt.Fprintf(table, "%d\t%.3f\t%s\t%s\t%d\t%s\n", rank+1, match.Score, match.Metadata.Camera,
-					match.Metadata.Time.Format("2006-01-02 15:04:05.000"), match.Metadata.Track, match.ID)
+				trackScore := "-"
+				if match.TrackScore != nil {
+					trackScore = fmt.Sprintf("%.3f", *match.TrackScore)
+				}
+				fmt.Fprintf(table, "%d\t%.3f\t%s\t%s\t%s\t%d\t%s\n", rank+1, match.Score, trackScore, match.Camera,
+					match.Time.Format("2006-01-02 15:04:05.000"), match.Track, match.CropID)
 			}
 			return table.Flush()
 		},
@@ -80,6 +85,7 @@ func newSearchCommand(g *globals) *cobra.Command {
 	flags.StringSliceVar(&cameras, "camera", nil, "only these cameras")
 	flags.StringSliceVar(&exclude, "camera-not", nil, "not these cameras")
 	flags.Float32Var(&minScore, "min-score", 0, "drop matches below this cosine similarity")
+	flags.BoolVar(&byCrop, "by-crop", false, "order crop by crop instead of by track consensus (each crop scored with its whole track)")
 	flags.BoolVar(&asJSON, "json", false, "print JSON")
 	_ = command.MarkFlagRequired("image")
 	return command

@@ -48,6 +48,7 @@ func run() error {
 	k := flag.Int("k", 20, "matches per search")
 	mode := flag.String("mode", "exact", "embedded index mode: exact or hnsw")
 	rerank := flag.Bool("rerank", false, "ask for k-reciprocal re-ranking")
+	trackConsensus := flag.Bool("track-consensus", true, "order by track consensus (the API's default)")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -57,7 +58,8 @@ func run() error {
 	items := make([]index.Item, *vectors)
 	ids := make([]string, *vectors)
 	for i := range items {
-		camera := fmt.Sprintf("cam-%d", i%8)
+		// Tracks of 10 crops, a quarter of a second apart, on 8 cameras in turn.
+		camera := fmt.Sprintf("cam-%d", (i/10)%8)
 		t := start.Add(time.Duration(i) * 250 * time.Millisecond)
 		vector := make([]float32, *dim)
 		for j := range vector {
@@ -126,7 +128,7 @@ func run() error {
 			defer wait.Done()
 			clientRandom := rand.New(rand.NewPCG(uint64(c), 9))
 			for time.Now().Before(deadline) && issued.Add(1) <= int64(*requests) {
-				body, _ := json.Marshal(map[string]any{"crop_id": ids[clientRandom.IntN(len(ids))], "k": *k, "rerank": *rerank})
+				body, _ := json.Marshal(map[string]any{"crop_id": ids[clientRandom.IntN(len(ids))], "k": *k, "rerank": *rerank, "track_consensus": *trackConsensus})
 				began := time.Now()
 				response, err := client.Post(url, "application/json", bytes.NewReader(body))
 				if err == nil {
@@ -164,8 +166,8 @@ func run() error {
 		return latencies[min(len(latencies)-1, int(math.Ceil(q*float64(len(latencies))))-1)]
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d.Microseconds())/1000) }
-	fmt.Printf("lookup load: %d vectors x %d, index/embedded %s, %d clients, k=%d, rerank=%v, GOMAXPROCS=%d, gallery built in %s\n",
-		*vectors, *dim, *mode, *clients, *k, *rerank, runtime.GOMAXPROCS(0), buildTime.Round(time.Millisecond))
+	fmt.Printf("lookup load: %d vectors x %d, index/embedded %s, %d clients, k=%d, rerank=%v, track consensus=%v, GOMAXPROCS=%d, gallery built in %s\n",
+		*vectors, *dim, *mode, *clients, *k, *rerank, *trackConsensus, runtime.GOMAXPROCS(0), buildTime.Round(time.Millisecond))
 	fmt.Printf("| requests | failed | seconds | requests/s | p50 ms | p90 ms | p99 ms | max ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	fmt.Printf("| %d | %d | %.1f | %.1f | %s | %s | %s | %s |\n", len(latencies), failed.Load(), elapsed.Seconds(),
 		float64(len(latencies))/elapsed.Seconds(), ms(quantile(0.5)), ms(quantile(0.9)), ms(quantile(0.99)), ms(latencies[len(latencies)-1]))
