@@ -701,38 +701,40 @@ func (ix *Index) DeleteBefore(ctx context.Context, name string, t time.Time) (in
 	return ix.write(v, payload)
 }
 
-// Count is the number of live items.
-func (ix *Index) Count(ctx context.Context, name string) (int, error) {
+// read runs fn on the named version's gallery under the version's read lock.
+func (ix *Index) read(ctx context.Context, name string, fn func(g *gallery)) error {
 	v, err := ix.lookup(ctx, name)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if v.dropped {
-		return 0, fmt.Errorf("%w: %q", index.ErrNoVersion, name)
+		return fmt.Errorf("%w: %q", index.ErrNoVersion, name)
 	}
-	return v.gallery.live, nil
+	fn(v.gallery)
+	return nil
+}
+
+// Count is the number of live items.
+func (ix *Index) Count(ctx context.Context, name string) (int, error) {
+	count := 0
+	err := ix.read(ctx, name, func(g *gallery) { count = g.live })
+	return count, err
 }
 
 // Get returns the existing items among ids, in the order asked.
 func (ix *Index) Get(ctx context.Context, name string, ids []string) ([]index.Item, error) {
-	v, err := ix.lookup(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	if v.dropped {
-		return nil, fmt.Errorf("%w: %q", index.ErrNoVersion, name)
-	}
-	items := make([]index.Item, 0, len(ids))
-	for _, id := range ids {
-		if slot, ok := v.gallery.slots[id]; ok {
-			items = append(items, v.gallery.item(slot))
+	var items []index.Item
+	err := ix.read(ctx, name, func(g *gallery) {
+		items = make([]index.Item, 0, len(ids))
+		for _, id := range ids {
+			if slot, ok := g.slots[id]; ok {
+				items = append(items, g.item(slot))
+			}
 		}
-	}
-	return items, nil
+	})
+	return items, err
 }
 
 // TrackItems returns the items of these tracks, stopping at limit items.
@@ -740,21 +742,15 @@ func (ix *Index) TrackItems(ctx context.Context, name string, tracks []index.Tra
 	if limit < 0 {
 		return nil, fmt.Errorf("index: negative limit %d", limit)
 	}
-	v, err := ix.lookup(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	if v.dropped {
-		return nil, fmt.Errorf("%w: %q", index.ErrNoVersion, name)
-	}
-	slots := v.gallery.trackSlots(tracks, limit, nil)
-	items := make([]index.Item, len(slots))
-	for i, slot := range slots {
-		items[i] = v.gallery.item(slot)
-	}
-	return items, nil
+	var items []index.Item
+	err := ix.read(ctx, name, func(g *gallery) {
+		slots := g.trackSlots(tracks, limit, nil)
+		items = make([]index.Item, len(slots))
+		for i, slot := range slots {
+			items[i] = g.item(slot)
+		}
+	})
+	return items, err
 }
 
 // minGraphPass is the least share of slots a filter may keep for the graph to answer: below it
