@@ -40,8 +40,10 @@ const (
 )
 
 // consensusCandidates is how many nearest crops to fetch to find the tracks to score for a top-k.
+// Measured on vtest.avi, 30 to 200 candidates give the same results for k = 5; each more costs
+// its track's vectors read back.
 func consensusCandidates(k int) int {
-	return min(max(4*k, 50), 10000)
+	return min(max(2*k, 30), 10000)
 }
 
 // queryTrack is what a search by crop id knows about the crop: its id and, when tracked, its track.
