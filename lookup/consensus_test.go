@@ -1,6 +1,8 @@
 package lookup
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"net/http"
@@ -186,4 +188,46 @@ func dot4(a, b []float32) float32 {
 		sum += a[i] * b[i]
 	}
 	return sum
+}
+
+// fixedEmbedder embeds every image as one vector.
+type fixedEmbedder []float32
+
+func (e fixedEmbedder) Embed(_ context.Context, images [][]byte) ([][]float32, error) {
+	out := make([][]float32, len(images))
+	for i := range out {
+		out[i] = e
+	}
+	return out, nil
+}
+
+func TestSwitchMovesIndexAndEmbedderTogether(t *testing.T) {
+	gallery := func(camera string) *lookuptest.Index {
+		ix := lookuptest.NewIndex()
+		ix.Add(index.Item{ID: cropstore.NewID(camera, testStart, 1, 0), Vector: unit(1, 0, 0, 0),
+			Metadata: index.Metadata{Camera: camera, Time: testStart, Track: 1}})
+		return ix
+	}
+	old, next := gallery("cam-old"), gallery("cam-new")
+	f := newFixture(t, func(config *Config) { config.Index, config.Embedder = old, fixedEmbedder(unit(1, 0, 0, 0)) })
+	upload := func() SearchResponse {
+		t.Helper()
+		image := lookuptest.Crop(f.gallery.Identities[0], 5, false)
+		status, data, _ := f.do(t, "POST", "/v1/search?k=3", "image/jpeg", bytes.NewReader(image))
+		if status != http.StatusOK {
+			t.Fatalf("status %d: %s", status, data)
+		}
+		return decode[SearchResponse](t, data)
+	}
+	if matches := upload().Matches; len(matches) != 1 || matches[0].Camera != "cam-old" {
+		t.Fatalf("before the switch: %+v", matches)
+	}
+	// The new model embeds differently: with the old gallery its vector would match nothing.
+	f.server.Switch(next, "v2", fixedEmbedder(unit(0, 1, 0, 0)))
+	next.Add(index.Item{ID: cropstore.NewID("cam-new", testStart, 2, 0), Vector: unit(0, 1, 0, 0),
+		Metadata: index.Metadata{Camera: "cam-new", Time: testStart, Track: 2}})
+	matches := upload().Matches
+	if len(matches) != 2 || matches[0].Camera != "cam-new" || matches[0].Score < 0.999 {
+		t.Fatalf("after the switch: %+v, want the new gallery searched with the new model's vector", matches)
+	}
 }

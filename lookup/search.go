@@ -185,7 +185,7 @@ func (s *Server) queryVector(ctx context.Context, searcher *searcherBox, cropID 
 		}
 		from = "embedder"
 	}
-	embedder := s.embedderOrNil()
+	embedder := searcher.embedder
 	if embedder == nil {
 		return nil, "", queryTrack{}, &apiError{status: http.StatusServiceUnavailable, message: "the embedder is still loading: image search is not available yet", retryAfter: 5 * time.Second}
 	}

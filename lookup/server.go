@@ -135,6 +135,8 @@ type Server struct {
 	logger   *slog.Logger
 	index    atomic.Pointer[searcherBox]
 	embedder atomic.Pointer[embedderBox]
+	// switchMu serialises SetIndex, SetEmbedder and Switch (readers only load the pointers).
+	switchMu sync.Mutex
 	keys     *keyring
 	limiter  *limiter
 	audit    *auditLog
@@ -145,9 +147,12 @@ type Server struct {
 	now    func() time.Time
 }
 
+// searcherBox is the searched gallery with the embedder of its model (nil until it is loaded):
+// a request takes both from one box.
 type searcherBox struct {
 	Searcher
-	version string
+	version  string
+	embedder Embedder
 }
 type embedderBox struct{ Embedder }
 
@@ -201,15 +206,36 @@ func New(config Config) (*Server, error) {
 // in searcher from now on. Pin version to the model the embedder runs, so that uploaded images
 // are never compared with another model's vectors. A nil searcher makes the server unready.
 func (s *Server) SetIndex(searcher Searcher, version string) {
+	s.switchMu.Lock()
+	defer s.switchMu.Unlock()
 	if searcher == nil {
 		s.index.Store(nil)
 		return
 	}
-	s.index.Store(&searcherBox{Searcher: searcher, version: version})
+	s.index.Store(&searcherBox{Searcher: searcher, version: version, embedder: s.embedderOrNil()})
 }
 
 // SetEmbedder enables search by uploaded image.
 func (s *Server) SetEmbedder(embedder Embedder) {
+	s.switchMu.Lock()
+	defer s.switchMu.Unlock()
+	s.setEmbedder(embedder)
+	if current := s.index.Load(); current != nil {
+		s.index.Store(&searcherBox{Searcher: current.Searcher, version: current.version, embedder: embedder})
+	}
+}
+
+// Switch moves searches to another gallery and the embedder of its model in one step: a request
+// sees either the old pair or the new one, never an upload embedded by one model searched in
+// the other's gallery. reid run calls it when a new model version's gallery is complete.
+func (s *Server) Switch(searcher Searcher, version string, embedder Embedder) {
+	s.switchMu.Lock()
+	defer s.switchMu.Unlock()
+	s.setEmbedder(embedder)
+	s.index.Store(&searcherBox{Searcher: searcher, version: version, embedder: embedder})
+}
+
+func (s *Server) setEmbedder(embedder Embedder) {
 	if embedder == nil {
 		s.embedder.Store(nil)
 		return

@@ -1,15 +1,20 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/embedder"
 )
 
 // newIndexCommand inspects the configured vector index (embedded or Milvus).
 func newIndexCommand(g *globals) *cobra.Command {
-	command := &cobra.Command{Use: "index", Short: "Inspect the vector index: model-version galleries and their sizes"}
+	command := &cobra.Command{Use: "index", Short: "Inspect the vector index (model-version galleries and their sizes) and backfill a gallery from the crop store"}
 	command.AddCommand(&cobra.Command{
 		Use:   "versions",
 		Short: "List every model version's gallery: name, dimension, item count, which one is active",
@@ -66,5 +71,85 @@ func newIndexCommand(g *globals) *cobra.Command {
 			return err
 		},
 	})
+	command.AddCommand(newIndexBackfillCommand(g))
 	return command
+}
+
+func newIndexBackfillCommand(g *globals) *cobra.Command {
+	var activate bool
+	command := &cobra.Command{
+		Use:   "backfill [VERSION] [--activate]",
+		Short: "Embed every stored crop that a model version's gallery lacks (default: the active model), then optionally switch lookups to it",
+		Long: `Backfill reads the crop store (which keeps every crop, unlike the crops topic) and embeds each
+crop the version's gallery does not hold yet, so that a new model version can be searched over
+the whole history. It resumes where a stopped run left off and may run while the pipeline
+writes new crops into the same gallery (with Milvus; the embedded index is opened by one process
+at a time, and reid run backfills on its own after a model switch).
+
+--activate then makes the version the one lookups read; a running reid serve switches at its
+next restart (it pins the gallery of the model it loaded).`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			version := ""
+			if len(args) == 1 {
+				version = args[0]
+			}
+			store, err := openCropStore(options)
+			if err != nil {
+				return err
+			}
+			vectors, err := openIndex(ctx, options)
+			if err != nil {
+				return err
+			}
+			defer vectors.Close()
+			loaded, err := openModel(ctx, options, version)
+			if err != nil {
+				return err
+			}
+			defer loaded.Close()
+			embed, err := embedder.New(ctx, embedder.Options{Model: loaded.network, Version: loaded.version.ID, Index: vectors})
+			if err != nil {
+				return err
+			}
+			stats, err := backfillGallery(ctx, embed, store, vectors, loaded.version.ID)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %d stored crops, %d already in the gallery, %d embedded, %d undecodable, %d gone  %.1fs\n",
+				loaded.version.ID, stats.Seen, stats.Present, stats.Embedded, stats.Rejected, stats.Missing, stats.Elapsed.Seconds())
+			if activate {
+				if err := vectors.Activate(ctx, loaded.version.ID); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is the active gallery\n", loaded.version.ID)
+			}
+			return nil
+		},
+	}
+	command.Flags().BoolVar(&activate, "activate", false, "make the version's gallery the one lookups read once it is complete")
+	return command
+}
+
+// backfillGallery embeds the stored crops version's gallery lacks, logging progress every 10 s.
+func backfillGallery(ctx context.Context, embed *embedder.Embedder, store embedder.Store, vectors embedder.Gallery, version string) (embedder.BackfillStats, error) {
+	slog.Info("backfill: embedding the stored crops the gallery lacks", "version", version)
+	lastLog := time.Now()
+	stats, err := embed.Backfill(ctx, store, vectors, embedder.BackfillOptions{Progress: func(stats embedder.BackfillStats) {
+		if time.Since(lastLog) >= 10*time.Second {
+			lastLog = time.Now()
+			slog.Info("backfill", "version", version, "seen", stats.Seen, "embedded", stats.Embedded, "present", stats.Present)
+		}
+	}})
+	if err != nil {
+		return stats, err
+	}
+	slog.Info("backfill done", "version", version, "seen", stats.Seen, "embedded", stats.Embedded, "present", stats.Present,
+		"rejected", stats.Rejected, "missing", stats.Missing, "seconds", stats.Elapsed.Seconds())
+	return stats, nil
 }

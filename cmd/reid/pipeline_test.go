@@ -5,14 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"image"
 	"image/jpeg"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -522,5 +525,77 @@ func TestRunWaitsForBacklog(t *testing.T) {
 	items, err := vectors.Get(ctx, "", backlog)
 	if err != nil || len(items) != len(backlog) {
 		t.Errorf("%d of the %d backlog crops are indexed (%v)", len(items), len(backlog), err)
+	}
+}
+
+// TestModelSwitchBackfills promotes a second model version over a data dir already indexed with the
+// first, and checks that the next reid run embeds every stored crop into the new gallery (the
+// old crops from the crop store, the new ones live) and only then makes it the active one.
+func TestModelSwitchBackfills(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	run := func(camera string, frames int) runSummary {
+		t.Helper()
+		out, err := runReid(t, "--data-dir", dataDir, "run", "--source", testassets.Path(t, "video/vtest.avi"),
+			"--camera", camera, "--max-frames", strconv.Itoa(frames), "--exit-when-done", "--serve=false", "--json")
+		if err != nil {
+			t.Fatalf("reid run: %v\n%s", err, out)
+		}
+		return decodeRunSummary(t, out)
+	}
+	first := run("gate", 40)
+	if first.Model != "v1" || first.Backfilled != 0 || int64(first.Indexed) != first.Crops {
+		t.Fatalf("first run: %+v", first)
+	}
+	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
+	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights, "--promote"); err != nil {
+		t.Fatalf("model import --promote: %v\n%s", err, out)
+	}
+	second := run("hall", 30)
+	if second.Model != "v2" || second.Backfilled != first.Crops || int64(second.Indexed) != first.Crops+second.Crops {
+		t.Fatalf("after promoting v2: %+v; want the %d crops of the first run backfilled and %d indexed in v2",
+			second, first.Crops, first.Crops+second.Crops)
+	}
+	vectors, err := openIndex(context.Background(), loadOptions(t, dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	active, err := vectors.Active(context.Background())
+	if err != nil || active.Name != "v2" {
+		t.Fatalf("active gallery %+v, %v; want v2", active, err)
+	}
+	if old, err := vectors.Count(context.Background(), "v1"); err != nil || int64(old) != first.Crops {
+		t.Errorf("v1 gallery has %d items (%v), want its %d untouched", old, err, first.Crops)
+	}
+}
+
+// TestIndexBackfillCommand fills a new model version's gallery from the crop store with
+// `reid index backfill`, resumably, and switches lookups to it with --activate.
+func TestIndexBackfillCommand(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	out, err := runReid(t, "--data-dir", dataDir, "run", "--source", testassets.Path(t, "video/vtest.avi"),
+		"--camera", "gate", "--max-frames", "30", "--exit-when-done", "--serve=false", "--json")
+	if err != nil {
+		t.Fatalf("reid run: %v\n%s", err, out)
+	}
+	crops := decodeRunSummary(t, out).Crops
+	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
+	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
+		t.Fatalf("model import: %v\n%s", err, out)
+	}
+	out, err = runReid(t, "--data-dir", dataDir, "index", "backfill", "v2")
+	if want := fmt.Sprintf("v2: %d stored crops, 0 already in the gallery, %d embedded", crops, crops); err != nil || !strings.Contains(out, want) {
+		t.Fatalf("index backfill v2: %v\n%s\nwant %q", err, out, want)
+	}
+	out, err = runReid(t, "--data-dir", dataDir, "index", "backfill", "v2", "--activate")
+	if want := fmt.Sprintf("v2: %d stored crops, %d already in the gallery, 0 embedded", crops, crops); err != nil || !strings.Contains(out, want) || !strings.Contains(out, "v2 is the active gallery") {
+		t.Fatalf("second index backfill v2 --activate: %v\n%s\nwant %q", err, out, want)
+	}
+	out, err = runReid(t, "--data-dir", dataDir, "index", "versions")
+	if err != nil || !regexp.MustCompile(`v2\s+512\s+`+strconv.FormatInt(crops, 10)+`\s+yes`).MatchString(out) {
+		t.Fatalf("index versions after the backfill: %v\n%s", err, out)
+	}
+	if _, err := runReid(t, "--data-dir", dataDir, "index", "backfill", "v9"); err == nil {
+		t.Error("backfill of an unknown model version succeeded")
 	}
 }

@@ -71,16 +71,18 @@ type runFlags struct {
 
 // runSummary is what `reid run` reports at the end.
 type runSummary struct {
-	Frames       int64   `json:"frames"`
-	Detections   int64   `json:"detections"`
-	Crops        int64   `json:"crops"`
-	Produced     int64   `json:"produced"`
-	Embedded     int64   `json:"embedded"`
-	Archived     int64   `json:"archived"`
-	DeadLettered int64   `json:"dead_lettered"`
-	Indexed      int     `json:"indexed"`
-	Model        string  `json:"model"`
-	Seconds      float64 `json:"seconds"`
+	Frames       int64 `json:"frames"`
+	Detections   int64 `json:"detections"`
+	Crops        int64 `json:"crops"`
+	Produced     int64 `json:"produced"`
+	Embedded     int64 `json:"embedded"`
+	Archived     int64 `json:"archived"`
+	DeadLettered int64 `json:"dead_lettered"`
+	Indexed      int   `json:"indexed"`
+	// Backfilled counts stored crops embedded into a new model's gallery after a model switch.
+	Backfilled int64   `json:"backfilled,omitempty"`
+	Model      string  `json:"model"`
+	Seconds    float64 `json:"seconds"`
 }
 
 func runPipeline(ctx context.Context, out io.Writer, options config.Options, flags runFlags) error {
@@ -108,6 +110,11 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	if err != nil {
 		return err
 	}
+	switching, err := prepareModelSwitch(ctx, options, vectors, loaded)
+	if err != nil {
+		return err
+	}
+	defer switching.close()
 	archiveStage, archive, err := newArchiveStage(options, conn, store)
 	if err != nil {
 		return err
@@ -123,10 +130,12 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	serverDone := make(chan error, 1)
 	serverCtx, stopServer := context.WithCancel(ctx)
 	defer stopServer()
+	var server *lookup.Server
 	if flags.serve {
-		server, closeAudit, err := newLookupServer(options, lookup.Config{
-			Index: vectors, IndexVersion: loaded.version.ID, Store: store,
-			Embedder: lookup.DecodingEmbedder(loaded.network),
+		version, queryEmbedder := switching.lookupBackends(loaded)
+		var closeAudit func()
+		server, closeAudit, err = newLookupServer(options, lookup.Config{
+			Index: vectors, IndexVersion: version, Store: store, Embedder: queryEmbedder,
 		})
 		if err != nil {
 			return err
@@ -135,6 +144,12 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		go func() { serverDone <- server.Serve(serverCtx, options.Lookup.Addr) }()
 	} else {
 		serverDone <- nil
+	}
+	if switching != nil {
+		switchCtx, stopSwitch := context.WithCancel(ctx)
+		go switching.run(switchCtx, store, vectors, server)
+		// The backfill stops before the index and the models close (deferred earlier, so later).
+		defer func() { stopSwitch(); <-switching.done }()
 	}
 
 	// Consumers outlive ingest: they stop on a signal, or (with --exit-when-done) once they have
@@ -169,6 +184,12 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	produced := producer.Stats().Produced
 	if flags.exitWhenDone && ctx.Err() == nil {
 		waitCaughtUp(consumerCtx, embedStage.consumer, archiveStage)
+		if switching != nil {
+			select {
+			case <-switching.done:
+			case <-consumerCtx.Done():
+			}
+		}
 	} else {
 		<-consumerCtx.Done()
 	}
@@ -179,6 +200,15 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	serverErr := <-serverDone
 
 	summary := runSummary{Model: loaded.version.ID, Seconds: time.Since(started).Seconds()}
+	if switching != nil {
+		select {
+		case <-switching.done:
+			if switching.err == nil {
+				summary.Backfilled = switching.stats.Embedded
+			}
+		default: // still running; stopped by the deferred cancel
+		}
+	}
 	ingestStats := ingester.Stats()
 	summary.Frames, summary.Detections, summary.Crops = ingestStats.Frames, ingestStats.Detections, ingestStats.Crops
 	summary.Produced = produced
@@ -197,6 +227,9 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		fmt.Fprintf(out, "frames %d  crops %d  produced %d  embedded %d  archived %d  dead-lettered %d  indexed %d (model %s)  %.1fs\n",
 			summary.Frames, summary.Crops, summary.Produced, summary.Embedded, summary.Archived,
 			summary.DeadLettered, summary.Indexed, summary.Model, summary.Seconds)
+		if summary.Backfilled > 0 {
+			fmt.Fprintf(out, "model switch: %d stored crops embedded into %s's gallery, which lookups now read\n", summary.Backfilled, summary.Model)
+		}
 	}
 	errs := []error{serverErr}
 	for err := range consumerErrs {
