@@ -211,7 +211,7 @@ func newModelShowCommand(g *globals) *cobra.Command {
 func newModelPromoteCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "promote VERSION",
-		Short: "Make VERSION the active model version",
+		Short: "Make VERSION the active model version (the next reid run fills its gallery from the crop store, then moves lookups to it)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			registry, err := g.registry(cmd)
