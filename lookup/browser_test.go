@@ -202,6 +202,28 @@ func TestBrowserSearch(t *testing.T) {
 		t.Errorf("the bookmarked search's first result is %s, want the crop itself %s", first, fifth)
 	}
 
+	// Results are ordered by whole tracks unless the box is unticked; then the page searches again,
+	// crop by crop.
+	var summary string
+	evaluate(`document.getElementById('results-summary').textContent`, &summary)
+	if !strings.Contains(summary, "by whole tracks") {
+		t.Errorf("results summary %q does not say the results are ordered by whole tracks", summary)
+	}
+	step("untick 'Score by whole tracks'", chromedp.Click(chromedp.ID("track-consensus")))
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](
+		`!document.getElementById('results-summary').textContent.includes('by whole tracks') && document.querySelectorAll('#results .result:not(.skeleton) .score .value').length > 0`)); err != nil {
+		t.Fatalf("search again without track consensus: %v", err)
+	}
+	var lastSearch auditRecord
+	for _, record := range f.audit.lines(t) {
+		if record.Route == "POST /v1/search" {
+			lastSearch = record
+		}
+	}
+	if lastSearch.Params["track_consensus"] != false {
+		t.Errorf("the last search's audit entry has params %v, want track_consensus false", lastSearch.Params)
+	}
+
 	// A bad upload shows the server's message instead of failing silently.
 	badFile := filepath.Join(t.TempDir(), "broken.jpg")
 	good := lookuptest.Crop(f.gallery.Identities[0], 1, false)
