@@ -33,6 +33,7 @@ type Options struct {
 	Embedder  Embedder  `mapstructure:"embedder" yaml:"embedder"`
 	Index     Index     `mapstructure:"index" yaml:"index"`
 	Lookup    Lookup    `mapstructure:"lookup" yaml:"lookup"`
+	Retention Retention `mapstructure:"retention" yaml:"retention"`
 }
 
 // Camera is one video source with its id.
@@ -224,6 +225,16 @@ type Lookup struct {
 	AuditLog string `mapstructure:"audit_log" yaml:"audit_log"`
 }
 
+// Retention bounds how long person crops and their vectors are kept.
+type Retention struct {
+	// MaxAge deletes crops (images, metadata and every gallery's vectors) whose frame time is
+	// older than this; 0 keeps everything. Sites usually must set one (person images are
+	// personal data).
+	MaxAge time.Duration `mapstructure:"max_age" yaml:"max_age"`
+	// Interval is how often reid run, archive and embed prune. Default 1h.
+	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
+}
+
 // Default returns the configuration used when nothing overrides it.
 func Default() Options {
 	return Options{
@@ -279,6 +290,7 @@ func Default() Options {
 			MaxUploadBytes: 10 << 20,
 			MaxImagePixels: 4096 * 4096,
 		},
+		Retention: Retention{Interval: time.Hour},
 	}
 }
 
@@ -467,6 +479,12 @@ func (o *Options) Validate() error {
 	}
 	if o.Lookup.Addr == "" {
 		bad("lookup.addr", "must not be empty")
+	}
+	if o.Retention.MaxAge < 0 || (o.Retention.MaxAge > 0 && o.Retention.MaxAge < time.Minute) {
+		bad("retention.max_age", "must be 0 (keep everything) or at least 1m, not %s", o.Retention.MaxAge)
+	}
+	if o.Retention.Interval < time.Second {
+		bad("retention.interval", "must be at least 1s, not %s", o.Retention.Interval)
 	}
 	if o.Lookup.RateLimit < 0 {
 		bad("lookup.rate_limit", "must be >= 0")

@@ -123,3 +123,34 @@ func TestMaskedHidesSecretsOnly(t *testing.T) {
 		t.Error("Masked changed the original options")
 	}
 }
+
+func TestRetention(t *testing.T) {
+	cases := []struct {
+		env     string
+		wantAge time.Duration
+		wantErr string
+	}{
+		{"", 0, ""},
+		{"REID_RETENTION_MAX_AGE=720h", 720 * time.Hour, ""},
+		{"REID_RETENTION_MAX_AGE=30s", 0, "retention.max_age"},
+		{"REID_RETENTION_MAX_AGE=-1h", 0, "retention.max_age"},
+		{"REID_RETENTION_INTERVAL=0s", 0, "retention.interval"},
+	}
+	for _, c := range cases {
+		t.Run(c.env, func(t *testing.T) {
+			var env []string
+			if c.env != "" {
+				env = []string{c.env}
+			}
+			options, err := Load("", env, nil, nil)
+			switch {
+			case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+				t.Fatalf("error %v, want one naming %s", err, c.wantErr)
+			case c.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case c.wantErr == "" && (options.Retention.MaxAge != c.wantAge || options.Retention.Interval != time.Hour):
+				t.Errorf("retention %+v, want max age %s every hour", options.Retention, c.wantAge)
+			}
+		})
+	}
+}

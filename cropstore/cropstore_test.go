@@ -108,3 +108,57 @@ func TestLocalStore(t *testing.T) {
 		t.Fatalf("crop not filed under its day: %v", err)
 	}
 }
+
+func TestDeleteBefore(t *testing.T) {
+	ctx := context.Background()
+	store, err := OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cutoff := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	times := map[string]time.Time{
+		"two days old":          cutoff.Add(-50 * time.Hour),
+		"yesterday":             cutoff.Add(-20 * time.Hour),
+		"earlier the same day":  cutoff.Add(-time.Hour),
+		"just before":           cutoff.Add(-time.Microsecond),
+		"at the cutoff":         cutoff,
+		"later the same day":    cutoff.Add(time.Hour),
+		"tomorrow":              cutoff.Add(20 * time.Hour),
+		"yesterday, camera two": cutoff.Add(-13 * time.Hour),
+	}
+	ids := map[string]string{}
+	frame := int64(0)
+	for name, at := range times {
+		camera := "gate"
+		if name == "yesterday, camera two" {
+			camera = "hall"
+		}
+		frame++
+		id := NewID(camera, at, frame, 0)
+		ids[name] = id
+		if err := store.Put(ctx, CropRecord{ID: id, Camera: camera, Time: at, Frame: frame, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, err := store.DeleteBefore(ctx, cutoff)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if deleted != 5 {
+		t.Errorf("deleted %d, want 5", deleted)
+	}
+	for name, id := range ids {
+		_, err := store.Get(ctx, id)
+		gone := errors.Is(err, ErrNotFound)
+		if want := times[name].Before(cutoff); gone != want {
+			t.Errorf("%s (%s): gone %v, want %v (err %v)", name, id, gone, want, err)
+		}
+	}
+	// Old day directories are removed whole; the cutoff's day stays for what is left in it.
+	if _, err := os.Stat(filepath.Join(store.Root(), "gate", "20261126")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("yesterday's directory is still there: %v", err)
+	}
+	if deleted, err := store.DeleteBefore(ctx, cutoff); err != nil || deleted != 0 {
+		t.Errorf("second DeleteBefore: %d, %v; want nothing left to delete", deleted, err)
+	}
+}

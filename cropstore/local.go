@@ -241,6 +241,57 @@ func (s *Local) Walk(ctx context.Context, filter Filter, fn func(CropRecord) err
 	return nil
 }
 
+// DeleteBefore removes every crop whose time is before t and returns how many there were. Whole
+// day directories older than t's day go in one step each (a site deletes a day of crops at a
+// time); crops of t's own day are checked one by one, by the time in their ids.
+func (s *Local) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
+	t = t.UTC()
+	cutoffDay := t.Format("20060102")
+	cameras, err := s.Cameras(ctx)
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for _, camera := range cameras {
+		days, err := os.ReadDir(filepath.Join(s.root, camera))
+		if err != nil {
+			return deleted, fmt.Errorf("crop store: %w", err)
+		}
+		for _, day := range days {
+			if err := ctx.Err(); err != nil {
+				return deleted, err
+			}
+			if _, err := time.Parse("20060102", day.Name()); err != nil || !day.IsDir() || day.Name() > cutoffDay {
+				continue
+			}
+			dir := filepath.Join(s.root, camera, day.Name())
+			names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+			if err != nil {
+				return deleted, fmt.Errorf("crop store: %w", err)
+			}
+			if day.Name() < cutoffDay {
+				if err := os.RemoveAll(dir); err != nil {
+					return deleted, fmt.Errorf("crop store: %w", err)
+				}
+				deleted += len(names)
+				continue
+			}
+			for _, name := range names {
+				id := strings.TrimSuffix(filepath.Base(name), ".json")
+				parsed, err := ParseID(id)
+				if err != nil || !parsed.Time.Before(t) {
+					continue
+				}
+				if err := s.Delete(ctx, id); err != nil {
+					return deleted, err
+				}
+				deleted++
+			}
+		}
+	}
+	return deleted, nil
+}
+
 func dayInRange(day string, filter Filter) bool {
 	t, err := time.Parse("20060102", day)
 	if err != nil {

@@ -97,6 +97,7 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 			return err
 		}
 		sink, destination = store, "crops stored under "+store.Root()
+		defer startRetention(ctx, options, store, nil)()
 	}
 	ingester, err := newIngester(options, sink, maxFrames)
 	if err != nil {

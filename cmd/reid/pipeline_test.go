@@ -599,3 +599,48 @@ func TestIndexBackfillCommand(t *testing.T) {
 		t.Error("backfill of an unknown model version succeeded")
 	}
 }
+
+// TestPruneCommand indexes crops stamped in January, then prunes what is older than a day: every
+// crop goes from the crop store and from every gallery, and a second prune finds nothing.
+func TestPruneCommand(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	configPath := filepath.Join(t.TempDir(), "site.yaml")
+	site := fmt.Sprintf("cameras:\n  - id: gate\n    source: %s\n    start_time: \"2026-01-05T08:00:00Z\"\n", testassets.Path(t, "video/vtest.avi"))
+	if err := os.WriteFile(configPath, []byte(site), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runReid(t, "--config", configPath, "--data-dir", dataDir, "run", "--max-frames", "25", "--exit-when-done", "--serve=false", "--json")
+	if err != nil {
+		t.Fatalf("reid run: %v\n%s", err, out)
+	}
+	crops := decodeRunSummary(t, out).Crops
+	if crops == 0 {
+		t.Fatal("no crops to prune")
+	}
+	if out, err := runReid(t, "--data-dir", dataDir, "prune"); err == nil || !strings.Contains(err.Error(), "nothing to prune") {
+		t.Errorf("prune without a retention period: %v\n%s", err, out)
+	}
+	out, err = runReid(t, "--data-dir", dataDir, "prune", "--older-than", "24h")
+	if want := fmt.Sprintf("deleted %d crops and %d vectors", crops, crops); err != nil || !strings.Contains(out, want) {
+		t.Fatalf("prune: %v\n%s\nwant %q", err, out, want)
+	}
+	out, err = runReid(t, "--data-dir", dataDir, "prune", "--older-than", "24h")
+	if err != nil || !strings.Contains(out, "deleted 0 crops and 0 vectors") {
+		t.Errorf("second prune: %v\n%s", err, out)
+	}
+	options := loadOptions(t, dataDir)
+	store, err := openCropStore(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left := 0
+	store.Walk(context.Background(), cropstore.Filter{}, func(cropstore.CropRecord) error { left++; return nil })
+	vectors, err := openIndex(context.Background(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	if indexed, err := vectors.Count(context.Background(), "v1"); left != 0 || err != nil || indexed != 0 {
+		t.Errorf("after pruning: %d crops stored, %d indexed (%v)", left, indexed, err)
+	}
+}

@@ -51,6 +51,7 @@ func newRootCommand() *cobra.Command {
 		newClusterCommand(g),
 		newServeCommand(g),
 		newIndexCommand(g),
+		newPruneCommand(g),
 		newSynthCommand(g),
 	)
 	return root

@@ -110,6 +110,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	if err != nil {
 		return err
 	}
+	defer startRetention(ctx, options, store, vectors)()
 	switching, err := prepareModelSwitch(ctx, options, vectors, loaded)
 	if err != nil {
 		return err

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/retention"
+)
+
+// startRetention prunes what retention.max_age no longer allows, now and every
+// retention.interval, from store and vectors (pass nil for one the process does not own). The
+// returned function stops it and waits for it.
+func startRetention(ctx context.Context, options config.Options, store retention.Store, vectors retention.Index) (stop func()) {
+	if options.Retention.MaxAge <= 0 {
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	slog.Info("retention: keeping crops for", "max_age", options.Retention.MaxAge, "interval", options.Retention.Interval)
+	go func() {
+		defer close(done)
+		retention.Run(ctx, store, vectors, retention.Options{MaxAge: options.Retention.MaxAge, Interval: options.Retention.Interval})
+	}()
+	return func() { cancel(); <-done }
+}
+
+func newPruneCommand(g *globals) *cobra.Command {
+	var olderThan time.Duration
+	command := &cobra.Command{
+		Use:   "prune [--older-than DURATION]",
+		Short: "Delete the crops, and their vectors in every gallery, older than retention.max_age (or --older-than)",
+		Long: `Prune applies the retention period once: vectors first (every model version's gallery), then
+the crop store, so a lookup never returns a crop whose image is gone. reid run, archive and embed
+do the same every retention.interval when retention.max_age is set.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			maxAge := options.Retention.MaxAge
+			if cmd.Flags().Changed("older-than") {
+				maxAge = olderThan
+			}
+			if maxAge <= 0 {
+				return fmt.Errorf("nothing to prune: set retention.max_age or --older-than to a positive duration")
+			}
+			ctx := cmd.Context()
+			store, err := openCropStore(options)
+			if err != nil {
+				return err
+			}
+			vectors, err := openIndex(ctx, options)
+			if err != nil {
+				return err
+			}
+			defer vectors.Close()
+			result, err := retention.Prune(ctx, store, vectors, time.Now().Add(-maxAge))
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d crops and %d vectors from before %s\n",
+				result.Crops, result.Vectors, result.Cutoff.UTC().Format(time.RFC3339))
+			return err
+		},
+	}
+	command.Flags().DurationVar(&olderThan, "older-than", 0, "delete what is older than this (default retention.max_age)")
+	return command
+}
