@@ -36,6 +36,9 @@ test: build
 	$(RUN_ENV) $(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(RUN_ENV) $(GO) test -count=1 -timeout 40m ./...
+	# The packages whose goroutines share memory by design (copy-on-write snapshots, the lookup's
+	# swaps, retention), again under the race detector.
+	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m ./index/embedded/ ./lookup/ ./retention/
 
 bench: build
 	$(RUN_ENV) ./scripts/bench.sh

@@ -28,6 +28,9 @@ esac
 /usr/bin/python3 scripts/bench_eval.py bin/reid build/evalbench
 $GO test -run '^$' -bench . -benchtime 1x ./eval/ ./cluster/ ./internal/vecmath/
 
+# Index: how long writes stall while a snapshot is written (200k exact, 100k HNSW).
+$GO test -run '^$' -bench SnapshotWritePause -benchtime 1x -count 3 ./index/embedded/
+
 # Lookup: 50 concurrent clients over loopback HTTP, POST /v1/search by crop id (k=20), against a
 # 100k x 512 gallery in index/embedded (exact): p50/p90/p99 latency and requests/s, with track
 # consensus (the default) and crop by crop.

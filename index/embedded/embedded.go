@@ -846,40 +846,70 @@ func (ix *Index) snapshotLoop() {
 	}
 }
 
-// snapshot writes the gallery to a new snapshot and starts a new log after it. Searches go on
-// meanwhile; writes wait. Order matters for a crash at any point: the new log is created before
-// the snapshot is renamed into place, and the old files are removed only after.
+// snapshot writes the gallery to a new snapshot and starts a new log after it. Writes wait only
+// while the gallery is frozen (its records and graph copied, its vectors shared copy-on-write)
+// and the new log takes over; the snapshot is then written from the frozen copy while writes go
+// to the new log. Order matters for a crash at any point: the new log starts at the freeze, the
+// snapshot is renamed into place only when whole, and older files are removed only after. A
+// failed snapshot loses nothing: the older snapshot and every log after it are still there.
 func (ix *Index) snapshot(v *version) error {
 	v.mu.RLock()
-	defer v.mu.RUnlock()
 	if v.dropped || v.failed != nil {
+		v.mu.RUnlock()
 		return nil
 	}
 	start := time.Now()
 	sequence := v.sequence + 1
 	newLog, err := openWAL(logPath(v.dir, sequence), ix.options.SyncWrites)
 	if err != nil {
+		v.mu.RUnlock()
 		return err
 	}
-	path := snapshotPath(v.dir, sequence)
-	if err := writeSnapshot(path, v.gallery); err != nil {
-		newLog.close()
-		os.Remove(logPath(v.dir, sequence))
-		return err
-	}
+	view := v.gallery.freeze()
 	old := v.log.Swap(newLog)
+	v.sequence = sequence
+	v.mu.RUnlock()
+	paused := time.Since(start)
 	if err := old.close(); err != nil {
 		ix.logger.Warn("closing the replaced log", "error", err)
 	}
-	previous := v.sequence
-	v.sequence = sequence
-	os.Remove(logPath(v.dir, previous))
-	os.Remove(snapshotPath(v.dir, previous))
+
+	path := snapshotPath(v.dir, sequence)
+	err = writeSnapshot(path, view)
+	v.mu.Lock()
+	v.gallery.thaw()
+	v.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	removeBefore(v.dir, sequence)
 	if info, err := os.Stat(path); err == nil {
 		v.snapshotSize.Store(info.Size())
 	}
-	ix.logger.Info("wrote snapshot", "version", v.name, "items", v.gallery.live, "took", time.Since(start).Round(time.Millisecond))
+	ix.logger.Info("wrote snapshot", "version", v.name, "items", view.live, "took", time.Since(start).Round(time.Millisecond),
+		"writes_paused", paused.Round(time.Microsecond))
 	return nil
+}
+
+// removeBefore deletes the snapshots and logs of dir older than sequence, which a snapshot at
+// sequence has made unnecessary.
+func removeBefore(dir string, sequence uint64) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, entry := range entries {
+		var older uint64
+		_, snapErr := fmt.Sscanf(entry.Name(), "snapshot-%016x.snap", &older)
+		if snapErr != nil {
+			if _, err := fmt.Sscanf(entry.Name(), "log-%016x.wal", &older); err != nil {
+				continue
+			}
+		}
+		if older < sequence {
+			os.Remove(filepath.Join(dir, entry.Name()))
+		}
+	}
 }
 
 // Snapshot writes a snapshot of every gallery now (normally they are written as logs grow).

@@ -48,6 +48,9 @@ type gallery struct {
 	// graph is the HNSW graph in approximate mode, nil in exact mode. A graph's nodes keep their
 	// slots, so with a graph a replaced or deleted slot stays as a tombstone instead of being reused.
 	graph *hnsw
+	// frozen marks the vector blocks a snapshot being written still reads (see freeze): a write
+	// into one copies the block first.
+	frozen []bool
 }
 
 func newGallery(dim int, graphOptions *hnswOptions) *gallery {
@@ -56,6 +59,40 @@ func newGallery(dim int, graphOptions *hnswOptions) *gallery {
 		g.graph = newHNSW(*graphOptions, g.vector)
 	}
 	return g
+}
+
+// freeze returns a copy of the gallery as it is now, for a snapshot to write while writes go on.
+// Records, names and the graph are copied (a few hundred bytes per slot); the vectors, nearly all
+// of the memory, are shared, and a write into a shared block copies that block first (copy on
+// write), so the copy stays as it was. Call it with writes excluded; call thaw when done.
+func (g *gallery) freeze() *gallery {
+	view := &gallery{
+		dim:     g.dim,
+		blocks:  slices.Clone(g.blocks),
+		records: slices.Clone(g.records),
+		alive:   slices.Clone(g.alive),
+		live:    g.live,
+		names:   slices.Clone(g.names),
+	}
+	if g.graph != nil {
+		view.graph = g.graph.clone(view.vector)
+	}
+	g.frozen = make([]bool, len(g.blocks))
+	for i := range g.frozen {
+		g.frozen[i] = true
+	}
+	return view
+}
+
+// thaw ends copy on write; call it with writes excluded.
+func (g *gallery) thaw() { g.frozen = nil }
+
+// thawBlock gives slot's block its own copy if a snapshot still reads the shared one.
+func (g *gallery) thawBlock(slot uint32) {
+	if block := int(slot >> blockShift); block < len(g.frozen) && g.frozen[block] {
+		g.blocks[block] = slices.Clone(g.blocks[block])
+		g.frozen[block] = false
+	}
 }
 
 // trackKey is a track with its camera interned.
@@ -158,6 +195,7 @@ func (g *gallery) put(item *decodedItem, vector []float32) (uint32, bool) {
 			g.live++
 		}
 	}
+	g.thawBlock(slot)
 	copy(g.vector(slot), vector)
 	g.records[slot] = record{
 		id:     item.id,

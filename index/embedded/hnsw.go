@@ -3,6 +3,7 @@ package embedded
 import (
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -67,6 +68,23 @@ func (h *hnsw) lock(slot uint32) *sync.Mutex {
 }
 
 // links returns the neighbour list (count first) of slot on level.
+// clone copies the graph's structure (not its locks or pools) for a snapshot to encode while the
+// original goes on changing; vector reads the clone's vectors.
+func (h *hnsw) clone(vector func(slot uint32) []float32) *hnsw {
+	h.mu.Lock()
+	entry, maxLevel := h.entry, h.maxLevel
+	h.mu.Unlock()
+	upper := make([][]uint32, len(h.upper))
+	for slot, lists := range h.upper {
+		upper[slot] = slices.Clone(lists)
+	}
+	return &hnsw{
+		hnswOptions: h.hnswOptions, m0: h.m0, levelMult: h.levelMult, vector: vector,
+		entry: entry, maxLevel: maxLevel,
+		levels: slices.Clone(h.levels), links0: slices.Clone(h.links0), upper: upper,
+	}
+}
+
 func (h *hnsw) links(slot uint32, level int) []uint32 {
 	if level == 0 {
 		return h.links0[int(slot)*(h.m0+1) : int(slot+1)*(h.m0+1)]
