@@ -288,7 +288,7 @@ func (ix *Index) openVersion(name string, dim int, dir string) (*version, error)
 	loaded := time.Since(start)
 	var pending []uint32
 	frames := 0
-	current := v.sequence
+	base, current := v.sequence, v.sequence
 	for _, sequence := range logs {
 		if sequence < v.sequence {
 			continue
@@ -325,16 +325,10 @@ func (ix *Index) openVersion(name string, dim int, dir string) (*version, error)
 	}
 	v.sequence = current
 	v.log.Store(log)
-	for _, sequence := range logs {
-		if sequence < v.sequence {
-			os.Remove(logPath(dir, sequence))
-		}
-	}
-	for _, sequence := range snapshots {
-		if sequence < v.sequence && sequence != snapshots[len(snapshots)-1] {
-			os.Remove(snapshotPath(dir, sequence))
-		}
-	}
+	// Only what the newest whole snapshot covers may go. A snapshot that did not finish leaves the
+	// log it froze (base) and the one after it (current): both are needed until a newer snapshot
+	// is whole, or a second crash would lose the first one's writes.
+	removeBefore(dir, base)
 	ix.logger.Info("opened gallery", "version", name, "items", g.live, "snapshot", loaded.Round(time.Millisecond),
 		"log_records", frames, "replay", replayed.Round(time.Millisecond), "graph_loaded", graphLoaded,
 		"total", time.Since(start).Round(time.Millisecond))

@@ -2,10 +2,12 @@ package embedded
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -126,5 +128,69 @@ func TestWritesDuringSnapshot(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCrashDuringSnapshotThenAgain leaves a gallery as a crash between a snapshot's freeze and its
+// rename does (the frozen log, the next log with later writes, an unfinished snapshot file), then
+// reopens it twice: the first recovery must keep the frozen log, or the second would lose it.
+func TestCrashDuringSnapshotThenAgain(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "index")
+	item := func(id string, value float32) index.Item {
+		return index.Item{ID: id, Vector: []float32{value, 1, 0, 0}, Metadata: index.Metadata{Camera: "gate", Time: time.Unix(1, 0)}}
+	}
+	ix := openFor(t, dir, Options{})
+	if err := ix.CreateVersion(ctx, "v1", 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Upsert(ctx, "v1", []index.Item{item("in-snapshot", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Upsert(ctx, "v1", []index.Item{item("in-frozen-log", 2)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Close(); err != nil {
+		t.Fatal(err)
+	}
+	snapshots, _ := filepath.Glob(filepath.Join(dir, "*", "snapshot-*.snap"))
+	if len(snapshots) != 1 {
+		t.Fatalf("snapshots: %v", snapshots)
+	}
+	galleryDir := filepath.Dir(snapshots[0])
+	var sequence uint64
+	if _, err := fmt.Sscanf(filepath.Base(snapshots[0]), "snapshot-%016x.snap", &sequence); err != nil {
+		t.Fatal(err)
+	}
+	// The crash: the next log was started at the freeze and took a write; the snapshot never
+	// reached its rename.
+	next, err := openWAL(logPath(galleryDir, sequence+1), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := item("in-next-log", 3)
+	nanos, _ := timeToNanos(later.Metadata.Time)
+	payload := appendItem(binary.AppendUvarint([]byte{opUpsert}, 1), &later, nanos)
+	if _, err := next.append(payload); err != nil {
+		t.Fatal(err)
+	}
+	if err := next.close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(snapshotPath(galleryDir, sequence+1)+".tmp", []byte("half a snapshot"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for round := 1; round <= 2; round++ {
+		ix := openFor(t, dir, Options{})
+		items, err := ix.Get(ctx, "v1", []string{"in-snapshot", "in-frozen-log", "in-next-log"})
+		if err != nil || len(items) != 3 {
+			t.Fatalf("open %d after the crash: %d of 3 items (%v)", round, len(items), err)
+		}
+		if err := ix.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
