@@ -26,6 +26,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
@@ -82,6 +84,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// Collectors are served on /metrics beside the lookup's own (reid run adds the pipeline's).
+	Collectors []prometheus.Collector
 }
 
 // ConfigFrom turns the lookup section of reid's configuration into the security and limit fields
@@ -191,6 +195,11 @@ func New(config Config) (*Server, error) {
 		audit:   newAuditLog(config.Audit),
 		metrics: newMetrics(),
 		now:     config.Now,
+	}
+	for _, collector := range config.Collectors {
+		if err := server.metrics.registry.Register(collector); err != nil {
+			return nil, fmt.Errorf("lookup: metrics: %w", err)
+		}
 	}
 	if config.Index != nil {
 		server.SetIndex(config.Index, config.IndexVersion)

@@ -66,6 +66,8 @@ type Options struct {
 	// Now defaults to time.Now; Logger to slog.Default().
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Pruned, when set, receives each successful prune's result (metrics).
+	Pruned func(Result)
 }
 
 // Run prunes at once and then every Interval until ctx ends. A failed prune is logged and retried
@@ -86,8 +88,13 @@ func Run(ctx context.Context, store Store, vectors Index, options Options) {
 			return
 		case err != nil:
 			options.Logger.Error("retention: prune failed; retrying at the next interval", "err", err, "interval", options.Interval)
-		case result.Vectors > 0 || result.Crops > 0:
-			options.Logger.Info("retention: pruned", "before", result.Cutoff, "vectors", result.Vectors, "crops", result.Crops)
+		default:
+			if result.Vectors > 0 || result.Crops > 0 {
+				options.Logger.Info("retention: pruned", "before", result.Cutoff, "vectors", result.Vectors, "crops", result.Crops)
+			}
+			if options.Pruned != nil {
+				options.Pruned(result)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -42,7 +42,7 @@ func newEmbedCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer startRetention(ctx, options, nil, vectors)()
+			defer startRetention(ctx, options, nil, vectors, nil)()
 			slog.Info("embedder running", "topic", options.Stream.CropsTopic, "group", options.Stream.EmbedGroup, "model", loaded.version.ID)
 			err = stage.consumer.Run(ctx)
 			stats := stage.consumer.Stats()
@@ -80,7 +80,7 @@ func newArchiveCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer startRetention(ctx, options, store, nil)()
+			defer startRetention(ctx, options, store, nil, nil)()
 			slog.Info("archiver running", "topic", options.Stream.CropsTopic, "group", options.Stream.ArchiveGroup, "store", store.Root())
 			err = consumer.Run(ctx)
 			fmt.Fprintf(cmd.OutOrStdout(), "archived %d  dead-lettered %d\n", archive.Archived(), consumer.Stats().DeadLettered)

@@ -117,7 +117,7 @@ next restart (it pins the gallery of the model it loaded).`,
 			if err != nil {
 				return err
 			}
-			stats, err := backfillGallery(ctx, embed, store, vectors, loaded.version.ID)
+			stats, err := backfillGallery(ctx, embed, store, vectors, loaded.version.ID, nil)
 			if err != nil {
 				return err
 			}
@@ -136,11 +136,16 @@ next restart (it pins the gallery of the model it loaded).`,
 	return command
 }
 
-// backfillGallery embeds the stored crops version's gallery lacks, logging progress every 10 s.
-func backfillGallery(ctx context.Context, embed *embedder.Embedder, store embedder.Store, vectors embedder.Gallery, version string) (embedder.BackfillStats, error) {
+// backfillGallery embeds the stored crops version's gallery lacks, logging progress every 10 s and
+// passing it to progress (may be nil) after every batch.
+func backfillGallery(ctx context.Context, embed *embedder.Embedder, store embedder.Store, vectors embedder.Gallery, version string,
+	progress func(embedder.BackfillStats)) (embedder.BackfillStats, error) {
 	slog.Info("backfill: embedding the stored crops the gallery lacks", "version", version)
 	lastLog := time.Now()
 	stats, err := embed.Backfill(ctx, store, vectors, embedder.BackfillOptions{Progress: func(stats embedder.BackfillStats) {
+		if progress != nil {
+			progress(stats)
+		}
 		if time.Since(lastLog) >= 10*time.Second {
 			lastLog = time.Now()
 			slog.Info("backfill", "version", version, "seen", stats.Seen, "embedded", stats.Embedded, "present", stats.Present)

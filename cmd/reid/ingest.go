@@ -97,7 +97,7 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 			return err
 		}
 		sink, destination = store, "crops stored under "+store.Root()
-		defer startRetention(ctx, options, store, nil)()
+		defer startRetention(ctx, options, store, nil, nil)()
 	}
 	ingester, err := newIngester(options, sink, maxFrames)
 	if err != nil {

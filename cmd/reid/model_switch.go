@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
@@ -24,6 +25,8 @@ type modelSwitch struct {
 	done      chan struct{}
 	stats     embedder.BackfillStats
 	err       error
+	// backfilled counts crops embedded so far (metrics read it while the backfill runs).
+	backfilled atomic.Int64
 }
 
 // prepareModelSwitch returns nil when the index's active gallery is the loaded model's.
@@ -67,7 +70,10 @@ func (sw *modelSwitch) run(ctx context.Context, store *cropstore.Local, vectors 
 	version := sw.to.version.ID
 	backfill, err := embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: vectors})
 	if err == nil {
-		sw.stats, err = backfillGallery(ctx, backfill, store, vectors, version)
+		sw.stats, err = backfillGallery(ctx, backfill, store, vectors, version, func(stats embedder.BackfillStats) {
+			sw.backfilled.Store(stats.Embedded)
+		})
+		sw.backfilled.Store(sw.stats.Embedded)
 	}
 	if err == nil {
 		err = vectors.Activate(ctx, version)

@@ -13,9 +13,9 @@ import (
 )
 
 // startRetention prunes what retention.max_age no longer allows, now and every
-// retention.interval, from store and vectors (pass nil for one the process does not own). The
-// returned function stops it and waits for it.
-func startRetention(ctx context.Context, options config.Options, store retention.Store, vectors retention.Index) (stop func()) {
+// retention.interval, from store and vectors (pass nil for one the process does not own), telling
+// pruned (may be nil) what went. The returned function stops it and waits for it.
+func startRetention(ctx context.Context, options config.Options, store retention.Store, vectors retention.Index, pruned func(retention.Result)) (stop func()) {
 	if options.Retention.MaxAge <= 0 {
 		return func() {}
 	}
@@ -24,7 +24,7 @@ func startRetention(ctx context.Context, options config.Options, store retention
 	slog.Info("retention: keeping crops for", "max_age", options.Retention.MaxAge, "interval", options.Retention.Interval)
 	go func() {
 		defer close(done)
-		retention.Run(ctx, store, vectors, retention.Options{MaxAge: options.Retention.MaxAge, Interval: options.Retention.Interval})
+		retention.Run(ctx, store, vectors, retention.Options{MaxAge: options.Retention.MaxAge, Interval: options.Retention.Interval, Pruned: pruned})
 	}()
 	return func() { cancel(); <-done }
 }

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/reid-project/reid/archiver"
@@ -110,7 +111,6 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	if err != nil {
 		return err
 	}
-	defer startRetention(ctx, options, store, vectors)()
 	switching, err := prepareModelSwitch(ctx, options, vectors, loaded)
 	if err != nil {
 		return err
@@ -128,6 +128,11 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	if err != nil {
 		return err
 	}
+	metrics := &pipelineMetrics{
+		ingester: ingester, embedder: embedStage.embedder, archive: archive, vectors: vectors, switching: switching,
+		consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: embedStage.consumer, options.Stream.ArchiveGroup: archiveStage},
+	}
+	defer startRetention(ctx, options, store, vectors, metrics.pruned)()
 	serverDone := make(chan error, 1)
 	serverCtx, stopServer := context.WithCancel(ctx)
 	defer stopServer()
@@ -137,6 +142,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		var closeAudit func()
 		server, closeAudit, err = newLookupServer(options, lookup.Config{
 			Index: vectors, IndexVersion: version, Store: store, Embedder: queryEmbedder,
+			Collectors: []prometheus.Collector{metrics},
 		})
 		if err != nil {
 			return err

@@ -80,6 +80,7 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	}
 	lookupConfig.Index, lookupConfig.IndexVersion = base.Index, base.IndexVersion
 	lookupConfig.Store, lookupConfig.Embedder = base.Store, base.Embedder
+	lookupConfig.Collectors = base.Collectors
 	auditPath := options.Lookup.AuditLog
 	if auditPath == "" {
 		auditPath = filepath.Join(options.DataDir, "audit.log")

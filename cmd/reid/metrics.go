@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/reid-project/reid/archiver"
+	"github.com/reid-project/reid/embedder"
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/ingest"
+	"github.com/reid-project/reid/retention"
+	"github.com/reid-project/reid/stream"
+)
+
+// pipelineMetrics serves the stages' own counters (their Stats snapshots) on /metrics, read at
+// scrape time: nothing is counted twice and no stage depends on Prometheus. Any stage may be nil.
+type pipelineMetrics struct {
+	ingester  *ingest.Ingester
+	embedder  *embedder.Embedder
+	consumers map[string]*stream.Consumer // by consumer group
+	archive   *archiver.Archiver
+	vectors   index.Index
+	switching *modelSwitch
+	// retained counts what retention deleted; prune adds to it.
+	retainedCrops, retainedVectors atomic.Int64
+}
+
+func metricDesc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(name, help, labels, nil)
+}
+
+var (
+	ingestFramesDesc     = metricDesc("reid_ingest_frames_total", "Frames processed after sampling, per camera.", "camera")
+	ingestDecodedDesc    = metricDesc("reid_ingest_decoded_frames_total", "Frames read from the source, per camera.", "camera")
+	ingestDetectionsDesc = metricDesc("reid_ingest_detections_total", "People detected, per camera.", "camera")
+	ingestCropsDesc      = metricDesc("reid_ingest_crops_total", "Crops accepted by the sink (broker or crop store), per camera.", "camera")
+	ingestReconnectsDesc = metricDesc("reid_ingest_reconnects_total", "Source reconnects, per camera.", "camera")
+	embedCropsDesc       = metricDesc("reid_embedder_crops_total", "Crops embedded and upserted (redeliveries included).")
+	embedRejectedDesc    = metricDesc("reid_embedder_rejected_total", "Crops sent to the dead-letter topic because they could not be decoded.")
+	embedSecondsDesc     = metricDesc("reid_embedder_seconds_total", "Time the embedder spent, by step.", "step")
+	embedLatencyDesc     = metricDesc("reid_embedder_frame_to_searchable_seconds", "Frame time to upsert of the last crop of the last batch.")
+	consumerHandledDesc  = metricDesc("reid_consumer_handled_total", "Records made durable and committed, per consumer group.", "group")
+	consumerDLQDesc      = metricDesc("reid_consumer_dead_lettered_total", "Records sent to the dead-letter topic, per consumer group.", "group")
+	consumerErrorsDesc   = metricDesc("reid_consumer_errors_total", "Failed handler calls and commits (retried), per consumer group.", "group", "kind")
+	consumerLagDesc      = metricDesc("reid_consumer_lag_records", "Records in the topic not yet committed by the group.", "group")
+	archivedDesc         = metricDesc("reid_archiver_crops_total", "Crops written to the crop store.")
+	galleryItemsDesc     = metricDesc("reid_index_items", "Vectors in each model version's gallery; active is 1 for the one lookups read.", "version", "active")
+	backfillCropsDesc    = metricDesc("reid_model_switch_backfilled_total", "Stored crops embedded into a newly promoted model's gallery.")
+	backfillPendingDesc  = metricDesc("reid_model_switch_pending", "1 while a promoted model's gallery is being backfilled, before lookups move to it.")
+	retentionDesc        = metricDesc("reid_retention_deleted_total", "What retention deleted, by kind (crops, vectors).", "kind")
+)
+
+func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, desc := range []*prometheus.Desc{
+		ingestFramesDesc, ingestDecodedDesc, ingestDetectionsDesc, ingestCropsDesc, ingestReconnectsDesc,
+		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedLatencyDesc,
+		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc,
+		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc,
+	} {
+		ch <- desc
+	}
+}
+
+func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
+	counter := func(desc *prometheus.Desc, value float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.CounterValue, value, labels...)
+	}
+	gauge := func(desc *prometheus.Desc, value float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, value, labels...)
+	}
+	if m.ingester != nil {
+		for _, camera := range m.ingester.Stats().Cameras {
+			counter(ingestFramesDesc, float64(camera.Frames), camera.Camera)
+			counter(ingestDecodedDesc, float64(camera.Decoded), camera.Camera)
+			counter(ingestDetectionsDesc, float64(camera.Detections), camera.Camera)
+			counter(ingestCropsDesc, float64(camera.Crops), camera.Camera)
+			counter(ingestReconnectsDesc, float64(camera.Reconnects), camera.Camera)
+		}
+	}
+	if m.embedder != nil {
+		stats := m.embedder.Stats()
+		counter(embedCropsDesc, float64(stats.Embedded))
+		counter(embedRejectedDesc, float64(stats.Rejected))
+		counter(embedSecondsDesc, stats.DecodeTime.Seconds(), "decode")
+		counter(embedSecondsDesc, stats.ModelTime.Seconds(), "model")
+		counter(embedSecondsDesc, stats.UpsertTime.Seconds(), "upsert")
+		gauge(embedLatencyDesc, stats.LastLatency.Seconds())
+	}
+	// The lag and gallery sizes ask the broker and the index: bounded, and left out on error.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for group, consumer := range m.consumers {
+		stats := consumer.Stats()
+		counter(consumerHandledDesc, float64(stats.Handled), group)
+		counter(consumerDLQDesc, float64(stats.DeadLettered), group)
+		counter(consumerErrorsDesc, float64(stats.HandlerErrors), group, "handler")
+		counter(consumerErrorsDesc, float64(stats.CommitErrors), group, "commit")
+		if lag, err := consumer.Lag(ctx); err == nil {
+			gauge(consumerLagDesc, float64(lag), group)
+		}
+	}
+	if m.archive != nil {
+		counter(archivedDesc, float64(m.archive.Archived()))
+	}
+	if m.vectors != nil {
+		if versions, err := m.vectors.Versions(ctx); err == nil {
+			for _, version := range versions {
+				active := "0"
+				if version.Active {
+					active = "1"
+				}
+				gauge(galleryItemsDesc, float64(version.Count), version.Name, active)
+			}
+		}
+	}
+	if m.switching != nil {
+		counter(backfillCropsDesc, float64(m.switching.backfilled.Load()))
+		pending := 1.0
+		select {
+		case <-m.switching.done:
+			pending = 0
+		default:
+		}
+		gauge(backfillPendingDesc, pending)
+	}
+	counter(retentionDesc, float64(m.retainedCrops.Load()), "crops")
+	counter(retentionDesc, float64(m.retainedVectors.Load()), "vectors")
+}
+
+// pruned counts a retention prune.
+func (m *pipelineMetrics) pruned(result retention.Result) {
+	m.retainedCrops.Add(int64(result.Crops))
+	m.retainedVectors.Add(int64(result.Vectors))
+}

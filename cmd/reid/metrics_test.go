@@ -1,0 +1,119 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/embedder"
+	"github.com/reid-project/reid/index/embedded"
+	"github.com/reid-project/reid/retention"
+	"github.com/reid-project/reid/stream"
+)
+
+// greyModel embeds every crop as the same unit vector.
+type greyModel struct{}
+
+func (greyModel) Dim() int { return 2 }
+func (greyModel) Embed(_ context.Context, images []image.Image) ([][]float32, error) {
+	out := make([][]float32, len(images))
+	for i := range out {
+		out[i] = []float32{1, 0}
+	}
+	return out, nil
+}
+
+// TestPipelineMetrics checks that /metrics reports the stages' own counters: crops embedded and
+// rejected, gallery sizes with the active one marked, a pending model switch, retention.
+func TestPipelineMetrics(t *testing.T) {
+	ctx := context.Background()
+	vectors, err := embedded.Open(t.TempDir(), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	if err := vectors.CreateVersion(ctx, "v1", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := vectors.Activate(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	embed, err := embedder.New(ctx, embedder.Options{Model: greyModel{}, Version: "v2", Index: vectors})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var picture bytes.Buffer
+	frame := image.NewGray(image.Rect(0, 0, 16, 32))
+	for i := range frame.Pix {
+		frame.Pix[i] = color.Gray{Y: 90}.Y
+	}
+	if err := jpeg.Encode(&picture, frame, nil); err != nil {
+		t.Fatal(err)
+	}
+	var batch []stream.Message
+	for i := range 5 {
+		at := time.Date(2026, 11, 27, 8, 0, i, 0, time.UTC)
+		image := picture.Bytes()
+		if i == 4 {
+			image = image[:20] // undecodable: rejected to the dead-letter topic
+		}
+		batch = append(batch, stream.Message{Record: cropstore.CropRecord{ID: cropstore.NewID("gate", at, int64(i), 0), Camera: "gate", Time: at, JPEG: image}})
+	}
+	if err := embed.Handle(ctx, batch); err == nil {
+		t.Fatal("the broken crop was not rejected")
+	}
+	metrics := &pipelineMetrics{embedder: embed, vectors: vectors, switching: &modelSwitch{done: make(chan struct{})}}
+	metrics.switching.backfilled.Store(7)
+	metrics.pruned(retention.Result{Crops: 3, Vectors: 6})
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(metrics)
+
+	want := `
+# HELP reid_embedder_crops_total Crops embedded and upserted (redeliveries included).
+# TYPE reid_embedder_crops_total counter
+reid_embedder_crops_total 4
+# HELP reid_embedder_rejected_total Crops sent to the dead-letter topic because they could not be decoded.
+# TYPE reid_embedder_rejected_total counter
+reid_embedder_rejected_total 1
+# HELP reid_index_items Vectors in each model version's gallery; active is 1 for the one lookups read.
+# TYPE reid_index_items gauge
+reid_index_items{active="1",version="v1"} 0
+reid_index_items{active="0",version="v2"} 4
+# HELP reid_model_switch_backfilled_total Stored crops embedded into a newly promoted model's gallery.
+# TYPE reid_model_switch_backfilled_total counter
+reid_model_switch_backfilled_total 7
+# HELP reid_model_switch_pending 1 while a promoted model's gallery is being backfilled, before lookups move to it.
+# TYPE reid_model_switch_pending gauge
+reid_model_switch_pending 1
+# HELP reid_retention_deleted_total What retention deleted, by kind (crops, vectors).
+# TYPE reid_retention_deleted_total counter
+reid_retention_deleted_total{kind="crops"} 3
+reid_retention_deleted_total{kind="vectors"} 6
+`
+	names := []string{"reid_embedder_crops_total", "reid_embedder_rejected_total", "reid_index_items",
+		"reid_model_switch_backfilled_total", "reid_model_switch_pending", "reid_retention_deleted_total"}
+	if err := testutil.GatherAndCompare(registry, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	close(metrics.switching.done)
+	after := `
+# HELP reid_model_switch_pending 1 while a promoted model's gallery is being backfilled, before lookups move to it.
+# TYPE reid_model_switch_pending gauge
+reid_model_switch_pending 0
+`
+	if err := testutil.GatherAndCompare(registry, strings.NewReader(after), "reid_model_switch_pending"); err != nil {
+		t.Errorf("after the switch: %v", err)
+	}
+	if count, _ := vectors.Count(ctx, "v2"); count != 4 {
+		t.Fatalf("v2 holds %d vectors", count)
+	}
+}
