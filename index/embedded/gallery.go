@@ -161,12 +161,22 @@ func (g *gallery) intern(name string) uint32 {
 	return code
 }
 
-// newSlot returns a free slot, growing storage by a block when needed.
+// newSlot returns a free slot, growing storage by a block when needed. Slots of deleted or
+// replaced items are reused, in both modes: with a graph the reused node is linked again from
+// scratch (nodes that pointed to the old one keep the link, now to the new item, as hnswlib's
+// replace_deleted does), except the entry point's slot, where every insert starts.
 func (g *gallery) newSlot() uint32 {
-	if g.graph == nil && len(g.free) > 0 {
-		slot := g.free[len(g.free)-1]
-		g.free = g.free[:len(g.free)-1]
-		return slot
+	if n := len(g.free); n > 0 {
+		i := n - 1
+		if g.graph != nil && int64(g.free[i]) == g.graph.entry {
+			i--
+		}
+		if i >= 0 {
+			slot := g.free[i]
+			g.free[i] = g.free[n-1]
+			g.free = g.free[:n-1]
+			return slot
+		}
 	}
 	slot := uint32(len(g.records))
 	if int(slot>>blockShift) >= len(g.blocks) {
@@ -184,9 +194,11 @@ func (g *gallery) put(item *decodedItem, vector []float32) (uint32, bool) {
 		g.unlink(slot)
 	}
 	fresh := !exists
+	replaced, hasReplaced := slot, false
 	if exists && g.graph != nil {
-		g.alive[slot] = false // the old node stays in the graph as a tombstone
-		fresh = true
+		// The old node is unlinked only when its slot is reused: until then searches walk through it.
+		g.alive[slot] = false
+		fresh, hasReplaced = true, true
 	}
 	if fresh {
 		slot = g.newSlot()
@@ -194,6 +206,9 @@ func (g *gallery) put(item *decodedItem, vector []float32) (uint32, bool) {
 		if !exists {
 			g.live++
 		}
+	}
+	if hasReplaced {
+		g.free = append(g.free, replaced)
 	}
 	g.thawBlock(slot)
 	copy(g.vector(slot), vector)
@@ -220,9 +235,7 @@ func (g *gallery) remove(id string) bool {
 	g.unlink(slot)
 	g.alive[slot] = false
 	g.records[slot] = record{}
-	if g.graph == nil {
-		g.free = append(g.free, slot)
-	}
+	g.free = append(g.free, slot)
 	g.live--
 	return true
 }

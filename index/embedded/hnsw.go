@@ -254,12 +254,25 @@ func (h *hnsw) selectNeighbours(candidates []candidate, m int) []candidate {
 // insert links slot into the graph; n is the number of slots (for the visited marks).
 func (h *hnsw) insert(slot uint32, n int) {
 	level := h.randomLevel(slot)
-	h.levels[slot] = uint8(level)
-	h.links0[int(slot)*(h.m0+1)] = 0
-	if level > 0 {
-		h.upper[slot] = make([]uint32, level*(h.m+1))
+	if len(h.upper[slot]) == level*(h.m+1) && h.levels[slot] == uint8(level) {
+		// A reused slot (its level is a hash of the slot, so unchanged): other nodes may still
+		// link to it and concurrent inserts read its lists, so they are emptied under its lock.
+		mutex := h.lock(slot)
+		mutex.Lock()
+		h.links0[int(slot)*(h.m0+1)] = 0
+		for l := 1; l <= level; l++ {
+			h.upper[slot][(l-1)*(h.m+1)] = 0
+		}
+		mutex.Unlock()
 	} else {
-		h.upper[slot] = nil
+		// A fresh slot: nothing links to it yet.
+		h.levels[slot] = uint8(level)
+		h.links0[int(slot)*(h.m0+1)] = 0
+		if level > 0 {
+			h.upper[slot] = make([]uint32, level*(h.m+1))
+		} else {
+			h.upper[slot] = nil
+		}
 	}
 
 	h.mu.Lock()
@@ -380,6 +393,8 @@ func (h *hnsw) greedy(query []float32, current candidate, level int, locked bool
 // insertParallel links every slot in slots using all CPUs; n is the number of slots.
 func (h *hnsw) insertParallel(slots []uint32, n int) {
 	h.grow(n)
+	// A slot freed and reused twice before its insert (replay, or one batch) is linked once.
+	slots = slices.Compact(slices.Sorted(slices.Values(slots)))
 	// The first node is linked alone so the others always find an entry point.
 	for len(slots) > 0 && h.entry < 0 {
 		h.insert(slots[0], n)

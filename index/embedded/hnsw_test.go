@@ -106,3 +106,114 @@ func BenchmarkHNSWInsert(b *testing.B) {
 		g.graph.insertParallel(slots, n)
 	}
 }
+
+// TestHNSWChurn deletes and replaces a third of the gallery three times over, as retention and
+// re-embedding do, in hnsw mode: the slots of deleted items must be reused (memory stays
+// bounded) and the graph must still find the true neighbours, before and after a restart.
+func TestHNSWChurn(t *testing.T) {
+	const n, dim, queries = 6000, 64, 100
+	vectors := clustered(5, 3*n+queries, dim)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "index")
+	options := Options{Mode: "hnsw", HNSWM: 16, EfConstruction: 100, EfSearch: 64, ExactBelow: -1}
+	ix := openFor(t, dir, options)
+	if err := ix.CreateVersion(ctx, "v", dim); err != nil {
+		t.Fatal(err)
+	}
+	upsert := func(from, to int) {
+		t.Helper()
+		for start := from; start < to; start += 500 {
+			items := make([]index.Item, 0, 500)
+			for i := start; i < min(start+500, to); i++ {
+				items = append(items, index.Item{ID: fmt.Sprint(i), Vector: vectors[i]})
+			}
+			if err := ix.Upsert(ctx, "v", items); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	upsert(0, n)
+	rng := rand.New(rand.NewPCG(9, 9))
+	live := make([]int, n)
+	for i := range live {
+		live[i] = i
+	}
+	next := n
+	for round := range 3 {
+		// Delete a random third, add as many new items, and replace 200 vectors in place.
+		rng.Shuffle(len(live), func(i, j int) { live[i], live[j] = live[j], live[i] })
+		var ids []string
+		for _, id := range live[:n/3] {
+			ids = append(ids, fmt.Sprint(id))
+		}
+		if _, err := ix.Delete(ctx, "v", ids); err != nil {
+			t.Fatal(err)
+		}
+		live = live[n/3:]
+		upsert(next, next+n/3)
+		for i := next; i < next+n/3; i++ {
+			live = append(live, i)
+		}
+		next += n / 3
+		replace := make([]index.Item, 0, 200)
+		for _, id := range live[:200] {
+			replace = append(replace, index.Item{ID: fmt.Sprint(id), Vector: vectors[id]})
+		}
+		if err := ix.Upsert(ctx, "v", replace); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := ix.lookup(ctx, "v")
+		if slots := len(v.gallery.records); slots > n+250 {
+			t.Fatalf("round %d: %d slots for %d live items: deleted slots are not reused", round, slots, n)
+		}
+	}
+	recall := func(ix *Index) float64 {
+		hits := 0
+		for q := range queries {
+			query := vectors[3*n+q]
+			approximate, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10})
+			if err != nil {
+				t.Fatal(err)
+			}
+			exact, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10, Exact: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, match := range approximate[0] {
+				if slices.ContainsFunc(exact[0], func(m index.Match) bool { return m.ID == match.ID }) {
+					hits++
+				}
+			}
+		}
+		return float64(hits) / (10 * queries)
+	}
+	r := recall(ix)
+	t.Logf("recall@10 after churn %.3f", r)
+	if r < 0.95 {
+		t.Errorf("recall@10 after churn %.3f below 0.95", r)
+	}
+	if count, _ := ix.Count(ctx, "v"); count != n {
+		t.Fatalf("%d live items, want %d", count, n)
+	}
+	if err := ix.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	ix = openFor(t, dir, options)
+	defer ix.Close()
+	if r := recall(ix); r < 0.95 {
+		t.Errorf("recall@10 after churn and a restart %.3f below 0.95", r)
+	}
+	// Reuse goes on after the restart.
+	v, _ := ix.lookup(ctx, "v")
+	slots := len(v.gallery.records)
+	if _, err := ix.Delete(ctx, "v", []string{fmt.Sprint(live[0])}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Upsert(ctx, "v", []index.Item{{ID: "after-restart", Vector: vectors[3*n]}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.gallery.records) != slots {
+		t.Errorf("a write after the restart took a new slot (%d -> %d) although one was free", slots, len(v.gallery.records))
+	}
+}

@@ -215,12 +215,10 @@ func readSnapshot(path string, g *gallery) (graphLoaded bool, err error) {
 			return fail("slot %d: bad flag %d", slot, flag)
 		}
 	}
-	// Free slots are rebuilt from the dead ones; with a graph they stay tombstones.
-	if g.graph == nil {
-		for slot := range g.records {
-			if !g.alive[slot] {
-				g.free = append(g.free, uint32(slot))
-			}
+	// Free slots are rebuilt from the dead ones (with a graph, tombstones until reused).
+	for slot := range g.records {
+		if !g.alive[slot] {
+			g.free = append(g.free, uint32(slot))
 		}
 	}
 	hasGraph, err := in.reader.ReadByte()
