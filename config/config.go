@@ -223,6 +223,9 @@ type Lookup struct {
 	CORSOrigins    []string `mapstructure:"cors_origins" yaml:"cors_origins"`
 	// AuditLog is a JSON-lines file of who searched for what; default <data_dir>/audit.log.
 	AuditLog string `mapstructure:"audit_log" yaml:"audit_log"`
+	// FollowInterval is how often reid serve checks which gallery is active and moves to a newly
+	// activated one (with its model); 0 keeps the gallery it started with. Default 30s.
+	FollowInterval time.Duration `mapstructure:"follow_interval" yaml:"follow_interval"`
 }
 
 // Retention bounds how long person crops and their vectors are kept.
@@ -289,6 +292,7 @@ func Default() Options {
 			Burst:          40,
 			MaxUploadBytes: 10 << 20,
 			MaxImagePixels: 4096 * 4096,
+			FollowInterval: 30 * time.Second,
 		},
 		Retention: Retention{Interval: time.Hour},
 	}
@@ -485,6 +489,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Retention.Interval < time.Second {
 		bad("retention.interval", "must be at least 1s, not %s", o.Retention.Interval)
+	}
+	if o.Lookup.FollowInterval < 0 {
+		bad("lookup.follow_interval", "must be >= 0")
 	}
 	if o.Lookup.RateLimit < 0 {
 		bad("lookup.rate_limit", "must be >= 0")

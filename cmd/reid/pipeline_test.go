@@ -9,6 +9,8 @@ import (
 	"image"
 	"image/jpeg"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +28,7 @@ import (
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/embedder"
+	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/internal/testassets"
 	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/stream"
@@ -642,5 +645,88 @@ func TestPruneCommand(t *testing.T) {
 	defer vectors.Close()
 	if indexed, err := vectors.Count(context.Background(), "v1"); left != 0 || err != nil || indexed != 0 {
 		t.Errorf("after pruning: %d crops stored, %d indexed (%v)", left, indexed, err)
+	}
+}
+
+// TestServeFollowsActiveGallery activates another model version's gallery under a running lookup
+// server: within its follow interval the server searches the new gallery, with that version's
+// model for uploads, without a restart.
+func TestServeFollowsActiveGallery(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
+	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
+		t.Fatalf("model import: %v\n%s", err, out)
+	}
+	options := loadOptions(t, dataDir)
+	ctx := context.Background()
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	vector := make([]float32, 512)
+	vector[0] = 1
+	at := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	only := map[string]string{"v1": cropstore.NewID("gate", at, 1, 0), "v2": cropstore.NewID("gate", at, 2, 0)}
+	for version, id := range only {
+		if err := vectors.CreateVersion(ctx, version, 512); err != nil {
+			t.Fatal(err)
+		}
+		if err := vectors.Upsert(ctx, version, []index.Item{{ID: id, Vector: vector, Metadata: index.Metadata{Camera: "gate", Time: at}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vectors.Activate(ctx, "v1"); err != nil {
+		t.Fatal(err)
+	}
+	store, err := openCropStore(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
+	server, closeAudit, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: "v1", Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAudit()
+	api := httptest.NewServer(server)
+	defer api.Close()
+	status := func(cropID string) int {
+		response, err := http.Post(api.URL+"/v1/search", "application/json", strings.NewReader(`{"crop_id":"`+cropID+`","k":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		response.Body.Close()
+		return response.StatusCode
+	}
+	if status(only["v1"]) != http.StatusOK || status(only["v2"]) != http.StatusNotFound {
+		t.Fatal("before the switch the server does not search v1 alone")
+	}
+
+	followCtx, stop := context.WithCancel(ctx)
+	followed := make(chan []*loadedModel, 1)
+	go func() {
+		followed <- followActiveGallery(followCtx, options, vectors, server, "v1", 20*time.Millisecond)
+	}()
+	if err := vectors.Activate(ctx, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for status(only["v2"]) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not move to the newly active gallery")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if status(only["v1"]) != http.StatusNotFound {
+		t.Error("after the switch the server still finds v1's crop")
+	}
+	stop()
+	models := <-followed
+	if len(models) != 1 || models[0].version.ID != "v2" {
+		t.Errorf("followed models %v, want v2's", models)
+	}
+	for _, model := range models {
+		model.Close()
 	}
 }

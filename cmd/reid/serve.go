@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -145,5 +146,56 @@ func loadLookupBackends(ctx context.Context, options config.Options, server *loo
 	}
 	server.SetEmbedder(lookup.DecodingEmbedder(model.network))
 	slog.Info("lookup: embedder ready", "version", active.Name)
-	return func() { model.Close(); vectors.Close() }
+	if options.Lookup.FollowInterval <= 0 {
+		return func() { model.Close(); vectors.Close() }
+	}
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan []*loadedModel, 1)
+	go func() {
+		followed <- followActiveGallery(followCtx, options, vectors, server, active.Name, options.Lookup.FollowInterval)
+	}()
+	return func() {
+		stopFollowing()
+		for _, loaded := range <-followed {
+			loaded.Close()
+		}
+		model.Close()
+		vectors.Close()
+	}
+}
+
+// followActiveGallery moves the server to the index's active gallery, with that version's model
+// for uploads, whenever another version is activated (reid run after a model switch, reid index
+// backfill --activate, possibly in another process with Milvus). It checks every interval until
+// ctx ends and returns the models it loaded, for the caller to close once nothing serves them:
+// a request may still be using the previous one right after a switch.
+func followActiveGallery(ctx context.Context, options config.Options, vectors index.Index, server *lookup.Server, serving string, interval time.Duration) []*loadedModel {
+	var loaded []*loadedModel
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return loaded
+		case <-ticker.C:
+		}
+		active, err := vectors.Active(ctx)
+		if err != nil || active.Name == serving {
+			continue
+		}
+		model, err := openModel(ctx, options, active.Name)
+		if err != nil {
+			slog.Error("lookup: another gallery is active but its model cannot be loaded; still serving the previous one", "active", active.Name, "serving", serving, "err", err)
+			continue
+		}
+		if model.network.Dim() != active.Dim {
+			model.Close()
+			slog.Error("lookup: the active gallery's model has another dimension; still serving the previous gallery", "active", active.Name)
+			continue
+		}
+		server.Switch(vectors, active.Name, lookup.DecodingEmbedder(model.network))
+		loaded = append(loaded, model)
+		slog.Info("lookup: moved to the newly active gallery", "from", serving, "to", active.Name, "vectors", active.Count)
+		serving = active.Name
+	}
 }
