@@ -86,8 +86,8 @@ the whole history. It resumes where a stopped run left off and may run while the
 writes new crops into the same gallery (with Milvus; the embedded index is opened by one process
 at a time, and reid run backfills on its own after a model switch).
 
---activate then makes the version the one lookups read; a running reid serve switches at its
-next restart (it pins the gallery of the model it loaded).`,
+--activate then makes the version the one lookups read; a running reid serve moves to it (with
+its model) within lookup.follow_interval.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			options, err := g.load(cmd)

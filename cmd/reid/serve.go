@@ -132,7 +132,8 @@ func loadLookupBackends(ctx context.Context, options config.Options, server *loo
 		return closeAll
 	}
 	// Pin searches to the active gallery, so uploads embedded by its model are compared only with
-	// that model's vectors even if another version is activated while we run.
+	// that model's vectors; followActiveGallery moves gallery and model together when another
+	// version is activated.
 	server.SetIndex(vectors, active.Name)
 	slog.Info("lookup: index ready", "version", active.Name, "vectors", active.Count, "dim", active.Dim)
 	model, err := openModel(ctx, options, active.Name)
