@@ -135,6 +135,11 @@ type Stream struct {
 	CropsTopic string   `mapstructure:"crops_topic" yaml:"crops_topic"`
 	DLQTopic   string   `mapstructure:"dlq_topic" yaml:"dlq_topic"`
 	Partitions int      `mapstructure:"partitions" yaml:"partitions"`
+	// TopicRetention is how long the broker keeps records of the topics reid creates (their
+	// retention.ms); the crop store, not the topic, is the lasting copy. Records a consumer has not
+	// read by then are gone, so it must outlast any outage of the embedder or archiver. Topics that
+	// exist already keep their settings. Default 168h (Kafka's default).
+	TopicRetention time.Duration `mapstructure:"topic_retention" yaml:"topic_retention"`
 	// EmbedGroup and ArchiveGroup are the consumer-group ids of the embedder and archiver.
 	EmbedGroup   string `mapstructure:"embed_group" yaml:"embed_group"`
 	ArchiveGroup string `mapstructure:"archive_group" yaml:"archive_group"`
@@ -262,15 +267,16 @@ func Default() Options {
 		Crops:     Crops{Width: 128, Height: 256, JPEGQuality: 90, MinInterval: 300 * time.Millisecond, Padding: 0.05},
 		CropStore: CropStore{Backend: "local"},
 		Stream: Stream{
-			CropsTopic:   "crops",
-			DLQTopic:     "crops.dlq",
-			Partitions:   4,
-			EmbedGroup:   "reid-embedder",
-			ArchiveGroup: "reid-archiver",
-			Buffer:       1024,
-			BatchSize:    64,
-			BatchTimeout: 50 * time.Millisecond,
-			EmbeddedAddr: "127.0.0.1:9092",
+			CropsTopic:     "crops",
+			DLQTopic:       "crops.dlq",
+			Partitions:     4,
+			EmbedGroup:     "reid-embedder",
+			ArchiveGroup:   "reid-archiver",
+			Buffer:         1024,
+			BatchSize:      64,
+			BatchTimeout:   50 * time.Millisecond,
+			EmbeddedAddr:   "127.0.0.1:9092",
+			TopicRetention: 168 * time.Hour,
 		},
 		Torch:    Torch{Device: "cpu"},
 		Embedder: Embedder{BatchSize: 32, MaxWait: 100 * time.Millisecond},
@@ -426,6 +432,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Stream.Partitions < 1 {
 		bad("stream.partitions", "must be >= 1, not %d", o.Stream.Partitions)
+	}
+	if o.Stream.TopicRetention < time.Minute {
+		bad("stream.topic_retention", "must be at least 1m, not %s", o.Stream.TopicRetention)
 	}
 	if o.Stream.Buffer < 1 {
 		bad("stream.buffer", "must be >= 1, not %d", o.Stream.Buffer)

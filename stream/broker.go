@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
 )
@@ -21,6 +22,9 @@ type BrokerOptions struct {
 	// MaxMessageBytes is the broker's message.max.bytes; 0 keeps kfake's default (about 1 MiB),
 	// which fits every record Encode accepts (MaxRecordBytes).
 	MaxMessageBytes int
+	// RetentionCheck is how often records past their topic's retention.ms are deleted; 0 means
+	// every 5 minutes (Kafka's log.retention.check.interval.ms).
+	RetentionCheck time.Duration
 	// Logger receives the broker's warnings and errors; nil uses slog.Default.
 	Logger *slog.Logger
 }
@@ -65,11 +69,16 @@ func StartBroker(options BrokerOptions) (*Broker, error) {
 		}
 		kfakeOptions = append(kfakeOptions, kfake.DataDir(options.DataDir))
 	}
-	if options.MaxMessageBytes > 0 {
-		kfakeOptions = append(kfakeOptions, kfake.BrokerConfigs(map[string]string{
-			"message.max.bytes": strconv.Itoa(options.MaxMessageBytes),
-		}))
+	if options.RetentionCheck <= 0 {
+		options.RetentionCheck = 5 * time.Minute
 	}
+	// kfake enforces topics' retention.ms on its cleaner's schedule; without it a broker that runs
+	// for months would keep every crop it was ever sent.
+	brokerConfigs := map[string]string{"log.cleaner.backoff.ms": strconv.FormatInt(options.RetentionCheck.Milliseconds(), 10)}
+	if options.MaxMessageBytes > 0 {
+		brokerConfigs["message.max.bytes"] = strconv.Itoa(options.MaxMessageBytes)
+	}
+	kfakeOptions = append(kfakeOptions, kfake.BrokerConfigs(brokerConfigs))
 	cluster, err := kfake.NewCluster(kfakeOptions...)
 	if err != nil {
 		return nil, fmt.Errorf("stream: embedded broker on %s: %w", options.Addr, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -88,14 +89,17 @@ type Topic struct {
 	Partitions int
 	// ReplicationFactor <= 0 leaves it to the broker's default.replication.factor.
 	ReplicationFactor int
+	// Retention is the topic's retention.ms; 0 leaves it to the broker's log.retention.ms.
+	Retention time.Duration
 }
 
-// TopicsFrom lists the crops and DLQ topics the config names, with its partition count. The DLQ
-// gets one partition: it is small, and one partition keeps its records in arrival order.
+// TopicsFrom lists the crops and DLQ topics the config names, with its partition count and
+// retention. The DLQ gets one partition: it is small, and one partition keeps its records in
+// arrival order.
 func TopicsFrom(cfg config.Stream) []Topic {
 	return []Topic{
-		{Name: cfg.CropsTopic, Partitions: cfg.Partitions},
-		{Name: cfg.DLQTopic, Partitions: 1},
+		{Name: cfg.CropsTopic, Partitions: cfg.Partitions, Retention: cfg.TopicRetention},
+		{Name: cfg.DLQTopic, Partitions: 1, Retention: cfg.TopicRetention},
 	}
 }
 
@@ -115,7 +119,11 @@ func EnsureTopics(ctx context.Context, conn Connection, topics ...Topic) error {
 		if replication <= 0 {
 			replication = -1
 		}
-		configs = append(configs, kafka.TopicConfig{Topic: topic.Name, NumPartitions: topic.Partitions, ReplicationFactor: replication})
+		config := kafka.TopicConfig{Topic: topic.Name, NumPartitions: topic.Partitions, ReplicationFactor: replication}
+		if topic.Retention > 0 {
+			config.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(topic.Retention.Milliseconds(), 10)}}
+		}
+		configs = append(configs, config)
 	}
 	client := &kafka.Client{Addr: kafka.TCP(conn.Brokers...), Transport: conn.transport(), Timeout: 10 * time.Second}
 	defer client.Transport.(*kafka.Transport).CloseIdleConnections()
