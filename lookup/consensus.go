@@ -86,7 +86,8 @@ func rankByTrack(ctx context.Context, searcher *searcherBox, vector []float32, q
 	type trackState struct {
 		sum         []float64
 		members     []index.Item
-		first, last int64 // unix nanoseconds of the track's first and last crop
+		first, last int64   // unix nanoseconds of the track's first and last crop
+		score       float32 // cosine of the query to the members' mean
 	}
 	tracks := map[index.TrackRef]*trackState{}
 	for _, item := range items {
@@ -122,44 +123,44 @@ func rankByTrack(ctx context.Context, searcher *searcherBox, vector []float32, q
 		}
 	}
 
+	// Each track's score once; then every crop is ranked by its own score and its track's.
+	for _, state := range tracks {
+		if len(state.members) > 0 {
+			state.score = cosine64(vector, state.sum)
+		}
+	}
 	var results []ranked
 	added := map[string]bool{}
-	add := func(result ranked) {
-		if !added[result.match.ID] {
-			added[result.match.ID] = true
-			results = append(results, result)
+	add := func(match index.Match, state *trackState) {
+		if added[match.ID] {
+			return
 		}
+		added[match.ID] = true
+		result := ranked{match: match, rank: match.Score}
+		if state != nil && len(state.members) > 0 && match.ID != query.cropID {
+			result.trackScore, result.hasTrack = state.score, true
+			result.rank = consensusWeight*state.score + (1-consensusWeight)*match.Score
+		}
+		results = append(results, result)
 	}
 	for ref, state := range tracks {
-		if len(state.members) == 0 || (elsewhere != nil && elsewhere(ref)) {
+		if elsewhere != nil && elsewhere(ref) {
 			continue
 		}
-		trackScore := cosine64(vector, state.sum)
 		for _, member := range state.members {
 			score := vecmath.Dot(vector, member.Vector)
-			if !filter.Keep(member.Metadata, score) {
-				continue
+			if filter.Keep(member.Metadata, score) {
+				add(index.Match{ID: member.ID, Score: score, Metadata: member.Metadata}, state)
 			}
-			add(ranked{
-				match:      index.Match{ID: member.ID, Score: score, Metadata: member.Metadata},
-				trackScore: trackScore, hasTrack: true,
-				rank: consensusWeight*trackScore + (1-consensusWeight)*score,
-			})
 		}
 	}
-	// Candidates not scored above keep their own score: untracked ones, the query itself, and
-	// any whose track was cut off by the bounds.
+	// Candidates not added above: untracked ones, the query itself, and any whose track was cut
+	// off by the bounds (scored with what was read of it).
 	for _, candidate := range candidates {
 		ref := index.TrackRef{Camera: candidate.Metadata.Camera, Track: candidate.Metadata.Track}
-		if added[candidate.ID] || (elsewhere != nil && elsewhere(ref)) {
-			continue
+		if elsewhere == nil || !elsewhere(ref) {
+			add(candidate, tracks[ref])
 		}
-		result := ranked{match: candidate, rank: candidate.Score}
-		if state := tracks[ref]; state != nil && len(state.members) > 0 && candidate.ID != query.cropID {
-			result.trackScore, result.hasTrack = cosine64(vector, state.sum), true
-			result.rank = consensusWeight*result.trackScore + (1-consensusWeight)*candidate.Score
-		}
-		add(result)
 	}
 
 	sort.SliceStable(results, func(a, b int) bool {

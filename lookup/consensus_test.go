@@ -12,6 +12,7 @@ import (
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/internal/vecmath"
 	"github.com/reid-project/reid/lookup/lookuptest"
 )
 
@@ -31,15 +32,11 @@ type consensusGallery struct {
 }
 
 func unit(values ...float64) []float32 {
-	var norm float64
-	for _, value := range values {
-		norm += value * value
-	}
-	out := make([]float32, len(values))
+	vector := make([]float32, len(values))
 	for i, value := range values {
-		out[i] = float32(value / math.Sqrt(norm))
+		vector[i] = float32(value)
 	}
-	return out
+	return lookuptest.Normalize(vector)
 }
 
 func newConsensusGallery() consensusGallery {
@@ -140,8 +137,8 @@ func TestTrackConsensus(t *testing.T) {
 	}
 	query := unit(1, 0, 0, 0)
 	wantTrack := map[string]float32{
-		"a1":           dot4(query, mean("a1", "a2", "a3", "a4")),
-		"a-cam-b-poor": dot4(query, mean("a-cam-b-0", "a-cam-b-1", "a-cam-b-2", "a-cam-b-3", "a-cam-b-poor")),
+		"a1":           vecmath.Dot(query, mean("a1", "a2", "a3", "a4")),
+		"a-cam-b-poor": vecmath.Dot(query, mean("a-cam-b-0", "a-cam-b-1", "a-cam-b-2", "a-cam-b-3", "a-cam-b-poor")),
 	}
 	for i, match := range matches {
 		if match.RankScore == nil {
@@ -180,14 +177,6 @@ func TestTrackConsensus(t *testing.T) {
 			t.Errorf("match before the time range: %+v", match)
 		}
 	}
-}
-
-func dot4(a, b []float32) float32 {
-	var sum float32
-	for i := range a {
-		sum += a[i] * b[i]
-	}
-	return sum
 }
 
 // fixedEmbedder embeds every image as one vector.

@@ -34,6 +34,29 @@ func clustered(seed uint64, n, dim int) [][]float32 {
 	return out
 }
 
+// recallAt10 is the share of the exact top 10 that the graph finds for each query, on average.
+func recallAt10(t *testing.T, ix *Index, queries [][]float32) float64 {
+	t.Helper()
+	ctx := context.Background()
+	hits := 0
+	for _, query := range queries {
+		approximate, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exact, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10, Exact: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, match := range approximate[0] {
+			if slices.ContainsFunc(exact[0], func(m index.Match) bool { return m.ID == match.ID }) {
+				hits++
+			}
+		}
+	}
+	return float64(hits) / float64(10*len(queries))
+}
+
 // TestHNSWRecall checks the graph against exact search on clustered data, through the index
 // (batched upserts, parallel inserts) and again after a restart that loads the saved graph.
 func TestHNSWRecall(t *testing.T) {
@@ -55,26 +78,7 @@ func TestHNSWRecall(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recall := func(ix *Index) float64 {
-		hits := 0
-		for q := 0; q < queries; q++ {
-			query := vectors[n+q]
-			approximate, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			exact, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10, Exact: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, match := range approximate[0] {
-				if slices.ContainsFunc(exact[0], func(m index.Match) bool { return m.ID == match.ID }) {
-					hits++
-				}
-			}
-		}
-		return float64(hits) / (10 * queries)
-	}
+	recall := func(ix *Index) float64 { return recallAt10(t, ix, vectors[n:n+queries]) }
 	if r := recall(ix); r < 0.98 {
 		t.Errorf("recall@10 %.3f below 0.98", r)
 	}
@@ -167,26 +171,7 @@ func TestHNSWChurn(t *testing.T) {
 			t.Fatalf("round %d: %d slots for %d live items: deleted slots are not reused", round, slots, n)
 		}
 	}
-	recall := func(ix *Index) float64 {
-		hits := 0
-		for q := range queries {
-			query := vectors[3*n+q]
-			approximate, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10})
-			if err != nil {
-				t.Fatal(err)
-			}
-			exact, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{query}, K: 10, Exact: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, match := range approximate[0] {
-				if slices.ContainsFunc(exact[0], func(m index.Match) bool { return m.ID == match.ID }) {
-					hits++
-				}
-			}
-		}
-		return float64(hits) / (10 * queries)
-	}
+	recall := func(ix *Index) float64 { return recallAt10(t, ix, vectors[3*n:3*n+queries]) }
 	r := recall(ix)
 	t.Logf("recall@10 after churn %.3f", r)
 	if r < 0.95 {

@@ -45,7 +45,7 @@ func BenchmarkSnapshotWritePause(b *testing.B) {
 				for j := range vector {
 					vector[j] = float32(rng.NormFloat64())
 				}
-				return index.Item{ID: fmt.Sprintf("crop-%d", i), Vector: normalized(vector),
+				return index.Item{ID: fmt.Sprintf("crop-%d", i), Vector: normalised(vector),
 					Metadata: index.Metadata{Camera: "gate", Time: time.Unix(int64(i), 0), Track: int64(i / 10)}}
 			}
 			for start := 0; start < items; start += 1000 {
@@ -101,16 +101,4 @@ func BenchmarkSnapshotWritePause(b *testing.B) {
 			}
 		})
 	}
-}
-
-func normalized(vector []float32) []float32 {
-	var sum float32
-	for _, value := range vector {
-		sum += value * value
-	}
-	scale := 1 / float32(sqrt(float64(sum)))
-	for i := range vector {
-		vector[i] *= scale
-	}
-	return vector
 }
