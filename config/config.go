@@ -34,6 +34,7 @@ type Options struct {
 	Index     Index     `mapstructure:"index" yaml:"index"`
 	Lookup    Lookup    `mapstructure:"lookup" yaml:"lookup"`
 	Retention Retention `mapstructure:"retention" yaml:"retention"`
+	Trainer   Trainer   `mapstructure:"trainer" yaml:"trainer"`
 }
 
 // Camera is one video source with its id.
@@ -243,6 +244,26 @@ type Retention struct {
 	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
 }
 
+// Trainer configures `reid train`, the Cluster Contrast adaptation to the site's crops. The
+// defaults are the reference implementation's, sized for a GPU; on a CPU fewer iterations per
+// epoch and smaller batches are the practical choice (docs/TRAINING.md).
+type Trainer struct {
+	Epochs        int `mapstructure:"epochs" yaml:"epochs" json:"epochs"`
+	ItersPerEpoch int `mapstructure:"iters_per_epoch" yaml:"iters_per_epoch" json:"iters_per_epoch"`
+	// BatchSize crops per step, Instances crops of each pseudo-identity among them.
+	BatchSize int     `mapstructure:"batch_size" yaml:"batch_size" json:"batch_size"`
+	Instances int     `mapstructure:"instances" yaml:"instances" json:"instances"`
+	LR        float64 `mapstructure:"lr" yaml:"lr" json:"lr"`
+	// LRStep is the number of epochs after which the learning rate drops tenfold.
+	LRStep int `mapstructure:"lr_step" yaml:"lr_step" json:"lr_step"`
+	// Eps and MinSamples are DBSCAN's, on the k-reciprocal Jaccard distance.
+	Eps        float64 `mapstructure:"eps" yaml:"eps" json:"eps"`
+	MinSamples int     `mapstructure:"min_samples" yaml:"min_samples" json:"min_samples"`
+	// MaxCrops caps the crops trained on (evenly spread over the selection); 0 takes all.
+	MaxCrops int    `mapstructure:"max_crops" yaml:"max_crops" json:"max_crops"`
+	Seed     uint64 `mapstructure:"seed" yaml:"seed" json:"seed"`
+}
+
 // Default returns the configuration used when nothing overrides it.
 func Default() Options {
 	return Options{
@@ -301,6 +322,8 @@ func Default() Options {
 			FollowInterval: 30 * time.Second,
 		},
 		Retention: Retention{Interval: time.Hour},
+		Trainer: Trainer{Epochs: 50, ItersPerEpoch: 200, BatchSize: 256, Instances: 16, LR: 3.5e-4, LRStep: 20,
+			Eps: 0.6, MinSamples: 4, Seed: 1},
 	}
 }
 
@@ -498,6 +521,24 @@ func (o *Options) Validate() error {
 	}
 	if o.Retention.Interval < time.Second {
 		bad("retention.interval", "must be at least 1s, not %s", o.Retention.Interval)
+	}
+	for key, value := range map[string]int{"trainer.epochs": o.Trainer.Epochs, "trainer.iters_per_epoch": o.Trainer.ItersPerEpoch,
+		"trainer.lr_step": o.Trainer.LRStep, "trainer.min_samples": o.Trainer.MinSamples} {
+		if value < 1 {
+			bad(key, "must be >= 1, not %d", value)
+		}
+	}
+	if o.Trainer.Instances < 2 || o.Trainer.BatchSize%max(o.Trainer.Instances, 1) != 0 || o.Trainer.BatchSize < o.Trainer.Instances {
+		bad("trainer.batch_size", "must be a multiple of trainer.instances (>= 2), not %d and %d", o.Trainer.BatchSize, o.Trainer.Instances)
+	}
+	if !(o.Trainer.LR > 0) {
+		bad("trainer.lr", "must be > 0")
+	}
+	if !(o.Trainer.Eps > 0 && o.Trainer.Eps < 1) {
+		bad("trainer.eps", "must be between 0 and 1, not %v", o.Trainer.Eps)
+	}
+	if o.Trainer.MaxCrops < 0 {
+		bad("trainer.max_crops", "must be >= 0")
 	}
 	if o.Lookup.FollowInterval < 0 {
 		bad("lookup.follow_interval", "must be >= 0")

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// The ingest, detector, tracker and crops settings: each bad value is rejected naming its key.
+// The ingest, detector, tracker, crops and trainer settings: each bad value is rejected naming its key.
 func TestIngestFieldValidation(t *testing.T) {
 	tests := []struct {
 		key    string
@@ -36,6 +36,15 @@ func TestIngestFieldValidation(t *testing.T) {
 		{"crops.jpeg_quality", func(o *Options) { o.Crops.JPEGQuality = 0 }},
 		{"crops.min_interval", func(o *Options) { o.Crops.MinInterval = -time.Millisecond }},
 		{"crops.padding", func(o *Options) { o.Crops.Padding = 1.5 }},
+		{"trainer.epochs", func(o *Options) { o.Trainer.Epochs = 0 }},
+		{"trainer.iters_per_epoch", func(o *Options) { o.Trainer.ItersPerEpoch = -3 }},
+		{"trainer.batch_size", func(o *Options) { o.Trainer.BatchSize = 100 }},
+		{"trainer.batch_size", func(o *Options) { o.Trainer.Instances = 1 }},
+		{"trainer.lr", func(o *Options) { o.Trainer.LR = 0 }},
+		{"trainer.lr_step", func(o *Options) { o.Trainer.LRStep = 0 }},
+		{"trainer.eps", func(o *Options) { o.Trainer.Eps = 1 }},
+		{"trainer.min_samples", func(o *Options) { o.Trainer.MinSamples = 0 }},
+		{"trainer.max_crops", func(o *Options) { o.Trainer.MaxCrops = -1 }},
 	}
 	for _, test := range tests {
 		options := Default()

@@ -44,6 +44,7 @@ func newRootCommand() *cobra.Command {
 		newEmbedCommand(g),
 		newArchiveCommand(g),
 		newSearchCommand(g),
+		newTrainCommand(g),
 		newIngestCommand(g),
 		newCropsCommand(g),
 		newBrokerCommand(g),

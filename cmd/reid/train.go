@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/cluster"
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/model"
+	"github.com/reid-project/reid/trainer"
+)
+
+func newTrainCommand(g *globals) *cobra.Command {
+	var (
+		baseVersion, name, checkpointDir string
+		cameras                          []string
+		since, until                     string
+		promote, asJSON                  bool
+		flagged                          config.Trainer
+	)
+	command := &cobra.Command{
+		Use:   "train [--model VERSION] [--camera ID]... [--since T] [--until T] [--promote]",
+		Short: "Adapt the re-id model to this site's crops without labels (Cluster Contrast) and register the result",
+		Long: `Trains a new model version from a registered one (the active one by default) on the crops in
+the crop store, by Cluster Contrast: every epoch clusters all crops by k-reciprocal Jaccard
+distance and DBSCAN, then trains against a memory of the cluster centres. No labels are needed.
+
+The new version is registered with its parent and a training summary and its id is printed.
+--promote makes it active: a running reid run then embeds every stored crop with it into a new
+gallery and switches lookups over when that is done. Settings: the trainer section of the
+configuration (the reference's GPU defaults), overridden by the flags below; docs/TRAINING.md
+has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it stopped.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			options.Trainer = trainerFlags(cmd, options.Trainer, flagged)
+			if err := options.Validate(); err != nil {
+				return err
+			}
+			settings := options.Trainer
+			filters, err := cropFilters(cameras, since, until)
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			loaded, err := openModel(ctx, options, baseVersion)
+			if err != nil {
+				return err
+			}
+			defer loaded.Close()
+			examples, err := loadExamples(ctx, options, filters, settings.MaxCrops)
+			if err != nil {
+				return err
+			}
+			trainerOptions := trainer.Options{
+				Epochs: settings.Epochs, ItersPerEpoch: settings.ItersPerEpoch,
+				BatchSize: settings.BatchSize, Instances: settings.Instances,
+				LR: settings.LR, StepSize: settings.LRStep, Seed: settings.Seed,
+				Cluster:       cluster.Options{Eps: settings.Eps, MinSamples: settings.MinSamples},
+				CheckpointDir: checkpointDir,
+			}
+			slog.Info("training", "parent", loaded.version.ID, "crops", len(examples), "epochs", settings.Epochs,
+				"iters_per_epoch", settings.ItersPerEpoch, "batch", settings.BatchSize, "device", loaded.device.Name())
+			summary, err := trainer.Train(ctx, loaded.network, examples, trainerOptions, func(report trainer.EpochReport) {
+				slog.Info("epoch done", "epoch", report.Epoch, "of", settings.Epochs, "clusters", report.Clusters,
+					"outliers", report.Outliers, "loss", fmt.Sprintf("%.3f", report.Loss), "lr", report.LR,
+					"seconds", fmt.Sprintf("%.0f", report.FeatureSeconds+report.ClusterSeconds+report.TrainSeconds))
+			})
+			if err != nil {
+				return err
+			}
+			version, err := registerTrained(ctx, options, loaded, name, settings, summary)
+			if err != nil {
+				return err
+			}
+			if promote {
+				registry, err := openRegistry(options)
+				if err != nil {
+					return err
+				}
+				if err := registry.Promote(version.ID); err != nil {
+					return err
+				}
+			}
+			if asJSON {
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{
+					"version": version.ID, "parent": loaded.version.ID, "promoted": promote, "summary": summary})
+			}
+			last := summary.Epochs[len(summary.Epochs)-1]
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\ttrained from %s on %d crops from %d cameras: %d epochs, last %d clusters, loss %.3f, %s%s\n",
+				version.ID, loaded.version.ID, summary.Crops, summary.Cameras, len(summary.Epochs), last.Clusters, last.Loss,
+				time.Duration(summary.Seconds*float64(time.Second)).Round(time.Second), map[bool]string{true: ", promoted"}[promote])
+			return nil
+		},
+	}
+	flags := command.Flags()
+	flags.StringVar(&baseVersion, "model", "", "model version to start from (default: the active one)")
+	flags.StringVar(&name, "name", "", "name of the new version (default: PARENT-adapted)")
+	flags.StringSliceVar(&cameras, "camera", nil, "train on these cameras' crops only (repeatable; default all)")
+	flags.StringVar(&since, "since", "", "train on crops from this time on (RFC 3339)")
+	flags.StringVar(&until, "until", "", "train on crops before this time (RFC 3339)")
+	flags.StringVar(&checkpointDir, "checkpoint-dir", "", "save a checkpoint after every epoch here and resume from it")
+	flags.BoolVar(&promote, "promote", false, "make the new version active")
+	flags.BoolVar(&asJSON, "json", false, "print the version and the training summary as JSON")
+	flags.IntVar(&flagged.Epochs, "epochs", 0, "epochs (overrides trainer.epochs)")
+	flags.IntVar(&flagged.ItersPerEpoch, "iters", 0, "steps per epoch (overrides trainer.iters_per_epoch)")
+	flags.IntVar(&flagged.BatchSize, "batch", 0, "crops per step (overrides trainer.batch_size)")
+	flags.IntVar(&flagged.Instances, "instances", 0, "crops per pseudo-identity in a step (overrides trainer.instances)")
+	flags.Float64Var(&flagged.LR, "lr", 0, "Adam learning rate (overrides trainer.lr)")
+	flags.Float64Var(&flagged.Eps, "eps", 0, "DBSCAN eps on the Jaccard distance (overrides trainer.eps)")
+	flags.IntVar(&flagged.MaxCrops, "max-crops", 0, "train on at most this many crops (overrides trainer.max_crops)")
+	return command
+}
+
+// trainerFlags overrides the configured trainer settings with the flags the user set.
+func trainerFlags(cmd *cobra.Command, configured, flagged config.Trainer) config.Trainer {
+	changed := cmd.Flags().Changed
+	if changed("epochs") {
+		configured.Epochs = flagged.Epochs
+	}
+	if changed("iters") {
+		configured.ItersPerEpoch = flagged.ItersPerEpoch
+	}
+	if changed("batch") {
+		configured.BatchSize = flagged.BatchSize
+	}
+	if changed("instances") {
+		configured.Instances = flagged.Instances
+	}
+	if changed("lr") {
+		configured.LR = flagged.LR
+	}
+	if changed("eps") {
+		configured.Eps = flagged.Eps
+	}
+	if changed("max-crops") {
+		configured.MaxCrops = flagged.MaxCrops
+	}
+	return configured
+}
+
+// cropFilters turns --camera, --since and --until into crop store filters (one per camera).
+func cropFilters(cameras []string, since, until string) ([]cropstore.Filter, error) {
+	var base cropstore.Filter
+	for _, bound := range []struct {
+		flag, value string
+		into        *time.Time
+	}{{"--since", since, &base.From}, {"--until", until, &base.To}} {
+		if bound.value == "" {
+			continue
+		}
+		parsed, err := time.Parse(time.RFC3339, bound.value)
+		if err != nil {
+			return nil, fmt.Errorf("train: %s %q: want an RFC 3339 time such as 2026-11-27T08:00:00Z", bound.flag, bound.value)
+		}
+		*bound.into = parsed
+	}
+	if len(cameras) == 0 {
+		return []cropstore.Filter{base}, nil
+	}
+	filters := make([]cropstore.Filter, len(cameras))
+	for i, camera := range cameras {
+		filters[i] = base
+		filters[i].Camera = camera
+	}
+	return filters, nil
+}
+
+// loadExamples reads the selected crops from the crop store, at most maxCrops (0: all) of them,
+// spread evenly over the selection so every camera and hour keeps its share.
+func loadExamples(ctx context.Context, options config.Options, filters []cropstore.Filter, maxCrops int) ([]trainer.Example, error) {
+	store, err := openCropStore(options)
+	if err != nil {
+		return nil, err
+	}
+	var records []cropstore.CropRecord
+	for _, filter := range filters {
+		if err := store.Walk(ctx, filter, func(record cropstore.CropRecord) error {
+			records = append(records, record)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("train: reading the crop store: %w", err)
+		}
+	}
+	if maxCrops > 0 && len(records) > maxCrops {
+		spread := make([]cropstore.CropRecord, maxCrops)
+		for i := range spread {
+			spread[i] = records[i*len(records)/maxCrops]
+		}
+		records = spread
+	}
+	examples := make([]trainer.Example, 0, len(records))
+	for _, record := range records {
+		image, err := store.Image(ctx, record.ID)
+		if err != nil {
+			// Retention may delete a crop between the walk and here; training goes on without it.
+			slog.Warn("crop skipped", "id", record.ID, "err", err)
+			continue
+		}
+		examples = append(examples, trainer.Example{ID: record.ID, Camera: record.Camera, JPEG: image})
+	}
+	if len(examples) == 0 {
+		return nil, fmt.Errorf("train: no crops in the crop store match; run the pipeline first (reid run) or widen --camera/--since/--until")
+	}
+	return examples, nil
+}
+
+// registerTrained saves the trained network and registers it as a new version with its parent and
+// training summary.
+func registerTrained(ctx context.Context, options config.Options, loaded *loadedModel, name string, settings config.Trainer, summary trainer.Summary) (model.Version, error) {
+	staging, err := os.MkdirTemp(options.DataDir, "train-")
+	if err != nil {
+		return model.Version{}, err
+	}
+	defer os.RemoveAll(staging)
+	weights := filepath.Join(staging, "weights.pt")
+	if err := loaded.network.Save(ctx, weights); err != nil {
+		return model.Version{}, err
+	}
+	metadata := model.MetadataFor(loaded.network.Options())
+	metadata.Name = name
+	if metadata.Name == "" {
+		metadata.Name = loaded.version.Name + "-adapted"
+	}
+	metadata.Source = "cluster-contrast"
+	metadata.Parent = loaded.version.ID
+	metadata.WeightsFormat = model.FormatReid
+	var trainingMap map[string]any
+	encoded, err := json.Marshal(struct {
+		Settings config.Trainer `json:"settings"`
+		trainer.Summary
+	}{settings, summary})
+	if err != nil {
+		return model.Version{}, err
+	}
+	if err := json.Unmarshal(encoded, &trainingMap); err != nil {
+		return model.Version{}, err
+	}
+	metadata.Training = trainingMap
+	registry, err := openRegistry(options)
+	if err != nil {
+		return model.Version{}, err
+	}
+	return registry.Register(ctx, metadata, weights)
+}

@@ -1,0 +1,241 @@
+package trainer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/jpeg"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/reid-project/reid/cluster"
+	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/internal/vecmath"
+	"github.com/reid-project/reid/torch"
+)
+
+const testHeight, testWidth = 128, 64
+
+// syntheticPeople makes crops of identities figures: each a torso and legs in the identity's own
+// colours on a grey background, seen by two cameras with different lighting, jittered in place
+// and size, with noise. Enough structure for OSNet to cluster, and for training to matter.
+func syntheticPeople(t testing.TB, identities, perIdentity int) ([]Example, []int) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(11, 12))
+	var examples []Example
+	var truth []int
+	for person := range identities {
+		top := color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255}
+		bottom := color.RGBA{uint8(rng.IntN(256)), uint8(rng.IntN(256)), uint8(rng.IntN(256)), 255}
+		for shot := range perIdentity {
+			camera := []string{"cam-a", "cam-b"}[shot%2]
+			light := []float64{1.0, 0.75}[shot%2]
+			picture := image.NewRGBA(image.Rect(0, 0, testWidth, testHeight))
+			shiftX, shiftY := rng.IntN(9)-4, rng.IntN(9)-4
+			for y := range testHeight {
+				for x := range testWidth {
+					base := color.RGBA{128, 128, 128, 255}
+					inBody := x+shiftX > 16 && x+shiftX < 48
+					switch {
+					case inBody && y+shiftY > 20 && y+shiftY < 64:
+						base = top
+					case inBody && y+shiftY >= 64 && y+shiftY < 120:
+						base = bottom
+					}
+					noise := func(v uint8) uint8 {
+						return uint8(min(255, max(0, float64(v)*light+rng.NormFloat64()*12)))
+					}
+					picture.SetRGBA(x, y, color.RGBA{noise(base.R), noise(base.G), noise(base.B), 255})
+				}
+			}
+			var encoded bytes.Buffer
+			if err := jpeg.Encode(&encoded, picture, &jpeg.Options{Quality: 90}); err != nil {
+				t.Fatal(err)
+			}
+			examples = append(examples, Example{ID: fmt.Sprintf("person%02d-shot%02d", person, shot), Camera: camera, JPEG: encoded.Bytes()})
+			truth = append(truth, person)
+		}
+	}
+	return examples, truth
+}
+
+// osnet returns the shared OSNet x0.25 (MSMT17) at the test input size, on its own CPU device.
+func osnet(t testing.TB) *torch.Model {
+	t.Helper()
+	device, err := torch.Open(torch.Params{Threads: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { device.Close() })
+	network, err := device.NewModel(context.Background(), torch.ModelOptions{Arch: torch.ArchOSNetX0_25, InputHeight: testHeight, InputWidth: testWidth})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { network.Close() })
+	if _, err := network.LoadWeights(context.Background(), testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")); err != nil {
+		t.Fatal(err)
+	}
+	return network
+}
+
+func smallRun() Options {
+	return Options{Epochs: 2, ItersPerEpoch: 4, BatchSize: 16, Instances: 4, FeatureBatch: 32,
+		Cluster: cluster.Options{K1: 10, K2: 3, Eps: 0.5, MinSamples: 3}}
+}
+
+func embedAll(t testing.TB, network *torch.Model, examples []Example) [][]float32 {
+	t.Helper()
+	r := &run{network: network, examples: examples, options: Options{FeatureBatch: 32}, height: testHeight, width: testWidth}
+	features, err := r.features(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return features
+}
+
+// separation is how much closer crops are to their own identity's centre than to the nearest
+// other one, on average: what the contrastive loss against cluster centres improves.
+func separation(features [][]float32, truth []int) float64 {
+	centres, _ := clusterCentres(features, truth)
+	total := 0.0
+	for i, feature := range features {
+		nearestOther := -1.0
+		for c, centre := range centres {
+			if c != truth[i] {
+				nearestOther = max(nearestOther, vecmath.Dot64(feature, centre))
+			}
+		}
+		total += vecmath.Dot64(feature, centres[truth[i]]) - nearestOther
+	}
+	return total / float64(len(features))
+}
+
+func TestTrainSeparatesIdentities(t *testing.T) {
+	examples, truth := syntheticPeople(t, 8, 10)
+	network := osnet(t)
+	before := separation(embedAll(t, network, examples), truth)
+	summary, err := Train(context.Background(), network, examples, smallRun(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := separation(embedAll(t, network, examples), truth)
+	t.Logf("separation %.4f -> %.4f; epochs %+v", before, after, summary.Epochs)
+	if after <= before+0.01 {
+		t.Errorf("training did not separate the identities: separation %.4f -> %.4f", before, after)
+	}
+	if len(summary.Epochs) != 2 || summary.Crops != len(examples) || summary.Cameras != 2 || summary.Resumed != 0 {
+		t.Errorf("summary %+v", summary)
+	}
+	for _, epoch := range summary.Epochs {
+		if epoch.Clusters < 2 || epoch.Clustered+epoch.Outliers != len(examples) || math.IsNaN(epoch.Loss) || epoch.Loss <= 0 {
+			t.Errorf("epoch report %+v", epoch)
+		}
+	}
+}
+
+// An interrupted run resumed from its checkpoint ends where the uninterrupted run ends.
+func TestTrainResumesFromCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	examples, _ := syntheticPeople(t, 6, 8)
+
+	whole := smallRun()
+	whole.CheckpointDir = t.TempDir()
+	uninterrupted := osnet(t)
+	if _, err := Train(ctx, uninterrupted, examples, whole, nil); err != nil {
+		t.Fatal(err)
+	}
+	want := embedAll(t, uninterrupted, examples)
+
+	firstHalf := smallRun()
+	firstHalf.Epochs = 1
+	firstHalf.CheckpointDir = t.TempDir()
+	if _, err := Train(ctx, osnet(t), examples, firstHalf, nil); err != nil {
+		t.Fatal(err)
+	}
+	secondHalf := smallRun()
+	secondHalf.CheckpointDir = firstHalf.CheckpointDir
+	resumed := osnet(t) // a fresh process would start from the parent weights too
+	summary, err := Train(ctx, resumed, examples, secondHalf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if summary.Resumed != 1 || len(summary.Epochs) != 2 {
+		t.Fatalf("resumed %d of %d epochs, want 1 of 2", summary.Resumed, len(summary.Epochs))
+	}
+	got := embedAll(t, resumed, examples)
+	worst := 0.0
+	for i := range want {
+		for d := range want[i] {
+			worst = max(worst, math.Abs(float64(want[i][d]-got[i][d])))
+		}
+	}
+	if worst > 1e-4 {
+		t.Errorf("resumed run differs from the uninterrupted one by up to %g", worst)
+	}
+
+	other := smallRun()
+	other.LR = 1e-3
+	other.CheckpointDir = firstHalf.CheckpointDir
+	if _, err := Train(ctx, osnet(t), examples, other, nil); err == nil || !strings.Contains(err.Error(), "other options") {
+		t.Errorf("a checkpoint of another run was resumed: %v", err)
+	}
+}
+
+func TestTrainRejects(t *testing.T) {
+	ctx := context.Background()
+	examples, _ := syntheticPeople(t, 4, 6)
+	network := osnet(t)
+
+	broken := append([]Example(nil), examples...)
+	broken[5] = Example{ID: "cut-short", Camera: "cam-a", JPEG: examples[5].JPEG[:100]}
+	if _, err := Train(ctx, network, broken, smallRun(), nil); err == nil || !strings.Contains(err.Error(), "cut-short") {
+		t.Errorf("a truncated JPEG: %v, want an error naming the crop", err)
+	}
+
+	tight := smallRun()
+	tight.Cluster.Eps, tight.Cluster.MinSamples = 0.05, 12 // 24 crops, none with 12 neighbours that close
+	if _, err := Train(ctx, network, examples, tight, nil); !errors.Is(err, ErrNoClusters) {
+		t.Errorf("nothing to cluster: %v, want ErrNoClusters", err)
+	}
+	if _, err := Train(ctx, network, examples[:3], smallRun(), nil); err == nil || !strings.Contains(err.Error(), "too few") {
+		t.Errorf("three crops: %v", err)
+	}
+}
+
+func TestOptionsValidation(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Options)
+	}{
+		{"batch not a multiple of instances", func(o *Options) { o.BatchSize, o.Instances = 30, 4 }},
+		{"one instance", func(o *Options) { o.BatchSize, o.Instances = 16, 1 }},
+		{"negative epochs", func(o *Options) { o.Epochs = -1 }},
+		{"negative learning rate", func(o *Options) { o.LR = -1 }},
+		{"gamma above one", func(o *Options) { o.Gamma = 2 }},
+		{"momentum above one", func(o *Options) { o.Momentum = 1.5 }},
+		{"eps of one", func(o *Options) { o.Cluster.Eps = 1 }},
+		{"flip probability above one", func(o *Options) { o.Augmentation = &Augmentation{Flip: 2} }},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			options := Options{}
+			test.change(&options)
+			if _, err := options.WithDefaults(); err == nil {
+				t.Errorf("%+v accepted", options)
+			}
+		})
+	}
+	defaults, err := Options{}.WithDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if defaults.Epochs != 50 || defaults.ItersPerEpoch != 200 || defaults.BatchSize != 256 || defaults.Instances != 16 ||
+		defaults.LR != 3.5e-4 || defaults.Cluster.Eps != 0.6 || defaults.Temperature != 0.05 || *defaults.Augmentation != DefaultAugmentation() {
+		t.Errorf("defaults are not the reference's: %+v", defaults)
+	}
+}
