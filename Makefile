@@ -41,7 +41,7 @@ test: build
 	# exact-top-1 checks: race-instrumented parallel inserts on a busy machine build slightly
 	# different small graphs, and those checks then miss now and then (so did the code before).
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestWritesDuringSnapshot|TestCrash|TestHNSWChurn|TestSuite/exact' ./index/embedded/
-	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m ./lookup/ ./retention/
+	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m ./lookup/ ./retention/ ./trainer/
 
 bench: build
 	$(RUN_ENV) ./scripts/bench.sh

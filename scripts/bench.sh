@@ -44,5 +44,6 @@ SYNTH_BENCH_IDENTITIES=200 $GO test -count=1 -run UsefulBenchmark -v ./synth/ | 
 # Pipeline (issue 5) and search quality (issue 7): vtest.avi through the embedded broker, embedder and
 # embedded index: crops/s, frame-to-searchable p50/p99, embedder overhead against the raw model on
 # the same crops; then precision@5 of same-track search over vtest's tracks, and on a synthetic
-# three-camera video with ground truth: same track, same person, same person in other cameras.
-$GO test -run '^$' -bench 'Pipeline|SearchQuality|SyntheticCrossCamera' -benchtime 1x ./cmd/reid
+# three-camera video with ground truth: same track, same person, same person in other cameras;
+# and the same on that video before and after `reid train` adapts the model to it (about 5 minutes).
+$GO test -run '^$' -bench 'Pipeline|SearchQuality|SyntheticCrossCamera|SiteAdaptation' -benchtime 1x ./cmd/reid

@@ -376,16 +376,26 @@ func (r *run) features(ctx context.Context) ([][]float32, error) {
 func (r *run) trainingBatch(ctx context.Context, rng *rand.Rand, indices []int) (torch.Batch, error) {
 	size := r.height * r.width * 3
 	batch := torch.Batch{N: len(indices), Height: r.height, Width: r.width, Pix: make([]byte, len(indices)*size)}
-	images := make([]torch.RGB, len(indices))
-	if err := r.decodeEach(ctx, len(indices), func(i int) (err error) {
-		images[i], err = r.image(indices[i])
+	// A small cluster repeats crops within a batch; each is decoded once (and by one goroutine,
+	// which the cache relies on).
+	position := map[int]int{}
+	var unique []int
+	for _, index := range indices {
+		if _, seen := position[index]; !seen {
+			position[index] = len(unique)
+			unique = append(unique, index)
+		}
+	}
+	images := make([]torch.RGB, len(unique))
+	if err := r.decodeEach(ctx, len(unique), func(i int) (err error) {
+		images[i], err = r.image(unique[i])
 		return err
 	}); err != nil {
 		return batch, err
 	}
 	// Augmentation draws from rng in batch order, so runs are repeatable whatever the scheduling.
-	for i, img := range images {
-		r.options.Augmentation.apply(rng, batch.Pix[i*size:(i+1)*size], img, r.fill)
+	for i, index := range indices {
+		r.options.Augmentation.apply(rng, batch.Pix[i*size:(i+1)*size], images[position[index]], r.fill)
 	}
 	return batch, nil
 }

@@ -178,59 +178,67 @@ func BenchmarkSearchQuality(b *testing.B) {
 	}
 }
 
-// BenchmarkSyntheticCrossCamera runs `reid synth video` (three cameras, people walking from one to
-// the next, ground truth known) through `reid run`, then searches with one crop of every track and
+// syntheticCameras runs `reid synth video` (three cameras, 12 people walking from one to the next,
+// ground truth known) through `reid run` and returns the data dir, how many crops were indexed,
+// and who (ground-truth identity, -1 for none) each crop shows.
+func syntheticCameras(b *testing.B) (dataDir string, indexed int, identity func(cropstore.CropRecord) int) {
+	dataDir = pipelineFixture(b)
+	videoDir := filepath.Join(b.TempDir(), "video")
+	if out, err := runReid(b, "synth", "video", "--out", videoDir, "--cameras", "3", "--seconds", "120", "--identities", "12", "--seed", "7"); err != nil {
+		b.Fatalf("synth video: %v\n%s", err, out)
+	}
+	truthJSON, err := os.ReadFile(filepath.Join(videoDir, "ground_truth.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var truth synth.GroundTruth
+	if err := json.Unmarshal(truthJSON, &truth); err != nil {
+		b.Fatal(err)
+	}
+	var cameras strings.Builder
+	cameras.WriteString("cameras:\n")
+	cameraNumber := map[string]int{}
+	for _, video := range truth.Cameras {
+		id := strings.TrimSuffix(video.File, filepath.Ext(video.File))
+		cameraNumber[id] = video.Camera
+		fmt.Fprintf(&cameras, "  - id: %s\n    source: %s\n    start_time: \"2026-11-27T08:00:00Z\"\n", id, filepath.Join(videoDir, video.File))
+	}
+	configPath := filepath.Join(b.TempDir(), "cameras.yaml")
+	if err := os.WriteFile(configPath, []byte(cameras.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	out, err := runReid(b, "--config", configPath, "--data-dir", dataDir, "run", "--exit-when-done", "--serve=false", "--json")
+	if err != nil {
+		b.Fatalf("reid run: %v\n%s", err, out)
+	}
+	summary := decodeRunSummary(b, out)
+
+	type frameKey struct{ camera, frame int }
+	people := map[frameKey][]synth.GroundTruthPerson{}
+	for _, frame := range truth.Frames {
+		people[frameKey{frame.Camera, frame.Frame}] = frame.People
+	}
+	identity = func(record cropstore.CropRecord) int {
+		box := [4]float64{float64(record.Box.X), float64(record.Box.Y), float64(record.Box.X + record.Box.Width), float64(record.Box.Y + record.Box.Height)}
+		best, person := 0.5, -1
+		for _, candidate := range people[frameKey{cameraNumber[record.Camera], int(record.Frame)}] {
+			truthBox := [4]float64{float64(candidate.Box[0]), float64(candidate.Box[1]), float64(candidate.Box[2]), float64(candidate.Box[3])}
+			if overlap := boxIoU(box, truthBox); overlap >= best {
+				best, person = overlap, candidate.Identity
+			}
+		}
+		return person
+	}
+	b.Logf("%d crops of %d people in %d visits", summary.Indexed, truth.Identities, len(truth.Visits))
+	return dataDir, summary.Indexed, identity
+}
+
+// BenchmarkSyntheticCrossCamera searches the synthetic cameras with one crop of every track and
 // scores the results against the ground truth: same track, same person, and same person among the
 // results of the other cameras (the cross-camera question the lookup page answers).
 func BenchmarkSyntheticCrossCamera(b *testing.B) {
 	for range b.N {
-		dataDir := pipelineFixture(b)
-		videoDir := filepath.Join(b.TempDir(), "video")
-		if out, err := runReid(b, "synth", "video", "--out", videoDir, "--cameras", "3", "--seconds", "120", "--identities", "12", "--seed", "7"); err != nil {
-			b.Fatalf("synth video: %v\n%s", err, out)
-		}
-		truthJSON, err := os.ReadFile(filepath.Join(videoDir, "ground_truth.json"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		var truth synth.GroundTruth
-		if err := json.Unmarshal(truthJSON, &truth); err != nil {
-			b.Fatal(err)
-		}
-		var cameras strings.Builder
-		cameras.WriteString("cameras:\n")
-		cameraNumber := map[string]int{}
-		for _, video := range truth.Cameras {
-			id := strings.TrimSuffix(video.File, filepath.Ext(video.File))
-			cameraNumber[id] = video.Camera
-			fmt.Fprintf(&cameras, "  - id: %s\n    source: %s\n    start_time: \"2026-11-27T08:00:00Z\"\n", id, filepath.Join(videoDir, video.File))
-		}
-		configPath := filepath.Join(b.TempDir(), "cameras.yaml")
-		if err := os.WriteFile(configPath, []byte(cameras.String()), 0o644); err != nil {
-			b.Fatal(err)
-		}
-		out, err := runReid(b, "--config", configPath, "--data-dir", dataDir, "run", "--exit-when-done", "--serve=false", "--json")
-		if err != nil {
-			b.Fatalf("reid run: %v\n%s", err, out)
-		}
-		summary := decodeRunSummary(b, out)
-
-		type frameKey struct{ camera, frame int }
-		people := map[frameKey][]synth.GroundTruthPerson{}
-		for _, frame := range truth.Frames {
-			people[frameKey{frame.Camera, frame.Frame}] = frame.People
-		}
-		identity := func(record cropstore.CropRecord) int {
-			box := [4]float64{float64(record.Box.X), float64(record.Box.Y), float64(record.Box.X + record.Box.Width), float64(record.Box.Y + record.Box.Height)}
-			best, person := 0.5, -1
-			for _, candidate := range people[frameKey{cameraNumber[record.Camera], int(record.Frame)}] {
-				truthBox := [4]float64{float64(candidate.Box[0]), float64(candidate.Box[1]), float64(candidate.Box[2]), float64(candidate.Box[3])}
-				if overlap := boxIoU(box, truthBox); overlap >= best {
-					best, person = overlap, candidate.Identity
-				}
-			}
-			return person
-		}
+		dataDir, _, identity := syntheticCameras(b)
 		options := loadOptions(b, dataDir)
 		quality := measureSearchQuality(b, options, 5, 6, true, identity)
 		byCrop := measureSearchQuality(b, options, 5, 6, false, identity)
@@ -238,12 +246,42 @@ func BenchmarkSyntheticCrossCamera(b *testing.B) {
 		b.ReportMetric(quality.sameIdentity, "person-precision@5")
 		b.ReportMetric(quality.crossCamera, "cross-camera-precision@5")
 		b.ReportMetric(float64(quality.tracks), "tracks")
-		b.Logf("%d crops of %d people in %d visits; over %d tracks: same-track precision@5 %.3f, same-person %.3f; "+
-			"other cameras only (%d queries): same-person precision@5 %.3f",
-			summary.Indexed, truth.Identities, len(truth.Visits), quality.tracks, quality.sameTrack, quality.sameIdentity,
-			quality.crossQueries, quality.crossCamera)
+		b.Logf("over %d tracks: same-track precision@5 %.3f, same-person %.3f; other cameras only (%d queries): same-person precision@5 %.3f",
+			quality.tracks, quality.sameTrack, quality.sameIdentity, quality.crossQueries, quality.crossCamera)
 		b.Logf("crop by crop, without track consensus: same-track %.3f, same-person %.3f, other cameras %.3f",
 			byCrop.sameTrack, byCrop.sameIdentity, byCrop.crossCamera)
+	}
+}
+
+// BenchmarkSiteAdaptation measures what `reid train` (Cluster Contrast, CPU-sized: 8 epochs of 30
+// steps of 64 crops) does to search on the synthetic cameras: the same searches as
+// BenchmarkSyntheticCrossCamera before, and after training on their crops (no labels) and
+// switching the gallery to the new version.
+func BenchmarkSiteAdaptation(b *testing.B) {
+	for range b.N {
+		dataDir, _, identity := syntheticCameras(b)
+		options := loadOptions(b, dataDir)
+		measure := func(stage string) {
+			for _, consensus := range []bool{false, true} {
+				quality := measureSearchQuality(b, options, 5, 6, consensus, identity)
+				b.Logf("%s, track consensus %v: same-track precision@5 %.3f, same-person %.3f, other cameras only %.3f (%d tracks, %d cross queries)",
+					stage, consensus, quality.sameTrack, quality.sameIdentity, quality.crossCamera, quality.tracks, quality.crossQueries)
+				if !consensus {
+					b.ReportMetric(quality.sameIdentity, stage+"-person-precision@5")
+					b.ReportMetric(quality.crossCamera, stage+"-cross-camera-precision@5")
+				}
+			}
+		}
+		measure("before")
+		out, err := runReid(b, "--data-dir", dataDir, "train", "--epochs", "8", "--iters", "30", "--batch", "64", "--instances", "4", "--json")
+		if err != nil {
+			b.Fatalf("reid train: %v\n%s", err, out)
+		}
+		b.Logf("reid train: %s", out[strings.LastIndex(out, "\n{")+1:])
+		if out, err := runReid(b, "--data-dir", dataDir, "index", "backfill", "v2", "--activate"); err != nil {
+			b.Fatalf("backfill: %v\n%s", err, out)
+		}
+		measure("after")
 	}
 }
 
