@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU check of package torch, in two halves (see docs/GPU.md):
+# The GPU check of packages torch and trainer, in two halves (see docs/GPU.md):
 #
 #   scripts/gpu-check.sh prepare   HERE (Go, Debian): build the torch test binary without OpenCV
 #                                  (-tags nogocv) and stage it with the model file in .gpu/
@@ -20,6 +20,7 @@ prepare() {
   mkdir -p "$STAGE/shared/models/reid"
   make build/lib/libreidtorch.so
   go test -c -tags nogocv -o "$STAGE/torch.test" ./torch
+  go test -c -o "$STAGE/trainer.test" ./trainer
   cp "$shared/models/reid/osnet_x0_25_msmt17.pth" "$STAGE/shared/models/reid/"
   du -sh "$STAGE"
   echo "staged in $STAGE; now on the GPU machine: scripts/gpu-check.sh run (carry .gpu)"
@@ -57,6 +58,14 @@ run() {
   local rc=$?
   note "tests on cuda: rc=$rc, $(grep -c -- '^--- PASS' "$out/torch-tests.log") passed, $(grep -c -- '--- FAIL' "$out/torch-tests.log") failed, $((SECONDS - start)) s"
   grep -- '--- FAIL' "$out/torch-tests.log" | tee -a "$summary"
+
+  # 2b. The Cluster Contrast trainer's tests (real OSNet, clustering, steps, resume), on CUDA.
+  start=$SECONDS
+  (cd trainer && LD_PRELOAD=$jemalloc timeout 120 "$STAGE/trainer.test" -test.v -test.count=1 -test.timeout 110s) \
+    >"$out/trainer-tests.log" 2>&1
+  rc=$?
+  note "trainer tests on cuda: rc=$rc, $(grep -c -- '^--- PASS' "$out/trainer-tests.log") passed, $(grep -c -- '--- FAIL' "$out/trainer-tests.log") failed, $((SECONDS - start)) s"
+  grep -- '--- FAIL' "$out/trainer-tests.log" | tee -a "$summary"
 
   # 3. Benchmarks: our ResNet-50 training step and embedding, then PyTorch eager and compiled.
   (cd torch && REID_TORCH_TRAIN_BATCH=256 REID_TORCH_WARMUP=5 timeout 180 "$STAGE/torch.test" -test.run '^$' \
