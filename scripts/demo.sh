@@ -7,7 +7,7 @@
 #     embedded Kafka-protocol broker, the embedder, the archiver and the embedded index, until every
 #     crop is searchable;
 #  4. `reid train`: adapt the model to these cameras' crops without labels (Cluster Contrast, sized
-#     for a CPU: about 5 minutes on 2 cores), promote it, and re-embed every stored crop with it;
+#     for a CPU: about 10 minutes on 2 cores), promote it, and re-embed every stored crop with it;
 #  5. cross-camera searches from the command line, and contact sheets of what was captured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +53,7 @@ cameras:
     start_time: "2026-11-27T08:05:00Z"
 # Cluster Contrast sized for a CPU (the defaults are the reference's, for a GPU): docs/TRAINING.md.
 trainer:
-  epochs: 8
+  epochs: 16
   iters_per_epoch: 30
   batch_size: 64
   instances: 4
@@ -64,7 +64,7 @@ reid --config "$config" run --exit-when-done
 
 # The active model is the imported one on the first run; a second `make demo` keeps the adapted one.
 if ! reid model show | grep -q '"source": "cluster-contrast"'; then
-	echo "== reid train: adapt the model to these cameras (Cluster Contrast, no labels; about 5 minutes)"
+	echo "== reid train: adapt the model to these cameras (Cluster Contrast, no labels; about 10 minutes)"
 	reid --config "$config" train --promote
 	echo "== re-embed every stored crop with the adapted model, then search with it"
 	reid --config "$config" index backfill --activate

@@ -125,27 +125,19 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 
 // trainerFlags overrides the configured trainer settings with the flags the user set.
 func trainerFlags(cmd *cobra.Command, configured, flagged config.Trainer) config.Trainer {
-	changed := cmd.Flags().Changed
-	if changed("epochs") {
-		configured.Epochs = flagged.Epochs
+	overrides := map[string]func(){
+		"epochs":    func() { configured.Epochs = flagged.Epochs },
+		"iters":     func() { configured.ItersPerEpoch = flagged.ItersPerEpoch },
+		"batch":     func() { configured.BatchSize = flagged.BatchSize },
+		"instances": func() { configured.Instances = flagged.Instances },
+		"lr":        func() { configured.LR = flagged.LR },
+		"eps":       func() { configured.Eps = flagged.Eps },
+		"max-crops": func() { configured.MaxCrops = flagged.MaxCrops },
 	}
-	if changed("iters") {
-		configured.ItersPerEpoch = flagged.ItersPerEpoch
-	}
-	if changed("batch") {
-		configured.BatchSize = flagged.BatchSize
-	}
-	if changed("instances") {
-		configured.Instances = flagged.Instances
-	}
-	if changed("lr") {
-		configured.LR = flagged.LR
-	}
-	if changed("eps") {
-		configured.Eps = flagged.Eps
-	}
-	if changed("max-crops") {
-		configured.MaxCrops = flagged.MaxCrops
+	for flag, override := range overrides {
+		if cmd.Flags().Changed(flag) {
+			override()
+		}
 	}
 	return configured
 }
