@@ -37,7 +37,8 @@ test: build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 	$(RUN_ENV) $(GO) test -count=1 -timeout 40m ./...
 	# What shares memory between goroutines by design (copy-on-write snapshots, reused graph slots,
-	# the lookup's gallery swaps, retention), again under the race detector. Not the HNSW suite's
+	# the lookup's gallery swaps, retention, the trainer's parallel decoding into its crop cache),
+	# again under the race detector. Not the HNSW suite's
 	# exact-top-1 checks: race-instrumented parallel inserts on a busy machine build slightly
 	# different small graphs, and those checks then miss now and then (so did the code before).
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestWritesDuringSnapshot|TestCrash|TestHNSWChurn|TestSuite/exact' ./index/embedded/

@@ -65,7 +65,7 @@ reid --config "$config" run --exit-when-done
 # The active model is the imported one on the first run; a second `make demo` keeps the adapted one.
 if ! reid model show | grep -q '"source": "cluster-contrast"'; then
 	echo "== reid train: adapt the model to these cameras (Cluster Contrast, no labels; about 10 minutes)"
-	reid --config "$config" train --promote
+	reid --config "$config" --log-level info train --promote # one log line per epoch
 	echo "== re-embed every stored crop with the adapted model, then search with it"
 	reid --config "$config" index backfill --activate
 fi

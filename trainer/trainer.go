@@ -64,6 +64,9 @@ type Options struct {
 	// (default 0.1: an entry keeps 10% of itself and takes 90% of the new crop).
 	Temperature float32
 	Momentum    float32
+	// KeepCameraBias clusters the raw features instead of the camera-centred ones (each camera's
+	// mean feature subtracted), as the reference does. See cameraCentred.
+	KeepCameraBias bool
 	// MeanUpdate updates a memory entry with every crop of the batch in turn instead of only the
 	// hardest one (the paper's headline results use the hardest).
 	MeanUpdate bool
@@ -142,10 +145,13 @@ func (o Options) WithDefaults() (Options, error) {
 type EpochReport struct {
 	Epoch int `json:"epoch"` // 1-based
 	// Clusters found, and Clustered the crops in them; the rest were outliers.
-	Clusters  int     `json:"clusters"`
-	Clustered int     `json:"clustered"`
-	Outliers  int     `json:"outliers"`
-	LR        float64 `json:"lr"`
+	Clusters  int `json:"clusters"`
+	Clustered int `json:"clustered"`
+	Outliers  int `json:"outliers"`
+	// CrossCamera counts clusters with crops from more than one camera: the ones that teach the
+	// network what a person looks like across cameras.
+	CrossCamera int     `json:"cross_camera_clusters"`
+	LR          float64 `json:"lr"`
 	// Loss is the mean loss over the epoch's steps, FirstLoss and LastLoss its first and last.
 	Loss      float64 `json:"loss"`
 	FirstLoss float64 `json:"first_loss"`
@@ -267,18 +273,23 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	report.FeatureSeconds = time.Since(began).Seconds()
 
 	began = time.Now()
-	labels, _, err := cluster.Run(ctx, features, r.options.Cluster)
+	clusterOn := features
+	if !r.options.KeepCameraBias {
+		clusterOn = cameraCentred(features, r.examples)
+	}
+	labels, _, err := cluster.Run(ctx, clusterOn, r.options.Cluster)
 	if err != nil {
 		return report, err
 	}
 	centres, clustered := clusterCentres(features, labels)
 	report.Clusters, report.Clustered, report.Outliers = len(centres), clustered, len(labels)-clustered
+	report.CrossCamera = crossCameraClusters(labels, r.examples)
 	report.ClusterSeconds = time.Since(began).Seconds()
 	if len(centres) < 2 {
 		return report, fmt.Errorf("%w: %d clusters among %d crops (eps %v, min samples %d); more crops or a larger eps may help",
 			ErrNoClusters, len(centres), len(labels), r.options.Cluster.Eps, r.options.Cluster.MinSamples)
 	}
-	slog.Info("epoch clustered", "epoch", epoch+1, "clusters", report.Clusters, "outliers", report.Outliers)
+	slog.Info("epoch clustered", "epoch", epoch+1, "clusters", report.Clusters, "cross_camera", report.CrossCamera, "outliers", report.Outliers)
 
 	dim := r.network.Dim()
 	flat := make([]float32, 0, len(centres)*dim)
@@ -320,6 +331,55 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	}
 	report.TrainSeconds = time.Since(began).Seconds()
 	return report, nil
+}
+
+// cameraCentred returns the features with each camera's mean feature subtracted, renormalised.
+// Crops of one camera share its background, light and angle, so on raw features DBSCAN tends to
+// find "this person in this camera" rather than "this person": every cluster stays inside one
+// camera and training then pushes the cameras' views of a person apart, which is the opposite of
+// what cross-camera search needs. Removing each camera's average look lets clusters span cameras.
+func cameraCentred(features [][]float32, examples []Example) [][]float32 {
+	dim := len(features[0])
+	sums := map[string][]float64{}
+	counts := map[string]int{}
+	for i, example := range examples {
+		sum := sums[example.Camera]
+		if sum == nil {
+			sum = make([]float64, dim)
+			sums[example.Camera] = sum
+		}
+		for d, value := range features[i] {
+			sum[d] += float64(value)
+		}
+		counts[example.Camera]++
+	}
+	centred := make([][]float32, len(features))
+	for i, example := range examples {
+		sum, count := sums[example.Camera], float64(counts[example.Camera])
+		row := make([]float32, dim)
+		for d, value := range features[i] {
+			row[d] = value - float32(sum[d]/count)
+		}
+		centred[i] = row
+	}
+	return vecmath.Normalize(centred)
+}
+
+func crossCameraClusters(labels []int, examples []Example) int {
+	firstCamera := map[int]string{}
+	crossing := map[int]bool{}
+	for i, label := range labels {
+		if label < 0 {
+			continue
+		}
+		camera, seen := firstCamera[label]
+		if !seen {
+			firstCamera[label] = examples[i].Camera
+		} else if camera != examples[i].Camera {
+			crossing[label] = true
+		}
+	}
+	return len(crossing)
 }
 
 // clusterCentres returns the normalised mean feature of each cluster and how many examples are in

@@ -141,7 +141,7 @@ func TestTrainSeparatesIdentities(t *testing.T) {
 		t.Errorf("summary %+v", summary)
 	}
 	for _, epoch := range summary.Epochs {
-		if epoch.Clusters < 2 || epoch.Clustered+epoch.Outliers != len(examples) || math.IsNaN(epoch.Loss) || epoch.Loss <= 0 {
+		if epoch.Clusters < 2 || epoch.CrossCamera < 1 || epoch.Clustered+epoch.Outliers != len(examples) || math.IsNaN(epoch.Loss) || epoch.Loss <= 0 {
 			t.Errorf("epoch report %+v", epoch)
 		}
 	}
@@ -253,3 +253,54 @@ func TestOptionsValidation(t *testing.T) {
 		t.Errorf("defaults are not the reference's: %+v", defaults)
 	}
 }
+
+// Two cameras that each add their own strong tint to every crop: on raw features each person's
+// nearest other crop is someone else in the same camera; once each camera's mean is removed it
+// is the same person in the other camera.
+func TestCameraCentredFeaturesCrossCameras(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const dim, people = 16, 6
+	identity := make([][]float32, people)
+	for p := range identity {
+		identity[p] = make([]float32, dim)
+		for d := range identity[p] {
+			identity[p][d] = float32(rng.NormFloat64())
+		}
+	}
+	tint := map[string][]float32{"north": make([]float32, dim), "south": make([]float32, dim)}
+	tint["north"][0], tint["south"][1] = 12, 12
+	var features [][]float32
+	var examples []Example
+	for _, camera := range []string{"north", "south"} {
+		for p := range people {
+			row := make([]float32, dim)
+			for d := range row {
+				row[d] = identity[p][d] + tint[camera][d] + float32(0.1*rng.NormFloat64())
+			}
+			features = append(features, row)
+			examples = append(examples, Example{ID: fmt.Sprintf("%s-%d", camera, p), Camera: camera})
+		}
+	}
+	nearestIsSamePerson := func(rows [][]float32) int {
+		hits := 0
+		for i := range rows {
+			best, bestScore := -1, math.Inf(-1)
+			for j := range rows {
+				if score := vecmath.Dot64(rows[i], rows[j]); j != i && score > bestScore {
+					best, bestScore = j, score
+				}
+			}
+			if best%people == i%people {
+				hits++
+			}
+		}
+		return hits
+	}
+	if raw := nearestIsSamePerson(vecmath.Normalize(features)); raw > 2 {
+		t.Fatalf("the tint should dominate raw features, yet %d of 12 nearest neighbours are the same person", raw)
+	}
+	if centred := nearestIsSamePerson(cameraCentred(vecmath.Normalize(features), examples)); centred != 2*people {
+		t.Errorf("after centring, %d of 12 nearest neighbours are the same person in the other camera, want 12", centred)
+	}
+}
+

@@ -74,7 +74,7 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 				"iters_per_epoch", settings.ItersPerEpoch, "batch", settings.BatchSize, "device", loaded.device.Name())
 			summary, err := trainer.Train(ctx, loaded.network, examples, trainerOptions, func(report trainer.EpochReport) {
 				slog.Info("epoch done", "epoch", report.Epoch, "of", settings.Epochs, "clusters", report.Clusters,
-					"outliers", report.Outliers, "loss", fmt.Sprintf("%.3f", report.Loss), "lr", report.LR,
+					"cross_camera", report.CrossCamera, "outliers", report.Outliers, "loss", fmt.Sprintf("%.3f", report.Loss), "lr", report.LR,
 					"seconds", fmt.Sprintf("%.0f", report.FeatureSeconds+report.ClusterSeconds+report.TrainSeconds))
 			})
 			if err != nil {
