@@ -303,4 +303,3 @@ func TestCameraCentredFeaturesCrossCameras(t *testing.T) {
 		t.Errorf("after centring, %d of 12 nearest neighbours are the same person in the other camera, want 12", centred)
 	}
 }
-
