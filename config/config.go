@@ -260,8 +260,11 @@ type Trainer struct {
 	Eps        float64 `mapstructure:"eps" yaml:"eps" json:"eps"`
 	MinSamples int     `mapstructure:"min_samples" yaml:"min_samples" json:"min_samples"`
 	// MaxCrops caps the crops trained on (evenly spread over the selection); 0 takes all.
-	MaxCrops int    `mapstructure:"max_crops" yaml:"max_crops" json:"max_crops"`
-	Seed     uint64 `mapstructure:"seed" yaml:"seed" json:"seed"`
+	MaxCrops int `mapstructure:"max_crops" yaml:"max_crops" json:"max_crops"`
+	// KeepCameraBias clusters raw features as the reference does, instead of camera-centred ones
+	// (docs/TRAINING.md: on raw features clusters stay inside cameras).
+	KeepCameraBias bool   `mapstructure:"keep_camera_bias" yaml:"keep_camera_bias" json:"keep_camera_bias"`
+	Seed           uint64 `mapstructure:"seed" yaml:"seed" json:"seed"`
 }
 
 // Default returns the configuration used when nothing overrides it.
