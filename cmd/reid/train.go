@@ -98,9 +98,13 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 					"version": version.ID, "parent": loaded.version.ID, "promoted": promote, "summary": summary})
 			}
 			last := summary.Epochs[len(summary.Epochs)-1]
-			fmt.Fprintf(cmd.OutOrStdout(), "%s\ttrained from %s on %d crops from %d cameras: %d epochs, last %d clusters, loss %.3f, %s%s\n",
-				version.ID, loaded.version.ID, summary.Crops, summary.Cameras, len(summary.Epochs), last.Clusters, last.Loss,
-				time.Duration(summary.Seconds*float64(time.Second)).Round(time.Second), map[bool]string{true: ", promoted"}[promote])
+			promoted := ""
+			if promote {
+				promoted = ", promoted"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\ttrained from %s on %d crops from %d cameras: %d epochs, last %d clusters (%d across cameras), loss %.3f, %s%s\n",
+				version.ID, loaded.version.ID, summary.Crops, summary.Cameras, len(summary.Epochs), last.Clusters, last.CrossCamera, last.Loss,
+				time.Duration(summary.Seconds*float64(time.Second)).Round(time.Second), promoted)
 			return nil
 		},
 	}
