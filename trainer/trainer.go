@@ -273,11 +273,7 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	report.FeatureSeconds = time.Since(began).Seconds()
 
 	began = time.Now()
-	clusterOn := features
-	if !r.options.KeepCameraBias {
-		clusterOn = cameraCentred(features, r.examples)
-	}
-	labels, _, err := cluster.Run(ctx, clusterOn, r.options.Cluster)
+	labels, _, err := cluster.Run(ctx, r.clusterSpace(features), r.options.Cluster)
 	if err != nil {
 		return report, err
 	}
@@ -331,6 +327,14 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	}
 	report.TrainSeconds = time.Since(began).Seconds()
 	return report, nil
+}
+
+// clusterSpace is what DBSCAN sees: camera-centred features unless KeepCameraBias.
+func (r *run) clusterSpace(features [][]float32) [][]float32 {
+	if r.options.KeepCameraBias {
+		return features
+	}
+	return cameraCentred(features, r.examples)
 }
 
 // cameraCentred returns the features with each camera's mean feature subtracted, renormalised.

@@ -299,7 +299,11 @@ func TestCameraCentredFeaturesCrossCameras(t *testing.T) {
 	if raw := nearestIsSamePerson(vecmath.Normalize(features)); raw > 2 {
 		t.Fatalf("the tint should dominate raw features, yet %d of 12 nearest neighbours are the same person", raw)
 	}
-	if centred := nearestIsSamePerson(cameraCentred(vecmath.Normalize(features), examples)); centred != 2*people {
-		t.Errorf("after centring, %d of 12 nearest neighbours are the same person in the other camera, want 12", centred)
+	for _, keepBias := range []bool{false, true} {
+		r := &run{examples: examples, options: Options{KeepCameraBias: keepBias}}
+		hits := nearestIsSamePerson(r.clusterSpace(vecmath.Normalize(features)))
+		if (keepBias && hits > 2) || (!keepBias && hits != 2*people) {
+			t.Errorf("clustering space with keep camera bias %v: %d of 12 nearest neighbours are the same person in the other camera", keepBias, hits)
+		}
 	}
 }
