@@ -76,6 +76,9 @@ type Options struct {
 	FeatureBatch int
 	// Seed makes sampling, augmentation and libtorch's randomness repeatable. Default 1.
 	Seed uint64
+	// Start names the weights training starts from (a model version and its checksum, say). It is
+	// part of what a checkpoint must match, so a run from other weights never resumes it.
+	Start string
 	// CheckpointDir, when set, receives the network, the optimiser state and the epoch reports
 	// after every epoch, and a later run with the same options and crops resumes from there.
 	CheckpointDir string
@@ -573,7 +576,7 @@ func loadCheckpoint(ctx context.Context, dir, fingerprint string, network *torch
 		return nil, fmt.Errorf("trainer: checkpoint %s: %w", dir, err)
 	}
 	if state.Fingerprint != fingerprint {
-		return nil, fmt.Errorf("trainer: checkpoint %s is from a run with other options or crops; remove it or train with the same ones", dir)
+		return nil, fmt.Errorf("trainer: checkpoint %s is from a run with other options, starting weights or crops; remove it or train with the same ones", dir)
 	}
 	if err := network.LoadCheckpoint(ctx, dir, optimizer); err != nil {
 		return nil, fmt.Errorf("trainer: checkpoint: %w", err)

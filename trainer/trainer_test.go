@@ -192,11 +192,14 @@ func TestTrainResumesFromCheckpoint(t *testing.T) {
 		t.Errorf("resumed run differs from the uninterrupted one by up to %g", worst)
 	}
 
-	other := smallRun()
-	other.LR = 1e-3
-	other.CheckpointDir = firstHalf.CheckpointDir
-	if _, err := Train(ctx, osnet(t), examples, other, nil); err == nil || !strings.Contains(err.Error(), "other options") {
-		t.Errorf("a checkpoint of another run was resumed: %v", err)
+	otherRate, otherStart := smallRun(), smallRun()
+	otherRate.LR = 1e-3
+	otherStart.Start = "v7@another-checksum"
+	for _, other := range []Options{otherRate, otherStart} {
+		other.CheckpointDir = firstHalf.CheckpointDir
+		if _, err := Train(ctx, osnet(t), examples, other, nil); err == nil || !strings.Contains(err.Error(), "other options") {
+			t.Errorf("a checkpoint of another run (%+v) was resumed: %v", other, err)
+		}
 	}
 }
 
