@@ -52,6 +52,33 @@ type Camera struct {
 	// FrameInterval is the time between still frames of a directory source whose file names carry
 	// no timestamp. Default 100ms.
 	FrameInterval time.Duration `mapstructure:"frame_interval" yaml:"frame_interval"`
+	// Detector overrides the detector settings for this camera; zero fields keep the global ones.
+	// Cameras differ: where people are a few dozen pixels tall (a wide view from high up),
+	// yolox-nano finds and boxes them far better than the faster default.
+	Detector CameraDetector `mapstructure:"detector" yaml:"detector"`
+}
+
+// CameraDetector is what one camera may override of the detector settings.
+type CameraDetector struct {
+	Model      string  `mapstructure:"model" yaml:"model"`
+	InputSize  int     `mapstructure:"input_size" yaml:"input_size"`
+	Confidence float64 `mapstructure:"confidence" yaml:"confidence"`
+}
+
+// WithOverrides returns the detector settings with one camera's overrides applied.
+func (d Detector) WithOverrides(overrides CameraDetector) Detector {
+	if overrides.Model != "" {
+		d.Model = overrides.Model
+		// The global input size was chosen for the global model.
+		d.InputSize = 0
+	}
+	if overrides.InputSize != 0 {
+		d.InputSize = overrides.InputSize
+	}
+	if overrides.Confidence != 0 {
+		d.Confidence = overrides.Confidence
+	}
+	return d
 }
 
 // Ingest configures decoding and sampling.
@@ -391,18 +418,26 @@ func (o *Options) Validate() error {
 	if o.Ingest.MaxReconnects < 0 {
 		bad("ingest.max_reconnects", "must be >= 0")
 	}
-	if o.Detector.Model != "yolo-fastest" && o.Detector.Model != "yolox-nano" {
-		bad("detector.model", "must be yolo-fastest or yolox-nano, not %q", o.Detector.Model)
-	}
-	if o.Detector.InputSize < 0 || o.Detector.InputSize%32 != 0 {
-		bad("detector.input_size", "must be 0 or a positive multiple of 32, not %d", o.Detector.InputSize)
-	}
 	unit := func(key string, value float64) {
 		if value < 0 || value > 1 {
 			bad(key, "must be between 0 and 1, not %v", value)
 		}
 	}
-	unit("detector.confidence", o.Detector.Confidence)
+	checkDetector := func(key string, detector Detector) {
+		if detector.Model != "yolo-fastest" && detector.Model != "yolox-nano" {
+			bad(key+".model", "must be yolo-fastest or yolox-nano, not %q", detector.Model)
+		}
+		if detector.InputSize < 0 || detector.InputSize%32 != 0 {
+			bad(key+".input_size", "must be 0 or a positive multiple of 32, not %d", detector.InputSize)
+		}
+		unit(key+".confidence", detector.Confidence)
+	}
+	checkDetector("detector", o.Detector)
+	for i, camera := range o.Cameras {
+		if camera.Detector != (CameraDetector{}) {
+			checkDetector(fmt.Sprintf("cameras[%d].detector", i), o.Detector.WithOverrides(camera.Detector))
+		}
+	}
 	unit("detector.nms", o.Detector.NMS)
 	unit("tracker.iou", o.Tracker.IoU)
 	if o.Detector.MinWidth < 0 {

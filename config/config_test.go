@@ -42,11 +42,49 @@ func TestBadFilesNameTheKey(t *testing.T) {
 
 func TestCameraValidation(t *testing.T) {
 	options := Default()
-	options.Cameras = []Camera{{ID: "../etc", Source: "x"}, {ID: "a", Source: ""}, {ID: "a", Source: "y"}}
+	options.Cameras = []Camera{{ID: "../etc", Source: "x"}, {ID: "a", Source: ""}, {ID: "a", Source: "y"},
+		{ID: "b", Source: "z", Detector: CameraDetector{Model: "yolov9", InputSize: 100, Confidence: 2}}}
 	err := options.Validate()
-	for _, want := range []string{"cameras[0].id", "cameras[1].source", "cameras[2].id: camera \"a\" is configured twice"} {
+	for _, want := range []string{"cameras[0].id", "cameras[1].source", "cameras[2].id: camera \"a\" is configured twice",
+		"cameras[3].detector.model", "cameras[3].detector.input_size", "cameras[3].detector.confidence"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not mention %q", err, want)
+		}
+	}
+}
+
+func TestDetectorOverrides(t *testing.T) {
+	global := Default().Detector
+	global.InputSize = 416
+	tests := []struct {
+		name      string
+		overrides CameraDetector
+		want      func(Detector) Detector
+	}{
+		{"none", CameraDetector{}, func(d Detector) Detector { return d }},
+		// The global input size was chosen for the global model, so another model gets its own.
+		{"model", CameraDetector{Model: "yolox-nano"}, func(d Detector) Detector { d.Model, d.InputSize = "yolox-nano", 0; return d }},
+		{"model and size", CameraDetector{Model: "yolox-nano", InputSize: 320}, func(d Detector) Detector { d.Model, d.InputSize = "yolox-nano", 320; return d }},
+		{"confidence", CameraDetector{Confidence: 0.3}, func(d Detector) Detector { d.Confidence = 0.3; return d }},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			if got, want := global.WithOverrides(test.overrides), test.want(global); got != want {
+				t.Errorf("got %+v, want %+v", got, want)
+			}
+		})
+	}
+}
+
+func TestCameraDetectorFromFile(t *testing.T) {
+	options, err := Load("testdata/camera-detector.yaml", nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []CameraDetector{{Model: "yolox-nano", Confidence: 0.4}, {}}
+	for i, camera := range options.Cameras {
+		if camera.Detector != want[i] {
+			t.Errorf("camera %s: detector overrides %+v, want %+v", camera.ID, camera.Detector, want[i])
 		}
 	}
 }

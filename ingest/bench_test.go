@@ -21,7 +21,7 @@ func BenchmarkIngestVtest(b *testing.B) {
 	defer detector.SetThreads(before)
 	frames := int64(0)
 	for range b.N {
-		options := testOptions(&memorySink{}, func() (Detector, error) { return detector.New(defaults.Detector, models) })
+		options := testOptions(&memorySink{}, func(settings config.Detector) (Detector, error) { return detector.New(settings, models) })
 		options.Ingest = defaults.Ingest
 		ingester, err := New(options)
 		if err != nil {

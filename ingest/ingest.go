@@ -39,11 +39,13 @@ type Detector interface {
 
 // Options configure an Ingester.
 type Options struct {
-	Ingest  config.Ingest
-	Tracker config.Tracker
-	Crops   config.Crops
-	// NewDetector makes one camera's detector.
-	NewDetector func() (Detector, error)
+	Ingest config.Ingest
+	// Detector is the detector settings before each camera's own overrides.
+	Detector config.Detector
+	Tracker  config.Tracker
+	Crops    config.Crops
+	// NewDetector makes one camera's detector with the settings given.
+	NewDetector func(config.Detector) (Detector, error)
 	// Sink receives the crops.
 	Sink Sink
 	// MaxFrames stops each camera after it has processed this many frames; 0 runs to the end.
@@ -220,7 +222,7 @@ const sinkFlushTimeout = 10 * time.Second
 
 // runCamera owns everything of one camera: its source, detector, tracker, Mats and sink writer.
 func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counters *cameraCounters) error {
-	det, err := in.options.NewDetector()
+	det, err := in.options.NewDetector(in.options.Detector.WithOverrides(camera.Detector))
 	if err != nil {
 		return err
 	}

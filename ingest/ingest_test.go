@@ -66,12 +66,13 @@ func (d *walkerDetector) Detect(frame gocv.Mat) ([]detector.Detection, error) {
 func (d *walkerDetector) Name() string { return "walker" }
 func (d *walkerDetector) Close() error { return nil }
 
-func testOptions(sink Sink, newDetector func() (Detector, error)) Options {
+func testOptions(sink Sink, newDetector func(config.Detector) (Detector, error)) Options {
 	defaults := config.Default()
 	defaults.Ingest.ReconnectInitial = time.Millisecond
 	defaults.Ingest.ReconnectMax = 4 * time.Millisecond
 	return Options{
 		Ingest:      defaults.Ingest,
+		Detector:    defaults.Detector,
 		Tracker:     defaults.Tracker,
 		Crops:       defaults.Crops,
 		NewDetector: newDetector,
@@ -80,7 +81,7 @@ func testOptions(sink Sink, newDetector func() (Detector, error)) Options {
 	}
 }
 
-func fakeDetector() (Detector, error) { return &walkerDetector{}, nil }
+func fakeDetector(config.Detector) (Detector, error) { return &walkerDetector{}, nil }
 
 // The acceptance check of the detector, tracker and crops together on the real video.
 func TestVtestAcceptance(t *testing.T) {
@@ -88,7 +89,7 @@ func TestVtestAcceptance(t *testing.T) {
 	models := testassets.Path(t, "models/detector")
 	defaults := config.Default()
 	sink := &memorySink{}
-	options := testOptions(sink, func() (Detector, error) { return detector.New(defaults.Detector, models) })
+	options := testOptions(sink, func(settings config.Detector) (Detector, error) { return detector.New(settings, models) })
 	options.Ingest = defaults.Ingest
 	ingester, err := New(options)
 	if err != nil {
@@ -574,5 +575,37 @@ func TestWallclockTimestamps(t *testing.T) {
 		if record.Time.Before(before) || record.Time.After(after) {
 			t.Errorf("wall-clock time %v outside the run %v..%v (file names say 2024)", record.Time, before, after)
 		}
+	}
+}
+
+// TestCameraDetectorOverrides checks that each camera's detector is made with the global
+// settings under that camera's own overrides.
+func TestCameraDetectorOverrides(t *testing.T) {
+	var mu sync.Mutex
+	var made []config.Detector
+	options := testOptions(&memorySink{}, func(settings config.Detector) (Detector, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		made = append(made, settings)
+		return &walkerDetector{}, nil
+	})
+	options.MaxFrames = 3
+	options.open = func(config.Camera) (capture, error) { return &fakeLive{frames: 1 << 30}, nil }
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cameras := []config.Camera{
+		{ID: "near", Source: "0"},
+		{ID: "far", Source: "1", Detector: config.CameraDetector{Model: "yolox-nano", Confidence: 0.4}},
+	}
+	if err := ingester.Run(context.Background(), cameras); err != nil {
+		t.Fatal(err)
+	}
+	far := options.Detector
+	far.Model, far.InputSize, far.Confidence = "yolox-nano", 0, 0.4
+	want := map[config.Detector]bool{options.Detector: true, far: true}
+	if len(made) != 2 || !want[made[0]] || !want[made[1]] || made[0] == made[1] {
+		t.Errorf("detectors made with %+v, want the global settings and %+v", made, far)
 	}
 }

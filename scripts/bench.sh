@@ -47,3 +47,9 @@ SYNTH_BENCH_IDENTITIES=200 $GO test -count=1 -run UsefulBenchmark -v ./synth/ | 
 # three-camera video with ground truth: same track, same person, same person in other cameras;
 # and the same on that video before and after `reid train` adapts the model to it (about 5 minutes).
 $GO test -run '^$' -bench 'Pipeline|SearchQuality|SyntheticCrossCamera|SiteAdaptation' -benchtime 1x ./cmd/reid
+
+# Issue 7's acceptance as it reads: precision@5 of same-track search after the demo data is indexed
+# (five cameras; the demo's own configuration, street on YOLOX-nano). About 3 minutes.
+rm -rf build/bench-demo
+DATA=build/bench-demo ./scripts/demo.sh >build/bench-demo.log
+REIDTEST_QUALITY_DATA=$PWD/build/bench-demo $GO test -run '^$' -bench SearchQuality -benchtime 1x ./cmd/reid

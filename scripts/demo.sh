@@ -35,13 +35,17 @@ if [[ ! -f $synth/ground_truth.json ]]; then
 	reid synth video --out "$synth" --cameras 3 --seconds 120 --identities 12 --seed 7 >/dev/null
 fi
 
-# The cameras share one clock so the timeline lines them up.
+# The cameras share one clock so the timeline lines them up. The street camera looks down on a
+# square from high up, its people 50-150 pixels tall (most about 80): it gets the slower, better detector
+# (docs/OPERATIONS.md, "Choosing a detector per camera").
 config="$DATA/demo-config.yaml"
 cat >"$config" <<YAML
 cameras:
   - id: street
     source: $SHARED/video/vtest.avi
     start_time: "2026-11-27T08:00:00Z"
+    detector:
+      model: yolox-nano
   - id: lobby
     source: $SHARED/video/one-by-one-person-detection.mp4
     start_time: "2026-11-27T08:01:00Z"

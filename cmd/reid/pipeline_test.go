@@ -134,6 +134,49 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 }
 
+// TestRunCameraDetector runs two cameras through `reid run` from a config file, one with its own
+// detector, and checks that each camera's crops name the detector that found them.
+func TestRunCameraDetector(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	video := testassets.Path(t, "video/vtest.avi")
+	configPath := filepath.Join(t.TempDir(), "cameras.yaml")
+	configText := fmt.Sprintf(`cameras:
+  - id: near
+    source: %s
+  - id: far
+    source: %s
+    detector:
+      model: yolox-nano
+`, video, video)
+	if err := os.WriteFile(configPath, []byte(configText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runReid(t, "--config", configPath, "--data-dir", dataDir, "run", "--max-frames", "12", "--exit-when-done", "--serve=false", "--json")
+	if err != nil {
+		t.Fatalf("reid run: %v\n%s", err, out)
+	}
+	store, err := openCropStore(loadOptions(t, dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	detectors := map[string]map[string]int{}
+	if err := store.Walk(context.Background(), cropstore.Filter{}, func(record cropstore.CropRecord) error {
+		if detectors[record.Camera] == nil {
+			detectors[record.Camera] = map[string]int{}
+		}
+		detectors[record.Camera][record.Detector]++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"near": "yolo-fastest", "far": "yolox-nano"}
+	for camera, detector := range want {
+		if counts := detectors[camera]; len(counts) != 1 || counts[detector] == 0 {
+			t.Errorf("camera %s: crops by detector %v, want all by %s", camera, counts, detector)
+		}
+	}
+}
+
 // checkSearchCommand runs `reid search` with the stored image of a crop of the longest track: the
 // crop itself comes first, ordered by track consensus (rank_score), and with --by-crop by cosine.
 func checkSearchCommand(t *testing.T, dataDir string, store *cropstore.Local, trackCrops map[int64][]string) {

@@ -286,11 +286,12 @@ func newIngester(options config.Options, sink ingest.Sink, maxFrames int64) (*in
 	modelsDir := detectorModelsDir(options)
 	detector.SetThreads(options.Detector.Threads)
 	return ingest.New(ingest.Options{
-		Ingest:  options.Ingest,
-		Tracker: options.Tracker,
-		Crops:   options.Crops,
-		NewDetector: func() (ingest.Detector, error) {
-			return detector.New(options.Detector, modelsDir)
+		Ingest:   options.Ingest,
+		Detector: options.Detector,
+		Tracker:  options.Tracker,
+		Crops:    options.Crops,
+		NewDetector: func(settings config.Detector) (ingest.Detector, error) {
+			return detector.New(settings, modelsDir)
 		},
 		Sink:      sink,
 		MaxFrames: maxFrames,
