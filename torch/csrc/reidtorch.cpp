@@ -9,11 +9,14 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <new>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <unordered_map>
 
 #include "models.h"
@@ -169,6 +172,77 @@ struct rt_optim {
   std::unique_ptr<torch::optim::Adam> adam;
 };
 
+namespace {
+
+// torch::optim::Adam keys its per-parameter state by the parameter's TensorImpl: as a printed
+// pointer up to libtorch 1.x, as the pointer itself from 2.0.
+template <class StateMap>
+typename StateMap::key_type adam_state_key(const StateMap &, const torch::Tensor &param) {
+  if constexpr (std::is_same_v<typename StateMap::key_type, std::string>) {
+    std::ostringstream key;
+    key << param.unsafeGetTensorImpl();
+    return key.str();
+  } else {
+    return param.unsafeGetTensorImpl();
+  }
+}
+
+// One Adam step with torch's multi-tensor (_foreach_) kernels, as torch.optim.Adam runs on CUDA by
+// default. torch::optim::Adam::step loops over parameters, about nine kernel launches each (1,400
+// for ResNet-50), which on a GPU costs more than the arithmetic. The arithmetic is that of
+// torch::optim::Adam, in the same order, and the moments live in its state, so checkpoints keep its
+// format. Parameters without a gradient are skipped, as after zero_grad(set_to_none).
+void adam_step(torch::optim::Adam &adam) {
+  struct Tensors {
+    std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
+  };
+  torch::NoGradGuard no_grad;
+  auto &states = adam.state();
+  for (auto &group : adam.param_groups()) {
+    auto &options = static_cast<torch::optim::AdamOptions &>(group.options());
+    if (options.amsgrad()) throw std::invalid_argument("amsgrad is not supported");
+    // Bias corrections depend on the step count; parameters share one unless some missed a gradient.
+    std::map<int64_t, Tensors> by_step;
+    for (auto &param : group.params()) {
+      if (!param.grad().defined()) continue;
+      auto key = adam_state_key(states, param);
+      auto found = states.find(key);
+      if (found == states.end()) {
+        auto state = std::make_unique<torch::optim::AdamParamState>();
+        state->step(0);
+        state->exp_avg(torch::zeros_like(param, at::MemoryFormat::Preserve));
+        state->exp_avg_sq(torch::zeros_like(param, at::MemoryFormat::Preserve));
+        states[key] = std::move(state);
+        found = states.find(key);
+      }
+      auto &state = static_cast<torch::optim::AdamParamState &>(*found->second);
+      state.step(state.step() + 1);
+      auto &tensors = by_step[state.step()];
+      tensors.params.push_back(param);
+      tensors.grads.push_back(param.grad());
+      tensors.exp_avgs.push_back(state.exp_avg());
+      tensors.exp_avg_sqs.push_back(state.exp_avg_sq());
+    }
+    double beta1 = std::get<0>(options.betas()), beta2 = std::get<1>(options.betas());
+    for (auto &[step, tensors] : by_step) {
+      auto grads = tensors.grads;
+      if (options.weight_decay() != 0) grads = at::_foreach_add(grads, tensors.params, options.weight_decay());
+      at::_foreach_mul_(tensors.exp_avgs, beta1);
+      at::_foreach_add_(tensors.exp_avgs, grads, 1 - beta1);
+      at::_foreach_mul_(tensors.exp_avg_sqs, beta2);
+      at::_foreach_addcmul_(tensors.exp_avg_sqs, grads, grads, 1 - beta2);
+      double bias_correction1 = 1 - std::pow(beta1, step);
+      double bias_correction2 = 1 - std::pow(beta2, step);
+      auto denom = at::_foreach_sqrt(tensors.exp_avg_sqs);
+      at::_foreach_div_(denom, std::sqrt(bias_correction2));
+      at::_foreach_add_(denom, options.eps());
+      at::_foreach_addcdiv_(tensors.params, tensors.exp_avgs, denom, -options.lr() / bias_correction1);
+    }
+  }
+}
+
+}  // namespace
+
 struct rt_memory {
   torch::Tensor data;  // rows x dim float32
 };
@@ -195,8 +269,9 @@ int rt_thread_init(int threads, int device_type, int device_index, char **err) {
   return guarded(err, [&] {
     if (threads > 0) at::set_num_threads(threads);
     if (device_type == 1) {
-      auto count = torch::cuda::device_count();
-      if (device_index < 0 || static_cast<size_t>(device_index) >= count) {
+      // device_count() is size_t up to libtorch 2.13 and a signed DeviceIndex from 2.14.
+      auto count = static_cast<int64_t>(torch::cuda::device_count());
+      if (device_index < 0 || device_index >= count) {
         throw std::invalid_argument("CUDA device " + std::to_string(device_index) +
                                     " not available (" + std::to_string(count) + " devices)");
       }
@@ -467,26 +542,26 @@ int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, 
     auto target = torch::from_blob(const_cast<int64_t *>(labels), {n}, torch::kLong).to(m->device);
     auto logits = normed.mm(mem->data.t()).div(tau);
     auto loss = torch::nn::functional::cross_entropy(logits, target);
-    o->adam->zero_grad();
+    // Gradients are dropped rather than zeroed (torch.optim's default since 2.0): backward then
+    // writes them fresh instead of adding to zeros, with no zeroing kernels.
+    for (auto &group : o->adam->param_groups()) {
+      for (auto &param : group.params()) param.mutable_grad().reset();
+    }
     loss.backward();
-    o->adam->step();
-    *loss_out = loss.item<double>();
+    adam_step(*o->adam);
 
     torch::NoGradGuard no_grad;
     auto inputs = normed.detach();
     auto &memory = mem->data;
     // Updates M[rows] = normalize(m * M[rows] + (1 - m) * inputs[samples]); rows are distinct.
-    auto update_rows = [&](const std::vector<int64_t> &samples, const std::vector<int64_t> &rows) {
-      auto opts = torch::TensorOptions().dtype(torch::kLong);
-      auto sample_t = torch::tensor(samples, opts).to(m->device);
-      auto row_t = torch::tensor(rows, opts).to(m->device);
-      auto mixed = memory.index_select(0, row_t).mul_(momentum).add_(inputs.index_select(0, sample_t), 1.0 - momentum);
-      memory.index_copy_(0, row_t, torch::nn::functional::normalize(mixed, torch::nn::functional::NormalizeFuncOptions().dim(1)));
+    auto update_rows = [&](const torch::Tensor &samples, const torch::Tensor &rows) {
+      auto mixed = memory.index_select(0, rows).mul_(momentum).add_(inputs.index_select(0, samples), 1.0 - momentum);
+      memory.index_copy_(0, rows, torch::nn::functional::normalize(mixed, torch::nn::functional::NormalizeFuncOptions().dim(1)));
     };
     if (update == 1) {
       // Every sample updates its row in batch order, as the reference's backward does. The k-th
       // samples of all labels touch distinct rows, so each round runs as one batched update with
-      // the same result as the sequential loop.
+      // the same result as the sequential loop. The rounds' indices go to the device in one copy.
       std::unordered_map<int64_t, size_t> seen;
       std::vector<std::vector<int64_t>> round_samples, round_rows;
       for (int64_t i = 0; i < n; i++) {
@@ -498,7 +573,16 @@ int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, 
         round_samples[round].push_back(i);
         round_rows[round].push_back(labels[i]);
       }
-      for (size_t r = 0; r < round_samples.size(); r++) update_rows(round_samples[r], round_rows[r]);
+      std::vector<int64_t> packed;  // samples of every round, then rows of every round
+      for (auto &samples : round_samples) packed.insert(packed.end(), samples.begin(), samples.end());
+      for (auto &rows : round_rows) packed.insert(packed.end(), rows.begin(), rows.end());
+      auto indices = torch::tensor(packed, torch::TensorOptions().dtype(torch::kLong)).to(m->device);
+      int64_t offset = 0;
+      for (auto &samples : round_samples) {
+        int64_t count = static_cast<int64_t>(samples.size());
+        update_rows(indices.narrow(0, offset, count), indices.narrow(0, n + offset, count));
+        offset += count;
+      }
     } else if (update == 2) {
       // One update per label, with the member least similar to its memory entry.
       auto sims = (inputs * memory.index_select(0, target)).sum(1).to(torch::kCPU);
@@ -514,10 +598,15 @@ int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, 
           found->second = i;
         }
       }
-      std::vector<int64_t> samples;
-      for (auto y : order) samples.push_back(hardest[y]);
-      update_rows(samples, order);
+      std::vector<int64_t> packed;  // samples, then their rows
+      for (auto y : order) packed.push_back(hardest[y]);
+      packed.insert(packed.end(), order.begin(), order.end());
+      auto indices = torch::tensor(packed, torch::TensorOptions().dtype(torch::kLong)).to(m->device);
+      auto count = static_cast<int64_t>(order.size());
+      update_rows(indices.narrow(0, 0, count), indices.narrow(0, count, count));
     }
+    // Read last: reading the loss waits for the device, so the update's kernels queue first.
+    *loss_out = loss.item<double>();
   });
 }
 

@@ -5,6 +5,9 @@ Subcommands:
   resnet   make a seeded random ResNet-50 (torchvision), save its state dict, and write the
            features of a raw uint8 NHWC RGB batch, computed in eval mode
   bench    time eval-mode forwards on one fixed batch (OSNet or ResNet-50), print a JSON line
+  train    make a seeded ResNet-50 re-id model, save its state dict, and run Cluster Contrast
+           steps in fp32 with torch.optim.Adam and the sequential memory update; write the
+           losses, the memory and the trained model's eval features of a probe batch
   train-bench  time ResNet-50 training steps (eager / channels_last / torch.compile) on CUDA
 
 The OSNet below is this project's own definition of the torchreid layout (same module names), used
@@ -221,6 +224,49 @@ def cmd_bench(args):
                       "torch": torch.__version__}))
 
 
+def cmd_train(args):
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cudnn.deterministic = True
+    torch.manual_seed(args.seed)
+    model = ReidResNet(last_stride=1, gem=False, neck=True)
+    randomise_bn(model)
+    torch.save(model.state_dict(), args.out)
+    model.feat_bn.bias.requires_grad_(False)
+    model = model.to(device)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr, eps=args.eps,
+                           weight_decay=5e-4)
+    memory = torch.from_numpy(np.fromfile(args.memory, dtype=np.float32).reshape(args.clusters, 2048)).to(device)
+    labels = [int(v) for v in args.labels.split(",")]
+    target = torch.tensor(labels, device=device)
+    n, size = len(labels), len(labels) * args.height * args.width * 3
+    raw = open(args.input, "rb").read()
+    losses = []
+    for step in range(args.steps):
+        x = preprocess(raw[step * size:(step + 1) * size], n, args.height, args.width).to(device)
+        model.train()
+        f = F.normalize(model(x), dim=1)
+        loss = F.cross_entropy(f.mm(memory.t()) / 0.05, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+        with torch.no_grad():
+            # Cluster Contrast's rule, one sample at a time in batch order.
+            for i, y in enumerate(labels if args.update else []):
+                memory[y] = F.normalize(0.1 * memory[y] + 0.9 * f[i], dim=0)
+    model.eval()
+    probe = preprocess(raw[args.steps * size:(args.steps + 1) * size], n, args.height, args.width)
+    with torch.no_grad():
+        features = model(probe.to(device))
+    features.float().cpu().numpy().astype(np.float32).tofile(args.result + ".features")
+    memory.cpu().numpy().astype(np.float32).tofile(args.result + ".memory")
+    with open(args.result + ".losses", "w") as out:
+        json.dump(losses, out)
+
+
 def cmd_train_bench(args):
     """ResNet-50 (last stride 1, BN neck) Cluster Contrast step on CUDA: bf16 autocast,
     channels_last, Adam, memory loss; eager and torch.compile."""
@@ -309,6 +355,21 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=5)
+    p = sub.add_parser("train")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--labels", required=True)
+    p.add_argument("--memory", required=True)
+    p.add_argument("--clusters", type=int, required=True)
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eps", type=float, default=1e-8)
+    p.add_argument("--update", type=int, default=1, help="0: leave the memory as it is")
+    p.add_argument("--height", type=int, default=256)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--result", required=True)
     p = sub.add_parser("train-bench")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--height", type=int, default=256)
@@ -318,7 +379,8 @@ def main():
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--compile", action="store_true")
     args = parser.parse_args()
-    {"resnet": cmd_resnet, "dtypes": cmd_dtypes, "bench": cmd_bench, "train-bench": cmd_train_bench}[args.cmd](args)
+    {"resnet": cmd_resnet, "dtypes": cmd_dtypes, "bench": cmd_bench, "train": cmd_train,
+     "train-bench": cmd_train_bench}[args.cmd](args)
 
 
 if __name__ == "__main__":
