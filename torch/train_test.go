@@ -534,7 +534,8 @@ func TestMemoryUpdate(t *testing.T) {
 // memory update in batched rounds; PyTorch's side is the plain per-parameter and per-sample code.
 //
 // With the memory left as it is, the whole step (train-mode forward, loss, backward, Adam) is
-// bit-exact on the CPU: same losses and the same trained weights (compared through eval features).
+// bit-exact on the CPU against the PyTorch of the libtorch the shim runs on (Debian's 1.13 here):
+// same losses and the same trained weights (compared through eval features).
 // With the memory updated, its rows agree to rounding (batched and per-sample normalisation round
 // differently), and Adam's first steps, which move every weight by about lr whatever the size of
 // its gradient, carry that rounding into the weights; so that case checks losses and memory.
@@ -568,13 +569,6 @@ func TestTrainStepsMatchPyTorch(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFloats(t, memoryPath, memoryData)
-	// Exact on the CPU. CUDA's backward accumulates with atomics, and Adam turns the last-bit
-	// differences of near-zero gradients into steps of about lr, so there the weights only agree
-	// closely.
-	lossTolerance, featureTolerance := 0.0, 0.0
-	if device.IsCUDA() {
-		lossTolerance, featureTolerance = 1e-4, 2e-2
-	}
 
 	for _, tc := range []struct {
 		name   string
@@ -629,16 +623,24 @@ func TestTrainStepsMatchPyTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var want []float64
-			if err := json.Unmarshal(raw, &want); err != nil || len(want) != steps {
+			var reference struct {
+				Torch  string
+				Losses []float64
+			}
+			if err := json.Unmarshal(raw, &reference); err != nil || len(reference.Losses) != steps {
 				t.Fatalf("reference losses %s: %v", raw, err)
 			}
-			tolerance := lossTolerance
-			if tc.update != UpdateNone {
-				tolerance = 1e-4
+			want := reference.Losses
+			// Exact on the CPU against the libtorch the shim runs on. Elsewhere the weights only
+			// agree closely, because Adam turns last-bit differences of near-zero gradients into
+			// steps of about lr: CUDA's backward accumulates with atomics, and PyTorch 2's Adam
+			// rounds differently (lerp for the first moment).
+			lossTolerance, featureTolerance := 1e-4, 2e-2
+			if !device.IsCUDA() && strings.HasPrefix(reference.Torch, Version()) && tc.update == UpdateNone {
+				lossTolerance, featureTolerance = 0, 0
 			}
 			for step := range steps {
-				if math.Abs(losses[step]-want[step]) > tolerance*math.Abs(want[step]) {
+				if math.Abs(losses[step]-want[step]) > lossTolerance*math.Abs(want[step]) {
 					t.Errorf("step %d: loss %.9f, PyTorch %.9f", step, losses[step], want[step])
 				}
 			}

@@ -189,9 +189,10 @@ typename StateMap::key_type adam_state_key(const StateMap &, const torch::Tensor
 
 // One Adam step with torch's multi-tensor (_foreach_) kernels, as torch.optim.Adam runs on CUDA by
 // default. torch::optim::Adam::step loops over parameters, about nine kernel launches each (1,400
-// for ResNet-50), which on a GPU costs more than the arithmetic. The arithmetic is that of
-// torch::optim::Adam, in the same order, and the moments live in its state, so checkpoints keep its
-// format. Parameters without a gradient are skipped, as after zero_grad(set_to_none).
+// for ResNet-50), which on a GPU costs more than the arithmetic. The arithmetic is torch.optim.Adam's
+// (L2 weight decay added to the gradient), and the moments live in torch::optim::Adam's state, so
+// checkpoints keep its format. Parameters without a gradient are skipped, as after
+// zero_grad(set_to_none).
 void adam_step(torch::optim::Adam &adam) {
   struct Tensors {
     std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
@@ -227,14 +228,21 @@ void adam_step(torch::optim::Adam &adam) {
     for (auto &[step, tensors] : by_step) {
       auto grads = tensors.grads;
       if (options.weight_decay() != 0) grads = at::_foreach_add(grads, tensors.params, options.weight_decay());
+      // Rounded as torch.optim.Adam of the same release rounds, so that a step here and one in
+      // that PyTorch are bit-identical on the CPU (TestTrainStepsMatchPyTorch).
+#if TORCH_VERSION_MAJOR >= 2
+      at::_foreach_lerp_(tensors.exp_avgs, grads, 1 - beta1);
+#else
       at::_foreach_mul_(tensors.exp_avgs, beta1);
       at::_foreach_add_(tensors.exp_avgs, grads, 1 - beta1);
+#endif
       at::_foreach_mul_(tensors.exp_avg_sqs, beta2);
       at::_foreach_addcmul_(tensors.exp_avg_sqs, grads, grads, 1 - beta2);
       double bias_correction1 = 1 - std::pow(beta1, step);
       double bias_correction2 = 1 - std::pow(beta2, step);
+      double bias_correction2_sqrt = TORCH_VERSION_MAJOR >= 2 ? std::pow(bias_correction2, 0.5) : std::sqrt(bias_correction2);
       auto denom = at::_foreach_sqrt(tensors.exp_avg_sqs);
-      at::_foreach_div_(denom, std::sqrt(bias_correction2));
+      at::_foreach_div_(denom, bias_correction2_sqrt);
       at::_foreach_add_(denom, options.eps());
       at::_foreach_addcdiv_(tensors.params, tensors.exp_avgs, denom, -options.lr() / bias_correction1);
     }

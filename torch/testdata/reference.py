@@ -8,7 +8,7 @@ Subcommands:
   train    make a seeded ResNet-50 re-id model, save its state dict, and run Cluster Contrast
            steps in fp32 with torch.optim.Adam and the sequential memory update; write the
            losses, the memory and the trained model's eval features of a probe batch
-  train-bench  time ResNet-50 training steps (eager / channels_last / torch.compile) on CUDA
+  train-bench  time ResNet-50 training steps (eager / torch.compile, bf16, channels_last) on CUDA
 
 The OSNet below is this project's own definition of the torchreid layout (same module names), used
 only to time the same network in PyTorch.
@@ -264,18 +264,18 @@ def cmd_train(args):
     features.float().cpu().numpy().astype(np.float32).tofile(args.result + ".features")
     memory.cpu().numpy().astype(np.float32).tofile(args.result + ".memory")
     with open(args.result + ".losses", "w") as out:
-        json.dump(losses, out)
+        json.dump({"torch": torch.__version__, "losses": losses}, out)
 
 
 def cmd_train_bench(args):
     """ResNet-50 (last stride 1, BN neck) Cluster Contrast step on CUDA: bf16 autocast,
     channels_last, Adam, memory loss; eager and torch.compile."""
-    device = torch.device("cuda")
+    device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True
     results = []
-    variants = [("eager bf16 channels_last", False)]
-    if args.compile:
-        variants.append(("torch.compile bf16 channels_last", True))
+    variants = [(name, compiled) for name, compiled in [("eager bf16 channels_last", False),
+                                                        ("torch.compile bf16 channels_last", True)]
+                if name.split()[0] in args.variants.split(",")]
     for name, compiled in variants:
         torch.manual_seed(0)
         model = ReidResNet(last_stride=1, gem=False, neck=True).to(device)
@@ -301,7 +301,8 @@ def cmd_train_bench(args):
         def step():
             x = raw.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div(255)
             x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+            # bf16 on CUDA only: package torch runs fp32 on the CPU (a rehearsal of the GPU check).
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 f = forward(x)
             logits = F.normalize(f.float(), dim=1).mm(memory.t()) / 0.05
             loss = F.cross_entropy(logits, labels)
@@ -316,19 +317,21 @@ def cmd_train_bench(args):
                     memory[rows] = F.normalize(mixed, dim=1)
             return loss
 
+        synchronize = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
         for _ in range(args.warmup):
             step()
-        torch.cuda.synchronize()
+        synchronize()
         times = []
         for _ in range(args.iters):
             start = time.perf_counter()
             step()
-            torch.cuda.synchronize()
+            synchronize()
             times.append(time.perf_counter() - start)
         median = statistics.median(times)
         results.append({"variant": name, "batch": args.batch, "median_s": median,
                         "images_per_s": args.batch / median})
-    print(json.dumps({"torch": torch.__version__, "device": torch.cuda.get_device_name(0),
+    name = torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu"
+    print(json.dumps({"torch": torch.__version__, "device": name,
                       "results": results}))
 
 
@@ -377,7 +380,8 @@ def main():
     p.add_argument("--clusters", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=20)
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--variants", default="eager", help="comma-separated: eager, torch.compile")
     args = parser.parse_args()
     {"resnet": cmd_resnet, "dtypes": cmd_dtypes, "bench": cmd_bench, "train": cmd_train,
      "train-bench": cmd_train_bench}[args.cmd](args)
