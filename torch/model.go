@@ -74,7 +74,7 @@ type ModelOptions struct {
 	// FlipAverage makes Embed average each image's features with its mirror image's.
 	FlipAverage bool
 	// Precision: "" (auto: bf16 autocast on CUDA, fp32 on CPU), "fp32" or "bf16" (CUDA only;
-	// ignored on the CPU). CUDA models also use the channels_last layout.
+	// ignored on the CPU). Models use the channels_last layout on every device.
 	Precision string
 }
 

@@ -211,6 +211,9 @@ def cmd_bench(args):
     torch.manual_seed(0)
     model = build(args.arch).eval()
     x = torch.randn(args.batch, 3, args.height, args.width)
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     times = []
     with torch.no_grad():
         for i in range(args.warmup + args.iters):
@@ -220,8 +223,8 @@ def cmd_bench(args):
                 times.append(time.perf_counter() - start)
     median = statistics.median(times)
     print(json.dumps({"arch": args.arch, "batch": args.batch, "threads": torch.get_num_threads(),
-                      "median_s": median, "images_per_s": args.batch / median,
-                      "torch": torch.__version__}))
+                      "channels_last": args.channels_last, "median_s": median,
+                      "images_per_s": args.batch / median, "torch": torch.__version__}))
 
 
 def cmd_train(args):
@@ -235,7 +238,8 @@ def cmd_train(args):
     randomise_bn(model)
     torch.save(model.state_dict(), args.out)
     model.feat_bn.bias.requires_grad_(False)
-    model = model.to(device)
+    # channels_last as package torch: the same layout selects the same kernels, hence the same rounding.
+    model = model.to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr, eps=args.eps,
                            weight_decay=5e-4)
     memory = torch.from_numpy(np.fromfile(args.memory, dtype=np.float32).reshape(args.clusters, 2048)).to(device)
@@ -246,6 +250,7 @@ def cmd_train(args):
     losses = []
     for step in range(args.steps):
         x = preprocess(raw[step * size:(step + 1) * size], n, args.height, args.width).to(device)
+        x = x.contiguous(memory_format=torch.channels_last)
         model.train()
         f = F.normalize(model(x), dim=1)
         loss = F.cross_entropy(f.mm(memory.t()) / 0.05, target)
@@ -260,7 +265,7 @@ def cmd_train(args):
     model.eval()
     probe = preprocess(raw[args.steps * size:(args.steps + 1) * size], n, args.height, args.width)
     with torch.no_grad():
-        features = model(probe.to(device))
+        features = model(probe.to(device).contiguous(memory_format=torch.channels_last))
     features.float().cpu().numpy().astype(np.float32).tofile(args.result + ".features")
     memory.cpu().numpy().astype(np.float32).tofile(args.result + ".memory")
     with open(args.result + ".losses", "w") as out:
@@ -358,6 +363,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--channels-last", action="store_true")
     p = sub.add_parser("train")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--device", default="cpu")
