@@ -159,14 +159,7 @@ func TestOSNetMatchesONNX(t *testing.T) {
 	crops := vtestCrops(t, 60)
 	defer func() { t.Logf("took %v", time.Since(start)) }()
 	device := openCPU(t)
-	model, err := device.NewModel(ctx, ModelOptions{Arch: ArchOSNetX0_25})
-	if err != nil {
-		t.Fatal(err)
-	}
-	report, err := model.LoadWeights(ctx, testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	model, report := modelWithWeights(t, device, ModelOptions{Arch: ArchOSNetX0_25}, testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth"))
 	if len(report.Missing) != 0 || len(report.Unexpected) != 0 {
 		t.Fatalf("missing %v, unexpected %v", report.Missing, report.Unexpected)
 	}

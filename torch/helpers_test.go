@@ -46,3 +46,19 @@ func cosine(a, b []float32) float64 {
 	}
 	return dot / math.Sqrt(na*nb)
 }
+
+// modelWithWeights creates a model on device and loads a weights file into it. The model closes
+// when the test ends.
+func modelWithWeights(t *testing.T, device *Device, options ModelOptions, weights string) (*Model, LoadReport) {
+	t.Helper()
+	model, err := device.NewModel(t.Context(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { model.Close() })
+	report, err := model.LoadWeights(t.Context(), weights)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return model, report
+}

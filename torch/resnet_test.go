@@ -110,15 +110,7 @@ func TestResNet50MatchesTorchvision(t *testing.T) {
 			pythonReference(t, "resnet", "--head", tc.head, "--seed", strconv.Itoa(100+i), "--out", weights,
 				"--input", input, "--n", strconv.Itoa(batch.N), "--features", featuresPath)
 
-			model, err := device.NewModel(ctx, tc.options)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer model.Close()
-			report, err := model.LoadWeights(ctx, weights)
-			if err != nil {
-				t.Fatal(err)
-			}
+			model, report := modelWithWeights(t, device, tc.options, weights)
 			if !slices.Equal(report.Missing, tc.missing) || len(report.Unexpected) != 0 || !slices.Equal(report.Ignored, tc.ignored) {
 				t.Fatalf("missing %v (want %v), unexpected %v, ignored %v (want %v)", report.Missing, tc.missing, report.Unexpected, report.Ignored, tc.ignored)
 			}

@@ -585,15 +585,7 @@ func TestTrainStepsMatchPyTorch(t *testing.T) {
 				"--steps", strconv.Itoa(steps), "--lr", strconv.FormatFloat(lr, 'g', -1, 64),
 				"--update", strconv.Itoa(min(int(tc.update), 1)), "--height", strconv.Itoa(height),
 				"--width", strconv.Itoa(width), "--result", result)
-			model, err := device.NewModel(ctx, ModelOptions{Arch: ArchResNet50, InputHeight: height, InputWidth: width, Precision: "fp32"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer model.Close()
-			report, err := model.LoadWeights(ctx, weights)
-			if err != nil {
-				t.Fatal(err)
-			}
+			model, report := modelWithWeights(t, device, ModelOptions{Arch: ArchResNet50, InputHeight: height, InputWidth: width, Precision: "fp32"}, weights)
 			if len(report.Missing) != 0 || len(report.Unexpected) != 0 {
 				t.Fatalf("missing %v, unexpected %v", report.Missing, report.Unexpected)
 			}
