@@ -14,6 +14,10 @@ GO=${GO:-go}
 # vs python3-torch on the same model, input and threads (images/s, ratio).
 ./scripts/bench_torch.sh
 
+# Trainer: the input side of one training step (256 crops at 256x128 decoded from the cache and
+# augmented), which runs one batch ahead of the device; it must stay well under a GPU step (~50 ms).
+$GO test -run '^$' -bench TrainingBatch -benchtime 20x ./trainer
+
 # Index: embedded exact + HNSW vs python3-faiss IndexFlatIP / IndexHNSWFlat on clustered 512-d
 # vectors (build, RSS, p50/p99 latency, recall@10, restart). 1M with HNSW builds for an hour or more
 # on 2 cores: REID_BENCH=full runs it (REID_BENCH=1m-exact: 1M exact search only, about 10 minutes).

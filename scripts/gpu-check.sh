@@ -77,6 +77,9 @@ run() {
   (cd trainer && LD_PRELOAD=$jemalloc stage "trainer tests" 120 "$STAGE/trainer.test" -test.v -test.count=1) \
     >"$out/trainer-tests.log" 2>&1
   test_counts "trainer tests on $device" "$out/trainer-tests.log"
+  (cd trainer && stage "trainer input bench" 30 "$STAGE/trainer.test" -test.run '^$' -test.bench '^BenchmarkTrainingBatch$' \
+    -test.benchtime 20x) >"$out/bench-trainer-input.log" 2>&1
+  note "trainer input side, 256 crops decoded and augmented: $(awk '{for (i = 1; i < NF; i++) if ($(i+1) == "median-ms") print $i " ms"}' "$out/bench-trainer-input.log" | head -1) on $(nproc) cores"
 
   # 5. Embedding throughput, then torch.compile with what is left (compiling takes minutes).
   (cd torch && REID_TORCH_BATCH=$batch stage "go embed bench" 60 "$STAGE/torch.test" -test.run '^$' \

@@ -34,24 +34,27 @@ func (a Augmentation) apply(rng *rand.Rand, dst []byte, src torch.RGB, fill [3]b
 		shiftX = rng.IntN(2*a.Pad+1) - a.Pad
 		shiftY = rng.IntN(2*a.Pad+1) - a.Pad
 	}
+	// Destination column x shows source column x+shiftX (mirrored when flipped), so columns
+	// [first, end) come from the image and the rest is padding. Rows are copied as spans: a GPU
+	// trains on 256 of these in about 50 ms, and a pixel-by-pixel copy took as long as that.
+	first, end := max(0, -shiftX), min(width, width-shiftX)
 	for y := range height {
 		sourceY := y + shiftY
 		row := dst[y*width*3 : (y+1)*width*3]
-		if sourceY < 0 || sourceY >= height {
+		if sourceY < 0 || sourceY >= height || first >= end {
 			clear(row)
 			continue
 		}
-		for x := range width {
-			sourceX := x + shiftX
-			if flip {
-				sourceX = width - 1 - (x + shiftX)
-			}
-			pixel := row[x*3 : x*3+3]
-			if sourceX < 0 || sourceX >= width {
-				clear(pixel)
-				continue
-			}
-			copy(pixel, src.Pix[(sourceY*width+sourceX)*3:])
+		source := src.Pix[sourceY*width*3 : (sourceY+1)*width*3]
+		clear(row[:first*3])
+		clear(row[end*3:])
+		if !flip {
+			copy(row[first*3:end*3], source[(first+shiftX)*3:(end+shiftX)*3])
+			continue
+		}
+		for x := first; x < end; x++ {
+			from, to := (width-1-(x+shiftX))*3, x*3
+			row[to], row[to+1], row[to+2] = source[from], source[from+1], source[from+2]
 		}
 	}
 	if rng.Float64() >= a.Erasing {
@@ -68,8 +71,9 @@ func (a Augmentation) apply(rng *rand.Rand, dst []byte, src torch.RGB, fill [3]b
 		}
 		x0, y0 := rng.IntN(width-w+1), rng.IntN(height-h+1)
 		for y := y0; y < y0+h; y++ {
-			for x := x0; x < x0+w; x++ {
-				copy(dst[(y*width+x)*3:], fill[:])
+			row := dst[(y*width+x0)*3 : (y*width+x0+w)*3]
+			for x := 0; x < len(row); x += 3 {
+				row[x], row[x+1], row[x+2] = fill[0], fill[1], fill[2]
 			}
 		}
 		return

@@ -2,6 +2,7 @@ package trainer
 
 import (
 	"bytes"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -88,5 +89,62 @@ func TestAugmentation(t *testing.T) {
 				test.check(t, out)
 			}
 		})
+	}
+}
+
+// TestAugmentationMatchesDefinition compares apply with the transform written pixel by pixel
+// (pad, random crop, mirror, erase), for many draws of the same generator.
+func TestAugmentationMatchesDefinition(t *testing.T) {
+	const width, height = 24, 40
+	src := gradient(width, height)
+	fill := [3]byte{124, 116, 104}
+	definition := func(a Augmentation, rng *rand.Rand) []byte {
+		out := make([]byte, len(src.Pix))
+		flip := rng.Float64() < a.Flip
+		shiftX, shiftY := 0, 0
+		if a.Pad > 0 {
+			shiftX = rng.IntN(2*a.Pad+1) - a.Pad
+			shiftY = rng.IntN(2*a.Pad+1) - a.Pad
+		}
+		for y := range height {
+			for x := range width {
+				sourceX, sourceY := x+shiftX, y+shiftY
+				if flip {
+					sourceX = width - 1 - (x + shiftX)
+				}
+				if sourceX >= 0 && sourceX < width && sourceY >= 0 && sourceY < height && x+shiftX >= 0 && x+shiftX < width {
+					copy(out[(y*width+x)*3:(y*width+x)*3+3], src.Pix[(sourceY*width+sourceX)*3:])
+				}
+			}
+		}
+		if rng.Float64() >= a.Erasing {
+			return out
+		}
+		area := float64(width * height)
+		for range 100 {
+			target := area * (0.02 + rng.Float64()*0.38)
+			aspect := math.Exp(math.Log(0.3) + rng.Float64()*(math.Log(1/0.3)-math.Log(0.3)))
+			h, w := int(math.Round(math.Sqrt(target*aspect))), int(math.Round(math.Sqrt(target/aspect)))
+			if w <= 0 || h <= 0 || w >= width || h >= height {
+				continue
+			}
+			x0, y0 := rng.IntN(width-w+1), rng.IntN(height-h+1)
+			for y := y0; y < y0+h; y++ {
+				for x := x0; x < x0+w; x++ {
+					copy(out[(y*width+x)*3:], fill[:])
+				}
+			}
+			break
+		}
+		return out
+	}
+	for _, a := range []Augmentation{DefaultAugmentation(), {Flip: 1, Pad: 30}, {Pad: 3, Erasing: 1}} {
+		for seed := range uint64(300) {
+			got := make([]byte, len(src.Pix))
+			a.apply(rand.New(rand.NewPCG(seed, 7)), got, src, fill)
+			if want := definition(a, rand.New(rand.NewPCG(seed, 7))); !bytes.Equal(got, want) {
+				t.Fatalf("%+v, seed %d: apply differs from the definition", a, seed)
+			}
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -308,5 +309,63 @@ func TestCameraCentredFeaturesCrossCameras(t *testing.T) {
 		if (keepBias && hits > 2) || (!keepBias && hits != 2*people) {
 			t.Errorf("clustering space with keep camera bias %v: %d of 12 nearest neighbours are the same person in the other camera", keepBias, hits)
 		}
+	}
+}
+
+// TestBatchPipeline: the batches prepared ahead of the training steps are exactly those a serial
+// loop makes from the same generator; stopping early does not hang; a broken crop ends the epoch
+// with an error that names it.
+func TestBatchPipeline(t *testing.T) {
+	ctx := t.Context()
+	examples, truth := syntheticPeople(t, 4, 4)
+	cameras := make([]string, len(examples))
+	for i, example := range examples {
+		cameras[i] = example.Camera
+	}
+	augmentation := DefaultAugmentation()
+	newRun := func(examples []Example) *run {
+		return &run{examples: examples, height: testHeight, width: testWidth, fill: [3]byte{124, 116, 104},
+			options: Options{ItersPerEpoch: 5, BatchSize: 8, Instances: 4, Augmentation: &augmentation}}
+	}
+	r := newRun(examples)
+	serialRNG := rand.New(rand.NewPCG(3, 4))
+	serial := newSampler(serialRNG, truth, cameras, 4)
+	pipelineRNG := rand.New(rand.NewPCG(3, 4))
+	pipeline := r.prepareBatches(ctx, newSampler(pipelineRNG, truth, cameras, 4), pipelineRNG)
+	defer pipeline.stop()
+	for step := range r.options.ItersPerEpoch {
+		indices, labels := serial.batch(2)
+		want, err := r.trainingBatch(ctx, serialRNG, indices)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := <-pipeline.ready
+		if !ok || got.err != nil {
+			t.Fatalf("step %d: pipeline closed (%v) or failed: %v", step, !ok, got.err)
+		}
+		if !slices.Equal(got.labels, labels) || !bytes.Equal(got.batch.Pix, want.Pix) {
+			t.Fatalf("step %d: the prepared batch differs from the serial loop's", step)
+		}
+	}
+	if _, ok := <-pipeline.ready; ok {
+		t.Fatal("the pipeline made more batches than the epoch's steps")
+	}
+
+	early := r.prepareBatches(ctx, newSampler(rand.New(rand.NewPCG(5, 6)), truth, cameras, 4), rand.New(rand.NewPCG(5, 6)))
+	<-early.ready
+	early.stop() // returns only once the goroutine has ended
+
+	broken := slices.Clone(examples)
+	for i := range broken {
+		broken[i].JPEG = []byte("not a jpeg")
+	}
+	failing := newRun(broken).prepareBatches(ctx, newSampler(rand.New(rand.NewPCG(7, 8)), truth, cameras, 4), rand.New(rand.NewPCG(7, 8)))
+	defer failing.stop()
+	got := <-failing.ready
+	if got.err == nil || !strings.Contains(got.err.Error(), "person") {
+		t.Fatalf("broken crops: error %v, want one naming the crop", got.err)
+	}
+	if _, ok := <-failing.ready; ok {
+		t.Fatal("the pipeline went on after an error")
 	}
 }
