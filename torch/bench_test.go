@@ -4,10 +4,11 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
-	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/reid-project/reid/internal/benchreport"
 )
 
 // benchDevice opens the benchmark device: $REID_TORCH_DEVICE (default cpu) with
@@ -50,15 +51,6 @@ func randomBatch(n, height, width int) Batch {
 	return Batch{N: n, Height: height, Width: width, Pix: pix}
 }
 
-// reportMedian reports the median per-iteration time as images/s (medians resist the noise of a
-// shared machine better than the mean ns/op).
-func reportMedian(b *testing.B, durations []time.Duration, images int) {
-	slices.Sort(durations)
-	median := durations[len(durations)/2]
-	b.ReportMetric(float64(images)/median.Seconds(), "images/s")
-	b.ReportMetric(median.Seconds()*1000, "median-ms")
-}
-
 // BenchmarkEmbed: eval-mode embedding of a batch of 32 (REID_TORCH_BATCH) 256x128 crops,
 // including the uint8 -> normalised float conversion and L2 normalisation.
 func BenchmarkEmbed(b *testing.B) {
@@ -84,7 +76,7 @@ func BenchmarkEmbed(b *testing.B) {
 				}
 				durations = append(durations, time.Since(start))
 			}
-			reportMedian(b, durations, batchSize)
+			benchreport.Images(b, durations, batchSize)
 		})
 	}
 }
@@ -145,5 +137,5 @@ func BenchmarkTrainStep(b *testing.B) {
 		step() // TrainStep reads the loss back, which synchronises with the device
 		durations = append(durations, time.Since(start))
 	}
-	reportMedian(b, durations, batchSize)
+	benchreport.Images(b, durations, batchSize)
 }

@@ -7,10 +7,10 @@ import (
 	"image/color"
 	"image/jpeg"
 	"math/rand/v2"
-	"slices"
 	"testing"
 	"time"
 
+	"github.com/reid-project/reid/internal/benchreport"
 	"github.com/reid-project/reid/torch"
 )
 
@@ -53,13 +53,5 @@ func BenchmarkTrainingBatch(b *testing.B) {
 		}
 		durations = append(durations, time.Since(start))
 	}
-	median := medianDuration(durations)
-	b.ReportMetric(float64(median.Microseconds())/1000, "median-ms")
-	b.ReportMetric(batchSize/median.Seconds(), "images/s")
-}
-
-func medianDuration(durations []time.Duration) time.Duration {
-	sorted := append([]time.Duration(nil), durations...)
-	slices.Sort(sorted)
-	return sorted[len(sorted)/2]
+	benchreport.Images(b, durations, batchSize)
 }

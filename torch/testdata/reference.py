@@ -240,8 +240,7 @@ def cmd_train(args):
     model.feat_bn.bias.requires_grad_(False)
     # channels_last as package torch: the same layout selects the same kernels, hence the same rounding.
     model = model.to(device, memory_format=torch.channels_last)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr, eps=args.eps,
-                           weight_decay=5e-4)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=5e-4)
     memory = torch.from_numpy(np.fromfile(args.memory, dtype=np.float32).reshape(args.clusters, 2048)).to(device)
     labels = [int(v) for v in args.labels.split(",")]
     target = torch.tensor(labels, device=device)
@@ -374,7 +373,6 @@ def main():
     p.add_argument("--clusters", type=int, required=True)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--eps", type=float, default=1e-8)
     p.add_argument("--update", type=int, default=1, help="0: leave the memory as it is")
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
