@@ -7,7 +7,7 @@ SHARED ?= $(abspath ../shared)
 DATA ?= ./data
 BIN := bin/reid
 # System packages the build, tests and reference benchmarks need. Installed only when missing.
-DEB_PACKAGES := build-essential pkg-config libopencv-dev libtorch-dev libjemalloc2 \
+DEB_PACKAGES := build-essential pkg-config libopencv-dev libjpeg-dev libtorch-dev libjemalloc2 \
 	python3 python3-numpy python3-opencv python3-torch python3-torchvision python3-sklearn python3-faiss \
 	chromium python3-confluent-kafka
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))

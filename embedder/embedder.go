@@ -9,15 +9,12 @@
 package embedder
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"image"
-	"image/jpeg"
 	"log/slog"
 	"runtime"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,8 +41,13 @@ type Options struct {
 	Model   Model
 	Version string
 	Index   Index
-	// DecodeWorkers decode JPEGs in parallel. Default: the number of CPUs.
+	// DecodeWorkers decode a batch's JPEGs in parallel once Handle needs them. Default: the
+	// number of CPUs.
 	DecodeWorkers int
+	// PrepareWorkers decode the next batch's JPEGs while the model runs the current one (see
+	// Prepare). Default 1: where the model's threads fill the cores, more would slow the model by
+	// more than they save.
+	PrepareWorkers int
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -56,11 +58,14 @@ type Stats struct {
 	Embedded int64
 	// Rejected counts crops sent to the dead-letter topic because they could not be decoded.
 	Rejected int64
-	// Batches counts handled batches; ModelTime and UpsertTime are their summed durations.
-	Batches    int64
-	DecodeTime time.Duration
-	ModelTime  time.Duration
-	UpsertTime time.Duration
+	// Batches counts handled batches; DecodeTime, ModelTime and UpsertTime are their summed
+	// durations, DecodeTime counting only the decoding Prepare had not done yet.
+	Batches int64
+	// DecodedAhead counts crops Prepare had decoded by the time Handle needed them.
+	DecodedAhead int64
+	DecodeTime   time.Duration
+	ModelTime    time.Duration
+	UpsertTime   time.Duration
 	// LastLatency is frame-to-searchable time of the last crop of the last batch: from the
 	// record's frame time to its upsert returning. It means what it says when ingest stamps
 	// frames with wall-clock time (ingest.timestamps: wallclock).
@@ -71,7 +76,7 @@ type Stats struct {
 type Embedder struct {
 	options Options
 	stats   struct {
-		embedded, rejected, batches                   atomic.Int64
+		embedded, rejected, batches, decodedAhead     atomic.Int64
 		decodeNanos, modelNanos, upsertNanos, latency atomic.Int64
 	}
 	// observe, when set, receives each handled batch's frame-to-searchable latencies.
@@ -86,6 +91,9 @@ func New(ctx context.Context, options Options) (*Embedder, error) {
 	if options.DecodeWorkers <= 0 {
 		options.DecodeWorkers = runtime.NumCPU()
 	}
+	if options.PrepareWorkers <= 0 {
+		options.PrepareWorkers = 1
+	}
 	if options.Logger == nil {
 		options.Logger = slog.Default()
 	}
@@ -99,10 +107,32 @@ func New(ctx context.Context, options Options) (*Embedder, error) {
 // to its vector being searchable. Call before the consumer starts.
 func (e *Embedder) ObserveLatency(fn func([]time.Duration)) { e.observe = fn }
 
+// Prepare starts decoding a batch's JPEGs; Handle finishes it. It is the consumer's
+// stream.ConsumerOptions.Prepare: the consumer calls it on the next batch while Handle still runs
+// the model on the current one.
+func (e *Embedder) Prepare(batch []stream.Message) {
+	if len(batch) == 0 {
+		return
+	}
+	job := newDecodeJob(batch)
+	for i := range batch {
+		batch[i].Prepared = job
+	}
+	job.start(e.options.PrepareWorkers)
+}
+
 // Handle embeds and upserts one batch. It implements stream.Handler.
 func (e *Embedder) Handle(ctx context.Context, batch []stream.Message) error {
+	if len(batch) == 0 {
+		return nil
+	}
 	started := time.Now()
-	images, rejected := e.decode(batch)
+	job := jobFor(batch)
+	if !job.seen { // a retried batch was decoded by its first try, not ahead
+		job.seen = true
+		e.stats.decodedAhead.Add(int64(job.ready()))
+	}
+	images, rejected := job.finish(e.options.DecodeWorkers)
 	decoded := time.Now()
 	items := make([]index.Item, 0, len(batch))
 	keep := make([]int, 0, len(batch))
@@ -175,53 +205,16 @@ func (e *Embedder) record(batch []stream.Message, keep []int, rejected int, star
 	}
 }
 
-// decode turns every record's JPEG into an image in parallel; failures are returned by batch
-// index, wrapped in stream.ErrBadJPEG so the dead-letter record says why.
-func (e *Embedder) decode(batch []stream.Message) ([]image.Image, map[int]error) {
-	images := make([]image.Image, len(batch))
-	failures := make([]error, len(batch))
-	next := atomic.Int64{}
-	var wg sync.WaitGroup
-	for worker := 0; worker < min(e.options.DecodeWorkers, len(batch)); worker++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(batch) {
-					return
-				}
-				picture, err := jpeg.Decode(bytes.NewReader(batch[i].Record.JPEG))
-				if err == nil && (picture.Bounds().Dx() < 8 || picture.Bounds().Dy() < 8) {
-					err = fmt.Errorf("image %dx%d is too small", picture.Bounds().Dx(), picture.Bounds().Dy())
-				}
-				if err != nil {
-					failures[i] = fmt.Errorf("%w: %v", stream.ErrBadJPEG, err)
-					continue
-				}
-				images[i] = picture
-			}
-		}()
-	}
-	wg.Wait()
-	rejected := map[int]error{}
-	for i, err := range failures {
-		if err != nil {
-			rejected[i] = err
-		}
-	}
-	return images, rejected
-}
-
 // Stats returns a snapshot of the counters.
 func (e *Embedder) Stats() Stats {
 	return Stats{
-		Embedded:    e.stats.embedded.Load(),
-		Rejected:    e.stats.rejected.Load(),
-		Batches:     e.stats.batches.Load(),
-		DecodeTime:  time.Duration(e.stats.decodeNanos.Load()),
-		ModelTime:   time.Duration(e.stats.modelNanos.Load()),
-		UpsertTime:  time.Duration(e.stats.upsertNanos.Load()),
-		LastLatency: time.Duration(e.stats.latency.Load()),
+		Embedded:     e.stats.embedded.Load(),
+		Rejected:     e.stats.rejected.Load(),
+		Batches:      e.stats.batches.Load(),
+		DecodedAhead: e.stats.decodedAhead.Load(),
+		DecodeTime:   time.Duration(e.stats.decodeNanos.Load()),
+		ModelTime:    time.Duration(e.stats.modelNanos.Load()),
+		UpsertTime:   time.Duration(e.stats.upsertNanos.Load()),
+		LastLatency:  time.Duration(e.stats.latency.Load()),
 	}
 }

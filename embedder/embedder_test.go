@@ -12,6 +12,7 @@ import (
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/internal/jpegturbo"
 	"github.com/reid-project/reid/stream"
 )
 
@@ -77,16 +78,19 @@ func message(t *testing.T, frame int64, image []byte) stream.Message {
 	}}
 }
 
+// handleCase is one batch for Handle and what must come of it.
+type handleCase struct {
+	name         string
+	batch        func(t *testing.T) []stream.Message
+	modelErr     error
+	indexErr     error
+	wantRejected []int
+	wantIndexed  int
+	wantRetry    bool
+}
+
 func TestHandle(t *testing.T) {
-	cases := []struct {
-		name         string
-		batch        func(t *testing.T) []stream.Message
-		modelErr     error
-		indexErr     error
-		wantRejected []int
-		wantIndexed  int
-		wantRetry    bool
-	}{
+	cases := []handleCase{
 		{
 			name: "all good",
 			batch: func(t *testing.T) []stream.Message {
@@ -120,61 +124,120 @@ func TestHandle(t *testing.T) {
 			wantRetry: true,
 		},
 	}
+	// Each case runs as the consumer calls it (Prepare on the batch, then Handle) and with Handle
+	// alone.
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			ix := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}, fail: tc.indexErr}
-			embed, err := New(context.Background(), Options{Model: meanColourModel{fail: tc.modelErr}, Version: "v7", Index: ix})
-			if err != nil {
-				t.Fatal(err)
+		for _, prepared := range []bool{true, false} {
+			name := tc.name
+			if !prepared {
+				name += ", not prepared"
 			}
-			if ix.created["v7"] != 3 {
-				t.Fatalf("gallery not created with the model's dimension: %v", ix.created)
+			t.Run(name, func(t *testing.T) {
+				checkHandle(t, tc, prepared)
+			})
+		}
+	}
+}
+
+func checkHandle(t *testing.T, tc handleCase, prepared bool) {
+	batch := tc.batch(t)
+	ix := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}, fail: tc.indexErr}
+	embed, err := New(context.Background(), Options{Model: meanColourModel{fail: tc.modelErr}, Version: "v7", Index: ix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ix.created["v7"] != 3 {
+		t.Fatalf("gallery not created with the model's dimension: %v", ix.created)
+	}
+	if prepared {
+		embed.Prepare(batch)
+	}
+	err = embed.Handle(context.Background(), batch)
+	var rejected *stream.RejectedError
+	switch {
+	case tc.wantRetry:
+		if err == nil || errors.As(err, &rejected) {
+			t.Fatalf("want a plain error (retry), got %v", err)
+		}
+		return
+	case len(tc.wantRejected) > 0:
+		if !errors.As(err, &rejected) || len(rejected.Records) != len(tc.wantRejected) {
+			t.Fatalf("want %d rejected records, got %v", len(tc.wantRejected), err)
+		}
+		for _, i := range tc.wantRejected {
+			if !errors.Is(rejected.Records[i], stream.ErrBadJPEG) || stream.Reason(rejected.Records[i]) != "bad-jpeg" {
+				t.Errorf("record %d rejected with %v, want bad-jpeg", i, rejected.Records[i])
 			}
-			batch := tc.batch(t)
-			err = embed.Handle(context.Background(), batch)
-			var rejected *stream.RejectedError
-			switch {
-			case tc.wantRetry:
-				if err == nil || errors.As(err, &rejected) {
-					t.Fatalf("want a plain error (retry), got %v", err)
-				}
-				return
-			case len(tc.wantRejected) > 0:
-				if !errors.As(err, &rejected) || len(rejected.Records) != len(tc.wantRejected) {
-					t.Fatalf("want %d rejected records, got %v", len(tc.wantRejected), err)
-				}
-				for _, i := range tc.wantRejected {
-					if !errors.Is(rejected.Records[i], stream.ErrBadJPEG) || stream.Reason(rejected.Records[i]) != "bad-jpeg" {
-						t.Errorf("record %d rejected with %v, want bad-jpeg", i, rejected.Records[i])
-					}
-				}
-			case err != nil:
-				t.Fatal(err)
-			}
-			if len(ix.items) != tc.wantIndexed {
-				t.Fatalf("indexed %d items, want %d", len(ix.items), tc.wantIndexed)
-			}
-			for _, message := range batch {
-				item, ok := ix.items[message.Record.ID]
-				if !ok {
-					continue
-				}
-				record := message.Record
-				want := index.Metadata{Camera: "gate", Time: record.Time, Track: record.Track, Frame: record.Frame, Box: [4]int32{1, 2, 30, 60}, Model: "v7"}
-				if item.Metadata != want {
-					t.Errorf("metadata %+v, want %+v", item.Metadata, want)
-				}
-				// The vector must be this crop's: its red channel tracks the shade.
-				decoded, _ := jpeg.Decode(bytes.NewReader(record.JPEG))
-				r, _, _, _ := decoded.At(16, 32).RGBA()
-				if item.Vector[0] != float32(r) {
-					t.Errorf("vector %v does not belong to crop %s", item.Vector, record.ID)
-				}
-			}
-			if stats := embed.Stats(); stats.Embedded != int64(tc.wantIndexed) || stats.Rejected != int64(len(tc.wantRejected)) {
-				t.Errorf("stats %+v", stats)
-			}
-		})
+		}
+	case err != nil:
+		t.Fatal(err)
+	}
+	if len(ix.items) != tc.wantIndexed {
+		t.Fatalf("indexed %d items, want %d", len(ix.items), tc.wantIndexed)
+	}
+	for _, message := range batch {
+		item, ok := ix.items[message.Record.ID]
+		if !ok {
+			continue
+		}
+		record := message.Record
+		want := index.Metadata{Camera: "gate", Time: record.Time, Track: record.Track, Frame: record.Frame, Box: [4]int32{1, 2, 30, 60}, Model: "v7"}
+		if item.Metadata != want {
+			t.Errorf("metadata %+v, want %+v", item.Metadata, want)
+		}
+		// The vector must be this crop's: its red channel tracks the shade.
+		decoded, _ := jpegturbo.Decode(record.JPEG)
+		r, _, _, _ := decoded.At(16, 32).RGBA()
+		if item.Vector[0] != float32(r) {
+			t.Errorf("vector %v does not belong to crop %s", item.Vector, record.ID)
+		}
+	}
+	if stats := embed.Stats(); stats.Embedded != int64(tc.wantIndexed) || stats.Rejected != int64(len(tc.wantRejected)) {
+		t.Errorf("stats %+v", stats)
+	}
+}
+
+// TestPrepareDecodesAhead: crops Prepare decoded are used as they are, and only the first try
+// of a batch counts them.
+func TestPrepareDecodesAhead(t *testing.T) {
+	ix := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}}
+	embed, err := New(context.Background(), Options{Model: meanColourModel{}, Version: "v7", Index: ix, PrepareWorkers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batch []stream.Message
+	for frame := range int64(20) {
+		batch = append(batch, message(t, frame, jpegOf(t, uint8(10*frame))))
+	}
+	embed.Prepare(batch)
+	job, ok := batch[0].Prepared.(*decodeJob)
+	if !ok {
+		t.Fatalf("Prepare left %T on the batch", batch[0].Prepared)
+	}
+	for deadline := time.Now().Add(10 * time.Second); job.ready() < len(batch); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Prepare decoded %d of %d crops in 10 s", job.ready(), len(batch))
+		}
+	}
+	for range 2 { // the second Handle is a retry of the same batch
+		if err := embed.Handle(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if stats := embed.Stats(); stats.DecodedAhead != int64(len(batch)) || stats.Embedded != int64(2*len(batch)) {
+		t.Fatalf("stats %+v, want all %d crops decoded ahead once", stats, len(batch))
+	}
+	for _, message := range batch {
+		decoded, _ := jpegturbo.Decode(message.Record.JPEG)
+		r, _, _, _ := decoded.At(16, 32).RGBA()
+		if vector := ix.items[message.Record.ID].Vector; vector[0] != float32(r) {
+			t.Errorf("vector %v does not belong to crop %s", vector, message.Record.ID)
+		}
+	}
+	// A batch that is not the one prepared (a copy, as after a redelivery) is decoded afresh.
+	again := append([]stream.Message(nil), batch...)
+	if jobFor(again) == job {
+		t.Fatal("a copied batch reused the prepared job")
 	}
 }
 

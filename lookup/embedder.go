@@ -5,8 +5,9 @@ import (
 	"context"
 	"fmt"
 	"image"
-	"image/jpeg"
 	"image/png"
+
+	"github.com/reid-project/reid/internal/jpegturbo"
 )
 
 // ImageModel embeds decoded images; *torch.Model implements it.
@@ -26,7 +27,7 @@ func (e decodingEmbedder) Embed(ctx context.Context, images [][]byte) ([][]float
 		if bytes.HasPrefix(data, pngMagic) {
 			decoded[i], err = png.Decode(bytes.NewReader(data))
 		} else {
-			decoded[i], err = jpeg.Decode(bytes.NewReader(data))
+			decoded[i], err = jpegturbo.Decode(data)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("decode image %d: %w", i, err)

@@ -21,6 +21,7 @@ import (
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/internal/jpegturbo"
 )
 
 // Request limits that are not configurable because no legitimate request comes near them.
@@ -345,9 +346,15 @@ func checkImage(data []byte, declared string, maxPixels int) (format string, wid
 	if declared != "" && declared != format {
 		return "", 0, 0, errorf(http.StatusBadRequest, "Content-Type says image/%s but the body is a %s image", declared, strings.ToUpper(format))
 	}
-	decodeConfig, decode := jpeg.DecodeConfig, jpeg.Decode
+	decodeConfig, decode := jpeg.DecodeConfig, func(data []byte) error {
+		_, err := jpegturbo.Decode(data) // what the embedder will decode it with
+		return err
+	}
 	if format == "png" {
-		decodeConfig, decode = png.DecodeConfig, png.Decode
+		decodeConfig, decode = png.DecodeConfig, func(data []byte) error {
+			_, err := png.Decode(bytes.NewReader(data))
+			return err
+		}
 	}
 	header, err := decodeConfig(bytes.NewReader(data))
 	if err != nil {
@@ -360,7 +367,7 @@ func checkImage(data []byte, declared string, maxPixels int) (format string, wid
 	if int64(width)*int64(height) > int64(maxPixels) {
 		return "", 0, 0, errorf(http.StatusRequestEntityTooLarge, "image is %dx%d = %d pixels; the limit is %d", width, height, int64(width)*int64(height), maxPixels)
 	}
-	if _, err := decode(bytes.NewReader(data)); err != nil {
+	if err := decode(data); err != nil {
 		return "", 0, 0, errorf(http.StatusBadRequest, "the %s image is corrupt or truncated: %v", strings.ToUpper(format), err)
 	}
 	return format, width, height, nil

@@ -25,6 +25,9 @@ type Message struct {
 	Offset    int64
 	// Time is the record's Kafka timestamp (when it was produced).
 	Time time.Time
+	// Prepared is whatever ConsumerOptions.Prepare attached to the record while the batch before
+	// it was being handled (the embedder's decode in progress); nil without a Prepare.
+	Prepared any
 }
 
 // Handler makes a batch durable (writes it to the index, the crop store, ...). Returning nil means
@@ -32,7 +35,8 @@ type Message struct {
 // records it lists can never be processed (a broken image, say) and the rest are durable: the
 // listed ones go to the DLQ, then the batch is committed. Any other error means nothing may be
 // assumed durable: the consumer retries the same batch with backoff and never skips it, so the
-// handler must be idempotent (by crop id). The records' JPEG slices are only valid during the call.
+// handler must be idempotent (by crop id). The handler must not keep the records' JPEG slices
+// after it returns.
 type Handler func(ctx context.Context, batch []Message) error
 
 // RejectedError lists the records of a batch that a Handler refuses for good, by index in the
@@ -68,6 +72,12 @@ type ConsumerOptions struct {
 	// ValidateJPEG sends records whose image fails ValidateJPEG to the DLQ before the handler
 	// sees them.
 	ValidateJPEG bool
+	// Prepare, when set, is given each batch as soon as it is fetched, while the handler is still
+	// busy with the batch before it, so that work needing neither order nor durability (decoding
+	// images) overlaps the handler's instead of adding to it. It must return promptly: it starts
+	// that work and may record it in each Message's Prepared field; the handler then finishes it.
+	// The same batch, Prepared fields included, goes to the handler, however often it is retried.
+	Prepare func(batch []Message)
 	// RetryBackoffMin and RetryBackoffMax bound the backoff between handler, DLQ and commit
 	// retries. Defaults 100ms and 10s.
 	RetryBackoffMin time.Duration
@@ -223,22 +233,76 @@ func (c *Consumer) Run(ctx context.Context) error {
 	defer stopDrain()
 
 	run := &consumerRun{Consumer: c, reader: reader, dlq: dlq, logger: logger}
-	for {
-		batch, err := run.fetchBatch(ctx)
-		if len(batch) > 0 {
-			if processErr := run.process(work, batch); processErr != nil {
+	// One batch is fetched (and prepared) ahead while the one before it is handled. The fetcher
+	// stops when ctx ends or when this loop returns early, and Run waits for it.
+	fetched := make(chan fetchResult)
+	fetchCtx, stopFetching := context.WithCancel(ctx)
+	fetcherDone := make(chan struct{})
+	go func() {
+		defer close(fetcherDone)
+		defer close(fetched)
+		run.fetchAhead(fetchCtx, fetched)
+	}()
+	defer func() {
+		stopFetching()
+		for range fetched { // a batch fetched but not handled is simply delivered again
+		}
+		<-fetcherDone
+	}()
+	for result := range fetched {
+		if result.batch != nil {
+			if processErr := run.process(work, result.batch); processErr != nil {
 				if ctx.Err() != nil {
-					logger.Info("consumer stopped before the batch was committed; it will be delivered again", "records", len(batch), "err", processErr)
+					logger.Info("consumer stopped before the batch was committed; it will be delivered again", "records", len(result.batch.raw), "err", processErr)
 					return nil
 				}
 				return processErr
 			}
 		}
-		if err != nil {
+		if result.err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			return result.err
+		}
+	}
+	return nil
+}
+
+// fetchResult is one fetched batch, or why fetching stopped, or both: a batch gathered when ctx
+// ended is still handed over, with ctx's error.
+type fetchResult struct {
+	batch *parsedBatch
+	err   error
+}
+
+// parsedBatch is a fetched batch split into the records the handler gets and the poison ones.
+type parsedBatch struct {
+	raw      []kafka.Message
+	messages []Message
+	// sources[i] is the Kafka message messages[i] came from.
+	sources  []kafka.Message
+	poisoned []poison
+}
+
+// fetchAhead fetches, parses and prepares batches and hands them over one at a time, until ctx
+// ends or fetching fails.
+func (r *consumerRun) fetchAhead(ctx context.Context, out chan<- fetchResult) {
+	for {
+		raw, err := r.fetchBatch(ctx)
+		var result fetchResult
+		if len(raw) > 0 {
+			result.batch = r.parse(raw)
+			if r.options.Prepare != nil && len(result.batch.messages) > 0 {
+				r.options.Prepare(result.batch.messages)
+			}
+		}
+		result.err = err
+		if result.batch != nil || result.err != nil {
+			out <- result
+		}
+		if err != nil {
+			return
 		}
 	}
 }
@@ -293,32 +357,36 @@ type poison struct {
 	err     error
 }
 
-// process decodes the batch, runs the handler until it succeeds, dead-letters the poison records
-// and commits. It returns an error only when ctx ends before the commit.
-func (r *consumerRun) process(ctx context.Context, batch []kafka.Message) error {
-	var poisoned []poison
-	messages := make([]Message, 0, len(batch))
-	sources := make([]kafka.Message, 0, len(batch))
-	for _, raw := range batch {
-		record, err := Decode(raw.Value)
+// parse decodes the records of a fetched batch and sets aside the poison ones.
+func (r *consumerRun) parse(raw []kafka.Message) *parsedBatch {
+	batch := &parsedBatch{raw: raw, messages: make([]Message, 0, len(raw)), sources: make([]kafka.Message, 0, len(raw))}
+	for _, message := range raw {
+		record, err := Decode(message.Value)
 		if err == nil && r.options.ValidateJPEG {
 			err = ValidateJPEG(record.JPEG)
 		}
 		if err != nil {
-			poisoned = append(poisoned, poison{message: raw, err: err})
+			batch.poisoned = append(batch.poisoned, poison{message: message, err: err})
 			continue
 		}
-		messages = append(messages, Message{Record: record, Topic: raw.Topic, Partition: raw.Partition, Offset: raw.Offset, Time: raw.Time})
-		sources = append(sources, raw)
+		batch.messages = append(batch.messages, Message{Record: record, Topic: message.Topic, Partition: message.Partition, Offset: message.Offset, Time: message.Time})
+		batch.sources = append(batch.sources, message)
 	}
-	durable := len(messages)
-	if len(messages) > 0 {
-		rejected, err := r.handle(ctx, messages)
+	return batch
+}
+
+// process runs the handler until it succeeds, dead-letters the poison records and commits. It
+// returns an error only when ctx ends before the commit.
+func (r *consumerRun) process(ctx context.Context, batch *parsedBatch) error {
+	poisoned := batch.poisoned
+	durable := len(batch.messages)
+	if len(batch.messages) > 0 {
+		rejected, err := r.handle(ctx, batch.messages)
 		if err != nil {
 			return err
 		}
 		for index, reason := range rejected {
-			poisoned = append(poisoned, poison{message: sources[index], err: reason})
+			poisoned = append(poisoned, poison{message: batch.sources[index], err: reason})
 		}
 		durable -= len(rejected)
 	}
@@ -327,7 +395,7 @@ func (r *consumerRun) process(ctx context.Context, batch []kafka.Message) error 
 			return err
 		}
 	}
-	r.commit(ctx, batch)
+	r.commit(ctx, batch.raw)
 	r.handled.Add(int64(durable))
 	r.batches.Add(1)
 	return nil

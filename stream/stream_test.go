@@ -35,6 +35,7 @@ var suite = []struct {
 	{"EnsureTopicsIdempotent", testEnsureTopics},
 	{"LargestRecordFitsTheBroker", testLargestRecord},
 	{"TwoConsumersShareAGroup", testTwoConsumersShareAGroup},
+	{"PrepareRunsAheadOfTheHandler", testPrepareAhead},
 }
 
 func TestStreamEmbedded(t *testing.T) {
@@ -335,6 +336,49 @@ func testDeadLetters(t *testing.T, env testEnv) {
 		if !bytes.Equal(letter.Value, original.value) || string(letter.Key) != "cam-1" {
 			t.Errorf("offset %d: dead letter does not carry the original bytes and key", letter.Offset)
 		}
+	}
+}
+
+// testPrepareAhead: Prepare sees each batch before the handler does, while the handler is still
+// busy with the batch before it, and what it attaches reaches the handler.
+func testPrepareAhead(t *testing.T, env testEnv) {
+	topic, dlq := newTopics(t, env, 2)
+	records := makeRecords(t, []string{"cam-a", "cam-b"}, 30, 0)
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic})
+	putAll(t, producer, records)
+
+	type token struct{ id string }
+	var handling, prepared, preparedWhileHandling, unprepared atomic.Int64
+	index := newMemoryIndex()
+	startConsumer(t, env.conn, ConsumerOptions{
+		Topic: topic, Group: randomName("group"), DLQTopic: dlq, BatchSize: 10,
+		Prepare: func(batch []Message) {
+			if handling.Load() > 0 {
+				preparedWhileHandling.Add(1)
+			}
+			prepared.Add(1)
+			for i := range batch {
+				batch[i].Prepared = &token{id: batch[i].Record.ID}
+			}
+		},
+	}, func(ctx context.Context, batch []Message) error {
+		handling.Add(1)
+		defer handling.Add(-1)
+		for _, message := range batch {
+			if mark, ok := message.Prepared.(*token); !ok || mark.id != message.Record.ID {
+				unprepared.Add(1)
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // long enough for the next batch to be fetched
+		index.write(batch)
+		return nil
+	})
+	waitFor(t, 60*time.Second, "every record consumed", func() bool { return index.len() == len(records) })
+	if unprepared.Load() != 0 {
+		t.Errorf("%d records reached the handler without what Prepare attached", unprepared.Load())
+	}
+	if batches := prepared.Load(); preparedWhileHandling.Load() < batches/2 {
+		t.Errorf("only %d of %d batches were prepared while the handler ran", preparedWhileHandling.Load(), batches)
 	}
 }
 

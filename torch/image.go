@@ -154,17 +154,11 @@ func ToRGB(img image.Image) RGB {
 	switch src := img.(type) {
 	case *image.RGBA:
 		for y := range h {
-			row := src.Pix[src.PixOffset(bounds.Min.X, bounds.Min.Y+y):]
-			for x := range w {
-				copy(out.Pix[(y*w+x)*3:(y*w+x)*3+3], row[x*4:x*4+3])
-			}
+			packRGBA(out.Pix[y*w*3:(y+1)*w*3], src.Pix[src.PixOffset(bounds.Min.X, bounds.Min.Y+y):])
 		}
 	case *image.NRGBA:
 		for y := range h {
-			row := src.Pix[src.PixOffset(bounds.Min.X, bounds.Min.Y+y):]
-			for x := range w {
-				copy(out.Pix[(y*w+x)*3:(y*w+x)*3+3], row[x*4:x*4+3])
-			}
+			packRGBA(out.Pix[y*w*3:(y+1)*w*3], src.Pix[src.PixOffset(bounds.Min.X, bounds.Min.Y+y):])
 		}
 	case *image.YCbCr:
 		// Offsets are worked out per row and per column once, not per pixel: JPEG crops arrive
@@ -193,4 +187,13 @@ func ToRGB(img image.Image) RGB {
 		}
 	}
 	return out
+}
+
+// packRGBA drops the alpha byte of each pixel of an RGBA row (only the colour channels reach the
+// network). JPEG crops arrive as RGBA from jpegturbo, so this is on the embedder's path.
+func packRGBA(dst, src []byte) {
+	src = src[:len(dst)/3*4]
+	for i, j := 0, 0; j+3 < len(src); i, j = i+3, j+4 {
+		dst[i], dst[i+1], dst[i+2] = src[j], src[j+1], src[j+2]
+	}
 }

@@ -41,3 +41,38 @@ func TestToRGBYCbCr(t *testing.T) {
 		}
 	}
 }
+
+// TestToRGBFourChannels checks the RGBA and NRGBA paths (jpegturbo's decoded crops are RGBA) on
+// whole images and sub-images.
+func TestToRGBFourChannels(t *testing.T) {
+	random := rand.New(rand.NewPCG(7, 8))
+	bounds := image.Rect(0, 0, 37, 21)
+	rgba, nrgba := image.NewRGBA(bounds), image.NewNRGBA(bounds)
+	for i := range rgba.Pix {
+		value := byte(random.IntN(256))
+		if i%4 == 3 {
+			value = 255
+		}
+		rgba.Pix[i], nrgba.Pix[i] = value, value
+	}
+	pictures := map[string]image.Image{
+		"RGBA": rgba, "RGBA sub-image": rgba.SubImage(image.Rect(3, 5, 30, 20)),
+		"NRGBA": nrgba, "NRGBA sub-image": nrgba.SubImage(image.Rect(3, 5, 30, 20)),
+	}
+	for name, picture := range pictures {
+		got := ToRGB(picture)
+		bounds := picture.Bounds()
+		if got.Width != bounds.Dx() || got.Height != bounds.Dy() {
+			t.Fatalf("%s: %dx%d for %v", name, got.Width, got.Height, bounds)
+		}
+		for y := range bounds.Dy() {
+			for x := range bounds.Dx() {
+				want := color.RGBAModel.Convert(picture.At(bounds.Min.X+x, bounds.Min.Y+y)).(color.RGBA)
+				i := (y*got.Width + x) * 3
+				if got.Pix[i] != want.R || got.Pix[i+1] != want.G || got.Pix[i+2] != want.B {
+					t.Fatalf("%s: pixel (%d,%d) = %v, want %v", name, x, y, got.Pix[i:i+3], want)
+				}
+			}
+		}
+	}
+}

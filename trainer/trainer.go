@@ -10,14 +10,12 @@
 package trainer
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image/jpeg"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -29,6 +27,7 @@ import (
 
 	"github.com/reid-project/reid/cluster"
 	"github.com/reid-project/reid/internal/atomicfile"
+	"github.com/reid-project/reid/internal/jpegturbo"
 	"github.com/reid-project/reid/internal/vecmath"
 	"github.com/reid-project/reid/torch"
 )
@@ -565,7 +564,7 @@ func (r *run) image(i int) (torch.RGB, error) {
 	if r.cache != nil && r.cache[i].Pix != nil {
 		return r.cache[i], nil
 	}
-	picture, err := jpeg.Decode(bytes.NewReader(r.examples[i].JPEG))
+	picture, err := jpegturbo.Decode(r.examples[i].JPEG)
 	if err != nil {
 		return torch.RGB{}, fmt.Errorf("trainer: crop %s: %w", r.examples[i].ID, err)
 	}

@@ -40,7 +40,8 @@ var (
 	ingestReconnectsDesc = metricDesc("reid_ingest_reconnects_total", "Source reconnects, per camera.", "camera")
 	embedCropsDesc       = metricDesc("reid_embedder_crops_total", "Crops embedded and upserted (redeliveries included).")
 	embedRejectedDesc    = metricDesc("reid_embedder_rejected_total", "Crops sent to the dead-letter topic because they could not be decoded.")
-	embedSecondsDesc     = metricDesc("reid_embedder_seconds_total", "Time the embedder spent, by step.", "step")
+	embedSecondsDesc     = metricDesc("reid_embedder_seconds_total", "Time the embedder spent, by step (decode: only what was not decoded ahead).", "step")
+	embedAheadDesc       = metricDesc("reid_embedder_decoded_ahead_total", "Crops decoded while the model ran the batch before theirs.")
 	embedLatencyDesc     = metricDesc("reid_embedder_frame_to_searchable_seconds", "Frame time to upsert of the last crop of the last batch.")
 	consumerHandledDesc  = metricDesc("reid_consumer_handled_total", "Records made durable and committed, per consumer group.", "group")
 	consumerDLQDesc      = metricDesc("reid_consumer_dead_lettered_total", "Records sent to the dead-letter topic, per consumer group.", "group")
@@ -56,7 +57,7 @@ var (
 func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
 		ingestFramesDesc, ingestDecodedDesc, ingestDetectionsDesc, ingestCropsDesc, ingestReconnectsDesc,
-		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedLatencyDesc,
+		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc,
 		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc,
 		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc,
 	} {
@@ -84,6 +85,7 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 		stats := m.embedder.Stats()
 		counter(embedCropsDesc, float64(stats.Embedded))
 		counter(embedRejectedDesc, float64(stats.Rejected))
+		counter(embedAheadDesc, float64(stats.DecodedAhead))
 		counter(embedSecondsDesc, stats.DecodeTime.Seconds(), "decode")
 		counter(embedSecondsDesc, stats.ModelTime.Seconds(), "model")
 		counter(embedSecondsDesc, stats.UpsertTime.Seconds(), "upsert")

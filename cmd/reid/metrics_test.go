@@ -78,6 +78,9 @@ func TestPipelineMetrics(t *testing.T) {
 	registry.MustRegister(metrics)
 
 	want := `
+# HELP reid_embedder_decoded_ahead_total Crops decoded while the model ran the batch before theirs.
+# TYPE reid_embedder_decoded_ahead_total counter
+reid_embedder_decoded_ahead_total 0
 # HELP reid_embedder_crops_total Crops embedded and upserted (redeliveries included).
 # TYPE reid_embedder_crops_total counter
 reid_embedder_crops_total 4
@@ -99,7 +102,7 @@ reid_model_switch_pending 1
 reid_retention_deleted_total{kind="crops"} 3
 reid_retention_deleted_total{kind="vectors"} 6
 `
-	names := []string{"reid_embedder_crops_total", "reid_embedder_rejected_total", "reid_index_items",
+	names := []string{"reid_embedder_crops_total", "reid_embedder_decoded_ahead_total", "reid_embedder_rejected_total", "reid_index_items",
 		"reid_model_switch_backfilled_total", "reid_model_switch_pending", "reid_retention_deleted_total"}
 	if err := testutil.GatherAndCompare(registry, strings.NewReader(want), names...); err != nil {
 		t.Error(err)

@@ -12,7 +12,7 @@ import (
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
-	"github.com/reid-project/reid/embedder"
+	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/internal/testassets"
 	"github.com/reid-project/reid/stream"
 )
@@ -104,7 +104,7 @@ func benchmarkPipelineOnce(b *testing.B) {
 	b.ReportMetric(float64(p99.Milliseconds()), "p99-ms")
 
 	// Embedder overhead: the stage alone over the full topic, then the raw model on the same crops.
-	stageRate := embedStageRate(b, options, conn, loaded, vectors, crops)
+	stageRate := embedStageRate(b, options, conn, loaded, vectors)
 	rawRate := rawModelRate(b, loaded, recorder.images(b), options.Embedder.BatchSize)
 	b.ReportMetric(stageRate, "stage-img/s")
 	b.ReportMetric(rawRate, "model-img/s")
@@ -121,19 +121,15 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 }
 
 // embedStageRate times a fresh consumer group embedding every record already in the topic.
-func embedStageRate(b *testing.B, options config.Options, conn stream.Connection, loaded *loadedModel, vectors embedder.Index, crops int64) float64 {
+func embedStageRate(b *testing.B, options config.Options, conn stream.Connection, loaded *loadedModel, vectors index.Index) float64 {
 	ctx := context.Background()
-	stage, err := embedder.New(ctx, embedder.Options{Model: loaded.network, Version: loaded.version.ID, Index: vectors})
+	// The same wiring as reid run's, in a group of its own.
+	options.Stream.EmbedGroup = "bench-embedder"
+	embedStage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
 	if err != nil {
 		b.Fatal(err)
 	}
-	consumer, err := stream.NewConsumer(conn, stream.ConsumerOptions{
-		Topic: options.Stream.CropsTopic, Group: "bench-embedder", DLQTopic: options.Stream.DLQTopic,
-		BatchSize: options.Embedder.BatchSize, MaxWait: options.Embedder.MaxWait,
-	}, stage.Handle)
-	if err != nil {
-		b.Fatal(err)
-	}
+	stage, consumer := embedStage.embedder, embedStage.consumer
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	// The clock starts at the first handled batch, so group join and rebalance are not counted.
@@ -148,8 +144,8 @@ func embedStageRate(b *testing.B, options config.Options, conn stream.Connection
 	embedded := stats.Embedded - first
 	stop()
 	<-done
-	b.Logf("embedder stage: %d crops in %v: decode %v, model %v, upsert %v (sums over all batches)",
-		stats.Embedded, elapsed, stats.DecodeTime, stats.ModelTime, stats.UpsertTime)
+	b.Logf("embedder stage: %d crops in %v: decode %v, model %v, upsert %v (sums over all batches); %d crops decoded ahead",
+		stats.Embedded, elapsed, stats.DecodeTime, stats.ModelTime, stats.UpsertTime, stats.DecodedAhead)
 	return float64(embedded) / elapsed.Seconds()
 }
 

@@ -320,6 +320,7 @@ func newEmbedStage(ctx context.Context, options config.Options, conn stream.Conn
 	}
 	consumerOptions := stream.ConsumerOptionsFrom(options.Stream, options.Stream.EmbedGroup)
 	consumerOptions.BatchSize, consumerOptions.MaxWait = options.Embedder.BatchSize, options.Embedder.MaxWait
+	consumerOptions.Prepare = embed.Prepare
 	consumer, err := stream.NewConsumer(conn, consumerOptions, embed.Handle)
 	if err != nil {
 		return nil, err
