@@ -14,6 +14,9 @@ GO=${GO:-go}
 # vs python3-torch on the same model, input and threads (images/s, ratio).
 ./scripts/bench_torch.sh
 
+# Crop decoding (embedder, trainer, lookup): libjpeg-turbo against image/jpeg + RGB conversion.
+$GO test -run '^$' -bench Decode -benchtime 20x ./internal/jpegturbo
+
 # Trainer: the input side of one training step (256 crops at 256x128 decoded from the cache and
 # augmented), which runs one batch ahead of the device; it must stay well under a GPU step (~50 ms).
 $GO test -run '^$' -bench TrainingBatch -benchtime 20x ./trainer
