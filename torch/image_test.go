@@ -24,20 +24,7 @@ func TestToRGBYCbCr(t *testing.T) {
 			}
 		}
 		for _, picture := range []*image.YCbCr{full, full.SubImage(image.Rect(3, 5, 30, 20)).(*image.YCbCr)} {
-			got := ToRGB(picture)
-			bounds := picture.Bounds()
-			if got.Width != bounds.Dx() || got.Height != bounds.Dy() {
-				t.Fatalf("%s: %dx%d for %v", name, got.Width, got.Height, bounds)
-			}
-			for y := range bounds.Dy() {
-				for x := range bounds.Dx() {
-					want := color.RGBAModel.Convert(picture.At(bounds.Min.X+x, bounds.Min.Y+y)).(color.RGBA)
-					i := (y*got.Width + x) * 3
-					if got.Pix[i] != want.R || got.Pix[i+1] != want.G || got.Pix[i+2] != want.B {
-						t.Fatalf("%s %v: pixel (%d,%d) = %v, want %v", name, bounds, x, y, got.Pix[i:i+3], want)
-					}
-				}
-			}
+			checkToRGB(t, name, picture)
 		}
 	}
 }
@@ -60,18 +47,24 @@ func TestToRGBFourChannels(t *testing.T) {
 		"NRGBA": nrgba, "NRGBA sub-image": nrgba.SubImage(image.Rect(3, 5, 30, 20)),
 	}
 	for name, picture := range pictures {
-		got := ToRGB(picture)
-		bounds := picture.Bounds()
-		if got.Width != bounds.Dx() || got.Height != bounds.Dy() {
-			t.Fatalf("%s: %dx%d for %v", name, got.Width, got.Height, bounds)
-		}
-		for y := range bounds.Dy() {
-			for x := range bounds.Dx() {
-				want := color.RGBAModel.Convert(picture.At(bounds.Min.X+x, bounds.Min.Y+y)).(color.RGBA)
-				i := (y*got.Width + x) * 3
-				if got.Pix[i] != want.R || got.Pix[i+1] != want.G || got.Pix[i+2] != want.B {
-					t.Fatalf("%s: pixel (%d,%d) = %v, want %v", name, x, y, got.Pix[i:i+3], want)
-				}
+		checkToRGB(t, name, picture)
+	}
+}
+
+// checkToRGB compares ToRGB with the generic colour conversion, pixel by pixel.
+func checkToRGB(t *testing.T, name string, picture image.Image) {
+	t.Helper()
+	got := ToRGB(picture)
+	bounds := picture.Bounds()
+	if got.Width != bounds.Dx() || got.Height != bounds.Dy() {
+		t.Fatalf("%s: %dx%d for %v", name, got.Width, got.Height, bounds)
+	}
+	for y := range bounds.Dy() {
+		for x := range bounds.Dx() {
+			want := color.RGBAModel.Convert(picture.At(bounds.Min.X+x, bounds.Min.Y+y)).(color.RGBA)
+			i := (y*got.Width + x) * 3
+			if got.Pix[i] != want.R || got.Pix[i+1] != want.G || got.Pix[i+2] != want.B {
+				t.Fatalf("%s %v: pixel (%d,%d) = %v, want %v", name, bounds, x, y, got.Pix[i:i+3], want)
 			}
 		}
 	}

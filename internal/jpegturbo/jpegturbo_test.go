@@ -95,14 +95,7 @@ func TestMatchesOpenCV(t *testing.T) {
 // edges, but only there.
 func TestCloseToImageJPEG(t *testing.T) {
 	for n, data := range realCrops(t) {
-		ours, err := Decode(data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		reference, err := jpeg.Decode(bytes.NewReader(data))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ours, reference := decodeBoth(t, data)
 		var sum float64
 		for y := range ours.Bounds().Dy() {
 			for x := range ours.Bounds().Dx() {
@@ -117,6 +110,20 @@ func TestCloseToImageJPEG(t *testing.T) {
 	}
 }
 
+// decodeBoth decodes data here and with image/jpeg.
+func decodeBoth(t *testing.T, data []byte) (*image.RGBA, image.Image) {
+	t.Helper()
+	ours, err := Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reference, err := jpeg.Decode(bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ours, reference
+}
+
 func absDiff(a uint8, b uint32) float64 {
 	if uint32(a) > b {
 		return float64(uint32(a) - b)
@@ -129,14 +136,7 @@ func TestCMYKFallsBackToImageJPEG(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ours, err := Decode(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	reference, err := jpeg.Decode(bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ours, reference := decodeBoth(t, data)
 	if ours.Bounds() != reference.Bounds() {
 		t.Fatalf("bounds %v, want %v", ours.Bounds(), reference.Bounds())
 	}
