@@ -23,6 +23,15 @@ prepare() {
   go test -c -tags nogocv -o "$STAGE/torch.test" ./torch
   go test -c -o "$STAGE/trainer.test" ./trainer
   cp "$shared/models/reid/osnet_x0_25_msmt17.pth" "$STAGE/shared/models/reid/"
+  # Libraries the test binaries need directly besides the shim and glibc (libjpeg.so.62, which
+  # package trainer decodes crops with: Ubuntu's is libjpeg.so.8) travel with them.
+  mkdir -p "$STAGE/lib"
+  for binary in "$STAGE/torch.test" "$STAGE/trainer.test"; do
+    for library in $(readelf -d "$binary" | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p'); do
+      case $library in libreidtorch.so | libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | ld-linux*) continue ;; esac
+      cp -L "$(ldd "$binary" | awk -v name="$library" '$1 == name {print $3}')" "$STAGE/lib/"
+    done
+  done
   du -sh "$STAGE"
   echo "staged in $STAGE; now on the GPU machine: scripts/gpu-check.sh run (carry .gpu)"
 }
@@ -52,7 +61,7 @@ run() {
     tail -30 "$out/shim-build.log"
     return 1
   fi
-  export LD_LIBRARY_PATH=$ROOT/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export LD_LIBRARY_PATH=$ROOT/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:$STAGE/lib
   export REID_SHARED=$STAGE/shared REID_PYTHON=python3 REID_TORCH_DEVICE=$device
   local jemalloc
   jemalloc=$(ls /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 2>/dev/null || true)
