@@ -61,7 +61,18 @@ run() {
     tail -30 "$out/shim-build.log"
     return 1
   fi
-  export LD_LIBRARY_PATH=$ROOT/build/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}:$STAGE/lib
+  # Staged libraries only where this machine lacks them: LD_LIBRARY_PATH comes before the system's
+  # own directories, and a system library's other users (PIL's libtiff, say) may need its newer
+  # version.
+  local missing=$STAGE/lib-missing
+  rm -rf "$missing" && mkdir -p "$missing"
+  local known
+  known=$( (ldconfig -p || /sbin/ldconfig -p) 2>/dev/null)
+  for library in "$STAGE"/lib/*; do
+    [ -e "$library" ] || continue
+    grep -q "^[[:space:]]*$(basename "$library") " <<<"$known" || ln -s "$library" "$missing/"
+  done
+  export LD_LIBRARY_PATH=$ROOT/build/lib:$missing${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
   export REID_SHARED=$STAGE/shared REID_PYTHON=python3 REID_TORCH_DEVICE=$device
   local jemalloc
   jemalloc=$(ls /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 2>/dev/null || true)
