@@ -186,8 +186,9 @@ func (c *Consumer) Stats() ConsumerStats {
 	}
 }
 
-// Run joins the group and consumes until ctx ends, then finishes the batch in hand (within
-// DrainTimeout), leaves the group and returns nil. It returns an error only when consuming cannot
+// Run joins the group and consumes until ctx ends, then finishes the batches already fetched (the
+// one in hand, the one fetched ahead, and what was being gathered; within DrainTimeout), leaves
+// the group and returns nil. It returns an error only when consuming cannot
 // go on. Run one at a time per Consumer.
 func (c *Consumer) Run(ctx context.Context) error {
 	logger := c.options.Logger.With("group", c.options.Group, "topic", c.options.Topic)
