@@ -1,15 +1,16 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"image"
-	_ "image/jpeg" // data set crops
-	_ "image/png"
+	_ "image/png" // JPEGs go through jpegturbo
 	"os"
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/eval"
+	"github.com/reid-project/reid/internal/jpegturbo"
 	"github.com/reid-project/reid/torch"
 )
 
@@ -42,13 +43,19 @@ func (e *modelExtractor) Extract(ctx context.Context, paths []string) ([][]float
 	return features, nil
 }
 
+// decodeImage reads an image file; JPEGs go through the embedder's decoder, so that a crop's
+// features here are the ones the pipeline stored for it.
 func decodeImage(path string) (image.Image, error) {
-	file, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	defer file.Close()
-	picture, _, err := image.Decode(file)
+	var picture image.Image
+	if bytes.HasPrefix(data, []byte{0xFF, 0xD8}) {
+		picture, err = jpegturbo.Decode(data)
+	} else {
+		picture, _, err = image.Decode(bytes.NewReader(data))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}

@@ -211,7 +211,9 @@ func checkSearchCommand(t *testing.T, dataDir string, store *cropstore.Local, tr
 		if err := json.Unmarshal([]byte(out[max(strings.Index(out, "{"), 0):]), &decoded); err != nil {
 			t.Fatalf("reid search output: %v\n%s", err, out)
 		}
-		if len(decoded.Matches) != 8 || decoded.Matches[0].CropID != queryID || decoded.Matches[0].Score < 0.99 {
+		// The stored vector and the query's come from the same pixels (one JPEG decoder on both
+		// paths) through the same model: only batch composition may move the last digits.
+		if len(decoded.Matches) != 8 || decoded.Matches[0].CropID != queryID || decoded.Matches[0].Score < 0.9999 {
 			t.Fatalf("reid search %v for crop %s: %+v", extra, queryID, decoded.Matches)
 		}
 		return decoded.Matches
