@@ -76,7 +76,7 @@ func (j *decodeJob) ready() int {
 // finish decodes what is left on workers goroutines and returns the images by batch index and
 // the failures, wrapped in stream.ErrBadJPEG so the dead-letter record says why.
 func (j *decodeJob) finish(workers int) ([]image.Image, map[int]error) {
-	parallel(workers, j.claimAll)
+	parallel(min(workers, len(j.batch)), j.claimAll)
 	// Crops still missing are held by workers started ahead; decode them here as well.
 	var missing []int
 	for i := range j.results {
