@@ -39,6 +39,20 @@ static void reid_jpeg_message(j_common_ptr info, int level) {
 
 enum { REID_JPEG_OK = 0, REID_JPEG_ERROR = 1, REID_JPEG_UNSUPPORTED = 2 };
 
+// A valid progressive JPEG may hold a couple of thousand scans, each a pass over every block of
+// the image: a 16-megapixel upload made that way takes ten times as long to decode as a plain
+// one. Encoders write about 10; libjpeg-turbo's documentation recommends refusing more than 500.
+enum { REID_JPEG_MAX_SCANS = 500 };
+
+static void reid_jpeg_count_scans(j_common_ptr info) {
+	int scans = ((j_decompress_ptr)info)->input_scan_number;
+	if (scans > REID_JPEG_MAX_SCANS) {
+		reid_jpeg_error *err = (reid_jpeg_error *)info->err;
+		snprintf(err->message, sizeof err->message, "more than %d progressive scans", REID_JPEG_MAX_SCANS);
+		longjmp(err->escape, 1);
+	}
+}
+
 // reid_jpeg_decode decodes data into out (width*height*4 bytes, RGBA with opaque alpha). It
 // fails unless the image is exactly width x height. UNSUPPORTED means a colour space libjpeg
 // cannot turn into RGB (CMYK, YCCK): the caller decodes it some other way.
@@ -46,6 +60,7 @@ static int reid_jpeg_decode(const unsigned char *data, unsigned long size, unsig
                             int width, int height, char *message, size_t message_size) {
 	struct jpeg_decompress_struct info;
 	reid_jpeg_error err;
+	struct jpeg_progress_mgr progress;
 	int status = REID_JPEG_OK;
 	memset(&info, 0, sizeof info);
 	info.err = jpeg_std_error(&err.manager);
@@ -58,6 +73,9 @@ static int reid_jpeg_decode(const unsigned char *data, unsigned long size, unsig
 		return REID_JPEG_ERROR;
 	}
 	jpeg_create_decompress(&info);
+	memset(&progress, 0, sizeof progress);
+	progress.progress_monitor = reid_jpeg_count_scans;
+	info.progress = &progress;
 	jpeg_mem_src(&info, data, size);
 	jpeg_read_header(&info, TRUE);
 	if (info.jpeg_color_space == JCS_CMYK || info.jpeg_color_space == JCS_YCCK) {
@@ -95,6 +113,9 @@ import (
 // MaxPixels bounds the images Decode accepts, so a forged header cannot make it allocate
 // gigabytes: 64 megapixels, far above any camera frame.
 const MaxPixels = 1 << 26
+
+// MaxScans bounds the scans of a progressive JPEG (see reid_jpeg_count_scans).
+const MaxScans = C.REID_JPEG_MAX_SCANS
 
 // ErrTooLarge is returned for images over MaxPixels.
 var ErrTooLarge = errors.New("jpegturbo: image too large")

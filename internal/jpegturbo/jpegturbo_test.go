@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -73,22 +76,89 @@ func TestMatchesOpenCV(t *testing.T) {
 		if err != nil {
 			t.Fatalf("crop %d: %v", n, err)
 		}
-		theirs, err := gocv.IMDecode(data, gocv.IMReadColor)
-		if err != nil {
-			t.Fatal(err)
+		if err := sameAsOpenCV(data, ours); err != nil {
+			t.Fatalf("crop %d: %v", n, err)
 		}
-		if ours.Bounds().Dx() != theirs.Cols() || ours.Bounds().Dy() != theirs.Rows() {
-			t.Fatalf("crop %d: %v against OpenCV's %dx%d", n, ours.Bounds(), theirs.Cols(), theirs.Rows())
-		}
-		bgr := theirs.ToBytes()
-		for i := 0; i < len(bgr)/3; i++ {
-			got := ours.Pix[4*i : 4*i+4]
-			if got[0] != bgr[3*i+2] || got[1] != bgr[3*i+1] || got[2] != bgr[3*i] || got[3] != 255 {
-				t.Fatalf("crop %d pixel %d: RGBA %v, OpenCV BGR %v", n, i, got, bgr[3*i:3*i+3])
-			}
-		}
-		theirs.Close()
 	}
+}
+
+// sameAsOpenCV compares a decoded image with OpenCV's decoding of the same bytes.
+func sameAsOpenCV(data []byte, ours *image.RGBA) error {
+	theirs, err := gocv.IMDecode(data, gocv.IMReadColor)
+	if err != nil {
+		return err
+	}
+	defer theirs.Close()
+	if theirs.Empty() {
+		return errors.New("OpenCV cannot decode it")
+	}
+	if ours.Bounds().Dx() != theirs.Cols() || ours.Bounds().Dy() != theirs.Rows() {
+		return fmt.Errorf("%v against OpenCV's %dx%d", ours.Bounds(), theirs.Cols(), theirs.Rows())
+	}
+	bgr := theirs.ToBytes()
+	for i := 0; i < len(bgr)/3; i++ {
+		got := ours.Pix[4*i : 4*i+4]
+		if got[0] != bgr[3*i+2] || got[1] != bgr[3*i+1] || got[2] != bgr[3*i] || got[3] != 255 {
+			return fmt.Errorf("pixel %d: RGBA %v, OpenCV BGR %v", i, got, bgr[3*i:3*i+3])
+		}
+	}
+	return nil
+}
+
+// Progressive JPEGs decode like baseline ones, up to MaxScans scans. The test files come from
+// testdata/scans.c; a valid JPEG with more scans (OpenCV decodes it) is refused.
+func TestProgressive(t *testing.T) {
+	crop, err := gocv.IMDecode(realCrops(t)[0], gocv.IMReadColor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer crop.Close()
+	encoded, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, crop, []int{gocv.IMWriteJpegQuality, 90, gocv.IMWriteJpegProgressive, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	openCVProgressive := bytes.Clone(encoded.GetBytes())
+	encoded.Close()
+	cases := []struct {
+		name    string
+		data    []byte
+		refused bool
+	}{
+		{"OpenCV progressive crop", openCVProgressive, false},
+		{"380 scans", readTestdata(t, "scans-380.jpg"), false},
+		{"760 scans", readTestdata(t, "scans-760.jpg"), true},
+	}
+	for _, test := range cases {
+		t.Run(test.name, func(t *testing.T) {
+			picture, err := Decode(test.data)
+			if test.refused {
+				if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("more than %d progressive scans", MaxScans)) {
+					t.Fatalf("error %v, want the scan limit", err)
+				}
+				opencv, err := gocv.IMDecode(test.data, gocv.IMReadColor)
+				if err != nil || opencv.Empty() {
+					t.Fatalf("OpenCV cannot decode it either (%v): the file is broken, not just long", err)
+				}
+				opencv.Close()
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sameAsOpenCV(test.data, picture); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func readTestdata(t testing.TB, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
 
 // image/jpeg repeats chroma samples where libjpeg interpolates them, so the two differ at colour
@@ -132,10 +202,7 @@ func absDiff(a uint8, b uint32) float64 {
 }
 
 func TestCMYKFallsBackToImageJPEG(t *testing.T) {
-	data, err := os.ReadFile("testdata/cmyk.jpg") // written by PIL, 24x16
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := readTestdata(t, "cmyk.jpg") // written by PIL, 24x16
 	ours, reference := decodeBoth(t, data)
 	if ours.Bounds() != reference.Bounds() {
 		t.Fatalf("bounds %v, want %v", ours.Bounds(), reference.Bounds())
@@ -239,4 +306,44 @@ func BenchmarkDecode(b *testing.B) {
 	b.ReportMetric(ours[len(ours)/2], "libjpeg-turbo-us/crop")
 	b.ReportMetric(theirs[len(theirs)/2], "image-jpeg-us/crop")
 	b.ReportMetric(theirs[len(theirs)/2]/ours[len(ours)/2], "speedup")
+}
+
+// FuzzDecode feeds Decode damaged and forged JPEGs: it must return an error or an image of the
+// size the header gives, never crash (libjpeg's own error handling would exit the process) and
+// never read or write outside its buffers.
+func FuzzDecode(f *testing.F) {
+	crops := realCrops(f)
+	for _, data := range crops[:3] {
+		f.Add(data)
+	}
+	for _, name := range []string{"cmyk.jpg", "scans-380.jpg"} {
+		f.Add(readTestdata(f, name))
+	}
+	small := image.NewRGBA(image.Rect(0, 0, 16, 16))
+	for i := range small.Pix {
+		small.Pix[i] = uint8(i * 7)
+	}
+	var encoded bytes.Buffer
+	if err := jpeg.Encode(&encoded, small, &jpeg.Options{Quality: 75}); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(encoded.Bytes())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		picture, err := Decode(data)
+		if err != nil {
+			return
+		}
+		config, err := jpeg.DecodeConfig(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("decoded %v but the header does not parse: %v", picture.Bounds(), err)
+		}
+		if picture.Bounds() != image.Rect(0, 0, config.Width, config.Height) {
+			t.Fatalf("decoded %v, header says %dx%d", picture.Bounds(), config.Width, config.Height)
+		}
+		for i := 3; i < len(picture.Pix); i += 4 {
+			if picture.Pix[i] != 255 {
+				t.Fatalf("alpha %d at pixel %d", picture.Pix[i], i/4)
+			}
+		}
+	})
 }
