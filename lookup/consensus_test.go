@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"image"
 	"math"
 	"net/http"
 	"strings"
@@ -182,7 +183,7 @@ func TestTrackConsensus(t *testing.T) {
 // fixedEmbedder embeds every image as one vector.
 type fixedEmbedder []float32
 
-func (e fixedEmbedder) Embed(_ context.Context, images [][]byte) ([][]float32, error) {
+func (e fixedEmbedder) Embed(_ context.Context, images []image.Image) ([][]float32, error) {
 	out := make([][]float32, len(images))
 	for i := range out {
 		out[i] = e

@@ -2,7 +2,6 @@ package lookup
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"image"
 	"image/png"
@@ -10,28 +9,15 @@ import (
 	"github.com/reid-project/reid/internal/jpegturbo"
 )
 
-// ImageModel embeds decoded images; *torch.Model implements it.
-type ImageModel interface {
-	Embed(ctx context.Context, images []image.Image) ([][]float32, error)
-}
-
-// DecodingEmbedder adapts an ImageModel to Embedder by decoding each JPEG or PNG first.
-func DecodingEmbedder(model ImageModel) Embedder { return decodingEmbedder{model: model} }
-
-type decodingEmbedder struct{ model ImageModel }
-
-func (e decodingEmbedder) Embed(ctx context.Context, images [][]byte) ([][]float32, error) {
-	decoded := make([]image.Image, len(images))
-	for i, data := range images {
-		var err error
-		if bytes.HasPrefix(data, pngMagic) {
-			decoded[i], err = png.Decode(bytes.NewReader(data))
-		} else {
-			decoded[i], err = jpegturbo.Decode(data)
-		}
+// decodeImage decodes a JPEG the way the embedder stage decodes every stored crop (libjpeg-turbo),
+// so a crop searched by its file gets the vector stored for it, or a PNG.
+func decodeImage(data []byte) (image.Image, error) {
+	if bytes.HasPrefix(data, pngMagic) {
+		picture, err := png.Decode(bytes.NewReader(data))
 		if err != nil {
-			return nil, fmt.Errorf("decode image %d: %w", i, err)
+			return nil, fmt.Errorf("png: %w", err)
 		}
+		return picture, nil
 	}
-	return e.model.Embed(ctx, decoded)
+	return jpegturbo.Decode(data)
 }

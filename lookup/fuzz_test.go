@@ -53,6 +53,9 @@ func checkSearchRequest(t *testing.T, request searchRequest) {
 			t.Fatalf("invalid crop id accepted: %v", err)
 		}
 	}
+	if (request.Image == nil) != (request.Decoded == nil) {
+		t.Fatalf("%d bytes uploaded, decoded image %v", len(request.Image), request.Decoded)
+	}
 	if request.Image != nil && (request.ImageWidth < minImageSide || request.ImageHeight < minImageSide ||
 		request.ImageWidth*request.ImageHeight > fuzzLimits.maxImagePixels) {
 		t.Fatalf("image %dx%d accepted", request.ImageWidth, request.ImageHeight)
@@ -149,9 +152,12 @@ func FuzzCheckImage(f *testing.F) {
 		f.Add(image, "jpeg")
 	}
 	f.Fuzz(func(t *testing.T, data []byte, declared string) {
-		_, width, height, err := checkImage(data, declared, fuzzLimits.maxImagePixels)
+		_, decoded, err := checkImage(data, declared, fuzzLimits.maxImagePixels)
 		checkDecoderError(t, err)
-		if err == nil && (width*height > fuzzLimits.maxImagePixels || width < minImageSide || height < minImageSide) {
+		if err != nil {
+			return
+		}
+		if width, height := decoded.Bounds().Dx(), decoded.Bounds().Dy(); width*height > fuzzLimits.maxImagePixels || width < minImageSide || height < minImageSide {
 			t.Fatalf("image %dx%d accepted", width, height)
 		}
 	})

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"image/jpeg"
 	"image/png"
 	"io"
@@ -21,7 +22,6 @@ import (
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
-	"github.com/reid-project/reid/internal/jpegturbo"
 )
 
 // Request limits that are not configurable because no legitimate request comes near them.
@@ -51,8 +51,10 @@ func (s *Server) limits() limits {
 // searchRequest is a decoded, validated POST /v1/search.
 type searchRequest struct {
 	CropID string
-	// Image is the uploaded JPEG or PNG, checked to decode whole within the pixel limit.
+	// Image is the uploaded JPEG or PNG; Decoded is its pixels, decoded whole within the pixel
+	// limit while the request was checked.
 	Image       []byte
+	Decoded     image.Image
 	ImageFormat string
 	ImageWidth  int
 	ImageHeight int
@@ -184,11 +186,12 @@ func parseSearchRequest(w http.ResponseWriter, r *http.Request, lim limits) (sea
 		}
 	}
 	if request.Image != nil {
-		format, width, height, err := checkImage(request.Image, request.ImageFormat, lim.maxImagePixels)
+		format, decoded, err := checkImage(request.Image, request.ImageFormat, lim.maxImagePixels)
 		if err != nil {
 			return searchRequest{}, err
 		}
-		request.ImageFormat, request.ImageWidth, request.ImageHeight = format, width, height
+		request.ImageFormat, request.Decoded = format, decoded
+		request.ImageWidth, request.ImageHeight = decoded.Bounds().Dx(), decoded.Bounds().Dy()
 	}
 	if request.K, err = parseK(values, defaultK); err != nil {
 		return searchRequest{}, err
@@ -328,49 +331,40 @@ var (
 	pngMagic  = []byte("\x89PNG\r\n\x1a\n")
 )
 
-// checkImage makes sure data is a whole JPEG or PNG of sane size: the header is read first, so a
-// small file claiming enormous dimensions is refused before any pixel memory is allocated.
-// declared is the format named by the Content-Type ("" when a form upload names none).
-func checkImage(data []byte, declared string, maxPixels int) (format string, width, height int, err error) {
+// checkImage makes sure data is a whole JPEG or PNG of sane size and decodes it: the header is
+// read first, so a small file claiming enormous dimensions is refused before any pixel memory is
+// allocated. declared is the format named by the Content-Type ("" when a form upload names none).
+func checkImage(data []byte, declared string, maxPixels int) (format string, decoded image.Image, err error) {
 	if len(data) == 0 {
-		return "", 0, 0, errorf(http.StatusBadRequest, "empty image: the upload has 0 bytes")
+		return "", nil, errorf(http.StatusBadRequest, "empty image: the upload has 0 bytes")
 	}
+	decodeConfig := jpeg.DecodeConfig
 	switch {
 	case bytes.HasPrefix(data, jpegMagic):
 		format = "jpeg"
 	case bytes.HasPrefix(data, pngMagic):
-		format = "png"
+		format, decodeConfig = "png", png.DecodeConfig
 	default:
-		return "", 0, 0, errorf(http.StatusUnsupportedMediaType, "not a JPEG or PNG image (it starts with % x)", data[:min(len(data), 8)])
+		return "", nil, errorf(http.StatusUnsupportedMediaType, "not a JPEG or PNG image (it starts with % x)", data[:min(len(data), 8)])
 	}
 	if declared != "" && declared != format {
-		return "", 0, 0, errorf(http.StatusBadRequest, "Content-Type says image/%s but the body is a %s image", declared, strings.ToUpper(format))
-	}
-	decodeConfig, decode := jpeg.DecodeConfig, func(data []byte) error {
-		_, err := jpegturbo.Decode(data) // what the embedder will decode it with
-		return err
-	}
-	if format == "png" {
-		decodeConfig, decode = png.DecodeConfig, func(data []byte) error {
-			_, err := png.Decode(bytes.NewReader(data))
-			return err
-		}
+		return "", nil, errorf(http.StatusBadRequest, "Content-Type says image/%s but the body is a %s image", declared, strings.ToUpper(format))
 	}
 	header, err := decodeConfig(bytes.NewReader(data))
 	if err != nil {
-		return "", 0, 0, errorf(http.StatusBadRequest, "cannot read the %s header: %v", strings.ToUpper(format), err)
+		return "", nil, errorf(http.StatusBadRequest, "cannot read the %s header: %v", strings.ToUpper(format), err)
 	}
-	width, height = header.Width, header.Height
+	width, height := header.Width, header.Height
 	if width < minImageSide || height < minImageSide {
-		return "", 0, 0, errorf(http.StatusBadRequest, "image is %dx%d; a person crop must be at least %dx%d", width, height, minImageSide, minImageSide)
+		return "", nil, errorf(http.StatusBadRequest, "image is %dx%d; a person crop must be at least %dx%d", width, height, minImageSide, minImageSide)
 	}
 	if int64(width)*int64(height) > int64(maxPixels) {
-		return "", 0, 0, errorf(http.StatusRequestEntityTooLarge, "image is %dx%d = %d pixels; the limit is %d", width, height, int64(width)*int64(height), maxPixels)
+		return "", nil, errorf(http.StatusRequestEntityTooLarge, "image is %dx%d = %d pixels; the limit is %d", width, height, int64(width)*int64(height), maxPixels)
 	}
-	if err := decode(data); err != nil {
-		return "", 0, 0, errorf(http.StatusBadRequest, "the %s image is corrupt or truncated: %v", strings.ToUpper(format), err)
+	if decoded, err = decodeImage(data); err != nil {
+		return "", nil, errorf(http.StatusBadRequest, "the %s image is corrupt or truncated: %v", strings.ToUpper(format), err)
 	}
-	return format, width, height, nil
+	return format, decoded, nil
 }
 
 // parseCropID validates an id from a client; cropstore.ParseID refuses anything that could name a

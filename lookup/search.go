@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image"
 	"math"
 	"net/http"
 	"sort"
@@ -92,7 +93,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, call *call
 	if searcher == nil {
 		return errNotReady
 	}
-	vector, from, query, err := s.queryVector(r.Context(), searcher, request.CropID, request.Image)
+	vector, from, query, err := s.queryVector(r.Context(), searcher, request.CropID, request.Decoded)
 	if err != nil {
 		return err
 	}
@@ -164,8 +165,8 @@ func (s *Server) handleSightings(w http.ResponseWriter, r *http.Request, call *c
 // queryVector finds the vector to search with: the indexed vector of a crop id (or the embedding
 // of its stored image when the index lacks it), or the embedding of an upload. For an indexed
 // crop it also says which crop and track the query is.
-func (s *Server) queryVector(ctx context.Context, searcher *searcherBox, cropID string, upload []byte) ([]float32, string, queryTrack, error) {
-	image := upload
+func (s *Server) queryVector(ctx context.Context, searcher *searcherBox, cropID string, upload image.Image) ([]float32, string, queryTrack, error) {
+	picture := upload
 	from := "upload"
 	if cropID != "" {
 		items, err := searcher.Get(ctx, searcher.version, []string{cropID})
@@ -179,9 +180,12 @@ func (s *Server) queryVector(ctx context.Context, searcher *searcherBox, cropID 
 			}
 			return items[0].Vector, "index", query, nil
 		}
-		image, err = s.config.Store.Image(ctx, cropID)
+		data, err := s.config.Store.Image(ctx, cropID)
 		if err != nil {
 			return nil, "", queryTrack{}, cropError(cropID, err)
+		}
+		if picture, err = decodeImage(data); err != nil {
+			return nil, "", queryTrack{}, fmt.Errorf("stored crop %s: %w", cropID, err)
 		}
 		from = "embedder"
 	}
@@ -189,7 +193,7 @@ func (s *Server) queryVector(ctx context.Context, searcher *searcherBox, cropID 
 	if embedder == nil {
 		return nil, "", queryTrack{}, &apiError{status: http.StatusServiceUnavailable, message: "the embedder is still loading: image search is not available yet", retryAfter: 5 * time.Second}
 	}
-	vectors, err := embedder.Embed(ctx, [][]byte{image})
+	vectors, err := embedder.Embed(ctx, []image.Image{picture})
 	if err != nil {
 		return nil, "", queryTrack{}, fmt.Errorf("embed: %w", err)
 	}

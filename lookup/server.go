@@ -16,6 +16,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"image"
 	"io"
 	"log/slog"
 	"net"
@@ -48,10 +49,11 @@ type CropStore interface {
 	Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error
 }
 
-// Embedder turns encoded person crops (JPEG or PNG bytes, already validated and size-checked)
-// into L2-normalised vectors of the active model version, one per image.
+// Embedder turns decoded person crops into L2-normalised vectors of the active model version,
+// one per image; *torch.Model implements it. The server decodes uploads itself, once, while
+// validating them.
 type Embedder interface {
-	Embed(ctx context.Context, images [][]byte) ([][]float32, error)
+	Embed(ctx context.Context, images []image.Image) ([][]float32, error)
 }
 
 // Config is everything a Server needs. Store is required; Index and Embedder may be nil at

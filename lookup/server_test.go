@@ -984,34 +984,26 @@ func crc32IEEE(data []byte) uint32 { return crc32.ChecksumIEEE(data) }
 
 func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
 
-type imageModelFunc func(ctx context.Context, images []image.Image) ([][]float32, error)
-
-func (f imageModelFunc) Embed(ctx context.Context, images []image.Image) ([][]float32, error) {
-	return f(ctx, images)
-}
-
-func TestDecodingEmbedder(t *testing.T) {
+// Uploads and stored crops decode the same way whether JPEG or PNG.
+func TestDecodeImage(t *testing.T) {
 	people := lookuptest.Identities(1, 1)
-	var sizes []image.Point
-	embedder := DecodingEmbedder(imageModelFunc(func(ctx context.Context, images []image.Image) ([][]float32, error) {
-		vectors := make([][]float32, len(images))
-		for i, img := range images {
-			sizes = append(sizes, img.Bounds().Size())
-			vectors[i] = lookuptest.ColorVector(img)
+	var vectors [][]float32
+	for _, data := range [][]byte{lookuptest.Crop(people[0], 1, false), lookuptest.Crop(people[0], 1, true)} {
+		picture, err := decodeImage(data)
+		if err != nil {
+			t.Fatal(err)
 		}
-		return vectors, nil
-	}))
-	vectors, err := embedder.Embed(context.Background(), [][]byte{lookuptest.Crop(people[0], 1, false), lookuptest.Crop(people[0], 1, true)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(vectors) != 2 || len(sizes) != 2 || sizes[0] != (image.Point{64, 128}) || sizes[1] != (image.Point{64, 128}) {
-		t.Fatalf("vectors %d, sizes %v", len(vectors), sizes)
+		if size := picture.Bounds().Size(); size != (image.Point{64, 128}) {
+			t.Fatalf("decoded %v, want 64x128", size)
+		}
+		vectors = append(vectors, lookuptest.ColorVector(picture))
 	}
 	if vecmath.Dot(vectors[0], vectors[1]) < 0.99 {
-		t.Errorf("the JPEG and PNG of one crop embed differently: %v", vecmath.Dot(vectors[0], vectors[1]))
+		t.Errorf("the JPEG and PNG of one crop decode differently: %v", vecmath.Dot(vectors[0], vectors[1]))
 	}
-	if _, err := embedder.Embed(context.Background(), [][]byte{[]byte("nope")}); err == nil {
-		t.Error("a non-image was embedded")
+	for _, data := range [][]byte{[]byte("nope"), pngMagic, lookuptest.Crop(people[0], 1, false)[:100]} {
+		if _, err := decodeImage(data); err == nil {
+			t.Errorf("%q decoded", data[:min(len(data), 8)])
+		}
 	}
 }

@@ -58,9 +58,9 @@ func prepareModelSwitch(ctx context.Context, options config.Options, vectors ind
 // lookupBackends is the gallery and embedder the lookup server starts with.
 func (sw *modelSwitch) lookupBackends(loaded *loadedModel) (string, lookup.Embedder) {
 	if sw != nil && sw.fromModel != nil {
-		return sw.from, lookup.DecodingEmbedder(sw.fromModel.network)
+		return sw.from, sw.fromModel.network
 	}
-	return loaded.version.ID, lookup.DecodingEmbedder(loaded.network)
+	return loaded.version.ID, loaded.network
 }
 
 // run backfills the new gallery, activates it and moves the lookup server (nil when not serving)
@@ -88,7 +88,7 @@ func (sw *modelSwitch) run(ctx context.Context, store *cropstore.Local, vectors 
 		return
 	}
 	if server != nil {
-		server.Switch(vectors, version, lookup.DecodingEmbedder(sw.to.network))
+		server.Switch(vectors, version, sw.to.network)
 	}
 	slog.Info("model switch done: lookups read the new gallery", "from", sw.from, "to", version, "backfilled", sw.stats.Embedded)
 }

@@ -132,6 +132,46 @@ func TestRunEndToEnd(t *testing.T) {
 			t.Fatalf("item %s has metadata %+v and %d values", item.ID, item.Metadata, len(item.Vector))
 		}
 	}
+	checkSearchUpload(t, options, vectors, store, summary.Model, archived[len(archived)/2])
+}
+
+// checkSearchUpload posts a stored crop's JPEG to the lookup API, which decodes uploads itself:
+// the crop must come back first with its stored vector's score, as through `reid search`.
+func checkSearchUpload(t *testing.T, options config.Options, vectors index.Index, store *cropstore.Local, version, queryID string) {
+	t.Helper()
+	ctx := context.Background()
+	model, err := openModel(ctx, options, version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer model.Close()
+	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
+	server, closeAudit, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: version, Store: store, Embedder: model.network})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeAudit()
+	api := httptest.NewServer(server)
+	defer api.Close()
+	jpegBytes, err := store.Image(ctx, queryID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	response, err := http.Post(api.URL+"/v1/search?k=3&track_consensus=false", "image/jpeg", bytes.NewReader(jpegBytes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer response.Body.Close()
+	var decoded struct {
+		Query   lookup.QueryJSON   `json:"query"`
+		Matches []lookup.MatchJSON `json:"matches"`
+	}
+	if err := json.NewDecoder(response.Body).Decode(&decoded); err != nil || response.StatusCode != http.StatusOK {
+		t.Fatalf("POST /v1/search: status %d, %v", response.StatusCode, err)
+	}
+	if decoded.Query.VectorFrom != "upload" || len(decoded.Matches) == 0 || decoded.Matches[0].CropID != queryID || decoded.Matches[0].Score < 0.9999 {
+		t.Fatalf("upload of crop %s: query %+v, matches %+v", queryID, decoded.Query, decoded.Matches)
+	}
 }
 
 // TestRunCameraDetector runs two cameras through `reid run` from a config file, one with its own

@@ -145,7 +145,7 @@ func loadLookupBackends(ctx context.Context, options config.Options, server *loo
 		slog.Error("lookup: model and gallery dimensions differ; search by image disabled", "model_dim", dim, "gallery_dim", active.Dim)
 		return func() { model.Close(); vectors.Close() }
 	}
-	server.SetEmbedder(lookup.DecodingEmbedder(model.network))
+	server.SetEmbedder(model.network)
 	slog.Info("lookup: embedder ready", "version", active.Name)
 	if options.Lookup.FollowInterval <= 0 {
 		return func() { model.Close(); vectors.Close() }
@@ -194,7 +194,7 @@ func followActiveGallery(ctx context.Context, options config.Options, vectors in
 			slog.Error("lookup: the active gallery's model has another dimension; still serving the previous gallery", "active", active.Name)
 			continue
 		}
-		server.Switch(vectors, active.Name, lookup.DecodingEmbedder(model.network))
+		server.Switch(vectors, active.Name, model.network)
 		loaded = append(loaded, model)
 		slog.Info("lookup: moved to the newly active gallery", "from", serving, "to", active.Name, "vectors", active.Count)
 		serving = active.Name

@@ -245,18 +245,14 @@ func (e *ColorEmbedder) Calls() int {
 	return e.calls
 }
 
-// Embed decodes each JPEG or PNG and returns its colour vector.
-func (e *ColorEmbedder) Embed(ctx context.Context, images [][]byte) ([][]float32, error) {
+// Embed returns each image's colour vector.
+func (e *ColorEmbedder) Embed(ctx context.Context, images []image.Image) ([][]float32, error) {
 	e.mu.Lock()
 	e.calls += len(images)
 	e.mu.Unlock()
 	vectors := make([][]float32, len(images))
-	for i, data := range images {
-		img, _, err := image.Decode(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("color embedder: image %d: %w", i, err)
-		}
-		vectors[i] = ColorVector(img)
+	for i, picture := range images {
+		vectors[i] = ColorVector(picture)
 	}
 	return vectors, ctx.Err()
 }
