@@ -7,9 +7,13 @@ package torch
 import "C"
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"slices"
 	"strings"
 	"unsafe"
@@ -38,7 +42,7 @@ type StateDict struct {
 // OrderedDict or dict, optionally wrapped as {"state_dict": ...} (or "model", "model_state_dict")
 // and optionally with DataParallel's "module." prefixes, which are removed.
 func ReadStateDict(path string) (*StateDict, error) {
-	object, err := pytorch.Load(path)
+	object, err := loadCheckpoint(path)
 	if err != nil {
 		return nil, fmt.Errorf("torch: read %s: %w", path, err)
 	}
@@ -84,6 +88,66 @@ func ReadStateDict(path string) (*StateDict, error) {
 	return sd, nil
 }
 
+// loadCheckpoint is pytorch.Load made safe for damaged files. gopickle (v0.2.0, its latest)
+// trusts the bytes it reads: it indexes its opcode table with them and asserts types unchecked,
+// so a damaged pickle panics inside it; those panics become errors here. checkLoadable refuses
+// the files on which it would never return.
+func loadCheckpoint(path string) (object any, err error) {
+	if err := checkLoadable(path); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if recovered := recover(); recovered != nil {
+			object, err = nil, fmt.Errorf("damaged checkpoint: the pickle reader failed: %v", recovered)
+		}
+	}()
+	object, err = pytorch.Load(path)
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("the file ends early (cut short?): %w", err)
+	}
+	return object, err
+}
+
+// checkLoadable refuses files that are not PyTorch checkpoints before gopickle sees them, with an
+// error that says what the file is. gopickle reads any file that is not a zip archive as PyTorch's
+// legacy format, and fails there in ways that say nothing of the file ("unknown opcode: 0x3c",
+// for an HTML error page saved as .pth) or never return: it loops forever on an empty file.
+func checkLoadable(path string) error {
+	archive, zipErr := zip.OpenReader(path)
+	if zipErr == nil {
+		return archive.Close() // torch.save's format since PyTorch 1.6
+	}
+	file, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer file.Close()
+	head := make([]byte, 512)
+	n, err := io.ReadFull(file, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return err
+	}
+	head = head[:n]
+	switch {
+	case n == 0:
+		return errors.New("the file is empty")
+	case len(head) > 16 && head[0] == 0x80 && bytes.Contains(head[:min(len(head), 32)], legacyMagic):
+		// The legacy format opens with a pickled magic number. gopickle first tries it as a tar
+		// archive, which fails on the 0x80, and then reads it as this format.
+		return nil
+	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
+		return fmt.Errorf("a damaged zip archive (cut short?): %w", zipErr)
+	case len(head) >= 262 && string(head[257:262]) == "ustar":
+		return errors.New("a tar archive, PyTorch's format before 0.4, which reid does not read: load it in PyTorch and save it again with torch.save")
+	default:
+		return fmt.Errorf("not a PyTorch checkpoint: neither a zip archive nor the legacy format; it starts with %q", head[:min(len(head), 24)])
+	}
+}
+
+// legacyMagic is the magic number PyTorch's legacy format pickles first, 0x1950a86a20f9469cfc6c,
+// as pickle's LONG1 writes it (little-endian).
+var legacyMagic = []byte{0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19}
+
 type dictEntry struct{ key, value any }
 
 func dictEntries(object any) ([]dictEntry, error) {
@@ -108,11 +172,19 @@ func dictEntries(object any) ([]dictEntry, error) {
 	return entries, nil
 }
 
+// maxTensorElements bounds one tensor of a checkpoint (1 GiB of float32), far above any re-id
+// network's largest (ResNet-50's ImageNet classifier, 2M), so a forged shape cannot make
+// convertTensor allocate without end.
+const maxTensorElements = 1 << 28
+
 // convertTensor gathers a (possibly strided) tensor from its storage into a contiguous slice.
 func convertTensor(tensor *pytorch.Tensor) (StateTensor, error) {
 	out := StateTensor{Shape: make([]int64, len(tensor.Size))}
 	count := 1
 	for i, n := range tensor.Size {
+		if n < 0 || (n > 0 && count > maxTensorElements/n) {
+			return out, fmt.Errorf("shape %v: negative or over %d elements", tensor.Size, maxTensorElements)
+		}
 		out.Shape[i] = int64(n)
 		count *= n
 	}
@@ -151,6 +223,12 @@ func convertTensor(tensor *pytorch.Tensor) (StateTensor, error) {
 		}
 	default:
 		return out, fmt.Errorf("unsupported storage %T", tensor.Source)
+	}
+	// Each element of a saved parameter or buffer has its own place in the storage (a contiguous
+	// or transposed view); a tensor with more elements than its storage is an overlapping view
+	// (expand's zero strides), which no state dict needs and which could ask for any size.
+	if count > storageLen {
+		return out, fmt.Errorf("shape %v has %d elements, more than its storage's %d", tensor.Size, count, storageLen)
 	}
 	// Walk the logical indices in row-major order, computing each storage offset from the strides.
 	index := make([]int, len(tensor.Size))
