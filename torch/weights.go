@@ -91,7 +91,10 @@ func ReadStateDict(path string) (*StateDict, error) {
 // loadCheckpoint is pytorch.Load made safe for damaged files. gopickle (v0.2.0, its latest)
 // trusts the bytes it reads: it indexes its opcode table with them and asserts types unchecked,
 // so a damaged pickle panics inside it; those panics become errors here. checkLoadable refuses
-// the files on which it would never return.
+// the files on which it would never return. Still unguarded: gopickle allocates a string or
+// storage as long as the length field read from the file says before reading it, so a damaged
+// length in an otherwise valid file can cost gigabytes (address space, mostly never touched)
+// before the read fails.
 func loadCheckpoint(path string) (object any, err error) {
 	if err := checkLoadable(path); err != nil {
 		return nil, err
