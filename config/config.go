@@ -102,7 +102,8 @@ type Detector struct {
 	Model string `mapstructure:"model" yaml:"model"`
 	// ModelsDir holds the model files. Default <shared_dir>/models/detector.
 	ModelsDir string `mapstructure:"models_dir" yaml:"models_dir"`
-	// InputSize is the square network input; 0 uses the model's own (320 or 416).
+	// InputSize is the long side of the network input (the short side follows the frame's aspect
+	// ratio, rounded up to a multiple of 32); 0 uses the model's own (320 or 416).
 	InputSize int `mapstructure:"input_size" yaml:"input_size"`
 	// Confidence is the minimum score of a kept box. Default 0.5: at 0.3 Yolo-Fastest keeps
 	// tracking cones and signs in vtest.avi as people (static false hits that flood the crop store).

