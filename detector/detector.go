@@ -1,6 +1,6 @@
 // Package detector finds people in video frames with OpenCV DNN and one of two small models:
 // Yolo-Fastest-1.1 body (Darknet, one class) or YOLOX-nano (ONNX, COCO class 0). Frames are
-// letterboxed into the network input, decoded, thresholded, filtered by box size and shape,
+// letterboxed into the network input (square, or shaped to the frame with FitInput), decoded, thresholded, filtered by box size and shape,
 // and de-duplicated with non-maximum suppression.
 //
 // A Detector holds an OpenCV Net and scratch images, so it is not safe for concurrent use: give
@@ -137,7 +137,7 @@ func New(options config.Detector, modelsDir string) (*Detector, error) {
 // Name is the model name recorded in every crop.
 func (d *Detector) Name() string { return d.name }
 
-// InputSize is the long side of the network input (see InputFor).
+// InputSize is the side of the square network input, or its long side with FitInput.
 func (d *Detector) InputSize() int { return d.size }
 
 // Close frees the network and scratch images.
@@ -201,7 +201,10 @@ func (d *Detector) prepare(frame gocv.Mat) gocv.Mat {
 			d.canvas.Close()
 		}
 		pad := d.model.padValue
-		input := InputFor(frameSize.X, frameSize.Y, d.size)
+		input := image.Pt(d.size, d.size)
+		if d.options.FitInput {
+			input = InputFor(frameSize.X, frameSize.Y, d.size)
+		}
 		d.canvas = gocv.NewMatWithSizeFromScalar(gocv.NewScalar(pad, pad, pad, 0), input.Y, input.X, gocv.MatTypeCV8UC3)
 		d.canvasFor = frameSize
 		d.letterbox = NewLetterbox(frameSize.X, frameSize.Y, input, d.model.centerPad)

@@ -50,6 +50,9 @@ func TestDetectorFindsWalkers(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Logf("%s: %d people in %v: %+v", model, len(detections), time.Since(start), detections)
+			if input := detector.letterbox.Input; input.X != input.Y {
+				t.Errorf("the default network input is %v, not square", input)
+			}
 			// Frame 300 shows 8 walkers; a miss or two and one false hit are tolerable.
 			if len(detections) < 5 || len(detections) > 10 {
 				t.Errorf("found %d people, want 5-10", len(detections))
@@ -70,7 +73,7 @@ func TestDetectorFindsWalkers(t *testing.T) {
 	}
 }
 
-// A 4:3 frame goes through a 320x256 (YOLOX: 416x320) input, not a square one. The same frame
+// With FitInput a 4:3 frame goes through a 320x256 (YOLOX: 416x320) input, not a square one. The same frame
 // placed in a square canvas padded with the model's border colour goes through the square input
 // at the same scale and, the network's grids being 32 pixels, on the same grid alignment: the
 // people found must be the same, in the same places (a box decoded against the wrong input side
@@ -106,16 +109,17 @@ func TestRectangularInputFindsTheSamePeople(t *testing.T) {
 		t.Run(model, func(t *testing.T) {
 			options := config.Default().Detector
 			options.Model = model
-			detector, err := New(options, testassets.Path(t, "models/detector"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer detector.Close()
 			square, err := New(options, testassets.Path(t, "models/detector"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer square.Close()
+			options.FitInput = true
+			detector, err := New(options, testassets.Path(t, "models/detector"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer detector.Close()
 			pad, top := models[model].padValue, canvasTop[model]
 			var found, matched, squareFound int
 			for _, frame := range frames {

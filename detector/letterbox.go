@@ -6,12 +6,11 @@ import "image"
 // multiple of it.
 const stride = 32
 
-// InputFor is the network input for a frameWidth x frameHeight frame: the long side is size and
-// the short side is the scaled frame's, rounded up to a multiple of the stride. Both networks are
-// fully convolutional, so a 4:3 frame needs no 320x320 square: 320x256 holds the same pixels at
-// the same scale with 16 rows of padding instead of 80, a fifth less work for the network, and a
-// 16:9 frame 320x192, two fifths less. Detections are the same (measured on vtest.avi: the same
-// count, 97-99% of boxes within IoU 0.9 of the square input's).
+// InputFor is the network input config.Detector.FitInput gives a frameWidth x frameHeight frame:
+// the long side is size and the short side is the scaled frame's, rounded up to a multiple of the
+// stride. Both networks are fully convolutional, so a 4:3 frame needs no 320x320 square: 320x256
+// holds the same pixels at the same scale with 16 rows of padding instead of 80, and a 16:9 frame
+// 320x192.
 func InputFor(frameWidth, frameHeight, size int) image.Point {
 	scale := min(float32(size)/float32(frameWidth), float32(size)/float32(frameHeight))
 	roundUp := func(side int) int {

@@ -5,6 +5,7 @@
 #
 # Two rates are printed: wall-clock frames/s, and frames per CPU-second (user + sys), which stays
 # meaningful when other work shares the machine. Targets: Go >= 25 frames/s, Go/Python >= 1.0.
+# BENCH_FIT_INPUT=1 runs both with the network input shaped to the frame (detector.fit_input).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${REID_SHARED:-../shared}
@@ -31,12 +32,17 @@ run() {
 	echo "$name $(cat "$timing") $(tr -d '\n' <"$out")" >>"$WORK/results"
 }
 
+FIT=()
+if [[ ${BENCH_FIT_INPUT:-0} == 1 ]]; then
+	export REID_DETECTOR_FIT_INPUT=true
+	FIT=(--fit-input)
+fi
 for i in $(seq 1 "$RUNS"); do
 	rm -rf "$WORK/go" "$WORK/py"
 	run go "${PIN[@]}" bin/reid ingest --threads 1 --shared-dir "$SHARED" --data-dir "$WORK/go" \
 		--source "$VIDEO" --camera bench --json
 	run python "${PIN[@]}" "$PYTHON" scripts/bench_ingest.py --threads 1 --source "$VIDEO" \
-		--models "$MODELS" --out "$WORK/py"
+		--models "$MODELS" --out "$WORK/py" "${FIT[@]}"
 done
 
 "$PYTHON" - "$WORK/results" <<'PY'

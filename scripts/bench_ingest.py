@@ -2,8 +2,9 @@
 """Reference ingest pipeline in Debian's python3-opencv, for side-by-side benchmarks with
 `reid ingest`: the same steps with the same model, thresholds and defaults.
 
-decode (cv2.VideoCapture, FFmpeg) -> letterbox (320x256 for a 4:3 frame) -> cv2.dnn Yolo-Fastest
-body -> decode yolo rows -> size/aspect filter -> greedy NMS -> SORT tracker (constant-velocity Kalman, IoU, Hungarian
+decode (cv2.VideoCapture, FFmpeg) -> letterbox (square, or with --fit-input shaped to the frame as
+detector.InputFor does) -> cv2.dnn Yolo-Fastest body -> decode yolo rows
+-> size/aspect filter -> greedy NMS -> SORT tracker (constant-velocity Kalman, IoU, Hungarian
 via scipy) -> per-track rate limit -> padded crop resized to 128x256 -> JPEG -> crop store files
 (jpg + json, temp file, fsync, rename) written on a writer thread.
 
@@ -30,8 +31,8 @@ SIZE = 320
 
 
 def input_for(fw, fh, size):
-    """The network input for a frame, as detector.InputFor: long side size, short side the scaled
-    frame's rounded up to a multiple of 32 (the network's coarsest stride)."""
+    """The network input detector.InputFor gives a frame (config detector.fit_input): long side
+    size, short side the scaled frame's rounded up to a multiple of 32."""
     scale = min(size / fw, size / fh)
 
     def round_up(side):
@@ -170,6 +171,7 @@ def main():
     parser.add_argument("--models", required=True, help="directory of the yolo-fastest files")
     parser.add_argument("--out", required=True, help="crop directory")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--fit-input", action="store_true", help="network input shaped to the frame (detector.fit_input)")
     args = parser.parse_args()
     cv2.setNumThreads(args.threads)
     os.makedirs(args.out, exist_ok=True)
@@ -197,7 +199,7 @@ def main():
         index = frames
         stream_time = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
         fh, fw = frame.shape[:2]
-        iw, ih = input_for(fw, fh, SIZE)
+        iw, ih = input_for(fw, fh, SIZE) if args.fit_input else (SIZE, SIZE)
         scale = min(iw / fw, ih / fh)
         sw, sh = min(max(int(fw * scale + 0.5), 1), iw), min(max(int(fh * scale + 0.5), 1), ih)
         px, py = (iw - sw) // 2, (ih - sh) // 2

@@ -193,12 +193,17 @@ func reportSearchQuality(b *testing.B, options config.Options) {
 
 // syntheticCameras runs `reid synth video` (three cameras, 12 people walking from one to the next,
 // ground truth known) through `reid run` and returns the data dir, how many crops were indexed,
-// and who (ground-truth identity, -1 for none) each crop shows.
+// and who (ground-truth identity, -1 for none) each crop shows. REIDTEST_SYNTH_VIDEOS=DIR runs
+// videos made before instead, so that a change to ingest is measured on the same videos (the
+// harvest of real people behind them uses the detector too).
 func syntheticCameras(b *testing.B) (dataDir string, indexed int, identity func(cropstore.CropRecord) int) {
 	dataDir = pipelineFixture(b)
-	videoDir := filepath.Join(b.TempDir(), "video")
-	if out, err := runReid(b, "synth", "video", "--out", videoDir, "--cameras", "3", "--seconds", "120", "--identities", "12", "--seed", "7"); err != nil {
-		b.Fatalf("synth video: %v\n%s", err, out)
+	videoDir := os.Getenv("REIDTEST_SYNTH_VIDEOS")
+	if videoDir == "" {
+		videoDir = filepath.Join(b.TempDir(), "video")
+		if out, err := runReid(b, "synth", "video", "--out", videoDir, "--cameras", "3", "--seconds", "120", "--identities", "12", "--seed", "7"); err != nil {
+			b.Fatalf("synth video: %v\n%s", err, out)
+		}
 	}
 	truthJSON, err := os.ReadFile(filepath.Join(videoDir, "ground_truth.json"))
 	if err != nil {
