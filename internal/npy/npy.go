@@ -137,29 +137,34 @@ func Read(r io.Reader) (Matrix, error) {
 		return Matrix{}, fmt.Errorf("%w: shape %v too large", ErrFormat, shape)
 	}
 	count := rows * cols
-	m := Matrix{Rows: rows, Cols: cols, Data: make([]float32, count)}
+	var itemSize int
+	var decode func([]byte) float32
 	switch descr[1] {
 	case "<f4":
-		buffer := make([]byte, 4*count)
-		if _, err := io.ReadFull(reader, buffer); err != nil {
-			return Matrix{}, fmt.Errorf("%w: data shorter than shape %v: %v", ErrFormat, shape, err)
-		}
-		for i := range m.Data {
-			m.Data[i] = math.Float32frombits(binary.LittleEndian.Uint32(buffer[4*i:]))
-		}
+		itemSize, decode = 4, func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) }
 	case "<f8":
-		buffer := make([]byte, 8*count)
-		if _, err := io.ReadFull(reader, buffer); err != nil {
-			return Matrix{}, fmt.Errorf("%w: data shorter than shape %v: %v", ErrFormat, shape, err)
-		}
-		for i := range m.Data {
-			m.Data[i] = float32(math.Float64frombits(binary.LittleEndian.Uint64(buffer[8*i:])))
-		}
+		itemSize, decode = 8, func(b []byte) float32 { return float32(math.Float64frombits(binary.LittleEndian.Uint64(b))) }
 	default:
 		return Matrix{}, fmt.Errorf("%w: dtype %q, want '<f4' (or '<f8')", ErrFormat, descr[1])
 	}
+	// The data is read a chunk at a time and the matrix grows as it arrives, so a header whose
+	// shape promises gigabytes that are not there costs a chunk, not the promised size.
+	m := Matrix{Rows: rows, Cols: cols, Data: make([]float32, 0, min(count, readChunk))}
+	buffer := make([]byte, itemSize*min(count, readChunk))
+	for len(m.Data) < count {
+		chunk := buffer[:itemSize*min(count-len(m.Data), readChunk)]
+		if _, err := io.ReadFull(reader, chunk); err != nil {
+			return Matrix{}, fmt.Errorf("%w: data shorter than shape %v: %v", ErrFormat, shape, err)
+		}
+		for offset := 0; offset < len(chunk); offset += itemSize {
+			m.Data = append(m.Data, decode(chunk[offset:]))
+		}
+	}
 	return m, nil
 }
+
+// readChunk is how many values Read decodes at a time.
+const readChunk = 1 << 16
 
 // ReadFile reads a .npy file.
 func ReadFile(path string) (Matrix, error) {

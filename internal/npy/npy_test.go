@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -97,5 +98,24 @@ func TestMalformed(t *testing.T) {
 				t.Errorf("error %v, want ErrFormat", err)
 			}
 		})
+	}
+}
+
+// A header promising about 8 GB of float32 before 16 bytes of data is refused for being short,
+// having allocated about what is there, not what was promised.
+func TestShortDataCostsLittle(t *testing.T) {
+	header := "{'descr': '<f4', 'fortran_order': False, 'shape': (4000000, 512), }"
+	header += strings.Repeat(" ", 63-len(header)%64) + "\n"
+	data := append([]byte("\x93NUMPY\x01\x00"), byte(len(header)), byte(len(header)>>8))
+	data = append(append(data, header...), make([]byte, 16)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err := Read(bytes.NewReader(data))
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), "data shorter") {
+		t.Fatalf("error %v, want ErrFormat for short data", err)
+	}
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 16<<20 {
+		t.Errorf("allocated %d MiB for 16 bytes of data", allocated>>20)
 	}
 }
