@@ -3,6 +3,7 @@ package archiver
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,5 +50,49 @@ func TestHandleFailsWholeBatchOnStoreError(t *testing.T) {
 	var rejected *stream.RejectedError
 	if err == nil || errors.As(err, &rejected) {
 		t.Fatalf("want a retryable error, got %v", err)
+	}
+}
+
+// gateStore lets Puts return only once `want` of them are in flight together: a batch written one
+// record at a time never opens it.
+type gateStore struct {
+	mu       sync.Mutex
+	inFlight int
+	want     int
+	open     chan struct{}
+	stored   map[string]bool
+}
+
+func (s *gateStore) Put(ctx context.Context, record cropstore.CropRecord) error {
+	s.mu.Lock()
+	s.inFlight++
+	if s.inFlight == s.want {
+		close(s.open)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.open:
+	case <-time.After(5 * time.Second):
+		return errors.New("the other writes never came")
+	}
+	s.mu.Lock()
+	s.stored[record.ID] = true
+	s.mu.Unlock()
+	return nil
+}
+
+func TestHandleWritesSideBySide(t *testing.T) {
+	store := &gateStore{want: 4, open: make(chan struct{}), stored: map[string]bool{}}
+	when := time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC)
+	var batch []stream.Message
+	for frame := range 20 {
+		batch = append(batch, stream.Message{Record: cropstore.CropRecord{ID: cropstore.NewID("door", when, int64(frame), 0), Camera: "door", Time: when, JPEG: []byte{1}}})
+	}
+	archive := New(store)
+	if err := archive.Handle(context.Background(), batch); err != nil {
+		t.Fatal(err)
+	}
+	if len(store.stored) != len(batch) || archive.Archived() != int64(len(batch)) {
+		t.Fatalf("stored %d, archived %d of %d", len(store.stored), archive.Archived(), len(batch))
 	}
 }
