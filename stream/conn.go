@@ -181,5 +181,3 @@ func (b *backoff) wait(ctx context.Context) error {
 		return nil
 	}
 }
-
-func (b *backoff) reset() { b.next = b.initial }

@@ -125,8 +125,6 @@ func clampByte(value float32) uint8 {
 	}
 }
 
-func clamp01(value float32) float32 { return min(max(value, 0), 1) }
-
 // luma is the Rec. 601 luminance of a BGR pixel.
 func luma(blue, green, red uint8) float32 {
 	return 0.114*float32(blue) + 0.587*float32(green) + 0.299*float32(red)

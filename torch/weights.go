@@ -344,9 +344,9 @@ func (m *Model) LoadStateDict(ctx context.Context, sd *StateDict) (LoadReport, e
 			var data unsafe.Pointer
 			dtype := C.int(C.RT_FLOAT32)
 			switch {
-			case a.tensor.Float != nil && len(a.tensor.Float) > 0:
+			case len(a.tensor.Float) > 0:
 				data = unsafe.Pointer(&a.tensor.Float[0])
-			case a.tensor.Int != nil && len(a.tensor.Int) > 0:
+			case len(a.tensor.Int) > 0:
 				data, dtype = unsafe.Pointer(&a.tensor.Int[0]), C.RT_INT64
 			default:
 				C.free(unsafe.Pointer(cname))

@@ -959,7 +959,8 @@ func (ix *Index) Close() error {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	for _, v := range ix.versions {
-		v.mu.Lock() // waits for writes in flight
+		v.mu.Lock()
+		//lint:ignore SA2001 taking the lock waits for the writes in flight; nothing is done under it
 		v.mu.Unlock()
 	}
 	err := ix.closeVersions()
