@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/nlpodyssey/gopickle/pytorch"
-
-	"github.com/reid-project/reid/internal/testassets"
 )
 
 // FuzzReadStateDict: a damaged or forged checkpoint given to `reid model import` must give an
@@ -75,7 +73,9 @@ func TestReadStateDictRefusesWrongFiles(t *testing.T) {
 		{"zeros", make([]byte, 2048), "not a PyTorch checkpoint"},
 		{"an HTML error page", []byte("<!DOCTYPE html>\n<html><body>404 Not Found</body></html>\n"), `starts with "<!DOCTYPE html>`},
 		{"a Git LFS pointer", []byte("version https://git-lfs.github.com/spec/v1\noid sha256:4d7a\nsize 1234\n"), `starts with "version https://git-lfs`},
-		{"ONNX", readFile(t, testassets.Path(t, "models/reid/osnet_x0_25_msmt17.onnx")), "not a PyTorch checkpoint"},
+		// The start of ../shared's osnet_x0_25_msmt17.onnx (a protobuf: IR version 7, producer
+		// "pytorch" 1.13.0), then the graph; the shared file itself is not on the GPU machine.
+		{"ONNX", append([]byte("\x08\x07\x12\x07pytorch\x1a\x061.13.0:\xd7\xb9\x36\x0a"), bytes.Repeat([]byte{0x42, 0x17, 0x0a}, 300)...), "not a PyTorch checkpoint"},
 		{"a tar archive", archive.Bytes(), "PyTorch's format before 0.4"},
 		{"zip format cut short", zipped[:len(zipped)/2], "a damaged zip archive"},
 		{"legacy format cut short", legacy[:len(legacy)-100], "the file ends early"},
