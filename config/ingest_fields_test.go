@@ -35,6 +35,7 @@ func TestIngestFieldValidation(t *testing.T) {
 		{"crops.height", func(o *Options) { o.Crops.Height = 4096 }},
 		{"crops.jpeg_quality", func(o *Options) { o.Crops.JPEGQuality = 0 }},
 		{"crops.min_interval", func(o *Options) { o.Crops.MinInterval = -time.Millisecond }},
+		{"crops.stationary_interval", func(o *Options) { o.Crops.StationaryInterval = -time.Second }},
 		{"crops.padding", func(o *Options) { o.Crops.Padding = 1.5 }},
 		{"trainer.epochs", func(o *Options) { o.Trainer.Epochs = 0 }},
 		{"trainer.iters_per_epoch", func(o *Options) { o.Trainer.ItersPerEpoch = -3 }},

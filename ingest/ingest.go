@@ -139,6 +139,7 @@ type cameraCounters struct {
 	camera                                  string
 	decoded, frames, detections, crops      atomic.Int64
 	tracks, reconnects, skipped, sinkErrors atomic.Int64
+	stationary                              atomic.Int64
 	queued                                  atomic.Int64 // records handed to the writer
 	finishedAt                              atomic.Int64 // unix nanoseconds; 0 while running
 }
@@ -155,7 +156,11 @@ type CameraStats struct {
 	// Crops counts records the sink has accepted.
 	Crops int64 `json:"crops"`
 	// Tracks counts tracks that yielded at least one crop.
-	Tracks     int64 `json:"tracks"`
+	Tracks int64 `json:"tracks"`
+	// Stationary counts crops not made because their track had stood still (see
+	// config.Crops.StationaryInterval); a camera where it keeps growing has someone waiting, or
+	// a static object the detector takes for a person.
+	Stationary int64 `json:"stationary"`
 	Reconnects int64 `json:"reconnects"`
 	// Skipped counts unreadable still images.
 	Skipped int64   `json:"skipped"`
@@ -196,6 +201,7 @@ func (in *Ingester) Stats() Stats {
 			Detections: counters.detections.Load(),
 			Crops:      counters.crops.Load(),
 			Tracks:     counters.tracks.Load(),
+			Stationary: counters.stationary.Load(),
 			Reconnects: counters.reconnects.Load(),
 			Skipped:    counters.skipped.Load(),
 			Seconds:    end.Sub(started).Seconds(),
@@ -289,7 +295,7 @@ func (in *Ingester) processSource(ctx context.Context, camera config.Camera, det
 			IoU: in.options.Tracker.IoU, MaxAge: in.options.Tracker.MaxAge, MinHits: in.options.Tracker.MinHits,
 		}),
 		cropper:   newCropper(in.options.Crops),
-		lastCrop:  map[int64]time.Time{},
+		lastCrop:  map[int64]cropMark{},
 		counters:  counters,
 		queue:     queue,
 		options:   &in.options,
@@ -354,7 +360,7 @@ type cameraState struct {
 	sampler         *Sampler
 	tracker         *track.Tracker
 	cropper         *cropper
-	lastCrop        map[int64]time.Time // per track, for the rate limit
+	lastCrop        map[int64]cropMark // per track, for the rate limits
 	counters        *cameraCounters
 	queue           chan<- cropstore.CropRecord
 	options         *Options
@@ -440,18 +446,33 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 		if !assignment.Confirmed {
 			continue
 		}
-		last, seen := s.lastCrop[assignment.Track]
-		if seen && frameTime.Sub(last) < s.options.Crops.MinInterval {
-			continue
+		box := detections[i].Box
+		mark, seen := s.lastCrop[assignment.Track]
+		if !seen {
+			mark = cropMark{anchor: box, stillSince: frameTime}
 		}
-		jpeg, err := s.cropper.encode(s.frame, detections[i].Box)
+		mark.seen = frameTime
+		if detector.IoU(mark.anchor, box) < stationaryIoU {
+			mark.anchor, mark.stillSince = box, frameTime // it moved
+		}
+		s.lastCrop[assignment.Track] = mark
+		if seen {
+			if throttle := s.throttle(mark, frameTime); throttle != notThrottled {
+				if throttle == throttledStationary {
+					s.counters.stationary.Add(1)
+				}
+				continue
+			}
+		}
+		jpeg, err := s.cropper.encode(s.frame, box)
 		if err != nil {
 			continue // a box clipped to nothing at the frame edge has no crop
 		}
 		if !seen {
 			s.counters.tracks.Add(1)
 		}
-		s.lastCrop[assignment.Track] = frameTime
+		mark.at = frameTime
+		s.lastCrop[assignment.Track] = mark
 		record := cropstore.CropRecord{
 			ID:       cropstore.NewID(s.camera.ID, frameTime, frameIndex, i),
 			Camera:   s.camera.ID,
@@ -474,6 +495,44 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 	return nil
 }
 
+// cropMark is what the rate limits keep of a track.
+type cropMark struct {
+	at         time.Time // its last crop
+	seen       time.Time // its latest frame
+	anchor     detector.Box
+	stillSince time.Time // since when its box has stayed on anchor
+}
+
+// A track counts as stationary once its box has overlapped one position by at least
+// stationaryIoU for stationaryAfter: a person walking leaves it within a second, one who stops to
+// read a sign keeps the usual crop rate for a while, and a sign taken for a person is throttled
+// for the rest of the day.
+const (
+	stationaryIoU   = 0.85
+	stationaryAfter = 10 * time.Second
+)
+
+// throttle says whether, and why, a track gets no crop at frameTime.
+func (s *cameraState) throttle(mark cropMark, frameTime time.Time) throttleReason {
+	since := frameTime.Sub(mark.at)
+	if since < s.options.Crops.MinInterval {
+		return throttledRate
+	}
+	interval := s.options.Crops.StationaryInterval
+	if interval > 0 && frameTime.Sub(mark.stillSince) >= stationaryAfter && since < interval {
+		return throttledStationary
+	}
+	return notThrottled
+}
+
+type throttleReason int
+
+const (
+	notThrottled throttleReason = iota
+	throttledRate
+	throttledStationary
+)
+
 // forgetOldTracks bounds the rate-limit map: a track unseen for a minute has long ended (tracks
 // live max_age frames without detections).
 func (s *cameraState) forgetOldTracks(now time.Time) {
@@ -481,7 +540,7 @@ func (s *cameraState) forgetOldTracks(now time.Time) {
 		return
 	}
 	for id, last := range s.lastCrop {
-		if now.Sub(last) > time.Minute {
+		if now.Sub(last.seen) > time.Minute {
 			delete(s.lastCrop, id)
 		}
 	}

@@ -609,3 +609,53 @@ func TestCameraDetectorOverrides(t *testing.T) {
 		t.Errorf("detectors made with %+v, want the global settings and %+v", made, far)
 	}
 }
+
+// staticDetector reports one "person" that never moves: a sign, a mannequin, someone waiting.
+type staticDetector struct{}
+
+func (staticDetector) Detect(gocv.Mat) ([]detector.Detection, error) {
+	return []detector.Detection{{Box: detector.Box{X1: 50, Y1: 10, X2: 80, Y2: 100}, Score: 0.9}}, nil
+}
+func (staticDetector) Name() string { return "static" }
+func (staticDetector) Close() error { return nil }
+
+// A track that has not moved for 10 seconds is cropped once per stationary_interval, not once per
+// min_interval; one that moves keeps its usual rate.
+func TestStationaryTracks(t *testing.T) {
+	dir := writeStills(t, 60, "img%02d.png") // a minute of frames, one a second
+	tests := []struct {
+		name        string
+		detector    Detector
+		stationary  time.Duration
+		wantRecords int
+	}{
+		// Every frame for the first 10 seconds (0-9), then stationary: 10 has been waited for
+		// since the crop at 9 when it is 10 s still; then one crop per interval after the last.
+		{"static, default interval", staticDetector{}, config.Default().Crops.StationaryInterval, 11}, // 0-9, 39
+		{"static, 20 s", staticDetector{}, 20 * time.Second, 12},                                      // 0-9, 29, 49
+		{"static, off", staticDetector{}, 0, 60},
+		{"walking", &walkerDetector{}, config.Default().Crops.StationaryInterval, 60},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			sink := &memorySink{}
+			options := testOptions(sink, func(config.Detector) (Detector, error) { return test.detector, nil })
+			options.Tracker.MinHits = 1
+			options.Crops.StationaryInterval = test.stationary
+			ingester, err := New(options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			camera := config.Camera{ID: "door", Source: dir, FrameInterval: time.Second, StartTime: "2026-11-28T08:00:00Z"}
+			must(t, ingester.Run(context.Background(), []config.Camera{camera}))
+			if records := sink.byCamera("door"); len(records) != test.wantRecords {
+				t.Fatalf("%d crops over 60 frames, want %d", len(records), test.wantRecords)
+			}
+			// Every frame the rate limit (1 s apart, above min_interval) did not stop and the
+			// stationary limit did is counted.
+			if stats := ingester.Stats().Cameras[0]; stats.Frames != 60 || stats.Stationary != int64(60-test.wantRecords) {
+				t.Fatalf("%d frames processed, %d crops counted as stationary; want 60 and %d", stats.Frames, stats.Stationary, 60-test.wantRecords)
+			}
+		})
+	}
+}

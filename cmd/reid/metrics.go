@@ -38,6 +38,7 @@ var (
 	ingestDetectionsDesc = metricDesc("reid_ingest_detections_total", "People detected, per camera.", "camera")
 	ingestCropsDesc      = metricDesc("reid_ingest_crops_total", "Crops accepted by the sink (broker or crop store), per camera.", "camera")
 	ingestReconnectsDesc = metricDesc("reid_ingest_reconnects_total", "Source reconnects, per camera.", "camera")
+	ingestStationaryDesc = metricDesc("reid_ingest_stationary_skipped_total", "Crops not made because their track stood still (crops.stationary_interval), per camera.", "camera")
 	embedCropsDesc       = metricDesc("reid_embedder_crops_total", "Crops embedded and upserted (redeliveries included).")
 	embedRejectedDesc    = metricDesc("reid_embedder_rejected_total", "Crops sent to the dead-letter topic because they could not be decoded.")
 	embedSecondsDesc     = metricDesc("reid_embedder_seconds_total", "Time the embedder spent, by step (decode: only what was not decoded ahead).", "step")
@@ -56,7 +57,7 @@ var (
 
 func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
-		ingestFramesDesc, ingestDecodedDesc, ingestDetectionsDesc, ingestCropsDesc, ingestReconnectsDesc,
+		ingestFramesDesc, ingestDecodedDesc, ingestDetectionsDesc, ingestCropsDesc, ingestReconnectsDesc, ingestStationaryDesc,
 		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc,
 		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc,
 		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc,
@@ -79,6 +80,7 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 			counter(ingestDetectionsDesc, float64(camera.Detections), camera.Camera)
 			counter(ingestCropsDesc, float64(camera.Crops), camera.Camera)
 			counter(ingestReconnectsDesc, float64(camera.Reconnects), camera.Camera)
+			counter(ingestStationaryDesc, float64(camera.Stationary), camera.Camera)
 		}
 	}
 	if m.embedder != nil {
