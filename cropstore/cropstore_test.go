@@ -3,10 +3,15 @@ package cropstore
 import (
 	"context"
 	"errors"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 )
 
 func TestIDRoundTrip(t *testing.T) {
@@ -45,12 +50,52 @@ func TestParseIDRejects(t *testing.T) {
 	}
 }
 
-func TestLocalStore(t *testing.T) {
+// store is what both backends offer.
+type store interface {
+	Put(context.Context, CropRecord) error
+	Get(context.Context, string) (CropRecord, error)
+	Metadata(context.Context, string) (CropRecord, error)
+	Delete(context.Context, string) error
+	Cameras(context.Context) ([]string, error)
+	Walk(context.Context, Filter, func(CropRecord) error) error
+	DeleteBefore(context.Context, time.Time) (int, error)
+}
+
+// backends runs test on a local store and on an S3 store. No S3 server can run here, so the S3
+// store's real client (minio-go) talks HTTP to gofakes3, an in-process implementation of the S3
+// protocol, with one bucket.
+func backends(t *testing.T, test func(t *testing.T, store store)) {
+	t.Run("local", func(t *testing.T) {
+		local, err := OpenLocal(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		test(t, local)
+	})
+	t.Run("s3", func(t *testing.T) {
+		backend := s3mem.New()
+		if err := backend.CreateBucket("crops"); err != nil {
+			t.Fatal(err)
+		}
+		server := httptest.NewServer(gofakes3.New(backend).Server())
+		defer server.Close()
+		options := S3Options{Endpoint: strings.TrimPrefix(server.URL, "http://"), Bucket: "crops", Region: "us-east-1", AccessKey: "reid", SecretKey: "secret"}
+		bucket, err := OpenS3(context.Background(), options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		test(t, bucket)
+		options.Bucket = "missing"
+		if _, err := OpenS3(context.Background(), options); err == nil || !strings.Contains(err.Error(), "no bucket") {
+			t.Errorf("a missing bucket opened: %v", err)
+		}
+	})
+}
+
+func TestStore(t *testing.T) { backends(t, testStore) }
+
+func testStore(t *testing.T, store store) {
 	ctx := context.Background()
-	store, err := OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	base := time.Date(2026, 11, 27, 23, 59, 59, 0, time.UTC)
 	var ids []string
 	for i, camera := range []string{"gate", "gate", "lobby"} {
@@ -63,7 +108,7 @@ func TestLocalStore(t *testing.T) {
 		ids = append(ids, record.ID)
 	}
 	got, err := store.Get(ctx, ids[1])
-	if err != nil || got.Frame != 1 || got.Box.Height != 4 || got.JPEG[2] != 1 || got.Detector != "yolo-fastest" {
+	if err != nil || got.ID != ids[1] || got.Frame != 1 || got.Box.Height != 4 || got.JPEG[2] != 1 || got.Detector != "yolo-fastest" {
 		t.Fatalf("Get = %+v, %v", got, err)
 	}
 	cameras, err := store.Cameras(ctx)
@@ -100,21 +145,31 @@ func TestLocalStore(t *testing.T) {
 	if err := store.Delete(ctx, ids[0]); err != nil {
 		t.Fatalf("second Delete = %v, want nil", err)
 	}
-	leftovers, _ := filepath.Glob(filepath.Join(store.Root(), "*", "*", ".*"))
-	if len(leftovers) != 0 {
-		t.Fatalf("temporary files left: %v", leftovers)
+	if metadata, err := store.Metadata(ctx, ids[2]); err != nil || metadata.Camera != "lobby" || len(metadata.JPEG) != 0 {
+		t.Fatalf("Metadata = %+v, %v", metadata, err)
 	}
-	if _, err := os.Stat(filepath.Join(store.Root(), "lobby", "20261128")); err != nil {
-		t.Fatalf("crop not filed under its day: %v", err)
+	var everything []string
+	if err := store.Walk(ctx, Filter{}, func(record CropRecord) error {
+		everything = append(everything, record.ID)
+		return nil
+	}); err != nil || len(everything) != 2 || everything[0] != ids[1] || everything[1] != ids[2] {
+		t.Fatalf("Walk(all) = %v, %v; want [%s %s]", everything, err, ids[1], ids[2])
+	}
+	if local, ok := store.(*Local); ok {
+		leftovers, _ := filepath.Glob(filepath.Join(local.Root(), "*", "*", ".*"))
+		if len(leftovers) != 0 {
+			t.Fatalf("temporary files left: %v", leftovers)
+		}
+		if _, err := os.Stat(filepath.Join(local.Root(), "lobby", "20261128")); err != nil {
+			t.Fatalf("crop not filed under its day: %v", err)
+		}
 	}
 }
 
-func TestDeleteBefore(t *testing.T) {
+func TestDeleteBefore(t *testing.T) { backends(t, testDeleteBefore) }
+
+func testDeleteBefore(t *testing.T, store store) {
 	ctx := context.Background()
-	store, err := OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
 	cutoff := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	times := map[string]time.Time{
 		"two days old":          cutoff.Add(-50 * time.Hour),
@@ -155,8 +210,10 @@ func TestDeleteBefore(t *testing.T) {
 		}
 	}
 	// Old day directories are removed whole; the cutoff's day stays for what is left in it.
-	if _, err := os.Stat(filepath.Join(store.Root(), "gate", "20261126")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("yesterday's directory is still there: %v", err)
+	if local, ok := store.(*Local); ok {
+		if _, err := os.Stat(filepath.Join(local.Root(), "gate", "20261126")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("yesterday's directory is still there: %v", err)
+		}
 	}
 	if deleted, err := store.DeleteBefore(ctx, cutoff); err != nil || deleted != 0 {
 		t.Errorf("second DeleteBefore: %d, %v; want nothing left to delete", deleted, err)

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -32,13 +33,41 @@ func OpenLocal(dir string) (*Local, error) {
 // Root is the store's directory.
 func (s *Local) Root() string { return s.root }
 
+// Location names the store's directory, for logs.
+func (s *Local) Location() string { return s.root }
+
 func (s *Local) paths(id string) (image, metadata string, err error) {
+	imageKey, metadataKey, err := objectNames(id)
+	if err != nil {
+		return "", "", err
+	}
+	return filepath.Join(s.root, filepath.FromSlash(imageKey)), filepath.Join(s.root, filepath.FromSlash(metadataKey)), nil
+}
+
+// objectNames are a crop's image and metadata names relative to the store:
+// <camera>/<YYYYMMDD>/<id>.jpg and .json.
+func objectNames(id string) (image, metadata string, err error) {
 	parsed, err := ParseID(id)
 	if err != nil {
 		return "", "", err
 	}
-	dir := filepath.Join(s.root, parsed.Camera, parsed.Time.Format("20060102"))
-	return filepath.Join(dir, id+".jpg"), filepath.Join(dir, id+".json"), nil
+	base := parsed.Camera + "/" + parsed.Time.Format("20060102") + "/" + id
+	return base + ".jpg", base + ".json", nil
+}
+
+// checkPut refuses a record no store may keep and returns its object names.
+func checkPut(record CropRecord) (image, metadata string, err error) {
+	parsed, err := ParseID(record.ID)
+	if err != nil {
+		return "", "", err
+	}
+	if parsed.Camera != record.Camera {
+		return "", "", fmt.Errorf("%w %q: camera part differs from record camera %q", ErrInvalidID, record.ID, record.Camera)
+	}
+	if len(record.JPEG) == 0 {
+		return "", "", fmt.Errorf("crop store: record %s has no image", record.ID)
+	}
+	return objectNames(record.ID)
 }
 
 // Put stores record atomically. Putting the same id again replaces it, so retries are harmless.
@@ -46,15 +75,8 @@ func (s *Local) Put(ctx context.Context, record CropRecord) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	parsed, err := ParseID(record.ID)
-	if err != nil {
+	if _, _, err := checkPut(record); err != nil {
 		return err
-	}
-	if parsed.Camera != record.Camera {
-		return fmt.Errorf("%w %q: camera part differs from record camera %q", ErrInvalidID, record.ID, record.Camera)
-	}
-	if len(record.JPEG) == 0 {
-		return fmt.Errorf("crop store: record %s has no image", record.ID)
 	}
 	imagePath, metadataPath, err := s.paths(record.ID)
 	if err != nil {
@@ -182,14 +204,9 @@ type Filter struct {
 // Walk calls fn with the metadata of every complete record matching filter, in camera, then time,
 // then id order. fn returning an error stops the walk with that error.
 func (s *Local) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error) error {
-	cameras := []string{filter.Camera}
-	if filter.Camera == "" {
-		var err error
-		if cameras, err = s.Cameras(ctx); err != nil {
-			return err
-		}
-	} else if !validCamera(filter.Camera) {
-		return fmt.Errorf("crop store: invalid camera %q", filter.Camera)
+	cameras, err := walkCameras(ctx, filter, s.Cameras)
+	if err != nil {
+		return err
 	}
 	for _, camera := range cameras {
 		days, err := os.ReadDir(filepath.Join(s.root, camera))
@@ -217,25 +234,42 @@ func (s *Local) Walk(ctx context.Context, filter Filter, fn func(CropRecord) err
 				if err != nil {
 					return err
 				}
-				if !filter.From.IsZero() && record.Time.Before(filter.From) {
-					continue
-				}
-				if !filter.To.IsZero() && record.Time.After(filter.To) {
-					continue
-				}
 				records = append(records, record)
 			}
-			sort.Slice(records, func(i, j int) bool {
-				if !records[i].Time.Equal(records[j].Time) {
-					return records[i].Time.Before(records[j].Time)
-				}
-				return records[i].ID < records[j].ID
-			})
-			for _, record := range records {
-				if err := fn(record); err != nil {
-					return err
-				}
+			if err := visitDay(records, filter, fn); err != nil {
+				return err
 			}
+		}
+	}
+	return nil
+}
+
+// walkCameras is the cameras a Walk visits: the filter's one, or every camera.
+func walkCameras(ctx context.Context, filter Filter, all func(context.Context) ([]string, error)) ([]string, error) {
+	if filter.Camera == "" {
+		return all(ctx)
+	}
+	if !validCamera(filter.Camera) {
+		return nil, fmt.Errorf("crop store: invalid camera %q", filter.Camera)
+	}
+	return []string{filter.Camera}, nil
+}
+
+// visitDay calls fn with one day's records that are in the filter's time range, in time, then id
+// order.
+func visitDay(records []CropRecord, filter Filter, fn func(CropRecord) error) error {
+	records = slices.DeleteFunc(records, func(record CropRecord) bool {
+		return (!filter.From.IsZero() && record.Time.Before(filter.From)) || (!filter.To.IsZero() && record.Time.After(filter.To))
+	})
+	sort.Slice(records, func(i, j int) bool {
+		if !records[i].Time.Equal(records[j].Time) {
+			return records[i].Time.Before(records[j].Time)
+		}
+		return records[i].ID < records[j].ID
+	})
+	for _, record := range records {
+		if err := fn(record); err != nil {
+			return err
 		}
 	}
 	return nil

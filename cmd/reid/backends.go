@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
@@ -55,11 +56,31 @@ func openIndex(ctx context.Context, options config.Options) (index.Index, error)
 }
 
 // openCropStore opens the configured crop store.
-func openCropStore(options config.Options) (*cropstore.Local, error) {
-	if options.CropStore.Backend != "local" {
-		return nil, fmt.Errorf("cropstore.backend %q is not available in this build; use local", options.CropStore.Backend)
+func openCropStore(ctx context.Context, options config.Options) (cropStore, error) {
+	switch options.CropStore.Backend {
+	case "local":
+		return cropstore.OpenLocal(filepath.Join(options.DataDir, "crops"))
+	case "s3":
+		s3 := options.CropStore.S3
+		return cropstore.OpenS3(ctx, cropstore.S3Options{Endpoint: s3.Endpoint, Bucket: s3.Bucket, Region: s3.Region,
+			AccessKey: s3.AccessKey, SecretKey: s3.SecretKey, UseTLS: s3.UseTLS})
+	default:
+		return nil, fmt.Errorf("cropstore.backend %q: want local or s3", options.CropStore.Backend)
 	}
-	return cropstore.OpenLocal(filepath.Join(options.DataDir, "crops"))
+}
+
+// cropStore is the crop store every command works with: cropstore.Local or cropstore.S3.
+type cropStore interface {
+	Put(ctx context.Context, record cropstore.CropRecord) error
+	Get(ctx context.Context, id string) (cropstore.CropRecord, error)
+	Metadata(ctx context.Context, id string) (cropstore.CropRecord, error)
+	Image(ctx context.Context, id string) ([]byte, error)
+	Delete(ctx context.Context, id string) error
+	Cameras(ctx context.Context) ([]string, error)
+	Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error
+	DeleteBefore(ctx context.Context, t time.Time) (int, error)
+	// Location names the store in logs and messages: a directory or s3://bucket.
+	Location() string
 }
 
 // loadedModel is a model version running on a torch device.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"image"
 	"image/color"
-	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"gocv.io/x/gocv"
@@ -36,7 +35,7 @@ func newCropsCommand(g *globals) *cobra.Command {
 			if limit < 1 || columns < 1 {
 				return errors.New("--max and --columns must be >= 1")
 			}
-			store, err := cropstore.OpenLocal(filepath.Join(options.DataDir, "crops"))
+			store, err := openCropStore(cmd.Context(), options)
 			if err != nil {
 				return err
 			}
@@ -66,7 +65,7 @@ const (
 )
 
 // drawContactSheet tiles up to limit of camera's crops, evenly spread over the stored ones.
-func drawContactSheet(ctx context.Context, store *cropstore.Local, camera, out string, limit, columns int) (int, error) {
+func drawContactSheet(ctx context.Context, store cropStore, camera, out string, limit, columns int) (int, error) {
 	var records []cropstore.CropRecord
 	err := store.Walk(ctx, cropstore.Filter{Camera: camera}, func(record cropstore.CropRecord) error {
 		records = append(records, record)
@@ -76,7 +75,7 @@ func drawContactSheet(ctx context.Context, store *cropstore.Local, camera, out s
 		return 0, err
 	}
 	if len(records) == 0 {
-		return 0, fmt.Errorf("no crops stored for camera %q under %s", camera, store.Root())
+		return 0, fmt.Errorf("no crops stored for camera %q under %s", camera, store.Location())
 	}
 	if len(records) > limit {
 		picked := make([]cropstore.CropRecord, limit)

@@ -72,7 +72,7 @@ func newArchiveCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer closeBroker()
-			store, err := openCropStore(options)
+			store, err := openCropStore(ctx, options)
 			if err != nil {
 				return err
 			}
@@ -81,7 +81,7 @@ func newArchiveCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer startRetention(ctx, options, store, nil, nil)()
-			slog.Info("archiver running", "topic", options.Stream.CropsTopic, "group", options.Stream.ArchiveGroup, "store", store.Root())
+			slog.Info("archiver running", "topic", options.Stream.CropsTopic, "group", options.Stream.ArchiveGroup, "store", store.Location())
 			err = consumer.Run(ctx)
 			fmt.Fprintf(cmd.OutOrStdout(), "archived %d  dead-lettered %d\n", archive.Archived(), consumer.Stats().DeadLettered)
 			if errors.Is(err, ctx.Err()) {

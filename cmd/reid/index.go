@@ -99,7 +99,7 @@ its model) within lookup.follow_interval.`,
 			if len(args) == 1 {
 				version = args[0]
 			}
-			store, err := openCropStore(options)
+			store, err := openCropStore(ctx, options)
 			if err != nil {
 				return err
 			}

@@ -92,11 +92,11 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 		}
 		sink, destination = producer, "produced to topic "+options.Stream.CropsTopic
 	} else {
-		store, err := openCropStore(options)
+		store, err := openCropStore(ctx, options)
 		if err != nil {
 			return err
 		}
-		sink, destination = store, "crops stored under "+store.Root()
+		sink, destination = store, "crops stored under "+store.Location()
 		defer startRetention(ctx, options, store, nil, nil)()
 	}
 	ingester, err := newIngester(options, sink, maxFrames)

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 
 	"github.com/reid-project/reid/config"
-	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/lookup"
@@ -65,7 +64,7 @@ func (sw *modelSwitch) lookupBackends(loaded *loadedModel) (string, lookup.Embed
 
 // run backfills the new gallery, activates it and moves the lookup server (nil when not serving)
 // to it. It closes sw.done when it returns.
-func (sw *modelSwitch) run(ctx context.Context, store *cropstore.Local, vectors index.Index, server *lookup.Server) {
+func (sw *modelSwitch) run(ctx context.Context, store cropStore, vectors index.Index, server *lookup.Server) {
 	defer close(sw.done)
 	version := sw.to.version.ID
 	backfill, err := embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: vectors})

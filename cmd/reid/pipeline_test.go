@@ -99,7 +99,7 @@ func TestRunEndToEnd(t *testing.T) {
 
 	// The archived crops and the indexed vectors are the same set of ids.
 	options := loadOptions(t, dataDir)
-	store, err := openCropStore(options)
+	store, err := openCropStore(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func TestRunEndToEnd(t *testing.T) {
 
 // checkSearchUpload posts a stored crop's JPEG to the lookup API, which decodes uploads itself:
 // the crop must come back first with its stored vector's score, as through `reid search`.
-func checkSearchUpload(t *testing.T, options config.Options, vectors index.Index, store *cropstore.Local, version, queryID string) {
+func checkSearchUpload(t *testing.T, options config.Options, vectors index.Index, store cropStore, version, queryID string) {
 	t.Helper()
 	ctx := context.Background()
 	model, err := openModel(ctx, options, version)
@@ -195,7 +195,7 @@ func TestRunCameraDetector(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reid run: %v\n%s", err, out)
 	}
-	store, err := openCropStore(loadOptions(t, dataDir))
+	store, err := openCropStore(context.Background(), loadOptions(t, dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +219,7 @@ func TestRunCameraDetector(t *testing.T) {
 
 // checkSearchCommand runs `reid search` with the stored image of a crop of the longest track: the
 // crop itself comes first, ordered by track consensus (rank_score), and with --by-crop by cosine.
-func checkSearchCommand(t *testing.T, dataDir string, store *cropstore.Local, trackCrops map[int64][]string) {
+func checkSearchCommand(t *testing.T, dataDir string, store cropStore, trackCrops map[int64][]string) {
 	t.Helper()
 	var longest []string
 	for _, crops := range trackCrops {
@@ -717,7 +717,7 @@ func TestPruneCommand(t *testing.T) {
 		t.Errorf("second prune: %v\n%s", err, out)
 	}
 	options := loadOptions(t, dataDir)
-	store, err := openCropStore(options)
+	store, err := openCropStore(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -764,7 +764,7 @@ func TestServeFollowsActiveGallery(t *testing.T) {
 	if err := vectors.Activate(ctx, "v1"); err != nil {
 		t.Fatal(err)
 	}
-	store, err := openCropStore(options)
+	store, err := openCropStore(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
 	}

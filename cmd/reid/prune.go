@@ -51,7 +51,7 @@ do the same every retention.interval when retention.max_age is set.`,
 				return fmt.Errorf("nothing to prune: set retention.max_age or --older-than to a positive duration")
 			}
 			ctx := cmd.Context()
-			store, err := openCropStore(options)
+			store, err := openCropStore(ctx, options)
 			if err != nil {
 				return err
 			}

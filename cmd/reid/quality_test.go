@@ -40,7 +40,7 @@ type searchQuality struct {
 func measureSearchQuality(t testing.TB, options config.Options, k, minCrops int, trackConsensus bool, identity func(cropstore.CropRecord) int) searchQuality {
 	t.Helper()
 	ctx := context.Background()
-	store, err := openCropStore(options)
+	store, err := openCropStore(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -98,7 +98,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		return err
 	}
 	defer vectors.Close()
-	store, err := openCropStore(options)
+	store, err := openCropStore(ctx, options)
 	if err != nil {
 		return err
 	}

@@ -49,7 +49,7 @@ func newServeCommand(g *globals) *cobra.Command {
 // runServe serves until ctx is cancelled. The index and model load in the background so that the
 // process is live (and says it is not ready) while a large gallery opens.
 func runServe(ctx context.Context, options config.Options) error {
-	store, err := openCropStore(options)
+	store, err := openCropStore(ctx, options)
 	if err != nil {
 		return err
 	}

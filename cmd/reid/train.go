@@ -177,7 +177,7 @@ func cropFilters(cameras []string, since, until string) ([]cropstore.Filter, err
 // loadExamples reads the selected crops from the crop store, at most maxCrops (0: all) of them,
 // spread evenly over the selection so every camera and hour keeps its share.
 func loadExamples(ctx context.Context, options config.Options, filters []cropstore.Filter, maxCrops int) ([]trainer.Example, error) {
-	store, err := openCropStore(options)
+	store, err := openCropStore(ctx, options)
 	if err != nil {
 		return nil, err
 	}

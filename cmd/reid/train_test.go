@@ -59,7 +59,7 @@ func TestTrainCommand(t *testing.T) {
 	}
 
 	// The adapted network is a different function of the same crop.
-	store, err := openCropStore(options)
+	store, err := openCropStore(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
+
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/internal/testassets"
+)
+
+// TestRunWithS3CropStore runs the pipeline with cropstore.backend s3, set only through the
+// environment, against gofakes3 (an in-process S3 server; no real one can run here) spoken to by
+// the real client: every crop lands in the bucket, and the commands that read crops back (a
+// contact sheet, a search by image) work from it.
+func TestRunWithS3CropStore(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	backend := s3mem.New()
+	if err := backend.CreateBucket("site-crops"); err != nil {
+		t.Fatal(err)
+	}
+	server := httptest.NewServer(gofakes3.New(backend).Server())
+	defer server.Close()
+	t.Setenv("REID_CROPSTORE_BACKEND", "s3")
+	t.Setenv("REID_CROPSTORE_S3_ENDPOINT", server.URL)
+	t.Setenv("REID_CROPSTORE_S3_BUCKET", "site-crops")
+	t.Setenv("REID_CROPSTORE_S3_ACCESS_KEY", "reid")
+	t.Setenv("REID_CROPSTORE_S3_SECRET_KEY", "not-a-secret")
+
+	out, err := runReid(t, "--data-dir", dataDir, "run", "--source", testassets.Path(t, "video/vtest.avi"),
+		"--camera", "gate", "--max-frames", "30", "--exit-when-done", "--serve=false", "--json")
+	if err != nil {
+		t.Fatalf("reid run: %v\n%s", err, out)
+	}
+	var summary runSummary
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &summary); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	if summary.Crops < 10 || summary.Archived != summary.Crops {
+		t.Fatalf("crops %d, archived %d", summary.Crops, summary.Archived)
+	}
+	if _, err := os.Stat(filepath.Join(dataDir, "crops")); !os.IsNotExist(err) {
+		t.Errorf("a local crop store was made beside the bucket: %v", err)
+	}
+
+	options := loadOptions(t, dataDir)
+	store, err := openCropStore(context.Background(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := store.(*cropstore.S3); !ok || store.Location() != "s3://site-crops" {
+		t.Fatalf("opened %T at %s", store, store.Location())
+	}
+	var ids []string
+	if err := store.Walk(context.Background(), cropstore.Filter{Camera: "gate"}, func(record cropstore.CropRecord) error {
+		ids = append(ids, record.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(ids)) != summary.Crops {
+		t.Fatalf("%d crops in the bucket, %d made", len(ids), summary.Crops)
+	}
+
+	sheet := filepath.Join(t.TempDir(), "sheet.png")
+	if out, err := runReid(t, "--data-dir", dataDir, "crops", "sheet", "--camera", "gate", "--out", sheet); err != nil {
+		t.Fatalf("reid crops sheet: %v\n%s", err, out)
+	}
+	query, err := store.Image(context.Background(), ids[len(ids)/2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	queryPath := filepath.Join(t.TempDir(), "query.jpg")
+	if err := os.WriteFile(queryPath, query, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runReid(t, "--data-dir", dataDir, "search", "--image", queryPath, "--k", "1", "--json")
+	if err != nil || !strings.Contains(out, ids[len(ids)/2]) {
+		t.Fatalf("reid search: %v\n%s", err, out)
+	}
+}

@@ -1,0 +1,298 @@
+package cropstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// S3Options says where an S3-compatible bucket is (AWS S3, MinIO, Ceph, ...).
+type S3Options struct {
+	Endpoint  string // host:port, or a URL whose scheme says whether to use TLS
+	Bucket    string
+	Region    string
+	AccessKey string
+	SecretKey string
+	UseTLS    bool
+}
+
+// S3 keeps crops as objects in one bucket, under the same names the local store gives its files
+// (<camera>/<YYYYMMDD>/<id>.jpg and .json), so a site can move from one to the other by copying.
+// An object appears whole or not at all, so no write needs a temporary name. It is safe for
+// concurrent use.
+type S3 struct {
+	client *minio.Client
+	bucket string
+}
+
+// OpenS3 connects to the bucket and checks that it exists: a wrong endpoint, key or bucket name
+// is an error at start, not at the first crop. Without an access key it takes credentials the
+// standard way: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, MINIO_ROOT_USER and
+// MINIO_ROOT_PASSWORD, then the instance's IAM role.
+func OpenS3(ctx context.Context, options S3Options) (*S3, error) {
+	endpoint, secure := options.Endpoint, options.UseTLS
+	// An endpoint written as a URL says itself whether it is TLS.
+	if parsed, err := url.Parse(endpoint); err == nil && (parsed.Scheme == "http" || parsed.Scheme == "https") {
+		endpoint, secure = parsed.Host, parsed.Scheme == "https"
+	}
+	creds := credentials.NewStaticV4(options.AccessKey, options.SecretKey, "")
+	if options.AccessKey == "" {
+		creds = credentials.NewChainCredentials([]credentials.Provider{&credentials.EnvAWS{}, &credentials.EnvMinio{}, &credentials.IAM{}})
+	}
+	client, err := minio.New(endpoint, &minio.Options{Creds: creds, Secure: secure, Region: options.Region})
+	if err != nil {
+		return nil, fmt.Errorf("crop store: s3 %s: %w", options.Endpoint, err)
+	}
+	exists, err := client.BucketExists(ctx, options.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("crop store: s3 %s bucket %s: %w", options.Endpoint, options.Bucket, err)
+	}
+	if !exists {
+		return nil, fmt.Errorf("crop store: s3 %s has no bucket %q (create it first)", options.Endpoint, options.Bucket)
+	}
+	return &S3{client: client, bucket: options.Bucket}, nil
+}
+
+// Location names the bucket, for logs.
+func (s *S3) Location() string { return "s3://" + s.bucket }
+
+// Put stores record: the image first, then the metadata, so a crop that Walk can see has both.
+// Putting the same id again replaces it.
+func (s *S3) Put(ctx context.Context, record CropRecord) error {
+	imageKey, metadataKey, err := checkPut(record)
+	if err != nil {
+		return err
+	}
+	metadata, err := json.Marshal(record)
+	if err != nil {
+		return fmt.Errorf("crop store: %w", err)
+	}
+	if err := s.put(ctx, imageKey, record.JPEG, "image/jpeg"); err != nil {
+		return err
+	}
+	return s.put(ctx, metadataKey, metadata, "application/json")
+}
+
+func (s *S3) put(ctx context.Context, key string, data []byte, contentType string) error {
+	_, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{ContentType: contentType})
+	if err != nil {
+		return fmt.Errorf("crop store: put %s: %w", key, err)
+	}
+	return nil
+}
+
+func (s *S3) get(ctx context.Context, key, id string) ([]byte, error) {
+	object, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("crop store: get %s: %w", key, err)
+	}
+	defer object.Close()
+	data, err := io.ReadAll(object)
+	if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("crop store: get %s: %w", key, err)
+	}
+	return data, nil
+}
+
+// Metadata reads a record without its image.
+func (s *S3) Metadata(ctx context.Context, id string) (CropRecord, error) {
+	_, metadataKey, err := objectNames(id)
+	if err != nil {
+		return CropRecord{}, err
+	}
+	raw, err := s.get(ctx, metadataKey, id)
+	if err != nil {
+		return CropRecord{}, err
+	}
+	var record CropRecord
+	if err := json.Unmarshal(raw, &record); err != nil {
+		return CropRecord{}, fmt.Errorf("crop store: metadata %s: %w", metadataKey, err)
+	}
+	return record, nil
+}
+
+// Image reads only the JPEG bytes of a crop.
+func (s *S3) Image(ctx context.Context, id string) ([]byte, error) {
+	imageKey, _, err := objectNames(id)
+	if err != nil {
+		return nil, err
+	}
+	return s.get(ctx, imageKey, id)
+}
+
+// Get reads a record with its image.
+func (s *S3) Get(ctx context.Context, id string) (CropRecord, error) {
+	record, err := s.Metadata(ctx, id)
+	if err != nil {
+		return CropRecord{}, err
+	}
+	if record.JPEG, err = s.Image(ctx, id); err != nil {
+		return CropRecord{}, err
+	}
+	return record, nil
+}
+
+// Delete removes a crop, metadata first so a half-deleted crop is invisible rather than imageless;
+// deleting a missing crop is not an error.
+func (s *S3) Delete(ctx context.Context, id string) error {
+	imageKey, metadataKey, err := objectNames(id)
+	if err != nil {
+		return err
+	}
+	for _, key := range []string{metadataKey, imageKey} {
+		if err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil && minio.ToErrorResponse(err).Code != minio.NoSuchKey {
+			return fmt.Errorf("crop store: delete %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// list returns the names directly under prefix: objects, and "folders" ending in "/".
+func (s *S3) list(ctx context.Context, prefix string, recursive bool) ([]string, error) {
+	var keys []string
+	for object := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: recursive}) {
+		if object.Err != nil {
+			return nil, fmt.Errorf("crop store: list %s: %w", prefix, object.Err)
+		}
+		keys = append(keys, object.Key)
+	}
+	sort.Strings(keys)
+	return keys, ctx.Err()
+}
+
+// Cameras lists the cameras that have crops, sorted.
+func (s *S3) Cameras(ctx context.Context) ([]string, error) {
+	folders, err := s.list(ctx, "", false)
+	if err != nil {
+		return nil, err
+	}
+	var cameras []string
+	for _, folder := range folders {
+		if camera, ok := strings.CutSuffix(folder, "/"); ok && validCamera(camera) {
+			cameras = append(cameras, camera)
+		}
+	}
+	return cameras, nil
+}
+
+// days lists a camera's day folders (YYYYMMDD), sorted.
+func (s *S3) days(ctx context.Context, camera string) ([]string, error) {
+	folders, err := s.list(ctx, camera+"/", false)
+	if err != nil {
+		return nil, err
+	}
+	var days []string
+	for _, folder := range folders {
+		day := path.Base(strings.TrimSuffix(folder, "/"))
+		if _, err := time.Parse("20060102", day); err == nil && strings.HasSuffix(folder, "/") {
+			days = append(days, day)
+		}
+	}
+	return days, nil
+}
+
+// metadataKeys lists the .json objects of one camera's day.
+func (s *S3) metadataKeys(ctx context.Context, camera, day string) ([]string, error) {
+	keys, err := s.list(ctx, camera+"/"+day+"/", true)
+	if err != nil {
+		return nil, err
+	}
+	var metadata []string
+	for _, key := range keys {
+		if strings.HasSuffix(key, ".json") {
+			metadata = append(metadata, key)
+		}
+	}
+	return metadata, nil
+}
+
+// Walk calls fn with the metadata of every complete record matching filter, in camera, then time,
+// then id order. fn returning an error stops the walk with that error.
+func (s *S3) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error) error {
+	cameras, err := walkCameras(ctx, filter, s.Cameras)
+	if err != nil {
+		return err
+	}
+	for _, camera := range cameras {
+		days, err := s.days(ctx, camera)
+		if err != nil {
+			return err
+		}
+		for _, day := range days {
+			if !dayInRange(day, filter) {
+				continue
+			}
+			keys, err := s.metadataKeys(ctx, camera, day)
+			if err != nil {
+				return err
+			}
+			records := make([]CropRecord, 0, len(keys))
+			for _, key := range keys {
+				record, err := s.Metadata(ctx, strings.TrimSuffix(path.Base(key), ".json"))
+				if errors.Is(err, ErrNotFound) {
+					continue // deleted since the listing
+				}
+				if err != nil {
+					return err
+				}
+				records = append(records, record)
+			}
+			if err := visitDay(records, filter, fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// DeleteBefore removes every crop whose time is before t and returns how many there were: whole
+// days older than t's day, and the crops of t's own day by the time in their ids.
+func (s *S3) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
+	t = t.UTC()
+	cutoffDay := t.Format("20060102")
+	cameras, err := s.Cameras(ctx)
+	if err != nil {
+		return 0, err
+	}
+	deleted := 0
+	for _, camera := range cameras {
+		days, err := s.days(ctx, camera)
+		if err != nil {
+			return deleted, err
+		}
+		for _, day := range days {
+			if day > cutoffDay {
+				continue
+			}
+			keys, err := s.metadataKeys(ctx, camera, day)
+			if err != nil {
+				return deleted, err
+			}
+			for _, key := range keys {
+				id := strings.TrimSuffix(path.Base(key), ".json")
+				if parsed, err := ParseID(id); err != nil || (day == cutoffDay && !parsed.Time.Before(t)) {
+					continue
+				}
+				if err := s.Delete(ctx, id); err != nil {
+					return deleted, err
+				}
+				deleted++
+			}
+		}
+	}
+	return deleted, nil
+}
