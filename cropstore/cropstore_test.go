@@ -155,6 +155,29 @@ func testStore(t *testing.T, store store) {
 	}); err != nil || len(everything) != 2 || everything[0] != ids[1] || everything[1] != ids[2] {
 		t.Fatalf("Walk(all) = %v, %v; want [%s %s]", everything, err, ids[1], ids[2])
 	}
+	// A busier day, put in shuffled order, walks back whole and in time order.
+	yard := base.Add(-time.Hour)
+	for _, i := range []int{17, 3, 39, 0, 25, 11, 31, 8, 22, 36, 14, 5, 28, 1, 19, 33, 10, 26, 38, 2, 21, 12, 30, 6, 16, 35, 24, 9, 37, 27, 4, 13, 32, 20, 7, 34, 15, 29, 23, 18} {
+		when := yard.Add(time.Duration(i) * time.Second)
+		if err := store.Put(ctx, CropRecord{ID: NewID("yard", when, int64(i), 0), Camera: "yard", Time: when, Frame: int64(i), JPEG: []byte{1}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var frames []int64
+	if err := store.Walk(ctx, Filter{Camera: "yard"}, func(record CropRecord) error {
+		frames = append(frames, record.Frame)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(frames) != 40 {
+		t.Fatalf("Walk(yard) gave %d records, want 40", len(frames))
+	}
+	for i, frame := range frames {
+		if frame != int64(i) {
+			t.Fatalf("Walk(yard) frames %v, want 0-39 in order", frames)
+		}
+	}
 	if local, ok := store.(*Local); ok {
 		leftovers, _ := filepath.Glob(filepath.Join(local.Root(), "*", "*", ".*"))
 		if len(leftovers) != 0 {

@@ -11,6 +11,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -240,16 +241,9 @@ func (s *S3) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error)
 			if err != nil {
 				return err
 			}
-			records := make([]CropRecord, 0, len(keys))
-			for _, key := range keys {
-				record, err := s.Metadata(ctx, strings.TrimSuffix(path.Base(key), ".json"))
-				if errors.Is(err, ErrNotFound) {
-					continue // deleted since the listing
-				}
-				if err != nil {
-					return err
-				}
-				records = append(records, record)
+			records, err := s.readMetadata(ctx, keys)
+			if err != nil {
+				return err
 			}
 			if err := visitDay(records, filter, fn); err != nil {
 				return err
@@ -259,8 +253,65 @@ func (s *S3) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error)
 	return nil
 }
 
-// DeleteBefore removes every crop whose time is before t and returns how many there were: whole
-// days older than t's day, and the crops of t's own day by the time in their ids.
+// metadataReaders is how many metadata objects Walk reads at once: each is a round trip, and a
+// day of a busy camera holds tens of thousands.
+const metadataReaders = 16
+
+// readMetadata reads the records of metadata keys, several at a time; records deleted since the
+// listing are left out.
+func (s *S3) readMetadata(ctx context.Context, keys []string) ([]CropRecord, error) {
+	records := make([]CropRecord, len(keys))
+	found := make([]bool, len(keys))
+	errs := make([]error, len(keys))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(metadataReaders, len(keys)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				record, err := s.Metadata(ctx, strings.TrimSuffix(path.Base(keys[i]), ".json"))
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				records[i], found[i], errs[i] = record, err == nil, err
+			}
+		}()
+	}
+	for i := range keys {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	kept := records[:0]
+	for i, record := range records {
+		if found[i] {
+			kept = append(kept, record)
+		}
+	}
+	return kept, nil
+}
+
+// removeAll deletes keys with multi-object deletes (up to 1,000 keys a request).
+func (s *S3) removeAll(ctx context.Context, keys []string) error {
+	objects := make(chan minio.ObjectInfo, len(keys))
+	for _, key := range keys {
+		objects <- minio.ObjectInfo{Key: key}
+	}
+	close(objects)
+	for result := range s.client.RemoveObjects(ctx, s.bucket, objects, minio.RemoveObjectsOptions{}) {
+		if result.Err != nil && minio.ToErrorResponse(result.Err).Code != minio.NoSuchKey {
+			return fmt.Errorf("crop store: delete %s: %w", result.ObjectName, result.Err)
+		}
+	}
+	return ctx.Err()
+}
+
+// DeleteBefore removes every crop whose time is before t and returns how many there were: every
+// crop of the days before t's, and those of t's own day by the time in their ids.
 func (s *S3) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
 	t = t.UTC()
 	cutoffDay := t.Format("20060102")
@@ -282,16 +333,24 @@ func (s *S3) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
 			if err != nil {
 				return deleted, err
 			}
+			var metadata, images []string
 			for _, key := range keys {
 				id := strings.TrimSuffix(path.Base(key), ".json")
 				if parsed, err := ParseID(id); err != nil || (day == cutoffDay && !parsed.Time.Before(t)) {
 					continue
 				}
-				if err := s.Delete(ctx, id); err != nil {
-					return deleted, err
-				}
-				deleted++
+				metadata = append(metadata, key)
+				images = append(images, strings.TrimSuffix(key, ".json")+".jpg")
 			}
+			// Metadata first, as in Delete: an interrupted pass leaves crops invisible, never
+			// imageless.
+			if err := s.removeAll(ctx, metadata); err != nil {
+				return deleted, err
+			}
+			if err := s.removeAll(ctx, images); err != nil {
+				return deleted, err
+			}
+			deleted += len(metadata)
 		}
 	}
 	return deleted, nil
