@@ -447,8 +447,8 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 			continue
 		}
 		box := detections[i].Box
-		mark, seen := s.lastCrop[assignment.Track]
-		if !seen {
+		mark, known := s.lastCrop[assignment.Track]
+		if !known {
 			mark = cropMark{anchor: box, stillSince: frameTime}
 		}
 		mark.seen = frameTime
@@ -456,7 +456,8 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 			mark.anchor, mark.stillSince = box, frameTime // it moved
 		}
 		s.lastCrop[assignment.Track] = mark
-		if seen {
+		cropped := !mark.at.IsZero()
+		if cropped {
 			if throttle := s.throttle(mark, frameTime); throttle != notThrottled {
 				if throttle == throttledStationary {
 					s.counters.stationary.Add(1)
@@ -468,7 +469,7 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 		if err != nil {
 			continue // a box clipped to nothing at the frame edge has no crop
 		}
-		if !seen {
+		if !cropped {
 			s.counters.tracks.Add(1)
 		}
 		mark.at = frameTime

@@ -659,3 +659,33 @@ func TestStationaryTracks(t *testing.T) {
 		})
 	}
 }
+
+// edgeDetector reports a person first wholly beyond the right edge of a 200-pixel-wide frame (no
+// crop can be cut), then stepping into it.
+type edgeDetector struct{ calls int }
+
+func (d *edgeDetector) Detect(gocv.Mat) ([]detector.Detection, error) {
+	x := float32(205 - 10*d.calls)
+	d.calls++
+	return []detector.Detection{{Box: detector.Box{X1: x, Y1: 10, X2: x + 30, Y2: 100}, Score: 0.9}}, nil
+}
+func (d *edgeDetector) Name() string { return "edge" }
+func (d *edgeDetector) Close() error { return nil }
+
+// A track whose first box could not be cropped is counted when its first crop is made.
+func TestTrackCountedAtItsFirstCrop(t *testing.T) {
+	dir := writeStills(t, 4, "img%02d.png")
+	sink := &memorySink{}
+	options := testOptions(sink, func(config.Detector) (Detector, error) { return &edgeDetector{}, nil })
+	options.Tracker.MinHits = 1
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	camera := config.Camera{ID: "door", Source: dir, FrameInterval: time.Second}
+	must(t, ingester.Run(context.Background(), []config.Camera{camera}))
+	stats := ingester.Stats().Cameras[0]
+	if records := sink.byCamera("door"); len(records) != 3 || stats.Tracks != 1 {
+		t.Fatalf("%d crops in %d tracks, want 3 in 1 (frames 1-3 of one track)", len(records), stats.Tracks)
+	}
+}
