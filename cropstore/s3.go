@@ -55,15 +55,21 @@ func OpenS3(ctx context.Context, options S3Options) (*S3, error) {
 	if err != nil {
 		return nil, fmt.Errorf("crop store: s3 %s: %w", options.Endpoint, err)
 	}
-	exists, err := client.BucketExists(ctx, options.Bucket)
+	// The client retries with backoff for a long while; a start-up check should not.
+	checkCtx, cancel := context.WithTimeout(ctx, openTimeout)
+	defer cancel()
+	exists, err := client.BucketExists(checkCtx, options.Bucket)
 	if err != nil {
 		return nil, fmt.Errorf("crop store: s3 %s bucket %s: %w", options.Endpoint, options.Bucket, err)
 	}
 	if !exists {
-		return nil, fmt.Errorf("crop store: s3 %s has no bucket %q (create it first)", options.Endpoint, options.Bucket)
+		return nil, fmt.Errorf("crop store: s3 %s has no bucket %q (create it first, or check that the endpoint is the S3 service)", options.Endpoint, options.Bucket)
 	}
 	return &S3{client: client, bucket: options.Bucket}, nil
 }
+
+// openTimeout bounds OpenS3's check of the bucket.
+const openTimeout = 20 * time.Second
 
 // Location names the bucket, for logs.
 func (s *S3) Location() string { return "s3://" + s.bucket }
