@@ -11,9 +11,10 @@ var yoloxStrides = [...]int{8, 16, 32}
 
 // DecodeYOLOX turns the raw output of a YOLOX export without built-in decoding (shape
 // [anchors, 5+classes], anchors = sum over strides s of (width/s)*(height/s), each grid row by
-// row) for an input of the given size into boxes in network-input pixels. Each row holds the cell-relative centre offset, the log of width and height in stride
-// units, the objectness and the class scores (both already sigmoid-activated by the export). Only
-// class classID is kept, scored objectness x class score, at or above threshold.
+// row) for an input of the given size into boxes in network-input pixels. Each row holds the
+// cell-relative centre offset, the log of width and height in stride units, the objectness and
+// the class scores (both already sigmoid-activated by the export). Only class classID is kept,
+// scored objectness x class score, at or above threshold.
 func DecodeYOLOX(output []float32, rowLength int, input image.Point, classID int, threshold float32) ([]Detection, error) {
 	if rowLength < 6 || classID < 0 || classID >= rowLength-5 {
 		return nil, fmt.Errorf("yolox: row length %d cannot hold class %d", rowLength, classID)

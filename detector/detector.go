@@ -1,7 +1,7 @@
 // Package detector finds people in video frames with OpenCV DNN and one of two small models:
 // Yolo-Fastest-1.1 body (Darknet, one class) or YOLOX-nano (ONNX, COCO class 0). Frames are
-// letterboxed into the network input (square, or shaped to the frame with FitInput), decoded, thresholded, filtered by box size and shape,
-// and de-duplicated with non-maximum suppression.
+// letterboxed into the network input (square, or shaped to the frame with FitInput), decoded,
+// thresholded, filtered by box size and shape, and de-duplicated with non-maximum suppression.
 //
 // A Detector holds an OpenCV Net and scratch images, so it is not safe for concurrent use: give
 // each camera its own.
