@@ -7,17 +7,35 @@ import (
 	"time"
 
 	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/cropstore/s3test"
 	"github.com/reid-project/reid/stream"
 )
 
 // BenchmarkArchive writes batches of 256 crop-sized records (12 KB, the size of a 128x256 JPEG)
-// into the local crop store in a temporary directory, one writer at a time and with the default
-// writers alternately; crops/s medians and their ratio.
+// into the local crop store in a temporary directory, and into a real S3 server's bucket when
+// REIDTEST_S3_ENDPOINT names one (package s3test; the in-process fake would only measure
+// itself), one writer at a time and with the default writers alternately; crops/s medians and
+// their ratio.
 func BenchmarkArchive(b *testing.B) {
-	store, err := cropstore.OpenLocal(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
+	b.Run("local", func(b *testing.B) {
+		store, err := cropstore.OpenLocal(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchmarkArchive(b, store)
+	})
+	if bucket, ok := s3test.Server(b, "archive"); ok {
+		b.Run("s3-server", func(b *testing.B) {
+			store, err := cropstore.OpenS3(context.Background(), cropstore.S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey})
+			if err != nil {
+				b.Fatal(err)
+			}
+			benchmarkArchive(b, store)
+		})
 	}
+}
+
+func benchmarkArchive(b *testing.B, store Store) {
 	jpeg := make([]byte, 12<<10)
 	start := time.Date(2026, 11, 28, 8, 0, 0, 0, time.UTC)
 	frame := int64(0)

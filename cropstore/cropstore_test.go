@@ -3,15 +3,13 @@ package cropstore
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
+	"github.com/reid-project/reid/cropstore/s3test"
 )
 
 func TestIDRoundTrip(t *testing.T) {
@@ -61,9 +59,9 @@ type store interface {
 	DeleteBefore(context.Context, time.Time) (int, error)
 }
 
-// backends runs test on a local store and on an S3 store. No S3 server can run here, so the S3
-// store's real client (minio-go) talks HTTP to gofakes3, an in-process implementation of the S3
-// protocol, with one bucket.
+// backends runs test on a local store and on S3 stores (package s3test): always gofakes3, an
+// in-process S3 server that minio-go talks HTTP to, and a real server when REIDTEST_S3_ENDPOINT
+// names one.
 func backends(t *testing.T, test func(t *testing.T, store store)) {
 	t.Run("local", func(t *testing.T) {
 		local, err := OpenLocal(t.TempDir())
@@ -72,24 +70,20 @@ func backends(t *testing.T, test func(t *testing.T, store store)) {
 		}
 		test(t, local)
 	})
-	t.Run("s3", func(t *testing.T) {
-		backend := s3mem.New()
-		if err := backend.CreateBucket("crops"); err != nil {
-			t.Fatal(err)
-		}
-		server := httptest.NewServer(gofakes3.New(backend).Server())
-		defer server.Close()
-		options := S3Options{Endpoint: strings.TrimPrefix(server.URL, "http://"), Bucket: "crops", Region: "us-east-1", AccessKey: "reid", SecretKey: "secret"}
-		bucket, err := OpenS3(context.Background(), options)
-		if err != nil {
-			t.Fatal(err)
-		}
-		test(t, bucket)
-		options.Bucket = "missing"
-		if _, err := OpenS3(context.Background(), options); err == nil || !strings.Contains(err.Error(), "no bucket") {
-			t.Errorf("a missing bucket opened: %v", err)
-		}
-	})
+	for _, bucket := range s3test.Buckets(t, "crops") {
+		t.Run("s3-"+bucket.Kind, func(t *testing.T) {
+			options := S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey}
+			opened, err := OpenS3(context.Background(), options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			test(t, opened)
+			options.Bucket = "missing-" + bucket.Name
+			if _, err := OpenS3(context.Background(), options); err == nil || !strings.Contains(err.Error(), "no bucket") {
+				t.Errorf("a missing bucket opened: %v", err)
+			}
+		})
+	}
 }
 
 func TestStore(t *testing.T) { backends(t, testStore) }
@@ -240,5 +234,75 @@ func testDeleteBefore(t *testing.T, store store) {
 	}
 	if deleted, err := store.DeleteBefore(ctx, cutoff); err != nil || deleted != 0 {
 		t.Errorf("second DeleteBefore: %d, %v; want nothing left to delete", deleted, err)
+	}
+}
+
+// TestLargeDay holds more objects in one camera's day than S3 lists in one page or deletes in one
+// request (1,000 each), so Walk and DeleteBefore must follow continuations and split deletes.
+// gofakes3 lists a bucket in one page; the continuations are exercised against a real server.
+func TestLargeDay(t *testing.T) { backends(t, testLargeDay) }
+
+func testLargeDay(t *testing.T, store store) {
+	ctx := context.Background()
+	const crops = 1100 // 2,200 objects: an image and its metadata each
+	start := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	ids := make([]string, crops)
+	for i := range ids {
+		ids[i] = NewID("gate", start.Add(time.Duration(i)*time.Second), int64(i), 0)
+	}
+	// Sixteen writers, as a busy archiver has: one at a time would take seconds against a server.
+	puts := make(chan int)
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			var first error
+			for i := range puts {
+				record := CropRecord{ID: ids[i], Camera: "gate", Time: start.Add(time.Duration(i) * time.Second), Frame: int64(i), JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}
+				if err := store.Put(ctx, record); err != nil && first == nil {
+					first = err
+				}
+			}
+			errs <- first
+		}()
+	}
+	for i := range ids {
+		puts <- i
+	}
+	close(puts)
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var walked []string
+	if err := store.Walk(ctx, Filter{}, func(record CropRecord) error {
+		walked = append(walked, record.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(walked) != crops {
+		t.Fatalf("walked %d crops, put %d", len(walked), crops)
+	}
+	for i, id := range walked {
+		if id != ids[i] {
+			t.Fatalf("walk %d: %s, want %s (time order)", i, id, ids[i])
+		}
+	}
+
+	deleted, err := store.DeleteBefore(ctx, start.Add(1050*time.Second))
+	if err != nil || deleted != 1050 {
+		t.Fatalf("DeleteBefore: %d, %v; want 1050", deleted, err)
+	}
+	var left []string
+	if err := store.Walk(ctx, Filter{}, func(record CropRecord) error {
+		left = append(left, record.ID)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != crops-1050 || left[0] != ids[1050] {
+		t.Fatalf("%d crops left, first %v; want %d from %s", len(left), left[:min(1, len(left))], crops-1050, ids[1050])
 	}
 }

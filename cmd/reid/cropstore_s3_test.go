@@ -3,36 +3,36 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/cropstore/s3test"
 	"github.com/reid-project/reid/internal/testassets"
 )
 
 // TestRunWithS3CropStore runs the pipeline with cropstore.backend s3, set only through the
-// environment, against gofakes3 (an in-process S3 server; no real one can run here) spoken to by
-// the real client: every crop lands in the bucket, and the commands that read crops back (a
-// contact sheet, a search by image) work from it.
+// environment, against gofakes3 (an in-process S3 server) spoken to by the real client, and also
+// against a real S3-compatible server when REIDTEST_S3_ENDPOINT names one (package s3test): every
+// crop lands in the bucket, and the commands that read crops back (a contact sheet, a search by
+// image) work from it.
 func TestRunWithS3CropStore(t *testing.T) {
-	dataDir := pipelineFixture(t)
-	backend := s3mem.New()
-	if err := backend.CreateBucket("site-crops"); err != nil {
-		t.Fatal(err)
+	for _, bucket := range s3test.Buckets(t, "site-crops") {
+		t.Run(bucket.Kind, func(t *testing.T) { testRunWithS3CropStore(t, bucket) })
 	}
-	server := httptest.NewServer(gofakes3.New(backend).Server())
-	defer server.Close()
+}
+
+func testRunWithS3CropStore(t *testing.T, bucket s3test.Bucket) {
+	dataDir := pipelineFixture(t)
 	t.Setenv("REID_CROPSTORE_BACKEND", "s3")
-	t.Setenv("REID_CROPSTORE_S3_ENDPOINT", server.URL)
-	t.Setenv("REID_CROPSTORE_S3_BUCKET", "site-crops")
-	t.Setenv("REID_CROPSTORE_S3_ACCESS_KEY", "reid")
-	t.Setenv("REID_CROPSTORE_S3_SECRET_KEY", "not-a-secret")
+	t.Setenv("REID_CROPSTORE_S3_ENDPOINT", bucket.Endpoint)
+	t.Setenv("REID_CROPSTORE_S3_BUCKET", bucket.Name)
+	t.Setenv("REID_CROPSTORE_S3_REGION", bucket.Region)
+	t.Setenv("REID_CROPSTORE_S3_ACCESS_KEY", bucket.AccessKey)
+	t.Setenv("REID_CROPSTORE_S3_SECRET_KEY", bucket.SecretKey)
 
 	out, err := runReid(t, "--data-dir", dataDir, "run", "--source", testassets.Path(t, "video/vtest.avi"),
 		"--camera", "gate", "--max-frames", "30", "--exit-when-done", "--serve=false", "--json")
@@ -55,7 +55,7 @@ func TestRunWithS3CropStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, ok := store.(*cropstore.S3); !ok || store.Location() != "s3://site-crops" {
+	if _, ok := store.(*cropstore.S3); !ok || store.Location() != "s3://"+bucket.Name {
 		t.Fatalf("opened %T at %s", store, store.Location())
 	}
 	var ids []string
