@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/cropstore/s3test"
 	"github.com/reid-project/reid/internal/testassets"
