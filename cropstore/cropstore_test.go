@@ -109,13 +109,7 @@ func testStore(t *testing.T, store store) {
 	if err != nil || len(cameras) != 2 || cameras[0] != "gate" || cameras[1] != "lobby" {
 		t.Fatalf("Cameras = %v, %v", cameras, err)
 	}
-	var walked []string
-	if err := store.Walk(ctx, Filter{Camera: "gate", From: base.Add(500 * time.Millisecond)}, func(record CropRecord) error {
-		walked = append(walked, record.ID)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	walked := walkIDs(t, store, Filter{Camera: "gate", From: base.Add(500 * time.Millisecond)})
 	if len(walked) != 1 || walked[0] != ids[1] {
 		t.Fatalf("Walk(gate, from) = %v, want [%s]", walked, ids[1])
 	}
@@ -275,13 +269,7 @@ func testLargeDay(t *testing.T, store store) {
 		}
 	}
 
-	var walked []string
-	if err := store.Walk(ctx, Filter{}, func(record CropRecord) error {
-		walked = append(walked, record.ID)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	walked := walkIDs(t, store, Filter{})
 	if len(walked) != crops {
 		t.Fatalf("walked %d crops, put %d", len(walked), crops)
 	}
@@ -295,14 +283,21 @@ func testLargeDay(t *testing.T, store store) {
 	if err != nil || deleted != 1050 {
 		t.Fatalf("DeleteBefore: %d, %v; want 1050", deleted, err)
 	}
-	var left []string
-	if err := store.Walk(ctx, Filter{}, func(record CropRecord) error {
-		left = append(left, record.ID)
+	left := walkIDs(t, store, Filter{})
+	if len(left) != crops-1050 || left[0] != ids[1050] {
+		t.Fatalf("%d crops left, first %v; want %d from %s", len(left), left[:min(1, len(left))], crops-1050, ids[1050])
+	}
+}
+
+// walkIDs returns the ids Walk visits, in its order.
+func walkIDs(t *testing.T, store store, filter Filter) []string {
+	t.Helper()
+	var ids []string
+	if err := store.Walk(context.Background(), filter, func(record CropRecord) error {
+		ids = append(ids, record.ID)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(left) != crops-1050 || left[0] != ids[1050] {
-		t.Fatalf("%d crops left, first %v; want %d from %s", len(left), left[:min(1, len(left))], crops-1050, ids[1050])
-	}
+	return ids
 }
