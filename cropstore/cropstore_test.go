@@ -301,3 +301,29 @@ func walkIDs(t *testing.T, store store, filter Filter) []string {
 	}
 	return ids
 }
+
+func TestTrackID(t *testing.T) {
+	monday := time.Date(2026, 11, 30, 8, 0, 0, 999_000_000, time.UTC)
+	tests := []struct {
+		name       string
+		track      int64
+		wantNumber int64
+	}{
+		{"first track", TrackID(monday, 1), 1},
+		{"a busy session's", TrackID(monday, 987_654), 987_654},
+		{"a crop from before track ids had sessions", 17, 17},
+		{"untracked", -1, -1},
+		{"untracked, zero", 0, 0},
+	}
+	for _, test := range tests {
+		if got := TrackNumber(test.track); got != test.wantNumber {
+			t.Errorf("%s: TrackNumber(%d) = %d, want %d", test.name, test.track, got, test.wantNumber)
+		}
+	}
+	if next := TrackID(monday.Add(time.Second), 1); next <= TrackID(monday, 999_999) {
+		t.Errorf("a session a second later starts at %d, inside the one before", next)
+	}
+	if limit := int64(1) << 53; TrackID(time.Date(2255, 1, 1, 0, 0, 0, 0, time.UTC), 999_999) >= limit {
+		t.Error("track ids reach 2^53 before 2255: JavaScript would round them")
+	}
+}

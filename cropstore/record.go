@@ -29,16 +29,42 @@ type Box struct {
 // CropRecord is one kept person detection: where and when it was seen, and its image.
 type CropRecord struct {
 	// ID is stable for the same detection of the same source: see NewID.
-	ID       string    `json:"id"`
-	Camera   string    `json:"camera"`
-	Time     time.Time `json:"time"`
-	Frame    int64     `json:"frame"`
-	Box      Box       `json:"box"`
-	Score    float32   `json:"score"`
-	Track    int64     `json:"track"`
-	Detector string    `json:"detector"`
+	ID     string    `json:"id"`
+	Camera string    `json:"camera"`
+	Time   time.Time `json:"time"`
+	Frame  int64     `json:"frame"`
+	Box    Box       `json:"box"`
+	Score  float32   `json:"score"`
+	// Track is the person's track in this camera (TrackID), unique over the camera's life; -1 or 0
+	// when the crop was not tracked.
+	Track    int64  `json:"track"`
+	Detector string `json:"detector"`
 	// JPEG is the crop image; empty in metadata-only reads.
 	JPEG []byte `json:"-"`
+}
+
+// TrackSession spaces the track ids of a camera's sessions. A tracker numbers its tracks 1, 2, 3...
+// from each start, and a restarted pipeline must not give a new person an old track's id: track
+// consensus would average the two people into one track, and a search by crop id would take the
+// merged track's span for the query's and leave out every other track of the camera in between.
+const TrackSession = 1_000_000
+
+// TrackID names the tracker's track number of the session that saw its first frame at
+// sessionStart: the start's Unix second times TrackSession plus the number. Ids stay below 2^53 (exact
+// in JavaScript) until the year 2255, and the same source replayed with the same start times
+// gets the same ids, as its crops get the same crop ids. Two sessions of one camera starting
+// within the same second would share ids.
+func TrackID(sessionStart time.Time, number int64) int64 {
+	return max(sessionStart.Unix(), 0)*TrackSession + number
+}
+
+// TrackNumber is the tracker's own number of a track within its session: short enough to print
+// beside a crop, unique among a session's first million tracks.
+func TrackNumber(track int64) int64 {
+	if track < 0 {
+		return track
+	}
+	return track % TrackSession
 }
 
 // ErrNotFound is returned for an id the store does not hold.

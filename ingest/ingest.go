@@ -369,6 +369,7 @@ type cameraState struct {
 	frameIndex      int64 // decoded frames over the camera's life, across reconnects
 	configuredStart time.Time
 	wallclock       bool
+	trackSession    time.Time // the first processed frame's time: see cropstore.TrackID
 	boxes           []detector.Box
 }
 
@@ -442,6 +443,9 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 		s.boxes = append(s.boxes, detection.Box)
 	}
 	assignments := s.tracker.Update(s.boxes)
+	if s.trackSession.IsZero() {
+		s.trackSession = frameTime
+	}
 	for i, assignment := range assignments {
 		if !assignment.Confirmed {
 			continue
@@ -481,7 +485,7 @@ func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime t
 			Frame:    frameIndex,
 			Box:      frameBox(detections[i].Box),
 			Score:    detections[i].Score,
-			Track:    assignment.Track,
+			Track:    cropstore.TrackID(s.trackSession, assignment.Track),
 			Detector: s.detector.Name(),
 			JPEG:     jpeg,
 		}

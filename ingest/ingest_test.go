@@ -8,6 +8,7 @@ import (
 	"image"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -687,5 +688,48 @@ func TestTrackCountedAtItsFirstCrop(t *testing.T) {
 	stats := ingester.Stats().Cameras[0]
 	if records := sink.byCamera("door"); len(records) != 3 || stats.Tracks != 1 {
 		t.Fatalf("%d crops in %d tracks, want 3 in 1 (frames 1-3 of one track)", len(records), stats.Tracks)
+	}
+}
+
+// TestTrackIDsSurviveRestarts runs one camera in three sessions: each tracker numbers its tracks
+// from 1, but the track ids must differ between sessions (or track consensus would take two people
+// for one), and a replay of the same frames must give the same ids, as it gives the same crop ids.
+func TestTrackIDsSurviveRestarts(t *testing.T) {
+	monday := writeStills(t, 3, "cam_20261130T080000_%d00.png")
+	tuesday := writeStills(t, 3, "cam_20261201T080000_%d00.png")
+	session := func(dir string) []cropstore.CropRecord {
+		sink := &memorySink{}
+		options := testOptions(sink, fakeDetector)
+		options.Crops.MinInterval = 0
+		options.Tracker.MinHits = 1
+		ingester, err := New(options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		must(t, ingester.Run(context.Background(), []config.Camera{{ID: "door", Source: dir}}))
+		records := sink.byCamera("door")
+		if len(records) == 0 {
+			t.Fatal("no crops")
+		}
+		return records
+	}
+	tracks := func(records []cropstore.CropRecord) map[int64]bool {
+		ids := map[int64]bool{}
+		for _, record := range records {
+			ids[record.Track] = true
+			if number := cropstore.TrackNumber(record.Track); number != 1 {
+				t.Errorf("%s: track %d is the session's track %d; one walker makes track 1", record.ID, record.Track, number)
+			}
+		}
+		return ids
+	}
+	first, second, replay := tracks(session(monday)), tracks(session(tuesday)), tracks(session(monday))
+	for track := range second {
+		if first[track] {
+			t.Errorf("track id %d given in both sessions", track)
+		}
+	}
+	if !maps.Equal(first, replay) {
+		t.Errorf("replaying the same frames gave tracks %v, first time %v", replay, first)
 	}
 }

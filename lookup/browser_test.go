@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -130,6 +131,12 @@ func TestBrowserSearch(t *testing.T) {
 	}
 	if same < 4 {
 		t.Errorf("only %d of the top 5 shown results are the uploaded person", same)
+	}
+	// Track ids are long (cropstore.TrackID); people read the tracker's own number.
+	var cameraLabel string
+	evaluate(`document.querySelector('#results .result .camera').textContent`, &cameraLabel)
+	if !regexp.MustCompile(`^cam-[abc] · #\d{1,6}$`).MatchString(cameraLabel) {
+		t.Errorf("result card says %q, want the camera and the track's short number", cameraLabel)
 	}
 	var lanes, bars float64
 	evaluate(`document.querySelectorAll('#timeline .lane').length`, &lanes)

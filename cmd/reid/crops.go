@@ -94,7 +94,7 @@ func drawContactSheet(ctx context.Context, store cropStore, camera, out string, 
 		if err != nil {
 			return 0, err
 		}
-		if err := drawCell(&sheet, image, i%columns*sheetCellWidth, i/columns*cellHeight, fmt.Sprintf("t%d", record.Track)); err != nil {
+		if err := drawCell(&sheet, image, i%columns*sheetCellWidth, i/columns*cellHeight, fmt.Sprintf("t%d", cropstore.TrackNumber(record.Track))); err != nil {
 			return 0, fmt.Errorf("crop %s: %w", record.ID, err)
 		}
 	}

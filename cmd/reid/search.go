@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/lookup"
 )
@@ -74,7 +75,7 @@ func newSearchCommand(g *globals) *cobra.Command {
 					trackScore = fmt.Sprintf("%.3f", *match.TrackScore)
 				}
 				fmt.Fprintf(table, "%d\t%.3f\t%s\t%s\t%s\t%d\t%s\n", rank+1, match.Score, trackScore, match.Camera,
-					match.Time.Format("2006-01-02 15:04:05.000"), match.Track, match.CropID)
+					match.Time.Format("2006-01-02 15:04:05.000"), cropstore.TrackNumber(match.Track), match.CropID)
 			}
 			return table.Flush()
 		},

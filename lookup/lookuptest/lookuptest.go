@@ -414,7 +414,8 @@ func NewGallery(options GalleryOptions) (*Gallery, error) {
 		Index: NewIndex(), Store: NewStore(), Embedder: &ColorEmbedder{},
 		Identities: Identities(options.Identities, options.Seed), Identity: map[string]int{},
 	}
-	track := int64(1)
+	// Track ids as ingest makes them: a session's start second times TrackSession plus a number.
+	track := cropstore.TrackID(options.Start, 1)
 	for c, camera := range options.Cameras {
 		for p, person := range gallery.Identities {
 			start := options.Start.Add(time.Duration(p)*30*time.Second + time.Duration(c)*options.CameraInterval)

@@ -79,6 +79,12 @@ function pumpImages() {
 
 // ---------- formatting ----------
 
+// A track id is its tracker session's start second x 1,000,000 + the tracker's own number
+// (cropstore.TrackID): unique over a camera's life, but people read the short number.
+function trackNumber(track) {
+  return track % 1000000;
+}
+
 function formatTime(iso, withDate) {
   const d = new Date(iso);
   const text = d.toISOString();
@@ -345,7 +351,7 @@ function card(item, options) {
   img.loading = "lazy";
   setThumb(img, item.thumbnail_url);
   const meta = el("div", "meta");
-  meta.append(el("div", "camera", item.camera + (item.track > 0 ? " · #" + item.track : "")));
+  meta.append(el("div", "camera", item.camera + (item.track > 0 ? " · #" + trackNumber(item.track) : "")));
   meta.append(el("div", "time", formatTime(item.time, options.withDate)));
   // With track consensus the results are ordered by rank_score (the crop and its whole track),
   // so that is the score shown; the crop's own similarity is in the tooltip.
@@ -460,7 +466,7 @@ function renderTimeline(result) {
       "fill-opacity": (0.3 + 0.7 * Math.max(0, Math.min(1, s.best_score))).toFixed(2), tabindex: 0,
     });
     const title = document.createElementNS(SVG, "title");
-    title.textContent = s.camera + (s.track > 0 ? " track " + s.track : "") + "\n" + formatTime(s.first, true) + " – " +
+    title.textContent = s.camera + (s.track > 0 ? " track " + trackNumber(s.track) : "") + "\n" + formatTime(s.first, true) + " – " +
       formatTime(s.last, false) + " UTC\n" + s.count + " crop" + (s.count === 1 ? "" : "s") + ", best score " + s.best_score.toFixed(3);
     bar.append(title);
     if (w > 22 && s.count > 1) add("text", { class: "count", x: bx + w / 2, y: y + 13, "text-anchor": "middle" }, String(s.count));
