@@ -125,6 +125,7 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 	flags.Float64Var(&flagged.LR, "lr", 0, "Adam learning rate (overrides trainer.lr)")
 	flags.Float64Var(&flagged.Eps, "eps", 0, "DBSCAN eps on the Jaccard distance (overrides trainer.eps)")
 	flags.IntVar(&flagged.MaxCrops, "max-crops", 0, "train on at most this many crops (overrides trainer.max_crops)")
+	flags.Uint64Var(&flagged.Seed, "seed", 0, "random seed of sampling, augmentation and libtorch (overrides trainer.seed)")
 	return command
 }
 
@@ -138,6 +139,7 @@ func trainerFlags(cmd *cobra.Command, configured, flagged config.Trainer) config
 		"lr":        func() { configured.LR = flagged.LR },
 		"eps":       func() { configured.Eps = flagged.Eps },
 		"max-crops": func() { configured.MaxCrops = flagged.MaxCrops },
+		"seed":      func() { configured.Seed = flagged.Seed },
 	}
 	for flag, override := range overrides {
 		if cmd.Flags().Changed(flag) {
