@@ -302,8 +302,11 @@ type Trainer struct {
 	MaxCrops int `mapstructure:"max_crops" yaml:"max_crops" json:"max_crops"`
 	// KeepCameraBias clusters raw features as the reference does, instead of camera-centred ones
 	// (docs/TRAINING.md: on raw features clusters stay inside cameras).
-	KeepCameraBias bool   `mapstructure:"keep_camera_bias" yaml:"keep_camera_bias" json:"keep_camera_bias"`
-	Seed           uint64 `mapstructure:"seed" yaml:"seed" json:"seed"`
+	KeepCameraBias bool `mapstructure:"keep_camera_bias" yaml:"keep_camera_bias" json:"keep_camera_bias"`
+	// CameraProxies contrasts each crop with its own camera's share of the clusters only; false
+	// contrasts it with every cluster, as the reference does (docs/TRAINING.md).
+	CameraProxies bool   `mapstructure:"camera_proxies" yaml:"camera_proxies" json:"camera_proxies"`
+	Seed          uint64 `mapstructure:"seed" yaml:"seed" json:"seed"`
 }
 
 // Default returns the configuration used when nothing overrides it.
@@ -365,7 +368,7 @@ func Default() Options {
 		},
 		Retention: Retention{Interval: time.Hour},
 		Trainer: Trainer{Epochs: 50, ItersPerEpoch: 200, BatchSize: 256, Instances: 16, LR: 3.5e-4, LRStep: 20,
-			Eps: 0.6, MinSamples: 4, Seed: 1},
+			Eps: 0.6, MinSamples: 4, CameraProxies: true, Seed: 1},
 	}
 }
 

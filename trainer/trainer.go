@@ -66,6 +66,9 @@ type Options struct {
 	// KeepCameraBias clusters the raw features instead of the camera-centred ones (each camera's
 	// mean feature subtracted), as the reference does. See cameraCentred.
 	KeepCameraBias bool
+	// CameraProxies trains each step on one camera's crops against that camera's share of the
+	// clusters (see cameraProxies) instead of every cluster at once, as the reference does.
+	CameraProxies bool
 	// MeanUpdate updates a memory entry with every crop of the batch in turn instead of only the
 	// hardest one (the paper's headline results use the hardest).
 	MeanUpdate bool
@@ -152,8 +155,10 @@ type EpochReport struct {
 	Outliers  int `json:"outliers"`
 	// CrossCamera counts clusters with crops from more than one camera: the ones that teach the
 	// network what a person looks like across cameras.
-	CrossCamera int     `json:"cross_camera_clusters"`
-	LR          float64 `json:"lr"`
+	CrossCamera int `json:"cross_camera_clusters"`
+	// Proxies counts the clusters' per-camera parts trained against (CameraProxies).
+	Proxies int     `json:"camera_proxies,omitempty"`
+	LR      float64 `json:"lr"`
 	// Loss is the mean loss over the epoch's steps, FirstLoss and LastLoss its first and last.
 	Loss      float64 `json:"loss"`
 	FirstLoss float64 `json:"first_loss"`
@@ -289,23 +294,49 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	}
 	slog.Info("epoch clustered", "epoch", epoch+1, "clusters", report.Clusters, "cross_camera", report.CrossCamera, "outliers", report.Outliers)
 
-	dim := r.network.Dim()
-	flat := make([]float32, 0, len(centres)*dim)
-	for _, centre := range centres {
-		flat = append(flat, centre...)
-	}
-	memory, err := r.network.Device().NewMemory(ctx, len(centres), dim, flat)
-	if err != nil {
-		return report, err
-	}
-	defer memory.Close()
-
 	began = time.Now()
 	cameras := make([]string, len(r.examples))
 	for i, example := range r.examples {
 		cameras[i] = example.Camera
 	}
-	draw := newSampler(rng, labels, cameras, r.options.Instances)
+	groups := []memoryGroup{{labels: labels, centres: centres}}
+	if r.options.CameraProxies {
+		groups = cameraProxies(features, labels, cameras)
+	}
+	memories := make([]*torch.Memory, len(groups))
+	defer func() {
+		for _, memory := range memories {
+			if memory != nil {
+				memory.Close()
+			}
+		}
+	}()
+	samplers := make([]*sampler, len(groups))
+	weights := make([]int, len(groups))
+	dim := r.network.Dim()
+	for g, group := range groups {
+		flat := make([]float32, 0, len(group.centres)*dim)
+		for _, centre := range group.centres {
+			flat = append(flat, centre...)
+		}
+		if memories[g], err = r.network.Device().NewMemory(ctx, len(group.centres), dim, flat); err != nil {
+			return report, err
+		}
+		if r.options.CameraProxies {
+			report.Proxies += len(group.centres)
+		}
+		samplers[g] = newSampler(rng, group.labels, cameras, r.options.Instances)
+		for _, label := range group.labels {
+			if label >= 0 {
+				weights[g]++
+			}
+		}
+	}
+	draw := func(identities int) ([]int, []int64, int) {
+		g := pickWeighted(rng, weights)
+		indices, labels := samplers[g].batch(identities)
+		return indices, labels, g
+	}
 	update := torch.UpdateHard
 	if r.options.MeanUpdate {
 		update = torch.UpdateMean
@@ -321,7 +352,7 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 		if prepared.err != nil {
 			return report, prepared.err
 		}
-		result, err := r.network.TrainStep(ctx, optimizer, memory, prepared.batch, prepared.labels, step)
+		result, err := r.network.TrainStep(ctx, optimizer, memories[prepared.memory], prepared.batch, prepared.labels, step)
 		if err != nil {
 			return report, err
 		}
@@ -333,6 +364,78 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	}
 	report.TrainSeconds = time.Since(began).Seconds()
 	return report, nil
+}
+
+// memoryGroup is one memory of an epoch: its entries' centres, and each example's entry (-1: not
+// in this memory).
+type memoryGroup struct {
+	labels  []int
+	centres [][]float32
+}
+
+// cameraProxies splits every cluster into its cameras' parts, one memory per camera: a step then
+// contrasts crops of one camera with that camera's people only. Clusters on a few cameras mostly
+// stay inside one camera, and with one memory a person's part in another camera is a negative
+// that the loss pushes away, which is the opposite of what cross-camera search needs; within a
+// camera the clusters are reliable.
+func cameraProxies(features [][]float32, labels []int, cameras []string) []memoryGroup {
+	var names []string
+	index := map[string]int{}
+	for _, camera := range cameras {
+		if _, seen := index[camera]; !seen {
+			index[camera] = len(names)
+			names = append(names, camera)
+		}
+	}
+	groups := make([]memoryGroup, len(names))
+	proxy := make([]map[int]int, len(names))
+	for g := range groups {
+		groups[g].labels = make([]int, len(labels))
+		proxy[g] = map[int]int{}
+	}
+	for i, label := range labels {
+		for g := range groups {
+			groups[g].labels[i] = -1
+		}
+		if label < 0 {
+			continue
+		}
+		g := index[cameras[i]]
+		entry, seen := proxy[g][label]
+		if !seen {
+			entry = len(proxy[g])
+			proxy[g][label] = entry
+		}
+		groups[g].labels[i] = entry
+	}
+	kept := groups[:0]
+	for g := range groups {
+		if len(proxy[g]) == 0 {
+			continue
+		}
+		groups[g].centres, _ = clusterCentres(features, groups[g].labels)
+		kept = append(kept, groups[g])
+	}
+	return kept
+}
+
+// pickWeighted draws an index with probability proportional to its weight.
+func pickWeighted(rng *rand.Rand, weights []int) int {
+	total := 0
+	for _, weight := range weights {
+		total += weight
+	}
+	if len(weights) == 1 || total == 0 {
+		return 0
+	}
+	pick := rng.IntN(total)
+	for i, weight := range weights {
+		if pick < weight {
+			return i
+		}
+		pick -= weight
+	}
+	return len(weights) - 1
 }
 
 // clusterSpace is what DBSCAN sees: camera-centred features unless KeepCameraBias.
@@ -446,6 +549,7 @@ func (r *run) features(ctx context.Context) ([][]float32, error) {
 type preparedBatch struct {
 	batch  torch.Batch
 	labels []int64
+	memory int // which of the epoch's memories the labels index
 	err    error
 }
 
@@ -461,17 +565,17 @@ type batchPipeline struct {
 // ResNet-50 step at batch 256 and the batch's preparation take tens of milliseconds each). The
 // goroutine alone draws from rng and the sampler, in the same order as a serial loop would.
 // stop ends it and waits for it.
-func (r *run) prepareBatches(ctx context.Context, draw *sampler, rng *rand.Rand) *batchPipeline {
+func (r *run) prepareBatches(ctx context.Context, draw func(identities int) ([]int, []int64, int), rng *rand.Rand) *batchPipeline {
 	ctx, cancel := context.WithCancel(ctx)
 	ready := make(chan preparedBatch, 1)
 	pipeline := &batchPipeline{ready: ready, cancel: cancel}
 	pipeline.done.Go(func() {
 		defer close(ready)
 		for range r.options.ItersPerEpoch {
-			indices, labels := draw.batch(r.options.BatchSize / r.options.Instances)
+			indices, labels, memory := draw(r.options.BatchSize / r.options.Instances)
 			batch, err := r.trainingBatch(ctx, rng, indices)
 			select {
-			case ready <- preparedBatch{batch: batch, labels: labels, err: err}:
+			case ready <- preparedBatch{batch: batch, labels: labels, memory: memory, err: err}:
 			case <-ctx.Done():
 				return
 			}

@@ -127,24 +127,73 @@ func separation(features [][]float32, truth []int) float64 {
 
 func TestTrainSeparatesIdentities(t *testing.T) {
 	examples, truth := syntheticPeople(t, 8, 10)
-	network := osnet(t)
-	before := separation(embedAll(t, network, examples), truth)
-	summary, err := Train(context.Background(), network, examples, smallRun(), nil)
-	if err != nil {
-		t.Fatal(err)
+	for _, test := range []struct {
+		name          string
+		cameraProxies bool
+	}{{"one memory", false}, {"camera proxies", true}} {
+		t.Run(test.name, func(t *testing.T) {
+			network := osnet(t)
+			before := separation(embedAll(t, network, examples), truth)
+			options := smallRun()
+			options.CameraProxies = test.cameraProxies
+			summary, err := Train(context.Background(), network, examples, options, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			after := separation(embedAll(t, network, examples), truth)
+			t.Logf("separation %.4f -> %.4f; epochs %+v", before, after, summary.Epochs)
+			if after <= before+0.01 {
+				t.Errorf("training did not separate the identities: separation %.4f -> %.4f", before, after)
+			}
+			if len(summary.Epochs) != 2 || summary.Crops != len(examples) || summary.Cameras != 2 || summary.Resumed != 0 {
+				t.Errorf("summary %+v", summary)
+			}
+			for _, epoch := range summary.Epochs {
+				if epoch.Clusters < 2 || epoch.CrossCamera < 1 || epoch.Clustered+epoch.Outliers != len(examples) || math.IsNaN(epoch.Loss) || epoch.Loss <= 0 {
+					t.Errorf("epoch report %+v", epoch)
+				}
+			}
+		})
 	}
-	after := separation(embedAll(t, network, examples), truth)
-	t.Logf("separation %.4f -> %.4f; epochs %+v", before, after, summary.Epochs)
-	if after <= before+0.01 {
-		t.Errorf("training did not separate the identities: separation %.4f -> %.4f", before, after)
+}
+
+// TestCameraProxies: every cluster is split into its cameras' parts, each camera's memory holds
+// only its own parts (as the normalised mean of their crops), and an example is in its own
+// camera's memory only.
+func TestCameraProxies(t *testing.T) {
+	cameras := []string{"north", "north", "south", "north", "south", "south", "west"}
+	labels := []int{0, 1, 0, 0, -1, 2, -1}
+	features := [][]float32{{1, 0}, {0, 1}, {0.6, 0.8}, {0, 1}, {1, 0}, {-1, 0}, {0, -1}}
+	groups := cameraProxies(features, labels, cameras)
+	if len(groups) != 2 {
+		t.Fatalf("%d memories, want north and south (west has no clustered crop)", len(groups))
 	}
-	if len(summary.Epochs) != 2 || summary.Crops != len(examples) || summary.Cameras != 2 || summary.Resumed != 0 {
-		t.Errorf("summary %+v", summary)
-	}
-	for _, epoch := range summary.Epochs {
-		if epoch.Clusters < 2 || epoch.CrossCamera < 1 || epoch.Clustered+epoch.Outliers != len(examples) || math.IsNaN(epoch.Loss) || epoch.Loss <= 0 {
-			t.Errorf("epoch report %+v", epoch)
+	wantLabels := [][]int{{0, 1, -1, 0, -1, -1, -1}, {-1, -1, 0, -1, -1, 1, -1}}
+	s := float32(math.Sqrt(0.5))
+	wantCentres := [][][]float32{{{s, s}, {0, 1}}, {{0.6, 0.8}, {-1, 0}}}
+	for g, group := range groups {
+		if !slices.Equal(group.labels, wantLabels[g]) {
+			t.Errorf("memory %d labels %v, want %v", g, group.labels, wantLabels[g])
 		}
+		if len(group.centres) != len(wantCentres[g]) {
+			t.Fatalf("memory %d has %d entries, want %d", g, len(group.centres), len(wantCentres[g]))
+		}
+		for e, centre := range group.centres {
+			for d := range centre {
+				if math.Abs(float64(centre[d]-wantCentres[g][e][d])) > 1e-6 {
+					t.Errorf("memory %d entry %d = %v, want %v", g, e, centre, wantCentres[g][e])
+				}
+			}
+		}
+	}
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	counts := make([]int, 3)
+	for range 6000 {
+		counts[pickWeighted(rng, []int{1, 0, 2})]++
+	}
+	if counts[1] != 0 || counts[0] < 1800 || counts[0] > 2200 {
+		t.Errorf("weights 1:0:2 drawn %v times", counts)
 	}
 }
 
@@ -153,7 +202,10 @@ func TestTrainResumesFromCheckpoint(t *testing.T) {
 	ctx := context.Background()
 	examples, _ := syntheticPeople(t, 6, 8)
 
+	// With a memory per camera: the draw of which camera each step trains is part of what must
+	// repeat.
 	whole := smallRun()
+	whole.CameraProxies = true
 	whole.CheckpointDir = t.TempDir()
 	uninterrupted := osnet(t)
 	if _, err := Train(ctx, uninterrupted, examples, whole, nil); err != nil {
@@ -161,13 +213,13 @@ func TestTrainResumesFromCheckpoint(t *testing.T) {
 	}
 	want := embedAll(t, uninterrupted, examples)
 
-	firstHalf := smallRun()
+	firstHalf := whole
 	firstHalf.Epochs = 1
 	firstHalf.CheckpointDir = t.TempDir()
 	if _, err := Train(ctx, osnet(t), examples, firstHalf, nil); err != nil {
 		t.Fatal(err)
 	}
-	secondHalf := smallRun()
+	secondHalf := whole
 	secondHalf.CheckpointDir = firstHalf.CheckpointDir
 	resumed := osnet(t) // a fresh process would start from the parent weights too
 	summary, err := Train(ctx, resumed, examples, secondHalf, nil)
@@ -316,6 +368,12 @@ func TestCameraCentredFeaturesCrossCameras(t *testing.T) {
 // loop makes from the same generator; stopping early does not hang; a broken crop ends the epoch
 // with an error that names it.
 func TestBatchPipeline(t *testing.T) {
+	oneMemory := func(draw *sampler) func(int) ([]int, []int64, int) {
+		return func(identities int) ([]int, []int64, int) {
+			indices, labels := draw.batch(identities)
+			return indices, labels, 0
+		}
+	}
 	ctx := t.Context()
 	examples, truth := syntheticPeople(t, 4, 4)
 	cameras := make([]string, len(examples))
@@ -331,7 +389,7 @@ func TestBatchPipeline(t *testing.T) {
 	serialRNG := rand.New(rand.NewPCG(3, 4))
 	serial := newSampler(serialRNG, truth, cameras, 4)
 	pipelineRNG := rand.New(rand.NewPCG(3, 4))
-	pipeline := r.prepareBatches(ctx, newSampler(pipelineRNG, truth, cameras, 4), pipelineRNG)
+	pipeline := r.prepareBatches(ctx, oneMemory(newSampler(pipelineRNG, truth, cameras, 4)), pipelineRNG)
 	defer pipeline.stop()
 	for step := range r.options.ItersPerEpoch {
 		indices, labels := serial.batch(2)
@@ -351,7 +409,7 @@ func TestBatchPipeline(t *testing.T) {
 		t.Fatal("the pipeline made more batches than the epoch's steps")
 	}
 
-	early := r.prepareBatches(ctx, newSampler(rand.New(rand.NewPCG(5, 6)), truth, cameras, 4), rand.New(rand.NewPCG(5, 6)))
+	early := r.prepareBatches(ctx, oneMemory(newSampler(rand.New(rand.NewPCG(5, 6)), truth, cameras, 4)), rand.New(rand.NewPCG(5, 6)))
 	<-early.ready
 	early.stop() // returns only once the goroutine has ended
 
@@ -359,7 +417,7 @@ func TestBatchPipeline(t *testing.T) {
 	for i := range broken {
 		broken[i].JPEG = []byte("not a jpeg")
 	}
-	failing := newRun(broken).prepareBatches(ctx, newSampler(rand.New(rand.NewPCG(7, 8)), truth, cameras, 4), rand.New(rand.NewPCG(7, 8)))
+	failing := newRun(broken).prepareBatches(ctx, oneMemory(newSampler(rand.New(rand.NewPCG(7, 8)), truth, cameras, 4)), rand.New(rand.NewPCG(7, 8)))
 	defer failing.stop()
 	got := <-failing.ready
 	if got.err == nil || !strings.Contains(got.err.Error(), "person") {
