@@ -291,9 +291,9 @@ func BenchmarkSyntheticCrossCamera(b *testing.B) {
 // steps of 64 crops) does to search on the synthetic cameras: the same searches as
 // BenchmarkSyntheticCrossCamera (track consensus, the API's default) before, and after training
 // on their crops (no labels) and switching the gallery to the new version. Side by side in one
-// run: reid's default (a memory per camera) and the reference's one memory for every cluster
-// (trainer.camera_proxies false), each from the same imported model with seeds 1-3, as one seed
-// says little on 12 people; medians are reported.
+// run: the default (a memory per camera, trainer.camera_proxies) and the reference's one memory
+// for every cluster, each from the same imported model with seeds 1-3, as one seed says little on
+// 12 people; medians are reported.
 func BenchmarkSiteAdaptation(b *testing.B) {
 	for range b.N {
 		dataDir, _, identity := syntheticCameras(b)
