@@ -319,6 +319,20 @@ func writeStills(t *testing.T, n int, pattern string) string {
 	return dir
 }
 
+// everyFrameIngester crops every frame's walker: tracks confirmed at their first detection, no
+// interval between crops.
+func everyFrameIngester(t *testing.T, sink *memorySink) *Ingester {
+	t.Helper()
+	options := testOptions(sink, fakeDetector)
+	options.Crops.MinInterval = 0
+	options.Tracker.MinHits = 1
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ingester
+}
+
 func TestStillsDirectory(t *testing.T) {
 	t.Run("timestamps from file names", func(t *testing.T) {
 		dir := writeStills(t, 6, "cam_20240131T120000_%d00.png")
@@ -326,13 +340,7 @@ func TestStillsDirectory(t *testing.T) {
 		must(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("x"), 0o644))
 		must(t, os.WriteFile(filepath.Join(dir, "cam_20240131T120000_900.png"), []byte("not a png"), 0o644))
 		sink := &memorySink{}
-		options := testOptions(sink, fakeDetector)
-		options.Crops.MinInterval = 0
-		options.Tracker.MinHits = 1
-		ingester, err := New(options)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ingester := everyFrameIngester(t, sink)
 		must(t, ingester.Run(context.Background(), []config.Camera{{ID: "dir", Source: dir}}))
 		stats := ingester.Stats().Cameras[0]
 		if stats.Frames != 6 || stats.Skipped != 1 {
@@ -699,14 +707,7 @@ func TestTrackIDsSurviveRestarts(t *testing.T) {
 	tuesday := writeStills(t, 3, "cam_20261201T080000_%d00.png")
 	session := func(dir string) []cropstore.CropRecord {
 		sink := &memorySink{}
-		options := testOptions(sink, fakeDetector)
-		options.Crops.MinInterval = 0
-		options.Tracker.MinHits = 1
-		ingester, err := New(options)
-		if err != nil {
-			t.Fatal(err)
-		}
-		must(t, ingester.Run(context.Background(), []config.Camera{{ID: "door", Source: dir}}))
+		must(t, everyFrameIngester(t, sink).Run(context.Background(), []config.Camera{{ID: "door", Source: dir}}))
 		records := sink.byCamera("door")
 		if len(records) == 0 {
 			t.Fatal("no crops")
