@@ -360,13 +360,7 @@ func TestStillsDirectory(t *testing.T) {
 	t.Run("frame interval and sampling", func(t *testing.T) {
 		dir := writeStills(t, 10, "img%02d.jpg")
 		sink := &memorySink{}
-		options := testOptions(sink, fakeDetector)
-		options.Crops.MinInterval = 0
-		options.Tracker.MinHits = 1
-		ingester, err := New(options)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ingester := everyFrameIngester(t, sink)
 		start := "2025-06-01T08:00:00Z"
 		camera := config.Camera{ID: "dir", Source: dir, FrameInterval: 250 * time.Millisecond, StartTime: start, SampleFPS: 2}
 		must(t, ingester.Run(context.Background(), []config.Camera{camera}))
