@@ -301,7 +301,9 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	}
 	groups := []memoryGroup{{labels: labels, centres: centres}}
 	if r.options.CameraProxies {
-		groups = cameraProxies(features, labels, cameras)
+		if groups = cameraProxies(features, labels, cameras); len(groups) == 0 {
+			return report, fmt.Errorf("%w: no camera has two clusters' crops to contrast", ErrNoClusters)
+		}
 	}
 	memories := make([]*torch.Memory, len(groups))
 	defer func() {
@@ -409,7 +411,9 @@ func cameraProxies(features [][]float32, labels []int, cameras []string) []memor
 	}
 	kept := groups[:0]
 	for g := range groups {
-		if len(proxy[g]) == 0 {
+		// A camera with one person has nobody to contrast them with: its steps would only move
+		// the weights by their decay.
+		if len(proxy[g]) < 2 {
 			continue
 		}
 		groups[g].centres, _ = clusterCentres(features, groups[g].labels)

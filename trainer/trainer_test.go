@@ -158,17 +158,17 @@ func TestTrainSeparatesIdentities(t *testing.T) {
 }
 
 // TestCameraProxies: every cluster is split into its cameras' parts, each camera's memory holds
-// only its own parts (as the normalised mean of their crops), and an example is in its own
-// camera's memory only.
+// only its own parts (as the normalised mean of their crops), an example is in its own camera's
+// memory only, and a camera with fewer than two parts has no memory.
 func TestCameraProxies(t *testing.T) {
-	cameras := []string{"north", "north", "south", "north", "south", "south", "west"}
-	labels := []int{0, 1, 0, 0, -1, 2, -1}
-	features := [][]float32{{1, 0}, {0, 1}, {0.6, 0.8}, {0, 1}, {1, 0}, {-1, 0}, {0, -1}}
+	cameras := []string{"north", "north", "south", "north", "south", "south", "west", "east"}
+	labels := []int{0, 1, 0, 0, -1, 2, -1, 1}
+	features := [][]float32{{1, 0}, {0, 1}, {0.6, 0.8}, {0, 1}, {1, 0}, {-1, 0}, {0, -1}, {1, 0}}
 	groups := cameraProxies(features, labels, cameras)
 	if len(groups) != 2 {
-		t.Fatalf("%d memories, want north and south (west has no clustered crop)", len(groups))
+		t.Fatalf("%d memories, want north and south (west has no clustered crop, east one person)", len(groups))
 	}
-	wantLabels := [][]int{{0, 1, -1, 0, -1, -1, -1}, {-1, -1, 0, -1, -1, 1, -1}}
+	wantLabels := [][]int{{0, 1, -1, 0, -1, -1, -1, -1}, {-1, -1, 0, -1, -1, 1, -1, -1}}
 	s := float32(math.Sqrt(0.5))
 	wantCentres := [][][]float32{{{s, s}, {0, 1}}, {{0.6, 0.8}, {-1, 0}}}
 	for g, group := range groups {
