@@ -219,7 +219,6 @@ func syntheticCameras(b *testing.B) (dataDir string, indexed int, identity func(
 		// A data dir that already ran these videos (and maybe trained and switched models), such
 		// as the demo's.
 		dataDir = existing
-		b.Setenv("REID_SHARED_DIR", testassets.SharedDir())
 	}
 	var cameras strings.Builder
 	cameras.WriteString("cameras:\n")
