@@ -305,8 +305,13 @@ type Trainer struct {
 	KeepCameraBias bool `mapstructure:"keep_camera_bias" yaml:"keep_camera_bias" json:"keep_camera_bias"`
 	// CameraProxies contrasts each crop with its own camera's share of the clusters only; false
 	// contrasts it with every cluster, as the reference does (docs/TRAINING.md).
-	CameraProxies bool   `mapstructure:"camera_proxies" yaml:"camera_proxies" json:"camera_proxies"`
-	Seed          uint64 `mapstructure:"seed" yaml:"seed" json:"seed"`
+	CameraProxies bool `mapstructure:"camera_proxies" yaml:"camera_proxies" json:"camera_proxies"`
+	// InterCamera weighs a second loss term that pulls a person's parts in different cameras
+	// together (camera-aware proxies' inter-camera loss; 0 turns it off; needs camera_proxies), and
+	// HardNegatives is how many other clusters' parts it contrasts each crop with.
+	InterCamera   float64 `mapstructure:"inter_camera" yaml:"inter_camera" json:"inter_camera"`
+	HardNegatives int     `mapstructure:"hard_negatives" yaml:"hard_negatives" json:"hard_negatives"`
+	Seed          uint64  `mapstructure:"seed" yaml:"seed" json:"seed"`
 }
 
 // Default returns the configuration used when nothing overrides it.
@@ -368,7 +373,7 @@ func Default() Options {
 		},
 		Retention: Retention{Interval: time.Hour},
 		Trainer: Trainer{Epochs: 50, ItersPerEpoch: 200, BatchSize: 256, Instances: 16, LR: 3.5e-4, LRStep: 20,
-			Eps: 0.6, MinSamples: 4, CameraProxies: true, Seed: 1},
+			Eps: 0.6, MinSamples: 4, CameraProxies: true, HardNegatives: 50, Seed: 1},
 	}
 }
 
@@ -592,6 +597,12 @@ func (o *Options) Validate() error {
 	}
 	if !(o.Trainer.Eps > 0 && o.Trainer.Eps < 1) {
 		bad("trainer.eps", "must be between 0 and 1, not %v", o.Trainer.Eps)
+	}
+	if o.Trainer.InterCamera < 0 || (o.Trainer.InterCamera > 0 && !o.Trainer.CameraProxies) {
+		bad("trainer.inter_camera", "must be >= 0, and 0 unless trainer.camera_proxies is set, not %v", o.Trainer.InterCamera)
+	}
+	if o.Trainer.HardNegatives < 1 {
+		bad("trainer.hard_negatives", "must be >= 1, not %d", o.Trainer.HardNegatives)
 	}
 	if o.Trainer.MaxCrops < 0 {
 		bad("trainer.max_crops", "must be >= 0")

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"unsafe"
 )
 
@@ -215,6 +216,22 @@ type StepOptions struct {
 	Temperature float32 // default 0.05
 	Momentum    float32 // default 0.1: M[y] = m*M[y] + (1-m)*x, then renormalised
 	Update      UpdateMode
+	// Rows limits the cross-entropy's softmax to these memory rows (the labels must lie among
+	// them), so one memory can hold several sets of entries (one per camera, say) and a step
+	// contrast against one set. The zero value means every row.
+	Rows RowRange
+	// Identities, when set, gives every memory row an identity (rows of one person in several
+	// cameras share one), and the loss adds InterWeight x a multi-positive term: each sample
+	// against all rows of its label row's identity, with the HardNegatives most similar rows of
+	// other identities as the negatives (camera-aware proxies' inter-camera loss, arXiv 2012.10674).
+	Identities    []int64
+	InterWeight   float32
+	HardNegatives int
+}
+
+// RowRange is the memory rows [Start, Start+Count).
+type RowRange struct {
+	Start, Count int
 }
 
 // StepResult reports one training step.
@@ -245,8 +262,24 @@ func (m *Model) TrainStep(ctx context.Context, opt *Optimizer, mem *Memory, batc
 	if so.Momentum == 0 {
 		so.Momentum = 0.1
 	}
-	if so.Temperature < 0 || so.Momentum < 0 || so.Momentum > 1 || so.Update < UpdateNone || so.Update > UpdateHard {
+	if so.Temperature < 0 || so.Momentum < 0 || so.Momentum > 1 || so.Update < UpdateNone || so.Update > UpdateHard ||
+		so.Rows.Start < 0 || so.Rows.Count < 0 || so.InterWeight < 0 || so.HardNegatives < 0 {
 		return StepResult{}, fmt.Errorf("torch: bad step options %+v", so)
+	}
+	if so.Identities != nil && len(so.Identities) != mem.rows {
+		return StepResult{}, fmt.Errorf("torch: %d identities for a memory of %d rows", len(so.Identities), mem.rows)
+	}
+	options := C.rt_step_options{
+		tau: C.float(so.Temperature), momentum: C.float(so.Momentum), update: C.int(so.Update),
+		row_start: C.int64_t(so.Rows.Start), row_count: C.int64_t(so.Rows.Count),
+		inter_weight: C.float(so.InterWeight), hard_negatives: C.int64_t(so.HardNegatives),
+	}
+	var pinner runtime.Pinner
+	defer pinner.Unpin()
+	if so.Identities != nil {
+		// The options struct goes to C by pointer, so a Go pointer inside it must be pinned.
+		pinner.Pin(&so.Identities[0])
+		options.identities = (*C.int64_t)(unsafe.Pointer(&so.Identities[0]))
 	}
 	var loss C.double
 	err := m.call(ctx, func() error {
@@ -256,8 +289,7 @@ func (m *Model) TrainStep(ctx context.Context, opt *Optimizer, mem *Memory, batc
 		var message *C.char
 		code := C.rt_train_step(m.ptr, opt.ptr, mem.ptr, (*C.uint8_t)(unsafe.Pointer(&batch.Pix[0])),
 			C.int64_t(batch.N), C.int64_t(batch.Height), C.int64_t(batch.Width),
-			(*C.int64_t)(unsafe.Pointer(&labels[0])), C.float(so.Temperature), C.float(so.Momentum),
-			C.int(so.Update), &loss, &message)
+			(*C.int64_t)(unsafe.Pointer(&labels[0])), &options, &loss, &message)
 		return statusError(code, message, "train step")
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -394,6 +395,33 @@ func TestOptionsAndErrors(t *testing.T) {
 	if _, err := model.EmbedBatch(ctx, Batch{N: 1, Height: 64, Width: 32, Pix: make([]byte, 64*32*3)}); err == nil {
 		t.Error("wrong-size batch accepted")
 	}
+	// Step options that do not fit the memory are refused before any work, or by the shim.
+	optimizer, err := model.NewAdam(ctx, AdamOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer optimizer.Close()
+	memory, err := device.NewMemory(ctx, 4, 512, make([]float32, 4*512))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer memory.Close()
+	small := Batch{N: 2, Height: 64, Width: 32, Pix: make([]byte, 2*64*32*3)}
+	for _, tc := range []struct {
+		name   string
+		labels []int64
+		step   StepOptions
+	}{
+		{"label beyond the memory", []int64{0, 4}, StepOptions{}},
+		{"label outside the rows", []int64{0, 3}, StepOptions{Rows: RowRange{Start: 0, Count: 2}}},
+		{"rows beyond the memory", []int64{2, 3}, StepOptions{Rows: RowRange{Start: 2, Count: 3}}},
+		{"too few identities", []int64{0, 1}, StepOptions{Identities: []int64{0, 1, 2}}},
+		{"negative hard negatives", []int64{0, 1}, StepOptions{Identities: []int64{0, 1, 2, 3}, HardNegatives: -1}},
+	} {
+		if _, err := model.TrainStep(ctx, optimizer, memory, small, tc.labels, tc.step); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
+	}
 	// A state dict with a wrongly shaped tensor is refused with its name.
 	sd := &StateDict{Names: []string{"conv1.conv.weight"}, Tensors: map[string]StateTensor{
 		"conv1.conv.weight": {Shape: []int64{2, 2}, DType: "float32", Float: make([]float32, 4)},
@@ -543,7 +571,9 @@ func TestMemoryUpdate(t *testing.T) {
 func TestTrainStepsMatchPyTorch(t *testing.T) {
 	ctx := t.Context()
 	device := openCPU(t)
-	const steps, clusters, height, width, lr = 3, 4, 64, 32, 1e-3
+	// Six memory rows: the labels use the first four, and the camera case puts rows 4 and 5 in a
+	// second camera as other views of identities 0 and 2.
+	const steps, clusters, height, width, lr = 3, 6, 64, 32, 1e-3
 	labels := []int64{0, 1, 2, 3, 1, 0, 3, 2}
 	labelText := make([]string, len(labels))
 	for i, label := range labels {
@@ -571,20 +601,34 @@ func TestTrainStepsMatchPyTorch(t *testing.T) {
 	}
 	writeFloats(t, memoryPath, memoryData)
 
+	cameraSteps := StepOptions{Rows: RowRange{Start: 0, Count: 4}, Identities: []int64{0, 1, 2, 3, 0, 2}, InterWeight: 0.5, HardNegatives: 2}
 	for _, tc := range []struct {
 		name   string
 		update UpdateMode
+		step   StepOptions
 	}{
-		{"memory as it is", UpdateNone},
-		{"memory updated", UpdateMean},
+		{"memory as it is", UpdateNone, StepOptions{}},
+		{"memory updated", UpdateMean, StepOptions{}},
+		{"one camera's rows, and the inter-camera term", UpdateMean, cameraSteps},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			weights, result := filepath.Join(dir, tc.name+".pth"), filepath.Join(dir, tc.name)
-			pythonReference(t, "train", "--seed", "21", "--device", testDevice(), "--out", weights, "--input", input,
+			arguments := []string{"train", "--seed", "21", "--device", testDevice(), "--out", weights, "--input", input,
 				"--labels", strings.Join(labelText, ","), "--memory", memoryPath, "--clusters", strconv.Itoa(clusters),
 				"--steps", strconv.Itoa(steps), "--lr", strconv.FormatFloat(lr, 'g', -1, 64),
 				"--update", strconv.Itoa(min(int(tc.update), 1)), "--height", strconv.Itoa(height),
-				"--width", strconv.Itoa(width), "--result", result)
+				"--width", strconv.Itoa(width), "--result", result}
+			if tc.step.Identities != nil {
+				identities := make([]string, len(tc.step.Identities))
+				for i, identity := range tc.step.Identities {
+					identities[i] = strconv.FormatInt(identity, 10)
+				}
+				arguments = append(arguments, "--rows", fmt.Sprintf("%d,%d", tc.step.Rows.Start, tc.step.Rows.Count),
+					"--identities", strings.Join(identities, ","),
+					"--inter-weight", strconv.FormatFloat(float64(tc.step.InterWeight), 'g', -1, 32),
+					"--hard", strconv.Itoa(tc.step.HardNegatives))
+			}
+			pythonReference(t, arguments...)
 			model, report := modelWithWeights(t, device, ModelOptions{Arch: ArchResNet50, InputHeight: height, InputWidth: width, Precision: "fp32"}, weights)
 			if len(report.Missing) != 0 || len(report.Unexpected) != 0 {
 				t.Fatalf("missing %v, unexpected %v", report.Missing, report.Unexpected)
@@ -605,7 +649,9 @@ func TestTrainStepsMatchPyTorch(t *testing.T) {
 			defer memory.Close()
 			var losses []float64
 			for step := range steps {
-				result, err := model.TrainStep(ctx, optimizer, memory, batches[step], labels, StepOptions{Update: tc.update})
+				options := tc.step
+				options.Update = tc.update
+				result, err := model.TrainStep(ctx, optimizer, memory, batches[step], labels, options)
 				if err != nil {
 					t.Fatal(err)
 				}

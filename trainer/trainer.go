@@ -69,6 +69,13 @@ type Options struct {
 	// CameraProxies trains each step on one camera's crops against that camera's share of the
 	// clusters (see cameraProxies) instead of every cluster at once, as the reference does.
 	CameraProxies bool
+	// InterCamera, when above 0, adds to each step's loss this weight times camera-aware proxies'
+	// inter-camera term: a crop against all of its cluster's parts in every camera at once, with
+	// the HardNegatives (default 50) most similar parts of other clusters as negatives. It pulls a
+	// person's views in different cameras together, which the per-camera memories alone never do.
+	// Needs CameraProxies.
+	InterCamera   float32
+	HardNegatives int
 	// MeanUpdate updates a memory entry with every crop of the batch in turn instead of only the
 	// hardest one (the paper's headline results use the hardest).
 	MeanUpdate bool
@@ -122,6 +129,9 @@ func (o Options) WithDefaults() (Options, error) {
 	if o.Seed == 0 {
 		o.Seed = 1
 	}
+	if o.HardNegatives == 0 {
+		o.HardNegatives = 50
+	}
 	if o.CacheBytes == 0 {
 		o.CacheBytes = 2 << 30
 	}
@@ -138,6 +148,8 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, fmt.Errorf("trainer: batch size %d must be a multiple of instances (%d)", o.BatchSize, o.Instances)
 	case !(o.LR > 0) || o.WeightDecay < 0 || !(o.Gamma > 0 && o.Gamma <= 1):
 		return o, fmt.Errorf("trainer: bad learning rate schedule (lr %v, weight decay %v, gamma %v)", o.LR, o.WeightDecay, o.Gamma)
+	case o.InterCamera < 0 || o.HardNegatives < 1 || (o.InterCamera > 0 && !o.CameraProxies):
+		return o, fmt.Errorf("trainer: the inter-camera weight %v must be >= 0, with camera proxies, and hard negatives %d >= 1", o.InterCamera, o.HardNegatives)
 	case !(o.Temperature > 0) || !(o.Momentum >= 0 && o.Momentum <= 1):
 		return o, fmt.Errorf("trainer: temperature %v must be > 0 and momentum %v in [0, 1]", o.Temperature, o.Momentum)
 	case o.Augmentation.Flip < 0 || o.Augmentation.Flip > 1 || o.Augmentation.Erasing < 0 || o.Augmentation.Erasing > 1 || o.Augmentation.Pad < 0:
@@ -299,35 +311,37 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	for i, example := range r.examples {
 		cameras[i] = example.Camera
 	}
-	groups := []memoryGroup{{labels: labels, centres: centres}}
+	groups := []memoryGroup{{labels: labels, centres: centres, identities: make([]int, len(centres))}}
+	for c := range centres {
+		groups[0].identities[c] = c
+	}
 	if r.options.CameraProxies {
 		if groups = cameraProxies(features, labels, cameras); len(groups) == 0 {
 			return report, fmt.Errorf("%w: no camera has two clusters' crops to contrast", ErrNoClusters)
 		}
 	}
-	memories := make([]*torch.Memory, len(groups))
-	defer func() {
-		for _, memory := range memories {
-			if memory != nil {
-				memory.Close()
-			}
-		}
-	}()
+	// One memory holds every group's entries one after another; a step's softmax covers its
+	// group's rows, and the inter-camera term sees them all.
+	var flat []float32
+	var identities []int64
+	rows := make([]torch.RowRange, len(groups))
 	samplers := make([]*sampler, len(groups))
-	dim := r.network.Dim()
 	for g, group := range groups {
-		flat := make([]float32, 0, len(group.centres)*dim)
-		for _, centre := range group.centres {
+		rows[g] = torch.RowRange{Start: len(identities), Count: len(group.centres)}
+		for entry, centre := range group.centres {
 			flat = append(flat, centre...)
-		}
-		if memories[g], err = r.network.Device().NewMemory(ctx, len(group.centres), dim, flat); err != nil {
-			return report, err
-		}
-		if r.options.CameraProxies {
-			report.Proxies += len(group.centres)
+			identities = append(identities, int64(group.identities[entry]))
 		}
 		samplers[g] = newSampler(rng, group.labels, cameras, r.options.Instances)
 	}
+	if r.options.CameraProxies {
+		report.Proxies = len(identities)
+	}
+	memory, err := r.network.Device().NewMemory(ctx, len(identities), r.network.Dim(), flat)
+	if err != nil {
+		return report, err
+	}
+	defer memory.Close()
 	// Every camera trains equally often: drawn by crops, a busy camera took most steps and the
 	// network learnt its people at the quieter cameras' cost (measured: docs/TRAINING.md).
 	draw := func(identities int) ([]int, []int64, int) {
@@ -336,6 +350,9 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 			g = rng.IntN(len(samplers))
 		}
 		indices, labels := samplers[g].batch(identities)
+		for i := range labels {
+			labels[i] += int64(rows[g].Start)
+		}
 		return indices, labels, g
 	}
 	update := torch.UpdateHard
@@ -343,6 +360,9 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 		update = torch.UpdateMean
 	}
 	step := torch.StepOptions{Temperature: r.options.Temperature, Momentum: r.options.Momentum, Update: update}
+	if r.options.InterCamera > 0 {
+		step.Identities, step.InterWeight, step.HardNegatives = identities, r.options.InterCamera, r.options.HardNegatives
+	}
 	batches := r.prepareBatches(ctx, draw, rng)
 	defer batches.stop()
 	for iteration := range r.options.ItersPerEpoch {
@@ -353,7 +373,8 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 		if prepared.err != nil {
 			return report, prepared.err
 		}
-		result, err := r.network.TrainStep(ctx, optimizer, memories[prepared.memory], prepared.batch, prepared.labels, step)
+		step.Rows = rows[prepared.memory]
+		result, err := r.network.TrainStep(ctx, optimizer, memory, prepared.batch, prepared.labels, step)
 		if err != nil {
 			return report, err
 		}
@@ -367,11 +388,12 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 	return report, nil
 }
 
-// memoryGroup is one memory of an epoch: its entries' centres, and each example's entry (-1: not
-// in this memory).
+// memoryGroup is one set of memory entries of an epoch: their centres, the cluster of each, and
+// each example's entry (-1: not in this group).
 type memoryGroup struct {
-	labels  []int
-	centres [][]float32
+	labels     []int
+	centres    [][]float32
+	identities []int
 }
 
 // cameraProxies splits every cluster into its cameras' parts, one memory per camera: a step then
@@ -417,6 +439,10 @@ func cameraProxies(features [][]float32, labels []int, cameras []string) []memor
 			continue
 		}
 		groups[g].centres, _ = clusterCentres(features, groups[g].labels)
+		groups[g].identities = make([]int, len(proxy[g]))
+		for label, entry := range proxy[g] {
+			groups[g].identities[entry] = label
+		}
 		kept = append(kept, groups[g])
 	}
 	return kept

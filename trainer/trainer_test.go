@@ -125,26 +125,57 @@ func separation(features [][]float32, truth []int) float64 {
 	return total / float64(len(features))
 }
 
+// crossCameraAgreement is the mean cosine between each person's mean features in two cameras.
+func crossCameraAgreement(features [][]float32, examples []Example, truth []int) float64 {
+	cameras := map[string]int{}
+	for _, example := range examples {
+		if _, seen := cameras[example.Camera]; !seen {
+			cameras[example.Camera] = len(cameras)
+		}
+	}
+	people := slices.Max(truth) + 1
+	byCamera := make([]int, len(truth)) // person x cameras + camera
+	for i, example := range examples {
+		byCamera[i] = truth[i]*len(cameras) + cameras[example.Camera]
+	}
+	centres, _ := clusterCentres(features, byCamera)
+	total := 0.0
+	for person := range people {
+		total += vecmath.Dot64(centres[person*len(cameras)], centres[person*len(cameras)+1])
+	}
+	return total / float64(people)
+}
+
 func TestTrainSeparatesIdentities(t *testing.T) {
 	examples, truth := syntheticPeople(t, 8, 10)
+	// The first loss of the case before: the same seed draws the same first batch, so the
+	// inter-camera term's case must start higher by that term.
+	var previousFirstLoss float64
 	for _, test := range []struct {
 		name          string
 		cameraProxies bool
-	}{{"one memory", false}, {"camera proxies", true}} {
+		interCamera   float32
+	}{{"one memory", false, 0}, {"camera proxies", true, 0}, {"camera proxies and the inter-camera term", true, 0.5}} {
 		t.Run(test.name, func(t *testing.T) {
 			network := osnet(t)
-			before := separation(embedAll(t, network, examples), truth)
+			featuresBefore := embedAll(t, network, examples)
+			before, togetherBefore := separation(featuresBefore, truth), crossCameraAgreement(featuresBefore, examples, truth)
 			options := smallRun()
-			options.CameraProxies = test.cameraProxies
+			options.CameraProxies, options.InterCamera = test.cameraProxies, test.interCamera
 			summary, err := Train(context.Background(), network, examples, options, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			after := separation(embedAll(t, network, examples), truth)
-			t.Logf("separation %.4f -> %.4f; epochs %+v", before, after, summary.Epochs)
+			featuresAfter := embedAll(t, network, examples)
+			after, together := separation(featuresAfter, truth), crossCameraAgreement(featuresAfter, examples, truth)
+			t.Logf("separation %.4f -> %.4f; a person's two cameras %.4f -> %.4f; epochs %+v", before, after, togetherBefore, together, summary.Epochs)
 			if after <= before+0.01 {
 				t.Errorf("training did not separate the identities: separation %.4f -> %.4f", before, after)
 			}
+			if first := summary.Epochs[0].FirstLoss; test.interCamera > 0 && !(first > previousFirstLoss+0.1) {
+				t.Errorf("first loss %.4f with the inter-camera term, %.4f without: the term is missing", first, previousFirstLoss)
+			}
+			previousFirstLoss = summary.Epochs[0].FirstLoss
 			if len(summary.Epochs) != 2 || summary.Crops != len(examples) || summary.Cameras != 2 || summary.Resumed != 0 {
 				t.Errorf("summary %+v", summary)
 			}
@@ -171,9 +202,13 @@ func TestCameraProxies(t *testing.T) {
 	wantLabels := [][]int{{0, 1, -1, 0, -1, -1, -1, -1}, {-1, -1, 0, -1, -1, 1, -1, -1}}
 	s := float32(math.Sqrt(0.5))
 	wantCentres := [][][]float32{{{s, s}, {0, 1}}, {{0.6, 0.8}, {-1, 0}}}
+	wantIdentities := [][]int{{0, 1}, {0, 2}} // the cluster of each entry: person 0 is in both
 	for g, group := range groups {
 		if !slices.Equal(group.labels, wantLabels[g]) {
 			t.Errorf("memory %d labels %v, want %v", g, group.labels, wantLabels[g])
+		}
+		if !slices.Equal(group.identities, wantIdentities[g]) {
+			t.Errorf("memory %d identities %v, want %v", g, group.identities, wantIdentities[g])
 		}
 		if len(group.centres) != len(wantCentres[g]) {
 			t.Fatalf("memory %d has %d entries, want %d", g, len(group.centres), len(wantCentres[g]))
@@ -281,6 +316,9 @@ func TestOptionsValidation(t *testing.T) {
 		{"momentum above one", func(o *Options) { o.Momentum = 1.5 }},
 		{"eps of one", func(o *Options) { o.Cluster.Eps = 1 }},
 		{"flip probability above one", func(o *Options) { o.Augmentation = &Augmentation{Flip: 2} }},
+		{"inter-camera term without camera proxies", func(o *Options) { o.InterCamera = 0.5 }},
+		{"negative inter-camera weight", func(o *Options) { o.CameraProxies, o.InterCamera = true, -1 }},
+		{"negative hard negatives", func(o *Options) { o.CameraProxies, o.InterCamera, o.HardNegatives = true, 0.5, -3 }},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {

@@ -69,6 +69,7 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 				LR: settings.LR, StepSize: settings.LRStep, Seed: settings.Seed,
 				Cluster:       cluster.Options{Eps: settings.Eps, MinSamples: settings.MinSamples},
 				CheckpointDir: checkpointDir, KeepCameraBias: settings.KeepCameraBias, CameraProxies: settings.CameraProxies,
+				InterCamera: float32(settings.InterCamera), HardNegatives: settings.HardNegatives,
 				Start: loaded.version.ID + "@" + loaded.version.WeightsSHA256,
 			}
 			slog.Info("training", "parent", loaded.version.ID, "crops", len(examples), "epochs", settings.Epochs,

@@ -9,9 +9,11 @@
 #include <torch/torch.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <new>
 #include <sstream>
@@ -529,15 +531,23 @@ int rt_memory_set(rt_memory *mem, const float *data, char **err) {
 }
 
 int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, int64_t n,
-                  int64_t h, int64_t w, const int64_t *labels, float tau, float momentum,
-                  int update, double *loss_out, char **err) {
+                  int64_t h, int64_t w, const int64_t *labels, const rt_step_options *options,
+                  double *loss_out, char **err) {
   return guarded(err, [&] {
     int64_t rows = mem->data.size(0);
+    int64_t start = options->row_start, count = options->row_count == 0 ? rows : options->row_count;
+    if (start < 0 || count < 1 || start + count > rows)
+      throw std::invalid_argument("rows [" + std::to_string(start) + ", " + std::to_string(start + count) +
+                                  ") outside the memory's " + std::to_string(rows) + " rows");
     for (int64_t i = 0; i < n; i++) {
-      if (labels[i] < 0 || labels[i] >= rows)
-        throw std::invalid_argument("label " + std::to_string(labels[i]) + " outside the memory's " +
-                                    std::to_string(rows) + " rows");
+      if (labels[i] < start || labels[i] >= start + count)
+        throw std::invalid_argument("label " + std::to_string(labels[i]) + " outside the memory rows [" +
+                                    std::to_string(start) + ", " + std::to_string(start + count) + ")");
     }
+    if (options->identities != nullptr && options->hard_negatives < 0)
+      throw std::invalid_argument("hard negatives must be >= 0");
+    float tau = options->tau, momentum = options->momentum;
+    int update = options->update;
     m->net->train(true);
     StrictFloat32 strict(m->strict_fp32);
     auto x = m->preprocess(pix, n, h, w);
@@ -550,7 +560,23 @@ int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, 
         features.to(torch::kFloat), torch::nn::functional::NormalizeFuncOptions().dim(1));
     auto target = torch::from_blob(const_cast<int64_t *>(labels), {n}, torch::kLong).to(m->device);
     auto logits = normed.mm(mem->data.t()).div(tau);
-    auto loss = torch::nn::functional::cross_entropy(logits, target);
+    auto loss = torch::nn::functional::cross_entropy(logits.narrow(1, start, count), target - start);
+    if (options->identities != nullptr) {
+      auto identities = torch::from_blob(const_cast<int64_t *>(options->identities), {rows}, torch::kLong).to(m->device);
+      auto positive = identities.unsqueeze(0).eq(identities.index_select(0, target).unsqueeze(1));
+      auto negative_infinity = -std::numeric_limits<float>::infinity();
+      auto candidates = logits.masked_fill(positive.logical_not(), negative_infinity);
+      int64_t hard = std::min(options->hard_negatives, rows);
+      if (hard > 0) {
+        // Rows beyond a sample's negatives come back as -inf and weigh nothing in the sum.
+        auto negatives = std::get<0>(logits.masked_fill(positive, negative_infinity).topk(hard, 1));
+        candidates = torch::cat({candidates, negatives}, 1);
+      }
+      auto positives = positive.to(logits.scalar_type());
+      auto mean_positive = (logits * positives).sum(1) / positives.sum(1);
+      auto inter = (candidates.logsumexp(1) - mean_positive).mean();
+      loss = loss + inter * options->inter_weight;
+    }
     // Gradients are dropped rather than zeroed (torch.optim's default since 2.0): backward then
     // writes them fresh instead of adding to zeros, with no zeroing kernels.
     for (auto &group : o->adam->param_groups()) {

@@ -82,11 +82,28 @@ void rt_memory_free(rt_memory *mem);
 int rt_memory_get(rt_memory *mem, float *out, char **err);
 int rt_memory_set(rt_memory *mem, const float *data, char **err);
 
-/* One Cluster Contrast step: train-mode forward, loss = CE(normalize(f) . M^T / tau, labels),
- * backward, optimizer step, then memory update (0 none, 1 mean, 2 hard) with momentum. */
+/* How a step's loss and memory update are computed. */
+typedef struct {
+  float tau;      /* temperature */
+  float momentum; /* memory update: M[y] = normalize(m * M[y] + (1 - m) * x) */
+  int update;     /* 0 none, 1 mean (every sample in batch order), 2 hard (least similar per label) */
+  /* The cross-entropy's softmax runs over memory rows [row_start, row_start + row_count) only
+   * (labels must lie there); row_count 0 means every row. */
+  int64_t row_start, row_count;
+  /* When not NULL, one identity per memory row, and the loss adds inter_weight x the mean over
+   * the batch of -mean over the positives p of log(exp(s_p) / (sum over positives + the
+   * hard_negatives highest of the other rows)), s = normalize(f) . M^T / tau and the positives
+   * the rows with the identity of the sample's label row. */
+  const int64_t *identities;
+  float inter_weight;
+  int64_t hard_negatives;
+} rt_step_options;
+
+/* One Cluster Contrast step: train-mode forward, the loss above, backward, optimizer step, then
+ * the memory update. */
 int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, int64_t n,
-                  int64_t h, int64_t w, const int64_t *labels, float tau, float momentum,
-                  int update, double *loss, char **err);
+                  int64_t h, int64_t w, const int64_t *labels, const rt_step_options *options,
+                  double *loss, char **err);
 
 #ifdef __cplusplus
 }

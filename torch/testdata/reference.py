@@ -244,6 +244,10 @@ def cmd_train(args):
     memory = torch.from_numpy(np.fromfile(args.memory, dtype=np.float32).reshape(args.clusters, 2048)).to(device)
     labels = [int(v) for v in args.labels.split(",")]
     target = torch.tensor(labels, device=device)
+    start, count = (int(v) for v in args.rows.split(",")) if args.rows else (0, args.clusters)
+    identities = None
+    if args.identities:
+        identities = torch.tensor([int(v) for v in args.identities.split(",")], device=device)
     n, size = len(labels), len(labels) * args.height * args.width * 3
     raw = open(args.input, "rb").read()
     losses = []
@@ -252,7 +256,18 @@ def cmd_train(args):
         x = x.contiguous(memory_format=torch.channels_last)
         model.train()
         f = F.normalize(model(x), dim=1)
-        loss = F.cross_entropy(f.mm(memory.t()) / 0.05, target)
+        logits = f.mm(memory.t()) / 0.05
+        loss = F.cross_entropy(logits[:, start:start + count], target - start)
+        if identities is not None:
+            # Camera-aware proxies' inter-camera term, written out one sample at a time.
+            inter = []
+            for i, y in enumerate(labels):
+                positive = identities == identities[y]
+                negatives = logits[i][~positive]
+                hardest = negatives.topk(min(args.hard, negatives.numel())).values
+                candidates = torch.cat([logits[i][positive], hardest])
+                inter.append(-(logits[i][positive] - torch.logsumexp(candidates, 0)).mean())
+            loss = loss + args.inter_weight * torch.stack(inter).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -374,6 +389,10 @@ def main():
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--update", type=int, default=1, help="0: leave the memory as it is")
+    p.add_argument("--rows", default="", help="START,COUNT: the softmax's memory rows")
+    p.add_argument("--identities", default="", help="one identity per memory row: adds the inter-camera term")
+    p.add_argument("--inter-weight", type=float, default=0.5)
+    p.add_argument("--hard", type=int, default=50)
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--result", required=True)
