@@ -503,22 +503,30 @@ func (r *consumerRun) commit(ctx context.Context, batch []kafka.Message) {
 	}
 }
 
-// DeadLetter is a DLQ record read back: the original bytes and why they were rejected.
+// DeadLetter is a DLQ record read back: the original record and why it was rejected.
 type DeadLetter struct {
-	Reason    string
-	Error     string
+	Reason string
+	Error  string
+	// Topic, Partition and Offset are where the original record was read.
 	Topic     string
 	Partition int
 	Offset    int64
 	Group     string
 	Time      time.Time
-	Key       []byte
-	Value     []byte
+	// Key, Value and Headers are the original record's (the DLQ headers left out).
+	Key     []byte
+	Value   []byte
+	Headers []kafka.Header
+	// DLQTopic, DLQPartition and DLQOffset are where the dead letter itself is.
+	DLQTopic     string
+	DLQPartition int
+	DLQOffset    int64
 }
 
 // ParseDeadLetter reads the DLQ headers of message; it fails if the reason header is missing.
 func ParseDeadLetter(message kafka.Message) (DeadLetter, error) {
-	letter := DeadLetter{Key: message.Key, Value: message.Value, Partition: -1, Offset: -1}
+	letter := DeadLetter{Key: message.Key, Value: message.Value, Partition: -1, Offset: -1,
+		DLQTopic: message.Topic, DLQPartition: message.Partition, DLQOffset: message.Offset}
 	for _, header := range message.Headers {
 		value := string(header.Value)
 		switch header.Key {
@@ -542,6 +550,8 @@ func ParseDeadLetter(message kafka.Message) (DeadLetter, error) {
 			if t, err := time.Parse(time.RFC3339Nano, value); err == nil {
 				letter.Time = t
 			}
+		default:
+			letter.Headers = append(letter.Headers, header)
 		}
 	}
 	if letter.Reason == "" {
@@ -556,33 +566,13 @@ func ParseDeadLetter(message kafka.Message) (DeadLetter, error) {
 // they were dead-lettered, so a lag of 0 means every record written so far is done, whichever run
 // of the process wrote it.
 func (c *Consumer) Lag(ctx context.Context) (int64, error) {
-	metadata, err := c.admin.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{c.options.Topic}})
+	ranges, err := partitionRanges(ctx, c.admin, c.options.Topic)
 	if err != nil {
-		return 0, fmt.Errorf("stream: lag: metadata: %w", err)
+		return 0, fmt.Errorf("stream: lag: %w", err)
 	}
-	var partitions []int
-	for _, topic := range metadata.Topics {
-		if topic.Error != nil {
-			return 0, fmt.Errorf("stream: lag: topic %s: %w", topic.Name, topic.Error)
-		}
-		for _, partition := range topic.Partitions {
-			partitions = append(partitions, partition.ID)
-		}
-	}
-	requests := make([]kafka.OffsetRequest, 0, 2*len(partitions))
-	for _, partition := range partitions {
-		requests = append(requests, kafka.FirstOffsetOf(partition), kafka.LastOffsetOf(partition))
-	}
-	listed, err := c.admin.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{c.options.Topic: requests}})
-	if err != nil {
-		return 0, fmt.Errorf("stream: lag: list offsets: %w", err)
-	}
-	first, last := map[int]int64{}, map[int]int64{}
-	for _, offsets := range listed.Topics[c.options.Topic] {
-		if offsets.Error != nil {
-			return 0, fmt.Errorf("stream: lag: partition %d offsets: %w", offsets.Partition, offsets.Error)
-		}
-		first[offsets.Partition], last[offsets.Partition] = offsets.FirstOffset, offsets.LastOffset
+	partitions := make([]int, len(ranges))
+	for i, span := range ranges {
+		partitions[i] = span.partition
 	}
 	fetched, err := c.admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.options.Group, Topics: map[string][]int{c.options.Topic: partitions}})
 	if err != nil {
@@ -604,11 +594,11 @@ func (c *Consumer) Lag(ctx context.Context) (int64, error) {
 		committed[partition.Partition] = partition.CommittedOffset
 	}
 	var lag int64
-	for _, partition := range partitions {
+	for _, span := range ranges {
 		// Where nothing is committed yet, or retention has deleted records past the committed
 		// offset, the group starts at the oldest record still there.
-		done := max(committed[partition], first[partition])
-		lag += max(last[partition]-done, 0)
+		done := max(committed[span.partition], span.first)
+		lag += max(span.last-done, 0)
 	}
 	return lag, nil
 }

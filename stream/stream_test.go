@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -291,12 +292,13 @@ func testDeadLetters(t *testing.T, env testEnv) {
 
 	index := newMemoryIndex()
 	group := randomName("group")
+	var fixed atomic.Bool // the handler's bug is fixed: it refuses nothing any more
 	consumer := startConsumer(t, env.conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq, BatchSize: 3, ValidateJPEG: true},
 		func(ctx context.Context, batch []Message) error {
 			rejected := map[int]error{}
 			var accepted []Message
 			for i, message := range batch {
-				if message.Record.Detector == "refuse-me" {
+				if message.Record.Detector == "refuse-me" && !fixed.Load() {
 					rejected[i] = errors.New("refused by the handler")
 					continue
 				}
@@ -335,6 +337,90 @@ func testDeadLetters(t *testing.T, env testEnv) {
 		}
 		if !bytes.Equal(letter.Value, original.value) || string(letter.Key) != "cam-1" {
 			t.Errorf("offset %d: dead letter does not carry the original bytes and key", letter.Offset)
+		}
+	}
+	testReplayDeadLetters(t, env, topic, dlq, len(values), &fixed, consumer, func(frame int64) bool { return index.has(good(frame).ID) })
+}
+
+// testReplayDeadLetters continues testDeadLetters: it reads the DLQ back, then replays the record
+// the handler had refused (now that it accepts it) and one that still cannot be decoded.
+func testReplayDeadLetters(t *testing.T, env testEnv, topic, dlq string, written int, fixed *atomic.Bool, consumer *runningConsumer, handled func(frame int64) bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Something else writes to the DLQ too: it is read with its parse error, not skipped.
+	foreign := &kafka.Writer{Addr: kafka.TCP(env.conn.Brokers...), Topic: dlq, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer foreign.Close()
+	if err := foreign.WriteMessages(ctx, kafka.Message{Value: []byte("not a dead letter")}); err != nil {
+		t.Fatal(err)
+	}
+	read := func() (letters []DeadLetter, unparsed int) {
+		t.Helper()
+		err := ReadDeadLetters(ctx, env.conn, dlq, func(letter DeadLetter, parseErr error) error {
+			if parseErr != nil {
+				unparsed++
+				return nil
+			}
+			letters = append(letters, letter)
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return letters, unparsed
+	}
+	letters, unparsed := read()
+	if len(letters) != 5 || unparsed != 1 {
+		t.Fatalf("read %d dead letters and %d others, want 5 and 1", len(letters), unparsed)
+	}
+	var replay []DeadLetter
+	for i, letter := range letters {
+		if letter.DLQTopic != dlq || letter.DLQPartition != 0 || letter.DLQOffset != int64(i) || len(letter.Headers) != 0 {
+			t.Errorf("dead letter %d: DLQ position %s/%d/%d, headers %v", i, letter.DLQTopic, letter.DLQPartition, letter.DLQOffset, letter.Headers)
+		}
+		if letter.Reason == "rejected" || letter.Reason == "unknown-version" {
+			replay = append(replay, letter)
+		}
+	}
+	if len(replay) != 2 {
+		t.Fatalf("%d dead letters to replay, want the rejected and the unknown-version ones", len(replay))
+	}
+	if err := Replay(ctx, env.conn, []DeadLetter{{DLQTopic: dlq}}); err == nil {
+		t.Error("a dead letter without a source topic was replayed")
+	}
+
+	fixed.Store(true)
+	before := consumer.Stats().DeadLettered
+	if err := Replay(ctx, env.conn, replay); err != nil {
+		t.Fatal(err)
+	}
+	// The refused crop is handled now; the one this build cannot decode is dead-lettered again,
+	// marked as replayed.
+	waitFor(t, 30*time.Second, "the replayed records", func() bool {
+		return handled(5) && consumer.Stats().DeadLettered == before+1
+	})
+	letters, _ = read()
+	if len(letters) != 6 {
+		t.Fatalf("%d dead letters after the replay, want 6", len(letters))
+	}
+	// Replayed in DLQ order: the unknown-version record went back first.
+	again := letters[5]
+	if again.Reason != "unknown-version" || again.Offset != int64(written) || len(again.Headers) != 1 ||
+		again.Headers[0].Key != HeaderReplayedFrom || string(again.Headers[0].Value) != fmt.Sprintf("%s/0/%d", dlq, replay[0].DLQOffset) {
+		t.Errorf("dead letter after the replay: reason %s from offset %d, headers %v", again.Reason, again.Offset, again.Headers)
+	}
+	// The replayed records are the originals plus the replay mark, without the DLQ's headers.
+	reader := kafka.NewReader(kafka.ReaderConfig{Brokers: env.conn.Brokers, Topic: topic, Partition: 0, MaxWait: 200 * time.Millisecond})
+	defer reader.Close()
+	if err := reader.SetOffset(int64(written)); err != nil {
+		t.Fatal(err)
+	}
+	for _, letter := range replay {
+		message, err := reader.ReadMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(message.Value, letter.Value) || string(message.Key) != "cam-1" || len(message.Headers) != 1 || message.Headers[0].Key != HeaderReplayedFrom {
+			t.Errorf("replayed record at offset %d: key %q, headers %v", message.Offset, message.Key, message.Headers)
 		}
 	}
 }

@@ -53,6 +53,7 @@ func newRootCommand() *cobra.Command {
 		newServeCommand(g),
 		newIndexCommand(g),
 		newPruneCommand(g),
+		newDLQCommand(g),
 		newSynthCommand(g),
 	)
 	return root
