@@ -33,21 +33,9 @@ func (f *deadLetterFilter) register(command *cobra.Command) {
 	flags.StringVar(&f.until, "until", "", "only what was dead-lettered before this time (RFC 3339)")
 }
 
-func (f *deadLetterFilter) parse() error {
-	for _, bound := range []struct {
-		flag, value string
-		into        *time.Time
-	}{{"--since", f.since, &f.from}, {"--until", f.until, &f.to}} {
-		if bound.value == "" {
-			continue
-		}
-		parsed, err := time.Parse(time.RFC3339, bound.value)
-		if err != nil {
-			return fmt.Errorf("dlq: %s %q: want an RFC 3339 time such as 2026-11-27T08:00:00Z", bound.flag, bound.value)
-		}
-		*bound.into = parsed
-	}
-	return nil
+func (f *deadLetterFilter) parse() (err error) {
+	f.from, f.to, err = parseTimeRange("dlq", f.since, f.until)
+	return err
 }
 
 func (f *deadLetterFilter) matches(letter deadLetterEntry) bool {

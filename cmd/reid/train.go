@@ -153,18 +153,9 @@ func trainerFlags(cmd *cobra.Command, configured, flagged config.Trainer) config
 // cropFilters turns --camera, --since and --until into crop store filters (one per camera).
 func cropFilters(cameras []string, since, until string) ([]cropstore.Filter, error) {
 	var base cropstore.Filter
-	for _, bound := range []struct {
-		flag, value string
-		into        *time.Time
-	}{{"--since", since, &base.From}, {"--until", until, &base.To}} {
-		if bound.value == "" {
-			continue
-		}
-		parsed, err := time.Parse(time.RFC3339, bound.value)
-		if err != nil {
-			return nil, fmt.Errorf("train: %s %q: want an RFC 3339 time such as 2026-11-27T08:00:00Z", bound.flag, bound.value)
-		}
-		*bound.into = parsed
+	var err error
+	if base.From, base.To, err = parseTimeRange("train", since, until); err != nil {
+		return nil, err
 	}
 	if len(cameras) == 0 {
 		return []cropstore.Filter{base}, nil
@@ -175,6 +166,22 @@ func cropFilters(cameras []string, since, until string) ([]cropstore.Filter, err
 		filters[i].Camera = camera
 	}
 	return filters, nil
+}
+
+// parseTimeRange reads the --since and --until flags of a command; an empty value is the zero time.
+func parseTimeRange(command, since, until string) (from, to time.Time, err error) {
+	for _, bound := range []struct {
+		flag, value string
+		into        *time.Time
+	}{{"--since", since, &from}, {"--until", until, &to}} {
+		if bound.value == "" {
+			continue
+		}
+		if *bound.into, err = time.Parse(time.RFC3339, bound.value); err != nil {
+			return from, to, fmt.Errorf("%s: %s %q: want an RFC 3339 time such as 2026-11-27T08:00:00Z", command, bound.flag, bound.value)
+		}
+	}
+	return from, to, nil
 }
 
 // loadExamples reads the selected crops from the crop store, at most maxCrops (0: all) of them,
