@@ -12,6 +12,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
+	"slices"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,13 +62,34 @@ type Options struct {
 	open func(config.Camera) (capture, error)
 }
 
-// Ingester runs cameras. Stats may be called from any goroutine while Run runs.
+// Ingester runs cameras. Stats and Reconfigure may be called from any goroutine while Run runs.
 type Ingester struct {
 	options Options
 	mu      sync.Mutex
-	cameras []*cameraCounters
+	cameras []*cameraCounters // in the order of the camera list, for Stats
 	started time.Time
+	// running holds the cameras of the current Run by id; ended wakes Run when one stops.
+	running map[string]*cameraRun
+	live    int
+	errs    []error
+	closed  bool
+	runCtx  context.Context
+	ended   chan struct{}
+	// reconfiguring serialises Reconfigure calls.
+	reconfiguring sync.Mutex
 }
+
+// cameraRun is one camera's goroutine: cancel stops it, done closes when it has.
+type cameraRun struct {
+	camera   config.Camera
+	counters *cameraCounters
+	cancel   context.CancelFunc
+	done     chan struct{}
+}
+
+// ErrNotRunning means Reconfigure was called with no Run in progress: before it, or after every
+// camera ended.
+var ErrNotRunning = errors.New("ingest: not running")
 
 // New checks options and returns an Ingester.
 func New(options Options) (*Ingester, error) {
@@ -94,9 +118,141 @@ func New(options Options) (*Ingester, error) {
 }
 
 // Run processes every camera concurrently until each ends (files, directories), fails, or ctx is
-// cancelled. A failing camera does not stop the others; Run returns all cameras' errors joined.
-// Cancellation is not an error.
+// cancelled; Reconfigure adds, removes and restarts cameras meanwhile. A failing camera does not
+// stop the others; Run returns all cameras' errors joined. Cancellation, and a camera removed by
+// Reconfigure, are not errors.
 func (in *Ingester) Run(ctx context.Context, cameras []config.Camera) error {
+	if err := validCameras(cameras); err != nil {
+		return err
+	}
+	in.mu.Lock()
+	if in.running != nil {
+		in.mu.Unlock()
+		return errors.New("ingest: Run is already running")
+	}
+	in.started = time.Now()
+	in.cameras = nil
+	in.running = map[string]*cameraRun{}
+	in.live, in.errs, in.closed = 0, nil, false
+	in.runCtx, in.ended = ctx, make(chan struct{}, 1)
+	for _, camera := range cameras {
+		in.cameras = append(in.cameras, in.startLocked(camera))
+	}
+	in.mu.Unlock()
+
+	for {
+		in.mu.Lock()
+		if in.live == 0 {
+			// Nothing left to stop: later Reconfigure calls are refused rather than started
+			// after Run has returned.
+			in.closed = true
+			in.running = nil
+			errs := in.errs
+			in.mu.Unlock()
+			return errors.Join(errs...)
+		}
+		in.mu.Unlock()
+		<-in.ended
+	}
+}
+
+// Reconfigure makes the running cameras those of the list: it stops the cameras no longer in it
+// and those whose settings changed (their queued crops are still stored), waits for them, then
+// starts the changed and new ones. Cameras whose settings are unchanged keep running untouched,
+// and one that had already ended stays ended. It returns ErrNotRunning when no Run is in progress.
+func (in *Ingester) Reconfigure(ctx context.Context, cameras []config.Camera) (added, removed, restarted []string, err error) {
+	if err := validCameras(cameras); err != nil {
+		return nil, nil, nil, err
+	}
+	in.reconfiguring.Lock()
+	defer in.reconfiguring.Unlock()
+	wanted := make(map[string]config.Camera, len(cameras))
+	for _, camera := range cameras {
+		wanted[camera.ID] = camera
+	}
+	in.mu.Lock()
+	if in.running == nil || in.closed {
+		in.mu.Unlock()
+		return nil, nil, nil, ErrNotRunning
+	}
+	var stopping []*cameraRun
+	for id, current := range in.running {
+		camera, keep := wanted[id]
+		switch {
+		case !keep:
+			removed = append(removed, id)
+		case !reflect.DeepEqual(camera, current.camera):
+			restarted = append(restarted, id)
+		default:
+			continue
+		}
+		current.cancel()
+		stopping = append(stopping, current)
+	}
+	in.mu.Unlock()
+	for _, run := range stopping {
+		select {
+		case <-run.done:
+		case <-ctx.Done():
+			return nil, nil, nil, fmt.Errorf("ingest: reconfigure: waiting for camera %s to stop: %w", run.camera.ID, ctx.Err())
+		}
+	}
+
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.running == nil || in.closed {
+		return nil, nil, nil, ErrNotRunning
+	}
+	for _, run := range stopping {
+		delete(in.running, run.camera.ID)
+	}
+	// Stats follow the new list's order; a stopped camera's figures go with it.
+	counters := make([]*cameraCounters, 0, len(cameras))
+	for _, camera := range cameras {
+		if current, ok := in.running[camera.ID]; ok {
+			counters = append(counters, current.counters)
+			continue
+		}
+		if !slices.Contains(restarted, camera.ID) {
+			added = append(added, camera.ID)
+		}
+		counters = append(counters, in.startLocked(camera))
+	}
+	in.cameras = counters
+	sort.Strings(added)
+	sort.Strings(removed)
+	sort.Strings(restarted)
+	return added, removed, restarted, nil
+}
+
+// startLocked starts camera's goroutine and returns its counters; in.mu is held.
+func (in *Ingester) startLocked(camera config.Camera) *cameraCounters {
+	counters := &cameraCounters{camera: camera.ID}
+	ctx, cancel := context.WithCancel(in.runCtx)
+	run := &cameraRun{camera: camera, counters: counters, cancel: cancel, done: make(chan struct{})}
+	in.running[camera.ID] = run
+	in.live++
+	go func() {
+		defer close(run.done)
+		defer cancel()
+		err := in.runCamera(ctx, camera, counters)
+		counters.finish()
+		in.mu.Lock()
+		if err != nil && !errors.Is(err, context.Canceled) {
+			in.errs = append(in.errs, fmt.Errorf("camera %s: %w", camera.ID, err))
+			in.options.Logger.Error("camera stopped", "camera", camera.ID, "err", err)
+		}
+		in.live--
+		in.mu.Unlock()
+		select {
+		case in.ended <- struct{}{}:
+		default: // Run has a wake-up pending already
+		}
+	}()
+	return counters
+}
+
+func validCameras(cameras []config.Camera) error {
 	if len(cameras) == 0 {
 		return errors.New("ingest: no cameras")
 	}
@@ -107,31 +263,7 @@ func (in *Ingester) Run(ctx context.Context, cameras []config.Camera) error {
 		}
 		seen[camera.ID] = true
 	}
-	in.mu.Lock()
-	in.started = time.Now()
-	in.cameras = make([]*cameraCounters, len(cameras))
-	for i, camera := range cameras {
-		in.cameras[i] = &cameraCounters{camera: camera.ID}
-	}
-	in.mu.Unlock()
-
-	errs := make([]error, len(cameras))
-	var wg sync.WaitGroup
-	for i, camera := range cameras {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			counters := in.cameras[i]
-			err := in.runCamera(ctx, camera, counters)
-			counters.finish()
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errs[i] = fmt.Errorf("camera %s: %w", camera.ID, err)
-				in.options.Logger.Error("camera stopped", "camera", camera.ID, "err", err)
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // cameraCounters are one camera's live statistics, updated by its goroutine and read by Stats.

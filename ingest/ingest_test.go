@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -726,5 +727,96 @@ func TestTrackIDsSurviveRestarts(t *testing.T) {
 	}
 	if !maps.Equal(first, replay) {
 		t.Errorf("replaying the same frames gave tracks %v, first time %v", replay, first)
+	}
+}
+
+// TestReconfigure changes the cameras of a running Run: a removed camera stops, a changed one
+// restarts with its new settings, a new one starts, an unchanged one is left alone, and a bad
+// list changes nothing.
+func TestReconfigure(t *testing.T) {
+	sink := &contextSink{}
+	options := testOptions(sink, fakeDetector)
+	options.Crops.MinInterval = 0
+	var mu sync.Mutex
+	opens := map[string]int{}
+	options.open = func(camera config.Camera) (capture, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		opens[camera.ID]++
+		return &fakeLive{frames: 1 << 30}, nil
+	}
+	openCount := func(id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return opens[id]
+	}
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := ingester.Reconfigure(context.Background(), []config.Camera{{ID: "a", Source: "0"}}); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Reconfigure before Run: %v, want ErrNotRunning", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	steady, changed := config.Camera{ID: "steady", Source: "0"}, config.Camera{ID: "changed", Source: "1"}
+	gone := config.Camera{ID: "gone", Source: "2"}
+	go func() { done <- ingester.Run(ctx, []config.Camera{steady, changed, gone}) }()
+	cropsOf := func(id string) int { return len(sink.byCamera(id)) }
+	waitFor := func(what string, condition func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !condition() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	waitFor("every camera's first crops", func() bool { return cropsOf("steady") > 0 && cropsOf("changed") > 0 && cropsOf("gone") > 0 })
+
+	if _, _, _, err := ingester.Reconfigure(ctx, []config.Camera{steady, steady}); err == nil {
+		t.Error("a list with a repeated id was accepted")
+	}
+	changed.SampleFPS = 3
+	added, removed, restarted, err := ingester.Reconfigure(ctx, []config.Camera{changed, steady, {ID: "new", Source: "3"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(added, []string{"new"}) || !slices.Equal(removed, []string{"gone"}) || !slices.Equal(restarted, []string{"changed"}) {
+		t.Errorf("added %v, removed %v, restarted %v; want [new] [gone] [changed]", added, removed, restarted)
+	}
+	goneCrops := cropsOf("gone")
+	waitFor("the new camera's crops", func() bool { return cropsOf("new") > 0 })
+	time.Sleep(50 * time.Millisecond)
+	if cropsOf("gone") != goneCrops {
+		t.Error("the removed camera still makes crops")
+	}
+	if openCount("steady") != 1 || openCount("changed") != 2 || openCount("gone") != 1 {
+		t.Errorf("opens %v: want the unchanged camera opened once and the changed one twice", opens)
+	}
+	var cameras []string
+	for _, camera := range ingester.Stats().Cameras {
+		cameras = append(cameras, camera.Camera)
+		if !camera.Running {
+			t.Errorf("camera %s is not running", camera.Camera)
+		}
+	}
+	if !slices.Equal(cameras, []string{"changed", "steady", "new"}) {
+		t.Errorf("stats for %v, want the new list's cameras in its order", cameras)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop")
+	}
+	if _, _, _, err := ingester.Reconfigure(context.Background(), []config.Camera{steady}); !errors.Is(err, ErrNotRunning) {
+		t.Errorf("Reconfigure after Run: %v, want ErrNotRunning", err)
 	}
 }

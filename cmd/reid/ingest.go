@@ -31,37 +31,41 @@ func newIngestCommand(g *globals) *cobra.Command {
 		Short: "Detect, track and crop people from cameras into the crop store",
 		Long: "Process one source (--source, --camera) or, without --source, every camera in the\n" +
 			"configuration. Files and still-frame directories end; live sources run until interrupted.\n" +
+			"SIGHUP re-reads the configuration and applies its cameras without a restart.\n" +
 			"Crops go to <data_dir>/crops. A summary follows at the end (one JSON object with --json).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			options, err := g.load(cmd)
+			// The configuration as the command line gives it; read again on each SIGHUP.
+			load := func() (config.Options, error) {
+				options, err := g.load(cmd)
+				if err != nil {
+					return options, err
+				}
+				flags := cmd.Flags()
+				if flags.Changed("model") {
+					options.Detector.Model = model
+				}
+				if flags.Changed("threads") {
+					options.Detector.Threads = threads
+				}
+				if flags.Changed("sample-fps") {
+					options.Ingest.SampleFPS = sampleFPS
+				}
+				if source != "" {
+					options.Cameras = []config.Camera{{ID: camera, Source: source}}
+				} else if flags.Changed("camera") {
+					return options, errors.New("--camera needs --source (configured cameras carry their own ids)")
+				}
+				return options, options.Validate()
+			}
+			options, err := load()
 			if err != nil {
 				return err
 			}
-			flags := cmd.Flags()
-			if flags.Changed("model") {
-				options.Detector.Model = model
-			}
-			if flags.Changed("threads") {
-				options.Detector.Threads = threads
-			}
-			if flags.Changed("sample-fps") {
-				options.Ingest.SampleFPS = sampleFPS
-			}
-			cameras := options.Cameras
-			if source != "" {
-				cameras = []config.Camera{{ID: camera, Source: source}}
-			} else if flags.Changed("camera") {
-				return errors.New("--camera needs --source (configured cameras carry their own ids)")
-			}
-			options.Cameras = cameras
-			if err := options.Validate(); err != nil {
-				return err
-			}
-			if len(cameras) == 0 {
+			if len(options.Cameras) == 0 {
 				return errors.New("nothing to ingest: give --source and --camera, or configure cameras")
 			}
-			return runIngest(cmd.Context(), cmd.OutOrStdout(), options, maxFrames, asJSON)
+			return runIngest(cmd.Context(), cmd.OutOrStdout(), options, maxFrames, asJSON, load)
 		},
 	}
 	flags := command.Flags()
@@ -75,7 +79,7 @@ func newIngestCommand(g *globals) *cobra.Command {
 	return command
 }
 
-func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFrames int64, asJSON bool) error {
+func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFrames int64, asJSON bool, load func() (config.Options, error)) error {
 	// With Kafka configured, ingest is the first stage of the distributed pipeline and produces to
 	// the crops topic (the archiver keeps the crops); alone, it writes straight to the crop store.
 	var sink ingest.Sink
@@ -104,7 +108,9 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 		return err
 	}
 	stopProgress := startProgress(ingester)
+	stopReloads := reloadCamerasOnHangup(ctx, ingester, options, load)
 	runErr := ingester.Run(ctx, options.Cameras)
+	stopReloads()
 	stopProgress()
 	if producer != nil {
 		// Flush even after a signal: what ingest accepted must reach the broker.

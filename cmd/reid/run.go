@@ -32,17 +32,23 @@ func newRunCommand(g *globals) *cobra.Command {
 			"configured camera (or --source/--camera), the embedder, the archiver, the index and the\n" +
 			"lookup API and web page (lookup.addr).\n" +
 			"SIGINT/SIGTERM shut it down gracefully: ingest stops, the producer flushes, and the\n" +
-			"consumers finish and commit the batch in hand; what is left waits in the broker.",
+			"consumers finish and commit the batch in hand; what is left waits in the broker.\n" +
+			"SIGHUP re-reads the configuration and applies its cameras: new ones start, removed ones\n" +
+			"stop, changed ones restart; everything else keeps running.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			options, err := g.load(cmd)
+			flags.load = func() (config.Options, error) {
+				options, err := g.load(cmd)
+				if err != nil {
+					return options, err
+				}
+				if flags.source != "" {
+					options.Cameras = append(options.Cameras, config.Camera{ID: flags.camera, Source: flags.source})
+				}
+				return options, options.Validate()
+			}
+			options, err := flags.load()
 			if err != nil {
-				return err
-			}
-			if flags.source != "" {
-				options.Cameras = append(options.Cameras, config.Camera{ID: flags.camera, Source: flags.source})
-			}
-			if err := options.Validate(); err != nil {
 				return err
 			}
 			if len(options.Cameras) == 0 {
@@ -62,6 +68,8 @@ func newRunCommand(g *globals) *cobra.Command {
 }
 
 type runFlags struct {
+	// load reads the configuration as the command line gives it, again on each SIGHUP; nil: no reloads.
+	load         func() (config.Options, error)
 	exitWhenDone bool
 	source       string
 	camera       string
@@ -177,7 +185,12 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	}
 
 	stopProgress := startProgress(ingester)
+	stopReloads := func() {}
+	if flags.load != nil {
+		stopReloads = reloadCamerasOnHangup(ctx, ingester, options, flags.load)
+	}
 	ingestErr := ingester.Run(ctx, options.Cameras)
+	stopReloads()
 	stopProgress()
 	// Flush even after a signal: what ingest accepted must reach the broker.
 	flushCtx, cancelFlush := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)

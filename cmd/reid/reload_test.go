@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/internal/testassets"
+)
+
+type discardSink struct{}
+
+func (discardSink) Put(context.Context, cropstore.CropRecord) error { return nil }
+
+// TestReloadCamerasOnHangup: a SIGHUP makes a running ingest take the configuration file's new
+// camera list, and only that.
+func TestReloadCamerasOnHangup(t *testing.T) {
+	t.Setenv("REID_SHARED_DIR", testassets.SharedDir())
+	dir := t.TempDir()
+	configPath := filepath.Join(dir, "site.yaml")
+	// Nothing listens on these: each camera is a live source that keeps reconnecting.
+	writeCameras := func(ids ...string) {
+		t.Helper()
+		text := "cameras:\n"
+		for i, id := range ids {
+			text += "  - id: " + id + "\n    source: http://127.0.0.1:1/camera" + string(rune('0'+i)) + "\n"
+		}
+		if err := os.WriteFile(configPath, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	load := func() (config.Options, error) { return config.Load(configPath, os.Environ(), nil, nil) }
+	writeCameras("gate", "hall")
+	options, err := load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ingester, err := newIngester(options, discardSink{}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ingester.Run(ctx, options.Cameras) }()
+	stop := reloadCamerasOnHangup(ctx, ingester, options, load)
+	defer stop()
+	running := func() []string {
+		var ids []string
+		for _, camera := range ingester.Stats().Cameras {
+			ids = append(ids, camera.Camera)
+		}
+		return ids
+	}
+
+	writeCameras("hall", "yard") // gate goes, yard comes; hall's source changes (it is second now)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !slices.Equal(running(), []string{"hall", "yard"}) {
+		if time.Now().After(deadline) {
+			t.Fatalf("cameras %v after the reload, want [hall yard]", running())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run: %v", err)
+	}
+}
+
+// recordingReconfigurer remembers the camera lists it was given.
+type recordingReconfigurer struct {
+	calls [][]config.Camera
+	err   error
+}
+
+func (r *recordingReconfigurer) Reconfigure(_ context.Context, cameras []config.Camera) (added, removed, restarted []string, err error) {
+	r.calls = append(r.calls, cameras)
+	return nil, nil, nil, r.err
+}
+
+// A reload that cannot be applied keeps the cameras and the configuration in force.
+func TestReloadCamerasKeepsCurrentOnErrors(t *testing.T) {
+	current := config.Default()
+	current.Cameras = []config.Camera{{ID: "gate", Source: "rtsp://gate"}}
+	withCameras := func(cameras ...config.Camera) config.Options {
+		options := current
+		options.Cameras = cameras
+		return options
+	}
+	tests := []struct {
+		name        string
+		loaded      config.Options
+		loadErr     error
+		reconfigErr error
+		wantCalls   int
+		wantCameras []string
+	}{
+		{"the file does not load", config.Options{}, errors.New("trainer.eps: must be between 0 and 1"), nil, 0, []string{"gate"}},
+		{"no cameras left", withCameras(), nil, nil, 0, []string{"gate"}},
+		{"the ingester refuses", withCameras(config.Camera{ID: "hall", Source: "0"}), nil, errors.New("ingest: not running"), 1, []string{"gate"}},
+		{"applied", withCameras(config.Camera{ID: "hall", Source: "0"}), nil, nil, 1, []string{"hall"}},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			ingester := &recordingReconfigurer{err: test.reconfigErr}
+			got := reloadCameras(context.Background(), ingester, current, func() (config.Options, error) { return test.loaded, test.loadErr })
+			var ids []string
+			for _, camera := range got.Cameras {
+				ids = append(ids, camera.ID)
+			}
+			if len(ingester.calls) != test.wantCalls || !slices.Equal(ids, test.wantCameras) {
+				t.Errorf("%d Reconfigure calls, cameras in force %v; want %d and %v", len(ingester.calls), ids, test.wantCalls, test.wantCameras)
+			}
+		})
+	}
+}
