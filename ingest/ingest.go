@@ -189,7 +189,16 @@ func (in *Ingester) Reconfigure(ctx context.Context, cameras []config.Camera) (a
 		current.cancel()
 		stopping = append(stopping, current)
 	}
+	// Run must not end while the stopped cameras' replacements are still to start (a list whose
+	// every camera changed would otherwise look finished), so the reconfiguration counts as live.
+	in.live++
 	in.mu.Unlock()
+	defer func() {
+		in.mu.Lock()
+		in.live--
+		in.mu.Unlock()
+		in.wakeRun()
+	}()
 	for _, run := range stopping {
 		select {
 		case <-run.done:
@@ -244,12 +253,17 @@ func (in *Ingester) startLocked(camera config.Camera) *cameraCounters {
 		}
 		in.live--
 		in.mu.Unlock()
-		select {
-		case in.ended <- struct{}{}:
-		default: // Run has a wake-up pending already
-		}
+		in.wakeRun()
 	}()
 	return counters
+}
+
+// wakeRun tells Run that something it waits for may have ended.
+func (in *Ingester) wakeRun() {
+	select {
+	case in.ended <- struct{}{}:
+	default: // Run has a wake-up pending already
+	}
 }
 
 func validCameras(cameras []config.Camera) error {

@@ -807,6 +807,17 @@ func TestReconfigure(t *testing.T) {
 		t.Errorf("stats for %v, want the new list's cameras in its order", cameras)
 	}
 
+	// Every camera replaced at once: Run carries on with the new ones.
+	if _, _, _, err := ingester.Reconfigure(ctx, []config.Camera{{ID: "only", Source: "4"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the replacement's crops", func() bool { return cropsOf("only") > 0 })
+	select {
+	case err := <-done:
+		t.Fatalf("Run ended when every camera was replaced: %v", err)
+	default:
+	}
+
 	cancel()
 	select {
 	case err := <-done:
