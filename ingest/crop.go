@@ -55,7 +55,7 @@ func (c *cropper) encode(frame gocv.Mat, box detector.Box) ([]byte, error) {
 		return nil, fmt.Errorf("crop: box %+v is outside the %dx%d frame", box, frame.Cols(), frame.Rows())
 	}
 	view := frame.Region(region)
-	gocv.Resize(view, &c.resized, image.Pt(c.options.Width, c.options.Height), 0, 0, gocv.InterpolationLinear)
+	gocv.Resize(view, &c.resized, image.Pt(c.options.Width, c.options.Height), 0, 0, resizeInterpolation(region, c.options.Width, c.options.Height))
 	view.Close()
 	buffer, err := gocv.IMEncodeWithParams(gocv.JPEGFileExt, c.resized, c.params)
 	if err != nil {
@@ -64,4 +64,16 @@ func (c *cropper) encode(frame gocv.Mat, box detector.Box) ([]byte, error) {
 	defer buffer.Close()
 	// GetBytes views C memory that Close frees: copy it out.
 	return append([]byte(nil), buffer.GetBytes()...), nil
+}
+
+// resizeInterpolation picks how a region is scaled to the crop size. Bilinear sampling skips
+// pixels when it shrinks, so a person filmed large (a close or high-resolution camera) comes out
+// aliased; OpenCV's area averaging does not, and is what the antialiased (PIL) resize re-id
+// networks are trained with comes closest to (measured: docs/BENCHMARKS.md, "Crop resizing").
+// When either side grows, area sampling repeats pixels, so bilinear stays.
+func resizeInterpolation(region image.Rectangle, width, height int) gocv.InterpolationFlags {
+	if region.Dx() > width && region.Dy() > height {
+		return gocv.InterpolationArea
+	}
+	return gocv.InterpolationLinear
 }

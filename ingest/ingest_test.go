@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"image"
+	"image/jpeg"
 	"io"
 	"log/slog"
 	"maps"
@@ -829,5 +830,60 @@ func TestReconfigure(t *testing.T) {
 	}
 	if _, _, _, err := ingester.Reconfigure(context.Background(), []config.Camera{steady}); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Reconfigure after Run: %v, want ErrNotRunning", err)
+	}
+}
+
+// A person filmed large is shrunk to the crop size without aliasing: fine stripes (one white
+// column in three) come out grey, where bilinear sampling turns them into bands of black and white.
+func TestCropShrinksWithoutAliasing(t *testing.T) {
+	const frameWidth, frameHeight = 500, 900
+	frame := gocv.NewMatWithSize(frameHeight, frameWidth, gocv.MatTypeCV8UC3)
+	defer frame.Close()
+	for y := range frameHeight {
+		for x := range frameWidth {
+			if x%3 == 0 {
+				frame.SetUCharAt(y, x*3, 255)
+				frame.SetUCharAt(y, x*3+1, 255)
+				frame.SetUCharAt(y, x*3+2, 255)
+			}
+		}
+	}
+	crops := config.Default().Crops
+	cropper := newCropper(crops)
+	defer cropper.Close()
+	encoded, err := cropper.encode(frame, detector.Box{X1: 40, Y1: 40, X2: 460, Y2: 860})
+	if err != nil {
+		t.Fatal(err)
+	}
+	crop, err := jpeg.Decode(bytes.NewReader(encoded))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bounds := crop.Bounds(); bounds.Dx() != crops.Width || bounds.Dy() != crops.Height {
+		t.Fatalf("crop %v, want %dx%d", bounds, crops.Width, crops.Height)
+	}
+	// Each column of the middle row averages 3.6 frame columns, one or two of them white: between
+	// about 70 and 140. Bilinear sampling gives 0 to 255.
+	var lowest, highest uint32 = 255, 0
+	for x := 4; x < crops.Width-4; x++ {
+		grey, _, _, _ := crop.At(x, crops.Height/2).RGBA()
+		lowest, highest = min(lowest, grey>>8), max(highest, grey>>8)
+	}
+	if lowest < 50 || highest > 160 {
+		t.Errorf("columns of the shrunk stripes range from %d to %d, want 50 to 160 (aliasing)", lowest, highest)
+	}
+	// Enlarged regions keep bilinear sampling: area sampling would repeat pixels.
+	for _, test := range []struct {
+		region image.Rectangle
+		want   gocv.InterpolationFlags
+	}{
+		{image.Rect(0, 0, 300, 600), gocv.InterpolationArea},
+		{image.Rect(0, 0, 60, 150), gocv.InterpolationLinear},
+		{image.Rect(0, 0, 100, 400), gocv.InterpolationLinear}, // taller but narrower
+		{image.Rect(0, 0, 128, 256), gocv.InterpolationLinear},
+	} {
+		if got := resizeInterpolation(test.region, crops.Width, crops.Height); got != test.want {
+			t.Errorf("region %v: interpolation %v, want %v", test.region, got, test.want)
+		}
 	}
 }

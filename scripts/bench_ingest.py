@@ -236,7 +236,10 @@ def main():
             rx2, ry2 = min(int(np.ceil(x2 + padx)), fw), min(int(np.ceil(y2 + pady)), fh)
             if rx2 - rx1 < 2 or ry2 - ry1 < 2:
                 continue
-            crop = cv2.resize(frame[ry1:ry2, rx1:rx2], (CROP_W, CROP_H), interpolation=cv2.INTER_LINEAR)
+            # As ingest: area averaging when the region shrinks on both sides, else bilinear.
+            shrinks = rx2 - rx1 > CROP_W and ry2 - ry1 > CROP_H
+            crop = cv2.resize(frame[ry1:ry2, rx1:rx2], (CROP_W, CROP_H),
+                              interpolation=cv2.INTER_AREA if shrinks else cv2.INTER_LINEAR)
             ok, jpeg = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             seen_tracks.add(track_id)
             last_crop[track_id] = stream_time
