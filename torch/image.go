@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"math"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -44,7 +45,7 @@ func (b Batch) validate() error {
 	return nil
 }
 
-// NewBatch converts and resizes images (bilinear) into one batch of height x width.
+// NewBatch converts and resizes images (ResizeRGB) into one batch of height x width.
 func NewBatch(images []image.Image, height, width int) (Batch, error) {
 	rgbs := make([]RGB, len(images))
 	for i, img := range images {
@@ -69,7 +70,7 @@ func NewBatch(images []image.Image, height, width int) (Batch, error) {
 	return NewBatchRGB(rgbs, height, width)
 }
 
-// NewBatchRGB resizes packed RGB images (bilinear) into one batch of height x width.
+// NewBatchRGB resizes packed RGB images (ResizeRGB) into one batch of height x width.
 func NewBatchRGB(images []RGB, height, width int) (Batch, error) {
 	if len(images) == 0 {
 		return Batch{}, errors.New("torch: no images")
@@ -88,8 +89,10 @@ func NewBatchRGB(images []RGB, height, width int) (Batch, error) {
 	return batch, nil
 }
 
-// ResizeRGB resizes with bilinear interpolation and half-pixel centres, the sampling of OpenCV's
-// INTER_LINEAR and of torchvision's Resize without antialiasing.
+// ResizeRGB resizes with bilinear interpolation and half-pixel centres: when the image grows, the
+// sampling of OpenCV's INTER_LINEAR; when it shrinks on either side, PIL's antialiased bilinear
+// resize (a triangle filter widened by the reduction), which torchreid's training transforms use
+// and which does not alias as plain sampling does.
 func ResizeRGB(src RGB, height, width int) RGB {
 	out := RGB{Width: width, Height: height, Pix: make([]byte, width*height*3)}
 	resizeInto(out.Pix, src, height, width)
@@ -123,6 +126,10 @@ func resizeInto(dst []byte, src RGB, height, width int) {
 		copy(dst, src.Pix)
 		return
 	}
+	if src.Width > width || src.Height > height {
+		resizeAntialiased(dst, src, height, width)
+		return
+	}
 	x0, x1, fx := axisTaps(width, src.Width)
 	y0, y1, fy := axisTaps(height, src.Height)
 	stride := src.Width * 3
@@ -144,6 +151,84 @@ func resizeInto(dst []byte, src RGB, height, width int) {
 			}
 		}
 	}
+}
+
+// filterTaps are one axis's weights for PIL's antialiased bilinear resample: output i is the sum
+// over k < count[i] of weight[i][k] x input[first[i]+k].
+type filterTaps struct {
+	first, count []int
+	weight       [][]float32
+}
+
+// triangleTaps computes them as PIL's ImagingResample does for its BILINEAR filter: a triangle of
+// half-width max(scale, 1) input pixels centred on each output pixel's centre, its weights
+// normalised over the input pixels it covers.
+func triangleTaps(outSize, inSize int) filterTaps {
+	scale := float64(inSize) / float64(outSize)
+	support, inverse := max(scale, 1), 1/max(scale, 1)
+	taps := filterTaps{first: make([]int, outSize), count: make([]int, outSize), weight: make([][]float32, outSize)}
+	for i := range outSize {
+		centre := (float64(i) + 0.5) * scale
+		first := max(int(centre-support+0.5), 0)
+		last := min(int(centre+support+0.5), inSize)
+		weights := make([]float64, last-first)
+		total := 0.0
+		for k := range weights {
+			distance := math.Abs((float64(first+k) - centre + 0.5) * inverse)
+			if distance < 1 {
+				weights[k] = 1 - distance
+			}
+			total += weights[k]
+		}
+		taps.first[i], taps.count[i] = first, len(weights)
+		taps.weight[i] = make([]float32, len(weights))
+		for k, w := range weights {
+			taps.weight[i][k] = float32(w / total)
+		}
+	}
+	return taps
+}
+
+// resizeAntialiased is PIL's two-pass resample: rows first into 8-bit pixels, then columns.
+func resizeAntialiased(dst []byte, src RGB, height, width int) {
+	horizontal, vertical := triangleTaps(width, src.Width), triangleTaps(height, src.Height)
+	rows := make([]byte, src.Height*width*3)
+	for y := range src.Height {
+		in := src.Pix[y*src.Width*3 : (y+1)*src.Width*3]
+		out := rows[y*width*3 : (y+1)*width*3]
+		for x := range width {
+			first, weights := horizontal.first[x], horizontal.weight[x]
+			for c := range 3 {
+				sum := float32(0.5)
+				for k, w := range weights {
+					sum += w * float32(in[(first+k)*3+c])
+				}
+				out[x*3+c] = clampByte(sum)
+			}
+		}
+	}
+	stride := width * 3
+	for y := range height {
+		first, weights := vertical.first[y], vertical.weight[y]
+		out := dst[y*stride : (y+1)*stride]
+		for i := range stride {
+			sum := float32(0.5)
+			for k, w := range weights {
+				sum += w * float32(rows[(first+k)*stride+i])
+			}
+			out[i] = clampByte(sum)
+		}
+	}
+}
+
+func clampByte(v float32) byte {
+	switch {
+	case v <= 0:
+		return 0
+	case v >= 255:
+		return 255
+	}
+	return byte(v)
 }
 
 // ToRGB copies any image into packed RGB; alpha is dropped.

@@ -4,6 +4,9 @@ import (
 	"image"
 	"image/color"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -66,6 +69,44 @@ func checkToRGB(t *testing.T, name string, picture image.Image) {
 			if got.Pix[i] != want.R || got.Pix[i+1] != want.G || got.Pix[i+2] != want.B {
 				t.Fatalf("%s %v: pixel (%d,%d) = %v, want %v", name, bounds, x, y, got.Pix[i:i+3], want)
 			}
+		}
+	}
+}
+
+// TestResizeShrinksLikePIL: images larger than the input size on either side are resized as
+// PIL's antialiased bilinear resize does (torchreid's training transforms), to within a grey
+// level, and fine detail averages out instead of aliasing.
+func TestResizeShrinksLikePIL(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	dir := t.TempDir()
+	for _, size := range []struct{ width, height int }{
+		{370, 740},  // a person filmed large: both sides shrink
+		{1000, 200}, // wider, but shorter than the input: one side shrinks, one grows
+		{129, 257},  // barely larger
+		{2000, 3000},
+	} {
+		src := RGB{Width: size.width, Height: size.height, Pix: make([]byte, size.width*size.height*3)}
+		for i := range src.Pix {
+			// Stripes with noise: the detail bilinear sampling would alias.
+			src.Pix[i] = byte(int((i/3)%3*100) + rng.IntN(50))
+		}
+		input, output := filepath.Join(dir, "in.raw"), filepath.Join(dir, "out.raw")
+		if err := os.WriteFile(input, src.Pix, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pythonReference(t, "resize", "--input", input, "--width", strconv.Itoa(size.width), "--height", strconv.Itoa(size.height),
+			"--out-width", "128", "--out-height", "256", "--out", output)
+		want, err := os.ReadFile(output)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ResizeRGB(src, 256, 128)
+		worst := 0
+		for i := range want {
+			worst = max(worst, int(got.Pix[i])-int(want[i]), int(want[i])-int(got.Pix[i]))
+		}
+		if worst > 1 {
+			t.Errorf("%dx%d: differs from PIL by up to %d grey levels", size.width, size.height, worst)
 		}
 	}
 }

@@ -286,6 +286,14 @@ def cmd_train(args):
         json.dump({"torch": torch.__version__, "losses": losses}, out)
 
 
+def cmd_resize(args):
+    """PIL's bilinear resize (antialiased when it shrinks), as torchreid's transforms apply it."""
+    from PIL import Image
+    raw = np.fromfile(args.input, dtype=np.uint8).reshape(args.height, args.width, 3)
+    out = Image.fromarray(raw).resize((args.out_width, args.out_height), Image.BILINEAR)
+    np.asarray(out, dtype=np.uint8).tofile(args.out)
+
+
 def cmd_train_bench(args):
     """ResNet-50 (last stride 1, BN neck) Cluster Contrast step on CUDA: bf16 autocast,
     channels_last, Adam, memory loss; eager and torch.compile."""
@@ -396,6 +404,13 @@ def main():
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--result", required=True)
+    p = sub.add_parser("resize")
+    p.add_argument("--input", required=True)
+    p.add_argument("--width", type=int, required=True)
+    p.add_argument("--height", type=int, required=True)
+    p.add_argument("--out-width", type=int, required=True)
+    p.add_argument("--out-height", type=int, required=True)
+    p.add_argument("--out", required=True)
     p = sub.add_parser("train-bench")
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--height", type=int, default=256)
@@ -407,7 +422,7 @@ def main():
     p.add_argument("--variants", default="eager", help="comma-separated: eager, torch.compile")
     args = parser.parse_args()
     {"resnet": cmd_resnet, "dtypes": cmd_dtypes, "bench": cmd_bench, "train": cmd_train,
-     "train-bench": cmd_train_bench}[args.cmd](args)
+     "resize": cmd_resize, "train-bench": cmd_train_bench}[args.cmd](args)
 
 
 if __name__ == "__main__":
