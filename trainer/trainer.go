@@ -373,7 +373,7 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 		if prepared.err != nil {
 			return report, prepared.err
 		}
-		step.Rows = rows[prepared.memory]
+		step.Rows = rows[prepared.group]
 		result, err := r.network.TrainStep(ctx, optimizer, memory, prepared.batch, prepared.labels, step)
 		if err != nil {
 			return report, err
@@ -559,7 +559,7 @@ func (r *run) features(ctx context.Context) ([][]float32, error) {
 type preparedBatch struct {
 	batch  torch.Batch
 	labels []int64
-	memory int // which of the epoch's memories the labels index
+	group  int // which of the epoch's memory groups (cameras) the batch trains against
 	err    error
 }
 
@@ -582,10 +582,10 @@ func (r *run) prepareBatches(ctx context.Context, draw func(identities int) ([]i
 	pipeline.done.Go(func() {
 		defer close(ready)
 		for range r.options.ItersPerEpoch {
-			indices, labels, memory := draw(r.options.BatchSize / r.options.Instances)
+			indices, labels, group := draw(r.options.BatchSize / r.options.Instances)
 			batch, err := r.trainingBatch(ctx, rng, indices)
 			select {
-			case ready <- preparedBatch{batch: batch, labels: labels, memory: memory, err: err}:
+			case ready <- preparedBatch{batch: batch, labels: labels, group: group, err: err}:
 			case <-ctx.Done():
 				return
 			}
