@@ -88,8 +88,10 @@ run() {
   note "ResNet-50 train step, batch $batch: reid ${go_train:-n/a} images/s, PyTorch eager $py_eager images/s"
 
   # 3. Every torch test on the device; the ResNet-50 and training comparisons use this machine's
-  # PyTorch as the reference.
-  (cd torch && LD_PRELOAD=$jemalloc stage "torch tests" 240 "$STAGE/torch.test" -test.v -test.count=1) \
+  # PyTorch as the reference. The resize test is pure Go checked against PIL, which this machine's
+  # Python need not have; the CPU suite runs it.
+  (cd torch && LD_PRELOAD=$jemalloc stage "torch tests" 240 "$STAGE/torch.test" -test.v -test.count=1 \
+    -test.skip '^TestResizeShrinksLikePIL$') \
     >"$out/torch-tests.log" 2>&1
   test_counts "torch tests on $device" "$out/torch-tests.log"
 
