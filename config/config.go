@@ -307,8 +307,9 @@ type Trainer struct {
 	// contrasts it with every cluster, as the reference does (docs/TRAINING.md).
 	CameraProxies bool `mapstructure:"camera_proxies" yaml:"camera_proxies" json:"camera_proxies"`
 	// InterCamera weighs a second loss term that pulls a person's parts in different cameras
-	// together (camera-aware proxies' inter-camera loss; 0 turns it off; needs camera_proxies), and
-	// HardNegatives is how many other clusters' parts it contrasts each crop with.
+	// together (camera-aware proxies' inter-camera loss; 0 turns it off; without camera_proxies
+	// there are no parts and it does nothing), and HardNegatives is how many other clusters' parts
+	// it contrasts each crop with.
 	InterCamera   float64 `mapstructure:"inter_camera" yaml:"inter_camera" json:"inter_camera"`
 	HardNegatives int     `mapstructure:"hard_negatives" yaml:"hard_negatives" json:"hard_negatives"`
 	Seed          uint64  `mapstructure:"seed" yaml:"seed" json:"seed"`
@@ -373,7 +374,7 @@ func Default() Options {
 		},
 		Retention: Retention{Interval: time.Hour},
 		Trainer: Trainer{Epochs: 50, ItersPerEpoch: 200, BatchSize: 256, Instances: 16, LR: 3.5e-4, LRStep: 20,
-			Eps: 0.6, MinSamples: 4, CameraProxies: true, HardNegatives: 50, Seed: 1},
+			Eps: 0.6, MinSamples: 4, CameraProxies: true, InterCamera: 0.5, HardNegatives: 50, Seed: 1},
 	}
 }
 
@@ -598,8 +599,8 @@ func (o *Options) Validate() error {
 	if !(o.Trainer.Eps > 0 && o.Trainer.Eps < 1) {
 		bad("trainer.eps", "must be between 0 and 1, not %v", o.Trainer.Eps)
 	}
-	if o.Trainer.InterCamera < 0 || (o.Trainer.InterCamera > 0 && !o.Trainer.CameraProxies) {
-		bad("trainer.inter_camera", "must be >= 0, and 0 unless trainer.camera_proxies is set, not %v", o.Trainer.InterCamera)
+	if o.Trainer.InterCamera < 0 {
+		bad("trainer.inter_camera", "must be >= 0, not %v", o.Trainer.InterCamera)
 	}
 	if o.Trainer.HardNegatives < 1 {
 		bad("trainer.hard_negatives", "must be >= 1, not %d", o.Trainer.HardNegatives)

@@ -46,6 +46,8 @@ func TestIngestFieldValidation(t *testing.T) {
 		{"trainer.eps", func(o *Options) { o.Trainer.Eps = 1 }},
 		{"trainer.min_samples", func(o *Options) { o.Trainer.MinSamples = 0 }},
 		{"trainer.max_crops", func(o *Options) { o.Trainer.MaxCrops = -1 }},
+		{"trainer.inter_camera", func(o *Options) { o.Trainer.InterCamera = -0.5 }},
+		{"trainer.hard_negatives", func(o *Options) { o.Trainer.HardNegatives = 0 }},
 	}
 	for _, test := range tests {
 		options := Default()

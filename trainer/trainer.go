@@ -69,11 +69,11 @@ type Options struct {
 	// CameraProxies trains each step on one camera's crops against that camera's share of the
 	// clusters (see cameraProxies) instead of every cluster at once, as the reference does.
 	CameraProxies bool
-	// InterCamera, when above 0, adds to each step's loss this weight times camera-aware proxies'
-	// inter-camera term: a crop against all of its cluster's parts in every camera at once, with
-	// the HardNegatives (default 50) most similar parts of other clusters as negatives. It pulls a
-	// person's views in different cameras together, which the per-camera memories alone never do.
-	// Needs CameraProxies.
+	// InterCamera, when above 0 and with CameraProxies, adds to each step's loss this weight times
+	// camera-aware proxies' inter-camera term: a crop against all of its cluster's parts in every
+	// camera at once, with the HardNegatives (default 50) most similar parts of other clusters as
+	// negatives. It pulls a person's views in different cameras together, which the per-camera
+	// memories alone never do. Without CameraProxies it does nothing.
 	InterCamera   float32
 	HardNegatives int
 	// MeanUpdate updates a memory entry with every crop of the batch in turn instead of only the
@@ -148,8 +148,8 @@ func (o Options) WithDefaults() (Options, error) {
 		return o, fmt.Errorf("trainer: batch size %d must be a multiple of instances (%d)", o.BatchSize, o.Instances)
 	case !(o.LR > 0) || o.WeightDecay < 0 || !(o.Gamma > 0 && o.Gamma <= 1):
 		return o, fmt.Errorf("trainer: bad learning rate schedule (lr %v, weight decay %v, gamma %v)", o.LR, o.WeightDecay, o.Gamma)
-	case o.InterCamera < 0 || o.HardNegatives < 1 || (o.InterCamera > 0 && !o.CameraProxies):
-		return o, fmt.Errorf("trainer: the inter-camera weight %v must be >= 0, with camera proxies, and hard negatives %d >= 1", o.InterCamera, o.HardNegatives)
+	case o.InterCamera < 0 || o.HardNegatives < 1:
+		return o, fmt.Errorf("trainer: the inter-camera weight %v must be >= 0 and hard negatives %d >= 1", o.InterCamera, o.HardNegatives)
 	case !(o.Temperature > 0) || !(o.Momentum >= 0 && o.Momentum <= 1):
 		return o, fmt.Errorf("trainer: temperature %v must be > 0 and momentum %v in [0, 1]", o.Temperature, o.Momentum)
 	case o.Augmentation.Flip < 0 || o.Augmentation.Flip > 1 || o.Augmentation.Erasing < 0 || o.Augmentation.Erasing > 1 || o.Augmentation.Pad < 0:
@@ -360,7 +360,7 @@ func (r *run) epoch(ctx context.Context, epoch int, optimizer *torch.Optimizer, 
 		update = torch.UpdateMean
 	}
 	step := torch.StepOptions{Temperature: r.options.Temperature, Momentum: r.options.Momentum, Update: update}
-	if r.options.InterCamera > 0 {
+	if r.options.CameraProxies && r.options.InterCamera > 0 {
 		step.Identities, step.InterWeight, step.HardNegatives = identities, r.options.InterCamera, r.options.HardNegatives
 	}
 	batches := r.prepareBatches(ctx, draw, rng)

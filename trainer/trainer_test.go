@@ -316,7 +316,6 @@ func TestOptionsValidation(t *testing.T) {
 		{"momentum above one", func(o *Options) { o.Momentum = 1.5 }},
 		{"eps of one", func(o *Options) { o.Cluster.Eps = 1 }},
 		{"flip probability above one", func(o *Options) { o.Augmentation = &Augmentation{Flip: 2} }},
-		{"inter-camera term without camera proxies", func(o *Options) { o.InterCamera = 0.5 }},
 		{"negative inter-camera weight", func(o *Options) { o.CameraProxies, o.InterCamera = true, -1 }},
 		{"negative hard negatives", func(o *Options) { o.CameraProxies, o.InterCamera, o.HardNegatives = true, 0.5, -3 }},
 	}

@@ -290,9 +290,10 @@ func BenchmarkSyntheticCrossCamera(b *testing.B) {
 // steps of 64 crops) does to search on the synthetic cameras: the same searches as
 // BenchmarkSyntheticCrossCamera (track consensus, the API's default) before, and after training
 // on their crops (no labels) and switching the gallery to the new version. Side by side in one
-// run: the default (a memory per camera, trainer.camera_proxies) and the reference's one memory
-// for every cluster, each from the same imported model with seeds 1-3, as one seed says little on
-// 12 people; medians are reported.
+// run: the default (a memory per camera, trainer.camera_proxies, with the inter-camera term,
+// trainer.inter_camera), the memories per camera alone, and the reference's one memory for every
+// cluster, each from the same imported model with seeds 1-3, as one seed says little on 12
+// people; medians are reported.
 func BenchmarkSiteAdaptation(b *testing.B) {
 	for range b.N {
 		dataDir, _, identity := syntheticCameras(b)
@@ -306,10 +307,13 @@ func BenchmarkSiteAdaptation(b *testing.B) {
 		before := measure("imported")
 		b.ReportMetric(before.crossCamera, "before-cross-camera-precision@5")
 		b.ReportMetric(before.sameTrack, "before-track-precision@5")
-		for _, mode := range []struct{ name, cameraProxies string }{{"camera-proxies", "true"}, {"one-memory", "false"}} {
+		for _, mode := range []struct{ name, cameraProxies, interCamera string }{
+			{"camera-proxies", "true", "0.5"}, {"intra-camera-only", "true", "0"}, {"one-memory", "false", "0"},
+		} {
 			var crossCamera, sameTrack []float64
 			for seed := 1; seed <= 3; seed++ {
 				b.Setenv("REID_TRAINER_CAMERA_PROXIES", mode.cameraProxies)
+				b.Setenv("REID_TRAINER_INTER_CAMERA", mode.interCamera)
 				out, err := runReid(b, "--data-dir", dataDir, "train", "--model", "v1", "--seed", strconv.Itoa(seed),
 					"--epochs", "8", "--iters", "30", "--batch", "64", "--instances", "4", "--json")
 				if err != nil {
