@@ -79,12 +79,14 @@ type Ingester struct {
 	reconfiguring sync.Mutex
 }
 
-// cameraRun is one camera's goroutine: cancel stops it, done closes when it has.
+// cameraRun is one camera's goroutine: cancel stops it, done closes when it has, and failed
+// (guarded by the Ingester's mu) says it ended with an error.
 type cameraRun struct {
 	camera   config.Camera
 	counters *cameraCounters
 	cancel   context.CancelFunc
 	done     chan struct{}
+	failed   bool
 }
 
 // ErrNotRunning means Reconfigure was called with no Run in progress: before it, or after every
@@ -158,8 +160,10 @@ func (in *Ingester) Run(ctx context.Context, cameras []config.Camera) error {
 
 // Reconfigure makes the running cameras those of the list: it stops the cameras no longer in it
 // and those whose settings changed (their queued crops are still stored), waits for them, then
-// starts the changed and new ones. Cameras whose settings are unchanged keep running untouched,
-// and one that had already ended stays ended. It returns ErrNotRunning when no Run is in progress.
+// starts the changed and new ones, and starts again a camera that had failed (a live source that
+// gave up reconnecting: the operator may have fixed it). Cameras whose settings are unchanged
+// keep running untouched, and a file that had reached its end stays ended. It returns
+// ErrNotRunning when no Run is in progress.
 func (in *Ingester) Reconfigure(ctx context.Context, cameras []config.Camera) (added, removed, restarted []string, err error) {
 	if err := validCameras(cameras); err != nil {
 		return nil, nil, nil, err
@@ -181,7 +185,7 @@ func (in *Ingester) Reconfigure(ctx context.Context, cameras []config.Camera) (a
 		switch {
 		case !keep:
 			removed = append(removed, id)
-		case !reflect.DeepEqual(camera, current.camera):
+		case !reflect.DeepEqual(camera, current.camera) || current.failed:
 			restarted = append(restarted, id)
 		default:
 			continue
@@ -248,6 +252,7 @@ func (in *Ingester) startLocked(camera config.Camera) *cameraCounters {
 		counters.finish()
 		in.mu.Lock()
 		if err != nil && !errors.Is(err, context.Canceled) {
+			run.failed = true
 			in.errs = append(in.errs, fmt.Errorf("camera %s: %w", camera.ID, err))
 			in.options.Logger.Error("camera stopped", "camera", camera.ID, "err", err)
 		}

@@ -887,3 +887,57 @@ func TestCropShrinksWithoutAliasing(t *testing.T) {
 		}
 	}
 }
+
+// A camera that gave up reconnecting is started again by a reconfiguration, even unchanged; the
+// failure it had stays in Run's error.
+func TestReconfigureRestartsFailedCamera(t *testing.T) {
+	sink := &contextSink{}
+	options := testOptions(sink, fakeDetector)
+	options.Crops.MinInterval = 0
+	options.Ingest.MaxReconnects = 1
+	var mu sync.Mutex
+	opens := map[string]int{}
+	options.open = func(camera config.Camera) (capture, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		opens[camera.ID]++
+		if camera.ID == "flaky" && opens[camera.ID] <= 2 {
+			return nil, errors.New("connection refused")
+		}
+		return &fakeLive{frames: 1 << 30}, nil
+	}
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cameras := []config.Camera{{ID: "steady", Source: "0"}, {ID: "flaky", Source: "rtsp://flaky.invalid/stream"}}
+	done := make(chan error, 1)
+	go func() { done <- ingester.Run(ctx, cameras) }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		stats := ingester.Stats().Cameras
+		if len(stats) == 2 && !stats[1].Running {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the flaky camera did not give up")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, _, restarted, err := ingester.Reconfigure(ctx, cameras)
+	if err != nil || !slices.Equal(restarted, []string{"flaky"}) {
+		t.Fatalf("restarted %v (%v), want the failed camera only", restarted, err)
+	}
+	for len(sink.byCamera("flaky")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the restarted camera made no crops")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err == nil || !strings.Contains(err.Error(), "camera flaky") {
+		t.Errorf("Run: %v, want the flaky camera's earlier failure", err)
+	}
+}
