@@ -135,6 +135,13 @@ func TestUnknownEnvironmentVariableRejected(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "jpeg_quality") {
 		t.Fatalf("want error naming crops.jpeg_quality, got %v", err)
 	}
+	// The variables of the Makefile's targets and tools are not configuration, and reid runs
+	// under them (REID_DEMO_TRAIN=1 make demo runs every reid command with it set).
+	for _, name := range []string{"REID_SHARED", "REID_BENCH", "REID_DEMO_TRAIN", "REID_MILVUS_ADDR", "REID_KAFKA_BROKERS"} {
+		if _, err := Load("", []string{name + "=1"}, nil, nil); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
 
 func TestMaskedHidesSecretsOnly(t *testing.T) {

@@ -114,6 +114,7 @@ var ignoredEnv = map[string]bool{
 	"REID_KAFKA_BROKERS": true,
 	"REID_SHARED":        true,
 	"REID_BENCH":         true,
+	"REID_DEMO_TRAIN":    true, // make demo's switch (scripts/demo.sh), set around every reid it runs
 }
 
 // EnvName is the environment variable that overrides key.
