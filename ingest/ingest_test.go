@@ -217,6 +217,31 @@ func must(t *testing.T, err error) {
 	}
 }
 
+// waitUntil polls condition until it holds, failing the test after 20 s.
+func waitUntil(t *testing.T, what string, condition func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !condition() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stopRun cancels a Run started in the background and returns its error.
+func stopRun(t *testing.T, cancel context.CancelFunc, done <-chan error) error {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not stop after cancel")
+		return nil
+	}
+}
+
 // fakeLive is a live source that delivers frames frames, then drops.
 type fakeLive struct {
 	frames int
@@ -440,14 +465,8 @@ func TestCancel(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- ingester.Run(ctx, []config.Camera{{ID: "live", Source: "0"}}) }()
 	time.Sleep(50 * time.Millisecond)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("cancelled run returned %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Run did not stop after cancel")
+	if err := stopRun(t, cancel, done); err != nil {
+		t.Errorf("cancelled run returned %v", err)
 	}
 	// Crops made before the cancel are still stored: none lost in the queue.
 	stored, made := int64(len(sink.byCamera("live"))), ingester.cameras[0].queued.Load()
@@ -765,17 +784,7 @@ func TestReconfigure(t *testing.T) {
 	gone := config.Camera{ID: "gone", Source: "2"}
 	go func() { done <- ingester.Run(ctx, []config.Camera{steady, changed, gone}) }()
 	cropsOf := func(id string) int { return len(sink.byCamera(id)) }
-	waitFor := func(what string, condition func() bool) {
-		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for !condition() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-	waitFor("every camera's first crops", func() bool { return cropsOf("steady") > 0 && cropsOf("changed") > 0 && cropsOf("gone") > 0 })
+	waitUntil(t, "every camera's first crops", func() bool { return cropsOf("steady") > 0 && cropsOf("changed") > 0 && cropsOf("gone") > 0 })
 
 	if _, _, _, err := ingester.Reconfigure(ctx, []config.Camera{steady, steady}); err == nil {
 		t.Error("a list with a repeated id was accepted")
@@ -789,7 +798,7 @@ func TestReconfigure(t *testing.T) {
 		t.Errorf("added %v, removed %v, restarted %v; want [new] [gone] [changed]", added, removed, restarted)
 	}
 	goneCrops := cropsOf("gone")
-	waitFor("the new camera's crops", func() bool { return cropsOf("new") > 0 })
+	waitUntil(t, "the new camera's crops", func() bool { return cropsOf("new") > 0 })
 	time.Sleep(50 * time.Millisecond)
 	if cropsOf("gone") != goneCrops {
 		t.Error("the removed camera still makes crops")
@@ -812,21 +821,15 @@ func TestReconfigure(t *testing.T) {
 	if _, _, _, err := ingester.Reconfigure(ctx, []config.Camera{{ID: "only", Source: "4"}}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor("the replacement's crops", func() bool { return cropsOf("only") > 0 })
+	waitUntil(t, "the replacement's crops", func() bool { return cropsOf("only") > 0 })
 	select {
 	case err := <-done:
 		t.Fatalf("Run ended when every camera was replaced: %v", err)
 	default:
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not stop")
+	if err := stopRun(t, cancel, done); err != nil {
+		t.Errorf("Run: %v", err)
 	}
 	if _, _, _, err := ingester.Reconfigure(context.Background(), []config.Camera{steady}); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Reconfigure after Run: %v, want ErrNotRunning", err)
@@ -915,29 +918,16 @@ func TestReconfigureRestartsFailedCamera(t *testing.T) {
 	cameras := []config.Camera{{ID: "steady", Source: "0"}, {ID: "flaky", Source: "rtsp://flaky.invalid/stream"}}
 	done := make(chan error, 1)
 	go func() { done <- ingester.Run(ctx, cameras) }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitUntil(t, "the flaky camera to give up", func() bool {
 		stats := ingester.Stats().Cameras
-		if len(stats) == 2 && !stats[1].Running {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the flaky camera did not give up")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return len(stats) == 2 && !stats[1].Running
+	})
 	_, _, restarted, err := ingester.Reconfigure(ctx, cameras)
 	if err != nil || !slices.Equal(restarted, []string{"flaky"}) {
 		t.Fatalf("restarted %v (%v), want the failed camera only", restarted, err)
 	}
-	for len(sink.byCamera("flaky")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the restarted camera made no crops")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	cancel()
-	if err := <-done; err == nil || !strings.Contains(err.Error(), "camera flaky") {
+	waitUntil(t, "the restarted camera's crops", func() bool { return len(sink.byCamera("flaky")) > 0 })
+	if err := stopRun(t, cancel, done); err == nil || !strings.Contains(err.Error(), "camera flaky") {
 		t.Errorf("Run: %v, want the flaky camera's earlier failure", err)
 	}
 }
