@@ -8,6 +8,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
+	"strconv"
 	"time"
 )
 
@@ -33,6 +35,7 @@ type Options struct {
 	Embedder  Embedder  `mapstructure:"embedder" yaml:"embedder"`
 	Index     Index     `mapstructure:"index" yaml:"index"`
 	Lookup    Lookup    `mapstructure:"lookup" yaml:"lookup"`
+	Ops       Ops       `mapstructure:"ops" yaml:"ops"`
 	Retention Retention `mapstructure:"retention" yaml:"retention"`
 	Trainer   Trainer   `mapstructure:"trainer" yaml:"trainer"`
 }
@@ -271,6 +274,18 @@ type Lookup struct {
 	// FollowInterval is how often reid serve checks which gallery is active and moves to a newly
 	// activated one (with its model); 0 keeps the gallery it started with. Default 30s.
 	FollowInterval time.Duration `mapstructure:"follow_interval" yaml:"follow_interval"`
+}
+
+// Ops configures the operations listener of reid's long-running processes (run, serve, ingest,
+// embed, archive, broker). Stage processes at scale have no lookup server, so this is where they
+// are watched.
+type Ops struct {
+	// Addr is where /metrics, /healthz and (with Profiling) /debug/pprof/ are served; empty
+	// serves nothing. Give each process on one host its own port (REID_OPS_ADDR).
+	Addr string `mapstructure:"addr" yaml:"addr"`
+	// Profiling serves Go's runtime profiles under /debug/pprof/ on Addr, which must then be
+	// loopback: profiles reveal the process's internals.
+	Profiling bool `mapstructure:"profiling" yaml:"profiling"`
 }
 
 // Retention bounds how long person crops and their vectors are kept.
@@ -577,6 +592,16 @@ func (o *Options) Validate() error {
 	}
 	if o.Lookup.Addr == "" {
 		bad("lookup.addr", "must not be empty")
+	}
+	if o.Ops.Addr != "" {
+		if _, port, err := net.SplitHostPort(o.Ops.Addr); err != nil {
+			bad("ops.addr", "must be HOST:PORT, not %q", o.Ops.Addr)
+		} else if number, err := strconv.Atoi(port); err != nil || number < 0 || number > 65535 {
+			bad("ops.addr", "has a bad port in %q", o.Ops.Addr)
+		}
+	}
+	if o.Ops.Profiling && o.Ops.Addr == "" {
+		bad("ops.profiling", "needs ops.addr")
 	}
 	if o.Retention.MaxAge < 0 || (o.Retention.MaxAge > 0 && o.Retention.MaxAge < time.Minute) {
 		bad("retention.max_age", "must be 0 (keep everything) or at least 1m, not %s", o.Retention.MaxAge)

@@ -201,3 +201,31 @@ func TestRetention(t *testing.T) {
 		})
 	}
 }
+
+func TestOpsValidation(t *testing.T) {
+	cases := []struct {
+		env     []string
+		wantErr string
+	}{
+		{nil, ""},
+		{[]string{"REID_OPS_ADDR=127.0.0.1:9464"}, ""},
+		{[]string{"REID_OPS_ADDR=:0", "REID_OPS_PROFILING=true"}, ""},
+		{[]string{"REID_OPS_ADDR=9464"}, "ops.addr: must be HOST:PORT"},
+		{[]string{"REID_OPS_ADDR=127.0.0.1:http"}, "ops.addr: has a bad port"},
+		{[]string{"REID_OPS_ADDR=127.0.0.1:70000"}, "ops.addr: has a bad port"},
+		{[]string{"REID_OPS_PROFILING=true"}, "ops.profiling: needs ops.addr"},
+	}
+	for _, c := range cases {
+		t.Run(strings.Join(c.env, " "), func(t *testing.T) {
+			options, err := Load("", c.env, nil, nil)
+			switch {
+			case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+				t.Fatalf("error %v, want one saying %q", err, c.wantErr)
+			case c.wantErr == "" && err != nil:
+				t.Fatal(err)
+			case c.wantErr == "" && len(c.env) > 0 && options.Ops.Addr == "":
+				t.Fatal("REID_OPS_ADDR was not read")
+			}
+		})
+	}
+}

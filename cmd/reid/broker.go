@@ -39,6 +39,11 @@ func newBrokerCommand(g *globals) *cobra.Command {
 			}
 			defer broker.Close()
 			ctx := cmd.Context()
+			stopOps, err := startOps(ctx, options.Ops)
+			if err != nil {
+				return err
+			}
+			defer stopOps()
 			setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
 			conn := stream.ConnectionFrom(options.Stream, broker.Addrs())

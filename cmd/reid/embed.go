@@ -6,6 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/stream"
 )
 
 func newEmbedCommand(g *globals) *cobra.Command {
@@ -42,7 +44,14 @@ func newEmbedCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer startRetention(ctx, options, nil, vectors, nil)()
+			metrics := &pipelineMetrics{embedder: stage.embedder, vectors: vectors,
+				consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: stage.consumer}}
+			defer startRetention(ctx, options, nil, vectors, metrics.pruned)()
+			stopOps, err := startOps(ctx, options.Ops, metrics)
+			if err != nil {
+				return err
+			}
+			defer stopOps()
 			slog.Info("embedder running", "topic", options.Stream.CropsTopic, "group", options.Stream.EmbedGroup, "model", loaded.version.ID)
 			err = stage.consumer.Run(ctx)
 			stats := stage.consumer.Stats()
@@ -80,7 +89,13 @@ func newArchiveCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer startRetention(ctx, options, store, nil, nil)()
+			metrics := &pipelineMetrics{archive: archive, consumers: map[string]*stream.Consumer{options.Stream.ArchiveGroup: consumer}}
+			defer startRetention(ctx, options, store, nil, metrics.pruned)()
+			stopOps, err := startOps(ctx, options.Ops, metrics)
+			if err != nil {
+				return err
+			}
+			defer stopOps()
 			slog.Info("archiver running", "topic", options.Stream.CropsTopic, "group", options.Stream.ArchiveGroup, "store", store.Location())
 			err = consumer.Run(ctx)
 			fmt.Fprintf(cmd.OutOrStdout(), "archived %d  dead-lettered %d\n", archive.Archived(), consumer.Stats().DeadLettered)

@@ -85,6 +85,7 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 	var sink ingest.Sink
 	destination := ""
 	var producer *stream.Producer
+	metrics := &pipelineMetrics{}
 	if len(options.Stream.Brokers) > 0 {
 		conn, closeStream, err := openStream(ctx, options, false)
 		if err != nil {
@@ -101,12 +102,18 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 			return err
 		}
 		sink, destination = store, "crops stored under "+store.Location()
-		defer startRetention(ctx, options, store, nil, nil)()
+		defer startRetention(ctx, options, store, nil, metrics.pruned)()
 	}
 	ingester, err := newIngester(options, sink, maxFrames)
 	if err != nil {
 		return err
 	}
+	metrics.ingester = ingester
+	stopOps, err := startOps(ctx, options.Ops, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 	stopProgress := startProgress(ingester)
 	stopReloads := reloadCamerasOnHangup(ctx, ingester, options, load)
 	runErr := ingester.Run(ctx, options.Cameras)

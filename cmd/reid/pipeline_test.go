@@ -406,13 +406,28 @@ func TestEmbedderCrashResume(t *testing.T) {
 		t.Fatalf("the embedder finished (%d/%d) before it was killed: the test proves nothing", killedAt, total)
 	}
 
-	child = startChild(t, dataDir, env, "embed")
+	// The restarted one is watched as an operator would, on its ops listener.
+	opsAddr := freeAddr(t)
+	child = startChild(t, dataDir, append(env, "REID_OPS_ADDR="+opsAddr), "embed")
 	for committed(t, broker.Addrs()[0], options) < total {
 		if time.Now().After(deadline) {
 			child.Process.Kill()
 			t.Fatalf("restarted embedder stuck at %d of %d", committed(t, broker.Addrs()[0], options), total)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	_, scraped := get(t, "http://"+opsAddr+"/metrics")
+	for _, want := range []string{
+		fmt.Sprintf(`reid_index_items{active="1",version="v1"} %d`, total),
+		`reid_consumer_lag_records{group="reid-embedder"} 0`,
+		`reid_consumer_dead_lettered_total{group="reid-embedder"} 0`,
+	} {
+		if !strings.Contains(scraped, want) {
+			t.Errorf("the embedder's /metrics lacks %q", want)
+		}
+	}
+	if !strings.Contains(scraped, "reid_embedder_crops_total ") || strings.Contains(scraped, "reid_embedder_crops_total 0\n") {
+		t.Error("the embedder's /metrics does not count the crops it embedded")
 	}
 	child.Process.Signal(syscall.SIGTERM)
 	if err := child.Wait(); err != nil {

@@ -141,6 +141,11 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: embedStage.consumer, options.Stream.ArchiveGroup: archiveStage},
 	}
 	defer startRetention(ctx, options, store, vectors, metrics.pruned)()
+	stopOps, err := startOps(ctx, options.Ops, metrics)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 	serverDone := make(chan error, 1)
 	serverCtx, stopServer := context.WithCancel(ctx)
 	defer stopServer()

@@ -58,6 +58,11 @@ func runServe(ctx context.Context, options config.Options) error {
 		return err
 	}
 	defer closeAudit()
+	stopOps, err := startOps(ctx, options.Ops)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 
 	loadCtx, cancelLoad := context.WithCancel(ctx)
 	loaded := make(chan func(), 1)
