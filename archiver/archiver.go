@@ -27,8 +27,7 @@ type Archiver struct {
 	archived atomic.Int64
 }
 
-// defaultWriters: each local write waits on two fsyncs (image and metadata), and an object store
-// put on a round trip; writing a batch's records side by side overlaps those waits. Eight gave
+// defaultWriters: each local write waits on an fsync, and an object store put on a round trip; writing a batch's records side by side overlaps those waits. Eight gave
 // 1.3-2.2x one writer's rate on the test VM's disk (BenchmarkArchive, docs/BENCHMARKS.md).
 const defaultWriters = 8
 
@@ -36,7 +35,7 @@ const defaultWriters = 8
 func New(store Store) *Archiver { return &Archiver{store: store, writers: defaultWriters} }
 
 // Handle stores every record of batch. A record the store can never accept (an id that cannot
-// name a file) is rejected to the dead-letter topic; any other failure fails the whole batch so
+// name a file, an image that is not a JPEG) is rejected to the dead-letter topic; any other failure fails the whole batch so
 // the consumer retries it. Records are written side by side: they are keyed by id, so their order
 // does not matter, and a batch counts as stored only once every write has returned.
 func (a *Archiver) Handle(ctx context.Context, batch []stream.Message) error {
@@ -58,7 +57,7 @@ func (a *Archiver) Handle(ctx context.Context, batch []stream.Message) error {
 				switch {
 				case err == nil:
 					a.archived.Add(1)
-				case errors.Is(err, cropstore.ErrInvalidID):
+				case errors.Is(err, cropstore.ErrInvalidID), errors.Is(err, cropstore.ErrInvalidImage):
 					mu.Lock()
 					rejected[i] = fmt.Errorf("%w: %v", stream.ErrInvalidRecord, err)
 					mu.Unlock()

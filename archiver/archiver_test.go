@@ -11,24 +11,28 @@ import (
 	"github.com/reid-project/reid/stream"
 )
 
-func TestHandleStoresRecordsAndRejectsBadIDs(t *testing.T) {
+func TestHandleStoresRecordsAndRejectsBadOnes(t *testing.T) {
 	store, err := cropstore.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	when := time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC)
 	good := cropstore.CropRecord{ID: cropstore.NewID("door", when, 4, 1), Camera: "door", Time: when, Frame: 4, JPEG: []byte{0xFF, 0xD8, 0xFF, 0xD9}}
-	bad := good
-	bad.ID = "../../etc/passwd"
+	badID := good
+	badID.ID = "../../etc/passwd"
+	notJPEG := good
+	notJPEG.ID, notJPEG.JPEG = cropstore.NewID("door", when, 5, 0), []byte("GIF89a")
 	archive := New(store)
-	batch := []stream.Message{{Record: good}, {Record: bad}, {Record: good}}
+	batch := []stream.Message{{Record: good}, {Record: badID}, {Record: good}, {Record: notJPEG}}
 	err = archive.Handle(context.Background(), batch)
 	var rejected *stream.RejectedError
-	if !errors.As(err, &rejected) || len(rejected.Records) != 1 || rejected.Records[1] == nil {
-		t.Fatalf("want record 1 rejected, got %v", err)
+	if !errors.As(err, &rejected) || len(rejected.Records) != 2 || rejected.Records[1] == nil || rejected.Records[3] == nil {
+		t.Fatalf("want records 1 and 3 rejected, got %v", err)
 	}
-	if stream.Reason(rejected.Records[1]) != "invalid-record" {
-		t.Errorf("reason %q", stream.Reason(rejected.Records[1]))
+	for _, i := range []int{1, 3} {
+		if reason := stream.Reason(rejected.Records[i]); reason != "invalid-record" {
+			t.Errorf("record %d: reason %q", i, reason)
+		}
 	}
 	stored, err := store.Get(context.Background(), good.ID)
 	if err != nil || stored.Frame != 4 || string(stored.JPEG) != string(good.JPEG) {

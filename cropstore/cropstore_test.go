@@ -124,6 +124,13 @@ func testStore(t *testing.T, store store) {
 			t.Errorf("Put(%+v) accepted", record)
 		}
 	}
+	// Bytes that are not a JPEG cannot carry the metadata; the archiver dead-letters them.
+	for _, image := range [][]byte{nil, {1, 2, 3, 4}, {0xff, 0xd8}} {
+		record := CropRecord{ID: NewID("gate", base, 10, 0), Camera: "gate", JPEG: image}
+		if err := store.Put(ctx, record); !errors.Is(err, ErrInvalidImage) {
+			t.Errorf("Put(image %v) = %v, want ErrInvalidImage", image, err)
+		}
+	}
 	if err := store.Delete(ctx, ids[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +154,7 @@ func testStore(t *testing.T, store store) {
 	yard := base.Add(-time.Hour)
 	for _, i := range []int{17, 3, 39, 0, 25, 11, 31, 8, 22, 36, 14, 5, 28, 1, 19, 33, 10, 26, 38, 2, 21, 12, 30, 6, 16, 35, 24, 9, 37, 27, 4, 13, 32, 20, 7, 34, 15, 29, 23, 18} {
 		when := yard.Add(time.Duration(i) * time.Second)
-		if err := store.Put(ctx, CropRecord{ID: NewID("yard", when, int64(i), 0), Camera: "yard", Time: when, Frame: int64(i), JPEG: []byte{1}}); err != nil {
+		if err := store.Put(ctx, CropRecord{ID: NewID("yard", when, int64(i), 0), Camera: "yard", Time: when, Frame: int64(i), JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -238,7 +245,7 @@ func TestLargeDay(t *testing.T) { backends(t, testLargeDay) }
 
 func testLargeDay(t *testing.T, store store) {
 	ctx := context.Background()
-	const crops = 1100 // 2,200 objects: an image and its metadata each
+	const crops = 1100
 	start := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
 	ids := make([]string, crops)
 	for i := range ids {

@@ -2,11 +2,12 @@ package cropstore
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -36,17 +37,12 @@ func (s *Local) Root() string { return s.root }
 // Location names the store's directory, for logs.
 func (s *Local) Location() string { return s.root }
 
-func (s *Local) paths(id string) (image, metadata string, err error) {
-	imageKey, metadataKey, err := objectNames(id)
-	if err != nil {
-		return "", "", err
-	}
-	return filepath.Join(s.root, filepath.FromSlash(imageKey)), filepath.Join(s.root, filepath.FromSlash(metadataKey)), nil
-}
+// path is where the file of a store-relative name lives.
+func (s *Local) path(name string) string { return filepath.Join(s.root, filepath.FromSlash(name)) }
 
-// objectNames are a crop's image and metadata names relative to the store:
-// <camera>/<YYYYMMDD>/<id>.jpg and .json.
-func objectNames(id string) (image, metadata string, err error) {
+// objectNames are a crop's names relative to the store: <camera>/<YYYYMMDD>/<id>.jpg, and the
+// .json beside it where a store written before metadata moved into the image keeps it.
+func objectNames(id string) (image, legacyMetadata string, err error) {
 	parsed, err := ParseID(id)
 	if err != nil {
 		return "", "", err
@@ -55,111 +51,97 @@ func objectNames(id string) (image, metadata string, err error) {
 	return base + ".jpg", base + ".json", nil
 }
 
-// checkPut refuses a record no store may keep and returns its object names.
-func checkPut(record CropRecord) (image, metadata string, err error) {
+// checkPut refuses a record no store may keep, and returns its file's name and content.
+func checkPut(record CropRecord) (name string, content []byte, err error) {
 	parsed, err := ParseID(record.ID)
 	if err != nil {
-		return "", "", err
+		return "", nil, err
 	}
 	if parsed.Camera != record.Camera {
-		return "", "", fmt.Errorf("%w %q: camera part differs from record camera %q", ErrInvalidID, record.ID, record.Camera)
+		return "", nil, fmt.Errorf("%w %q: camera part differs from record camera %q", ErrInvalidID, record.ID, record.Camera)
 	}
 	if len(record.JPEG) == 0 {
-		return "", "", fmt.Errorf("crop store: record %s has no image", record.ID)
+		return "", nil, fmt.Errorf("%w: record %s has no image", ErrInvalidImage, record.ID)
 	}
-	return objectNames(record.ID)
+	if name, _, err = objectNames(record.ID); err != nil {
+		return "", nil, err
+	}
+	content, err = encodeCrop(record)
+	return name, content, err
 }
 
-// Put stores record atomically. Putting the same id again replaces it, so retries are harmless.
+// Put stores record atomically (one file, written to a temporary name, synced and renamed), so a
+// crop is visible only once it is whole. Putting the same id again replaces it, so retries are
+// harmless.
 func (s *Local) Put(ctx context.Context, record CropRecord) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, _, err := checkPut(record); err != nil {
-		return err
-	}
-	imagePath, metadataPath, err := s.paths(record.ID)
+	name, content, err := checkPut(record)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(imagePath), 0o755); err != nil {
+	path := s.path(name)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("crop store: %w", err)
 	}
-	metadata, err := json.Marshal(record)
-	if err != nil {
-		return fmt.Errorf("crop store: %w", err)
-	}
-	if err := writeAtomic(imagePath, record.JPEG); err != nil {
-		return err
-	}
-	return writeAtomic(metadataPath, metadata)
-}
-
-func writeAtomic(path string, data []byte) error {
-	if err := atomicfile.Write(path, data); err != nil {
+	if err := atomicfile.Write(path, content); err != nil {
 		return fmt.Errorf("crop store: write %s: %w", filepath.Base(path), err)
 	}
 	return nil
 }
 
-// Metadata reads a record without its image.
-func (s *Local) Metadata(ctx context.Context, id string) (CropRecord, error) {
+// head reads the first headBytes of a file; whole says the file ended within them.
+func (s *Local) head(ctx context.Context, name string) (data []byte, whole bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return CropRecord{}, err
+		return nil, false, err
 	}
-	_, metadataPath, err := s.paths(id)
-	if err != nil {
-		return CropRecord{}, err
-	}
-	return readMetadata(metadataPath)
-}
-
-func readMetadata(path string) (CropRecord, error) {
-	raw, err := os.ReadFile(path)
+	file, err := os.Open(s.path(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return CropRecord{}, fmt.Errorf("%w: %s", ErrNotFound, strings.TrimSuffix(filepath.Base(path), ".json"))
+		return nil, false, fmt.Errorf("%w: %s", ErrNotFound, path.Base(name))
 	}
 	if err != nil {
-		return CropRecord{}, fmt.Errorf("crop store: %w", err)
+		return nil, false, fmt.Errorf("crop store: %w", err)
 	}
-	var record CropRecord
-	if err := json.Unmarshal(raw, &record); err != nil {
-		return CropRecord{}, fmt.Errorf("crop store: metadata %s: %w", filepath.Base(path), err)
+	defer file.Close()
+	data = make([]byte, headBytes)
+	n, err := io.ReadFull(file, data)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return data[:n], true, nil
 	}
-	return record, nil
+	if err != nil {
+		return nil, false, fmt.Errorf("crop store: %w", err)
+	}
+	return data, false, nil
 }
 
-// Get reads a record with its image.
-func (s *Local) Get(ctx context.Context, id string) (CropRecord, error) {
-	record, err := s.Metadata(ctx, id)
-	if err != nil {
-		return CropRecord{}, err
-	}
-	image, err := s.Image(ctx, id)
-	if err != nil {
-		return CropRecord{}, err
-	}
-	record.JPEG = image
-	return record, nil
-}
-
-// Image reads only the JPEG bytes of a crop.
-func (s *Local) Image(ctx context.Context, id string) ([]byte, error) {
+// read reads a whole file.
+func (s *Local) read(ctx context.Context, name string) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	imagePath, _, err := s.paths(id)
-	if err != nil {
-		return nil, err
-	}
-	image, err := os.ReadFile(imagePath)
+	data, err := os.ReadFile(s.path(name))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, path.Base(name))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("crop store: %w", err)
 	}
-	return image, nil
+	return data, nil
+}
+
+// Metadata reads a record without its image.
+func (s *Local) Metadata(ctx context.Context, id string) (CropRecord, error) {
+	return readMetadata(ctx, s, id)
+}
+
+// Get reads a record with its image.
+func (s *Local) Get(ctx context.Context, id string) (CropRecord, error) { return readCrop(ctx, s, id) }
+
+// Image reads only the JPEG bytes of a crop.
+func (s *Local) Image(ctx context.Context, id string) ([]byte, error) {
+	record, err := readCrop(ctx, s, id)
+	return record.JPEG, err
 }
 
 // Delete removes a crop; deleting a missing crop is not an error.
@@ -167,13 +149,14 @@ func (s *Local) Delete(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	imagePath, metadataPath, err := s.paths(id)
+	imageName, legacyName, err := objectNames(id)
 	if err != nil {
 		return err
 	}
-	// Metadata first, so a half-deleted crop is invisible rather than imageless.
-	for _, path := range []string{metadataPath, imagePath} {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	// A crop of an older store loses its metadata first, so a half-deleted one is invisible
+	// rather than imageless.
+	for _, name := range []string{legacyName, imageName} {
+		if err := os.Remove(s.path(name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("crop store: %w", err)
 		}
 	}
@@ -220,17 +203,16 @@ func (s *Local) Walk(ctx context.Context, filter Filter, fn func(CropRecord) err
 			if !day.IsDir() || !dayInRange(day.Name(), filter) {
 				continue
 			}
-			dir := filepath.Join(s.root, camera, day.Name())
-			names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+			ids, err := s.dayIDs(filepath.Join(s.root, camera, day.Name()))
 			if err != nil {
-				return fmt.Errorf("crop store: %w", err)
+				return err
 			}
-			records := make([]CropRecord, 0, len(names))
-			for _, name := range names {
-				if err := ctx.Err(); err != nil {
-					return err
+			records := make([]CropRecord, 0, len(ids))
+			for _, id := range ids {
+				record, err := readMetadata(ctx, s, id)
+				if errors.Is(err, ErrNotFound) {
+					continue // deleted since the listing, or an older store's crop without its metadata yet
 				}
-				record, err := readMetadata(name)
 				if err != nil {
 					return err
 				}
@@ -299,21 +281,19 @@ func (s *Local) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
 				continue
 			}
 			dir := filepath.Join(s.root, camera, day.Name())
-			names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+			ids, err := s.dayIDs(dir)
 			if err != nil {
-				return deleted, fmt.Errorf("crop store: %w", err)
+				return deleted, err
 			}
 			if day.Name() < cutoffDay {
 				if err := os.RemoveAll(dir); err != nil {
 					return deleted, fmt.Errorf("crop store: %w", err)
 				}
-				deleted += len(names)
+				deleted += len(ids)
 				continue
 			}
-			for _, name := range names {
-				id := strings.TrimSuffix(filepath.Base(name), ".json")
-				parsed, err := ParseID(id)
-				if err != nil || !parsed.Time.Before(t) {
+			for _, id := range ids {
+				if parsed, err := ParseID(id); err != nil || !parsed.Time.Before(t) {
 					continue
 				}
 				if err := s.Delete(ctx, id); err != nil {
@@ -324,6 +304,22 @@ func (s *Local) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
 		}
 	}
 	return deleted, nil
+}
+
+// dayIDs lists the ids of the crops in one day's directory: every <id>.jpg (temporary files start
+// with a dot and end otherwise).
+func (s *Local) dayIDs(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("crop store: %w", err)
+	}
+	var ids []string
+	for _, entry := range entries {
+		if id, ok := strings.CutSuffix(entry.Name(), ".jpg"); ok && !strings.HasPrefix(id, ".") && entry.Type().IsRegular() {
+			ids = append(ids, id)
+		}
+	}
+	return ids, nil
 }
 
 func dayInRange(day string, filter Filter) bool {

@@ -1,13 +1,15 @@
-// Package cropstore defines the CropRecord that flows through the pipeline and keeps crops on the
-// local filesystem.
+// Package cropstore defines the CropRecord that flows through the pipeline and keeps crops in a
+// directory or an S3 bucket.
 //
-// Layout under the root (documented in docs/ARCHITECTURE.md too):
+// Layout under the root (or the bucket):
 //
-//	<root>/<camera>/<YYYYMMDD>/<id>.jpg   the crop image
-//	<root>/<camera>/<YYYYMMDD>/<id>.json  its metadata (CropRecord without the JPEG)
+//	<root>/<camera>/<YYYYMMDD>/<id>.jpg   the crop image, its metadata (CropRecord without the
+//	                                      JPEG, as JSON) in a JPEG comment segment (format.go)
 //
-// Both files are written to a temporary name, synced and renamed, the JSON last, so a crop is
-// visible only once it is whole. The id encodes camera and day, so Get needs no separate index.
+// A file is written to a temporary name, synced and renamed, so a crop is visible only once it is
+// whole. The id encodes camera and day, so Get needs no separate index. Stores written before
+// the metadata moved into the image keep it in <id>.json beside it; those crops are still read,
+// walked and deleted.
 package cropstore
 
 import (

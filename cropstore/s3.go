@@ -3,7 +3,6 @@ package cropstore
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -29,7 +28,7 @@ type S3Options struct {
 }
 
 // S3 keeps crops as objects in one bucket, under the same names the local store gives its files
-// (<camera>/<YYYYMMDD>/<id>.jpg and .json), so a site can move from one to the other by copying.
+// (<camera>/<YYYYMMDD>/<id>.jpg), so a site can move from one to the other by copying.
 // An object appears whole or not at all, so no write needs a temporary name. It is safe for
 // concurrent use.
 type S3 struct {
@@ -74,40 +73,43 @@ const openTimeout = 20 * time.Second
 // Location names the bucket, for logs.
 func (s *S3) Location() string { return "s3://" + s.bucket }
 
-// Put stores record: the image first, then the metadata, so a crop that Walk can see has both.
-// Putting the same id again replaces it.
+// Put stores record as one object (its metadata inside the JPEG), which appears whole or not at
+// all. Putting the same id again replaces it.
 func (s *S3) Put(ctx context.Context, record CropRecord) error {
-	imageKey, metadataKey, err := checkPut(record)
+	key, content, err := checkPut(record)
 	if err != nil {
 		return err
 	}
-	metadata, err := json.Marshal(record)
-	if err != nil {
-		return fmt.Errorf("crop store: %w", err)
-	}
-	if err := s.put(ctx, imageKey, record.JPEG, "image/jpeg"); err != nil {
-		return err
-	}
-	return s.put(ctx, metadataKey, metadata, "application/json")
-}
-
-func (s *S3) put(ctx context.Context, key string, data []byte, contentType string) error {
-	_, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{ContentType: contentType})
+	_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(content), int64(len(content)), minio.PutObjectOptions{ContentType: "image/jpeg"})
 	if err != nil {
 		return fmt.Errorf("crop store: put %s: %w", key, err)
 	}
 	return nil
 }
 
-func (s *S3) get(ctx context.Context, key, id string) ([]byte, error) {
-	object, err := s.client.GetObject(ctx, s.bucket, key, minio.GetObjectOptions{})
+// head reads the first headBytes of an object with a ranged GET; whole says it ended within them.
+func (s *S3) head(ctx context.Context, key string) (data []byte, whole bool, err error) {
+	options := minio.GetObjectOptions{}
+	if err := options.SetRange(0, headBytes-1); err != nil {
+		return nil, false, fmt.Errorf("crop store: %w", err)
+	}
+	data, err = s.get(ctx, key, options)
+	return data, len(data) < headBytes, err
+}
+
+func (s *S3) read(ctx context.Context, key string) ([]byte, error) {
+	return s.get(ctx, key, minio.GetObjectOptions{})
+}
+
+func (s *S3) get(ctx context.Context, key string, options minio.GetObjectOptions) ([]byte, error) {
+	object, err := s.client.GetObject(ctx, s.bucket, key, options)
 	if err != nil {
 		return nil, fmt.Errorf("crop store: get %s: %w", key, err)
 	}
 	defer object.Close()
 	data, err := io.ReadAll(object)
 	if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
-		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
+		return nil, fmt.Errorf("%w: %s", ErrNotFound, path.Base(key))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("crop store: get %s: %w", key, err)
@@ -115,52 +117,28 @@ func (s *S3) get(ctx context.Context, key, id string) ([]byte, error) {
 	return data, nil
 }
 
-// Metadata reads a record without its image.
+// Metadata reads a record without its image (the head of its object).
 func (s *S3) Metadata(ctx context.Context, id string) (CropRecord, error) {
-	_, metadataKey, err := objectNames(id)
-	if err != nil {
-		return CropRecord{}, err
-	}
-	raw, err := s.get(ctx, metadataKey, id)
-	if err != nil {
-		return CropRecord{}, err
-	}
-	var record CropRecord
-	if err := json.Unmarshal(raw, &record); err != nil {
-		return CropRecord{}, fmt.Errorf("crop store: metadata %s: %w", metadataKey, err)
-	}
-	return record, nil
+	return readMetadata(ctx, s, id)
 }
 
 // Image reads only the JPEG bytes of a crop.
 func (s *S3) Image(ctx context.Context, id string) ([]byte, error) {
-	imageKey, _, err := objectNames(id)
-	if err != nil {
-		return nil, err
-	}
-	return s.get(ctx, imageKey, id)
+	record, err := readCrop(ctx, s, id)
+	return record.JPEG, err
 }
 
 // Get reads a record with its image.
-func (s *S3) Get(ctx context.Context, id string) (CropRecord, error) {
-	record, err := s.Metadata(ctx, id)
-	if err != nil {
-		return CropRecord{}, err
-	}
-	if record.JPEG, err = s.Image(ctx, id); err != nil {
-		return CropRecord{}, err
-	}
-	return record, nil
-}
+func (s *S3) Get(ctx context.Context, id string) (CropRecord, error) { return readCrop(ctx, s, id) }
 
-// Delete removes a crop, metadata first so a half-deleted crop is invisible rather than imageless;
-// deleting a missing crop is not an error.
+// Delete removes a crop (an older store's metadata object first, so a half-deleted crop is
+// invisible rather than imageless); deleting a missing crop is not an error.
 func (s *S3) Delete(ctx context.Context, id string) error {
-	imageKey, metadataKey, err := objectNames(id)
+	imageKey, legacyKey, err := objectNames(id)
 	if err != nil {
 		return err
 	}
-	for _, key := range []string{metadataKey, imageKey} {
+	for _, key := range []string{legacyKey, imageKey} {
 		if err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil && minio.ToErrorResponse(err).Code != minio.NoSuchKey {
 			return fmt.Errorf("crop store: delete %s: %w", key, err)
 		}
@@ -212,19 +190,19 @@ func (s *S3) days(ctx context.Context, camera string) ([]string, error) {
 	return days, nil
 }
 
-// metadataKeys lists the .json objects of one camera's day.
-func (s *S3) metadataKeys(ctx context.Context, camera, day string) ([]string, error) {
-	keys, err := s.list(ctx, camera+"/"+day+"/", true)
+// dayObjects lists one camera's day: the crops' ids (one per .jpg object) and every key, older
+// stores' .json objects included.
+func (s *S3) dayObjects(ctx context.Context, camera, day string) (ids, keys []string, err error) {
+	keys, err = s.list(ctx, camera+"/"+day+"/", true)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var metadata []string
 	for _, key := range keys {
-		if strings.HasSuffix(key, ".json") {
-			metadata = append(metadata, key)
+		if id, ok := strings.CutSuffix(path.Base(key), ".jpg"); ok {
+			ids = append(ids, id)
 		}
 	}
-	return metadata, nil
+	return ids, keys, nil
 }
 
 // Walk calls fn with the metadata of every complete record matching filter, in camera, then time,
@@ -243,11 +221,11 @@ func (s *S3) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error)
 			if !dayInRange(day, filter) {
 				continue
 			}
-			keys, err := s.metadataKeys(ctx, camera, day)
+			ids, _, err := s.dayObjects(ctx, camera, day)
 			if err != nil {
 				return err
 			}
-			records, err := s.readMetadata(ctx, keys)
+			records, err := s.readMetadata(ctx, ids)
 			if err != nil {
 				return err
 			}
@@ -259,24 +237,24 @@ func (s *S3) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error)
 	return nil
 }
 
-// metadataReaders is how many metadata objects Walk reads at once: each is a round trip, and a
+// metadataReaders is how many objects' metadata Walk reads at once: each is a round trip, and a
 // day of a busy camera holds tens of thousands.
 const metadataReaders = 16
 
-// readMetadata reads the records of metadata keys, several at a time; records deleted since the
-// listing are left out.
-func (s *S3) readMetadata(ctx context.Context, keys []string) ([]CropRecord, error) {
-	records := make([]CropRecord, len(keys))
-	found := make([]bool, len(keys))
-	errs := make([]error, len(keys))
+// readMetadata reads the records of crops, several at a time; records deleted since the listing
+// (and an older store's crops whose metadata object is not there yet) are left out.
+func (s *S3) readMetadata(ctx context.Context, ids []string) ([]CropRecord, error) {
+	records := make([]CropRecord, len(ids))
+	found := make([]bool, len(ids))
+	errs := make([]error, len(ids))
 	next := make(chan int)
 	var wg sync.WaitGroup
-	for range min(metadataReaders, len(keys)) {
+	for range min(metadataReaders, len(ids)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range next {
-				record, err := s.Metadata(ctx, strings.TrimSuffix(path.Base(keys[i]), ".json"))
+				record, err := readMetadata(ctx, s, ids[i])
 				if errors.Is(err, ErrNotFound) {
 					continue
 				}
@@ -284,7 +262,7 @@ func (s *S3) readMetadata(ctx context.Context, keys []string) ([]CropRecord, err
 			}
 		}()
 	}
-	for i := range keys {
+	for i := range ids {
 		next <- i
 	}
 	close(next)
@@ -335,28 +313,33 @@ func (s *S3) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
 			if day > cutoffDay {
 				continue
 			}
-			keys, err := s.metadataKeys(ctx, camera, day)
+			_, keys, err := s.dayObjects(ctx, camera, day)
 			if err != nil {
 				return deleted, err
 			}
-			var metadata, images []string
+			var legacy, images []string
 			for _, key := range keys {
-				id := strings.TrimSuffix(path.Base(key), ".json")
+				name := path.Base(key)
+				id := strings.TrimSuffix(strings.TrimSuffix(name, ".jpg"), ".json")
 				if parsed, err := ParseID(id); err != nil || (day == cutoffDay && !parsed.Time.Before(t)) {
 					continue
 				}
-				metadata = append(metadata, key)
-				images = append(images, strings.TrimSuffix(key, ".json")+".jpg")
+				switch path.Ext(name) {
+				case ".json":
+					legacy = append(legacy, key)
+				case ".jpg":
+					images = append(images, key)
+				}
 			}
-			// Metadata first, as in Delete: an interrupted pass leaves crops invisible, never
-			// imageless.
-			if err := s.removeAll(ctx, metadata); err != nil {
+			// An older store's metadata first, as in Delete: an interrupted pass leaves crops
+			// invisible, never imageless.
+			if err := s.removeAll(ctx, legacy); err != nil {
 				return deleted, err
 			}
 			if err := s.removeAll(ctx, images); err != nil {
 				return deleted, err
 			}
-			deleted += len(metadata)
+			deleted += len(images)
 		}
 	}
 	return deleted, nil

@@ -26,8 +26,24 @@ def embed(rgb):
     return feature / np.linalg.norm(feature)
 
 
+def crop_record(path):
+    """The metadata a stored crop carries in its JPEG comment (cropstore/format.go), or beside it
+    in <id>.json in a store written before that."""
+    legacy = path[:-len(".jpg")] + ".json"
+    if os.path.exists(legacy):
+        return json.load(open(legacy))
+    data, at = open(path, "rb").read(), 2
+    while at + 4 <= len(data) and data[at] == 0xFF and (data[at + 1] == 0xFE or 0xE0 <= data[at + 1] <= 0xEF):
+        end = at + 2 + int.from_bytes(data[at + 2:at + 4], "big")
+        text = data[at + 4:end]
+        if data[at + 1] == 0xFE and text.startswith(b"reid.CropRecord/1\n"):
+            return json.loads(text[len(b"reid.CropRecord/1\n"):])
+        at = end
+    raise ValueError(f"{path}: no crop metadata")
+
+
 def measure(camera, video):
-    records = [json.load(open(f)) for f in sorted(glob.glob(f"{data}/crops/{camera}/*/*.json"))]
+    records = [crop_record(f) for f in sorted(glob.glob(f"{data}/crops/{camera}/*/*.jpg"))]
     records = [r for r in records if r["box"]["h"] > 256]
     if not records:
         return

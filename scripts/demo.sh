@@ -95,7 +95,7 @@ echo "query: $query"
 reid search --image "$query" --k 5 --camera hall --camera yard
 cat <<TXT
 
-Crops:          $DATA/crops/<camera>/<day>/<id>.{jpg,json}
+Crops:          $DATA/crops/<camera>/<day>/<id>.jpg (metadata: $REID --data-dir $DATA crops show ID|FILE)
 Contact sheets: $DATA/sheet-<camera>.png (street, lobby, gate, hall, yard)
 Ground truth:   $synth/ground_truth.json (who is where in every frame of gate, hall, yard)
 Search again:   $REID --data-dir $DATA search --image FILE [--camera-not ID] [--json]

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"image"
 	"image/color"
+	"os"
 
 	"github.com/spf13/cobra"
 	"gocv.io/x/gocv"
@@ -53,8 +55,49 @@ func newCropsCommand(g *globals) *cobra.Command {
 	flags.IntVar(&limit, "max", 120, "most crops to draw")
 	flags.IntVar(&columns, "columns", 15, "crops per row")
 	_ = sheet.MarkFlagRequired("camera")
-	command.AddCommand(sheet)
+	command.AddCommand(sheet, newCropsShowCommand(g))
 	return command
+}
+
+// newCropsShowCommand prints crops' metadata: what an operator needs beside an image (its
+// detector score, track, box) without a tool that reads JPEG comments.
+func newCropsShowCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show ID|FILE...",
+		Short: "Print stored crops' metadata (camera, time, frame, box, score, track, detector) as JSON lines",
+		Long: "Each argument is a crop id, looked up in the crop store, or a crop's .jpg file (one copied out\n" +
+			"of the store keeps its metadata inside). One JSON object per line, in argument order.",
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			var store cropStore
+			encoder := json.NewEncoder(cmd.OutOrStdout())
+			for _, arg := range args {
+				var record cropstore.CropRecord
+				if data, readErr := os.ReadFile(arg); readErr == nil {
+					if record, err = cropstore.DecodeFile(data); err != nil {
+						return fmt.Errorf("%s: %w", arg, err)
+					}
+				} else {
+					if store == nil {
+						if store, err = openCropStore(cmd.Context(), options); err != nil {
+							return err
+						}
+					}
+					if record, err = store.Metadata(cmd.Context(), arg); err != nil {
+						return err
+					}
+				}
+				if err := encoder.Encode(record); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
 }
 
 // Cell size of one crop on the sheet, plus a strip for its label.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,6 +48,24 @@ func TestIngestAndContactSheet(t *testing.T) {
 		t.Errorf("%d crop files for %d crops", len(matches), summary.Crops)
 	}
 
+	// A crop's metadata, by id from the store and from a copy of its file.
+	if len(matches) > 0 {
+		copied := filepath.Join(t.TempDir(), "copy.jpg")
+		content, err := os.ReadFile(matches[0])
+		if err != nil || os.WriteFile(copied, content, 0o644) != nil {
+			t.Fatal(err)
+		}
+		id := strings.TrimSuffix(filepath.Base(matches[0]), ".jpg")
+		out, err := runIngestCLI(t, "crops", "show", "--data-dir", data, id, copied)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if err != nil || len(lines) != 2 || lines[0] != lines[1] || !strings.Contains(lines[0], `"id":"`+id+`"`) || !strings.Contains(lines[0], `"camera":"cam1"`) {
+			t.Errorf("crops show: %v\n%s", err, out)
+		}
+		if _, err := runIngestCLI(t, "crops", "show", "--data-dir", data, foreignJPEG(t)); err == nil || !strings.Contains(err.Error(), "no crop metadata") {
+			t.Errorf("crops show of a JPEG that is no crop: %v", err)
+		}
+	}
+
 	sheet := filepath.Join(t.TempDir(), "sheet.png")
 	out, err = runIngestCLI(t, "crops", "sheet", "--data-dir", data, "--camera", "cam1", "--out", sheet, "--max", "12", "--columns", "4")
 	if err != nil {
@@ -67,4 +86,16 @@ func TestIngestAndContactSheet(t *testing.T) {
 	if _, err := runIngestCLI(t, "ingest", "--data-dir", data); err == nil {
 		t.Error("ingest with no source and no cameras: no error")
 	}
+}
+
+// foreignJPEG writes a JPEG that reid did not store, and returns its path.
+func foreignJPEG(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "other.jpg")
+	picture := gocv.NewMatWithSize(32, 16, gocv.MatTypeCV8UC3)
+	defer picture.Close()
+	if !gocv.IMWrite(path, picture) {
+		t.Fatal("cannot write a JPEG")
+	}
+	return path
 }
