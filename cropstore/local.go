@@ -81,12 +81,12 @@ func (s *Local) Put(ctx context.Context, record CropRecord) error {
 	if err != nil {
 		return err
 	}
-	path := s.path(name)
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+	file := s.path(name)
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return fmt.Errorf("crop store: %w", err)
 	}
-	if err := atomicfile.Write(path, content); err != nil {
-		return fmt.Errorf("crop store: write %s: %w", filepath.Base(path), err)
+	if err := atomicfile.Write(file, content); err != nil {
+		return fmt.Errorf("crop store: write %s: %w", filepath.Base(file), err)
 	}
 	return nil
 }
