@@ -228,7 +228,11 @@ type Index struct {
 // Embedded configures the embedded vector index.
 type Embedded struct {
 	// Mode is "exact" or "hnsw".
-	Mode           string `mapstructure:"mode" yaml:"mode"`
+	Mode string `mapstructure:"mode" yaml:"mode"`
+	// Precision keeps vectors in memory as "float16" (default: half the memory of "float32",
+	// exact search twice as fast, the same neighbours but for near-ties; docs/BENCHMARKS.md,
+	// "Index"). Files hold float32 either way, so it can change between restarts.
+	Precision      string `mapstructure:"precision" yaml:"precision"`
 	HNSWM          int    `mapstructure:"hnsw_m" yaml:"hnsw_m"`
 	EfConstruction int    `mapstructure:"ef_construction" yaml:"ef_construction"`
 	EfSearch       int    `mapstructure:"ef_search" yaml:"ef_search"`
@@ -369,7 +373,7 @@ func Default() Options {
 		Embedder: Embedder{BatchSize: 32, MaxWait: 100 * time.Millisecond},
 		Index: Index{
 			Backend:  "embedded",
-			Embedded: Embedded{Mode: "exact", HNSWM: 16, EfConstruction: 200, EfSearch: 128, SyncWrites: true},
+			Embedded: Embedded{Mode: "exact", Precision: "float16", HNSWM: 16, EfConstruction: 200, EfSearch: 128, SyncWrites: true},
 			Milvus: Milvus{
 				Address:          "localhost:19530",
 				Database:         "default",
@@ -571,6 +575,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Index.Embedded.Mode != "exact" && o.Index.Embedded.Mode != "hnsw" {
 		bad("index.embedded.mode", "must be exact or hnsw, not %q", o.Index.Embedded.Mode)
+	}
+	if o.Index.Embedded.Precision != "float32" && o.Index.Embedded.Precision != "float16" {
+		bad("index.embedded.precision", "must be float32 or float16, not %q", o.Index.Embedded.Precision)
 	}
 	if o.Index.Embedded.HNSWM < 4 || o.Index.Embedded.HNSWM > 128 {
 		bad("index.embedded.hnsw_m", "must be 4-128, not %d", o.Index.Embedded.HNSWM)

@@ -229,3 +229,33 @@ func TestOpsValidation(t *testing.T) {
 		})
 	}
 }
+
+func TestIndexPrecision(t *testing.T) {
+	cases := []struct {
+		env     string
+		want    string
+		wantErr bool
+	}{
+		{"", "float16", false},
+		{"REID_INDEX_EMBEDDED_PRECISION=float32", "float32", false},
+		{"REID_INDEX_EMBEDDED_PRECISION=int8", "", true},
+	}
+	for _, c := range cases {
+		t.Run(c.env, func(t *testing.T) {
+			var env []string
+			if c.env != "" {
+				env = []string{c.env}
+			}
+			options, err := Load("", env, nil, nil)
+			if c.wantErr {
+				if err == nil || !strings.Contains(err.Error(), "index.embedded.precision") {
+					t.Fatalf("error %v, want one naming index.embedded.precision", err)
+				}
+				return
+			}
+			if err != nil || options.Index.Embedded.Precision != c.want {
+				t.Fatalf("precision %q (%v), want %q", options.Index.Embedded.Precision, err, c.want)
+			}
+		})
+	}
+}

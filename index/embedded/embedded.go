@@ -7,9 +7,10 @@
 // record torn by a crash is dropped (it was never acknowledged). When a log outgrows the last
 // snapshot a background snapshot replaces both, so a restart reads about one snapshot's worth.
 //
-// Search: exact search scans contiguous float32 blocks with an AVX2 kernel on every CPU; in
-// "hnsw" mode an HNSW graph answers instead, and is saved in the snapshot so a restart does
-// not rebuild it. Filters are applied during the scan or graph walk.
+// Search: exact search scans contiguous blocks of vectors, float32 or (Precision "float16")
+// binary16, with an AVX2 kernel; in "hnsw" mode an HNSW graph answers instead, and is saved in the
+// snapshot so a restart does not rebuild it. Filters are applied during the scan or graph walk.
+// Files hold float32 whatever the precision in memory.
 package embedded
 
 import (
@@ -38,6 +39,10 @@ import (
 type Options struct {
 	// Mode is "exact" (default) or "hnsw".
 	Mode string
+	// Precision is how vectors are kept in memory: "float32" (the default here) or "float16":
+	// half the memory, exact search about twice as fast (it reads half the bytes), scores within
+	// 1e-4 of float32's. reid's configuration defaults to float16. Files hold float32 either way.
+	Precision string
 	// HNSWM, EfConstruction and EfSearch are the graph's parameters (defaults 16, 200, 128).
 	HNSWM, EfConstruction, EfSearch int
 	// SyncWrites fsyncs the log before a write returns. Without it a write survives the process
@@ -55,7 +60,7 @@ type Options struct {
 
 // OptionsFrom maps the configuration's embedded section to Options.
 func OptionsFrom(c config.Embedded) Options {
-	return Options{Mode: c.Mode, HNSWM: c.HNSWM, EfConstruction: c.EfConstruction, EfSearch: c.EfSearch, SyncWrites: c.SyncWrites}
+	return Options{Mode: c.Mode, Precision: c.Precision, HNSWM: c.HNSWM, EfConstruction: c.EfConstruction, EfSearch: c.EfSearch, SyncWrites: c.SyncWrites}
 }
 
 func (o *Options) setDefaults() error {
@@ -64,6 +69,12 @@ func (o *Options) setDefaults() error {
 	}
 	if o.Mode != "exact" && o.Mode != "hnsw" {
 		return fmt.Errorf("embedded index: mode must be exact or hnsw, not %q", o.Mode)
+	}
+	if o.Precision == "" {
+		o.Precision = "float32"
+	}
+	if o.Precision != "float32" && o.Precision != "float16" {
+		return fmt.Errorf("embedded index: precision must be float32 or float16, not %q", o.Precision)
 	}
 	if o.HNSWM == 0 {
 		o.HNSWM = 16
@@ -258,7 +269,7 @@ func (ix *Index) openVersion(name string, dim int, dir string) (*version, error)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	v := &version{name: name, dim: dim, dir: dir, gallery: newGallery(dim, ix.graphOptions())}
+	v := &version{name: name, dim: dim, dir: dir, gallery: newGallery(dim, ix.options.Precision == "float16", ix.graphOptions())}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -312,7 +323,7 @@ func (ix *Index) openVersion(name string, dim int, dir string) (*version, error)
 		if !graphLoaded {
 			// No graph in the snapshot (first start in hnsw mode, or other parameters): link every slot.
 			pending = pending[:0]
-			g.graph = newHNSW(*ix.graphOptions(), g.vector)
+			g.graph = newHNSW(*ix.graphOptions(), &g.vectors)
 			for slot := range g.records {
 				pending = append(pending, uint32(slot))
 			}
@@ -550,7 +561,7 @@ func (ix *Index) DropVersion(ctx context.Context, name string) error {
 	}
 	v.mu.Lock()
 	v.dropped = true
-	v.gallery = newGallery(v.dim, nil)
+	v.gallery = newGallery(v.dim, false, nil)
 	v.mu.Unlock()
 	v.log.Load().close()
 	// The metadata no longer names the directory: if this fails, the next Open removes it.

@@ -34,14 +34,18 @@ func TestSuite(t *testing.T) {
 		name        string
 		options     Options
 		approximate bool
+		rounding    float64
 	}{
-		{"exact", Options{Mode: "exact", SyncWrites: true}, false},
+		{"exact", Options{Mode: "exact", SyncWrites: true}, false, 0},
 		// ExactBelow -1 makes even the suite's small galleries go through the graph.
-		{"hnsw", Options{Mode: "hnsw", HNSWM: 8, EfConstruction: 64, EfSearch: 64, ExactBelow: -1, SyncWrites: true}, true},
+		{"hnsw", Options{Mode: "hnsw", HNSWM: 8, EfConstruction: 64, EfSearch: 64, ExactBelow: -1, SyncWrites: true}, true, 0},
 		// A one-byte snapshot threshold snapshots after nearly every write, so the persistence
 		// checks read snapshots, logs after them, and graphs saved in them.
-		{"hnsw-snapshots", Options{Mode: "hnsw", HNSWM: 8, EfConstruction: 64, EfSearch: 64, ExactBelow: -1, SnapshotBytes: 1}, true},
-		{"exact-snapshots", Options{Mode: "exact", SnapshotBytes: 1}, false},
+		{"hnsw-snapshots", Options{Mode: "hnsw", HNSWM: 8, EfConstruction: 64, EfSearch: 64, ExactBelow: -1, SnapshotBytes: 1}, true, 0},
+		{"exact-snapshots", Options{Mode: "exact", SnapshotBytes: 1}, false, 0},
+		// Vectors kept in binary16: the suite's checks of neighbours, scores and persistence hold.
+		{"exact-float16", Options{Mode: "exact", Precision: "float16", SnapshotBytes: 1}, false, 0x1p-11},
+		{"hnsw-float16", Options{Mode: "hnsw", Precision: "float16", HNSWM: 8, EfConstruction: 64, EfSearch: 64, ExactBelow: -1, SnapshotBytes: 1}, true, 0x1p-11},
 	}
 	for _, variant := range variants {
 		t.Run(variant.name, func(t *testing.T) {
@@ -53,6 +57,7 @@ func TestSuite(t *testing.T) {
 					return openFor(t, filepath.Join(state, "index"), variant.options)
 				},
 				Approximate: variant.approximate,
+				Rounding:    variant.rounding,
 			})
 		})
 	}

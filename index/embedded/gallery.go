@@ -10,14 +10,6 @@ import (
 	"time"
 
 	"github.com/reid-project/reid/index"
-	"github.com/reid-project/reid/internal/vecmath"
-)
-
-// Vectors live in fixed-size blocks of contiguous float32 so that a million 512-d vectors never
-// need one 2 GB allocation (or a copy of one while growing), and a scan reads memory in order.
-const (
-	blockShift = 12
-	blockSize  = 1 << blockShift
 )
 
 // record is one slot's metadata. Camera and model names are interned: a filter compares codes.
@@ -35,7 +27,7 @@ type record struct {
 // version's lock guards it (searches share it, writes hold it alone).
 type gallery struct {
 	dim     int
-	blocks  [][]float32
+	vectors vectorStore
 	records []record
 	alive   []bool
 	slots   map[string]uint32
@@ -53,10 +45,12 @@ type gallery struct {
 	frozen []bool
 }
 
-func newGallery(dim int, graphOptions *hnswOptions) *gallery {
-	g := &gallery{dim: dim, slots: map[string]uint32{}, codes: map[string]uint32{}, tracks: map[trackKey][]uint32{}}
+// newGallery makes an empty gallery of dim-d vectors, kept in binary16 with half.
+func newGallery(dim int, half bool, graphOptions *hnswOptions) *gallery {
+	g := &gallery{dim: dim, vectors: vectorStore{dim: dim, half: half},
+		slots: map[string]uint32{}, codes: map[string]uint32{}, tracks: map[trackKey][]uint32{}}
 	if graphOptions != nil {
-		g.graph = newHNSW(*graphOptions, g.vector)
+		g.graph = newHNSW(*graphOptions, &g.vectors)
 	}
 	return g
 }
@@ -68,16 +62,16 @@ func newGallery(dim int, graphOptions *hnswOptions) *gallery {
 func (g *gallery) freeze() *gallery {
 	view := &gallery{
 		dim:     g.dim,
-		blocks:  slices.Clone(g.blocks),
+		vectors: g.vectors.share(),
 		records: slices.Clone(g.records),
 		alive:   slices.Clone(g.alive),
 		live:    g.live,
 		names:   slices.Clone(g.names),
 	}
 	if g.graph != nil {
-		view.graph = g.graph.clone(view.vector)
+		view.graph = g.graph.clone(&view.vectors)
 	}
-	g.frozen = make([]bool, len(g.blocks))
+	g.frozen = make([]bool, g.vectors.blocks())
 	for i := range g.frozen {
 		g.frozen[i] = true
 	}
@@ -90,7 +84,7 @@ func (g *gallery) thaw() { g.frozen = nil }
 // thawBlock gives slot's block its own copy if a snapshot still reads the shared one.
 func (g *gallery) thawBlock(slot uint32) {
 	if block := int(slot >> blockShift); block < len(g.frozen) && g.frozen[block] {
-		g.blocks[block] = slices.Clone(g.blocks[block])
+		g.vectors.copyBlock(block)
 		g.frozen[block] = false
 	}
 }
@@ -145,12 +139,6 @@ func (g *gallery) trackSlots(tracks []index.TrackRef, limit int, slots []uint32)
 	return slots
 }
 
-func (g *gallery) vector(slot uint32) []float32 {
-	block := g.blocks[slot>>blockShift]
-	offset := int(slot&(blockSize-1)) * g.dim
-	return block[offset : offset+g.dim : offset+g.dim]
-}
-
 func (g *gallery) intern(name string) uint32 {
 	if code, ok := g.codes[name]; ok {
 		return code
@@ -179,8 +167,8 @@ func (g *gallery) newSlot() uint32 {
 		}
 	}
 	slot := uint32(len(g.records))
-	if int(slot>>blockShift) >= len(g.blocks) {
-		g.blocks = append(g.blocks, make([]float32, blockSize*g.dim))
+	if int(slot>>blockShift) >= g.vectors.blocks() {
+		g.vectors.grow()
 	}
 	g.records = append(g.records, record{})
 	g.alive = append(g.alive, false)
@@ -211,7 +199,7 @@ func (g *gallery) put(item *decodedItem, vector []float32) (uint32, bool) {
 		g.free = append(g.free, replaced)
 	}
 	g.thawBlock(slot)
-	copy(g.vector(slot), vector)
+	g.vectors.set(slot, vector)
 	g.records[slot] = record{
 		id:     item.id,
 		camera: g.intern(item.camera),
@@ -254,7 +242,7 @@ func (g *gallery) removeBefore(nanos int64) int {
 func (g *gallery) item(slot uint32) index.Item {
 	return index.Item{
 		ID:       g.records[slot].id,
-		Vector:   slices.Clone(g.vector(slot)),
+		Vector:   slices.Clone(g.vectors.read(slot, nil)),
 		Metadata: g.metadata(slot),
 	}
 }
@@ -436,7 +424,7 @@ func (g *gallery) searchExact(queries [][]float32, k int, filter *compiledFilter
 					for q, query := range queries {
 						heap := &mine[q]
 						for _, slot := range passing[:count] {
-							score := vecmath.Dot(query, g.vector(slot))
+							score := g.vectors.dot(query, slot)
 							if score < filter.minScore {
 								continue
 							}
@@ -482,7 +470,8 @@ func (g *gallery) passFraction(filter *compiledFilter) float64 {
 	return float64(kept) / float64(seen)
 }
 
-// itemView is item without copying the vector, for encoding under the lock.
-func (g *gallery) itemView(slot uint32) index.Item {
-	return index.Item{ID: g.records[slot].id, Vector: g.vector(slot), Metadata: g.metadata(slot)}
+// itemView is item without copying a float32 vector, for encoding under the lock; a binary16
+// one is widened into scratch.
+func (g *gallery) itemView(slot uint32, scratch []float32) index.Item {
+	return index.Item{ID: g.records[slot].id, Vector: g.vectors.read(slot, scratch), Metadata: g.metadata(slot)}
 }

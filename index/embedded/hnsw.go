@@ -6,8 +6,6 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
-
-	"github.com/reid-project/reid/internal/vecmath"
 )
 
 // hnswOptions are the graph's parameters (Malkov and Yashunin, 2016): m links per node on the upper
@@ -25,7 +23,7 @@ type hnsw struct {
 	hnswOptions
 	m0        int
 	levelMult float64
-	vector    func(slot uint32) []float32
+	vectors   *vectorStore
 
 	mu       sync.Mutex
 	entry    int64 // -1: empty
@@ -41,12 +39,12 @@ type hnsw struct {
 	visitedPool sync.Pool
 }
 
-func newHNSW(options hnswOptions, vector func(uint32) []float32) *hnsw {
+func newHNSW(options hnswOptions, vectors *vectorStore) *hnsw {
 	return &hnsw{
 		hnswOptions: options,
 		m0:          2 * options.m,
 		levelMult:   1 / math.Log(float64(options.m)),
-		vector:      vector,
+		vectors:     vectors,
 		entry:       -1,
 	}
 }
@@ -70,7 +68,7 @@ func (h *hnsw) lock(slot uint32) *sync.Mutex {
 // links returns the neighbour list (count first) of slot on level.
 // clone copies the graph's structure (not its locks or pools) for a snapshot to encode while the
 // original goes on changing; vector reads the clone's vectors.
-func (h *hnsw) clone(vector func(slot uint32) []float32) *hnsw {
+func (h *hnsw) clone(vectors *vectorStore) *hnsw {
 	h.mu.Lock()
 	entry, maxLevel := h.entry, h.maxLevel
 	h.mu.Unlock()
@@ -79,7 +77,7 @@ func (h *hnsw) clone(vector func(slot uint32) []float32) *hnsw {
 		upper[slot] = slices.Clone(lists)
 	}
 	return &hnsw{
-		hnswOptions: h.hnswOptions, m0: h.m0, levelMult: h.levelMult, vector: vector,
+		hnswOptions: h.hnswOptions, m0: h.m0, levelMult: h.levelMult, vectors: vectors,
 		entry: entry, maxLevel: maxLevel,
 		levels: slices.Clone(h.levels), links0: slices.Clone(h.links0), upper: upper,
 	}
@@ -210,7 +208,7 @@ func (h *hnsw) searchLayer(query []float32, entries []candidate, ef, level int, 
 			if !seen.visit(neighbour) {
 				continue
 			}
-			score := vecmath.Dot(query, h.vector(neighbour))
+			score := h.vectors.dot(query, neighbour)
 			if results.full() && score <= results.worst() {
 				continue
 			}
@@ -232,14 +230,15 @@ func (h *hnsw) selectNeighbours(candidates []candidate, m int) []candidate {
 		return candidates
 	}
 	selected := make([]candidate, 0, m)
+	var scratch []float32
 	for _, c := range candidates {
 		if len(selected) >= m {
 			break
 		}
-		vector := h.vector(c.slot)
+		scratch = h.vectors.read(c.slot, scratch)
 		good := true
 		for _, s := range selected {
-			if vecmath.Dot(vector, h.vector(s.slot)) > c.score {
+			if h.vectors.dot(scratch, s.slot) > c.score {
 				good = false
 				break
 			}
@@ -288,8 +287,8 @@ func (h *hnsw) insert(slot uint32, n int) {
 		h.mu.Unlock()
 	}
 
-	query := h.vector(slot)
-	current := candidate{vecmath.Dot(query, h.vector(entry)), entry}
+	query := h.vectors.read(slot, nil)
+	current := candidate{h.vectors.dot(query, entry), entry}
 	for l := top; l > level; l-- {
 		current = h.greedy(query, current, l, true)
 	}
@@ -348,11 +347,11 @@ func (h *hnsw) link(node, added uint32, score float32, level int) {
 		list[0]++
 		return
 	}
-	vector := h.vector(node)
+	vector := h.vectors.read(node, nil)
 	candidates := make([]candidate, 0, count+1)
 	candidates = append(candidates, candidate{score, added})
 	for _, existing := range list[1 : 1+count] {
-		candidates = append(candidates, candidate{vecmath.Dot(vector, h.vector(existing)), existing})
+		candidates = append(candidates, candidate{h.vectors.dot(vector, existing), existing})
 	}
 	sortBest(candidates)
 	kept := h.selectNeighbours(candidates, capacity)
@@ -381,7 +380,7 @@ func (h *hnsw) greedy(query []float32, current candidate, level int, locked bool
 			count = copy(neighbours[:], list[1:1+list[0]])
 		}
 		for _, neighbour := range neighbours[:count] {
-			if score := vecmath.Dot(query, h.vector(neighbour)); score > current.score {
+			if score := h.vectors.dot(query, neighbour); score > current.score {
 				current = candidate{score, neighbour}
 				changed = true
 			}
@@ -425,7 +424,7 @@ func (h *hnsw) search(query []float32, k, ef, n int, accept func(uint32) bool) [
 		return nil
 	}
 	entry := uint32(h.entry)
-	current := candidate{vecmath.Dot(query, h.vector(entry)), entry}
+	current := candidate{h.vectors.dot(query, entry), entry}
 	for l := h.maxLevel; l > 0; l-- {
 		current = h.greedy(query, current, l, false)
 	}

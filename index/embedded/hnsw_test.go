@@ -101,7 +101,7 @@ func BenchmarkHNSWInsert(b *testing.B) {
 	const n, dim = 5000, 512
 	vectors := clustered(4, n, dim)
 	for b.Loop() {
-		g := newGallery(dim, &hnswOptions{m: 16, efConstruction: 200, efSearch: 128})
+		g := newGallery(dim, false, &hnswOptions{m: 16, efConstruction: 200, efSearch: 128})
 		slots := make([]uint32, n)
 		for i, vector := range vectors {
 			item := decodedItem{id: fmt.Sprint(i)}

@@ -78,18 +78,21 @@ func encodeSnapshot(out io.Writer, g *gallery) error {
 		return err
 	}
 	var item []byte
+	var scratch []float32
 	for slot := range g.records {
 		buf = buf[:0]
 		if g.alive[slot] {
 			r := &g.records[slot]
-			value := g.itemView(uint32(slot))
+			value := g.itemView(uint32(slot), scratch)
+			scratch = value.Vector
 			item = appendItem(item[:0], &value, r.nanos)
 			buf = append(buf, 1)
 			buf = binary.AppendUvarint(buf, uint64(len(item)))
 			buf = append(buf, item...)
 		} else {
 			buf = append(buf, 0)
-			for _, value := range g.vector(uint32(slot)) {
+			scratch = g.vectors.read(uint32(slot), scratch)
+			for _, value := range scratch {
 				buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(value))
 			}
 		}
@@ -196,7 +199,7 @@ func readSnapshot(path string, g *gallery) (graphLoaded bool, err error) {
 			}
 			g.slots[item.id] = assigned
 			g.live++
-			copy(g.vector(assigned), vector)
+			g.vectors.set(assigned, vector)
 			g.records[assigned] = record{
 				id: item.id, camera: g.intern(item.camera), model: g.intern(item.model),
 				nanos: item.nanos, track: item.track, frame: item.frame, box: item.box,
@@ -207,10 +210,10 @@ func readSnapshot(path string, g *gallery) (graphLoaded bool, err error) {
 			if _, err := io.ReadFull(in, raw); err != nil {
 				return fail("slot %d: %v", slot, err)
 			}
-			target := g.vector(assigned)
-			for i := range target {
-				target[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+			for i := range vector {
+				vector[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
 			}
+			g.vectors.set(assigned, vector)
 		default:
 			return fail("slot %d: bad flag %d", slot, flag)
 		}
@@ -236,7 +239,7 @@ func readSnapshot(path string, g *gallery) (graphLoaded bool, err error) {
 		if m < 1 || m > 1024 {
 			return fail("graph m %d", m)
 		}
-		fileGraph = newHNSW(hnswOptions{m: m}, g.vector)
+		fileGraph = newHNSW(hnswOptions{m: m}, &g.vectors)
 		fileGraph.entry = int64(binary.LittleEndian.Uint64(head[4:]))
 		fileGraph.maxLevel = int(binary.LittleEndian.Uint32(head[12:]))
 		fileGraph.grow(int(slots))

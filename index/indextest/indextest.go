@@ -34,6 +34,10 @@ type Backend struct {
 	// checks recall instead of exact order for those searches; returned scores must still be
 	// the true cosine similarity and filters must still hold exactly.
 	Approximate bool
+	// Rounding is how far a stored value may come back from the one written, relative to its
+	// magnitude or, for the tiniest, to 2^-14 (binary16 storage: 2^-11); 0 means exactly. Scores may then be off by as much
+	// for unit vectors, and near-ties may swap.
+	Rounding float64
 }
 
 // Run runs the suite against indexes made by open.
@@ -155,15 +159,16 @@ const scoreTolerance = 1e-4
 // checkMatches compares a backend's result for one query with the brute-force reference. With
 // exact set the ids must come in the reference order (ties may swap); otherwise recall@k must
 // reach minRecall. Scores and metadata must always be right, and every match must pass filter.
-func checkMatches(t *testing.T, label string, got, want []index.Match, byID map[string]index.Item, query []float32, filter index.Filter, exact bool, minRecall float64) {
+func (backend Backend) checkMatches(t *testing.T, label string, got, want []index.Match, byID map[string]index.Item, query []float32, filter index.Filter, exact bool, minRecall float64) {
 	t.Helper()
+	scoreTolerance := float32(scoreTolerance + backend.Rounding)
 	for i, match := range got {
 		item, ok := byID[match.ID]
 		if !ok {
 			t.Errorf("%s: match %d has unknown id %q", label, i, match.ID)
 			continue
 		}
-		if score := dot(item.Vector, query); math.Abs(float64(score-match.Score)) > scoreTolerance {
+		if score := dot(item.Vector, query); math.Abs(float64(score-match.Score)) > float64(scoreTolerance) {
 			t.Errorf("%s: match %d (%s) score %v, cosine is %v", label, i, match.ID, match.Score, score)
 		}
 		if i > 0 && match.Score > got[i-1].Score+scoreTolerance {
@@ -182,7 +187,7 @@ func checkMatches(t *testing.T, label string, got, want []index.Match, byID map[
 		}
 		for i := range want {
 			// Near-ties may come in either order; the score at each rank must agree.
-			if got[i].ID != want[i].ID && math.Abs(float64(got[i].Score-want[i].Score)) > scoreTolerance {
+			if got[i].ID != want[i].ID && math.Abs(float64(got[i].Score-want[i].Score)) > float64(scoreTolerance) {
 				t.Errorf("%s: rank %d is %s (%v), want %s (%v)", label, i, got[i].ID, got[i].Score, want[i].ID, want[i].Score)
 			}
 		}
@@ -214,8 +219,18 @@ func sameMetadata(a, b index.Metadata) bool {
 		a.Box == b.Box && a.Model == b.Model
 }
 
-func sameItem(a, b index.Item) bool {
-	return a.ID == b.ID && slices.Equal(a.Vector, b.Vector) && sameMetadata(a.Metadata, b.Metadata)
+// sameItem says whether got is want as the backend keeps it: the same vector, each value within
+// the backend's rounding.
+func (backend Backend) sameItem(got, want index.Item) bool {
+	if got.ID != want.ID || len(got.Vector) != len(want.Vector) || !sameMetadata(got.Metadata, want.Metadata) {
+		return false
+	}
+	for i, value := range want.Vector {
+		if math.Abs(float64(got.Vector[i]-value)) > backend.Rounding*max(math.Abs(float64(value)), 0x1p-14) {
+			return false
+		}
+	}
+	return true
 }
 
 func mustNoError(t *testing.T, err error, format string, args ...any) {
@@ -394,7 +409,7 @@ func testUpsertReplace(t *testing.T, backend Backend) {
 
 	got, err := ix.Get(ctx, "v1", []string{replaced.ID})
 	mustNoError(t, err, "Get")
-	if len(got) != 1 || !sameItem(got[0], replaced) {
+	if len(got) != 1 || !backend.sameItem(got[0], replaced) {
 		t.Fatalf("Get after replace = %+v, want %+v", got, replaced)
 	}
 	results, err := ix.Search(ctx, "v1", index.Query{Vectors: [][]float32{replaced.Vector}, K: 1})
@@ -414,7 +429,7 @@ func testUpsertReplace(t *testing.T, backend Backend) {
 	mustCount(t, ctx, ix, "v1", 20)
 	got, err = ix.Get(ctx, "v1", []string{second.ID})
 	mustNoError(t, err, "Get")
-	if len(got) != 1 || !slices.Equal(got[0].Vector, second.Vector) {
+	if len(got) != 1 || !backend.sameItem(got[0], second) {
 		t.Fatalf("after a batch with one id twice, Get = %+v, want the later vector", got)
 	}
 }
@@ -445,7 +460,7 @@ func testSearchOrder(t *testing.T, backend Backend) {
 				}
 				want := bruteForce(items, query, k, index.Filter{})
 				label := fmt.Sprintf("exact=%v query %d k=%d", exact, q, k)
-				checkMatches(t, label, results[0], want, m, query, index.Filter{}, exact || !backend.Approximate, 0.9)
+				backend.checkMatches(t, label, results[0], want, m, query, index.Filter{}, exact || !backend.Approximate, 0.9)
 				if len(results[0]) != k && (exact || !backend.Approximate) {
 					t.Errorf("%s: %d matches", label, len(results[0]))
 				}
@@ -490,7 +505,7 @@ func testSearchMultiVector(t *testing.T, backend Backend) {
 			t.Fatalf("%d queries gave %d result lists", len(queries), len(results))
 		}
 		for i, query := range queries {
-			checkMatches(t, fmt.Sprintf("exact=%v query %d", exact, i), results[i], bruteForce(items, query, 5, index.Filter{}), m, query, index.Filter{}, exact || !backend.Approximate, 0.8)
+			backend.checkMatches(t, fmt.Sprintf("exact=%v query %d", exact, i), results[i], bruteForce(items, query, 5, index.Filter{}), m, query, index.Filter{}, exact || !backend.Approximate, 0.8)
 		}
 		for i, want := range map[int]string{0: "mv-10", 2: "mv-150", 4: "mv-42"} {
 			if len(results[i]) == 0 || results[i][0].ID != want {
@@ -532,7 +547,7 @@ func testFilters(t *testing.T, backend Backend) {
 			results, err := ix.Search(ctx, "v1", index.Query{Vectors: [][]float32{query}, K: 10, Filter: c.filter, Exact: exact})
 			mustNoError(t, err, "Search %s", c.name)
 			want := bruteForce(items, query, 10, c.filter)
-			checkMatches(t, fmt.Sprintf("%s exact=%v", c.name, exact), results[0], want, m, query, c.filter, exact || !backend.Approximate, 0.8)
+			backend.checkMatches(t, fmt.Sprintf("%s exact=%v", c.name, exact), results[0], want, m, query, c.filter, exact || !backend.Approximate, 0.8)
 		}
 	}
 	// The range bounds are inclusive: exactly 21 items fall in it.
@@ -558,7 +573,7 @@ func testGet(t *testing.T, backend Backend) {
 		t.Fatalf("Get returned %d items, want %d", len(got), len(want))
 	}
 	for i := range want {
-		if !sameItem(got[i], want[i]) {
+		if !backend.sameItem(got[i], want[i]) {
 			t.Errorf("Get item %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
@@ -573,7 +588,7 @@ func testGet(t *testing.T, backend Backend) {
 	got[0].Vector[0] = 42
 	again, err := ix.Get(ctx, "v1", []string{"g-3"})
 	mustNoError(t, err, "Get")
-	if !sameItem(again[0], items[3]) {
+	if !backend.sameItem(again[0], items[3]) {
 		t.Error("changing a vector returned by Get changed the stored one")
 	}
 }
@@ -591,7 +606,7 @@ func inTracks(items []index.Item, tracks ...index.TrackRef) []index.Item {
 }
 
 // mustTrackItems checks that TrackItems returns exactly want, in any order.
-func mustTrackItems(t *testing.T, ctx context.Context, ix index.Index, version string, tracks []index.TrackRef, want []index.Item) {
+func (backend Backend) mustTrackItems(t *testing.T, ctx context.Context, ix index.Index, version string, tracks []index.TrackRef, want []index.Item) {
 	t.Helper()
 	got, err := ix.TrackItems(ctx, version, tracks, 1000)
 	mustNoError(t, err, "TrackItems(%v)", tracks)
@@ -600,7 +615,7 @@ func mustTrackItems(t *testing.T, ctx context.Context, ix index.Index, version s
 		t.Fatalf("TrackItems(%v) returned %d items, want %d", tracks, len(got), len(want))
 	}
 	for i := range want {
-		if !sameItem(got[i], want[i]) {
+		if !backend.sameItem(got[i], want[i]) {
 			t.Errorf("TrackItems(%v) item %d = %+v, want %+v", tracks, i, got[i], want[i])
 		}
 	}
@@ -622,15 +637,15 @@ func testTrackItems(t *testing.T, backend Backend) {
 	long := index.TrackRef{Camera: "cam-9", Track: 100}
 	other := index.TrackRef{Camera: items[40].Metadata.Camera, Track: items[40].Metadata.Track}
 	untracked := index.TrackRef{Camera: items[3].Metadata.Camera, Track: -1}
-	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long}, inTracks(items, long))
+	backend.mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long}, inTracks(items, long))
 	if n := len(inTracks(items, long)); n != 3 {
 		t.Fatalf("the test's track 100 has %d items, want 3", n)
 	}
 	// Track ids are per camera: the same id in another camera is another track.
-	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long, other, {Camera: "cam-9", Track: other.Track}},
+	backend.mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long, other, {Camera: "cam-9", Track: other.Track}},
 		inTracks(items, long, other))
-	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{{Camera: "nowhere", Track: 1}, {Camera: "cam-9", Track: 7}, untracked}, nil)
-	mustTrackItems(t, ctx, ix, "v1", nil, nil)
+	backend.mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{{Camera: "nowhere", Track: 1}, {Camera: "cam-9", Track: 7}, untracked}, nil)
+	backend.mustTrackItems(t, ctx, ix, "v1", nil, nil)
 
 	limited, err := ix.TrackItems(ctx, "v1", []index.TrackRef{long}, 2)
 	mustNoError(t, err, "TrackItems with a limit")
@@ -645,8 +660,8 @@ func testTrackItems(t *testing.T, backend Backend) {
 	moved.Metadata.Track = other.Track
 	moved.Metadata.Camera = other.Camera
 	mustNoError(t, ix.Upsert(ctx, "v1", []index.Item{moved}), "Upsert")
-	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long}, []index.Item{items[2]})
-	mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{other}, inTracks(append(slices.Clone(items[2:]), moved), other))
+	backend.mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{long}, []index.Item{items[2]})
+	backend.mustTrackItems(t, ctx, ix, "v1", []index.TrackRef{other}, inTracks(append(slices.Clone(items[2:]), moved), other))
 
 	if _, err := ix.TrackItems(ctx, "missing", []index.TrackRef{long}, 10); !errors.Is(err, index.ErrNoVersion) {
 		t.Errorf("TrackItems of a missing version: %v, want ErrNoVersion", err)
@@ -691,7 +706,7 @@ func testDelete(t *testing.T, backend Backend) {
 	mustCount(t, ctx, ix, "v1", 49)
 	got, err = ix.Get(ctx, "v1", []string{"x-1"})
 	mustNoError(t, err, "Get")
-	if len(got) != 1 || !sameItem(got[0], items[1]) {
+	if len(got) != 1 || !backend.sameItem(got[0], items[1]) {
 		t.Errorf("re-inserted item = %+v", got)
 	}
 }
@@ -746,7 +761,7 @@ func testVersionIsolation(t *testing.T, backend Backend) {
 	mustCount(t, ctx, ix, "v2", 4)
 	got, err := ix.Get(ctx, "v2", []string{"same-0", "same-5"})
 	mustNoError(t, err, "Get")
-	if len(got) != 1 || !sameItem(got[0], two[0]) {
+	if len(got) != 1 || !backend.sameItem(got[0], two[0]) {
 		t.Errorf("v2 Get = %+v, want only v2's same-0", got)
 	}
 	results, err := ix.Search(ctx, "v2", index.Query{Vectors: [][]float32{one[5].Vector}, K: 10, Exact: true})
@@ -931,7 +946,7 @@ func testConcurrent(t *testing.T, backend Backend) {
 			t.Fatalf("writer %d: Get returned %d of %d", w, len(got), len(ids))
 		}
 		for i := range got {
-			if !sameItem(got[i], all[w][i]) {
+			if !backend.sameItem(got[i], all[w][i]) {
 				t.Fatalf("writer %d item %d differs after concurrent upserts", w, i)
 			}
 		}
@@ -993,14 +1008,14 @@ func testPersistence(t *testing.T, backend Backend) {
 			t.Fatalf("reopen %d: Get returned %d items, want %d", round, len(got), len(want))
 		}
 		for i := range want {
-			if !sameItem(got[i], want[i]) {
+			if !backend.sameItem(got[i], want[i]) {
 				t.Fatalf("reopen %d: item %s differs: %+v, want %+v", round, want[i].ID, got[i], want[i])
 			}
 		}
 		// The replaced p-5 moved from cam-1's track 1 (its only item there) to cam-moved's.
-		mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-1", Track: 1}}, nil)
-		mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-moved", Track: 1}}, []index.Item{old[5]})
-		mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-0", Track: 100}}, inTracks(old[8:], index.TrackRef{Camera: "cam-0", Track: 100}))
+		backend.mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-1", Track: 1}}, nil)
+		backend.mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-moved", Track: 1}}, []index.Item{old[5]})
+		backend.mustTrackItems(t, ctx, ix, "old", []index.TrackRef{{Camera: "cam-0", Track: 100}}, inTracks(old[8:], index.TrackRef{Camera: "cam-0", Track: 100}))
 		results, err := ix.Search(ctx, "", index.Query{Vectors: [][]float32{fresh[9].Vector}, K: 3})
 		mustNoError(t, err, "Search")
 		if len(results[0]) == 0 || results[0][0].ID != "q-9" {

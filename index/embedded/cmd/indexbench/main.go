@@ -208,11 +208,11 @@ func run(s settings) error {
 	}
 	queryVector := func(q int) []float32 { return queries[q*s.dim : (q+1)*s.dim] }
 
-	measure := func(mode string, truth [][]string) (result, [][]string, error) {
+	measure := func(mode, precision string, truth [][]string) (result, [][]string, error) {
 		var r result
-		dir := filepath.Join(s.work, "index-"+mode)
+		dir := filepath.Join(s.work, "index-"+mode+"-"+precision)
 		os.RemoveAll(dir)
-		options := embedded.Options{Mode: mode, HNSWM: s.m, EfConstruction: s.efConstruction, EfSearch: s.efSearch, SyncWrites: true}
+		options := embedded.Options{Mode: mode, Precision: precision, HNSWM: s.m, EfConstruction: s.efConstruction, EfSearch: s.efSearch, SyncWrites: true}
 		runtime.GC()
 		before := rssMiB()
 		ix, err := embedded.Open(dir, options)
@@ -292,7 +292,7 @@ func run(s settings) error {
 		if count != s.n {
 			return r, nil, fmt.Errorf("%s: %d items after restart, want %d", mode, count, s.n)
 		}
-		if mode == "exact" {
+		if mode == "exact" || precision != "float32" {
 			os.RemoveAll(dir)
 		}
 		runtime.GC()
@@ -300,22 +300,35 @@ func run(s settings) error {
 		return r, found, nil
 	}
 
-	exact, truth, err := measure("exact", nil)
+	exact, truth, err := measure("exact", "float32", nil)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("go exact: build %.1fs (cpu %.1fs)  rss %.0f MiB  p50 %.2f ms  p99 %.2f ms  snapshot %.1fs  restart %.1fs\n",
 		exact.BuildSeconds, exact.BuildCPU, exact.RSSMiB, exact.P50Millis, exact.P99Millis, exact.SnapshotSecs, exact.RestartSeconds)
+	// The same exact search over vectors kept in binary16, its top 10 against float32's.
+	half, _, err := measure("exact", "float16", truth)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("go exact float16: build %.1fs (cpu %.1fs)  rss %.0f MiB (%.2fx float32's)  p50 %.2f ms  p99 %.2f ms  recall@10 vs float32 %.4f  snapshot %.1fs  restart %.1fs\n",
+		half.BuildSeconds, half.BuildCPU, half.RSSMiB, half.RSSMiB/exact.RSSMiB, half.P50Millis, half.P99Millis, half.Recall, half.SnapshotSecs, half.RestartSeconds)
 	if s.skipHNSW {
 		return compareExactOnly(s, exact, basePath, queryPath)
 	}
-	approx, _, err := measure("hnsw", truth)
+	approx, _, err := measure("hnsw", "float32", truth)
 	if err != nil {
 		return err
 	}
 	fmt.Printf("go hnsw:  build %.1fs (cpu %.1fs)  rss %.0f MiB  p50 %.3f ms  p99 %.3f ms  recall@10 %.4f  snapshot %.1fs  restart %.1fs\n",
 		approx.BuildSeconds, approx.BuildCPU, approx.RSSMiB, approx.P50Millis, approx.P99Millis, approx.Recall, approx.SnapshotSecs, approx.RestartSeconds)
-	sweep, err := goSweep(s, filepath.Join(s.work, "index-hnsw"), queries, truth)
+	approxHalf, _, err := measure("hnsw", "float16", truth)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("go hnsw float16:  build %.1fs (cpu %.1fs)  rss %.0f MiB (%.2fx float32's)  p50 %.3f ms  p99 %.3f ms  recall@10 %.4f  snapshot %.1fs  restart %.1fs\n",
+		approxHalf.BuildSeconds, approxHalf.BuildCPU, approxHalf.RSSMiB, approxHalf.RSSMiB/approx.RSSMiB, approxHalf.P50Millis, approxHalf.P99Millis, approxHalf.Recall, approxHalf.SnapshotSecs, approxHalf.RestartSeconds)
+	sweep, err := goSweep(s, filepath.Join(s.work, "index-hnsw-float32"), queries, truth)
 	if err != nil {
 		return err
 	}
