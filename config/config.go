@@ -231,7 +231,8 @@ type Embedded struct {
 	Mode string `mapstructure:"mode" yaml:"mode"`
 	// Precision keeps vectors in memory as "float16" (default: half the memory of "float32",
 	// exact search twice as fast, the same neighbours but for near-ties; docs/BENCHMARKS.md,
-	// "Index"). Files hold float32 either way, so it can change between restarts.
+	// "Index"). Files hold float32 either way, so it can change between restarts (snapshots
+	// written under float16 hold the rounded values).
 	Precision      string `mapstructure:"precision" yaml:"precision"`
 	HNSWM          int    `mapstructure:"hnsw_m" yaml:"hnsw_m"`
 	EfConstruction int    `mapstructure:"ef_construction" yaml:"ef_construction"`

@@ -10,7 +10,8 @@
 // Search: exact search scans contiguous blocks of vectors, float32 or (Precision "float16")
 // binary16, with an AVX2 kernel; in "hnsw" mode an HNSW graph answers instead, and is saved in the
 // snapshot so a restart does not rebuild it. Filters are applied during the scan or graph walk.
-// Files hold float32 whatever the precision in memory.
+// Files hold float32 whatever the precision in memory (snapshots of binary16 galleries hold the
+// rounded values).
 package embedded
 
 import (

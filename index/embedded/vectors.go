@@ -15,7 +15,8 @@ const (
 
 // vectorStore keeps a gallery's vectors in blocks, as float32 or, with half, as binary16 (half
 // the memory; the nearest neighbours of unit vectors come out the same, see docs/BENCHMARKS.md).
-// Files hold float32 either way, so the precision can change between two opens.
+// Files hold float32 either way, so the precision can change between two opens; a snapshot of a
+// binary16 store holds the rounded values.
 type vectorStore struct {
 	dim    int
 	half   bool

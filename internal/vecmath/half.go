@@ -80,19 +80,31 @@ func float32FromHalf(half uint16) float32 {
 	}
 }
 
+// widened holds every binary16 value as float32 (256 KiB, computed once, never written again):
+// the portable loop looks values up instead of decoding them (183-238 ns per 512 values against
+// 918-925 ns decoding, and 224-225 ns for the portable float32 loop).
+var widened = func() *[1 << 16]float32 {
+	var table [1 << 16]float32
+	for bits := range table {
+		table[bits] = float32FromHalf(uint16(bits))
+	}
+	return &table
+}()
+
 // dotHalfGeneric is DotHalf's portable loop.
 func dotHalfGeneric(x []float32, y []uint16) float32 {
 	y = y[:len(x)]
+	table := widened
 	var s0, s1, s2, s3 float32
 	k := 0
 	for ; k+4 <= len(x); k += 4 {
-		s0 += x[k] * float32FromHalf(y[k])
-		s1 += x[k+1] * float32FromHalf(y[k+1])
-		s2 += x[k+2] * float32FromHalf(y[k+2])
-		s3 += x[k+3] * float32FromHalf(y[k+3])
+		s0 += x[k] * table[y[k]]
+		s1 += x[k+1] * table[y[k+1]]
+		s2 += x[k+2] * table[y[k+2]]
+		s3 += x[k+3] * table[y[k+3]]
 	}
 	for ; k < len(x); k++ {
-		s0 += x[k] * float32FromHalf(y[k])
+		s0 += x[k] * table[y[k]]
 	}
 	return (s0 + s1) + (s2 + s3)
 }
