@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/reid-project/reid/ingest"
 	"github.com/reid-project/reid/retention"
 	"github.com/reid-project/reid/stream"
+	"github.com/reid-project/reid/trainer"
 )
 
 // pipelineMetrics serves the stages' own counters (their Stats snapshots) on /metrics, read at
@@ -138,4 +140,55 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 func (m *pipelineMetrics) pruned(result retention.Result) {
 	m.retainedCrops.Add(int64(result.Crops))
 	m.retainedVectors.Add(int64(result.Vectors))
+}
+
+// trainingMetrics serves a `reid train` run's progress: the last epoch's report, for a dashboard
+// of a run that takes hours on a GPU.
+type trainingMetrics struct {
+	epochs int // planned
+	mu     sync.Mutex
+	last   *trainer.EpochReport
+}
+
+var (
+	trainEpochDesc    = metricDesc("reid_train_epoch", "The last finished epoch (counting those resumed from a checkpoint), and the epochs planned.", "kind")
+	trainClustersDesc = metricDesc("reid_train_clusters", "The last epoch's pseudo-identities: clusters, those spanning cameras, and outlier crops.", "kind")
+	trainLossDesc     = metricDesc("reid_train_loss", "The last epoch's mean contrastive loss.")
+	trainLRDesc       = metricDesc("reid_train_learning_rate", "The last epoch's learning rate.")
+	trainSecondsDesc  = metricDesc("reid_train_epoch_seconds", "Time the last epoch spent, by step (features, cluster, train).", "step")
+)
+
+func (m *trainingMetrics) epochDone(report trainer.EpochReport) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.last = &report
+}
+
+func (m *trainingMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, desc := range []*prometheus.Desc{trainEpochDesc, trainClustersDesc, trainLossDesc, trainLRDesc, trainSecondsDesc} {
+		ch <- desc
+	}
+}
+
+func (m *trainingMetrics) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(desc *prometheus.Desc, value float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, value, labels...)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	gauge(trainEpochDesc, float64(m.epochs), "planned")
+	if m.last == nil {
+		gauge(trainEpochDesc, 0, "done")
+		return
+	}
+	report := m.last
+	gauge(trainEpochDesc, float64(report.Epoch), "done")
+	gauge(trainClustersDesc, float64(report.Clusters), "clusters")
+	gauge(trainClustersDesc, float64(report.CrossCamera), "cross_camera")
+	gauge(trainClustersDesc, float64(report.Outliers), "outliers")
+	gauge(trainLossDesc, report.Loss)
+	gauge(trainLRDesc, report.LR)
+	gauge(trainSecondsDesc, report.FeatureSeconds, "features")
+	gauge(trainSecondsDesc, report.ClusterSeconds, "cluster")
+	gauge(trainSecondsDesc, report.TrainSeconds, "train")
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/retention"
 	"github.com/reid-project/reid/stream"
+	"github.com/reid-project/reid/trainer"
 )
 
 // greyModel embeds every crop as the same unit vector.
@@ -118,5 +119,43 @@ reid_model_switch_pending 0
 	}
 	if count, _ := vectors.Count(ctx, "v2"); count != 4 {
 		t.Fatalf("v2 holds %d vectors", count)
+	}
+}
+
+// TestTrainingMetrics checks what `reid train` serves on ops.addr before and after an epoch.
+func TestTrainingMetrics(t *testing.T) {
+	progress := &trainingMetrics{epochs: 16}
+	before := `
+# HELP reid_train_epoch The last finished epoch (counting those resumed from a checkpoint), and the epochs planned.
+# TYPE reid_train_epoch gauge
+reid_train_epoch{kind="done"} 0
+reid_train_epoch{kind="planned"} 16
+`
+	if err := testutil.CollectAndCompare(progress, strings.NewReader(before)); err != nil {
+		t.Fatal(err)
+	}
+	progress.epochDone(trainer.EpochReport{Epoch: 3, Clusters: 40, CrossCamera: 12, Outliers: 55, Loss: 2.5, LR: 3.5e-4,
+		FeatureSeconds: 10, ClusterSeconds: 2, TrainSeconds: 30})
+	after := `
+# HELP reid_train_clusters The last epoch's pseudo-identities: clusters, those spanning cameras, and outlier crops.
+# TYPE reid_train_clusters gauge
+reid_train_clusters{kind="clusters"} 40
+reid_train_clusters{kind="cross_camera"} 12
+reid_train_clusters{kind="outliers"} 55
+# HELP reid_train_epoch The last finished epoch (counting those resumed from a checkpoint), and the epochs planned.
+# TYPE reid_train_epoch gauge
+reid_train_epoch{kind="done"} 3
+reid_train_epoch{kind="planned"} 16
+# HELP reid_train_loss The last epoch's mean contrastive loss.
+# TYPE reid_train_loss gauge
+reid_train_loss 2.5
+# HELP reid_train_epoch_seconds Time the last epoch spent, by step (features, cluster, train).
+# TYPE reid_train_epoch_seconds gauge
+reid_train_epoch_seconds{step="cluster"} 2
+reid_train_epoch_seconds{step="features"} 10
+reid_train_epoch_seconds{step="train"} 30
+`
+	if err := testutil.CollectAndCompare(progress, strings.NewReader(after), "reid_train_clusters", "reid_train_epoch", "reid_train_loss", "reid_train_epoch_seconds"); err != nil {
+		t.Fatal(err)
 	}
 }

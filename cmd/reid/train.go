@@ -72,9 +72,16 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 				InterCamera: float32(settings.InterCamera), HardNegatives: settings.HardNegatives,
 				Start: loaded.version.ID + "@" + loaded.version.WeightsSHA256,
 			}
+			progress := &trainingMetrics{epochs: settings.Epochs}
+			stopOps, err := startOps(ctx, options.Ops, progress)
+			if err != nil {
+				return err
+			}
+			defer stopOps()
 			slog.Info("training", "parent", loaded.version.ID, "crops", len(examples), "epochs", settings.Epochs,
 				"iters_per_epoch", settings.ItersPerEpoch, "batch", settings.BatchSize, "device", loaded.device.Name())
 			summary, err := trainer.Train(ctx, loaded.network, examples, trainerOptions, func(report trainer.EpochReport) {
+				progress.epochDone(report)
 				slog.Info("epoch done", "epoch", report.Epoch, "of", settings.Epochs, "clusters", report.Clusters,
 					"cross_camera", report.CrossCamera, "outliers", report.Outliers, "loss", fmt.Sprintf("%.3f", report.Loss), "lr", report.LR,
 					"seconds", fmt.Sprintf("%.0f", report.FeatureSeconds+report.ClusterSeconds+report.TrainSeconds))

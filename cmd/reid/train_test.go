@@ -7,6 +7,7 @@ import (
 	"image"
 	"image/jpeg"
 	"math"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +27,17 @@ func TestTrainCommand(t *testing.T) {
 		"--camera", "street", "--max-frames", "150", "--exit-when-done", "--serve=false", "--json"); err != nil {
 		t.Fatalf("reid run: %v\n%s", err, out)
 	}
+	// Its progress is served on ops.addr: a port already taken stops it before any training.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("REID_OPS_ADDR", busy.Addr().String())
+	if out, err := runReid(t, "--data-dir", dataDir, "train", "--epochs", "1", "--iters", "1", "--batch", "16", "--instances", "4"); err == nil || !strings.Contains(err.Error(), "ops.addr") {
+		t.Fatalf("train with its ops port taken: %v\n%s", err, out)
+	}
+	busy.Close()
+	t.Setenv("REID_OPS_ADDR", "")
 	checkpoints := filepath.Join(t.TempDir(), "checkpoints")
 	out, err := runReid(t, "--data-dir", dataDir, "train", "--epochs", "2", "--iters", "2", "--batch", "16", "--instances", "4",
 		"--checkpoint-dir", checkpoints, "--promote", "--json")
