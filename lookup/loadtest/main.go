@@ -47,6 +47,7 @@ func run() error {
 	duration := flag.Duration("duration", 60*time.Second, "stop after this long")
 	k := flag.Int("k", 20, "matches per search")
 	mode := flag.String("mode", "exact", "embedded index mode: exact or hnsw")
+	precision := flag.String("precision", "float16", "embedded index vectors in memory: float16 (reid's default) or float32")
 	rerank := flag.Bool("rerank", false, "ask for k-reciprocal re-ranking")
 	trackConsensus := flag.Bool("track-consensus", true, "order by track consensus (the API's default)")
 	flag.Parse()
@@ -77,7 +78,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	idx, err := embedded.Open(dir, embedded.Options{Mode: *mode, Logger: logger})
+	idx, err := embedded.Open(dir, embedded.Options{Mode: *mode, Precision: *precision, Logger: logger})
 	if err != nil {
 		return err
 	}
