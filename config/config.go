@@ -177,7 +177,9 @@ type Stream struct {
 	Brokers    []string `mapstructure:"brokers" yaml:"brokers"`
 	CropsTopic string   `mapstructure:"crops_topic" yaml:"crops_topic"`
 	DLQTopic   string   `mapstructure:"dlq_topic" yaml:"dlq_topic"`
-	Partitions int      `mapstructure:"partitions" yaml:"partitions"`
+	// Partitions is the crops topic's partition count when reid creates it, and the number of
+	// writes the producer keeps in flight (one lane per partition; a camera stays in one).
+	Partitions int `mapstructure:"partitions" yaml:"partitions"`
 	// TopicRetention is how long the broker keeps records of the topics reid creates (their
 	// retention.ms); the crop store, not the topic, is the lasting copy. Records a consumer has not
 	// read by then are gone, so it must outlast any outage of the embedder or archiver. Topics that

@@ -2,15 +2,19 @@
 """Reference for the stream benchmark: librdkafka (python3-confluent-kafka) producing and consuming
 8 KiB records through the same broker as the Go benchmark, with the same settings (acks=all, keyed by
 camera over 4 partitions, batches of 64 / 50 ms, a 1024-record buffer; consumer batches of 32 with a
-synchronous commit each). Then prints the Go medians beside librdkafka's, with ratios.
+synchronous commit each). Rounds alternate: each Go benchmark once, then librdkafka once, each on a
+fresh `reid broker` in its own process. Then prints the medians side by side, with ratios.
 
-usage: bench_stream.py --brokers HOST:PORT --go-results FILE [--n 20000] [--runs 5]
+usage: bench_stream.py --reid bin/reid --go-test STREAM_TEST_BINARY [--n 20000] [--runs 5]
 """
 import argparse
 import os
 import re
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -86,40 +90,88 @@ def consume(brokers, topic, n):
     return (n - first_count) / (last - first)
 
 
-def go_medians(path):
+# The Go benchmarks (Benchmark<name>8KiB in stream/bench_test.go); ProduceOneLane is the producer
+# with one write in flight, as before it had lanes, against the same librdkafka figure.
+GO_BENCHMARKS = ("Produce", "ProduceOneLane", "Consume")
+
+
+def go_rates(output):
     rates = {}
     pattern = re.compile(r"^Benchmark(\w+?)8KiB\S*\s.*?([\d.]+) msgs/s")
-    with open(path) as results:
-        for line in results:
-            match = pattern.search(line)
-            if match:
-                rates.setdefault(match.group(1), []).append(float(match.group(2)))
-    return {name: statistics.median(values) for name, values in rates.items()}
+    for line in output.splitlines():
+        match = pattern.search(line)
+        if match:
+            rates[match.group(1)] = float(match.group(2))
+    return rates
+
+
+class FreshBroker:
+    """`reid broker` on a free loopback port with its own data directory, for one measurement.
+
+    The embedded broker slows down as it accumulates records (2x over 100k of these), so every
+    measurement, Go's and librdkafka's alike, starts on an empty one."""
+
+    def __init__(self, reid):
+        self.dir = tempfile.mkdtemp(prefix="bench-stream-")
+        self.process = subprocess.Popen(
+            [reid, "broker", "--addr", "127.0.0.1:0", "--data-dir", os.path.join(self.dir, "data"),
+             "--log-level", "warn"], stdout=subprocess.PIPE, text=True)
+        self.addr = self.process.stdout.readline().strip()
+        if not self.addr:
+            self.close()
+            sys.exit("reid broker did not start")
+
+    def close(self):
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--brokers", required=True)
-    parser.add_argument("--go-results", required=True)
+    parser.add_argument("--reid", required=True, help="the reid binary, for `reid broker`")
+    parser.add_argument("--go-test", required=True, help="the compiled stream package tests")
     parser.add_argument("--n", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
 
-    produced, consumed = [], []
-    for _ in range(args.runs):
-        topic = make_topic(args.brokers)
-        produced.append(produce(args.brokers, topic, args.n))
-        consumed.append(consume(args.brokers, topic, args.n))
+    # Rounds alternate Go and librdkafka so that the machine's drift hits both sides alike.
+    go, produced, consumed = {}, [], []
+    for round_number in range(args.runs):
+        rates = {}
+        for name in GO_BENCHMARKS:
+            broker = FreshBroker(args.reid)
+            try:
+                run = subprocess.run(
+                    [args.go_test, "-test.run", "^$", "-test.bench", f"^Benchmark{name}8KiB$",
+                     "-test.benchtime", f"{args.n}x"],
+                    capture_output=True, text=True, env={**os.environ, "REID_KAFKA_BROKERS": broker.addr})
+            finally:
+                broker.close()
+            if run.returncode != 0:
+                sys.exit(f"go benchmark {name} failed:\n{run.stdout}{run.stderr}")
+            rates.update(go_rates(run.stdout))
+        for name, rate in rates.items():
+            go.setdefault(name, []).append(rate)
+        broker = FreshBroker(args.reid)
+        try:
+            topic = make_topic(broker.addr)
+            produced.append(produce(broker.addr, topic, args.n))
+            consumed.append(consume(broker.addr, topic, args.n))
+        finally:
+            broker.close()
+        print(f"round {round_number + 1}: go " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+              + f"; librdkafka Produce {produced[-1]:.0f}, Consume {consumed[-1]:.0f} msgs/s", flush=True)
     reference = {"Produce": statistics.median(produced), "Consume": statistics.median(consumed)}
-    go = go_medians(args.go_results)
+    go = {name: statistics.median(values) for name, values in go.items()}
 
     mb = IMAGE_BYTES / 1e6
-    print(f"stream: {args.n} records of 8 KiB, median of {args.runs}, broker {args.brokers}")
-    print(f"{'':8} {'Go msgs/s':>10} {'Go MB/s':>8} {'librdkafka msgs/s':>18} {'MB/s':>6} {'Go/ref':>7}")
-    for name in ("Produce", "Consume"):
+    print(f"stream: {args.n} records of 8 KiB, median of {args.runs} rounds, a fresh `reid broker` each")
+    print(f"{'':16} {'Go msgs/s':>10} {'Go MB/s':>8} {'librdkafka msgs/s':>18} {'MB/s':>6} {'Go/ref':>7}")
+    for name in GO_BENCHMARKS:
         ours = go.get(name, float("nan"))
-        ref = reference[name]
-        print(f"{name:8} {ours:10.0f} {ours * mb:8.1f} {ref:18.0f} {ref * mb:6.1f} {ours / ref:7.2f}")
+        ref = reference["Consume" if name == "Consume" else "Produce"]
+        print(f"{name:16} {ours:10.0f} {ours * mb:8.1f} {ref:18.0f} {ref * mb:6.1f} {ours / ref:7.2f}")
 
 
 if __name__ == "__main__":

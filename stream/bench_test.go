@@ -57,11 +57,16 @@ func reportRate(b *testing.B, records int, elapsed time.Duration) {
 }
 
 // BenchmarkProduce8KiB measures Put through acks=all to the embedded broker, Flush included, with
-// the default buffer and batch settings of reid's config.
-func BenchmarkProduce8KiB(b *testing.B) {
+// the default buffer, batch and lane settings of reid's config.
+func BenchmarkProduce8KiB(b *testing.B) { benchmarkProduce(b, 4) }
+
+// BenchmarkProduceOneLane8KiB is the producer with one write in flight, as it was before lanes.
+func BenchmarkProduceOneLane8KiB(b *testing.B) { benchmarkProduce(b, 1) }
+
+func benchmarkProduce(b *testing.B, lanes int) {
 	conn, topic, _ := benchBroker(b)
 	records := benchRecords(b, b.N)
-	producer, err := NewProducer(conn, ProducerOptions{Topic: topic, Buffer: 1024, BatchSize: 64, BatchTimeout: 50 * time.Millisecond, Logger: testLogger()})
+	producer, err := NewProducer(conn, ProducerOptions{Topic: topic, Buffer: 1024, BatchSize: 64, BatchTimeout: 50 * time.Millisecond, Lanes: lanes, Logger: testLogger()})
 	if err != nil {
 		b.Fatal(err)
 	}

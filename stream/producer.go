@@ -25,8 +25,14 @@ type ProducerOptions struct {
 	// DropWhenFull makes Put drop the record instead of blocking when the buffer is full. Each
 	// drop is counted (ProducerStats.Dropped) and logged with the crop id.
 	DropWhenFull bool
-	// BatchSize is the most records sent in one write. Default 64.
+	// BatchSize is the most records sent in one write (of one lane). Default 64.
 	BatchSize int
+	// Lanes is how many writes may be in flight at once. A record's lane is picked by the Murmur2
+	// hash of its camera id, the hash that picks its partition, so one camera's records always
+	// share a lane and keep their order under retries; with as many lanes as the topic has
+	// partitions, each partition has one write in flight. Default 4 (reid's default partition
+	// count); ProducerOptionsFrom takes stream.partitions.
+	Lanes int
 	// BatchTimeout is the longest a record waits for its batch to fill. Default 50ms.
 	BatchTimeout time.Duration
 	// MaxAttempts is how many times kafka-go tries one write before the producer backs off and
@@ -46,6 +52,7 @@ func ProducerOptionsFrom(cfg config.Stream) ProducerOptions {
 		DropWhenFull: cfg.DropWhenFull,
 		BatchSize:    cfg.BatchSize,
 		BatchTimeout: cfg.BatchTimeout,
+		Lanes:        cfg.Partitions,
 	}
 }
 
@@ -53,7 +60,7 @@ func (o *ProducerOptions) setDefaults() error {
 	if o.Topic == "" {
 		return errors.New("stream: producer needs a topic")
 	}
-	if o.Buffer < 0 || o.BatchSize < 0 || o.BatchTimeout < 0 || o.MaxAttempts < 0 || o.RetryBackoffMax < 0 {
+	if o.Buffer < 0 || o.BatchSize < 0 || o.BatchTimeout < 0 || o.Lanes < 0 || o.MaxAttempts < 0 || o.RetryBackoffMax < 0 {
 		return errors.New("stream: producer options must not be negative")
 	}
 	if o.Buffer == 0 {
@@ -61,6 +68,9 @@ func (o *ProducerOptions) setDefaults() error {
 	}
 	if o.BatchSize == 0 {
 		o.BatchSize = 64
+	}
+	if o.Lanes == 0 {
+		o.Lanes = 4
 	}
 	if o.BatchTimeout == 0 {
 		o.BatchTimeout = 50 * time.Millisecond
@@ -95,19 +105,25 @@ type ProducerStats struct {
 var ErrClosed = errors.New("stream: producer closed")
 
 // Producer writes CropRecords to a topic, keyed by camera id, with acks from all in-sync replicas.
-// Put hands a record to a bounded buffer; one goroutine batches the buffer into the kafka-go Writer
-// and retries failed batches until they succeed, so records of one camera keep their order and
-// nothing is lost while the producer is open. It is safe for concurrent use and implements the
-// ingest crop sink.
+// Put hands a record to a bounded buffer shared by the producer's lanes; each lane is one
+// goroutine that batches its records into the kafka-go Writer and retries a failed batch until it
+// succeeds before it writes the next, so records of one camera (always in one lane) keep their
+// order and nothing is lost while the producer is open. It is safe for concurrent use and
+// implements the ingest crop sink.
 type Producer struct {
 	options ProducerOptions
 	writer  *kafka.Writer
-	queue   chan kafka.Message
-	flushCh chan struct{}
-	done    chan struct{}
+	lanes   []lane
+	// slots holds a token for each buffered record not yet taken into a batch: Put acquires one
+	// before it queues a record, the lane releases it when it takes the record, so the lanes
+	// together never hold more than Buffer records waiting.
+	slots    chan struct{}
+	laneHash kafka.Murmur2Balancer
+	laneIDs  []int
+	done     chan struct{}
 
-	// closeMu keeps Close from closing the queue while a Put is sending on it; closingCh wakes
-	// Puts blocked on a full queue so Close can take the lock.
+	// closeMu keeps Close from closing the lanes' queues while a Put is sending on one;
+	// closingCh wakes Puts blocked on a full buffer so Close can take the lock.
 	closeMu   sync.RWMutex
 	closing   bool
 	closingCh chan struct{}
@@ -119,6 +135,13 @@ type Producer struct {
 
 	progressMu sync.Mutex
 	progress   chan struct{} // closed and replaced whenever finished grows
+}
+
+// lane is one ordered stream of writes. Its queue can take the whole buffer (one busy camera);
+// the producer's slots keep the total within it.
+type lane struct {
+	queue chan kafka.Message
+	flush chan struct{}
 }
 
 // NewProducer starts a producer; call Close to drain it.
@@ -146,14 +169,21 @@ func NewProducer(conn Connection, options ProducerOptions) (*Producer, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	producer := &Producer{
-		options:   options,
-		writer:    writer,
-		queue:     make(chan kafka.Message, options.Buffer),
-		flushCh:   make(chan struct{}, 1),
+		options: options,
+		writer:  writer,
+		lanes:   make([]lane, options.Lanes),
+		slots:   make(chan struct{}, options.Buffer),
+		// Consistent: keys are never nil here, and it keeps Balance free of shared state.
+		laneHash:  kafka.Murmur2Balancer{Consistent: true},
+		laneIDs:   make([]int, options.Lanes),
 		done:      make(chan struct{}),
 		closingCh: make(chan struct{}),
 		stop:      stop,
 		progress:  make(chan struct{}),
+	}
+	for i := range producer.lanes {
+		producer.lanes[i] = lane{queue: make(chan kafka.Message, options.Buffer), flush: make(chan struct{}, 1)}
+		producer.laneIDs[i] = i
 	}
 	go producer.run(ctx)
 	return producer, nil
@@ -168,6 +198,7 @@ func (p *Producer) Put(ctx context.Context, record cropstore.CropRecord) error {
 		return err
 	}
 	message := kafka.Message{Key: []byte(record.Camera), Value: value}
+	queue := p.lanes[p.laneHash.Balance(message, p.laneIDs...)].queue
 	p.closeMu.RLock()
 	defer p.closeMu.RUnlock()
 	if p.closing {
@@ -175,23 +206,25 @@ func (p *Producer) Put(ctx context.Context, record cropstore.CropRecord) error {
 	}
 	if p.options.DropWhenFull {
 		select {
-		case p.queue <- message:
-			p.accepted.Add(1)
+		case p.slots <- struct{}{}:
 		default:
 			total := p.dropped.Add(1)
 			p.options.Logger.Warn("producer buffer full, crop dropped", "id", record.ID, "camera", record.Camera, "dropped_total", total)
+			return nil
 		}
-		return nil
+	} else {
+		select {
+		case p.slots <- struct{}{}:
+		case <-ctx.Done():
+			return fmt.Errorf("stream: put %s: %w", record.ID, ctx.Err())
+		case <-p.closingCh:
+			return ErrClosed
+		}
 	}
-	select {
-	case p.queue <- message:
-		p.accepted.Add(1)
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stream: put %s: %w", record.ID, ctx.Err())
-	case <-p.closingCh:
-		return ErrClosed
-	}
+	// Never blocks: the queue has room for the whole buffer and this record holds a slot.
+	queue <- message
+	p.accepted.Add(1)
+	return nil
 }
 
 // Flush waits until every record Put before the call is acknowledged (or abandoned by Close).
@@ -204,9 +237,11 @@ func (p *Producer) Flush(ctx context.Context) error {
 		if p.finished.Load() >= target {
 			return nil
 		}
-		select {
-		case p.flushCh <- struct{}{}:
-		default:
+		for i := range p.lanes {
+			select {
+			case p.lanes[i].flush <- struct{}{}:
+			default:
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -228,7 +263,9 @@ func (p *Producer) Close(ctx context.Context) error {
 		close(p.closingCh)
 		p.closeMu.Lock()
 		p.closing = true
-		close(p.queue)
+		for i := range p.lanes {
+			close(p.lanes[i].queue)
+		}
 		p.closeMu.Unlock()
 	})
 	var err error
@@ -260,43 +297,57 @@ func (p *Producer) Stats() ProducerStats {
 	}
 }
 
-// run owns the writer: it batches the queue and writes each batch until it succeeds. It returns
-// when the queue is closed and drained, or when ctx ends (Close gave up).
+// run owns the lanes: it returns when every lane has drained its queue, or given up after ctx
+// ended (Close gave up).
 func (p *Producer) run(ctx context.Context) {
 	defer close(p.done)
+	var lanes sync.WaitGroup
+	for i := range p.lanes {
+		lanes.Go(func() { p.runLane(ctx, &p.lanes[i]) })
+	}
+	lanes.Wait()
+}
+
+// runLane batches one lane's queue and writes each batch until it succeeds.
+func (p *Producer) runLane(ctx context.Context, lane *lane) {
 	batch := make([]kafka.Message, 0, p.options.BatchSize)
+	take := func(message kafka.Message) {
+		<-p.slots
+		batch = append(batch, message)
+	}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	open := true
 	for open {
 		// Block for the first record of a batch, then fill it until full, timed out or flushed.
-		message, ok := <-p.queue
+		message, ok := <-lane.queue
 		if !ok {
 			break
 		}
-		batch = append(batch[:0], message)
+		batch = batch[:0]
+		take(message)
 		timer.Reset(p.options.BatchTimeout)
 	fill:
 		for len(batch) < p.options.BatchSize {
 			select {
-			case message, ok := <-p.queue:
+			case message, ok := <-lane.queue:
 				if !ok {
 					open = false
 					break fill
 				}
-				batch = append(batch, message)
+				take(message)
 			case <-timer.C:
 				break fill
-			case <-p.flushCh:
+			case <-lane.flush:
 				// Take what is already queued without waiting for more.
 				for len(batch) < p.options.BatchSize {
 					select {
-					case message, ok := <-p.queue:
+					case message, ok := <-lane.queue:
 						if !ok {
 							open = false
 							break fill
 						}
-						batch = append(batch, message)
+						take(message)
 						continue
 					default:
 					}
@@ -309,7 +360,8 @@ func (p *Producer) run(ctx context.Context) {
 		if unwritten := p.write(ctx, batch); len(unwritten) > 0 {
 			// Close gave up waiting: account for every record still held, one log line each.
 			p.abandon(unwritten)
-			for message := range p.queue {
+			for message := range lane.queue {
+				<-p.slots
 				p.abandon([]kafka.Message{message})
 			}
 			return

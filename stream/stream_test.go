@@ -582,71 +582,91 @@ func testEnsureTopics(t *testing.T, env testEnv) {
 
 func TestProducerBlocksWhileBrokerDown(t *testing.T) {
 	t.Parallel()
-	addr := freeLoopbackAddr(t)
-	conn := Connection{Brokers: []string{addr}}
-	topic := randomName("reid-test-crops")
-	const buffer, batch = 3, 2
-	producer := newTestProducer(t, conn, ProducerOptions{Topic: topic, Buffer: buffer, BatchSize: batch, RetryBackoffMax: 200 * time.Millisecond, MaxAttempts: 1})
-	records := makeRecords(t, []string{"cam-a"}, 20, 0)
+	const buffer, batch, lanes = 3, 2, 4
+	for _, tc := range []struct {
+		name    string
+		cameras []string
+	}{
+		{"one camera", []string{"cam-a"}},
+		// Several lanes hold a batch each, but the buffer they share stays bounded.
+		{"cameras in several lanes", []string{"cam-a", "cam-b", "cam-c", "cam-d", "cam-e"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			addr := freeLoopbackAddr(t)
+			conn := Connection{Brokers: []string{addr}}
+			topic := randomName("reid-test-crops")
+			producer := newTestProducer(t, conn, ProducerOptions{Topic: topic, Buffer: buffer, BatchSize: batch, Lanes: lanes, RetryBackoffMax: 200 * time.Millisecond, MaxAttempts: 1})
+			records := makeRecords(t, tc.cameras, 20, 0)
+			most := buffer + batch*min(len(tc.cameras), lanes)
 
-	accepted := 0
-	var blockedErr error
-	for _, record := range records[:10] {
-		ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
-		err := producer.Put(ctx, record)
-		cancel()
-		if err != nil {
-			blockedErr = err
-			break
-		}
-		accepted++
-	}
-	if !errors.Is(blockedErr, context.DeadlineExceeded) {
-		t.Fatalf("Put with the broker down and the buffer full returned %v after %d records, want it to block until its deadline", blockedErr, accepted)
-	}
-	if accepted > buffer+batch {
-		t.Fatalf("%d records accepted with a buffer of %d and batches of %d", accepted, buffer, batch)
-	}
-	if stats := producer.Stats(); stats.Dropped != 0 || stats.Buffered != int64(accepted) || stats.Errors == 0 {
-		t.Fatalf("stats while blocked %+v, want %d buffered, write errors, nothing dropped", stats, accepted)
-	}
-	// These Puts block until the broker comes up.
-	rest := records[accepted+1:]
-	putDone := make(chan error, 1)
-	go func() {
-		for _, record := range rest {
-			if err := producer.Put(context.Background(), record); err != nil {
-				putDone <- err
-				return
+			accepted := 0
+			var blockedErr error
+			for _, record := range records[:most+2] {
+				ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				err := producer.Put(ctx, record)
+				cancel()
+				if err != nil {
+					blockedErr = err
+					break
+				}
+				accepted++
 			}
-		}
-		putDone <- nil
-	}()
-	time.Sleep(300 * time.Millisecond)
+			if !errors.Is(blockedErr, context.DeadlineExceeded) {
+				t.Fatalf("Put with the broker down and the buffer full returned %v after %d records, want it to block until its deadline", blockedErr, accepted)
+			}
+			if accepted > most {
+				t.Fatalf("%d records accepted with a buffer of %d and batches of %d in %d lanes", accepted, buffer, batch, lanes)
+			}
+			if stats := producer.Stats(); stats.Dropped != 0 || stats.Buffered != int64(accepted) || stats.Errors == 0 {
+				t.Fatalf("stats while blocked %+v, want %d buffered, write errors, nothing dropped", stats, accepted)
+			}
+			// These Puts block until the broker comes up.
+			rest := records[accepted+1:]
+			putDone := make(chan error, 1)
+			go func() {
+				for _, record := range rest {
+					if err := producer.Put(context.Background(), record); err != nil {
+						putDone <- err
+						return
+					}
+				}
+				putDone <- nil
+			}()
+			time.Sleep(300 * time.Millisecond)
 
-	broker, err := StartBroker(BrokerOptions{Addr: addr, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
+			broker, err := StartBroker(BrokerOptions{Addr: addr, Logger: testLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer broker.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if err := EnsureTopics(ctx, conn, Topic{Name: topic, Partitions: 2}); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-putDone; err != nil {
+				t.Fatal(err)
+			}
+			if err := producer.Flush(ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := accepted + len(rest)
+			if stats := producer.Stats(); stats.Produced != int64(want) || stats.Dropped != 0 || stats.Buffered != 0 {
+				t.Fatalf("stats after the broker came up %+v, want %d produced", stats, want)
+			}
+			index := newMemoryIndex()
+			startConsumer(t, conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: topic + ".dlq"}, index.handler)
+			waitFor(t, 30*time.Second, "every accepted record consumed", func() bool { return index.len() == want })
+			index.mu.Lock()
+			defer index.mu.Unlock()
+			for _, camera := range tc.cameras {
+				if frames := index.order[camera]; !slices.IsSorted(frames) {
+					t.Errorf("camera %s frames arrived as %v after the retries, want them in order", camera, frames)
+				}
+			}
+		})
 	}
-	defer broker.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := EnsureTopics(ctx, conn, Topic{Name: topic, Partitions: 2}); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-putDone; err != nil {
-		t.Fatal(err)
-	}
-	if err := producer.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	want := accepted + len(rest)
-	if stats := producer.Stats(); stats.Produced != int64(want) || stats.Dropped != 0 || stats.Buffered != 0 {
-		t.Fatalf("stats after the broker came up %+v, want %d produced", stats, want)
-	}
-	index := newMemoryIndex()
-	startConsumer(t, conn, ConsumerOptions{Topic: topic, Group: randomName("group"), DLQTopic: topic + ".dlq"}, index.handler)
-	waitFor(t, 30*time.Second, "every accepted record consumed", func() bool { return index.len() == want })
 }
 
 // lineCounter keeps the log lines written through its logger.
