@@ -635,16 +635,7 @@ func TestProducerBlocksWhileBrokerDown(t *testing.T) {
 			}()
 			time.Sleep(300 * time.Millisecond)
 
-			broker, err := StartBroker(BrokerOptions{Addr: addr, Logger: testLogger()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer broker.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-			defer cancel()
-			if err := EnsureTopics(ctx, conn, Topic{Name: topic, Partitions: 2}); err != nil {
-				t.Fatal(err)
-			}
+			ctx := startBrokerAt(t, addr, Topic{Name: topic, Partitions: 2})
 			if err := <-putDone; err != nil {
 				t.Fatal(err)
 			}
@@ -667,6 +658,23 @@ func TestProducerBlocksWhileBrokerDown(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startBrokerAt starts a broker on addr (where producers have been failing to connect) with
+// topic, and returns a context for the rest of the test, bounded to a minute.
+func startBrokerAt(t *testing.T, addr string, topic Topic) context.Context {
+	t.Helper()
+	broker, err := StartBroker(BrokerOptions{Addr: addr, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(broker.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := EnsureTopics(ctx, Connection{Brokers: []string{addr}}, topic); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
 }
 
 // lineCounter keeps the log lines written through its logger.
@@ -722,16 +730,7 @@ func TestProducerDropModeCountsDrops(t *testing.T) {
 		t.Fatalf("%d drop log lines for %d drops", got, dropped)
 	}
 
-	broker, err := StartBroker(BrokerOptions{Addr: addr, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := EnsureTopics(ctx, conn, Topic{Name: topic, Partitions: 1}); err != nil {
-		t.Fatal(err)
-	}
+	ctx := startBrokerAt(t, addr, Topic{Name: topic, Partitions: 1})
 	if err := producer.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
