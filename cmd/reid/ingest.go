@@ -108,7 +108,7 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 	if err != nil {
 		return err
 	}
-	metrics.ingester = ingester
+	metrics.ingester, metrics.producer = ingester, producer
 	stopOps, err := startOps(ctx, options.Ops, metrics)
 	if err != nil {
 		return err

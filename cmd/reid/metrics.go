@@ -21,6 +21,7 @@ import (
 // scrape time: nothing is counted twice and no stage depends on Prometheus. Any stage may be nil.
 type pipelineMetrics struct {
 	ingester  *ingest.Ingester
+	producer  *stream.Producer
 	embedder  *embedder.Embedder
 	consumers map[string]*stream.Consumer // by consumer group
 	archive   *archiver.Archiver
@@ -41,6 +42,9 @@ var (
 	ingestCropsDesc      = metricDesc("reid_ingest_crops_total", "Crops accepted by the sink (broker or crop store), per camera.", "camera")
 	ingestReconnectsDesc = metricDesc("reid_ingest_reconnects_total", "Source reconnects, per camera.", "camera")
 	ingestStationaryDesc = metricDesc("reid_ingest_stationary_skipped_total", "Crops not made because their track stood still (crops.stationary_interval), per camera.", "camera")
+	producedDesc         = metricDesc("reid_producer_records_total", "Crop records the producer finished, by outcome: produced (acknowledged), dropped (buffer full, stream.drop_when_full), abandoned (unwritten at shutdown).", "outcome")
+	producerErrorsDesc   = metricDesc("reid_producer_write_errors_total", "Failed writes to the broker (each retried).")
+	producerBufferedDesc = metricDesc("reid_producer_buffered_records", "Crop records accepted but not yet acknowledged by the broker.")
 	embedCropsDesc       = metricDesc("reid_embedder_crops_total", "Crops embedded and upserted (redeliveries included).")
 	embedRejectedDesc    = metricDesc("reid_embedder_rejected_total", "Crops sent to the dead-letter topic because they could not be decoded.")
 	embedSecondsDesc     = metricDesc("reid_embedder_seconds_total", "Time the embedder spent, by step (decode: only what was not decoded ahead).", "step")
@@ -60,6 +64,7 @@ var (
 func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
 		ingestFramesDesc, ingestDecodedDesc, ingestDetectionsDesc, ingestCropsDesc, ingestReconnectsDesc, ingestStationaryDesc,
+		producedDesc, producerErrorsDesc, producerBufferedDesc,
 		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc,
 		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc,
 		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc,
@@ -84,6 +89,15 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 			counter(ingestReconnectsDesc, float64(camera.Reconnects), camera.Camera)
 			counter(ingestStationaryDesc, float64(camera.Stationary), camera.Camera)
 		}
+	}
+	if m.producer != nil {
+		stats := m.producer.Stats()
+		counter(producedDesc, float64(stats.Produced), "produced")
+		counter(producedDesc, float64(stats.Dropped), "dropped")
+		counter(producedDesc, float64(stats.Abandoned), "abandoned")
+		// Stats.Errors also counts abandoned records; this is the failed writes alone.
+		counter(producerErrorsDesc, float64(stats.Errors-stats.Abandoned))
+		gauge(producerBufferedDesc, float64(stats.Buffered))
 	}
 	if m.embedder != nil {
 		stats := m.embedder.Stats()

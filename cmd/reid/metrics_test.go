@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,81 @@ func (greyModel) Embed(_ context.Context, images []image.Image) ([][]float32, er
 	return out, nil
 }
 
+// greyJPEG is a small, valid crop image.
+func greyJPEG(t *testing.T) []byte {
+	t.Helper()
+	var picture bytes.Buffer
+	frame := image.NewGray(image.Rect(0, 0, 16, 32))
+	for i := range frame.Pix {
+		frame.Pix[i] = color.Gray{Y: 90}.Y
+	}
+	if err := jpeg.Encode(&picture, frame, nil); err != nil {
+		t.Fatal(err)
+	}
+	return picture.Bytes()
+}
+
+// TestProducerMetrics checks the producer's counters on /metrics with a broker that is down:
+// what it holds shows as buffered, the failed writes as errors, and, with drop_when_full, what
+// did not fit as dropped.
+func TestProducerMetrics(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := listener.Addr().String()
+	listener.Close()
+	producer, err := stream.NewProducer(stream.Connection{Brokers: []string{deadAddr}}, stream.ProducerOptions{
+		Topic: "crops", Buffer: 2, BatchSize: 1, Lanes: 1, DropWhenFull: true, MaxAttempts: 1, RetryBackoffMax: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		producer.Close(ctx) // abandons what it holds: the broker never came up
+	}()
+	picture := greyJPEG(t)
+	const put = 10
+	for i := range put {
+		at := time.Date(2026, 11, 27, 8, 0, i, 0, time.UTC)
+		record := cropstore.CropRecord{ID: cropstore.NewID("gate", at, int64(i), 0), Camera: "gate", Time: at, JPEG: picture}
+		if err := producer.Put(context.Background(), record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for producer.Stats().Errors == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(&pipelineMetrics{producer: producer})
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := map[string]float64{}
+	for _, family := range families {
+		for _, metric := range family.GetMetric() {
+			name := family.GetName()
+			for _, label := range metric.GetLabel() {
+				name += "/" + label.GetValue()
+			}
+			values[name] = metric.GetCounter().GetValue() + metric.GetGauge().GetValue()
+		}
+	}
+	// One record is in the lane's failing write and up to two wait in the buffer (two, unless the
+	// lane took its record after the last Put): the rest were dropped.
+	held := values["reid_producer_buffered_records"]
+	if held < 2 || held > 3 || values["reid_producer_records_total/dropped"] != put-held || values["reid_producer_records_total/produced"] != 0 {
+		t.Errorf("producer metrics %v: want 2-3 buffered, the rest of %d dropped, none produced", values, put)
+	}
+	if values["reid_producer_write_errors_total"] < 1 || values["reid_producer_records_total/abandoned"] != 0 {
+		t.Errorf("producer metrics %v: want failed writes counted and nothing abandoned yet", values)
+	}
+}
+
 // TestPipelineMetrics checks that /metrics reports the stages' own counters: crops embedded and
 // rejected, gallery sizes with the active one marked, a pending model switch, retention.
 func TestPipelineMetrics(t *testing.T) {
@@ -52,18 +128,11 @@ func TestPipelineMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var picture bytes.Buffer
-	frame := image.NewGray(image.Rect(0, 0, 16, 32))
-	for i := range frame.Pix {
-		frame.Pix[i] = color.Gray{Y: 90}.Y
-	}
-	if err := jpeg.Encode(&picture, frame, nil); err != nil {
-		t.Fatal(err)
-	}
+	picture := greyJPEG(t)
 	var batch []stream.Message
 	for i := range 5 {
 		at := time.Date(2026, 11, 27, 8, 0, i, 0, time.UTC)
-		image := picture.Bytes()
+		image := picture
 		if i == 4 {
 			image = image[:20] // undecodable: rejected to the dead-letter topic
 		}
