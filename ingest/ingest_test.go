@@ -753,23 +753,41 @@ func TestTrackIDsSurviveRestarts(t *testing.T) {
 // TestReconfigure changes the cameras of a running Run: a removed camera stops, a changed one
 // restarts with its new settings, a new one starts, an unchanged one is left alone, and a bad
 // list changes nothing.
+// openCounter counts how often each camera's source was opened.
+type openCounter struct {
+	mu    sync.Mutex
+	opens map[string]int
+}
+
+// liveUnless opens an endless live source, or fails with "connection refused" when fail says the
+// camera's n-th open should (nil: never).
+func (c *openCounter) liveUnless(fail func(id string, n int) bool) func(config.Camera) (capture, error) {
+	return func(camera config.Camera) (capture, error) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.opens == nil {
+			c.opens = map[string]int{}
+		}
+		c.opens[camera.ID]++
+		if fail != nil && fail(camera.ID, c.opens[camera.ID]) {
+			return nil, errors.New("connection refused")
+		}
+		return &fakeLive{frames: 1 << 30}, nil
+	}
+}
+
+func (c *openCounter) count(id string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opens[id]
+}
+
 func TestReconfigure(t *testing.T) {
 	sink := &contextSink{}
 	options := testOptions(sink, fakeDetector)
 	options.Crops.MinInterval = 0
-	var mu sync.Mutex
-	opens := map[string]int{}
-	options.open = func(camera config.Camera) (capture, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		opens[camera.ID]++
-		return &fakeLive{frames: 1 << 30}, nil
-	}
-	openCount := func(id string) int {
-		mu.Lock()
-		defer mu.Unlock()
-		return opens[id]
-	}
+	opens := &openCounter{}
+	options.open = opens.liveUnless(nil)
 	ingester, err := New(options)
 	if err != nil {
 		t.Fatal(err)
@@ -803,8 +821,9 @@ func TestReconfigure(t *testing.T) {
 	if cropsOf("gone") != goneCrops {
 		t.Error("the removed camera still makes crops")
 	}
-	if openCount("steady") != 1 || openCount("changed") != 2 || openCount("gone") != 1 {
-		t.Errorf("opens %v: want the unchanged camera opened once and the changed one twice", opens)
+	if opens.count("steady") != 1 || opens.count("changed") != 2 || opens.count("gone") != 1 {
+		t.Errorf("opens %d, %d, %d: want the unchanged camera opened once and the changed one twice",
+			opens.count("steady"), opens.count("changed"), opens.count("gone"))
 	}
 	var cameras []string
 	for _, camera := range ingester.Stats().Cameras {
@@ -898,17 +917,8 @@ func TestReconfigureRestartsFailedCamera(t *testing.T) {
 	options := testOptions(sink, fakeDetector)
 	options.Crops.MinInterval = 0
 	options.Ingest.MaxReconnects = 1
-	var mu sync.Mutex
-	opens := map[string]int{}
-	options.open = func(camera config.Camera) (capture, error) {
-		mu.Lock()
-		defer mu.Unlock()
-		opens[camera.ID]++
-		if camera.ID == "flaky" && opens[camera.ID] <= 2 {
-			return nil, errors.New("connection refused")
-		}
-		return &fakeLive{frames: 1 << 30}, nil
-	}
+	opens := &openCounter{}
+	options.open = opens.liveUnless(func(id string, n int) bool { return id == "flaky" && n <= 2 })
 	ingester, err := New(options)
 	if err != nil {
 		t.Fatal(err)

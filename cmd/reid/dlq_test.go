@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,12 +24,7 @@ func TestDLQCommands(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dataDir := t.TempDir()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := listener.Addr().String()
-	listener.Close()
+	addr := freeAddr(t)
 	configPath := filepath.Join(dataDir, "reid.yaml")
 	if err := os.WriteFile(configPath, []byte("stream:\n  embedded_addr: "+addr+"\n"), 0o644); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -52,13 +51,7 @@ func greyJPEG(t *testing.T) []byte {
 // what it holds shows as buffered, the failed writes as errors, and, with drop_when_full, what
 // did not fit as dropped.
 func TestProducerMetrics(t *testing.T) {
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	deadAddr := listener.Addr().String()
-	listener.Close()
-	producer, err := stream.NewProducer(stream.Connection{Brokers: []string{deadAddr}}, stream.ProducerOptions{
+	producer, err := stream.NewProducer(stream.Connection{Brokers: []string{freeAddr(t)}}, stream.ProducerOptions{
 		Topic: "crops", Buffer: 2, BatchSize: 1, Lanes: 1, DropWhenFull: true, MaxAttempts: 1, RetryBackoffMax: 50 * time.Millisecond,
 	})
 	if err != nil {
