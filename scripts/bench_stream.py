@@ -3,7 +3,11 @@
 8 KiB records through the same broker as the Go benchmark, with the same settings (acks=all, keyed by
 camera over 4 partitions, batches of 64 / 50 ms, a 1024-record buffer; consumer batches of 32 with a
 synchronous commit each). Rounds alternate: each Go benchmark once, then librdkafka once, each on a
-fresh `reid broker` in its own process. Then prints the medians side by side, with ratios.
+fresh `reid broker` in its own process. librdkafka's defaults keep up to a million produce requests
+in flight and may reorder a partition's records when one is retried; the Go producer keeps a
+camera's order under retries. So librdkafka also produces once per round with enable.idempotence
+(the broker then keeps the order, with up to five requests in flight), the reference with the same
+guarantee. Then prints the medians side by side, with ratios.
 
 usage: bench_stream.py --reid bin/reid --go-test STREAM_TEST_BINARY [--n 20000] [--runs 5]
 """
@@ -35,7 +39,7 @@ def make_topic(brokers):
     return topic
 
 
-def produce(brokers, topic, n):
+def produce(brokers, topic, n, idempotent=False):
     # The same bytes per record as the Go side: wire header + metadata + 8 KiB image + CRC.
     value = METADATA + os.urandom(IMAGE_BYTES) + b"\0\0\0\0"
     producer = Producer({
@@ -45,6 +49,7 @@ def produce(brokers, topic, n):
         "batch.num.messages": 64,
         "queue.buffering.max.messages": 1024,
         "partitioner": "murmur2_random",
+        "enable.idempotence": idempotent,
     })
     cameras = [b"cam-1", b"cam-2", b"cam-3", b"cam-4"]
     start = time.perf_counter()
@@ -136,7 +141,7 @@ def main():
     args = parser.parse_args()
 
     # Rounds alternate Go and librdkafka so that the machine's drift hits both sides alike.
-    go, produced, consumed = {}, [], []
+    go, produced, produced_ordered, consumed = {}, [], [], []
     for round_number in range(args.runs):
         rates = {}
         for name in GO_BENCHMARKS:
@@ -160,9 +165,16 @@ def main():
             consumed.append(consume(broker.addr, topic, args.n))
         finally:
             broker.close()
+        broker = FreshBroker(args.reid)
+        try:
+            produced_ordered.append(produce(broker.addr, make_topic(broker.addr), args.n, idempotent=True))
+        finally:
+            broker.close()
         print(f"round {round_number + 1}: go " + ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
-              + f"; librdkafka Produce {produced[-1]:.0f}, Consume {consumed[-1]:.0f} msgs/s", flush=True)
+              + f"; librdkafka Produce {produced[-1]:.0f}, idempotent {produced_ordered[-1]:.0f}, "
+              + f"Consume {consumed[-1]:.0f} msgs/s", flush=True)
     reference = {"Produce": statistics.median(produced), "Consume": statistics.median(consumed)}
+    ordered = statistics.median(produced_ordered)
     go = {name: statistics.median(values) for name, values in go.items()}
 
     mb = IMAGE_BYTES / 1e6
@@ -172,6 +184,8 @@ def main():
         ours = go.get(name, float("nan"))
         ref = reference["Consume" if name == "Consume" else "Produce"]
         print(f"{name:16} {ours:10.0f} {ours * mb:8.1f} {ref:18.0f} {ref * mb:6.1f} {ours / ref:7.2f}")
+        if name != "Consume":
+            print(f"{'  idempotent':16} {'':10} {'':8} {ordered:18.0f} {ordered * mb:6.1f} {ours / ordered:7.2f}")
 
 
 if __name__ == "__main__":
