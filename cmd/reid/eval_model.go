@@ -66,14 +66,14 @@ func decodeImage(path string) (image.Image, error) {
 // configured torch device, through the same openModel the pipeline uses.
 func openModelExtractor(ctx context.Context, options config.Options, version string, batchSize int) (eval.Extractor, func(), error) {
 	if batchSize < 1 {
-		return nil, nil, fmt.Errorf("eval: batch size %d", batchSize)
+		return nil, nil, fmt.Errorf("--batch-size %d: must be at least 1", batchSize)
 	}
 	if version == "" {
 		version = "active"
 	}
 	loaded, err := openModel(ctx, options, version)
 	if err != nil {
-		return nil, nil, fmt.Errorf("eval: model %q: %w", version, err)
+		return nil, nil, fmt.Errorf("model %q: %w", version, err)
 	}
 	return &modelExtractor{model: loaded.network, batchSize: batchSize}, loaded.Close, nil
 }

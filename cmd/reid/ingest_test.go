@@ -86,6 +86,11 @@ func TestIngestAndContactSheet(t *testing.T) {
 	if _, err := runIngestCLI(t, "ingest", "--data-dir", data); err == nil {
 		t.Error("ingest with no source and no cameras: no error")
 	}
+	// Shared assets elsewhere than --shared-dir: the error says which settings find them.
+	_, err = runIngestCLI(t, "ingest", "--shared-dir", t.TempDir(), "--data-dir", data, "--source", video, "--camera", "cam1", "--max-frames", "1")
+	if err == nil || !strings.Contains(err.Error(), "detector.models_dir") || !strings.Contains(err.Error(), "REID_SHARED_DIR") {
+		t.Errorf("ingest without detector models: %v", err)
+	}
 }
 
 // foreignJPEG writes a JPEG that reid did not store, and returns its path.

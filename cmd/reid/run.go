@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"sync"
 	"time"
@@ -309,7 +310,15 @@ func newIngester(options config.Options, sink ingest.Sink, maxFrames int64) (*in
 		Tracker:  options.Tracker,
 		Crops:    options.Crops,
 		NewDetector: func(settings config.Detector) (ingest.Detector, error) {
-			return detector.New(settings, modelsDir)
+			found, err := detector.New(settings, modelsDir)
+			if errors.Is(err, fs.ErrNotExist) {
+				// The usual cause on a new machine: the shared assets are elsewhere.
+				return nil, fmt.Errorf("%w (detector models are read from %s: set detector.models_dir, or shared_dir with --shared-dir or REID_SHARED_DIR)", err, modelsDir)
+			}
+			if err != nil {
+				return nil, err
+			}
+			return found, nil
 		},
 		Sink:      sink,
 		MaxFrames: maxFrames,
