@@ -126,6 +126,40 @@ func TestPrecedenceFileThenEnvironmentThenFlags(t *testing.T) {
 	}
 }
 
+// A value of the wrong type is reported like every other bad value: one line per key, naming the
+// key and where the value came from, so the user knows which variable, flag or file to fix.
+func TestWrongTypesSayWhereTheValueCameFrom(t *testing.T) {
+	cases := []struct {
+		name    string
+		file    string
+		environ []string
+		want    []string
+	}{
+		{"environment", "", []string{"REID_RETENTION_MAX_AGE=forever"},
+			[]string{"config retention.max_age: ", `(REID_RETENTION_MAX_AGE="forever")`}},
+		{"file", "testdata/bad-type.bad.yaml", nil,
+			[]string{"config crops.width: ", "in testdata/bad-type.bad.yaml)"}},
+		{"two variables", "", []string{"REID_RETENTION_MAX_AGE=forever", "REID_CROPS_JPEG_QUALITY=high"},
+			[]string{`(REID_RETENTION_MAX_AGE="forever")`, `config crops.jpeg_quality: `, `(REID_CROPS_JPEG_QUALITY="high")`}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Load(c.file, c.environ, nil, nil)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, want := range c.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "decoding failed") {
+				t.Errorf("error %q is mapstructure's own message", err)
+			}
+		})
+	}
+}
+
 func TestUnknownEnvironmentVariableRejected(t *testing.T) {
 	_, err := Load("", []string{"REID_DETECTOR_CONFIDANCE=0.5"}, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "REID_DETECTOR_CONFIDANCE") {

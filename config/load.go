@@ -32,6 +32,8 @@ func Load(path string, environ []string, flags *pflag.FlagSet, flagKeys map[stri
 	for key, value := range keys {
 		v.SetDefault(key, value)
 	}
+	// sources says where each key's value came from, for errors about values of the wrong type.
+	sources := map[string]string{}
 	if path != "" {
 		raw, err := os.ReadFile(path)
 		if err != nil {
@@ -47,8 +49,15 @@ func Load(path string, environ []string, flags *pflag.FlagSet, flagKeys map[stri
 		if err := v.MergeConfigMap(fileValues); err != nil {
 			return Options{}, fmt.Errorf("config file %s: %w", path, err)
 		}
+		for key, value := range flatten("", fileValues) {
+			if _, isList := value.([]any); isList {
+				sources[key] = "in " + path
+			} else {
+				sources[key] = fmt.Sprintf("%q in %s", fmt.Sprint(value), path)
+			}
+		}
 	}
-	if err := applyEnvironment(v, keys, environ); err != nil {
+	if err := applyEnvironment(v, keys, environ, sources); err != nil {
 		return Options{}, err
 	}
 	if flags != nil {
@@ -56,6 +65,7 @@ func Load(path string, environ []string, flags *pflag.FlagSet, flagKeys map[stri
 			flag := flags.Lookup(flagName)
 			if flag != nil && flag.Changed {
 				v.Set(key, flag.Value.String())
+				sources[key] = fmt.Sprintf("--%s=%q", flagName, flag.Value.String())
 			}
 		}
 	}
@@ -74,7 +84,7 @@ func Load(path string, environ []string, flags *pflag.FlagSet, flagKeys map[stri
 		return Options{}, err
 	}
 	if err := decoder.Decode(v.AllSettings()); err != nil {
-		return Options{}, fmt.Errorf("config: %w", err)
+		return Options{}, describeDecodeError(err, sources)
 	}
 	if err := options.Validate(); err != nil {
 		return Options{}, err
@@ -84,7 +94,7 @@ func Load(path string, environ []string, flags *pflag.FlagSet, flagKeys map[stri
 
 // applyEnvironment sets every REID_* variable that names a known key; an unknown REID_* name is
 // an error so that a typo does not silently do nothing.
-func applyEnvironment(v *viper.Viper, keys map[string]any, environ []string) error {
+func applyEnvironment(v *viper.Viper, keys map[string]any, environ []string, sources map[string]string) error {
 	byEnvName := map[string]string{}
 	for key := range keys {
 		byEnvName[EnvName(key)] = key
@@ -104,8 +114,44 @@ func applyEnvironment(v *viper.Viper, keys map[string]any, environ []string) err
 			continue
 		}
 		v.Set(key, value)
+		sources[key] = fmt.Sprintf("%s=%q", name, value)
 	}
 	return errors.Join(errs...)
+}
+
+// describeDecodeError turns mapstructure's errors (values of the wrong type) into one FieldError
+// per key, each saying where the value came from: mapstructure alone prints a multi-line message
+// that names the key but not the variable, flag or file to fix.
+func describeDecodeError(err error, sources map[string]string) error {
+	var described []error
+	var collect func(error)
+	collect = func(err error) {
+		switch typed := err.(type) {
+		case *mapstructure.DecodeError:
+			message := typed.Unwrap().Error()
+			// A key inside a list (cameras[0].sample_fps) came with the list's key.
+			source, ok := sources[typed.Name()]
+			if !ok {
+				source, ok = sources[strings.SplitN(typed.Name(), "[", 2)[0]]
+			}
+			if ok {
+				message += " (" + source + ")"
+			}
+			described = append(described, &FieldError{Key: typed.Name(), Message: message})
+		case interface{ Unwrap() []error }:
+			for _, inner := range typed.Unwrap() {
+				collect(inner)
+			}
+		default:
+			if inner := errors.Unwrap(err); inner != nil {
+				collect(inner)
+				return
+			}
+			described = append(described, fmt.Errorf("config: %w", err))
+		}
+	}
+	collect(err)
+	return errors.Join(described...)
 }
 
 // ignoredEnv are REID_* variables that configure tests and tools, not the running system.
