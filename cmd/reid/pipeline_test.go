@@ -77,6 +77,10 @@ func loadOptions(t testing.TB, dataDir string) config.Options {
 // embedded index, and checks that every crop ingest produced is indexed once and archived.
 func TestRunEndToEnd(t *testing.T) {
 	dataDir := pipelineFixture(t)
+	// Before anything is embedded, a search says how to fill a gallery.
+	if out, err := runReid(t, "--data-dir", dataDir, "search", "--image", foreignJPEG(t)); err == nil || !strings.Contains(err.Error(), "nothing is searchable yet") {
+		t.Errorf("search of an empty index: %v\n%s", err, out)
+	}
 	out, err := runReid(t, "--data-dir", dataDir, "run", "--source", testassets.Path(t, "video/vtest.avi"),
 		"--camera", "gate", "--max-frames", "80", "--exit-when-done", "--json")
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"text/tabwriter"
@@ -43,6 +44,9 @@ func newSearchCommand(g *globals) *cobra.Command {
 			}
 			defer vectors.Close()
 			active, err := vectors.Active(ctx)
+			if errors.Is(err, index.ErrNoActiveVersion) {
+				return fmt.Errorf("%w: nothing is searchable yet; reid run (or reid embed) fills the active model's gallery, reid index backfill VERSION --activate fills one from the crop store", err)
+			}
 			if err != nil {
 				return err
 			}
