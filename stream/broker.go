@@ -19,6 +19,9 @@ type BrokerOptions struct {
 	// DataDir keeps topics, records and committed offsets across restarts
 	// (<data_dir>/broker). Empty keeps everything in memory.
 	DataDir string
+	// SyncWrites fsyncs every produced batch before the broker acknowledges it, so an acknowledged
+	// crop survives a power loss, not only a crash of the process (whose writes the kernel keeps).
+	SyncWrites bool
 	// MaxMessageBytes is the broker's message.max.bytes; 0 keeps kfake's default (about 1 MiB),
 	// which fits every record Encode accepts (MaxRecordBytes).
 	MaxMessageBytes int
@@ -68,6 +71,9 @@ func StartBroker(options BrokerOptions) (*Broker, error) {
 			return nil, fmt.Errorf("stream: embedded broker: %w", err)
 		}
 		kfakeOptions = append(kfakeOptions, kfake.DataDir(options.DataDir))
+		if options.SyncWrites {
+			kfakeOptions = append(kfakeOptions, kfake.SyncWrites())
+		}
 	}
 	if options.RetentionCheck <= 0 {
 		options.RetentionCheck = 5 * time.Minute

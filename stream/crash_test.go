@@ -3,6 +3,7 @@ package stream
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -123,4 +124,51 @@ func TestConsumerSIGKILLMidStream(t *testing.T) {
 		t.Errorf("%d distinct ids written, want %d", len(counts), len(records))
 	}
 	t.Logf("killed after %d writes; %d writes in all for %d records (redeliveries absorbed by idempotent writes)", atKill, len(written()), len(records))
+}
+
+// TestHelperBrokerProcess is not a test: startBrokerProcess runs the test binary again with
+// STREAM_CHILD_BROKER_DIR set, and this function then serves the embedded broker on that data dir,
+// printing its address, until the process is killed.
+func TestHelperBrokerProcess(t *testing.T) {
+	dataDir := os.Getenv("STREAM_CHILD_BROKER_DIR")
+	if dataDir == "" {
+		return // run directly by `go test`: nothing to do
+	}
+	broker, err := StartBroker(BrokerOptions{Addr: "127.0.0.1:0", DataDir: dataDir, SyncWrites: true, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	fmt.Println(broker.Addrs()[0])
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+}
+
+// startBrokerProcess runs the embedded broker on dataDir in a child process; the returned function
+// SIGKILLs it, so the broker gets no chance to flush or close anything.
+func startBrokerProcess(t *testing.T, dataDir string) (Connection, func()) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperBrokerProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "STREAM_CHILD_BROKER_DIR="+dataDir)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	timeout := time.AfterFunc(30*time.Second, kill)
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	timeout.Stop()
+	if err != nil {
+		kill()
+		t.Fatalf("broker process gave no address: %v", err)
+	}
+	return Connection{Brokers: []string{strings.TrimSpace(addr)}}, kill
 }

@@ -28,7 +28,7 @@ func Open(ctx context.Context, cfg config.Stream, dataDir string, logger *slog.L
 	cluster := &Cluster{}
 	var brokers []string
 	if len(cfg.Brokers) == 0 {
-		broker, err := StartBroker(BrokerOptions{Addr: cfg.EmbeddedAddr, DataDir: filepath.Join(dataDir, "broker"), Logger: logger})
+		broker, err := StartBroker(BrokerOptionsFrom(cfg, dataDir, logger))
 		if err != nil {
 			return nil, err
 		}
@@ -42,6 +42,17 @@ func Open(ctx context.Context, cfg config.Stream, dataDir string, logger *slog.L
 		return nil, fmt.Errorf("stream: open: %w", err)
 	}
 	return cluster, nil
+}
+
+// BrokerOptionsFrom takes the embedded broker's settings from the stream config: its address, its
+// data under <dataDir>/broker, and whether it fsyncs what it acknowledges.
+func BrokerOptionsFrom(cfg config.Stream, dataDir string, logger *slog.Logger) BrokerOptions {
+	return BrokerOptions{
+		Addr:       cfg.EmbeddedAddr,
+		DataDir:    filepath.Join(dataDir, "broker"),
+		SyncWrites: cfg.EmbeddedSyncWrites,
+		Logger:     logger,
+	}
 }
 
 // Close stops the embedded broker, if Open started one.

@@ -743,20 +743,40 @@ func TestProducerDropModeCountsDrops(t *testing.T) {
 	waitFor(t, 30*time.Second, "every produced record consumed", func() bool { return index.len() == int(stats.Produced) })
 }
 
+// TestBrokerRestartKeepsTopicsAndOffsets restarts the embedded broker on its data dir, once after a
+// graceful Close and once after a SIGKILL of the process it runs in: acknowledged records, topics
+// and committed offsets must all survive both.
 func TestBrokerRestartKeepsTopicsAndOffsets(t *testing.T) {
 	t.Parallel()
-	dataDir := t.TempDir()
-	start := func() (*Broker, Connection) {
-		broker, err := StartBroker(BrokerOptions{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: testLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return broker, Connection{Brokers: broker.Addrs()}
+	cases := []struct {
+		name string
+		// start runs a broker on dataDir and returns its connection and how it ends.
+		start func(t *testing.T, dataDir string) (Connection, func())
+	}{
+		{"closed", func(t *testing.T, dataDir string) (Connection, func()) {
+			broker, err := StartBroker(BrokerOptions{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: testLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return Connection{Brokers: broker.Addrs()}, broker.Close
+		}},
+		{"killed", startBrokerProcess},
 	}
-	broker, conn := start()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dataDir := t.TempDir()
+			testBrokerRestart(t, func() (Connection, func()) { return c.start(t, dataDir) })
+		})
+	}
+}
+
+func testBrokerRestart(t *testing.T, start func() (Connection, func())) {
+	conn, stop := start()
 	topic, dlq := newTopics(t, testEnv{conn: conn}, 3)
 	group := randomName("group")
 	before := makeRecords(t, []string{"cam-a", "cam-b"}, 25, 0)
+	unread := makeRecords(t, []string{"cam-a", "cam-b"}, 5, 500)
 	after := makeRecords(t, []string{"cam-a", "cam-b"}, 10, 1000)
 
 	producer, err := NewProducer(conn, ProducerOptions{Topic: topic, Logger: testLogger()})
@@ -764,19 +784,21 @@ func TestBrokerRestartKeepsTopicsAndOffsets(t *testing.T) {
 		t.Fatal(err)
 	}
 	putAll(t, producer, before)
-	if err := producer.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
 	index := newMemoryIndex()
 	first := startConsumer(t, conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq}, index.handler)
 	waitFor(t, 30*time.Second, "first records committed", func() bool { return first.Stats().Handled == int64(len(before)) })
 	if err := first.stop(); err != nil {
 		t.Fatal(err)
 	}
-	broker.Close()
+	// Acknowledged but not consumed when the broker ends.
+	putAll(t, producer, unread)
+	if err := producer.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stop()
 
-	broker, conn = start()
-	defer broker.Close()
+	conn, stop = start()
+	defer stop()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	client := &kafka.Client{Addr: kafka.TCP(conn.Brokers...)}
@@ -791,15 +813,21 @@ func TestBrokerRestartKeepsTopicsAndOffsets(t *testing.T) {
 	putAll(t, producer, after)
 	second := newMemoryIndex()
 	startConsumer(t, conn, ConsumerOptions{Topic: topic, Group: group, DLQTopic: dlq}, second.handler)
-	waitFor(t, 30*time.Second, "records produced after the restart", func() bool { return second.len() == len(after) })
+	want := len(unread) + len(after)
+	waitFor(t, 30*time.Second, "records acknowledged before and produced after the restart", func() bool { return second.len() == want })
 	time.Sleep(500 * time.Millisecond) // give stray redeliveries a chance to show
 	for _, record := range before {
 		if second.has(record.ID) {
 			t.Fatalf("record %s committed before the restart was delivered again: offsets were not kept", record.ID)
 		}
 	}
-	if second.len() != len(after) {
-		t.Fatalf("%d records after restart, want %d", second.len(), len(after))
+	for _, record := range append(unread, after...) {
+		if !second.has(record.ID) {
+			t.Fatalf("record %s lost", record.ID)
+		}
+	}
+	if second.len() != want {
+		t.Fatalf("%d records after restart, want %d", second.len(), want)
 	}
 }
 
@@ -844,6 +872,18 @@ func TestOpenStartsEmbeddedBrokerAndTopics(t *testing.T) {
 	defer external.Close()
 	if external.Embedded != nil || external.Conn.Brokers[0] != cluster.Conn.Brokers[0] {
 		t.Fatalf("Open with brokers configured: %+v", external)
+	}
+}
+
+func TestBrokerOptionsFrom(t *testing.T) {
+	cfg := config.Default().Stream
+	options := BrokerOptionsFrom(cfg, "/srv/reid", nil)
+	if options.Addr != cfg.EmbeddedAddr || options.DataDir != filepath.Join("/srv/reid", "broker") || !options.SyncWrites {
+		t.Errorf("broker options from the default config: %+v; want its address, <data_dir>/broker and fsynced writes", options)
+	}
+	cfg.EmbeddedSyncWrites = false
+	if BrokerOptionsFrom(cfg, "/srv/reid", nil).SyncWrites {
+		t.Error("stream.embedded_sync_writes false still syncs")
 	}
 }
 

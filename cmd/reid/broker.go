@@ -30,10 +30,7 @@ func newBrokerCommand(g *globals) *cobra.Command {
 			if cmd.Flags().Changed("addr") {
 				options.Stream.EmbeddedAddr = addr
 			}
-			broker, err := stream.StartBroker(stream.BrokerOptions{
-				Addr:    options.Stream.EmbeddedAddr,
-				DataDir: filepath.Join(options.DataDir, "broker"),
-			})
+			broker, err := stream.StartBroker(stream.BrokerOptionsFrom(options.Stream, options.DataDir, slog.Default()))
 			if err != nil {
 				return err
 			}
