@@ -290,7 +290,7 @@ type cameraCounters struct {
 	camera                                  string
 	decoded, frames, detections, crops      atomic.Int64
 	tracks, reconnects, skipped, sinkErrors atomic.Int64
-	stationary                              atomic.Int64
+	stationary, late                        atomic.Int64
 	queued                                  atomic.Int64 // records handed to the writer
 	finishedAt                              atomic.Int64 // unix nanoseconds; 0 while running
 }
@@ -314,7 +314,11 @@ type CameraStats struct {
 	Stationary int64 `json:"stationary"`
 	Reconnects int64 `json:"reconnects"`
 	// Skipped counts unreadable still images.
-	Skipped int64   `json:"skipped"`
+	Skipped int64 `json:"skipped"`
+	// Late counts frames of a live stream that arrived while an earlier one was still being
+	// processed and were passed over for the newest: the camera delivers more frames than its
+	// processing keeps up with, so it sees fewer than its sample rate asks for, but never late.
+	Late    int64   `json:"late"`
 	Seconds float64 `json:"seconds"`
 	// FPS is processed frames per second of run time.
 	FPS     float64 `json:"fps"`
@@ -355,6 +359,7 @@ func (in *Ingester) Stats() Stats {
 			Stationary: counters.stationary.Load(),
 			Reconnects: counters.reconnects.Load(),
 			Skipped:    counters.skipped.Load(),
+			Late:       counters.late.Load(),
 			Seconds:    end.Sub(started).Seconds(),
 			Running:    finished == 0,
 		}
@@ -552,13 +557,21 @@ func (s *cameraState) drain(ctx context.Context, source capture) (progressed boo
 			return progressed, err
 		}
 		progressed = true
+		// Frames a live source delivered while the previous one was processed were decoded but
+		// never looked at; they keep their numbers, so frame indexes still count the stream's.
+		s.frameIndex += info.late
+		s.counters.late.Add(info.late)
+		s.counters.decoded.Add(1 + info.late)
 		frameIndex := s.frameIndex
 		s.frameIndex++
-		s.counters.decoded.Add(1)
 
+		read := info.read
+		if read.IsZero() {
+			read = time.Now()
+		}
 		position := info.position
 		if s.kind.live() {
-			position = time.Since(s.cameraT0)
+			position = read.Sub(s.cameraT0)
 		}
 		if !s.sampler.Keep(position) {
 			continue
@@ -566,7 +579,7 @@ func (s *cameraState) drain(ctx context.Context, source capture) (progressed boo
 		var frameTime time.Time
 		switch {
 		case s.wallclock:
-			frameTime = time.Now()
+			frameTime = read
 		case !info.time.IsZero() && s.configuredStart.IsZero():
 			frameTime = info.time
 		default:

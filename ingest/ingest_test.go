@@ -941,3 +941,102 @@ func TestReconfigureRestartsFailedCamera(t *testing.T) {
 		t.Errorf("Run: %v, want the flaky camera's earlier failure", err)
 	}
 }
+
+// slowDetector takes delay per frame, as a detector slower than the camera's frame rate does.
+type slowDetector struct {
+	walkerDetector
+	delay time.Duration
+}
+
+func (d *slowDetector) Detect(frame gocv.Mat) ([]detector.Detection, error) {
+	time.Sleep(d.delay)
+	return d.walkerDetector.Detect(frame)
+}
+
+// mjpegServer serves frames once as a live multipart MJPEG stream (an IP camera's HTTP stream:
+// no frame count), one every interval, and refuses later connections.
+func mjpegServer(t *testing.T, frames [][]byte, interval time.Duration) *httptest.Server {
+	t.Helper()
+	var mu sync.Mutex
+	served := false
+	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		again := served
+		served = true
+		mu.Unlock()
+		if again {
+			http.Error(w, "camera offline", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+		for _, frame := range frames {
+			fmt.Fprintf(w, "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(frame))
+			w.Write(frame)
+			w.Write([]byte("\r\n"))
+			w.(http.Flusher).Flush()
+			time.Sleep(interval)
+		}
+	}))
+	t.Cleanup(server.Close)
+	return server
+}
+
+// TestLiveStreamSkipsToNewestFrame runs a live stream of 60 frames at 20 frames/s (3 s) through a
+// detector that needs 200 ms a frame. Read one by one, the frames would take 12 s and the last
+// would be processed 9 s after it was sent; taking the newest frame each time, the camera keeps
+// up with the stream and counts what it passed over as late.
+func TestLiveStreamSkipsToNewestFrame(t *testing.T) {
+	video, err := gocv.VideoCaptureFile(testassets.Path(t, "video/vtest.avi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := gocv.NewMat()
+	var frames [][]byte
+	for len(frames) < 60 && video.Read(&frame) {
+		encoded, err := gocv.IMEncode(gocv.JPEGFileExt, frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, bytes.Clone(encoded.GetBytes()))
+		encoded.Close()
+	}
+	frame.Close()
+	video.Close()
+	server := mjpegServer(t, frames, 50*time.Millisecond)
+
+	sink := &memorySink{}
+	options := testOptions(sink, func(config.Detector) (Detector, error) { return &slowDetector{delay: 200 * time.Millisecond}, nil })
+	options.Ingest.MaxReconnects = 1
+	options.Crops.MinInterval = 0
+	options.Tracker.MinHits = 1
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	err = ingester.Run(context.Background(), []config.Camera{{ID: "ipcam", Source: server.URL + "/video.mjpg"}})
+	elapsed := time.Since(started)
+	if err == nil || !strings.Contains(err.Error(), "giving up") {
+		t.Fatalf("run ended with %v, want the camera to give up once the stream is gone", err)
+	}
+	stats := ingester.Stats().Cameras[0]
+	t.Logf("%+v in %s", stats, elapsed)
+	if stats.Decoded < 55 || stats.Frames+stats.Late != stats.Decoded {
+		t.Errorf("decoded %d, processed %d, late %d: want about 60 decoded, each processed or late", stats.Decoded, stats.Frames, stats.Late)
+	}
+	if stats.Late < 20 || stats.Frames > 40 {
+		t.Errorf("processed %d frames and passed over %d: the camera read every frame instead of the newest", stats.Frames, stats.Late)
+	}
+	// The stream lasts 3 s; reading every frame would take 12 s.
+	if elapsed > 8*time.Second {
+		t.Errorf("the run took %s for a 3 s stream: it fell behind", elapsed)
+	}
+	// Crop times are when the frames arrived, within the stream's 3 s.
+	records := sink.byCamera("ipcam")
+	if len(records) == 0 {
+		t.Fatal("no crops")
+	}
+	if first, last := records[0].Time, records[len(records)-1].Time; last.Sub(first) > 4*time.Second {
+		t.Errorf("crops span %s of a 3 s stream", last.Sub(first))
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -65,6 +66,11 @@ type frameInfo struct {
 	position time.Duration
 	// time is the frame's absolute time when the source itself says (a still's file name).
 	time time.Time
+	// read is when a live source delivered the frame; zero for files and stills.
+	read time.Time
+	// late counts the frames a live source delivered after the previous Read and before this
+	// frame, which nobody looked at because this newer one had arrived (see newestFrame).
+	late int64
 }
 
 // capture reads frames from one opened source into a caller-owned Mat.
@@ -88,7 +94,7 @@ func openCapture(camera config.Camera) (capture, error) {
 			closeVideo(video)
 			return nil, fmt.Errorf("open device %d: not available", device)
 		}
-		return &videoCapture{video: video, live: true}, nil
+		return newNewestFrame(&videoCapture{video: video, live: true}), nil
 	case kindURL:
 		video, err := gocv.VideoCaptureFileWithAPI(camera.Source, gocv.VideoCaptureFFmpeg)
 		if err != nil || !video.IsOpened() {
@@ -96,8 +102,13 @@ func openCapture(camera config.Camera) (capture, error) {
 			return nil, fmt.Errorf("open %s: stream not reachable or not a video", redactURL(camera.Source))
 		}
 		// A URL may name a finished file (http://.../clip.mp4) rather than a live stream; its
-		// container then declares a frame count, and reaching it is a clean end, not a drop.
-		return &videoCapture{video: video, live: true, frameCount: int64(video.Get(gocv.VideoCaptureFrameCount))}, nil
+		// container then declares a frame count, reaching it is a clean end, not a drop, and
+		// every frame is there to be read, as fast as it downloads.
+		capture := &videoCapture{video: video, live: true, frameCount: int64(video.Get(gocv.VideoCaptureFrameCount))}
+		if capture.frameCount > 0 {
+			return capture, nil
+		}
+		return newNewestFrame(capture), nil
 	case kindStills:
 		return openStills(camera)
 	default:
@@ -179,7 +190,8 @@ func (c *videoCapture) Read(frame *gocv.Mat) (frameInfo, error) {
 	}
 	c.decoded++
 	if c.live {
-		return frameInfo{position: time.Since(c.opened)}, nil
+		now := time.Now()
+		return frameInfo{position: now.Sub(c.opened), read: now}, nil
 	}
 	position := time.Duration(c.video.Get(gocv.VideoCapturePosMsec) * float64(time.Millisecond))
 	if position <= 0 && c.decoded > 1 && c.fps > 0 {
@@ -309,3 +321,91 @@ func (c *stillsCapture) Read(frame *gocv.Mat) (frameInfo, error) {
 }
 
 func (c *stillsCapture) Close() error { return nil }
+
+// newestFrame reads a live stream on its own goroutine, as fast as the stream delivers, and hands
+// Read only the newest frame. A camera whose processing is slower than its frame rate then skips
+// frames (counted as late) instead of falling further behind with every frame: read one by one,
+// the stream's backlog would grow until the server or the network dropped the connection, and
+// every crop would come later, and with a later time, than the moment it shows.
+type newestFrame struct {
+	source capture
+
+	mu      sync.Mutex
+	arrived *sync.Cond // signalled when a frame or the source's error arrives
+	newest  gocv.Mat   // the newest frame not yet taken, when fresh
+	info    frameInfo
+	fresh   bool
+	late    int64 // frames replaced since the last Read
+	err     error // the source's error, once it has stopped
+	stop    bool
+
+	done chan struct{}
+}
+
+func newNewestFrame(source capture) *newestFrame {
+	n := &newestFrame{source: source, newest: gocv.NewMat(), done: make(chan struct{})}
+	n.arrived = sync.NewCond(&n.mu)
+	go n.run()
+	return n
+}
+
+// run owns the source's reads until it fails or Close asks it to stop.
+func (n *newestFrame) run() {
+	defer close(n.done)
+	spare := gocv.NewMat()
+	defer spare.Close()
+	for {
+		n.mu.Lock()
+		stop := n.stop
+		n.mu.Unlock()
+		if stop {
+			return
+		}
+		info, err := n.source.Read(&spare)
+		n.mu.Lock()
+		if err != nil {
+			n.err = err
+			n.arrived.Broadcast()
+			n.mu.Unlock()
+			return
+		}
+		n.newest, spare = spare, n.newest
+		if n.fresh {
+			n.late++
+		}
+		n.info, n.fresh = info, true
+		n.arrived.Broadcast()
+		n.mu.Unlock()
+	}
+}
+
+// Read waits for a frame newer than the last one read and swaps it into frame; the frame's old
+// Mat becomes the reader's buffer. Once the source has failed, the frame it delivered last is
+// still read before its error.
+func (n *newestFrame) Read(frame *gocv.Mat) (frameInfo, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for !n.fresh && n.err == nil {
+		n.arrived.Wait()
+	}
+	if !n.fresh {
+		return frameInfo{}, n.err
+	}
+	*frame, n.newest = n.newest, *frame
+	info := n.info
+	info.late, n.late = n.late, 0
+	n.fresh = false
+	return info, nil
+}
+
+func (n *newestFrame) Start() time.Time { return n.source.Start() }
+
+// Close stops the reader, after the read it may be in, and closes the source.
+func (n *newestFrame) Close() error {
+	n.mu.Lock()
+	n.stop = true
+	n.mu.Unlock()
+	<-n.done
+	n.newest.Close()
+	return n.source.Close()
+}

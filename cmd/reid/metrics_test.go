@@ -13,9 +13,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/index/embedded"
+	"github.com/reid-project/reid/internal/testassets"
 	"github.com/reid-project/reid/retention"
 	"github.com/reid-project/reid/stream"
 	"github.com/reid-project/reid/trainer"
@@ -134,13 +136,32 @@ func TestPipelineMetrics(t *testing.T) {
 	if err := embed.Handle(ctx, batch); err == nil {
 		t.Fatal("the broken crop was not rejected")
 	}
-	metrics := &pipelineMetrics{embedder: embed, vectors: vectors, switching: &modelSwitch{done: make(chan struct{})}}
+	// Ten frames of a file through the real detector: each decoded and processed, none late.
+	options := config.Default()
+	options.SharedDir = testassets.SharedDir()
+	ingester, err := newIngester(options, discardSink{}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ingester.Run(ctx, []config.Camera{{ID: "gate", Source: testassets.Path(t, "video/vtest.avi")}}); err != nil {
+		t.Fatal(err)
+	}
+	metrics := &pipelineMetrics{ingester: ingester, embedder: embed, vectors: vectors, switching: &modelSwitch{done: make(chan struct{})}}
 	metrics.switching.backfilled.Store(7)
 	metrics.pruned(retention.Result{Crops: 3, Vectors: 6})
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(metrics)
 
 	want := `
+# HELP reid_ingest_frames_total Frames processed after sampling, per camera.
+# TYPE reid_ingest_frames_total counter
+reid_ingest_frames_total{camera="gate"} 10
+# HELP reid_ingest_decoded_frames_total Frames read from the source, per camera.
+# TYPE reid_ingest_decoded_frames_total counter
+reid_ingest_decoded_frames_total{camera="gate"} 10
+# HELP reid_ingest_late_frames_total Frames of a live stream passed over for a newer one because processing had not kept up, per camera.
+# TYPE reid_ingest_late_frames_total counter
+reid_ingest_late_frames_total{camera="gate"} 0
 # HELP reid_embedder_decoded_ahead_total Crops decoded while the model ran the batch before theirs.
 # TYPE reid_embedder_decoded_ahead_total counter
 reid_embedder_decoded_ahead_total 0
@@ -165,7 +186,7 @@ reid_model_switch_pending 1
 reid_retention_deleted_total{kind="crops"} 3
 reid_retention_deleted_total{kind="vectors"} 6
 `
-	names := []string{"reid_embedder_crops_total", "reid_embedder_decoded_ahead_total", "reid_embedder_rejected_total", "reid_index_items",
+	names := []string{"reid_ingest_frames_total", "reid_ingest_decoded_frames_total", "reid_ingest_late_frames_total", "reid_embedder_crops_total", "reid_embedder_decoded_ahead_total", "reid_embedder_rejected_total", "reid_index_items",
 		"reid_model_switch_backfilled_total", "reid_model_switch_pending", "reid_retention_deleted_total"}
 	if err := testutil.GatherAndCompare(registry, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
