@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"image/jpeg"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -347,12 +348,19 @@ func committed(t *testing.T, broker string, options config.Options) int64 {
 	return total
 }
 
+// startChild runs reid with args in a process of its own (the test binary, through TestMain).
 func startChild(t *testing.T, dataDir string, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	return startChildOutput(t, dataDir, env, os.Stderr, args...)
+}
+
+// startChildOutput is startChild with the child's standard output going to stdout.
+func startChildOutput(t *testing.T, dataDir string, env []string, stdout io.Writer, args ...string) *exec.Cmd {
 	t.Helper()
 	encoded, _ := json.Marshal(append([]string{"--data-dir", dataDir, "--log-level", "warn"}, args...))
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(append(os.Environ(), env...), "REIDTEST_MAIN_ARGS="+string(encoded))
-	child.Stdout, child.Stderr = os.Stderr, os.Stderr
+	child.Stdout, child.Stderr = stdout, os.Stderr
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -367,6 +375,64 @@ func freeAddr(t *testing.T) string {
 	}
 	defer listener.Close()
 	return listener.Addr().String()
+}
+
+// TestRunDrainsOnSignal stops `reid run` with SIGTERM while ingest is producing, and checks that
+// every crop ingest had handed over is embedded, archived and indexed before it exits. The
+// producer holds its records until it flushes (long batches), so they all reach the broker after
+// the signal: consumers that stopped at the signal would take in none of them.
+func TestRunDrainsOnSignal(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	opsAddr := freeAddr(t)
+	env := []string{"REID_OPS_ADDR=" + opsAddr, "REID_STREAM_BATCH_SIZE=1024", "REID_STREAM_BATCH_TIMEOUT=1m"}
+	var stdout bytes.Buffer
+	child := startChildOutput(t, dataDir, env, &stdout, "run", "--source", testassets.Path(t, "video/vtest.avi"), "--camera", "gate", "--json")
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if time.Now().After(deadline) {
+			child.Process.Kill()
+			t.Fatal("ingest made no crops")
+		}
+		if response, err := http.Get("http://" + opsAddr + "/metrics"); err == nil {
+			body, _ := io.ReadAll(response.Body)
+			response.Body.Close()
+			var crops float64
+			for _, line := range strings.Split(string(body), "\n") {
+				if value, ok := strings.CutPrefix(line, `reid_ingest_crops_total{camera="gate"} `); ok {
+					crops, _ = strconv.ParseFloat(value, 64)
+				}
+			}
+			if crops >= 40 {
+				break
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("reid run after SIGTERM: %v", err)
+		}
+	case <-time.After(time.Minute):
+		child.Process.Kill()
+		t.Fatal("reid run did not stop within a minute of SIGTERM")
+	}
+	var summary runSummary
+	if err := json.Unmarshal(stdout.Bytes(), &summary); err != nil {
+		t.Fatalf("summary %q: %v", stdout.String(), err)
+	}
+	t.Logf("summary: %+v", summary)
+	if summary.Produced < 40 || summary.Produced != summary.Crops {
+		t.Fatalf("ingest made %d crops, the producer flushed %d: want all of at least 40", summary.Crops, summary.Produced)
+	}
+	if summary.Embedded != summary.Produced || summary.Archived != summary.Produced || int64(summary.Indexed) != summary.Produced {
+		t.Fatalf("produced %d, embedded %d, archived %d, indexed %d: a signal must not leave crops behind", summary.Produced, summary.Embedded, summary.Archived, summary.Indexed)
+	}
 }
 
 // TestEmbedderCrashResume runs `reid embed` as its own process against a broker on loopback,

@@ -33,7 +33,8 @@ func newRunCommand(g *globals) *cobra.Command {
 			"configured camera (or --source/--camera), the embedder, the archiver, the index and the\n" +
 			"lookup API and web page (lookup.addr).\n" +
 			"SIGINT/SIGTERM shut it down gracefully: ingest stops, the producer flushes, and the\n" +
-			"consumers finish and commit the batch in hand; what is left waits in the broker.\n" +
+			"embedder and archiver go on until they have taken in everything in the crops topic (for at\n" +
+			"most 15s; what is left then waits in the broker for the next start).\n" +
 			"SIGHUP re-reads the configuration and applies its cameras: new ones start, removed ones\n" +
 			"stop, changed ones restart; everything else keeps running.",
 		Args: cobra.NoArgs,
@@ -173,10 +174,15 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		defer func() { stopSwitch(); <-switching.done }()
 	}
 
-	// Consumers outlive ingest: they stop on a signal, or (with --exit-when-done) once they have
-	// caught up with everything in the crops topic (this run's records and any backlog).
-	consumerCtx, stopConsumers := context.WithCancel(ctx)
+	// Consumers outlive ingest: they run until a signal and then until they have caught up with
+	// what ingest handed over before it (for at most shutdownDrain), or, with --exit-when-done,
+	// until they have caught up with everything in the crops topic (this run's records and any
+	// backlog). A consumer's failure stops them all.
+	consumerCtx, stopConsumers := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsumers()
+	waitCtx, cancelWait := context.WithCancel(consumerCtx)
+	defer cancelWait()
+	defer context.AfterFunc(ctx, cancelWait)()
 	var consumers sync.WaitGroup
 	consumerErrs := make(chan error, 2)
 	for _, consumer := range []*stream.Consumer{embedStage.consumer, archiveStage} {
@@ -209,15 +215,25 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	}
 	produced := producer.Stats().Produced
 	if flags.exitWhenDone && ctx.Err() == nil {
-		waitCaughtUp(consumerCtx, embedStage.consumer, archiveStage)
+		waitCaughtUp(waitCtx, embedStage.consumer, archiveStage)
 		if switching != nil {
 			select {
 			case <-switching.done:
-			case <-consumerCtx.Done():
+			case <-waitCtx.Done():
 			}
 		}
 	} else {
-		<-consumerCtx.Done()
+		<-waitCtx.Done()
+	}
+	if ctx.Err() != nil && consumerCtx.Err() == nil {
+		// A signal: the crops ingest handed over just before it are embedded and archived now,
+		// so that they are searchable while reid is stopped, unless that takes too long.
+		drainCtx, cancelDrain := context.WithTimeout(consumerCtx, shutdownDrain)
+		waitCaughtUp(drainCtx, embedStage.consumer, archiveStage)
+		if drainCtx.Err() != nil && consumerCtx.Err() == nil {
+			slog.Warn("stopping with crops not yet embedded or archived; they wait in the broker for the next start", "waited", shutdownDrain)
+		}
+		cancelDrain()
 	}
 	stopConsumers()
 	consumers.Wait()
@@ -263,6 +279,10 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	}
 	return errors.Join(append(errs, ingestErr)...)
 }
+
+// shutdownDrain bounds how long `reid run` goes on consuming after a signal: long enough for the
+// crops of the last seconds, short of what service managers allow a stop (systemd: 90s).
+const shutdownDrain = 15 * time.Second
 
 // waitCaughtUp returns once every consumer's group has committed every record in its topic, or
 // ctx ends. Call it after the producer has flushed. It reads offsets from the broker rather than
