@@ -551,7 +551,7 @@ func (s *cameraState) drain(ctx context.Context, source capture) (progressed boo
 		if err := ctx.Err(); err != nil {
 			return progressed, err
 		}
-		info, err := source.Read(&s.frame)
+		info, err := source.Read(ctx, &s.frame)
 		skipped()
 		if err != nil {
 			return progressed, err

@@ -248,7 +248,7 @@ type fakeLive struct {
 	read   int
 }
 
-func (f *fakeLive) Read(frame *gocv.Mat) (frameInfo, error) {
+func (f *fakeLive) Read(_ context.Context, frame *gocv.Mat) (frameInfo, error) {
 	if f.read >= f.frames {
 		return frameInfo{}, errDropped
 	}
@@ -954,11 +954,13 @@ func (d *slowDetector) Detect(frame gocv.Mat) ([]detector.Detection, error) {
 }
 
 // mjpegServer serves frames once as a live multipart MJPEG stream (an IP camera's HTTP stream:
-// no frame count), one every interval, and refuses later connections.
-func mjpegServer(t *testing.T, frames [][]byte, interval time.Duration) *httptest.Server {
+// no frame count), one every interval, and refuses later connections. With stall, it then keeps
+// the connection open and sends nothing more, as a camera that hangs does.
+func mjpegServer(t *testing.T, frames [][]byte, interval time.Duration, stall bool) *httptest.Server {
 	t.Helper()
 	var mu sync.Mutex
 	served := false
+	release := make(chan struct{}) // ends a stall when the test does
 	server := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		again := served
@@ -976,8 +978,15 @@ func mjpegServer(t *testing.T, frames [][]byte, interval time.Duration) *httptes
 			w.(http.Flusher).Flush()
 			time.Sleep(interval)
 		}
+		if stall {
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}
 	}))
 	t.Cleanup(server.Close)
+	t.Cleanup(func() { close(release) }) // first: Close waits for the handler
 	return server
 }
 
@@ -986,23 +995,7 @@ func mjpegServer(t *testing.T, frames [][]byte, interval time.Duration) *httptes
 // would be processed 9 s after it was sent; taking the newest frame each time, the camera keeps
 // up with the stream and counts what it passed over as late.
 func TestLiveStreamSkipsToNewestFrame(t *testing.T) {
-	video, err := gocv.VideoCaptureFile(testassets.Path(t, "video/vtest.avi"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	frame := gocv.NewMat()
-	var frames [][]byte
-	for len(frames) < 60 && video.Read(&frame) {
-		encoded, err := gocv.IMEncode(gocv.JPEGFileExt, frame)
-		if err != nil {
-			t.Fatal(err)
-		}
-		frames = append(frames, bytes.Clone(encoded.GetBytes()))
-		encoded.Close()
-	}
-	frame.Close()
-	video.Close()
-	server := mjpegServer(t, frames, 50*time.Millisecond)
+	server := mjpegServer(t, vtestJPEGs(t, 60), 50*time.Millisecond, false)
 
 	sink := &memorySink{}
 	options := testOptions(sink, func(config.Detector) (Detector, error) { return &slowDetector{delay: 200 * time.Millisecond}, nil })
@@ -1038,5 +1031,62 @@ func TestLiveStreamSkipsToNewestFrame(t *testing.T) {
 	}
 	if first, last := records[0].Time, records[len(records)-1].Time; last.Sub(first) > 4*time.Second {
 		t.Errorf("crops span %s of a 3 s stream", last.Sub(first))
+	}
+}
+
+// vtestJPEGs returns the first n frames of vtest.avi as JPEGs.
+func vtestJPEGs(t *testing.T, n int) [][]byte {
+	t.Helper()
+	video, err := gocv.VideoCaptureFile(testassets.Path(t, "video/vtest.avi"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer video.Close()
+	frame := gocv.NewMat()
+	defer frame.Close()
+	var frames [][]byte
+	for len(frames) < n && video.Read(&frame) {
+		encoded, err := gocv.IMEncode(gocv.JPEGFileExt, frame)
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, bytes.Clone(encoded.GetBytes()))
+		encoded.Close()
+	}
+	return frames
+}
+
+// TestStalledLiveStreamStopsAtOnce stops ingest while its camera's stream hangs (connected, no
+// frames). FFmpeg would wait 30 s for the next frame; the camera must stop without waiting for it.
+func TestStalledLiveStreamStopsAtOnce(t *testing.T) {
+	server := mjpegServer(t, vtestJPEGs(t, 5), 20*time.Millisecond, true)
+	sink := &memorySink{}
+	ingester, err := New(testOptions(sink, fakeDetector))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ingester.Run(ctx, []config.Camera{{ID: "hung", Source: server.URL + "/video.mjpg"}}) }()
+	waitUntil := time.Now().Add(30 * time.Second)
+	for ingester.Stats().Cameras == nil || ingester.Stats().Cameras[0].Decoded < 5 {
+		if time.Now().After(waitUntil) {
+			t.Fatal("the stream's frames never arrived")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // the stream is now hung
+	stopped := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) && err != nil {
+			t.Errorf("run: %v", err)
+		}
+		if waited := time.Since(stopped); waited > 5*time.Second {
+			t.Errorf("stopping took %s", waited)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ingest still waits for a hung stream 20 s after it was stopped")
 	}
 }

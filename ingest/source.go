@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -77,8 +78,9 @@ type frameInfo struct {
 type capture interface {
 	// Read decodes the next frame into frame. It returns io.EOF at the clean end of a finite
 	// source, errDropped when a live stream stops, and an error wrapping ErrCorrupt when a file
-	// cannot be decoded to its end.
-	Read(frame *gocv.Mat) (frameInfo, error)
+	// cannot be decoded to its end. A capture that may wait for its source returns ctx's error
+	// when ctx ends first; the others read on.
+	Read(ctx context.Context, frame *gocv.Mat) (frameInfo, error)
 	// Start is the absolute time of position 0 when it is known from the source (zero otherwise).
 	Start() time.Time
 	Close() error
@@ -175,7 +177,7 @@ type videoCapture struct {
 
 func (c *videoCapture) Start() time.Time { return c.start }
 
-func (c *videoCapture) Read(frame *gocv.Mat) (frameInfo, error) {
+func (c *videoCapture) Read(_ context.Context, frame *gocv.Mat) (frameInfo, error) {
 	if c.opened.IsZero() {
 		c.opened = time.Now()
 	}
@@ -297,7 +299,7 @@ func openStills(camera config.Camera) (capture, error) {
 
 func (c *stillsCapture) Start() time.Time { return c.start }
 
-func (c *stillsCapture) Read(frame *gocv.Mat) (frameInfo, error) {
+func (c *stillsCapture) Read(_ context.Context, frame *gocv.Mat) (frameInfo, error) {
 	for c.next < len(c.files) {
 		index := c.next
 		c.next++
@@ -327,47 +329,47 @@ func (c *stillsCapture) Close() error { return nil }
 // frames (counted as late) instead of falling further behind with every frame: read one by one,
 // the stream's backlog would grow until the server or the network dropped the connection, and
 // every crop would come later, and with a later time, than the moment it shows.
+//
+// The reading goroutine owns the source and its frames, and closes them once Close has been
+// called and its read in progress has returned. So neither Read nor Close waits for a stream that
+// has stalled (FFmpeg gives up on one after 30 s): a camera stops at once.
 type newestFrame struct {
 	source capture
 
 	mu      sync.Mutex
-	arrived *sync.Cond // signalled when a frame or the source's error arrives
+	arrived *sync.Cond // signalled when a frame or the source's error arrives, or on Close
 	newest  gocv.Mat   // the newest frame not yet taken, when fresh
 	info    frameInfo
 	fresh   bool
 	late    int64 // frames replaced since the last Read
 	err     error // the source's error, once it has stopped
-	stop    bool
-
-	done chan struct{}
+	closed  bool
 }
 
 func newNewestFrame(source capture) *newestFrame {
-	n := &newestFrame{source: source, newest: gocv.NewMat(), done: make(chan struct{})}
+	n := &newestFrame{source: source, newest: gocv.NewMat()}
 	n.arrived = sync.NewCond(&n.mu)
 	go n.run()
 	return n
 }
 
-// run owns the source's reads until it fails or Close asks it to stop.
+// run reads until the source fails or Close is called, then, once closed, frees everything.
 func (n *newestFrame) run() {
-	defer close(n.done)
 	spare := gocv.NewMat()
-	defer spare.Close()
 	for {
 		n.mu.Lock()
-		stop := n.stop
+		closed := n.closed
 		n.mu.Unlock()
-		if stop {
-			return
+		if closed {
+			break
 		}
-		info, err := n.source.Read(&spare)
+		info, err := n.source.Read(context.Background(), &spare)
 		n.mu.Lock()
 		if err != nil {
 			n.err = err
 			n.arrived.Broadcast()
 			n.mu.Unlock()
-			return
+			break
 		}
 		n.newest, spare = spare, n.newest
 		if n.fresh {
@@ -377,35 +379,53 @@ func (n *newestFrame) run() {
 		n.arrived.Broadcast()
 		n.mu.Unlock()
 	}
-}
-
-// Read waits for a frame newer than the last one read and swaps it into frame; the frame's old
-// Mat becomes the reader's buffer. Once the source has failed, the frame it delivered last is
-// still read before its error.
-func (n *newestFrame) Read(frame *gocv.Mat) (frameInfo, error) {
+	// Until Close, Read may still take the last frame.
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	for !n.fresh && n.err == nil {
+	for !n.closed {
 		n.arrived.Wait()
 	}
-	if !n.fresh {
-		return frameInfo{}, n.err
+	n.mu.Unlock()
+	spare.Close()
+	n.newest.Close()
+	n.source.Close()
+}
+
+// Read waits for a frame newer than the last one read, or for ctx to end, and swaps the frame
+// into frame; frame's old Mat becomes the reader's buffer. Once the source has failed, the frame
+// it delivered last is still read before its error.
+func (n *newestFrame) Read(ctx context.Context, frame *gocv.Mat) (frameInfo, error) {
+	defer context.AfterFunc(ctx, func() {
+		n.mu.Lock()
+		n.arrived.Broadcast()
+		n.mu.Unlock()
+	})()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for !n.fresh && n.err == nil && ctx.Err() == nil {
+		n.arrived.Wait()
 	}
-	*frame, n.newest = n.newest, *frame
-	info := n.info
-	info.late, n.late = n.late, 0
-	n.fresh = false
-	return info, nil
+	switch {
+	case n.fresh:
+		*frame, n.newest = n.newest, *frame
+		info := n.info
+		info.late, n.late = n.late, 0
+		n.fresh = false
+		return info, nil
+	case n.err != nil:
+		return frameInfo{}, n.err
+	default:
+		return frameInfo{}, ctx.Err()
+	}
 }
 
 func (n *newestFrame) Start() time.Time { return n.source.Start() }
 
-// Close stops the reader, after the read it may be in, and closes the source.
+// Close hands the source to the reading goroutine to close when its read in progress returns;
+// it does not wait for that.
 func (n *newestFrame) Close() error {
 	n.mu.Lock()
-	n.stop = true
+	n.closed = true
+	n.arrived.Broadcast()
 	n.mu.Unlock()
-	<-n.done
-	n.newest.Close()
-	return n.source.Close()
+	return nil
 }
