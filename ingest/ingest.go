@@ -471,7 +471,7 @@ func (in *Ingester) processSource(ctx context.Context, camera config.Camera, det
 	backoff := Backoff{Initial: in.options.Ingest.ReconnectInitial, Max: in.options.Ingest.ReconnectMax}
 	failures := 0
 	for {
-		source, err := in.options.open(camera)
+		source, err := openUntil(ctx, in.options.open, camera)
 		if err == nil {
 			logger.Debug("source opened")
 			var progressed bool
@@ -507,6 +507,32 @@ func (in *Ingester) processSource(ctx context.Context, camera config.Camera, det
 }
 
 var errMaxFrames = errors.New("max frames reached")
+
+// openUntil opens camera's source, or gives up when ctx ends first: opening a camera that accepts
+// the connection and then says nothing waits for FFmpeg's 30 s timeout. An open that completes
+// after that is closed by its own goroutine.
+func openUntil(ctx context.Context, open func(config.Camera) (capture, error), camera config.Camera) (capture, error) {
+	type opened struct {
+		source capture
+		err    error
+	}
+	result := make(chan opened, 1)
+	go func() {
+		source, err := open(camera)
+		result <- opened{source, err}
+	}()
+	select {
+	case r := <-result:
+		return r.source, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-result; r.err == nil {
+				r.source.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
 
 // cameraState is the per-camera pipeline between source and sink.
 type cameraState struct {

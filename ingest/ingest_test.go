@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -1088,5 +1089,53 @@ func TestStalledLiveStreamStopsAtOnce(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("ingest still waits for a hung stream 20 s after it was stopped")
+	}
+}
+
+// TestSilentCameraStopsAtOnce stops ingest while it opens a camera that accepts the connection and
+// never answers: the stop must not wait for FFmpeg's 30 s open timeout.
+func TestSilentCameraStopsAtOnce(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted sync.WaitGroup
+	var connections []net.Conn
+	var mu sync.Mutex
+	accepted.Go(func() {
+		for {
+			connection, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			connections = append(connections, connection) // held open, never answered
+			mu.Unlock()
+		}
+	})
+	t.Cleanup(func() {
+		listener.Close()
+		accepted.Wait()
+		for _, connection := range connections {
+			connection.Close()
+		}
+	})
+	ingester, err := New(testOptions(&memorySink{}, fakeDetector))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- ingester.Run(ctx, []config.Camera{{ID: "silent", Source: "http://" + listener.Addr().String() + "/video.mjpg"}})
+	}()
+	select {
+	case err := <-done:
+		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ingest still opening a silent camera 10 s after it was stopped")
 	}
 }
