@@ -97,6 +97,12 @@ type Ingest struct {
 	// MaxReconnects gives up on a live source after this many failed reopen attempts in a row;
 	// 0 retries forever.
 	MaxReconnects int `mapstructure:"max_reconnects" yaml:"max_reconnects"`
+	// RTSPTransport is how RTSP cameras send their video: "tcp" (default), "udp", or "auto"
+	// (FFmpeg's own choice: UDP first). Over UDP a lost packet smears the rest of its frame, and
+	// smeared people make bad crops, searches and training data; TCP resends instead. It applies
+	// to every camera of the process (OpenCV reads it from OPENCV_FFMPEG_CAPTURE_OPTIONS, which,
+	// when set by hand with its own rtsp_transport, wins).
+	RTSPTransport string `mapstructure:"rtsp_transport" yaml:"rtsp_transport"`
 }
 
 // Detector configures person detection.
@@ -352,6 +358,7 @@ func Default() Options {
 			Timestamps:       "stream",
 			ReconnectInitial: 500 * time.Millisecond,
 			ReconnectMax:     30 * time.Second,
+			RTSPTransport:    "tcp",
 		},
 		Detector: Detector{
 			Model:      "yolo-fastest",
@@ -463,6 +470,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Ingest.ReconnectMax < o.Ingest.ReconnectInitial {
 		bad("ingest.reconnect_max", "must be >= ingest.reconnect_initial")
+	}
+	if o.Ingest.RTSPTransport != "tcp" && o.Ingest.RTSPTransport != "udp" && o.Ingest.RTSPTransport != "auto" {
+		bad("ingest.rtsp_transport", "must be tcp, udp or auto, not %q", o.Ingest.RTSPTransport)
 	}
 	if o.Ingest.MaxReconnects < 0 {
 		bad("ingest.max_reconnects", "must be >= 0")

@@ -293,3 +293,13 @@ func TestIndexPrecision(t *testing.T) {
 		})
 	}
 }
+
+func TestRTSPTransportSetting(t *testing.T) {
+	options, err := Load("", nil, nil, nil)
+	if err != nil || options.Ingest.RTSPTransport != "tcp" {
+		t.Fatalf("default rtsp_transport %q (%v), want tcp", options.Ingest.RTSPTransport, err)
+	}
+	if _, err := Load("", []string{"REID_INGEST_RTSP_TRANSPORT=quic"}, nil, nil); err == nil || !strings.Contains(err.Error(), "ingest.rtsp_transport") {
+		t.Fatalf("rtsp_transport quic: %v, want an error naming ingest.rtsp_transport", err)
+	}
+}

@@ -116,6 +116,9 @@ func New(options Options) (*Ingester, error) {
 	if options.open == nil {
 		options.open = openCapture
 	}
+	if err := setRTSPTransport(options.Ingest.RTSPTransport); err != nil {
+		return nil, err
+	}
 	return &Ingester{options: options}, nil
 }
 

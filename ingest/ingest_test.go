@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -1137,5 +1138,122 @@ func TestSilentCameraStopsAtOnce(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("ingest still opening a silent camera 10 s after it was stopped")
+	}
+}
+
+// rtspServer is a protocol-level fake of an RTSP camera: it answers OPTIONS and DESCRIBE (one
+// MJPEG video track) and records the transport each SETUP asks for, then refuses it. No RTSP
+// camera or server can run here; the fake checks what FFmpeg asks a real one for.
+type rtspServer struct {
+	listener net.Listener
+	mu       sync.Mutex
+	setups   []string
+	done     sync.WaitGroup
+}
+
+func newRTSPServer(t *testing.T) *rtspServer {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := &rtspServer{listener: listener}
+	server.done.Go(func() {
+		for {
+			connection, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			server.done.Go(func() { server.serve(connection) })
+		}
+	})
+	t.Cleanup(func() {
+		listener.Close()
+		server.done.Wait()
+	})
+	return server
+}
+
+func (s *rtspServer) url() string { return "rtsp://" + s.listener.Addr().String() + "/stream" }
+
+func (s *rtspServer) serve(connection net.Conn) {
+	defer connection.Close()
+	connection.SetDeadline(time.Now().Add(10 * time.Second))
+	reader := bufio.NewReader(connection)
+	for {
+		requestLine, err := reader.ReadString('\n')
+		if err != nil {
+			return
+		}
+		headers := map[string]string{}
+		for {
+			line, err := reader.ReadString('\n')
+			if err != nil {
+				return
+			}
+			line = strings.TrimSpace(line)
+			if line == "" {
+				break
+			}
+			if name, value, ok := strings.Cut(line, ":"); ok {
+				headers[strings.ToLower(name)] = strings.TrimSpace(value)
+			}
+		}
+		cseq := headers["cseq"]
+		switch method, _, _ := strings.Cut(requestLine, " "); method {
+		case "OPTIONS":
+			fmt.Fprintf(connection, "RTSP/1.0 200 OK\r\nCSeq: %s\r\nPublic: OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN\r\n\r\n", cseq)
+		case "DESCRIBE":
+			sdp := "v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=reid test camera\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\nm=video 0 RTP/AVP 26\r\na=control:track1\r\n"
+			fmt.Fprintf(connection, "RTSP/1.0 200 OK\r\nCSeq: %s\r\nContent-Base: %s/\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n%s", cseq, s.url(), len(sdp), sdp)
+		case "SETUP":
+			s.mu.Lock()
+			s.setups = append(s.setups, headers["transport"])
+			s.mu.Unlock()
+			fmt.Fprintf(connection, "RTSP/1.0 461 Unsupported Transport\r\nCSeq: %s\r\n\r\n", cseq)
+		default:
+			fmt.Fprintf(connection, "RTSP/1.0 405 Method Not Allowed\r\nCSeq: %s\r\n\r\n", cseq)
+		}
+	}
+}
+
+func (s *rtspServer) firstSetup() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.setups) == 0 {
+		return ""
+	}
+	return s.setups[0]
+}
+
+// TestRTSPTransport checks what an RTSP camera is asked for under each ingest.rtsp_transport:
+// TCP interleaving by default, UDP ports when asked, and a transport set by hand in
+// OPENCV_FFMPEG_CAPTURE_OPTIONS kept.
+func TestRTSPTransport(t *testing.T) {
+	cases := []struct {
+		transport, environment, want string
+	}{
+		{"tcp", "", "RTP/AVP/TCP"},
+		{"udp", "", "client_port="},
+		{"tcp", "rtsp_transport;udp", "client_port="},
+	}
+	for _, c := range cases {
+		t.Run(c.transport+"/"+c.environment, func(t *testing.T) {
+			t.Setenv(ffmpegCaptureOptions, c.environment)
+			server := newRTSPServer(t)
+			options := testOptions(&memorySink{}, fakeDetector)
+			options.Ingest.RTSPTransport = c.transport
+			options.Ingest.MaxReconnects = 1
+			ingester, err := New(options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ingester.Run(context.Background(), []config.Camera{{ID: "rtsp", Source: server.url()}}); err == nil {
+				t.Fatal("a camera that refuses every transport was opened")
+			}
+			if setup := server.firstSetup(); !strings.Contains(setup, c.want) {
+				t.Errorf("SETUP asked for transport %q, want %s", setup, c.want)
+			}
+		})
 	}
 }

@@ -124,6 +124,29 @@ func closeVideo(video *gocv.VideoCapture) {
 	}
 }
 
+// ffmpegCaptureOptions is where OpenCV's FFmpeg backend reads demuxer options ("key;value|..."),
+// at every open, for the whole process.
+const ffmpegCaptureOptions = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+// setRTSPTransport makes RTSP sources opened from now on use transport ("tcp", "udp", or "auto"
+// for FFmpeg's default), unless OPENCV_FFMPEG_CAPTURE_OPTIONS already names one.
+func setRTSPTransport(transport string) error {
+	options := os.Getenv(ffmpegCaptureOptions)
+	if transport == "auto" || transport == "" || strings.Contains(options, "rtsp_transport;") {
+		return nil
+	}
+	if transport != "tcp" && transport != "udp" {
+		return fmt.Errorf("ingest: rtsp_transport %q: want tcp, udp or auto", transport)
+	}
+	if options != "" {
+		options += "|"
+	}
+	if err := os.Setenv(ffmpegCaptureOptions, options+"rtsp_transport;"+transport); err != nil {
+		return fmt.Errorf("ingest: rtsp_transport: %w", err)
+	}
+	return nil
+}
+
 // redactURL drops credentials from a URL before it is logged.
 func redactURL(source string) string {
 	scheme, rest, ok := strings.Cut(source, "://")
