@@ -188,17 +188,18 @@ func TestMaskedHidesSecretsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(out)
-	for _, secret := range []string{"hunter2", "k1", "k2"} {
+	for _, secret := range []string{"hunter2", "k1", "k2", "s3cret"} {
 		if strings.Contains(text, "- "+secret) || strings.Contains(text, ": "+secret) {
 			t.Errorf("secret %q printed:\n%s", secret, text)
 		}
 	}
-	for _, want := range []string{"password: '********'", "min_interval: 500ms", "id: gate-1", "model: yolox-nano"} {
+	for _, want := range []string{"password: '********'", "min_interval: 500ms", "id: gate-1", "model: yolox-nano",
+		"source: rtsp://admin:********@cam1.local/stream", "source: ../shared/video/vtest.avi"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("printed config lacks %q:\n%s", want, text)
 		}
 	}
-	if options.Index.Milvus.Password != "hunter2" {
+	if options.Index.Milvus.Password != "hunter2" || !strings.Contains(options.Cameras[0].Source, "s3cret") {
 		t.Error("Masked changed the original options")
 	}
 }
@@ -301,5 +302,20 @@ func TestRTSPTransportSetting(t *testing.T) {
 	}
 	if _, err := Load("", []string{"REID_INGEST_RTSP_TRANSPORT=quic"}, nil, nil); err == nil || !strings.Contains(err.Error(), "ingest.rtsp_transport") {
 		t.Fatalf("rtsp_transport quic: %v, want an error naming ingest.rtsp_transport", err)
+	}
+}
+
+func TestMaskURLPassword(t *testing.T) {
+	cases := []struct{ source, want string }{
+		{"rtsp://admin:hunter2@10.0.0.5:554/stream1", "rtsp://admin:********@10.0.0.5:554/stream1"},
+		{"rtsp://admin:pa/ss@word@10.0.0.5/stream1", "rtsp://admin:********@10.0.0.5/stream1"},
+		{"rtsp://viewer@10.0.0.5/stream1", "rtsp://viewer@10.0.0.5/stream1"},
+		{"http://cam.local/video.mjpg", "http://cam.local/video.mjpg"},
+		{"/srv/video/gate.mp4", "/srv/video/gate.mp4"},
+	}
+	for _, c := range cases {
+		if got := MaskURLPassword(c.source); got != c.want {
+			t.Errorf("MaskURLPassword(%q) = %q, want %q", c.source, got, c.want)
+		}
 	}
 }

@@ -263,11 +263,33 @@ func Masked(options Options) Options {
 	return masked
 }
 
+// MaskURLPassword replaces the password in a URL's user information (rtsp://user:password@host)
+// with ********, keeping the user. It splits at the last '@', so a password with an unencoded
+// '/' or '@' in it (cameras' admin pages allow them) is masked whole; anything not a URL with a
+// password comes back as it is.
+func MaskURLPassword(source string) string {
+	scheme, rest, ok := strings.Cut(source, "://")
+	if !ok {
+		return source
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return source
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return source
+	}
+	return scheme + "://" + user + ":********" + rest[at:]
+}
+
 func maskValue(value reflect.Value) {
 	for i := 0; i < value.NumField(); i++ {
 		field := value.Type().Field(i)
 		fieldValue := value.Field(i)
 		switch {
+		case field.Tag.Get("secret") == "url-password":
+			fieldValue.SetString(MaskURLPassword(fieldValue.String()))
 		case field.Tag.Get("secret") == "true":
 			switch fieldValue.Kind() {
 			case reflect.String:

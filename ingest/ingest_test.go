@@ -518,8 +518,14 @@ func TestClassify(t *testing.T) {
 			t.Errorf("classify(%q) = %v %d, want %v %d", test.source, kind, device, test.kind, test.device)
 		}
 	}
-	if got := redactURL("rtsp://admin:pw@10.0.0.2:554/live"); got != "rtsp://***@10.0.0.2:554/live" {
-		t.Errorf("redactURL = %q", got)
+	for source, want := range map[string]string{
+		"rtsp://admin:pw@10.0.0.2:554/live":    "rtsp://***@10.0.0.2:554/live",
+		"rtsp://admin:p/w@d@10.0.0.2:554/live": "rtsp://***@10.0.0.2:554/live",
+		"http://cam.local/video.mjpg":          "http://cam.local/video.mjpg",
+	} {
+		if got := redactURL(source); got != want {
+			t.Errorf("redactURL(%q) = %q, want %q", source, got, want)
+		}
 	}
 }
 

@@ -147,13 +147,14 @@ func setRTSPTransport(transport string) error {
 	return nil
 }
 
-// redactURL drops credentials from a URL before it is logged.
+// redactURL drops credentials from a URL before it is logged. It cuts at the last '@', so a
+// password with an unencoded '/' or '@' in it goes too.
 func redactURL(source string) string {
 	scheme, rest, ok := strings.Cut(source, "://")
 	if !ok {
 		return source
 	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 && at < strings.IndexAny(rest+"/", "/") {
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
 		rest = "***@" + rest[at+1:]
 	}
 	return scheme + "://" + rest
