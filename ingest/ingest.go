@@ -318,9 +318,9 @@ type CameraStats struct {
 	Reconnects int64 `json:"reconnects"`
 	// Skipped counts unreadable still images.
 	Skipped int64 `json:"skipped"`
-	// Late counts frames of a live stream that arrived while an earlier one was still being
-	// processed and were passed over for the newest: the camera delivers more frames than its
-	// processing keeps up with, so it sees fewer than its sample rate asks for, but never late.
+	// Late counts frames of a live stream passed over for a newer one because processing had not
+	// finished the frame before. A camera with many delivers more than its processing keeps up
+	// with: it sees fewer frames than its sample rate asks for, but none of them late.
 	Late    int64   `json:"late"`
 	Seconds float64 `json:"seconds"`
 	// FPS is processed frames per second of run time.
