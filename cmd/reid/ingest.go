@@ -138,8 +138,8 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 			stats.Frames, stats.Detections, stats.Crops, stats.Tracks, stats.Seconds, stats.FPS)
 		if len(stats.Cameras) > 1 {
 			for _, camera := range stats.Cameras {
-				fmt.Fprintf(out, "  %-12s frames %d  detections %d  crops %d  tracks %d  fps %.1f  reconnects %d\n",
-					camera.Camera, camera.Frames, camera.Detections, camera.Crops, camera.Tracks, camera.FPS, camera.Reconnects)
+				fmt.Fprintf(out, "  %-12s frames %d  late %d  detections %d  crops %d  tracks %d  fps %.1f  reconnects %d\n",
+					camera.Camera, camera.Frames, camera.Late, camera.Detections, camera.Crops, camera.Tracks, camera.FPS, camera.Reconnects)
 			}
 		}
 		fmt.Fprintln(out, destination)
