@@ -22,7 +22,8 @@ type auditRecord struct {
 	Results int `json:"results"`
 }
 
-// auditLog serialises records to one writer as JSON lines.
+// auditLog serialises records to one writer as JSON lines, each synced to disk (when the writer
+// is a file) before the request it records is answered.
 type auditLog struct {
 	mu     sync.Mutex
 	writer io.Writer
@@ -41,6 +42,11 @@ func (a *auditLog) write(record auditRecord) error {
 	line = append(line, '\n')
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	_, err = a.writer.Write(line)
-	return err
+	if _, err := a.writer.Write(line); err != nil {
+		return err
+	}
+	if file, ok := a.writer.(interface{ Sync() error }); ok {
+		return file.Sync()
+	}
+	return nil
 }

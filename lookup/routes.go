@@ -1,12 +1,14 @@
 package lookup
 
 import (
+	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -145,22 +147,25 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 }
 
 // api wraps a data handler with authentication, rate limiting, error rendering and auditing.
+// The handler's response is held back until its audit record is written: a request that cannot
+// be audited is answered 503, without its data, so that no one sees people's sightings
+// unrecorded.
 func (s *Server) api(cost float64, handler apiHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		recorder := &statusRecorder{ResponseWriter: w}
+		held := &heldResponse{header: http.Header{}}
 		call := &call{results: -1}
 		err := s.authorize(r, call, cost)
 		if err == nil {
-			err = handler(recorder, r, call)
+			err = handler(held, r, call)
 		}
 		if err != nil {
 			var apiErr *apiError
 			if !errors.As(err, &apiErr) {
 				apiErr = s.internal(r, err)
 			}
-			writeError(recorder, apiErr)
+			writeError(held, apiErr)
 		}
-		status := recorder.status
+		status := held.status
 		if status == 0 {
 			status = http.StatusOK
 		}
@@ -180,9 +185,36 @@ func (s *Server) api(cost float64, handler apiHandler) http.Handler {
 			Results: call.results,
 		})
 		if auditErr != nil {
-			s.logger.Error("lookup: audit log write failed", "err", auditErr)
+			s.logger.Error("lookup: audit log write failed; request refused", "route", r.Pattern, "key", call.key, "err", auditErr)
+			writeError(w, &apiError{status: http.StatusServiceUnavailable, message: "the audit log cannot be written, so no request is answered", retryAfter: 30 * time.Second})
+			return
 		}
+		maps.Copy(w.Header(), held.header)
+		w.WriteHeader(status)
+		w.Write(held.body.Bytes())
 	})
+}
+
+// heldResponse keeps what a handler writes until the request is audited.
+type heldResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (h *heldResponse) Header() http.Header { return h.header }
+
+func (h *heldResponse) WriteHeader(status int) {
+	if h.status == 0 {
+		h.status = status
+	}
+}
+
+func (h *heldResponse) Write(data []byte) (int, error) {
+	if h.status == 0 {
+		h.status = http.StatusOK
+	}
+	return h.body.Write(data)
 }
 
 func (s *Server) authorize(r *http.Request, call *call, cost float64) error {

@@ -1007,3 +1007,54 @@ func TestDecodeImage(t *testing.T) {
 		}
 	}
 }
+
+// failingAudit is an audit log whose disk is full.
+type failingAudit struct{}
+
+func (failingAudit) Write([]byte) (int, error) { return 0, errors.New("no space left on device") }
+
+// syncedAudit counts the records written and synced.
+type syncedAudit struct {
+	mu            sync.Mutex
+	writes, syncs int
+}
+
+func (a *syncedAudit) Write(p []byte) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.writes++
+	return len(p), nil
+}
+
+func (a *syncedAudit) Sync() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.syncs++
+	return nil
+}
+
+// TestUnauditedRequestsAreRefused: a request whose audit record cannot be written gets a 503 and
+// none of the data it asked for; one that can is answered after its record is synced.
+func TestUnauditedRequestsAreRefused(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.Audit = failingAudit{} })
+	for _, path := range []string{"/v1/sightings?crop=" + f.gallery.Crops[1], "/v1/crops/" + f.gallery.Crops[1] + "/image", "/v1/cameras"} {
+		status, body, headers := f.do(t, "GET", path, "", nil)
+		if status != http.StatusServiceUnavailable || !strings.Contains(string(body), "audit log") || headers.Get("Retry-After") == "" {
+			t.Errorf("GET %s with the audit log failing: %d %q", path, status, body)
+		}
+		if strings.Contains(string(body), "cam-") || headers.Get("Content-Type") == "image/jpeg" {
+			t.Errorf("GET %s with the audit log failing returned data: %q", path, body)
+		}
+	}
+
+	synced := &syncedAudit{}
+	f = newFixture(t, func(c *Config) { c.Audit = synced })
+	if status, body, _ := f.do(t, "GET", "/v1/cameras", "", nil); status != http.StatusOK || !strings.Contains(string(body), "cam-a") {
+		t.Fatalf("GET /v1/cameras: %d %s", status, body)
+	}
+	synced.mu.Lock()
+	defer synced.mu.Unlock()
+	if synced.writes != 1 || synced.syncs != 1 {
+		t.Errorf("%d audit records written, %d synced; want 1 and 1", synced.writes, synced.syncs)
+	}
+}
