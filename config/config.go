@@ -45,9 +45,9 @@ type Camera struct {
 	// ID names the camera in every record; letters, digits, '-', '_' and '.' only.
 	ID string `mapstructure:"id" yaml:"id"`
 	// Source is a file path, an rtsp:// or http(s):// URL, a V4L device ("/dev/video0" or "0"),
-	// or a directory of still frames. A URL's password (rtsp://user:password@host/...) is masked
-	// when the configuration is printed.
-	Source string `mapstructure:"source" yaml:"source" secret:"url-password"`
+	// or a directory of still frames. A URL's credentials (rtsp://user:password@host/...) are
+	// masked when the configuration is printed or logged.
+	Source string `mapstructure:"source" yaml:"source" secret:"url-credentials"`
 	// SampleFPS overrides ingest.sample_fps for this camera when > 0.
 	SampleFPS float64 `mapstructure:"sample_fps" yaml:"sample_fps"`
 	// StartTime is the wall-clock time of a file's first frame (RFC 3339). Empty: the file's

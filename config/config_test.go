@@ -305,17 +305,17 @@ func TestRTSPTransportSetting(t *testing.T) {
 	}
 }
 
-func TestMaskURLPassword(t *testing.T) {
+func TestMaskURLCredentials(t *testing.T) {
 	cases := []struct{ source, want string }{
 		{"rtsp://admin:hunter2@10.0.0.5:554/stream1", "rtsp://admin:********@10.0.0.5:554/stream1"},
 		{"rtsp://admin:pa/ss@word@10.0.0.5/stream1", "rtsp://admin:********@10.0.0.5/stream1"},
-		{"rtsp://viewer@10.0.0.5/stream1", "rtsp://viewer@10.0.0.5/stream1"},
+		{"rtsp://0f3a9c77e1@10.0.0.5/stream1", "rtsp://********@10.0.0.5/stream1"},
 		{"http://cam.local/video.mjpg", "http://cam.local/video.mjpg"},
 		{"/srv/video/gate.mp4", "/srv/video/gate.mp4"},
 	}
 	for _, c := range cases {
-		if got := MaskURLPassword(c.source); got != c.want {
-			t.Errorf("MaskURLPassword(%q) = %q, want %q", c.source, got, c.want)
+		if got := MaskURLCredentials(c.source); got != c.want {
+			t.Errorf("MaskURLCredentials(%q) = %q, want %q", c.source, got, c.want)
 		}
 	}
 }

@@ -263,11 +263,12 @@ func Masked(options Options) Options {
 	return masked
 }
 
-// MaskURLPassword replaces the password in a URL's user information (rtsp://user:password@host)
-// with ********, keeping the user. It splits at the last '@', so a password with an unencoded
-// '/' or '@' in it (cameras' admin pages allow them) is masked whole; anything not a URL with a
-// password comes back as it is.
-func MaskURLPassword(source string) string {
+// MaskURLCredentials masks the user information of a URL for printing and logging: the password
+// of rtsp://user:password@host becomes ********, and a user information without a password, which
+// some cameras take as a token (rtsp://TOKEN@host), is masked whole. It splits at the last '@', so
+// a password with an unencoded '/' or '@' in it (cameras' admin pages allow them) is masked whole
+// too; a source that is not a URL with user information comes back as it is.
+func MaskURLCredentials(source string) string {
 	scheme, rest, ok := strings.Cut(source, "://")
 	if !ok {
 		return source
@@ -278,7 +279,7 @@ func MaskURLPassword(source string) string {
 	}
 	user, _, hasPassword := strings.Cut(rest[:at], ":")
 	if !hasPassword {
-		return source
+		return scheme + "://********" + rest[at:]
 	}
 	return scheme + "://" + user + ":********" + rest[at:]
 }
@@ -288,8 +289,8 @@ func maskValue(value reflect.Value) {
 		field := value.Type().Field(i)
 		fieldValue := value.Field(i)
 		switch {
-		case field.Tag.Get("secret") == "url-password":
-			fieldValue.SetString(MaskURLPassword(fieldValue.String()))
+		case field.Tag.Get("secret") == "url-credentials":
+			fieldValue.SetString(MaskURLCredentials(fieldValue.String()))
 		case field.Tag.Get("secret") == "true":
 			switch fieldValue.Kind() {
 			case reflect.String:

@@ -440,7 +440,7 @@ func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counter
 // exponential backoff when they fail or drop.
 func (in *Ingester) processSource(ctx context.Context, camera config.Camera, det Detector, counters *cameraCounters, queue chan<- cropstore.CropRecord) error {
 	kind, _ := classify(camera.Source)
-	logger := in.options.Logger.With("camera", camera.ID, "source", redactURL(camera.Source), "kind", kind.String())
+	logger := in.options.Logger.With("camera", camera.ID, "source", config.MaskURLCredentials(camera.Source), "kind", kind.String())
 	fps := in.options.Ingest.SampleFPS
 	if camera.SampleFPS > 0 {
 		fps = camera.SampleFPS

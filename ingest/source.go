@@ -101,7 +101,7 @@ func openCapture(camera config.Camera) (capture, error) {
 		video, err := gocv.VideoCaptureFileWithAPI(camera.Source, gocv.VideoCaptureFFmpeg)
 		if err != nil || !video.IsOpened() {
 			closeVideo(video)
-			return nil, fmt.Errorf("open %s: stream not reachable or not a video", redactURL(camera.Source))
+			return nil, fmt.Errorf("open %s: stream not reachable or not a video", config.MaskURLCredentials(camera.Source))
 		}
 		// A URL may name a finished file (http://.../clip.mp4) rather than a live stream; its
 		// container then declares a frame count, reaching it is a clean end, not a drop, and
@@ -145,19 +145,6 @@ func setRTSPTransport(transport string) error {
 		return fmt.Errorf("ingest: rtsp_transport: %w", err)
 	}
 	return nil
-}
-
-// redactURL drops credentials from a URL before it is logged. It cuts at the last '@', so a
-// password with an unencoded '/' or '@' in it goes too.
-func redactURL(source string) string {
-	scheme, rest, ok := strings.Cut(source, "://")
-	if !ok {
-		return source
-	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		rest = "***@" + rest[at+1:]
-	}
-	return scheme + "://" + rest
 }
 
 func openVideoFile(path string) (capture, error) {
