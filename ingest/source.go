@@ -440,3 +440,31 @@ func (n *newestFrame) Close() error {
 	n.mu.Unlock()
 	return nil
 }
+
+// Probed is what Probe found of a camera's source.
+type Probed struct {
+	// Kind is "file", "url", "device" or "stills".
+	Kind          string
+	Width, Height int
+	// FirstFrame is how long opening the source and reading its first frame took.
+	FirstFrame time.Duration
+}
+
+// Probe opens camera's source as ingest would and reads its first frame, giving up when ctx ends.
+func Probe(ctx context.Context, camera config.Camera) (Probed, error) {
+	started := time.Now()
+	kind, _ := classify(camera.Source)
+	probed := Probed{Kind: kind.String()}
+	source, err := openUntil(ctx, openCapture, camera)
+	if err != nil {
+		return probed, err
+	}
+	defer source.Close()
+	frame := gocv.NewMat()
+	defer frame.Close()
+	if _, err := source.Read(ctx, &frame); err != nil {
+		return probed, fmt.Errorf("first frame: %w", err)
+	}
+	probed.Width, probed.Height, probed.FirstFrame = frame.Cols(), frame.Rows(), time.Since(started)
+	return probed, nil
+}

@@ -181,3 +181,27 @@ func (b *backoff) wait(ctx context.Context) error {
 		return nil
 	}
 }
+
+// TopicPartitions asks the brokers how many partitions each topic has (0: it does not exist). It
+// creates nothing, so `reid check` can use it on a running site.
+func TopicPartitions(ctx context.Context, conn Connection, topics ...string) (map[string]int, error) {
+	if err := conn.validate(); err != nil {
+		return nil, err
+	}
+	client := &kafka.Client{Addr: kafka.TCP(conn.Brokers...), Transport: conn.transport(), Timeout: 10 * time.Second}
+	defer client.Transport.(*kafka.Transport).CloseIdleConnections()
+	response, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: topics})
+	if err != nil {
+		return nil, fmt.Errorf("stream: metadata from %v: %w", conn.Brokers, err)
+	}
+	partitions := make(map[string]int, len(topics))
+	for _, topic := range topics {
+		partitions[topic] = 0
+	}
+	for _, topic := range response.Topics {
+		if topic.Error == nil {
+			partitions[topic.Name] = len(topic.Partitions)
+		}
+	}
+	return partitions, nil
+}

@@ -38,6 +38,7 @@ func newRootCommand() *cobra.Command {
 
 	root.AddCommand(
 		newConfigCommand(g),
+		newCheckCommand(g),
 		newModelCommand(g),
 		newFeaturesCommand(g),
 		newRunCommand(g),

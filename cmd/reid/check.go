@@ -1,0 +1,218 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/detector"
+	"github.com/reid-project/reid/index/embedded"
+	"github.com/reid-project/reid/ingest"
+	"github.com/reid-project/reid/stream"
+)
+
+// newCheckCommand checks a site's configuration against the world before (or while) reid runs:
+// what `reid run` would need, each part on its own line, without changing anything.
+func newCheckCommand(g *globals) *cobra.Command {
+	var timeout time.Duration
+	command := &cobra.Command{
+		Use:   "check",
+		Short: "Check that the configuration works here: data dir, detector models, cameras, model, index, broker",
+		Long: "Opens what reid run would open and reports each part on a line, ok or FAIL with the reason:\n" +
+			"the data dir (writable, free space), the crop store, the detector models of every camera,\n" +
+			"every camera (its first frame, within --timeout), the active model, the index and the broker.\n" +
+			"It changes nothing: no topic is created, no crop written. It exits 1 when a part fails.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			results := runChecks(cmd.Context(), options, timeout)
+			if !printChecks(cmd.OutOrStdout(), results) {
+				return errSilent
+			}
+			return nil
+		},
+	}
+	command.Flags().DurationVar(&timeout, "timeout", 15*time.Second, "how long a camera may take to deliver its first frame")
+	return command
+}
+
+// checkResult is one line of `reid check`.
+type checkResult struct {
+	part   string
+	detail string
+	err    error
+}
+
+func printChecks(out io.Writer, results []checkResult) (allOK bool) {
+	allOK = true
+	for _, result := range results {
+		if result.err != nil {
+			allOK = false
+			fmt.Fprintf(out, "FAIL  %-22s %v\n", result.part, result.err)
+			continue
+		}
+		fmt.Fprintf(out, "ok    %-22s %s\n", result.part, result.detail)
+	}
+	return allOK
+}
+
+func runChecks(ctx context.Context, options config.Options, timeout time.Duration) []checkResult {
+	results := []checkResult{checkDataDir(options.DataDir)}
+	if store, err := openCropStore(ctx, options); err != nil {
+		results = append(results, checkResult{part: "crop store", err: err})
+	} else {
+		results = append(results, checkResult{part: "crop store", detail: store.Location()})
+	}
+	results = append(results, checkDetectors(options)...)
+	results = append(results, checkCameras(ctx, options.Cameras, timeout)...)
+	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options))
+	return results
+}
+
+func checkDataDir(dir string) checkResult {
+	result := checkResult{part: "data dir"}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		result.err = err
+		return result
+	}
+	probe, err := os.CreateTemp(dir, ".reid-check-*")
+	if err != nil {
+		result.err = fmt.Errorf("not writable: %w", err)
+		return result
+	}
+	probe.Close()
+	os.Remove(probe.Name())
+	var stat syscall.Statfs_t
+	if err := syscall.Statfs(dir, &stat); err != nil {
+		result.detail = dir + ": writable"
+		return result
+	}
+	free := float64(stat.Bavail) * float64(stat.Bsize) / 1e9
+	result.detail = fmt.Sprintf("%s: writable, %.1f GB free", dir, free)
+	return result
+}
+
+// checkDetectors loads each distinct detector the cameras use (the global one, with each
+// camera's overrides).
+func checkDetectors(options config.Options) []checkResult {
+	modelsDir := detectorModelsDir(options)
+	seen := map[config.Detector]bool{}
+	var results []checkResult
+	for _, camera := range options.Cameras {
+		settings := options.Detector.WithOverrides(camera.Detector)
+		if seen[settings] {
+			continue
+		}
+		seen[settings] = true
+		result := checkResult{part: "detector " + settings.Model, detail: "loads from " + modelsDir}
+		loaded, err := detector.New(settings, modelsDir)
+		if err != nil {
+			result.err = err
+		} else {
+			loaded.Close()
+		}
+		results = append(results, result)
+	}
+	return results
+}
+
+// checkCameras probes every camera at once, so a site of many cameras takes one timeout at most.
+func checkCameras(ctx context.Context, cameras []config.Camera, timeout time.Duration) []checkResult {
+	results := make([]checkResult, len(cameras))
+	var probes sync.WaitGroup
+	for i, camera := range cameras {
+		probes.Go(func() {
+			probeCtx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			result := checkResult{part: "camera " + camera.ID}
+			probed, err := ingest.Probe(probeCtx, camera)
+			if errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("%s: no frame within %s", config.MaskURLCredentials(camera.Source), timeout)
+			}
+			result.err = err
+			result.detail = fmt.Sprintf("%s, %dx%d, first frame after %.1fs", probed.Kind, probed.Width, probed.Height, probed.FirstFrame.Seconds())
+			results[i] = result
+		})
+	}
+	probes.Wait()
+	return results
+}
+
+func checkModel(ctx context.Context, options config.Options) checkResult {
+	result := checkResult{part: "model"}
+	loaded, err := openModel(ctx, options, options.Embedder.Model)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	defer loaded.Close()
+	result.detail = fmt.Sprintf("%s (%s, %d-d) on %s", loaded.version.ID, loaded.version.Arch, loaded.version.Dim, loaded.device.Name())
+	return result
+}
+
+func checkIndex(ctx context.Context, options config.Options) checkResult {
+	result := checkResult{part: "index " + options.Index.Backend}
+	vectors, err := openIndex(ctx, options)
+	if errors.Is(err, embedded.ErrLocked) {
+		result.detail = "open in a running reid process"
+		return result
+	}
+	if err != nil {
+		result.err = err
+		return result
+	}
+	defer vectors.Close()
+	active, err := vectors.Active(ctx)
+	if err != nil {
+		result.detail = "no active gallery yet (reid run fills one)"
+		return result
+	}
+	count, err := vectors.Count(ctx, active.Name)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	result.detail = fmt.Sprintf("active gallery %s, %d vectors", active.Name, count)
+	return result
+}
+
+// checkBroker asks the configured brokers, or an embedded broker a running reid serves, for the
+// crops topics, creating nothing.
+func checkBroker(ctx context.Context, options config.Options) checkResult {
+	result := checkResult{part: "broker"}
+	brokers := options.Stream.Brokers
+	embeddedBroker := len(brokers) == 0
+	if embeddedBroker {
+		result.part = "broker embedded"
+		brokers = []string{options.Stream.EmbeddedAddr}
+	}
+	askCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn := stream.ConnectionFrom(options.Stream, brokers)
+	partitions, err := stream.TopicPartitions(askCtx, conn, options.Stream.CropsTopic, options.Stream.DLQTopic)
+	switch {
+	case err != nil && embeddedBroker:
+		result.detail = "not running; reid run starts it, data under " + filepath.Join(options.DataDir, "broker")
+	case err != nil:
+		result.err = err
+	default:
+		result.detail = fmt.Sprintf("%v: %s %d partitions, %s %d", brokers, options.Stream.CropsTopic, partitions[options.Stream.CropsTopic],
+			options.Stream.DLQTopic, partitions[options.Stream.DLQTopic])
+		if partitions[options.Stream.CropsTopic] == 0 {
+			result.detail += " (the topics are created at the first start)"
+		}
+	}
+	return result
+}
