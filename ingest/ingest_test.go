@@ -1262,3 +1262,13 @@ func TestOpenErrorsHideCredentials(t *testing.T) {
 		t.Fatalf("open error %v: want the URL with its password masked", err)
 	}
 }
+
+func TestProbe(t *testing.T) {
+	probed, err := Probe(context.Background(), config.Camera{ID: "gate", Source: testassets.Path(t, "video/vtest.avi")})
+	if err != nil || probed.Kind != "file" || probed.Width != 768 || probed.Height != 576 || probed.FirstFrame <= 0 {
+		t.Errorf("Probe(vtest.avi) = %+v, %v; want a 768x576 file", probed, err)
+	}
+	if _, err := Probe(context.Background(), config.Camera{ID: "gone", Source: "/nonexistent/gate.mp4"}); err == nil {
+		t.Error("Probe of a missing file: no error")
+	}
+}

@@ -954,3 +954,23 @@ func TestProducerCloseAccountsForUnwritten(t *testing.T) {
 		t.Fatalf("%d log lines for %d abandoned records", got, len(records))
 	}
 }
+
+func TestTopicPartitions(t *testing.T) {
+	t.Parallel()
+	env := embeddedEnv(t)
+	topic, dlq := newTopics(t, env, 3)
+	missing := randomName("reid-test-missing")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	partitions, err := TopicPartitions(ctx, env.conn, topic, dlq, missing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if partitions[topic] != 3 || partitions[dlq] != 1 || partitions[missing] != 0 {
+		t.Errorf("partitions %v, want 3, 1 and 0 (missing)", partitions)
+	}
+	// Asking created nothing.
+	if again, err := TopicPartitions(ctx, env.conn, missing); err != nil || again[missing] != 0 {
+		t.Errorf("after asking, the missing topic has %v (%v)", again, err)
+	}
+}
