@@ -104,6 +104,11 @@ type Ingest struct {
 	// to every camera of the process (OpenCV reads it from OPENCV_FFMPEG_CAPTURE_OPTIONS, which,
 	// when set by hand with its own rtsp_transport, wins).
 	RTSPTransport string `mapstructure:"rtsp_transport" yaml:"rtsp_transport"`
+	// StallTimeout is how long an HTTP camera (an MJPEG stream, say) may send nothing before it
+	// is reopened; 0 leaves it to OpenCV, which waits 30 s. RTSP cameras always get those 30 s:
+	// FFmpeg applies no read timeout of its own to them. Default 10s. Like rtsp_transport, it
+	// applies to every camera of the process.
+	StallTimeout time.Duration `mapstructure:"stall_timeout" yaml:"stall_timeout"`
 }
 
 // Detector configures person detection.
@@ -360,6 +365,7 @@ func Default() Options {
 			ReconnectInitial: 500 * time.Millisecond,
 			ReconnectMax:     30 * time.Second,
 			RTSPTransport:    "tcp",
+			StallTimeout:     10 * time.Second,
 		},
 		Detector: Detector{
 			Model:      "yolo-fastest",
@@ -474,6 +480,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Ingest.RTSPTransport != "tcp" && o.Ingest.RTSPTransport != "udp" && o.Ingest.RTSPTransport != "auto" {
 		bad("ingest.rtsp_transport", "must be tcp, udp or auto, not %q", o.Ingest.RTSPTransport)
+	}
+	if o.Ingest.StallTimeout < 0 {
+		bad("ingest.stall_timeout", "must be >= 0, not %v", o.Ingest.StallTimeout)
 	}
 	if o.Ingest.MaxReconnects < 0 {
 		bad("ingest.max_reconnects", "must be >= 0")

@@ -303,6 +303,12 @@ func TestRTSPTransportSetting(t *testing.T) {
 	if _, err := Load("", []string{"REID_INGEST_RTSP_TRANSPORT=quic"}, nil, nil); err == nil || !strings.Contains(err.Error(), "ingest.rtsp_transport") {
 		t.Fatalf("rtsp_transport quic: %v, want an error naming ingest.rtsp_transport", err)
 	}
+	if options.Ingest.StallTimeout != 10*time.Second {
+		t.Errorf("default stall_timeout %v, want 10s", options.Ingest.StallTimeout)
+	}
+	if _, err := Load("", []string{"REID_INGEST_STALL_TIMEOUT=-1s"}, nil, nil); err == nil || !strings.Contains(err.Error(), "ingest.stall_timeout") {
+		t.Fatalf("stall_timeout -1s: %v, want an error naming ingest.stall_timeout", err)
+	}
 }
 
 func TestMaskURLCredentials(t *testing.T) {

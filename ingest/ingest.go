@@ -116,7 +116,7 @@ func New(options Options) (*Ingester, error) {
 	if options.open == nil {
 		options.open = openCapture
 	}
-	if err := setRTSPTransport(options.Ingest.RTSPTransport); err != nil {
+	if err := setFFmpegOptions(options.Ingest.RTSPTransport, options.Ingest.StallTimeout); err != nil {
 		return nil, err
 	}
 	return &Ingester{options: options}, nil

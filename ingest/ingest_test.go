@@ -1272,3 +1272,29 @@ func TestProbe(t *testing.T) {
 		t.Error("Probe of a missing file: no error")
 	}
 }
+
+// TestHungHTTPCameraReopened: an HTTP camera that stops sending without closing the connection is
+// reopened after ingest.stall_timeout, not after OpenCV's 30 s.
+func TestHungHTTPCameraReopened(t *testing.T) {
+	t.Setenv(ffmpegCaptureOptions, "") // this process's earlier New calls set it already
+	server := mjpegServer(t, vtestJPEGs(t, 5), 20*time.Millisecond, true)
+	options := testOptions(&memorySink{}, fakeDetector)
+	options.Ingest.StallTimeout = time.Second
+	options.Ingest.MaxReconnects = 1 // the server refuses the reopen: then ingest gives up
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	err = ingester.Run(context.Background(), []config.Camera{{ID: "hung", Source: server.URL + "/video.mjpg"}})
+	elapsed := time.Since(started)
+	if err == nil || !strings.Contains(err.Error(), "giving up") {
+		t.Fatalf("run ended with %v, want the camera to give up after the reopen was refused", err)
+	}
+	if stats := ingester.Stats().Cameras[0]; stats.Frames != 5 || stats.Reconnects < 1 {
+		t.Errorf("%d frames, %d reconnects: want the 5 frames, then a reopen", stats.Frames, stats.Reconnects)
+	}
+	if elapsed > 15*time.Second {
+		t.Errorf("the hung camera was reopened after %s; stall_timeout is 1s", elapsed)
+	}
+}

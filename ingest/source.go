@@ -128,21 +128,32 @@ func closeVideo(video *gocv.VideoCapture) {
 // at every open, for the whole process.
 const ffmpegCaptureOptions = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 
-// setRTSPTransport makes RTSP sources opened from now on use transport ("tcp", "udp", or "auto"
-// for FFmpeg's default), unless OPENCV_FFMPEG_CAPTURE_OPTIONS already names one.
-func setRTSPTransport(transport string) error {
+// setFFmpegOptions makes sources opened from now on ask RTSP cameras for transport ("tcp", "udp",
+// or "auto" for FFmpeg's default) and give up on a network read after stallTimeout (0: FFmpeg's
+// default, no limit of its own), each unless OPENCV_FFMPEG_CAPTURE_OPTIONS already sets it.
+func setFFmpegOptions(transport string, stallTimeout time.Duration) error {
 	options := os.Getenv(ffmpegCaptureOptions)
-	if transport == "auto" || transport == "" || strings.Contains(options, "rtsp_transport;") {
-		return nil
-	}
-	if transport != "tcp" && transport != "udp" {
+	var added []string
+	switch transport {
+	case "tcp", "udp":
+		if !strings.Contains(options, "rtsp_transport;") {
+			added = append(added, "rtsp_transport;"+transport)
+		}
+	case "auto", "":
+	default:
 		return fmt.Errorf("ingest: rtsp_transport %q: want tcp, udp or auto", transport)
 	}
-	if options != "" {
-		options += "|"
+	if stallTimeout > 0 && !strings.Contains(options, "rw_timeout;") {
+		added = append(added, "rw_timeout;"+strconv.FormatInt(stallTimeout.Microseconds(), 10))
 	}
-	if err := os.Setenv(ffmpegCaptureOptions, options+"rtsp_transport;"+transport); err != nil {
-		return fmt.Errorf("ingest: rtsp_transport: %w", err)
+	if len(added) == 0 {
+		return nil
+	}
+	if options != "" {
+		added = append([]string{options}, added...)
+	}
+	if err := os.Setenv(ffmpegCaptureOptions, strings.Join(added, "|")); err != nil {
+		return fmt.Errorf("ingest: %s: %w", ffmpegCaptureOptions, err)
 	}
 	return nil
 }
