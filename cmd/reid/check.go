@@ -75,6 +75,9 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	} else {
 		results = append(results, checkResult{part: "crop store", detail: store.Location()})
 	}
+	if len(options.Cameras) == 0 {
+		results = append(results, checkResult{part: "cameras", err: errors.New("none configured (cameras: in the file)")})
+	}
 	results = append(results, checkDetectors(options)...)
 	results = append(results, checkCameras(ctx, options.Cameras, timeout)...)
 	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options))

@@ -26,11 +26,16 @@ func TestCheckCommand(t *testing.T) {
 		{"broken cameras", "  - id: gate\n    source: " + video + "\n  - id: missing\n    source: /nonexistent/gate.mp4\n" +
 			"  - id: door\n    source: rtsp://admin:s3cret@127.0.0.1:1/stream\n",
 			[]string{"camera gate", "model"}, []string{"camera missing", "camera door"}},
+		{"no cameras", "", []string{"data dir", "model"}, []string{"cameras"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			configPath := filepath.Join(t.TempDir(), "site.yaml")
-			if err := os.WriteFile(configPath, []byte("cameras:\n"+c.cameras), 0o644); err != nil {
+			text := "cameras:\n" + c.cameras
+			if c.cameras == "" {
+				text = "cameras: []\n"
+			}
+			if err := os.WriteFile(configPath, []byte(text), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			out, err := runReid(t, "--config", configPath, "--data-dir", dataDir, "check", "--timeout", "10s")
