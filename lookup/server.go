@@ -345,8 +345,12 @@ func (s *Server) checkExposure(addr string) error {
 	return nil
 }
 
-func (s *Server) exposureError(addr string) error {
-	if len(s.config.APIKeys) > 0 || IsLoopback(addr) || s.config.AllowUnauthenticated {
+func (s *Server) exposureError(addr string) error { return ExposureError(addr, s.config) }
+
+// ExposureError is why a server with config may not listen on addr: people can be searched for
+// only with an API key, unless it listens on loopback or unauthenticated access is allowed.
+func ExposureError(addr string, config Config) error {
+	if len(config.APIKeys) > 0 || IsLoopback(addr) || config.AllowUnauthenticated {
 		return nil
 	}
 	return fmt.Errorf("lookup: refusing to listen on %s without API keys: set lookup.api_keys or lookup.api_keys_file, listen on 127.0.0.1, or set lookup.allow_unauthenticated", addr)

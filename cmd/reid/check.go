@@ -17,6 +17,7 @@ import (
 	"github.com/reid-project/reid/detector"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/ingest"
+	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/stream"
 )
 
@@ -26,10 +27,11 @@ func newCheckCommand(g *globals) *cobra.Command {
 	var timeout time.Duration
 	command := &cobra.Command{
 		Use:   "check",
-		Short: "Check that the configuration works here: data dir, detector models, cameras, model, index, broker",
+		Short: "Check that the configuration works here: data dir, detector models, cameras, model, index, broker, lookup",
 		Long: "Opens what reid run would open and reports each part on a line, ok or FAIL with the reason:\n" +
 			"the data dir (writable, free space), the crop store, the detector models of every camera,\n" +
-			"every camera (its first frame, within --timeout), the active model, the index and the broker.\n" +
+			"every camera (its first frame, within --timeout), the active model, the index, the broker and\n" +
+			"the lookup server's API keys and address.\n" +
 			"It changes nothing: no topic is created, no crop written. It exits 1 when a part fails.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -80,8 +82,28 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	}
 	results = append(results, checkDetectors(options)...)
 	results = append(results, checkCameras(ctx, options.Cameras, timeout)...)
-	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options))
+	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options), checkLookup(options))
 	return results
+}
+
+// checkLookup applies the lookup server's own rules for API keys and exposure to its address.
+func checkLookup(options config.Options) checkResult {
+	result := checkResult{part: "lookup " + options.Lookup.Addr}
+	lookupConfig, err := lookup.ConfigFrom(options.Lookup)
+	if err == nil {
+		err = lookup.ExposureError(options.Lookup.Addr, lookupConfig)
+	}
+	switch {
+	case err != nil:
+		result.err = err
+	case len(lookupConfig.APIKeys) > 0:
+		result.detail = fmt.Sprintf("%d API keys", len(lookupConfig.APIKeys))
+	case lookup.IsLoopback(options.Lookup.Addr):
+		result.detail = "no API keys: this machine only"
+	default:
+		result.detail = "no API keys and allow_unauthenticated: anyone who reaches it can search"
+	}
+	return result
 }
 
 func checkDataDir(dir string) checkResult {

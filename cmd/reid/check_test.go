@@ -18,18 +18,25 @@ func TestCheckCommand(t *testing.T) {
 	cases := []struct {
 		name    string
 		cameras string
-		ok      []string
-		fail    []string
+		// lookupAddr, when set, replaces the fixture's loopback lookup address (no API keys).
+		lookupAddr string
+		ok         []string
+		fail       []string
 	}{
-		{"working", "  - id: gate\n    source: " + video + "\n",
-			[]string{"data dir", "crop store", "detector yolo-fastest", "camera gate", "model", "index embedded", "broker embedded"}, nil},
+		{"working", "  - id: gate\n    source: " + video + "\n", "",
+			[]string{"data dir", "crop store", "detector yolo-fastest", "camera gate", "model", "index embedded", "broker embedded", "lookup "}, nil},
 		{"broken cameras", "  - id: gate\n    source: " + video + "\n  - id: missing\n    source: /nonexistent/gate.mp4\n" +
-			"  - id: door\n    source: rtsp://admin:s3cret@127.0.0.1:1/stream\n",
+			"  - id: door\n    source: rtsp://admin:s3cret@127.0.0.1:1/stream\n", "",
 			[]string{"camera gate", "model"}, []string{"camera missing", "camera door"}},
-		{"no cameras", "", []string{"data dir", "model"}, []string{"cameras"}},
+		{"no cameras", "", "", []string{"data dir", "model"}, []string{"cameras"}},
+		{"lookup open to all", "  - id: gate\n    source: " + video + "\n", "0.0.0.0:8080",
+			[]string{"camera gate"}, []string{"lookup 0.0.0.0:8080"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			if c.lookupAddr != "" {
+				t.Setenv("REID_LOOKUP_ADDR", c.lookupAddr)
+			}
 			configPath := filepath.Join(t.TempDir(), "site.yaml")
 			text := "cameras:\n" + c.cameras
 			if c.cameras == "" {
