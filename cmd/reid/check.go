@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reid-project/reid/config"
-	"github.com/reid-project/reid/detector"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/ingest"
 	"github.com/reid-project/reid/lookup"
@@ -142,7 +141,7 @@ func checkDetectors(options config.Options) []checkResult {
 		}
 		seen[settings] = true
 		result := checkResult{part: "detector " + settings.Model, detail: "loads from " + modelsDir}
-		loaded, err := detector.New(settings, modelsDir)
+		loaded, err := newDetector(settings, modelsDir)
 		if err != nil {
 			result.err = err
 		} else {

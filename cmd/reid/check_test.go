@@ -64,4 +64,13 @@ func TestCheckCommand(t *testing.T) {
 			}
 		})
 	}
+	// Detector models elsewhere than --shared-dir: the line says which settings find them.
+	configPath := filepath.Join(t.TempDir(), "site.yaml")
+	if err := os.WriteFile(configPath, []byte("cameras:\n  - id: gate\n    source: "+video+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runReid(t, "--config", configPath, "--data-dir", dataDir, "--shared-dir", t.TempDir(), "check")
+	if err == nil || !strings.Contains(out, "FAIL  detector yolo-fastest") || !strings.Contains(out, "REID_SHARED_DIR") {
+		t.Errorf("check without detector models: %v\n%s", err, out)
+	}
 }

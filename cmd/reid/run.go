@@ -330,11 +330,7 @@ func newIngester(options config.Options, sink ingest.Sink, maxFrames int64) (*in
 		Tracker:  options.Tracker,
 		Crops:    options.Crops,
 		NewDetector: func(settings config.Detector) (ingest.Detector, error) {
-			found, err := detector.New(settings, modelsDir)
-			if errors.Is(err, fs.ErrNotExist) {
-				// The usual cause on a new machine: the shared assets are elsewhere.
-				return nil, fmt.Errorf("%w (detector models are read from %s: set detector.models_dir, or shared_dir with --shared-dir or REID_SHARED_DIR)", err, modelsDir)
-			}
+			found, err := newDetector(settings, modelsDir)
 			if err != nil {
 				return nil, err
 			}
@@ -343,6 +339,16 @@ func newIngester(options config.Options, sink ingest.Sink, maxFrames int64) (*in
 		Sink:      sink,
 		MaxFrames: maxFrames,
 	})
+}
+
+// newDetector loads a detector; a missing model file says which settings locate the models.
+func newDetector(settings config.Detector, modelsDir string) (*detector.Detector, error) {
+	found, err := detector.New(settings, modelsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The usual cause on a new machine: the shared assets are elsewhere.
+		return nil, fmt.Errorf("%w (detector models are read from %s: set detector.models_dir, or shared_dir with --shared-dir or REID_SHARED_DIR)", err, modelsDir)
+	}
+	return found, err
 }
 
 // embedStage is the embedder with the consumer that feeds it.
