@@ -234,6 +234,10 @@ type Embedder struct {
 	MaxWait   time.Duration `mapstructure:"max_wait" yaml:"max_wait"`
 	// Flip averages each embedding with that of the mirrored crop.
 	Flip bool `mapstructure:"flip" yaml:"flip"`
+	// FollowInterval is how often a running embedder checks the registry's active version and,
+	// when another one was promoted, moves to it (reid run also backfills its gallery and then
+	// moves lookups). 0 keeps the model it started with; so does a pinned Model. Default 30s.
+	FollowInterval time.Duration `mapstructure:"follow_interval" yaml:"follow_interval"`
 }
 
 // Index configures the vector index.
@@ -393,7 +397,7 @@ func Default() Options {
 			TopicRetention:     168 * time.Hour,
 		},
 		Torch:    Torch{Device: "cpu"},
-		Embedder: Embedder{BatchSize: 32, MaxWait: 100 * time.Millisecond},
+		Embedder: Embedder{BatchSize: 32, MaxWait: 100 * time.Millisecond, FollowInterval: 30 * time.Second},
 		Index: Index{
 			Backend:  "embedded",
 			Embedded: Embedded{Mode: "exact", Precision: "float16", HNSWM: 16, EfConstruction: 200, EfSearch: 128, SyncWrites: true},
@@ -592,6 +596,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Embedder.MaxWait < 0 {
 		bad("embedder.max_wait", "must be >= 0")
+	}
+	if o.Embedder.FollowInterval < 0 {
+		bad("embedder.follow_interval", "must be >= 0")
 	}
 	switch o.Index.Backend {
 	case "embedded":

@@ -217,6 +217,7 @@ func TestRetention(t *testing.T) {
 		{"REID_RETENTION_INTERVAL=0s", 0, "retention.interval"},
 		{"REID_STREAM_TOPIC_RETENTION=30s", 0, "stream.topic_retention"},
 		{"REID_LOOKUP_FOLLOW_INTERVAL=-1s", 0, "lookup.follow_interval"},
+		{"REID_EMBEDDER_FOLLOW_INTERVAL=-1s", 0, "embedder.follow_interval"},
 	}
 	for _, c := range cases {
 		t.Run(c.env, func(t *testing.T) {

@@ -54,6 +54,7 @@ func (e *Embedder) Backfill(ctx context.Context, store Store, gallery Gallery, o
 		options.BatchSize = 32
 	}
 	started := time.Now()
+	version := e.Version()
 	var stats BackfillStats
 	pending := make([]cropstore.CropRecord, 0, options.BatchSize)
 	flush := func() error {
@@ -65,9 +66,9 @@ func (e *Embedder) Backfill(ctx context.Context, store Store, gallery Gallery, o
 		for i, record := range pending {
 			ids[i] = record.ID
 		}
-		existing, err := gallery.Get(ctx, e.options.Version, ids)
+		existing, err := gallery.Get(ctx, version, ids)
 		if err != nil {
-			return fmt.Errorf("embedder: backfill: gallery %s: %w", e.options.Version, err)
+			return fmt.Errorf("embedder: backfill: gallery %s: %w", version, err)
 		}
 		present := make(map[string]bool, len(existing))
 		for _, item := range existing {

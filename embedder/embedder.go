@@ -15,6 +15,7 @@ import (
 	"image"
 	"log/slog"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,10 +73,15 @@ type Stats struct {
 	LastLatency time.Duration
 }
 
-// Embedder is safe for use by one consumer at a time; Stats may be read concurrently.
+// Embedder is safe for use by one consumer at a time; Stats, Version and SwitchModel may be called
+// concurrently.
 type Embedder struct {
 	options Options
-	stats   struct {
+	// handling is held for a whole Handle, so that SwitchModel returns only once no batch is
+	// being embedded by the model it replaced; target is read under it.
+	handling sync.Mutex
+	target   atomic.Pointer[target]
+	stats    struct {
 		embedded, rejected, batches, decodedAhead     atomic.Int64
 		decodeNanos, modelNanos, upsertNanos, latency atomic.Int64
 	}
@@ -100,7 +106,35 @@ func New(ctx context.Context, options Options) (*Embedder, error) {
 	if err := options.Index.CreateVersion(ctx, options.Version, options.Model.Dim()); err != nil {
 		return nil, fmt.Errorf("embedder: gallery for model %s: %w", options.Version, err)
 	}
-	return &Embedder{options: options}, nil
+	e := &Embedder{options: options}
+	e.target.Store(&target{model: options.Model, version: options.Version})
+	return e, nil
+}
+
+// target is the model the embedder runs and the gallery its vectors go to.
+type target struct {
+	model   Model
+	version string
+}
+
+// Version is the model version, and gallery, the embedder writes now.
+func (e *Embedder) Version() string { return e.target.Load().version }
+
+// SwitchModel makes batches handled from now on go through model into version's gallery, which
+// it creates. It returns once the batch being handled, if any, is done: after that, nothing uses
+// the previous model, and every crop the embedder has taken from the topic since is written to
+// version's gallery.
+func (e *Embedder) SwitchModel(ctx context.Context, model Model, version string) error {
+	if model == nil || version == "" {
+		return errors.New("embedder: switch needs a model and its version")
+	}
+	if err := e.options.Index.CreateVersion(ctx, version, model.Dim()); err != nil {
+		return fmt.Errorf("embedder: gallery for model %s: %w", version, err)
+	}
+	e.handling.Lock()
+	defer e.handling.Unlock()
+	e.target.Store(&target{model: model, version: version})
+	return nil
 }
 
 // ObserveLatency registers fn to receive, after each batch, the time from each crop's frame time
@@ -126,6 +160,9 @@ func (e *Embedder) Handle(ctx context.Context, batch []stream.Message) error {
 	if len(batch) == 0 {
 		return nil
 	}
+	e.handling.Lock()
+	defer e.handling.Unlock()
+	using := e.target.Load()
 	started := time.Now()
 	job := jobFor(batch)
 	if !job.seen { // a retried batch was decoded by its first try, not ahead
@@ -144,7 +181,7 @@ func (e *Embedder) Handle(ctx context.Context, batch []stream.Message) error {
 		}
 	}
 	if len(pictures) > 0 {
-		vectors, err := e.options.Model.Embed(ctx, pictures)
+		vectors, err := using.model.Embed(ctx, pictures)
 		if err != nil {
 			return fmt.Errorf("embedder: model: %w", err)
 		}
@@ -162,14 +199,14 @@ func (e *Embedder) Handle(ctx context.Context, batch []stream.Message) error {
 					Track:  record.Track,
 					Frame:  record.Frame,
 					Box:    [4]int32{int32(record.Box.X), int32(record.Box.Y), int32(record.Box.Width), int32(record.Box.Height)},
-					Model:  e.options.Version,
+					Model:  using.version,
 				},
 			})
 		}
 	}
 	embedded := time.Now()
 	if len(items) > 0 {
-		if err := e.options.Index.Upsert(ctx, e.options.Version, items); err != nil {
+		if err := e.options.Index.Upsert(ctx, using.version, items); err != nil {
 			return fmt.Errorf("embedder: upsert: %w", err)
 		}
 	}

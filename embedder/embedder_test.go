@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"image"
 	"image/color"
 	"image/jpeg"
@@ -50,6 +51,9 @@ func (ix *memoryIndex) Upsert(_ context.Context, version string, items []index.I
 		return ix.fail
 	}
 	for _, item := range items {
+		if item.Metadata.Model != version {
+			return fmt.Errorf("item %s of model %s upserted into gallery %s", item.ID, item.Metadata.Model, version)
+		}
 		ix.items[item.ID] = item
 	}
 	return nil
@@ -247,5 +251,84 @@ func TestNewRejectsIncompleteOptions(t *testing.T) {
 		if _, err := New(context.Background(), options); err == nil {
 			t.Errorf("New(%+v) accepted", options)
 		}
+	}
+}
+
+// gatedModel holds each Embed until its gate opens, saying when one has started.
+type gatedModel struct {
+	meanColourModel
+	started chan<- struct{}
+	gate    <-chan struct{}
+}
+
+func (m gatedModel) Embed(ctx context.Context, images []image.Image) ([][]float32, error) {
+	m.started <- struct{}{}
+	<-m.gate
+	return m.meanColourModel.Embed(ctx, images)
+}
+
+// paddedModel is another model: four values, the mean colour and a marker.
+type paddedModel struct{}
+
+func (paddedModel) Dim() int { return 4 }
+
+func (paddedModel) Embed(ctx context.Context, images []image.Image) ([][]float32, error) {
+	vectors, err := meanColourModel{}.Embed(ctx, images)
+	for i := range vectors {
+		vectors[i] = append(vectors[i], 1)
+	}
+	return vectors, err
+}
+
+// TestSwitchModel switches models while a batch is being embedded: the switch waits for that
+// batch, which goes to the old gallery with the old model's vectors, and the next batch goes
+// through the new model into the new gallery.
+func TestSwitchModel(t *testing.T) {
+	ctx := context.Background()
+	ix := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}}
+	started, gate := make(chan struct{}, 1), make(chan struct{})
+	embed, err := New(ctx, Options{Model: gatedModel{started: started, gate: gate}, Version: "v1", Index: ix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := []stream.Message{message(t, 1, jpegOf(t, 10)), message(t, 2, jpegOf(t, 60))}
+	handled := make(chan error, 1)
+	go func() { handled <- embed.Handle(ctx, before) }()
+	<-started
+	switched := make(chan error, 1)
+	go func() { switched <- embed.SwitchModel(ctx, paddedModel{}, "v2") }()
+	select {
+	case err := <-switched:
+		t.Fatalf("SwitchModel returned (%v) while the old model was embedding a batch", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(gate)
+	if err := <-handled; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-switched; err != nil {
+		t.Fatal(err)
+	}
+	if embed.Version() != "v2" || ix.created["v2"] != 4 {
+		t.Fatalf("after the switch: version %s, galleries %v; want v2 created with 4 dimensions", embed.Version(), ix.created)
+	}
+	after := []stream.Message{message(t, 3, jpegOf(t, 120))}
+	if err := embed.Handle(ctx, after); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		batch   []stream.Message
+		version string
+		dim     int
+	}{{before, "v1", 3}, {after, "v2", 4}} {
+		for _, message := range tc.batch {
+			item := ix.items[message.Record.ID]
+			if item.Metadata.Model != tc.version || len(item.Vector) != tc.dim {
+				t.Errorf("crop %s went to %q with %d values; want %s with %d", message.Record.ID, item.Metadata.Model, len(item.Vector), tc.version, tc.dim)
+			}
+		}
+	}
+	if err := embed.SwitchModel(ctx, nil, "v3"); err == nil {
+		t.Error("a switch to no model was accepted")
 	}
 }

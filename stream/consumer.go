@@ -566,9 +566,57 @@ func ParseDeadLetter(message kafka.Message) (DeadLetter, error) {
 // they were dead-lettered, so a lag of 0 means every record written so far is done, whichever run
 // of the process wrote it.
 func (c *Consumer) Lag(ctx context.Context) (int64, error) {
-	ranges, err := partitionRanges(ctx, c.admin, c.options.Topic)
+	ranges, done, err := c.progress(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream: lag: %w", err)
+	}
+	var lag int64
+	for _, span := range ranges {
+		lag += max(span.last-done[span.partition], 0)
+	}
+	return lag, nil
+}
+
+// Marks are offsets in the consumer's topic, by partition: a mark stands for the records before it.
+type Marks map[int]int64
+
+// EndMarks marks every record written to the consumer's topic so far: per partition, the offset
+// the next record will get.
+func (c *Consumer) EndMarks(ctx context.Context) (Marks, error) {
+	ranges, err := partitionRanges(ctx, c.admin, c.options.Topic)
+	if err != nil {
+		return nil, fmt.Errorf("stream: end offsets: %w", err)
+	}
+	marks := make(Marks, len(ranges))
+	for _, span := range ranges {
+		marks[span.partition] = span.last
+	}
+	return marks, nil
+}
+
+// Passed reports whether the consumer's group is done with every record before marks: it has
+// committed past them, or retention has deleted them. A group may run in another process; this
+// reads the broker, not this Consumer.
+func (c *Consumer) Passed(ctx context.Context, marks Marks) (bool, error) {
+	_, done, err := c.progress(ctx)
+	if err != nil {
+		return false, fmt.Errorf("stream: group position: %w", err)
+	}
+	for partition, mark := range marks {
+		if done[partition] < mark {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// progress returns the topic's partitions and, for each, the offset before which the group is
+// done: its committed offset, or the oldest record still there where nothing is committed yet or
+// retention has deleted records past the committed offset (the group starts there).
+func (c *Consumer) progress(ctx context.Context) ([]partitionRange, map[int]int64, error) {
+	ranges, err := partitionRanges(ctx, c.admin, c.options.Topic)
+	if err != nil {
+		return nil, nil, err
 	}
 	partitions := make([]int, len(ranges))
 	for i, span := range ranges {
@@ -576,7 +624,7 @@ func (c *Consumer) Lag(ctx context.Context) (int64, error) {
 	}
 	fetched, err := c.admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.options.Group, Topics: map[string][]int{c.options.Topic: partitions}})
 	if err != nil {
-		return 0, fmt.Errorf("stream: lag: committed offsets: %w", err)
+		return nil, nil, fmt.Errorf("committed offsets: %w", err)
 	}
 	committed := map[int]int64{} // absent: nothing committed
 	switch {
@@ -585,20 +633,17 @@ func (c *Consumer) Lag(ctx context.Context) (int64, error) {
 		// some brokers with this error).
 		fetched.Topics = nil
 	case fetched.Error != nil:
-		return 0, fmt.Errorf("stream: lag: committed offsets: %w", fetched.Error)
+		return nil, nil, fmt.Errorf("committed offsets: %w", fetched.Error)
 	}
 	for _, partition := range fetched.Topics[c.options.Topic] {
 		if partition.Error != nil {
-			return 0, fmt.Errorf("stream: lag: partition %d committed offset: %w", partition.Partition, partition.Error)
+			return nil, nil, fmt.Errorf("partition %d committed offset: %w", partition.Partition, partition.Error)
 		}
 		committed[partition.Partition] = partition.CommittedOffset
 	}
-	var lag int64
+	done := make(map[int]int64, len(ranges))
 	for _, span := range ranges {
-		// Where nothing is committed yet, or retention has deleted records past the committed
-		// offset, the group starts at the oldest record still there.
-		done := max(committed[span.partition], span.first)
-		lag += max(span.last-done, 0)
+		done[span.partition] = max(committed[span.partition], span.first)
 	}
-	return lag, nil
+	return ranges, done, nil
 }

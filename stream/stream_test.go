@@ -77,12 +77,27 @@ func testRoundTrip(t *testing.T, env testEnv) {
 	if lag, err := observer.Lag(context.Background()); err != nil || lag != int64(len(records)) {
 		t.Fatalf("lag before consuming = %d, %v; want %d", lag, err, len(records))
 	}
+	// The end marks stand for every record written; the group has passed them once it is done.
+	marks, err := observer.EndMarks(context.Background())
+	var marked int64
+	for _, mark := range marks {
+		marked += mark
+	}
+	if err != nil || len(marks) != 4 || marked != int64(len(records)) {
+		t.Fatalf("end marks %v (%v): want 4 partitions marking %d records", marks, err, len(records))
+	}
+	if passed, err := observer.Passed(context.Background(), marks); err != nil || passed {
+		t.Fatalf("passed the end marks before consuming: %v, %v", passed, err)
+	}
 	consumer := startConsumer(t, env.conn, options, index.handler)
 	waitFor(t, 30*time.Second, "every record consumed", func() bool { return index.len() == len(records) })
 	waitFor(t, 10*time.Second, "lag 0", func() bool {
 		lag, err := observer.Lag(context.Background())
 		return err == nil && lag == 0
 	})
+	if passed, err := observer.Passed(context.Background(), marks); err != nil || !passed {
+		t.Fatalf("not past the end marks once every record is committed: %v, %v", passed, err)
+	}
 	for _, record := range records {
 		index.mu.Lock()
 		got := index.records[record.ID]

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,9 @@ func newEmbedCommand(g *globals) *cobra.Command {
 		Long: "Runs the embedder as its own process against stream.brokers (or the embedded broker of\n" +
 			"`reid run` / `reid broker` at stream.embedded_addr). Offsets are committed only after the\n" +
 			"vectors are durable in the index, so a killed embedder resumes without losing a crop.\n" +
-			"Crops that cannot be decoded go to the dead-letter topic with the reason.",
+			"Crops that cannot be decoded go to the dead-letter topic with the reason.\n" +
+			"A model version promoted while it runs is taken up within embedder.follow_interval: new\n" +
+			"crops go into its gallery; then run `reid index backfill VERSION --activate`.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			options, err := g.load(cmd)
@@ -39,11 +42,26 @@ func newEmbedCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer loaded.Close()
 			stage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
 			if err != nil {
+				loaded.Close()
 				return err
 			}
+			// A promoted version is taken up at a batch boundary; its backfill and the move of
+			// lookups are `reid index backfill VERSION --activate`'s (docs/OPERATIONS.md).
+			models, err := newModelFollower(ctx, options, vectors, stage.embedder, loaded, false)
+			if err != nil {
+				loaded.Close()
+				return err
+			}
+			defer models.close()
+			followCtx, stopFollowing := context.WithCancel(ctx)
+			followed := make(chan struct{})
+			go func() {
+				defer close(followed)
+				models.run(followCtx, nil, nil, nil)
+			}()
+			defer func() { stopFollowing(); <-followed }()
 			metrics := &pipelineMetrics{embedder: stage.embedder, vectors: vectors,
 				consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: stage.consumer}}
 			defer startRetention(ctx, options, nil, vectors, metrics.pruned)()
@@ -52,7 +70,8 @@ func newEmbedCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer stopOps()
-			slog.Info("embedder running", "topic", options.Stream.CropsTopic, "group", options.Stream.EmbedGroup, "model", loaded.version.ID)
+			slog.Info("embedder running", "topic", options.Stream.CropsTopic, "group", options.Stream.EmbedGroup, "model", loaded.version.ID,
+				"follow_interval", options.Embedder.FollowInterval)
 			err = stage.consumer.Run(ctx)
 			stats := stage.consumer.Stats()
 			fmt.Fprintf(cmd.OutOrStdout(), "embedded %d  dead-lettered %d  batches %d\n",

@@ -115,7 +115,7 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 	}
 	defer stopOps()
 	stopProgress := startProgress(ingester)
-	stopReloads := reloadCamerasOnHangup(ctx, ingester, options, load)
+	stopReloads := reloadCamerasOnHangup(ctx, ingester, options, load, nil)
 	runErr := ingester.Run(ctx, options.Cameras)
 	stopReloads()
 	stopProgress()

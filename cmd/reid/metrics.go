@@ -26,7 +26,7 @@ type pipelineMetrics struct {
 	consumers map[string]*stream.Consumer // by consumer group
 	archive   *archiver.Archiver
 	vectors   index.Index
-	switching *modelSwitch
+	models    *modelFollower
 	// retained counts what retention deleted; prune adds to it.
 	retainedCrops, retainedVectors atomic.Int64
 }
@@ -138,13 +138,11 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 			}
 		}
 	}
-	if m.switching != nil {
-		counter(backfillCropsDesc, float64(m.switching.backfilled.Load()))
-		pending := 1.0
-		select {
-		case <-m.switching.done:
-			pending = 0
-		default:
+	if m.models != nil {
+		counter(backfillCropsDesc, float64(m.models.backfilled.Load()))
+		pending := 0.0
+		if m.models.pending() {
+			pending = 1
 		}
 		gauge(backfillPendingDesc, pending)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/model"
 	"github.com/reid-project/reid/retention"
 	"github.com/reid-project/reid/stream"
 	"github.com/reid-project/reid/trainer"
@@ -146,8 +147,9 @@ func TestPipelineMetrics(t *testing.T) {
 	if err := ingester.Run(ctx, []config.Camera{{ID: "gate", Source: testassets.Path(t, "video/vtest.avi")}}); err != nil {
 		t.Fatal(err)
 	}
-	metrics := &pipelineMetrics{ingester: ingester, embedder: embed, vectors: vectors, switching: &modelSwitch{done: make(chan struct{})}}
-	metrics.switching.backfilled.Store(7)
+	models := &modelFollower{embedding: &loadedModel{version: model.Version{Metadata: model.Metadata{ID: "v2"}}}, servingVersion: "v1"}
+	models.backfilled.Store(7)
+	metrics := &pipelineMetrics{ingester: ingester, embedder: embed, vectors: vectors, models: models}
 	metrics.pruned(retention.Result{Crops: 3, Vectors: 6})
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(metrics)
@@ -191,7 +193,7 @@ reid_retention_deleted_total{kind="vectors"} 6
 	if err := testutil.GatherAndCompare(registry, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}
-	close(metrics.switching.done)
+	models.servingVersion = "v2"
 	after := `
 # HELP reid_model_switch_pending 1 while a promoted model's gallery is being backfilled, before lookups move to it.
 # TYPE reid_model_switch_pending gauge

@@ -4,97 +4,401 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/lookup"
+	"github.com/reid-project/reid/model"
+	"github.com/reid-project/reid/stream"
 )
 
-// modelSwitch is what reid run does when the registry's active model (reid model promote) is not
-// the index's active gallery: new crops go into the new model's gallery at once, every stored
-// crop is embedded into it in the background, and only then do lookups move to it, in one step.
-// Until then they read the old gallery with the old model, so a search never sees a half-filled
-// gallery. A run stopped midway resumes at its next start (the backfill skips what is there).
-type modelSwitch struct {
-	from      string       // the gallery lookups read until the backfill is done
-	fromModel *loadedModel // its model, for image search; nil if it could not be loaded
-	to        *loadedModel
-	done      chan struct{}
-	stats     embedder.BackfillStats
-	err       error
-	// backfilled counts crops embedded so far (metrics read it while the backfill runs).
+// modelFollower keeps a running pipeline on the model version the registry calls active (reid
+// model promote, reid train --promote), without a restart. Vectors of two versions cannot be
+// compared, so a switch goes in steps:
+//
+//  1. the live embedder moves to the new model and its gallery at a batch boundary, so every crop
+//     it takes from the topic from then on is in the new gallery;
+//  2. once the archiver has stored every crop written to the topic before that (the ones the old
+//     model embedded), every stored crop the new gallery lacks is embedded from the crop store;
+//  3. only then does the new gallery become the active one, and lookups move to it together with
+//     its model, in one step.
+//
+// Until step 3, lookups read the old gallery with the old model, so a search never sees a
+// half-filled gallery. A switch that is stopped (by reid stopping, or by yet another promote)
+// resumes at the next start, or is replaced: the backfill skips what a gallery already holds.
+// The same steps run at start when the registry's active version is not the index's.
+//
+// Without a crop store (reid embed, which runs beside an archiver elsewhere) only step 1 runs;
+// `reid index backfill VERSION --activate` does the rest.
+type modelFollower struct {
+	options  config.Options
+	registry *model.Registry
+	vectors  index.Index
+	live     *embedder.Embedder
+	store    cropStore        // nil: step 1 only
+	archive  *stream.Consumer // the archiver's group, whose progress step 2 waits for
+	server   *lookup.Server   // nil when not serving
+	nudges   chan struct{}
+
+	mu             sync.Mutex
+	embedding      *loadedModel // the live embedder's model
+	serving        *loadedModel // the model of the gallery lookups read; nil when it cannot be loaded
+	servingVersion string
+	retired        []retiredModel
+	current        *modelSwitch // the last switch started; nil before any
+	unloadable     string       // the last version that failed to load, to log it once
+
+	// backfilled counts stored crops embedded by every switch so far (metrics read it).
 	backfilled atomic.Int64
 }
 
-// prepareModelSwitch returns nil when the index's active gallery is the loaded model's.
-func prepareModelSwitch(ctx context.Context, options config.Options, vectors index.Index, loaded *loadedModel) (*modelSwitch, error) {
-	active, err := vectors.Active(ctx)
-	if err != nil || active.Name == loaded.version.ID {
+// modelSwitch is one run of steps 2 and 3 towards a version.
+type modelSwitch struct {
+	to     *loadedModel
+	cancel context.CancelFunc
+	done   chan struct{}
+	// stats and err are set before done closes.
+	stats embedder.BackfillStats
+	err   error
+}
+
+// retiredModel is a model nothing uses any more, closed once requests that took it before a
+// switch are surely done with it.
+type retiredModel struct {
+	model *loadedModel
+	since time.Time
+}
+
+// retireGrace is how long a model stays loaded after lookups moved away from it: longer than
+// any search request takes.
+const retireGrace = 2 * time.Minute
+
+// newModelFollower starts from the live embedder's model, embedding. Lookups read the index's
+// active gallery: embedding's, or another, whose model it loads when withLookups (a lookup
+// server will embed uploads with it). It takes ownership of embedding; close releases every
+// model.
+func newModelFollower(ctx context.Context, options config.Options, vectors index.Index, live *embedder.Embedder, embedding *loadedModel, withLookups bool) (*modelFollower, error) {
+	registry, err := openRegistry(options)
+	if err != nil {
 		return nil, err
 	}
-	sw := &modelSwitch{from: active.Name, to: loaded, done: make(chan struct{})}
+	f := &modelFollower{options: options, registry: registry, vectors: vectors, live: live, embedding: embedding, nudges: make(chan struct{}, 1)}
+	active, err := vectors.Active(ctx)
+	switch {
+	case errors.Is(err, index.ErrNoActiveVersion):
+		active.Name = embedding.version.ID
+	case err != nil:
+		return nil, err
+	}
+	f.servingVersion = active.Name
+	switch {
+	case !withLookups:
+		return f, nil
+	case active.Name == embedding.version.ID:
+		f.serving = embedding
+		return f, nil
+	}
 	old, err := openModel(ctx, options, active.Name)
 	switch {
 	case err != nil:
-		slog.Warn("model switch: cannot load the model of the gallery lookups read now; they move to the new gallery at once and see more of it as the backfill goes",
-			"from", active.Name, "to", loaded.version.ID, "err", err)
-		sw.from = ""
+		slog.Warn("model switch: cannot load the model of the gallery lookups read; search by image answers 503 until the switch is done",
+			"serving", active.Name, "err", err)
 	case old.network.Dim() != active.Dim:
 		old.Close()
-		slog.Warn("model switch: the old model's dimension does not match its gallery; lookups move to the new gallery at once",
-			"from", active.Name, "to", loaded.version.ID)
-		sw.from = ""
+		slog.Warn("model switch: the model of the gallery lookups read has another dimension; search by image answers 503 until the switch is done",
+			"serving", active.Name)
 	default:
-		sw.fromModel = old
+		f.serving = old
 	}
-	slog.Info("model switch: backfilling the new model's gallery from the crop store; lookups stay on the old gallery until it is done",
-		"from", active.Name, "to", loaded.version.ID)
-	return sw, nil
+	return f, nil
 }
 
 // lookupBackends is the gallery and embedder the lookup server starts with.
-func (sw *modelSwitch) lookupBackends(loaded *loadedModel) (string, lookup.Embedder) {
-	if sw != nil && sw.fromModel != nil {
-		return sw.from, sw.fromModel.network
+func (f *modelFollower) lookupBackends() (string, lookup.Embedder) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.serving == nil {
+		return f.servingVersion, nil
 	}
-	return loaded.version.ID, loaded.network
+	return f.servingVersion, f.serving.network
 }
 
-// run backfills the new gallery, activates it and moves the lookup server (nil when not serving)
-// to it. It closes sw.done when it returns.
-func (sw *modelSwitch) run(ctx context.Context, store cropStore, vectors index.Index, server *lookup.Server) {
+// run follows the registry until ctx ends, checking it every embedder.follow_interval (never
+// when 0 or when embedder.model pins a version) and on nudge. A switch left pending at start (the
+// embedder's model is not the gallery lookups read) starts at once. run returns once every
+// switch it started has stopped.
+func (f *modelFollower) run(ctx context.Context, store cropStore, archive *stream.Consumer, server *lookup.Server) {
+	f.store, f.archive, f.server = store, archive, server
+	defer f.stopSwitch()
+	f.mu.Lock()
+	pending := f.servingVersion != f.embedding.version.ID
+	f.mu.Unlock()
+	if pending && f.store != nil {
+		slog.Info("model switch: the active model is not the active gallery's; backfilling its gallery from the crop store, lookups stay on the old gallery until it is done",
+			"from", f.servingVersion, "to", f.embedding.version.ID)
+		f.startSwitch(ctx, f.embedding)
+	}
+	var tick <-chan time.Time
+	if interval := f.options.Embedder.FollowInterval; interval > 0 && f.options.Embedder.Model == "" {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		tick = ticker.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick:
+		case <-f.nudges:
+		}
+		f.check(ctx)
+		f.closeRetired(time.Now())
+	}
+}
+
+// nudge makes run check the registry now (on SIGHUP).
+func (f *modelFollower) nudge() {
+	select {
+	case f.nudges <- struct{}{}:
+	default:
+	}
+}
+
+// check moves the live embedder to the registry's active version when it changed, and starts
+// the backfill towards it.
+func (f *modelFollower) check(ctx context.Context) {
+	if f.options.Embedder.Model != "" {
+		return
+	}
+	promoted, err := f.registry.Active()
+	if err != nil {
+		slog.Warn("model follow: cannot read the registry's active version; the embedder keeps its model", "err", err)
+		return
+	}
+	f.mu.Lock()
+	from := f.embedding
+	reuse := f.serving
+	f.mu.Unlock()
+	if promoted.ID == from.version.ID {
+		return
+	}
+	next := reuse
+	if next == nil || next.version.ID != promoted.ID {
+		next, err = openModel(ctx, f.options, promoted.ID)
+		if err != nil {
+			if f.unloadable != promoted.ID && ctx.Err() == nil {
+				f.unloadable = promoted.ID
+				slog.Error("model follow: the promoted version cannot be loaded; the embedder keeps its model", "promoted", promoted.ID, "embedding", from.version.ID, "err", err)
+			}
+			return
+		}
+	}
+	if err := f.live.SwitchModel(ctx, next.network, promoted.ID); err != nil {
+		f.release(next)
+		slog.Error("model follow: cannot switch the embedder; it keeps its model", "promoted", promoted.ID, "err", err)
+		return
+	}
+	f.mu.Lock()
+	f.embedding = next
+	f.mu.Unlock()
+	slog.Info("model switch: new crops are embedded with the promoted version", "from", from.version.ID, "to", promoted.ID)
+	if f.store != nil {
+		f.startSwitch(ctx, next)
+	}
+	f.release(from)
+}
+
+// startSwitch stops the switch under way, if any, and starts one towards to.
+func (f *modelFollower) startSwitch(ctx context.Context, to *loadedModel) {
+	f.stopSwitch()
+	switchCtx, cancel := context.WithCancel(ctx)
+	sw := &modelSwitch{to: to, cancel: cancel, done: make(chan struct{})}
+	f.mu.Lock()
+	f.current = sw
+	f.mu.Unlock()
+	go f.runSwitch(switchCtx, sw)
+}
+
+// stopSwitch cancels the switch under way and waits for it.
+func (f *modelFollower) stopSwitch() {
+	f.mu.Lock()
+	sw := f.current
+	f.mu.Unlock()
+	if sw != nil {
+		sw.cancel()
+		<-sw.done
+	}
+}
+
+// runSwitch is steps 2 and 3. It closes sw.done when it returns.
+func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 	defer close(sw.done)
 	version := sw.to.version.ID
-	backfill, err := embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: vectors})
-	if err == nil {
-		sw.stats, err = backfillGallery(ctx, backfill, store, vectors, version, func(stats embedder.BackfillStats) {
-			sw.backfilled.Store(stats.Embedded)
-		})
-		sw.backfilled.Store(sw.stats.Embedded)
+	sw.err = f.waitForArchiver(ctx)
+	if sw.err == nil {
+		var backfill *embedder.Embedder
+		backfill, sw.err = embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: f.vectors})
+		if sw.err == nil {
+			before := f.backfilled.Load()
+			sw.stats, sw.err = backfillGallery(ctx, backfill, f.store, f.vectors, version, func(stats embedder.BackfillStats) {
+				f.backfilled.Store(before + stats.Embedded)
+			})
+			f.backfilled.Store(before + sw.stats.Embedded)
+		}
 	}
-	if err == nil {
-		err = vectors.Activate(ctx, version)
+	if sw.err == nil {
+		sw.err = f.vectors.Activate(ctx, version)
 	}
-	if err != nil {
-		sw.err = err
-		if errors.Is(err, context.Canceled) {
+	if sw.err != nil {
+		if errors.Is(sw.err, context.Canceled) {
 			slog.Info("model switch: backfill stopped; it resumes at the next start", "to", version)
 		} else {
-			slog.Error("model switch: backfill failed; lookups stay on the old gallery, and the next start retries", "to", version, "err", err)
+			slog.Error("model switch: backfill failed; lookups stay on the old gallery, and the next start retries", "to", version, "err", sw.err)
 		}
 		return
 	}
-	if server != nil {
-		server.Switch(vectors, version, sw.to.network)
+	// The gallery is active now, so lookups move even if the switch was just cancelled.
+	f.mu.Lock()
+	from, fromVersion := f.serving, f.servingVersion
+	f.servingVersion = version
+	if f.server != nil {
+		f.serving = sw.to
 	}
-	slog.Info("model switch done: lookups read the new gallery", "from", sw.from, "to", version, "backfilled", sw.stats.Embedded)
+	f.mu.Unlock()
+	if f.server != nil && fromVersion != version {
+		f.server.Switch(f.vectors, version, sw.to.network)
+	}
+	f.release(from)
+	slog.Info("model switch done: lookups read the new gallery", "from", fromVersion, "to", version, "backfilled", sw.stats.Embedded)
 }
 
-// close releases the old model; call it after the lookup server has stopped.
-func (sw *modelSwitch) close() {
-	if sw != nil && sw.fromModel != nil {
-		sw.fromModel.Close()
+// waitForArchiver returns once the archiver has stored every crop written to the topic so far,
+// so that the crops the old model embedded are in the crop store when the backfill reads it.
+func (f *modelFollower) waitForArchiver(ctx context.Context) error {
+	if f.archive == nil {
+		return nil
 	}
+	var marks stream.Marks
+	started := time.Now()
+	warned := false
+	for {
+		var err error
+		if marks == nil {
+			marks, err = f.archive.EndMarks(ctx)
+		}
+		if err == nil {
+			var passed bool
+			if passed, err = f.archive.Passed(ctx, marks); passed {
+				return nil
+			}
+		}
+		if !warned && time.Since(started) > 30*time.Second {
+			warned = true
+			slog.Warn("model switch: waiting for the archiver to store the crops embedded before the switch", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// release retires a model unless the embedder, the lookups or the switch under way still use it.
+func (f *modelFollower) release(m *loadedModel) {
+	if m == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if m == f.embedding || m == f.serving || (f.current != nil && m == f.current.to) {
+		return
+	}
+	f.retired = append(f.retired, retiredModel{model: m, since: time.Now()})
+}
+
+// closeRetired closes the models retired before now minus retireGrace.
+func (f *modelFollower) closeRetired(now time.Time) {
+	f.mu.Lock()
+	var kept []retiredModel
+	var closing []*loadedModel
+	for _, retired := range f.retired {
+		if now.Sub(retired.since) >= retireGrace {
+			closing = append(closing, retired.model)
+		} else {
+			kept = append(kept, retired)
+		}
+	}
+	f.retired = kept
+	f.mu.Unlock()
+	for _, m := range closing {
+		m.Close()
+	}
+}
+
+// pending reports whether a switch is under way: lookups read another gallery than the one the
+// embedder writes, or a backfill into the gallery they read is still running (after a promote
+// back to it, some crops went to the other gallery meanwhile).
+func (f *modelFollower) pending() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.servingVersion != f.embedding.version.ID {
+		return true
+	}
+	if f.current == nil {
+		return false
+	}
+	select {
+	case <-f.current.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// embeddingVersion is the version the live embedder writes.
+func (f *modelFollower) embeddingVersion() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.embedding.version.ID
+}
+
+// wait returns once the switch under way, if any, is done, or ctx ends.
+func (f *modelFollower) wait(ctx context.Context) {
+	f.mu.Lock()
+	sw := f.current
+	f.mu.Unlock()
+	if sw == nil {
+		return
+	}
+	select {
+	case <-sw.done:
+	case <-ctx.Done():
+	}
+}
+
+// close releases every model; call it once run has returned and the lookup server has stopped.
+func (f *modelFollower) close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	closed := map[*loadedModel]bool{}
+	for _, m := range append([]*loadedModel{f.embedding, f.serving}, retiredModels(f.retired)...) {
+		if m != nil && !closed[m] {
+			closed[m] = true
+			m.Close()
+		}
+	}
+	f.retired = nil
+}
+
+func retiredModels(retired []retiredModel) []*loadedModel {
+	models := make([]*loadedModel, len(retired))
+	for i, r := range retired {
+		models[i] = r.model
+	}
+	return models
 }

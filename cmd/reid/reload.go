@@ -21,9 +21,9 @@ type reconfigurer interface {
 // reloadCamerasOnHangup re-reads the configuration on every SIGHUP and applies its camera list to
 // the running ingest: cameras are added, removed or restarted without stopping the broker, the
 // embedder or the lookup. A configuration that does not load leaves the cameras as they are.
-// Other settings take effect at the next start, and a reload that changes them says so. The
-// returned function stops listening and waits.
-func reloadCamerasOnHangup(ctx context.Context, ingester reconfigurer, current config.Options, load func() (config.Options, error)) (stop func()) {
+// Other settings take effect at the next start, and a reload that changes them says so. Each
+// SIGHUP also calls also (when not nil). The returned function stops listening and waits.
+func reloadCamerasOnHangup(ctx context.Context, ingester reconfigurer, current config.Options, load func() (config.Options, error), also func()) (stop func()) {
 	hangups := make(chan os.Signal, 1)
 	signal.Notify(hangups, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(ctx)
@@ -37,6 +37,9 @@ func reloadCamerasOnHangup(ctx context.Context, ingester reconfigurer, current c
 			case <-hangups:
 			}
 			current = reloadCameras(ctx, ingester, current, load)
+			if also != nil {
+				also()
+			}
 		}
 	}()
 	return func() {

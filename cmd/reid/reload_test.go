@@ -50,7 +50,9 @@ func TestReloadCamerasOnHangup(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- ingester.Run(ctx, options.Cameras) }()
-	stop := reloadCamerasOnHangup(ctx, ingester, options, load)
+	// Each SIGHUP also nudges whatever else re-reads its state (reid run: the model registry).
+	nudged := make(chan struct{}, 1)
+	stop := reloadCamerasOnHangup(ctx, ingester, options, load, func() { nudged <- struct{}{} })
 	defer stop()
 	running := func() []string {
 		var ids []string
@@ -70,6 +72,11 @@ func TestReloadCamerasOnHangup(t *testing.T) {
 			t.Fatalf("cameras %v after the reload, want [hall yard]", running())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	select {
+	case <-nudged:
+	case <-time.After(10 * time.Second):
+		t.Error("the SIGHUP did not call the hook after the reload")
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -36,7 +36,10 @@ func newRunCommand(g *globals) *cobra.Command {
 			"embedder and archiver go on until they have taken in everything in the crops topic (for at\n" +
 			"most 15s; what is left then waits in the broker for the next start).\n" +
 			"SIGHUP re-reads the configuration and applies its cameras: new ones start, removed ones\n" +
-			"stop, changed ones restart; everything else keeps running.",
+			"stop, changed ones restart; everything else keeps running.\n" +
+			"A model version promoted while it runs (reid model promote, reid train --promote) is taken up\n" +
+			"within embedder.follow_interval, or at once on SIGHUP: new crops are embedded with it, the\n" +
+			"stored ones are backfilled into its gallery, and then lookups move to that gallery.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			flags.load = func() (config.Options, error) {
@@ -91,9 +94,11 @@ type runSummary struct {
 	DeadLettered int64 `json:"dead_lettered"`
 	Indexed      int   `json:"indexed"`
 	// Backfilled counts stored crops embedded into a new model's gallery after a model switch.
-	Backfilled int64   `json:"backfilled,omitempty"`
-	Model      string  `json:"model"`
-	Seconds    float64 `json:"seconds"`
+	Backfilled int64 `json:"backfilled,omitempty"`
+	// SwitchPending: lookups still read an older model's gallery, whose switch the next start resumes.
+	SwitchPending bool    `json:"switch_pending,omitempty"`
+	Model         string  `json:"model"`
+	Seconds       float64 `json:"seconds"`
 }
 
 func runPipeline(ctx context.Context, out io.Writer, options config.Options, flags runFlags) error {
@@ -116,16 +121,17 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	if err != nil {
 		return err
 	}
-	defer loaded.Close()
 	embedStage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
 	if err != nil {
+		loaded.Close()
 		return err
 	}
-	switching, err := prepareModelSwitch(ctx, options, vectors, loaded)
+	models, err := newModelFollower(ctx, options, vectors, embedStage.embedder, loaded, flags.serve)
 	if err != nil {
+		loaded.Close()
 		return err
 	}
-	defer switching.close()
+	defer models.close()
 	archiveStage, archive, err := newArchiveStage(options, conn, store)
 	if err != nil {
 		return err
@@ -139,7 +145,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		return err
 	}
 	metrics := &pipelineMetrics{
-		ingester: ingester, producer: producer, embedder: embedStage.embedder, archive: archive, vectors: vectors, switching: switching,
+		ingester: ingester, producer: producer, embedder: embedStage.embedder, archive: archive, vectors: vectors, models: models,
 		consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: embedStage.consumer, options.Stream.ArchiveGroup: archiveStage},
 	}
 	defer startRetention(ctx, options, store, vectors, metrics.pruned)()
@@ -153,7 +159,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	defer stopServer()
 	var server *lookup.Server
 	if flags.serve {
-		version, queryEmbedder := switching.lookupBackends(loaded)
+		version, queryEmbedder := models.lookupBackends()
 		var closeAudit func()
 		server, closeAudit, err = newLookupServer(options, lookup.Config{
 			Index: vectors, IndexVersion: version, Store: store, Embedder: queryEmbedder,
@@ -167,12 +173,15 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	} else {
 		serverDone <- nil
 	}
-	if switching != nil {
-		switchCtx, stopSwitch := context.WithCancel(ctx)
-		go switching.run(switchCtx, store, vectors, server)
-		// The backfill stops before the index and the models close (deferred earlier, so later).
-		defer func() { stopSwitch(); <-switching.done }()
-	}
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		models.run(followCtx, store, archiveStage, server)
+	}()
+	// The follower and its backfill stop before the index and the models close (deferred
+	// earlier, so later).
+	defer func() { stopFollowing(); <-followed }()
 
 	// Consumers outlive ingest: they run until a signal and then until they have caught up with
 	// what ingest handed over before it (for at most shutdownDrain), or, with --exit-when-done,
@@ -199,7 +208,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	stopProgress := startProgress(ingester)
 	stopReloads := func() {}
 	if flags.load != nil {
-		stopReloads = reloadCamerasOnHangup(ctx, ingester, options, flags.load)
+		stopReloads = reloadCamerasOnHangup(ctx, ingester, options, flags.load, models.nudge)
 	}
 	ingestErr := ingester.Run(ctx, options.Cameras)
 	stopReloads()
@@ -216,12 +225,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	produced := producer.Stats().Produced
 	if flags.exitWhenDone && ctx.Err() == nil {
 		waitCaughtUp(waitCtx, embedStage.consumer, archiveStage)
-		if switching != nil {
-			select {
-			case <-switching.done:
-			case <-waitCtx.Done():
-			}
-		}
+		models.wait(waitCtx)
 	} else {
 		<-waitCtx.Done()
 	}
@@ -241,16 +245,10 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	stopServer()
 	serverErr := <-serverDone
 
-	summary := runSummary{Model: loaded.version.ID, Seconds: time.Since(started).Seconds()}
-	if switching != nil {
-		select {
-		case <-switching.done:
-			if switching.err == nil {
-				summary.Backfilled = switching.stats.Embedded
-			}
-		default: // still running; stopped by the deferred cancel
-		}
-	}
+	stopFollowing()
+	<-followed
+	summary := runSummary{Model: models.embeddingVersion(), Backfilled: models.backfilled.Load(), SwitchPending: models.pending(),
+		Seconds: time.Since(started).Seconds()}
 	ingestStats := ingester.Stats()
 	summary.Frames, summary.Detections, summary.Crops = ingestStats.Frames, ingestStats.Detections, ingestStats.Crops
 	summary.Produced = produced
@@ -259,7 +257,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	summary.Archived = archive.Archived()
 	summary.DeadLettered = embedStats.DeadLettered
 	countCtx, cancelCount := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	summary.Indexed, _ = vectors.Count(countCtx, loaded.version.ID)
+	summary.Indexed, _ = vectors.Count(countCtx, summary.Model)
 	cancelCount()
 	if flags.asJSON {
 		if err := json.NewEncoder(out).Encode(summary); err != nil {
@@ -269,7 +267,10 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		fmt.Fprintf(out, "frames %d  crops %d  produced %d  embedded %d  archived %d  dead-lettered %d  indexed %d (model %s)  %.1fs\n",
 			summary.Frames, summary.Crops, summary.Produced, summary.Embedded, summary.Archived,
 			summary.DeadLettered, summary.Indexed, summary.Model, summary.Seconds)
-		if summary.Backfilled > 0 {
+		switch {
+		case summary.SwitchPending:
+			fmt.Fprintf(out, "model switch to %s not finished (%d stored crops embedded into its gallery so far): lookups read the old gallery, and the next start resumes it\n", summary.Model, summary.Backfilled)
+		case summary.Backfilled > 0:
 			fmt.Fprintf(out, "model switch: %d stored crops embedded into %s's gallery, which lookups now read\n", summary.Backfilled, summary.Model)
 		}
 	}
