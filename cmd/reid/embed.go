@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,13 +54,7 @@ func newEmbedCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer models.close()
-			followCtx, stopFollowing := context.WithCancel(ctx)
-			followed := make(chan struct{})
-			go func() {
-				defer close(followed)
-				models.run(followCtx, nil, nil, nil)
-			}()
-			defer func() { stopFollowing(); <-followed }()
+			defer models.start(ctx, nil, nil, nil)()
 			metrics := &pipelineMetrics{embedder: stage.embedder, vectors: vectors,
 				consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: stage.consumer}}
 			defer startRetention(ctx, options, nil, vectors, metrics.pruned)()

@@ -50,6 +50,7 @@ var (
 	embedRejectedDesc    = metricDesc("reid_embedder_rejected_total", "Crops sent to the dead-letter topic because they could not be decoded.")
 	embedSecondsDesc     = metricDesc("reid_embedder_seconds_total", "Time the embedder spent, by step (decode: only what was not decoded ahead).", "step")
 	embedAheadDesc       = metricDesc("reid_embedder_decoded_ahead_total", "Crops decoded while the model ran the batch before theirs.")
+	embedModelDesc       = metricDesc("reid_embedder_model", "1 for the model version the embedder writes new crops with (it follows reid model promote).", "version")
 	embedLatencyDesc     = metricDesc("reid_embedder_frame_to_searchable_seconds", "Frame time to upsert of the last crop of the last batch.")
 	consumerHandledDesc  = metricDesc("reid_consumer_handled_total", "Records made durable and committed, per consumer group.", "group")
 	consumerDLQDesc      = metricDesc("reid_consumer_dead_lettered_total", "Records sent to the dead-letter topic, per consumer group.", "group")
@@ -66,7 +67,7 @@ func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
 		ingestFramesDesc, ingestDecodedDesc, ingestDetectionsDesc, ingestCropsDesc, ingestReconnectsDesc, ingestStationaryDesc,
 		ingestLateDesc, producedDesc, producerErrorsDesc, producerBufferedDesc,
-		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc,
+		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc, embedModelDesc,
 		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc,
 		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc,
 	} {
@@ -110,6 +111,7 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 		counter(embedSecondsDesc, stats.ModelTime.Seconds(), "model")
 		counter(embedSecondsDesc, stats.UpsertTime.Seconds(), "upsert")
 		gauge(embedLatencyDesc, stats.LastLatency.Seconds())
+		gauge(embedModelDesc, 1, m.embedder.Version())
 	}
 	// The lag and gallery sizes ask the broker and the index: bounded, and left out on error.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -173,6 +173,9 @@ reid_embedder_crops_total 4
 # HELP reid_embedder_rejected_total Crops sent to the dead-letter topic because they could not be decoded.
 # TYPE reid_embedder_rejected_total counter
 reid_embedder_rejected_total 1
+# HELP reid_embedder_model 1 for the model version the embedder writes new crops with (it follows reid model promote).
+# TYPE reid_embedder_model gauge
+reid_embedder_model{version="v2"} 1
 # HELP reid_index_items Vectors in each model version's gallery; active is 1 for the one lookups read.
 # TYPE reid_index_items gauge
 reid_index_items{active="1",version="v1"} 0
@@ -188,7 +191,7 @@ reid_model_switch_pending 1
 reid_retention_deleted_total{kind="crops"} 3
 reid_retention_deleted_total{kind="vectors"} 6
 `
-	names := []string{"reid_ingest_frames_total", "reid_ingest_decoded_frames_total", "reid_ingest_late_frames_total", "reid_embedder_crops_total", "reid_embedder_decoded_ahead_total", "reid_embedder_rejected_total", "reid_index_items",
+	names := []string{"reid_ingest_frames_total", "reid_ingest_decoded_frames_total", "reid_ingest_late_frames_total", "reid_embedder_crops_total", "reid_embedder_decoded_ahead_total", "reid_embedder_rejected_total", "reid_embedder_model", "reid_index_items",
 		"reid_model_switch_backfilled_total", "reid_model_switch_pending", "reid_retention_deleted_total"}
 	if err := testutil.GatherAndCompare(registry, strings.NewReader(want), names...); err != nil {
 		t.Error(err)

@@ -160,6 +160,17 @@ func (f *modelFollower) run(ctx context.Context, store cropStore, archive *strea
 	}
 }
 
+// start runs run on its own goroutine; the returned function stops it and waits.
+func (f *modelFollower) start(ctx context.Context, store cropStore, archive *stream.Consumer, server *lookup.Server) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f.run(ctx, store, archive, server)
+	}()
+	return func() { cancel(); <-done }
+}
+
 // nudge makes run check the registry now (on SIGHUP).
 func (f *modelFollower) nudge() {
 	select {

@@ -2,10 +2,16 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/stream"
 )
 
 // TestModelSwitchWaitsForArchiver promotes versions under a running follower while the archiver
@@ -43,7 +49,7 @@ func checkModelSwitchWaits(t *testing.T, promotions []string) {
 		t.Fatal(err)
 	}
 	defer closeBroker()
-	ids := produceCrops(t, options, conn, 20)
+	ids := produceCrops(t, options, conn, "lobby", 20)
 	vectors, err := openIndex(ctx, options)
 	if err != nil {
 		t.Fatal(err)
@@ -70,13 +76,7 @@ func checkModelSwitchWaits(t *testing.T, promotions []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	followed := make(chan struct{})
-	go func() {
-		defer close(followed)
-		models.run(followCtx, store, archive, nil)
-	}()
-	defer func() { stopFollowing(); <-followed }()
+	defer models.start(ctx, store, archive, nil)()
 
 	for _, version := range promotions {
 		if out, err := runReid(t, "--data-dir", dataDir, "model", "promote", version); err != nil {
@@ -111,5 +111,79 @@ func waitUntil(t *testing.T, within time.Duration, what string, done func() bool
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// TestEmbedFollowsPromotedModel runs `reid embed` as its own process, as at scale, and promotes a
+// version while it runs: the crops before the promote stay in v1's gallery, those after it go
+// into v2's, and `reid index backfill v2 --activate` then completes v2's from the crop store.
+func TestEmbedFollowsPromotedModel(t *testing.T) {
+	dataDir := pipelineFixture(t)
+	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
+	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
+		t.Fatalf("model import: %v\n%s", err, out)
+	}
+	options := loadOptions(t, dataDir)
+	broker, err := stream.StartBroker(stream.BrokerOptions{Addr: freeAddr(t), DataDir: filepath.Join(dataDir, "broker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	conn := stream.ConnectionFrom(options.Stream, broker.Addrs())
+	if err := stream.EnsureTopics(context.Background(), conn, stream.TopicsFrom(options.Stream)...); err != nil {
+		t.Fatal(err)
+	}
+	opsAddr := freeAddr(t)
+	env := []string{"REID_STREAM_BROKERS=" + broker.Addrs()[0], "REID_OPS_ADDR=" + opsAddr, "REID_EMBEDDER_FOLLOW_INTERVAL=100ms"}
+	child := startChild(t, dataDir, env, "embed")
+	defer child.Process.Kill()
+	before := produceCrops(t, options, conn, "gate", 20)
+	waitForMetric(t, child, opsAddr, `reid_embedder_crops_total`, float64(len(before)), 2*time.Minute)
+	if out, err := runReid(t, "--data-dir", dataDir, "model", "promote", "v2"); err != nil {
+		t.Fatalf("model promote: %v\n%s", err, out)
+	}
+	waitForMetric(t, child, opsAddr, `reid_embedder_model{version="v2"}`, 1, time.Minute)
+	after := produceCrops(t, options, conn, "hall", 20)
+	waitForMetric(t, child, opsAddr, `reid_embedder_crops_total`, float64(len(before)+len(after)), 2*time.Minute)
+	child.Process.Signal(syscall.SIGTERM)
+	if err := child.Wait(); err != nil {
+		t.Fatalf("reid embed: %v", err)
+	}
+
+	counts := func() map[string]int {
+		vectors, err := openIndex(context.Background(), options)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer vectors.Close()
+		counts := map[string]int{}
+		for _, version := range []string{"v1", "v2"} {
+			if counts[version], err = vectors.Count(context.Background(), version); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return counts
+	}
+	if got := counts(); got["v1"] != len(before) || got["v2"] != len(after) {
+		t.Fatalf("galleries %v: want the %d crops before the promote in v1 and the %d after it in v2", got, len(before), len(after))
+	}
+	// The archiver (here `reid archive`, until every crop is stored) and the backfill complete it.
+	archiver := startChild(t, dataDir, []string{"REID_STREAM_BROKERS=" + broker.Addrs()[0]}, "archive")
+	defer archiver.Process.Kill()
+	store, err := openCropStore(context.Background(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, time.Minute, "every crop archived", func() bool {
+		stored := 0
+		store.Walk(context.Background(), cropstore.Filter{}, func(cropstore.CropRecord) error { stored++; return nil })
+		return stored == len(before)+len(after)
+	})
+	out, err := runReid(t, "--data-dir", dataDir, "index", "backfill", "v2", "--activate")
+	if want := fmt.Sprintf("%d already in the gallery, %d embedded", len(after), len(before)); err != nil || !strings.Contains(out, want) {
+		t.Fatalf("index backfill v2 --activate: %v\n%s\nwant %q", err, out, want)
+	}
+	if got := counts(); got["v2"] != len(before)+len(after) {
+		t.Fatalf("after the backfill v2 holds %d crops, want %d", got["v2"], len(before)+len(after))
 	}
 }

@@ -285,7 +285,7 @@ func checkSearchCommand(t *testing.T, dataDir string, store cropStore, trackCrop
 }
 
 // produceCrops ingests the first frames of vtest.avi into the crops topic and returns the ids.
-func produceCrops(t *testing.T, options config.Options, conn stream.Connection, frames int64) []string {
+func produceCrops(t *testing.T, options config.Options, conn stream.Connection, camera string, frames int64) []string {
 	t.Helper()
 	producer, err := stream.NewProducer(conn, stream.ProducerOptionsFrom(options.Stream))
 	if err != nil {
@@ -296,8 +296,8 @@ func produceCrops(t *testing.T, options config.Options, conn stream.Connection, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	camera := config.Camera{ID: "lobby", Source: testassets.Path(t, "video/vtest.avi")}
-	if err := ingester.Run(context.Background(), []config.Camera{camera}); err != nil {
+	source := config.Camera{ID: camera, Source: testassets.Path(t, "video/vtest.avi")}
+	if err := ingester.Run(context.Background(), []config.Camera{source}); err != nil {
 		t.Fatal(err)
 	}
 	if err := producer.Close(context.Background()); err != nil {
@@ -462,7 +462,7 @@ func TestEmbedderCrashResume(t *testing.T) {
 	if err := stream.EnsureTopics(context.Background(), conn, stream.TopicsFrom(options.Stream)...); err != nil {
 		t.Fatal(err)
 	}
-	ids := produceCrops(t, options, conn, 60)
+	ids := produceCrops(t, options, conn, "lobby", 60)
 	total := int64(len(ids))
 	if total < 60 {
 		t.Fatalf("only %d crops from 60 frames", total)
@@ -567,7 +567,7 @@ func TestPoisonRecordsAndSlowEmbedder(t *testing.T) {
 	}
 	defer closeBroker()
 
-	good := produceCrops(t, options, conn, 30)
+	good := produceCrops(t, options, conn, "lobby", 30)
 	record := cropstore.CropRecord{ID: cropstore.NewID("lobby", time.Now(), 1, 0), Camera: "lobby", Time: time.Now(), JPEG: realJPEG(t)}
 	truncated := record
 	truncated.ID = cropstore.NewID("lobby", time.Now(), 2, 0)
@@ -684,7 +684,7 @@ func TestRunWaitsForBacklog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	backlog := produceCrops(t, options, conn, 60)
+	backlog := produceCrops(t, options, conn, "lobby", 60)
 	closeBroker()
 	if len(backlog) < 50 {
 		t.Fatalf("only %d crops in the backlog", len(backlog))

@@ -173,15 +173,10 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	} else {
 		serverDone <- nil
 	}
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	followed := make(chan struct{})
-	go func() {
-		defer close(followed)
-		models.run(followCtx, store, archiveStage, server)
-	}()
 	// The follower and its backfill stop before the index and the models close (deferred
-	// earlier, so later).
-	defer func() { stopFollowing(); <-followed }()
+	// earlier, so later), and before the summary reads them.
+	stopFollowing := sync.OnceFunc(models.start(ctx, store, archiveStage, server))
+	defer stopFollowing()
 
 	// Consumers outlive ingest: they run until a signal and then until they have caught up with
 	// what ingest handed over before it (for at most shutdownDrain), or, with --exit-when-done,
@@ -246,7 +241,6 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	serverErr := <-serverDone
 
 	stopFollowing()
-	<-followed
 	summary := runSummary{Model: models.embeddingVersion(), Backfilled: models.backfilled.Load(), SwitchPending: models.pending(),
 		Seconds: time.Since(started).Seconds()}
 	ingestStats := ingester.Stats()
