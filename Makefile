@@ -46,7 +46,7 @@ test: build
 	# different small graphs, and those checks then miss now and then (so did the code before).
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestWritesDuringSnapshot|TestCrash|TestHNSWChurn|TestSuite/exact' ./index/embedded/
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m ./lookup/ ./retention/ ./trainer/ ./stream/ ./embedder/ ./archiver/ ./cropstore/
-	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestReconfigure|TestCancel|TestLiveSourceReconnects|TestLiveStreamSkipsToNewestFrame|TestStalledLiveStreamStopsAtOnce|TestSilentCameraStopsAtOnce|TestHungHTTPCameraReopened' ./ingest/
+	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestReconfigure|TestCancel|TestLiveSourceReconnects|TestLiveStreamSkipsToNewestFrame|TestStalledLiveStreamStopsAtOnce|TestSilentCameraStopsAtOnce|TestHungHTTPCameraReopened|TestHungRTSPCameraReopened' ./ingest/
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestModelSwitchWaitsForArchiver|TestRunFollowsPromotedModel' ./cmd/reid/
 
 bench: build

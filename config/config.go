@@ -104,10 +104,9 @@ type Ingest struct {
 	// to every camera of the process (OpenCV reads it from OPENCV_FFMPEG_CAPTURE_OPTIONS, which,
 	// when set by hand with its own rtsp_transport, wins).
 	RTSPTransport string `mapstructure:"rtsp_transport" yaml:"rtsp_transport"`
-	// StallTimeout is how long an HTTP camera (an MJPEG stream, say) may send nothing before it
-	// is reopened; 0 leaves it to OpenCV, which waits 30 s. RTSP cameras always get those 30 s:
-	// FFmpeg applies no read timeout of its own to them. Default 10s. Like rtsp_transport, it
-	// applies to every camera of the process.
+	// StallTimeout is how long a live camera (RTSP, an HTTP stream, a device) may deliver no
+	// frame before it is reopened; 0 leaves it to OpenCV, which waits 30 s. Default 10s. Opening
+	// a camera that never answers still takes OpenCV's 30 s.
 	StallTimeout time.Duration `mapstructure:"stall_timeout" yaml:"stall_timeout"`
 }
 

@@ -563,6 +563,27 @@ func (s *cameraState) close() {
 	s.cropper.Close()
 }
 
+// read reads source's next frame into s.frame. A live stream that delivers none within
+// ingest.stall_timeout has hung: FFmpeg gives an RTSP camera 30 s (it applies no read timeout of
+// its own to RTSP, and gocv 0.31 cannot pass OpenCV one), so the camera is reopened on this
+// deadline instead, and the stalled read is left to end on its own (newestFrame closes its source
+// then).
+func (s *cameraState) read(ctx context.Context, source capture) (frameInfo, error) {
+	stall := s.options.Ingest.StallTimeout
+	if _, streaming := source.(*newestFrame); !streaming || stall <= 0 {
+		return source.Read(ctx, &s.frame)
+	}
+	readCtx, cancel := context.WithTimeoutCause(ctx, stall, errStalled)
+	defer cancel()
+	info, err := source.Read(readCtx, &s.frame)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(readCtx), errStalled) {
+		return info, fmt.Errorf("no frame for %s (ingest.stall_timeout): %w", stall, errStalled)
+	}
+	return info, err
+}
+
+var errStalled = errors.New("live stream stalled")
+
 // drain reads source until it ends or fails. progressed reports whether any frame was read.
 func (s *cameraState) drain(ctx context.Context, source capture) (progressed bool, err error) {
 	start := s.configuredStart
@@ -580,7 +601,7 @@ func (s *cameraState) drain(ctx context.Context, source capture) (progressed boo
 		if err := ctx.Err(); err != nil {
 			return progressed, err
 		}
-		info, err := source.Read(ctx, &s.frame)
+		info, err := s.read(ctx, source)
 		skipped()
 		if err != nil {
 			return progressed, err

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -1296,5 +1297,66 @@ func TestHungHTTPCameraReopened(t *testing.T) {
 	}
 	if elapsed > 15*time.Second {
 		t.Errorf("the hung camera was reopened after %s; stall_timeout is 1s", elapsed)
+	}
+}
+
+// hangingLive delivers frames, then blocks in Read as FFmpeg does on an RTSP camera that stays
+// connected and sends nothing: deaf to ctx, until its own 30 s timeout (here hang).
+type hangingLive struct {
+	fakeLive
+	hang   time.Duration
+	closed atomic.Bool
+}
+
+func (h *hangingLive) Read(ctx context.Context, frame *gocv.Mat) (frameInfo, error) {
+	if h.read < h.frames {
+		return h.fakeLive.Read(ctx, frame)
+	}
+	time.Sleep(h.hang)
+	return frameInfo{}, errDropped
+}
+
+func (h *hangingLive) Close() error {
+	h.closed.Store(true)
+	return nil
+}
+
+// TestHungRTSPCameraReopened: a live camera whose read hangs is reopened after
+// ingest.stall_timeout, not after FFmpeg's own timeout, and the hung source is still closed once
+// its read returns.
+func TestHungRTSPCameraReopened(t *testing.T) {
+	options := testOptions(&memorySink{}, fakeDetector)
+	options.Ingest.StallTimeout = 500 * time.Millisecond
+	options.Ingest.MaxReconnects = 1
+	hung := &hangingLive{fakeLive: fakeLive{frames: 3}, hang: 3 * time.Second}
+	opens := 0
+	options.open = func(config.Camera) (capture, error) {
+		if opens++; opens == 1 {
+			return newNewestFrame(hung), nil
+		}
+		return nil, errors.New("connection refused")
+	}
+	ingester, err := New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	err = ingester.Run(context.Background(), []config.Camera{{ID: "door", Source: "rtsp://127.0.0.1:1/stream"}})
+	elapsed := time.Since(started)
+	if err == nil || !strings.Contains(err.Error(), "giving up") {
+		t.Fatalf("run ended with %v, want the camera to give up after the reopen was refused", err)
+	}
+	if stats := ingester.Stats().Cameras[0]; stats.Decoded != 3 || stats.Reconnects != 1 || opens != 2 {
+		t.Errorf("%d frames read, %d reconnects, %d opens: want the 3 frames, then one reopen", stats.Decoded, stats.Reconnects, opens)
+	}
+	if elapsed >= hung.hang {
+		t.Errorf("the hung camera was reopened after %s; stall_timeout is %s", elapsed, options.Ingest.StallTimeout)
+	}
+	waitFor := time.Now().Add(10 * time.Second)
+	for !hung.closed.Load() {
+		if time.Now().After(waitFor) {
+			t.Fatal("the hung source was never closed")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
