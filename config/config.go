@@ -237,6 +237,10 @@ type Embedder struct {
 	// when another one was promoted, moves to it (reid run also backfills its gallery and then
 	// moves lookups). 0 keeps the model it started with; so does a pinned Model. Default 30s.
 	FollowInterval time.Duration `mapstructure:"follow_interval" yaml:"follow_interval"`
+	// BackfillShare is the part of the time reid run's background backfill after a model switch
+	// may work, from 0 (exclusive) to 1: it shares the model and the CPU with the live crops,
+	// which then wait less behind it. Default 0.5. reid index backfill always works flat out.
+	BackfillShare float64 `mapstructure:"backfill_share" yaml:"backfill_share"`
 }
 
 // Index configures the vector index.
@@ -396,7 +400,7 @@ func Default() Options {
 			TopicRetention:     168 * time.Hour,
 		},
 		Torch:    Torch{Device: "cpu"},
-		Embedder: Embedder{BatchSize: 32, MaxWait: 100 * time.Millisecond, FollowInterval: 30 * time.Second},
+		Embedder: Embedder{BatchSize: 32, MaxWait: 100 * time.Millisecond, FollowInterval: 30 * time.Second, BackfillShare: 0.5},
 		Index: Index{
 			Backend:  "embedded",
 			Embedded: Embedded{Mode: "exact", Precision: "float16", HNSWM: 16, EfConstruction: 200, EfSearch: 128, SyncWrites: true},
@@ -598,6 +602,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Embedder.FollowInterval < 0 {
 		bad("embedder.follow_interval", "must be >= 0")
+	}
+	if o.Embedder.BackfillShare <= 0 || o.Embedder.BackfillShare > 1 {
+		bad("embedder.backfill_share", "must be more than 0 and at most 1, not %v", o.Embedder.BackfillShare)
 	}
 	switch o.Index.Backend {
 	case "embedded":

@@ -218,6 +218,8 @@ func TestRetention(t *testing.T) {
 		{"REID_STREAM_TOPIC_RETENTION=30s", 0, "stream.topic_retention"},
 		{"REID_LOOKUP_FOLLOW_INTERVAL=-1s", 0, "lookup.follow_interval"},
 		{"REID_EMBEDDER_FOLLOW_INTERVAL=-1s", 0, "embedder.follow_interval"},
+		{"REID_EMBEDDER_BACKFILL_SHARE=0", 0, "embedder.backfill_share"},
+		{"REID_EMBEDDER_BACKFILL_SHARE=1.5", 0, "embedder.backfill_share"},
 	}
 	for _, c := range cases {
 		t.Run(c.env, func(t *testing.T) {

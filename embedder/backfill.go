@@ -44,6 +44,11 @@ type BackfillOptions struct {
 	BatchSize int
 	// Progress, when set, is called after every batch.
 	Progress func(BackfillStats)
+	// Share is the part of the time the backfill may work, from 0 (exclusive) to 1: after each
+	// batch it rests so long that its batches take no more. A backfill beside a live pipeline
+	// shares the model and the CPU with it; resting lets live crops through without waiting
+	// behind backfill batches. 0 means 1: no rest.
+	Share float64
 }
 
 // Backfill embeds every crop of store that the embedder's gallery lacks. It returns when the walk
@@ -52,6 +57,9 @@ type BackfillOptions struct {
 func (e *Embedder) Backfill(ctx context.Context, store Store, gallery Gallery, options BackfillOptions) (BackfillStats, error) {
 	if options.BatchSize <= 0 {
 		options.BatchSize = 32
+	}
+	if options.Share < 0 || options.Share > 1 {
+		return BackfillStats{}, fmt.Errorf("embedder: backfill share %v: want more than 0 and at most 1", options.Share)
 	}
 	started := time.Now()
 	version := e.Version()
@@ -94,6 +102,7 @@ func (e *Embedder) Backfill(ctx context.Context, store Store, gallery Gallery, o
 		if len(batch) == 0 {
 			return nil
 		}
+		batchStarted := time.Now()
 		err = e.Handle(ctx, batch)
 		var rejected *stream.RejectedError
 		switch {
@@ -108,6 +117,9 @@ func (e *Embedder) Backfill(ctx context.Context, store Store, gallery Gallery, o
 		if options.Progress != nil {
 			stats.Elapsed = time.Since(started)
 			options.Progress(stats)
+		}
+		if options.Share > 0 && options.Share < 1 {
+			return rest(ctx, time.Duration(float64(time.Since(batchStarted))*(1/options.Share-1)))
 		}
 		return nil
 	}
@@ -124,4 +136,16 @@ func (e *Embedder) Backfill(ctx context.Context, store Store, gallery Gallery, o
 	}
 	stats.Elapsed = time.Since(started)
 	return stats, err
+}
+
+// rest waits for d, or until ctx ends.
+func rest(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
 }

@@ -3,7 +3,9 @@ package embedder
 import (
 	"context"
 	"errors"
+	"image"
 	"testing"
+	"time"
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
@@ -111,5 +113,56 @@ func TestBackfill(t *testing.T) {
 	gallery.fail = errors.New("disk full")
 	if _, err := embedder.Backfill(ctx, store, gallery, BackfillOptions{}); err == nil || !errors.Is(err, gallery.fail) {
 		t.Errorf("backfill with a failing index: %v", err)
+	}
+}
+
+// slowModel takes a fixed time per batch.
+type slowModel struct {
+	meanColourModel
+	per time.Duration
+}
+
+func (m slowModel) Embed(ctx context.Context, images []image.Image) ([][]float32, error) {
+	time.Sleep(m.per)
+	return m.meanColourModel.Embed(ctx, images)
+}
+
+// TestBackfillShare: a backfill given a share of the time rests after each batch, so that its
+// batches take no more than that share; a share outside (0, 1] is refused.
+func TestBackfillShare(t *testing.T) {
+	ctx := context.Background()
+	local, err := cropstore.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for frame := range int64(4) {
+		if err := local.Put(ctx, message(t, frame, jpegOf(t, uint8(40*frame))).Record); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const per = 100 * time.Millisecond
+	for _, share := range []float64{-0.5, 1.5} {
+		gallery := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}}
+		embed, err := New(ctx, Options{Model: meanColourModel{}, Version: "v2", Index: gallery})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := embed.Backfill(ctx, local, gallery, BackfillOptions{Share: share}); err == nil {
+			t.Errorf("share %v accepted", share)
+		}
+	}
+	gallery := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}}
+	embed, err := New(ctx, Options{Model: slowModel{per: per}, Version: "v2", Index: gallery})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Four batches of one crop, each at least 100 ms of work: with a quarter of the time, at
+	// least 300 ms of rest after each.
+	stats, err := embed.Backfill(ctx, local, gallery, BackfillOptions{BatchSize: 1, Share: 0.25})
+	if err != nil || stats.Embedded != 4 {
+		t.Fatalf("backfill: %+v, %v", stats, err)
+	}
+	if least := 4 * per * 4; stats.Elapsed < least {
+		t.Errorf("four batches of %s at a quarter share took %s, want at least %s", per, stats.Elapsed, least)
 	}
 }

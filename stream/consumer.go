@@ -155,8 +155,7 @@ type Consumer struct {
 
 	fetched, handled, deadLettered, batches, handlerErrors, commitErrors atomic.Int64
 
-	// admin reads offsets for Lag; one client, so that polling reuses its connections.
-	admin *kafka.Client
+	progress *GroupProgress
 }
 
 // NewConsumer checks the options; Run starts consuming.
@@ -170,8 +169,8 @@ func NewConsumer(conn Connection, options ConsumerOptions, handler Handler) (*Co
 	if handler == nil {
 		return nil, errors.New("stream: consumer needs a handler")
 	}
-	admin := &kafka.Client{Addr: kafka.TCP(conn.Brokers...), Transport: conn.transport(), Timeout: 10 * time.Second}
-	return &Consumer{conn: conn, options: options, handler: handler, admin: admin}, nil
+	progress := newGroupProgress(conn, options.Topic, options.Group)
+	return &Consumer{conn: conn, options: options, handler: handler, progress: progress}, nil
 }
 
 // Stats returns the current counters.
@@ -560,13 +559,43 @@ func ParseDeadLetter(message kafka.Message) (DeadLetter, error) {
 	return letter, nil
 }
 
-// Lag is how many records of the consumer's topic its group has not committed yet: the sum over
+// Lag is the consumer group's GroupProgress.Lag.
+func (c *Consumer) Lag(ctx context.Context) (int64, error) { return c.progress.Lag(ctx) }
+
+// Progress reads the consumer's group's progress from the broker.
+func (c *Consumer) Progress() *GroupProgress { return c.progress }
+
+// GroupProgress reads from the broker how far a consumer group has come through a topic. The group
+// may be consumed in another process: it reads the broker, not a Consumer.
+type GroupProgress struct {
+	topic, group string
+	// admin is one client, so that polling reuses its connections.
+	admin *kafka.Client
+}
+
+// NewGroupProgress reads group's progress through topic.
+func NewGroupProgress(conn Connection, topic, group string) (*GroupProgress, error) {
+	if err := conn.validate(); err != nil {
+		return nil, err
+	}
+	if topic == "" || group == "" {
+		return nil, errors.New("stream: group progress needs a topic and a group")
+	}
+	return newGroupProgress(conn, topic, group), nil
+}
+
+func newGroupProgress(conn Connection, topic, group string) *GroupProgress {
+	admin := &kafka.Client{Addr: kafka.TCP(conn.Brokers...), Transport: conn.transport(), Timeout: 10 * time.Second}
+	return &GroupProgress{topic: topic, group: group, admin: admin}
+}
+
+// Lag is how many records of the topic the group has not committed yet: the sum over
 // partitions of the end offset minus the group's committed offset (the start offset where the
 // group has committed nothing). Records are committed only after the handler made them durable or
 // they were dead-lettered, so a lag of 0 means every record written so far is done, whichever run
 // of the process wrote it.
-func (c *Consumer) Lag(ctx context.Context) (int64, error) {
-	ranges, done, err := c.progress(ctx)
+func (g *GroupProgress) Lag(ctx context.Context) (int64, error) {
+	ranges, done, err := g.positions(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("stream: lag: %w", err)
 	}
@@ -577,13 +606,13 @@ func (c *Consumer) Lag(ctx context.Context) (int64, error) {
 	return lag, nil
 }
 
-// Marks are offsets in the consumer's topic, by partition: a mark stands for the records before it.
+// Marks are offsets in a topic, by partition: a mark stands for the records before it.
 type Marks map[int]int64
 
-// EndMarks marks every record written to the consumer's topic so far: per partition, the offset
-// the next record will get.
-func (c *Consumer) EndMarks(ctx context.Context) (Marks, error) {
-	ranges, err := partitionRanges(ctx, c.admin, c.options.Topic)
+// EndMarks marks every record written to the topic so far: per partition, the offset the next
+// record will get.
+func (g *GroupProgress) EndMarks(ctx context.Context) (Marks, error) {
+	ranges, err := partitionRanges(ctx, g.admin, g.topic)
 	if err != nil {
 		return nil, fmt.Errorf("stream: end offsets: %w", err)
 	}
@@ -594,11 +623,10 @@ func (c *Consumer) EndMarks(ctx context.Context) (Marks, error) {
 	return marks, nil
 }
 
-// Passed reports whether the consumer's group is done with every record before marks: it has
-// committed past them, or retention has deleted them. A group may run in another process; this
-// reads the broker, not this Consumer.
-func (c *Consumer) Passed(ctx context.Context, marks Marks) (bool, error) {
-	_, done, err := c.progress(ctx)
+// Passed reports whether the group is done with every record before marks: it has committed
+// past them, or retention has deleted them.
+func (g *GroupProgress) Passed(ctx context.Context, marks Marks) (bool, error) {
+	_, done, err := g.positions(ctx)
 	if err != nil {
 		return false, fmt.Errorf("stream: group position: %w", err)
 	}
@@ -610,11 +638,11 @@ func (c *Consumer) Passed(ctx context.Context, marks Marks) (bool, error) {
 	return true, nil
 }
 
-// progress returns the topic's partitions and, for each, the offset before which the group is
+// positions returns the topic's partitions and, for each, the offset before which the group is
 // done: its committed offset, or the oldest record still there where nothing is committed yet or
 // retention has deleted records past the committed offset (the group starts there).
-func (c *Consumer) progress(ctx context.Context) ([]partitionRange, map[int]int64, error) {
-	ranges, err := partitionRanges(ctx, c.admin, c.options.Topic)
+func (g *GroupProgress) positions(ctx context.Context) ([]partitionRange, map[int]int64, error) {
+	ranges, err := partitionRanges(ctx, g.admin, g.topic)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -622,7 +650,7 @@ func (c *Consumer) progress(ctx context.Context) ([]partitionRange, map[int]int6
 	for i, span := range ranges {
 		partitions[i] = span.partition
 	}
-	fetched, err := c.admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: c.options.Group, Topics: map[string][]int{c.options.Topic: partitions}})
+	fetched, err := g.admin.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: g.group, Topics: map[string][]int{g.topic: partitions}})
 	if err != nil {
 		return nil, nil, fmt.Errorf("committed offsets: %w", err)
 	}
@@ -635,7 +663,7 @@ func (c *Consumer) progress(ctx context.Context) ([]partitionRange, map[int]int6
 	case fetched.Error != nil:
 		return nil, nil, fmt.Errorf("committed offsets: %w", fetched.Error)
 	}
-	for _, partition := range fetched.Topics[c.options.Topic] {
+	for _, partition := range fetched.Topics[g.topic] {
 		if partition.Error != nil {
 			return nil, nil, fmt.Errorf("partition %d committed offset: %w", partition.Partition, partition.Error)
 		}

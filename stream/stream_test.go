@@ -78,7 +78,8 @@ func testRoundTrip(t *testing.T, env testEnv) {
 		t.Fatalf("lag before consuming = %d, %v; want %d", lag, err, len(records))
 	}
 	// The end marks stand for every record written; the group has passed them once it is done.
-	marks, err := observer.EndMarks(context.Background())
+	progress := observer.Progress()
+	marks, err := progress.EndMarks(context.Background())
 	var marked int64
 	for _, mark := range marks {
 		marked += mark
@@ -86,7 +87,7 @@ func testRoundTrip(t *testing.T, env testEnv) {
 	if err != nil || len(marks) != 4 || marked != int64(len(records)) {
 		t.Fatalf("end marks %v (%v): want 4 partitions marking %d records", marks, err, len(records))
 	}
-	if passed, err := observer.Passed(context.Background(), marks); err != nil || passed {
+	if passed, err := progress.Passed(context.Background(), marks); err != nil || passed {
 		t.Fatalf("passed the end marks before consuming: %v, %v", passed, err)
 	}
 	consumer := startConsumer(t, env.conn, options, index.handler)
@@ -95,8 +96,21 @@ func testRoundTrip(t *testing.T, env testEnv) {
 		lag, err := observer.Lag(context.Background())
 		return err == nil && lag == 0
 	})
-	if passed, err := observer.Passed(context.Background(), marks); err != nil || !passed {
+	if passed, err := progress.Passed(context.Background(), marks); err != nil || !passed {
 		t.Fatalf("not past the end marks once every record is committed: %v, %v", passed, err)
+	}
+	// Another process sees the same from the broker; a group that never consumed has passed nothing.
+	for group, want := range map[string]bool{options.Group: true, randomName("idle"): false} {
+		elsewhere, err := NewGroupProgress(env.conn, topic, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if passed, err := elsewhere.Passed(context.Background(), marks); err != nil || passed != want {
+			t.Errorf("group %s passed the end marks: %v (%v), want %v", group, passed, err, want)
+		}
+	}
+	if _, err := NewGroupProgress(env.conn, topic, ""); err == nil {
+		t.Error("group progress without a group was accepted")
 	}
 	for _, record := range records {
 		index.mu.Lock()

@@ -9,7 +9,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/embedder"
+	"github.com/reid-project/reid/stream"
 )
 
 // newIndexCommand inspects the configured vector index (embedded or Milvus).
@@ -86,6 +88,10 @@ the whole history. It resumes where a stopped run left off and may run while the
 writes new crops into the same gallery (with Milvus; the embedded index is opened by one process
 at a time, and reid run backfills on its own after a model switch).
 
+With a Kafka cluster (stream.brokers) it first waits for the archiver to store every crop already
+in the crops topic, so that crops embedded into another gallery just before the embedders moved
+to this version are in the crop store when it is read.
+
 --activate then makes the version the one lookups read; a running reid serve moves to it (with
 its model) within lookup.follow_interval.`,
 		Args: cobra.MaximumNArgs(1),
@@ -117,7 +123,10 @@ its model) within lookup.follow_interval.`,
 			if err != nil {
 				return err
 			}
-			stats, err := backfillGallery(ctx, embed, store, vectors, loaded.version.ID, nil)
+			if err := waitForClusterArchiver(ctx, options); err != nil {
+				return err
+			}
+			stats, err := backfillGallery(ctx, embed, store, vectors, loaded.version.ID, 1, nil)
 			if err != nil {
 				return err
 			}
@@ -136,13 +145,34 @@ its model) within lookup.follow_interval.`,
 	return command
 }
 
+// waitForClusterArchiver waits, with a Kafka cluster configured (stream.brokers), for the
+// archiver's group to store every crop already in the topic: crops an embedder put into another
+// gallery just before it moved to the promoted version reach this one only through the crop
+// store. On one machine the archiver is reid run's, which backfills on its own.
+func waitForClusterArchiver(ctx context.Context, options config.Options) error {
+	if len(options.Stream.Brokers) == 0 {
+		return nil
+	}
+	conn, closeBroker, err := openStream(ctx, options, false)
+	if err != nil {
+		return err
+	}
+	defer closeBroker()
+	archive, err := stream.NewGroupProgress(conn, options.Stream.CropsTopic, options.Stream.ArchiveGroup)
+	if err != nil {
+		return err
+	}
+	slog.Info("backfill: waiting for the archiver to store the crops already in the topic", "group", options.Stream.ArchiveGroup)
+	return waitForArchiver(ctx, archive)
+}
+
 // backfillGallery embeds the stored crops version's gallery lacks, logging progress every 10 s and
 // passing it to progress (may be nil) after every batch.
 func backfillGallery(ctx context.Context, embed *embedder.Embedder, store embedder.Store, vectors embedder.Gallery, version string,
-	progress func(embedder.BackfillStats)) (embedder.BackfillStats, error) {
+	share float64, progress func(embedder.BackfillStats)) (embedder.BackfillStats, error) {
 	slog.Info("backfill: embedding the stored crops the gallery lacks", "version", version)
 	lastLog := time.Now()
-	stats, err := embed.Backfill(ctx, store, vectors, embedder.BackfillOptions{Progress: func(stats embedder.BackfillStats) {
+	stats, err := embed.Backfill(ctx, store, vectors, embedder.BackfillOptions{Share: share, Progress: func(stats embedder.BackfillStats) {
 		if progress != nil {
 			progress(stats)
 		}

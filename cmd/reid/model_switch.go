@@ -39,9 +39,9 @@ type modelFollower struct {
 	registry *model.Registry
 	vectors  index.Index
 	live     *embedder.Embedder
-	store    cropStore        // nil: step 1 only
-	archive  *stream.Consumer // the archiver's group, whose progress step 2 waits for
-	server   *lookup.Server   // nil when not serving
+	store    cropStore       // nil: step 1 only
+	archive  archiveProgress // the archiver's group, whose progress step 2 waits for
+	server   *lookup.Server  // nil when not serving
 	nudges   chan struct{}
 
 	mu             sync.Mutex
@@ -131,7 +131,7 @@ func (f *modelFollower) lookupBackends() (string, lookup.Embedder) {
 // when 0 or when embedder.model pins a version) and on nudge. A switch left pending at start (the
 // embedder's model is not the gallery lookups read) starts at once. run returns once every
 // switch it started has stopped.
-func (f *modelFollower) run(ctx context.Context, store cropStore, archive *stream.Consumer, server *lookup.Server) {
+func (f *modelFollower) run(ctx context.Context, store cropStore, archive archiveProgress, server *lookup.Server) {
 	f.store, f.archive, f.server = store, archive, server
 	defer f.stopSwitch()
 	f.mu.Lock()
@@ -161,7 +161,7 @@ func (f *modelFollower) run(ctx context.Context, store cropStore, archive *strea
 }
 
 // start runs run on its own goroutine; the returned function stops it and waits.
-func (f *modelFollower) start(ctx context.Context, store cropStore, archive *stream.Consumer, server *lookup.Server) (stop func()) {
+func (f *modelFollower) start(ctx context.Context, store cropStore, archive archiveProgress, server *lookup.Server) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -249,13 +249,13 @@ func (f *modelFollower) stopSwitch() {
 func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 	defer close(sw.done)
 	version := sw.to.version.ID
-	sw.err = f.waitForArchiver(ctx)
+	sw.err = waitForArchiver(ctx, f.archive)
 	if sw.err == nil {
 		var backfill *embedder.Embedder
 		backfill, sw.err = embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: f.vectors})
 		if sw.err == nil {
 			before := f.backfilled.Load()
-			sw.stats, sw.err = backfillGallery(ctx, backfill, f.store, f.vectors, version, func(stats embedder.BackfillStats) {
+			sw.stats, sw.err = backfillGallery(ctx, backfill, f.store, f.vectors, version, f.options.Embedder.BackfillShare, func(stats embedder.BackfillStats) {
 				f.backfilled.Store(before + stats.Embedded)
 			})
 			f.backfilled.Store(before + sw.stats.Embedded)
@@ -287,10 +287,17 @@ func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 	slog.Info("model switch done: lookups read the new gallery", "from", fromVersion, "to", version, "backfilled", sw.stats.Embedded)
 }
 
+// archiveProgress is the archiver's consumer group's progress (stream.GroupProgress).
+type archiveProgress interface {
+	EndMarks(ctx context.Context) (stream.Marks, error)
+	Passed(ctx context.Context, marks stream.Marks) (bool, error)
+}
+
 // waitForArchiver returns once the archiver has stored every crop written to the topic so far,
-// so that the crops the old model embedded are in the crop store when the backfill reads it.
-func (f *modelFollower) waitForArchiver(ctx context.Context) error {
-	if f.archive == nil {
+// so that a backfill reading the crop store then finds the crops the old model embedded. With no
+// archiver to ask (nil), it returns at once.
+func waitForArchiver(ctx context.Context, archive archiveProgress) error {
+	if archive == nil {
 		return nil
 	}
 	var marks stream.Marks
@@ -299,17 +306,17 @@ func (f *modelFollower) waitForArchiver(ctx context.Context) error {
 	for {
 		var err error
 		if marks == nil {
-			marks, err = f.archive.EndMarks(ctx)
+			marks, err = archive.EndMarks(ctx)
 		}
 		if err == nil {
 			var passed bool
-			if passed, err = f.archive.Passed(ctx, marks); passed {
+			if passed, err = archive.Passed(ctx, marks); passed {
 				return nil
 			}
 		}
 		if !warned && time.Since(started) > 30*time.Second {
 			warned = true
-			slog.Warn("model switch: waiting for the archiver to store the crops embedded before the switch", "err", err)
+			slog.Warn("waiting for the archiver to store the crops already in the topic before reading the crop store", "err", err)
 		}
 		select {
 		case <-ctx.Done():

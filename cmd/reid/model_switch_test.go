@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/internal/testassets"
 	"github.com/reid-project/reid/stream"
 )
@@ -76,7 +75,7 @@ func checkModelSwitchWaits(t *testing.T, promotions []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer models.start(ctx, store, archive, nil)()
+	defer models.start(ctx, store, archive.Progress(), nil)()
 
 	for _, version := range promotions {
 		if out, err := runReid(t, "--data-dir", dataDir, "model", "promote", version); err != nil {
@@ -116,7 +115,8 @@ func waitUntil(t *testing.T, within time.Duration, what string, done func() bool
 
 // TestEmbedFollowsPromotedModel runs `reid embed` as its own process, as at scale, and promotes a
 // version while it runs: the crops before the promote stay in v1's gallery, those after it go
-// into v2's, and `reid index backfill v2 --activate` then completes v2's from the crop store.
+// into v2's, and `reid index backfill v2 --activate` then completes v2's from the crop store once
+// the archiver has stored them.
 func TestEmbedFollowsPromotedModel(t *testing.T) {
 	dataDir := pipelineFixture(t)
 	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
@@ -167,21 +167,33 @@ func TestEmbedFollowsPromotedModel(t *testing.T) {
 	if got := counts(); got["v1"] != len(before) || got["v2"] != len(after) {
 		t.Fatalf("galleries %v: want the %d crops before the promote in v1 and the %d after it in v2", got, len(before), len(after))
 	}
-	// The archiver (here `reid archive`, until every crop is stored) and the backfill complete it.
+	// The backfill waits for the archiver (here `reid archive`, started after it) to store every
+	// crop in the topic before it reads the crop store.
+	t.Setenv("REID_STREAM_BROKERS", broker.Addrs()[0])
+	type result struct {
+		out string
+		err error
+	}
+	backfilled := make(chan result, 1)
+	go func() {
+		out, err := runReid(t, "--data-dir", dataDir, "index", "backfill", "v2", "--activate")
+		backfilled <- result{out, err}
+	}()
+	select {
+	case r := <-backfilled:
+		t.Fatalf("the backfill read the crop store before the archiver had stored anything: %v\n%s", r.err, r.out)
+	case <-time.After(time.Second):
+	}
 	archiver := startChild(t, dataDir, []string{"REID_STREAM_BROKERS=" + broker.Addrs()[0]}, "archive")
 	defer archiver.Process.Kill()
-	store, err := openCropStore(context.Background(), options)
-	if err != nil {
-		t.Fatal(err)
+	var r result
+	select {
+	case r = <-backfilled:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the backfill did not finish within 2 minutes of the archiver starting")
 	}
-	waitUntil(t, time.Minute, "every crop archived", func() bool {
-		stored := 0
-		store.Walk(context.Background(), cropstore.Filter{}, func(cropstore.CropRecord) error { stored++; return nil })
-		return stored == len(before)+len(after)
-	})
-	out, err := runReid(t, "--data-dir", dataDir, "index", "backfill", "v2", "--activate")
-	if want := fmt.Sprintf("%d already in the gallery, %d embedded", len(after), len(before)); err != nil || !strings.Contains(out, want) {
-		t.Fatalf("index backfill v2 --activate: %v\n%s\nwant %q", err, out, want)
+	if want := fmt.Sprintf("%d already in the gallery, %d embedded", len(after), len(before)); r.err != nil || !strings.Contains(r.out, want) {
+		t.Fatalf("index backfill v2 --activate: %v\n%s\nwant %q", r.err, r.out, want)
 	}
 	if got := counts(); got["v2"] != len(before)+len(after) {
 		t.Fatalf("after the backfill v2 holds %d crops, want %d", got["v2"], len(before)+len(after))

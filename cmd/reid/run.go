@@ -175,7 +175,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	}
 	// The follower and its backfill stop before the index and the models close (deferred
 	// earlier, so later), and before the summary reads them.
-	stopFollowing := sync.OnceFunc(models.start(ctx, store, archiveStage, server))
+	stopFollowing := sync.OnceFunc(models.start(ctx, store, archiveStage.Progress(), server))
 	defer stopFollowing()
 
 	// Consumers outlive ingest: they run until a signal and then until they have caught up with
