@@ -118,14 +118,22 @@ func checkDataDir(dir string) checkResult {
 	}
 	probe.Close()
 	os.Remove(probe.Name())
-	var stat syscall.Statfs_t
-	if err := syscall.Statfs(dir, &stat); err != nil {
+	free, err := freeBytes(dir)
+	if err != nil {
 		result.detail = dir + ": writable"
 		return result
 	}
-	free := float64(stat.Bavail) * float64(stat.Bsize) / 1e9
-	result.detail = fmt.Sprintf("%s: writable, %.1f GB free", dir, free)
+	result.detail = fmt.Sprintf("%s: writable, %.1f GB free", dir, float64(free)/1e9)
 	return result
+}
+
+// freeBytes is the space an unprivileged process may still write on dir's file system.
+func freeBytes(dir string) (uint64, error) {
+	var stat syscall.Statfs_t
+	if err := syscall.Statfs(dir, &stat); err != nil {
+		return 0, err
+	}
+	return stat.Bavail * uint64(stat.Bsize), nil
 }
 
 // checkDetectors loads each distinct detector the cameras use (the global one, with each

@@ -55,7 +55,7 @@ func newEmbedCommand(g *globals) *cobra.Command {
 			}
 			defer models.close()
 			defer models.start(ctx, nil, nil, nil)()
-			metrics := &pipelineMetrics{embedder: stage.embedder, vectors: vectors,
+			metrics := &pipelineMetrics{embedder: stage.embedder, vectors: vectors, dataDir: options.DataDir,
 				consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: stage.consumer}}
 			defer startRetention(ctx, options, nil, vectors, metrics.pruned)()
 			stopOps, err := startOps(ctx, options.Ops, metrics)
@@ -101,7 +101,7 @@ func newArchiveCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			metrics := &pipelineMetrics{archive: archive, consumers: map[string]*stream.Consumer{options.Stream.ArchiveGroup: consumer}}
+			metrics := &pipelineMetrics{archive: archive, dataDir: options.DataDir, consumers: map[string]*stream.Consumer{options.Stream.ArchiveGroup: consumer}}
 			defer startRetention(ctx, options, store, nil, metrics.pruned)()
 			stopOps, err := startOps(ctx, options.Ops, metrics)
 			if err != nil {

@@ -85,7 +85,7 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 	var sink ingest.Sink
 	destination := ""
 	var producer *stream.Producer
-	metrics := &pipelineMetrics{}
+	metrics := &pipelineMetrics{dataDir: options.DataDir}
 	if len(options.Stream.Brokers) > 0 {
 		conn, closeStream, err := openStream(ctx, options, false)
 		if err != nil {

@@ -27,6 +27,8 @@ type pipelineMetrics struct {
 	archive   *archiver.Archiver
 	vectors   index.Index
 	models    *modelFollower
+	// dataDir, when set, is the directory whose file system's free space is reported.
+	dataDir string
 	// retained counts what retention deleted; prune adds to it.
 	retainedCrops, retainedVectors atomic.Int64
 }
@@ -60,6 +62,7 @@ var (
 	galleryItemsDesc     = metricDesc("reid_index_items", "Vectors in each model version's gallery; active is 1 for the one lookups read.", "version", "active")
 	backfillCropsDesc    = metricDesc("reid_model_switch_backfilled_total", "Stored crops embedded into a newly promoted model's gallery.")
 	backfillPendingDesc  = metricDesc("reid_model_switch_pending", "1 while a promoted model's gallery is being backfilled, before lookups move to it.")
+	dataDirFreeDesc      = metricDesc("reid_data_dir_free_bytes", "Space left on the data dir's file system (broker, crop store, index, models).")
 	retentionDesc        = metricDesc("reid_retention_deleted_total", "What retention deleted, by kind (crops, vectors).", "kind")
 )
 
@@ -69,7 +72,7 @@ func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 		ingestLateDesc, producedDesc, producerErrorsDesc, producerBufferedDesc,
 		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc, embedModelDesc,
 		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc,
-		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc,
+		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc, dataDirFreeDesc,
 	} {
 		ch <- desc
 	}
@@ -147,6 +150,11 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 			pending = 1
 		}
 		gauge(backfillPendingDesc, pending)
+	}
+	if m.dataDir != "" {
+		if free, err := freeBytes(m.dataDir); err == nil {
+			gauge(dataDirFreeDesc, float64(free))
+		}
 	}
 	counter(retentionDesc, float64(m.retainedCrops.Load()), "crops")
 	counter(retentionDesc, float64(m.retainedVectors.Load()), "vectors")

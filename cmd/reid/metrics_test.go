@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/jpeg"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -149,7 +150,7 @@ func TestPipelineMetrics(t *testing.T) {
 	}
 	models := &modelFollower{embedding: &loadedModel{version: model.Version{Metadata: model.Metadata{ID: "v2"}}}, servingVersion: "v1"}
 	models.backfilled.Store(7)
-	metrics := &pipelineMetrics{ingester: ingester, embedder: embed, vectors: vectors, models: models}
+	metrics := &pipelineMetrics{ingester: ingester, embedder: embed, vectors: vectors, models: models, dataDir: t.TempDir()}
 	metrics.pruned(retention.Result{Crops: 3, Vectors: 6})
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(metrics)
@@ -207,6 +208,24 @@ reid_model_switch_pending 0
 	}
 	if count, _ := vectors.Count(ctx, "v2"); count != 4 {
 		t.Fatalf("v2 holds %d vectors", count)
+	}
+	// The data dir's free space is the file system's, read at each scrape.
+	free, err := freeBytes(metrics.dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	families, err := registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reported := -1.0
+	for _, family := range families {
+		if family.GetName() == "reid_data_dir_free_bytes" {
+			reported = family.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	if reported <= 0 || math.Abs(reported-float64(free)) > 0.05*float64(free) {
+		t.Errorf("reid_data_dir_free_bytes = %v, statfs says %d", reported, free)
 	}
 }
 

@@ -145,7 +145,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		return err
 	}
 	metrics := &pipelineMetrics{
-		ingester: ingester, producer: producer, embedder: embedStage.embedder, archive: archive, vectors: vectors, models: models,
+		ingester: ingester, producer: producer, embedder: embedStage.embedder, archive: archive, vectors: vectors, models: models, dataDir: options.DataDir,
 		consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: embedStage.consumer, options.Stream.ArchiveGroup: archiveStage},
 	}
 	defer startRetention(ctx, options, store, vectors, metrics.pruned)()

@@ -136,8 +136,9 @@ type version struct {
 	mu      sync.RWMutex
 	gallery *gallery
 	dropped bool
-	// failed, once set, refuses further writes: a failed append or fsync leaves the log's tail
-	// unknown, and acknowledging later writes would hide that.
+	// failed, once set, refuses further writes: a failed fsync, or an append whose partial frame
+	// could not be cut off, leaves the log's tail unknown, and acknowledging later writes would
+	// hide that. An append that failed cleanly (a full disk) does not set it.
 	failed error
 
 	log          atomic.Pointer[wal]
@@ -609,7 +610,9 @@ func (ix *Index) write(v *version, payload []byte) (int, error) {
 	log := v.log.Load()
 	end, err := log.append(payload)
 	if err != nil {
-		v.failed = err
+		if !errors.Is(err, errAppendUndone) {
+			v.failed = err
+		}
 		v.mu.Unlock()
 		return 0, fmt.Errorf("embedded index: %w", err)
 	}

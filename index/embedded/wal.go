@@ -27,13 +27,22 @@ const (
 // step (syncTo) so that writers who appended while an fsync ran share the next one (group commit).
 type wal struct {
 	mu      sync.Mutex
-	file    *os.File
+	file    logFile
 	written int64
 	frame   []byte
 
 	syncMu sync.Mutex
 	synced atomic.Int64
 	doSync bool
+}
+
+// logFile is what the log needs of its *os.File (a test fills the disk under it).
+type logFile interface {
+	io.Writer
+	io.Seeker
+	Truncate(size int64) error
+	Sync() error
+	Close() error
 }
 
 func openWAL(path string, doSync bool) (*wal, error) {
@@ -66,11 +75,31 @@ func (w *wal) append(payload []byte) (int64, error) {
 	w.frame = binary.LittleEndian.AppendUint32(w.frame, crc32.Checksum(payload, castagnoli))
 	w.frame = append(w.frame, payload...)
 	n, err := w.file.Write(w.frame)
-	w.written += int64(n)
 	if err != nil {
-		return 0, fmt.Errorf("append to log: %w", err)
+		// A full disk fails a write part way. Cutting the partial frame off leaves the log as
+		// it was, and later appends safe once there is room again.
+		if undoErr := w.undo(w.written, n); undoErr != nil {
+			w.written += int64(n)
+			return 0, fmt.Errorf("append to log: %w (and cutting off the partial frame: %v)", err, undoErr)
+		}
+		return 0, fmt.Errorf("append to log: %w (%w)", err, errAppendUndone)
 	}
+	w.written += int64(n)
 	return w.written, nil
+}
+
+// errAppendUndone marks a failed append that left the log as it was before it.
+var errAppendUndone = errors.New("the log is unchanged")
+
+// undo cuts n bytes written past end off the file and puts the write position back at end.
+func (w *wal) undo(end int64, n int) error {
+	if n > 0 {
+		if err := w.file.Truncate(end); err != nil {
+			return err
+		}
+	}
+	_, err := w.file.Seek(end, io.SeekStart)
+	return err
 }
 
 // syncTo makes the log durable up to offset end. One fsync covers every frame appended before it

@@ -2,9 +2,12 @@ package embedded
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"testing"
 
 	"github.com/reid-project/reid/index"
@@ -116,5 +119,66 @@ func TestMissingGalleryFiles(t *testing.T) {
 	if ix, err := Open(dir, Options{Logger: quietLogger()}); err == nil {
 		ix.Close()
 		t.Fatal("Open accepted a version whose files are gone")
+	}
+}
+
+// fullDisk writes up to room bytes to its file and then fails, part way through a write if it
+// must, as a full disk does.
+type fullDisk struct {
+	*os.File
+	room int
+}
+
+func (d *fullDisk) Write(data []byte) (int, error) {
+	if len(data) <= d.room {
+		d.room -= len(data)
+		return d.File.Write(data)
+	}
+	n, err := d.File.Write(data[:d.room])
+	d.room = 0
+	if err == nil {
+		err = syscall.ENOSPC
+	}
+	return n, err
+}
+
+// TestAppendOnFullDisk: an append the disk has no room for fails without changing the log, so
+// appends after room is made again land whole, and replay finds exactly the acknowledged frames.
+func TestAppendOnFullDisk(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "log.wal")
+	log, err := openWAL(path, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk := &fullDisk{File: log.file.(*os.File), room: 8 + 5 + 8 + 3}
+	log.file = disk
+	first, second, third := []byte("first"), []byte("second payload"), []byte("third")
+	if _, err := log.append(first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.append(second); err == nil || !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, errAppendUndone) {
+		t.Fatalf("append on a full disk: %v; want ENOSPC with the log unchanged", err)
+	}
+	if info, err := disk.Stat(); err != nil || info.Size() != 8+5 || log.size() != 8+5 {
+		t.Fatalf("after the failed append the file has %v bytes (%v) and the log counts %d; want the first frame's 13", info.Size(), err, log.size())
+	}
+	disk.room = 1 << 20 // room again
+	end, err := log.append(third)
+	if err != nil || end != 8+5+8+5 {
+		t.Fatalf("append once there is room: end %d, %v", end, err)
+	}
+	if err := log.syncTo(end); err != nil {
+		t.Fatal(err)
+	}
+	if err := log.close(); err != nil {
+		t.Fatal(err)
+	}
+	var replayed []string
+	frames, dropped, err := replayWAL(path, func(payload []byte) error {
+		replayed = append(replayed, string(payload))
+		return nil
+	})
+	if err != nil || frames != 2 || dropped != 0 || !slices.Equal(replayed, []string{"first", "third"}) {
+		t.Fatalf("replay: %d frames %q, %d bytes dropped, %v; want first and third whole", frames, replayed, dropped, err)
 	}
 }
