@@ -11,6 +11,7 @@ import (
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/ingest"
 	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/model"
 	"github.com/reid-project/reid/stream"
@@ -49,8 +50,9 @@ type modelFollower struct {
 	serving        *loadedModel // the model of the gallery lookups read; nil when it cannot be loaded
 	servingVersion string
 	retired        []retiredModel
-	current        *modelSwitch // the last switch started; nil before any
-	unloadable     string       // the last version that failed to load, to log it once
+	current        *modelSwitch  // the last switch started; nil before any
+	unloadable     string        // the last version that failed to load, to log it once
+	retryDelay     time.Duration // before a failed backfill is tried again, doubling up to 30 times it
 
 	// backfilled counts stored crops embedded by every switch so far (metrics read it).
 	backfilled atomic.Int64
@@ -61,7 +63,8 @@ type modelSwitch struct {
 	to     *loadedModel
 	cancel context.CancelFunc
 	done   chan struct{}
-	// stats and err are set before done closes.
+	// stats counts the crops its tries embedded; err is the last try's error. Both are final once
+	// done closes.
 	stats embedder.BackfillStats
 	err   error
 }
@@ -86,7 +89,8 @@ func newModelFollower(ctx context.Context, options config.Options, vectors index
 	if err != nil {
 		return nil, err
 	}
-	f := &modelFollower{options: options, registry: registry, vectors: vectors, live: live, embedding: embedding, nudges: make(chan struct{}, 1)}
+	f := &modelFollower{options: options, registry: registry, vectors: vectors, live: live, embedding: embedding,
+		nudges: make(chan struct{}, 1), retryDelay: 10 * time.Second}
 	active, err := vectors.Active(ctx)
 	switch {
 	case errors.Is(err, index.ErrNoActiveVersion):
@@ -245,32 +249,28 @@ func (f *modelFollower) stopSwitch() {
 	}
 }
 
-// runSwitch is steps 2 and 3. It closes sw.done when it returns.
+// runSwitch is steps 2 and 3, tried again after a failure (an unreachable crop store or index)
+// until it succeeds or ctx ends. It closes sw.done when it returns.
 func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 	defer close(sw.done)
 	version := sw.to.version.ID
-	sw.err = waitForArchiver(ctx, f.archive)
-	if sw.err == nil {
-		var backfill *embedder.Embedder
-		backfill, sw.err = embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: f.vectors})
+	backoff := ingest.Backoff{Initial: f.retryDelay, Max: 30 * f.retryDelay}
+	for attempt := 1; ; attempt++ {
+		sw.err = f.backfill(ctx, sw)
 		if sw.err == nil {
-			before := f.backfilled.Load()
-			sw.stats, sw.err = backfillGallery(ctx, backfill, f.store, f.vectors, version, f.options.Embedder.BackfillShare, func(stats embedder.BackfillStats) {
-				f.backfilled.Store(before + stats.Embedded)
-			})
-			f.backfilled.Store(before + sw.stats.Embedded)
+			break
 		}
-	}
-	if sw.err == nil {
-		sw.err = f.vectors.Activate(ctx, version)
-	}
-	if sw.err != nil {
-		if errors.Is(sw.err, context.Canceled) {
+		if ctx.Err() != nil {
 			slog.Info("model switch: backfill stopped; it resumes at the next start", "to", version)
-		} else {
-			slog.Error("model switch: backfill failed; lookups stay on the old gallery, and the next start retries", "to", version, "err", sw.err)
+			return
 		}
-		return
+		delay := backoff.Delay(attempt)
+		slog.Error("model switch: backfill failed; lookups stay on the old gallery, and it is tried again", "to", version, "err", sw.err, "attempt", attempt, "delay", delay)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
 	}
 	// The gallery is active now, so lookups move even if the switch was just cancelled.
 	f.mu.Lock()
@@ -285,6 +285,29 @@ func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 	}
 	f.release(from)
 	slog.Info("model switch done: lookups read the new gallery", "from", fromVersion, "to", version, "backfilled", sw.stats.Embedded)
+}
+
+// backfill embeds into sw's gallery every stored crop it lacks, once the archiver has stored the
+// ones already in the topic, and makes the gallery the active one.
+func (f *modelFollower) backfill(ctx context.Context, sw *modelSwitch) error {
+	version := sw.to.version.ID
+	if err := waitForArchiver(ctx, f.archive); err != nil {
+		return err
+	}
+	backfill, err := embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: f.vectors})
+	if err != nil {
+		return err
+	}
+	before := f.backfilled.Load()
+	stats, err := backfillGallery(ctx, backfill, f.store, f.vectors, version, f.options.Embedder.BackfillShare, func(stats embedder.BackfillStats) {
+		f.backfilled.Store(before + stats.Embedded)
+	})
+	f.backfilled.Store(before + stats.Embedded)
+	sw.stats.Embedded += stats.Embedded
+	if err != nil {
+		return err
+	}
+	return f.vectors.Activate(ctx, version)
 }
 
 // archiveProgress is the archiver's consumer group's progress (stream.GroupProgress).

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/internal/testassets"
 	"github.com/reid-project/reid/stream"
 )
@@ -23,16 +26,32 @@ func TestModelSwitchWaitsForArchiver(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
 		promotions []string
+		// failingWalks is how many times the crop store fails the backfill's walk.
+		failingWalks int
 	}{
-		{"promote", []string{"v2"}},
-		{"promote another during the switch", []string{"v2", "v3"}},
-		{"promote back during the switch", []string{"v2", "v1"}},
+		{"promote", []string{"v2"}, 0},
+		{"promote another during the switch", []string{"v2", "v3"}, 0},
+		{"promote back during the switch", []string{"v2", "v1"}, 0},
+		{"the crop store fails the backfill twice", []string{"v2"}, 2},
 	} {
-		t.Run(tc.name, func(t *testing.T) { checkModelSwitchWaits(t, tc.promotions) })
+		t.Run(tc.name, func(t *testing.T) { checkModelSwitchWaits(t, tc.promotions, tc.failingWalks) })
 	}
 }
 
-func checkModelSwitchWaits(t *testing.T, promotions []string) {
+// failingStore fails its first walks, as a crop store in a bucket that cannot be reached.
+type failingStore struct {
+	cropStore
+	failures atomic.Int32
+}
+
+func (s *failingStore) Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error {
+	if s.failures.Add(-1) >= 0 {
+		return errors.New("crop store unreachable")
+	}
+	return s.cropStore.Walk(ctx, filter, fn)
+}
+
+func checkModelSwitchWaits(t *testing.T, promotions []string, failingWalks int) {
 	dataDir := pipelineFixture(t)
 	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
 	for range 2 {
@@ -75,7 +94,10 @@ func checkModelSwitchWaits(t *testing.T, promotions []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer models.start(ctx, store, archive.Progress(), nil)()
+	models.retryDelay = 20 * time.Millisecond
+	flaky := &failingStore{cropStore: store}
+	flaky.failures.Store(int32(failingWalks))
+	defer models.start(ctx, flaky, archive.Progress(), nil)()
 
 	for _, version := range promotions {
 		if out, err := runReid(t, "--data-dir", dataDir, "model", "promote", version); err != nil {
@@ -101,6 +123,9 @@ func checkModelSwitchWaits(t *testing.T, promotions []string) {
 	}
 	if active, err := vectors.Active(ctx); err != nil || active.Name != final {
 		t.Fatalf("active gallery %+v (%v), want %s", active, err, final)
+	}
+	if left := flaky.failures.Load(); left > 0 {
+		t.Errorf("the backfill walked the store %d times fewer than it failed", left)
 	}
 }
 
