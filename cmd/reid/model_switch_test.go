@@ -62,17 +62,9 @@ func checkModelSwitchWaits(t *testing.T, promotions []string, failingWalks int) 
 	options := loadOptions(t, dataDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	conn, closeBroker, err := openStream(ctx, options, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeBroker()
+	conn := startTestBroker(t, ctx, options)
 	ids := produceCrops(t, options, conn, "lobby", 20)
-	vectors, err := openIndex(ctx, options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vectors.Close()
+	vectors := openTestIndex(t, ctx, options)
 	store, err := openCropStore(ctx, options)
 	if err != nil {
 		t.Fatal(err)

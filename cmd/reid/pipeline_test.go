@@ -309,6 +309,28 @@ func produceCrops(t *testing.T, options config.Options, conn stream.Connection, 
 	return recorder.ids
 }
 
+// startTestBroker starts the embedded broker on options' data dir until the test ends.
+func startTestBroker(t testing.TB, ctx context.Context, options config.Options) stream.Connection {
+	t.Helper()
+	conn, closeBroker, err := openStream(ctx, options, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeBroker)
+	return conn
+}
+
+// openTestIndex opens the index options configure until the test ends.
+func openTestIndex(t testing.TB, ctx context.Context, options config.Options) index.Index {
+	t.Helper()
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vectors.Close() })
+	return vectors
+}
+
 type recordingSink struct {
 	next interface {
 		Put(context.Context, cropstore.CropRecord) error
@@ -561,11 +583,7 @@ func TestPoisonRecordsAndSlowEmbedder(t *testing.T) {
 	options.Stream.Buffer = 2 // ingest must block on the producer, never drop
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	conn, closeBroker, err := openStream(ctx, options, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closeBroker()
+	conn := startTestBroker(t, ctx, options)
 
 	good := produceCrops(t, options, conn, "lobby", 30)
 	record := cropstore.CropRecord{ID: cropstore.NewID("lobby", time.Now(), 1, 0), Camera: "lobby", Time: time.Now(), JPEG: realJPEG(t)}
@@ -593,11 +611,7 @@ func TestPoisonRecordsAndSlowEmbedder(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	vectors, err := openIndex(ctx, options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vectors.Close()
+	vectors := openTestIndex(t, ctx, options)
 	loaded, err := openModel(ctx, options, "")
 	if err != nil {
 		t.Fatal(err)
@@ -702,11 +716,7 @@ func TestRunWaitsForBacklog(t *testing.T) {
 	if want := int64(len(backlog)) + summary.Produced; int64(summary.Indexed) != want {
 		t.Errorf("indexed %d at exit, want the %d of the backlog + the %d this run produced", summary.Indexed, len(backlog), summary.Produced)
 	}
-	vectors, err := openIndex(ctx, options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer vectors.Close()
+	vectors := openTestIndex(t, ctx, options)
 	items, err := vectors.Get(ctx, "", backlog)
 	if err != nil || len(items) != len(backlog) {
 		t.Errorf("%d of the %d backlog crops are indexed (%v)", len(items), len(backlog), err)
