@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/reid-project/reid/cropstore"
-	"github.com/reid-project/reid/internal/testassets"
 	"github.com/reid-project/reid/stream"
 )
 
@@ -53,11 +52,8 @@ func (s *failingStore) Walk(ctx context.Context, filter cropstore.Filter, fn fun
 
 func checkModelSwitchWaits(t *testing.T, promotions []string, failingWalks int) {
 	dataDir := pipelineFixture(t)
-	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
 	for range 2 {
-		if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
-			t.Fatalf("model import: %v\n%s", err, out)
-		}
+		importOSNet(t, dataDir)
 	}
 	options := loadOptions(t, dataDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -136,10 +132,7 @@ func waitUntil(t *testing.T, within time.Duration, what string, done func() bool
 // the archiver has stored them.
 func TestEmbedFollowsPromotedModel(t *testing.T) {
 	dataDir := pipelineFixture(t)
-	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
-	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
-		t.Fatalf("model import: %v\n%s", err, out)
-	}
+	importOSNet(t, dataDir)
 	options := loadOptions(t, dataDir)
 	broker, err := stream.StartBroker(stream.BrokerOptions{Addr: freeAddr(t), DataDir: filepath.Join(dataDir, "broker")})
 	if err != nil {

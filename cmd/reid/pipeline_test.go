@@ -49,14 +49,21 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
+// importOSNet registers the shared OSNet x0.25 weights as a new model version of dataDir.
+func importOSNet(t testing.TB, dataDir string, flags ...string) {
+	t.Helper()
+	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
+	args := append([]string{"--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights}, flags...)
+	if out, err := runReid(t, args...); err != nil {
+		t.Fatalf("model import: %v\n%s", err, out)
+	}
+}
+
 // pipelineFixture is a data dir with the shared OSNet model imported and active.
 func pipelineFixture(t testing.TB) (dataDir string) {
 	t.Helper()
 	dataDir = t.TempDir()
-	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
-	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
-		t.Fatalf("model import: %v\n%s", err, out)
-	}
+	importOSNet(t, dataDir)
 	// Each test gets its own broker port and detector assets from ../shared.
 	t.Setenv("REID_STREAM_EMBEDDED_ADDR", "127.0.0.1:0")
 	t.Setenv("REID_LOOKUP_ADDR", "127.0.0.1:0")
@@ -741,10 +748,7 @@ func TestModelSwitchBackfills(t *testing.T) {
 	if first.Model != "v1" || first.Backfilled != 0 || int64(first.Indexed) != first.Crops {
 		t.Fatalf("first run: %+v", first)
 	}
-	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
-	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights, "--promote"); err != nil {
-		t.Fatalf("model import --promote: %v\n%s", err, out)
-	}
+	importOSNet(t, dataDir, "--promote")
 	second := run("hall", 30)
 	// The backfill may also take new crops the archiver stored before the live embedder reached
 	// them (both write the same vector), so it can count more than the first run's crops.
@@ -772,10 +776,7 @@ func TestModelSwitchBackfills(t *testing.T) {
 // the two), and then the index and the lookup server move to the new gallery.
 func TestRunFollowsPromotedModel(t *testing.T) {
 	dataDir := pipelineFixture(t)
-	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
-	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights, "--name", "adapted"); err != nil {
-		t.Fatalf("model import: %v\n%s", err, out)
-	}
+	importOSNet(t, dataDir, "--name", "adapted")
 	opsAddr, lookupAddr := freeAddr(t), freeAddr(t)
 	env := []string{"REID_OPS_ADDR=" + opsAddr, "REID_LOOKUP_ADDR=" + lookupAddr, "REID_EMBEDDER_FOLLOW_INTERVAL=200ms"}
 	var stdout bytes.Buffer
@@ -876,10 +877,7 @@ func TestIndexBackfillCommand(t *testing.T) {
 		t.Fatalf("reid run: %v\n%s", err, out)
 	}
 	crops := decodeRunSummary(t, out).Crops
-	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
-	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
-		t.Fatalf("model import: %v\n%s", err, out)
-	}
+	importOSNet(t, dataDir)
 	out, err = runReid(t, "--data-dir", dataDir, "index", "backfill", "v2")
 	if want := fmt.Sprintf("v2: %d stored crops, 0 already in the gallery, %d embedded", crops, crops); err != nil || !strings.Contains(out, want) {
 		t.Fatalf("index backfill v2: %v\n%s\nwant %q", err, out, want)
@@ -947,10 +945,7 @@ func TestPruneCommand(t *testing.T) {
 // model for uploads, without a restart.
 func TestServeFollowsActiveGallery(t *testing.T) {
 	dataDir := pipelineFixture(t)
-	weights := testassets.Path(t, "models/reid/osnet_x0_25_msmt17.pth")
-	if out, err := runReid(t, "--data-dir", dataDir, "model", "import", "--arch", "osnet_x0_25", "--weights", weights); err != nil {
-		t.Fatalf("model import: %v\n%s", err, out)
-	}
+	importOSNet(t, dataDir)
 	options := loadOptions(t, dataDir)
 	ctx := context.Background()
 	vectors, err := openIndex(ctx, options)
