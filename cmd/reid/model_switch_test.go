@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/reid-project/reid/cropstore"
-	"github.com/reid-project/reid/stream"
 )
 
 // TestModelSwitchWaitsForArchiver promotes versions under a running follower while the archiver
@@ -134,15 +132,7 @@ func TestEmbedFollowsPromotedModel(t *testing.T) {
 	dataDir := pipelineFixture(t)
 	importOSNet(t, dataDir)
 	options := loadOptions(t, dataDir)
-	broker, err := stream.StartBroker(stream.BrokerOptions{Addr: freeAddr(t), DataDir: filepath.Join(dataDir, "broker")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	conn := stream.ConnectionFrom(options.Stream, broker.Addrs())
-	if err := stream.EnsureTopics(context.Background(), conn, stream.TopicsFrom(options.Stream)...); err != nil {
-		t.Fatal(err)
-	}
+	broker, conn := startLoopbackBroker(t, dataDir, options)
 	opsAddr := freeAddr(t)
 	env := []string{"REID_STREAM_BROKERS=" + broker.Addrs()[0], "REID_OPS_ADDR=" + opsAddr, "REID_EMBEDDER_FOLLOW_INTERVAL=100ms"}
 	child := startChild(t, dataDir, env, "embed")

@@ -316,6 +316,22 @@ func produceCrops(t *testing.T, options config.Options, conn stream.Connection, 
 	return recorder.ids
 }
 
+// startLoopbackBroker starts a broker on the data dir on a loopback port of its own, as `reid
+// broker` does for stages in other processes, with the topics made; it stops when the test ends.
+func startLoopbackBroker(t *testing.T, dataDir string, options config.Options) (*stream.Broker, stream.Connection) {
+	t.Helper()
+	broker, err := stream.StartBroker(stream.BrokerOptions{Addr: freeAddr(t), DataDir: filepath.Join(dataDir, "broker")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { broker.Close() })
+	conn := stream.ConnectionFrom(options.Stream, broker.Addrs())
+	if err := stream.EnsureTopics(context.Background(), conn, stream.TopicsFrom(options.Stream)...); err != nil {
+		t.Fatal(err)
+	}
+	return broker, conn
+}
+
 // startTestBroker starts the embedded broker on options' data dir until the test ends.
 func startTestBroker(t testing.TB, ctx context.Context, options config.Options) stream.Connection {
 	t.Helper()
@@ -480,17 +496,8 @@ func waitForMetric(t *testing.T, child *exec.Cmd, addr, series string, want floa
 // SIGKILLs it mid-stream, restarts it, and checks that the index holds every crop exactly once.
 func TestEmbedderCrashResume(t *testing.T) {
 	dataDir := pipelineFixture(t)
-	brokerAddr := freeAddr(t)
 	options := loadOptions(t, dataDir)
-	broker, err := stream.StartBroker(stream.BrokerOptions{Addr: brokerAddr, DataDir: filepath.Join(dataDir, "broker")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer broker.Close()
-	conn := stream.ConnectionFrom(options.Stream, broker.Addrs())
-	if err := stream.EnsureTopics(context.Background(), conn, stream.TopicsFrom(options.Stream)...); err != nil {
-		t.Fatal(err)
-	}
+	broker, conn := startLoopbackBroker(t, dataDir, options)
 	ids := produceCrops(t, options, conn, "lobby", 60)
 	total := int64(len(ids))
 	if total < 60 {
