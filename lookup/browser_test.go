@@ -213,8 +213,8 @@ func TestBrowserSearch(t *testing.T) {
 	// crop by crop.
 	var summary string
 	evaluate(`document.getElementById('results-summary').textContent`, &summary)
-	if !strings.Contains(summary, "by whole tracks") {
-		t.Errorf("results summary %q does not say the results are ordered by whole tracks", summary)
+	if !strings.Contains(summary, "by whole tracks") || !strings.Contains(summary, "model color") {
+		t.Errorf("results summary %q does not say the results are ordered by whole tracks, from the model color's gallery", summary)
 	}
 	step("untick 'Score by whole tracks'", chromedp.Click(chromedp.ID("track-consensus")))
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](

@@ -216,8 +216,12 @@ func TestSwitchMovesIndexAndEmbedderTogether(t *testing.T) {
 	f.server.Switch(next, "v2", fixedEmbedder(unit(0, 1, 0, 0)))
 	next.Add(index.Item{ID: cropstore.NewID("cam-new", testStart, 2, 0), Vector: unit(0, 1, 0, 0),
 		Metadata: index.Metadata{Camera: "cam-new", Time: testStart, Track: 2}})
-	matches := upload().Matches
+	after := upload()
+	matches := after.Matches
 	if len(matches) != 2 || matches[0].Camera != "cam-new" || matches[0].Score < 0.999 {
 		t.Fatalf("after the switch: %+v, want the new gallery searched with the new model's vector", matches)
+	}
+	if after.Query.Model != "v2" {
+		t.Errorf("after the switch the response says model %q, want v2", after.Query.Model)
 	}
 }

@@ -70,11 +70,16 @@ type QueryJSON struct {
 	// VectorFrom says where the query vector came from: "index", "embedder" (crop image) or
 	// "upload".
 	VectorFrom string `json:"vector_from"`
+	// Model is the model version whose gallery was searched (and whose model embedded an image
+	// query): after a model switch, a client sees which one answered.
+	Model string `json:"model,omitempty"`
 }
 
 // SightingsResponse is the body of GET /v1/sightings.
 type SightingsResponse struct {
-	CropID    string     `json:"crop_id"`
+	CropID string `json:"crop_id"`
+	// Model is the model version whose gallery was searched.
+	Model     string     `json:"model,omitempty"`
 	Matches   int        `json:"matches"`
 	Sightings []Sighting `json:"sightings"`
 	TookMS    float64    `json:"took_ms"`
@@ -107,6 +112,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, call *call
 		Query: QueryJSON{
 			CropID: request.CropID, ImageWidth: request.ImageWidth, ImageHeight: request.ImageHeight,
 			K: request.K, Rerank: request.Rerank, TrackConsensus: request.TrackConsensus && !request.Rerank, VectorFrom: from,
+			Model: matches.model(searcher.version),
 		},
 		Matches:   matches.json(),
 		Sightings: groupSightings(matches.matches),
@@ -156,7 +162,7 @@ func (s *Server) handleSightings(w http.ResponseWriter, r *http.Request, call *c
 	sightings := groupSightings(matches.matches)
 	call.results = len(sightings)
 	writeJSON(w, http.StatusOK, SightingsResponse{
-		CropID: id, Matches: len(matches.matches), Sightings: sightings,
+		CropID: id, Model: matches.model(searcher.version), Matches: len(matches.matches), Sightings: sightings,
 		TookMS: float64(time.Since(start).Microseconds()) / 1000,
 	})
 	return nil
@@ -219,6 +225,15 @@ type searchOptions struct {
 	filter         index.Filter
 	rerank         bool
 	trackConsensus bool
+}
+
+// model is the searched gallery's model version: pinned, or, where the index's active one was
+// searched, the one its vectors carry.
+func (r searchResult) model(pinned string) string {
+	if pinned != "" || len(r.matches) == 0 {
+		return pinned
+	}
+	return r.matches[0].Metadata.Model
 }
 
 func (r searchResult) json() []MatchJSON {

@@ -220,8 +220,8 @@ func TestSearchByCropID(t *testing.T) {
 		t.Fatalf("status %d: %s", status, data)
 	}
 	response := decode[SearchResponse](t, data)
-	if response.Query.VectorFrom != "index" {
-		t.Errorf("vector from %q, want index", response.Query.VectorFrom)
+	if response.Query.VectorFrom != "index" || response.Query.Model != "color" {
+		t.Errorf("vector from %q, model %q; want index, and the gallery's model (color)", response.Query.VectorFrom, response.Query.Model)
 	}
 	if len(response.Matches) != 4 || response.Matches[0].CropID != id {
 		t.Fatalf("want the crop itself first of 4: %+v", response.Matches)

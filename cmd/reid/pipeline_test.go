@@ -816,7 +816,7 @@ func TestRunFollowsPromotedModel(t *testing.T) {
 	}
 	err = json.NewDecoder(response.Body).Decode(&found)
 	response.Body.Close()
-	if err != nil || found.Query.VectorFrom != "index" || len(found.Matches) == 0 || found.Matches[0].CropID != newest {
+	if err != nil || found.Query.VectorFrom != "index" || found.Query.Model != "v2" || len(found.Matches) == 0 || found.Matches[0].CropID != newest {
 		t.Errorf("search for the newest crop %s after the switch: %v, query %+v, matches %+v; want its own vector from v2's gallery", newest, err, found.Query, found.Matches)
 	}
 

@@ -381,7 +381,8 @@ function renderResults(result) {
   const cameras = new Set(matches.map((m) => m.camera));
   $("results-summary").textContent = matches.length + " match" + (matches.length === 1 ? "" : "es") +
     " · " + cameras.size + " camera" + (cameras.size === 1 ? "" : "s") + " · " + Math.round(result.took_ms) + " ms" +
-    (result.query.rerank ? " · re-ranked" : result.query.track_consensus ? " · by whole tracks" : "");
+    (result.query.rerank ? " · re-ranked" : result.query.track_consensus ? " · by whole tracks" : "") +
+    (result.query.model ? " · model " + result.query.model : "");
   const withDate = !sameDay(matches, "time");
   matches.forEach((match, i) => {
     grid.append(card(match, { rank: i + 1, withDate, isQuery: state.query.kind === "crop" && match.crop_id === state.query.id }));
