@@ -211,7 +211,11 @@ func newModelShowCommand(g *globals) *cobra.Command {
 func newModelPromoteCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "promote VERSION",
-		Short: "Make VERSION the active model version (the next reid run fills its gallery from the crop store, then moves lookups to it)",
+		Short: "Make VERSION the active model version (a running reid run takes it up, fills its gallery from the crop store, then moves lookups to it)",
+		Long: "A running reid run or reid embed takes the promoted version up within embedder.follow_interval\n" +
+			"(30s), or at once on SIGHUP: new crops are embedded with it from the next batch on. reid run\n" +
+			"then embeds every stored crop into its gallery and moves lookups to it once that is complete;\n" +
+			"at scale, `reid index backfill VERSION --activate` does that part (docs/OPERATIONS.md).",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			registry, err := g.registry(cmd)
@@ -221,7 +225,7 @@ func newModelPromoteCommand(g *globals) *cobra.Command {
 			if err := registry.Promote(args[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s is active\n", args[0])
+			fmt.Fprintf(cmd.OutOrStdout(), "%s is active; a running reid run or reid embed takes it up within embedder.follow_interval, or at once on SIGHUP\n", args[0])
 			return nil
 		},
 	}
