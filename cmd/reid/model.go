@@ -216,7 +216,7 @@ func newModelPromoteCommand(g *globals) *cobra.Command {
 			"(30s), or at once on SIGHUP: new crops are embedded with it from the next batch on. reid run\n" +
 			"then embeds every stored crop into its gallery and moves lookups to it once that is complete;\n" +
 			"at scale, `reid index backfill VERSION --activate` does that part (docs/OPERATIONS.md).",
-		Args:  cobra.ExactArgs(1),
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			registry, err := g.registry(cmd)
 			if err != nil {
