@@ -261,7 +261,7 @@ func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 			break
 		}
 		if ctx.Err() != nil {
-			slog.Info("model switch: backfill stopped; it resumes at the next start", "to", version)
+			slog.Info("model switch: backfill stopped (reid stopping: the next start resumes it; or another version promoted)", "to", version)
 			return
 		}
 		delay := backoff.Delay(attempt)
