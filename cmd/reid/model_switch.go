@@ -63,10 +63,8 @@ type modelSwitch struct {
 	to     *loadedModel
 	cancel context.CancelFunc
 	done   chan struct{}
-	// stats counts the crops its tries embedded; err is the last try's error. Both are final once
-	// done closes.
-	stats embedder.BackfillStats
-	err   error
+	// embedded counts the crops its tries embedded; final once done closes.
+	embedded int64
 }
 
 // retiredModel is a model nothing uses any more, closed once requests that took it before a
@@ -256,8 +254,8 @@ func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 	version := sw.to.version.ID
 	backoff := ingest.Backoff{Initial: f.retryDelay, Max: 30 * f.retryDelay}
 	for attempt := 1; ; attempt++ {
-		sw.err = f.backfill(ctx, sw)
-		if sw.err == nil {
+		err := f.backfill(ctx, sw)
+		if err == nil {
 			break
 		}
 		if ctx.Err() != nil {
@@ -265,7 +263,7 @@ func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 			return
 		}
 		delay := backoff.Delay(attempt)
-		slog.Error("model switch: backfill failed; lookups stay on the old gallery, and it is tried again", "to", version, "err", sw.err, "attempt", attempt, "delay", delay)
+		slog.Error("model switch: backfill failed; lookups stay on the old gallery, and it is tried again", "to", version, "err", err, "attempt", attempt, "delay", delay)
 		select {
 		case <-ctx.Done():
 			return
@@ -284,7 +282,7 @@ func (f *modelFollower) runSwitch(ctx context.Context, sw *modelSwitch) {
 		f.server.Switch(f.vectors, version, sw.to.network)
 	}
 	f.release(from)
-	slog.Info("model switch done: lookups read the new gallery", "from", fromVersion, "to", version, "backfilled", sw.stats.Embedded)
+	slog.Info("model switch done: lookups read the new gallery", "from", fromVersion, "to", version, "backfilled", sw.embedded)
 }
 
 // backfill embeds into sw's gallery every stored crop it lacks, once the archiver has stored the
@@ -303,7 +301,7 @@ func (f *modelFollower) backfill(ctx context.Context, sw *modelSwitch) error {
 		f.backfilled.Store(before + stats.Embedded)
 	})
 	f.backfilled.Store(before + stats.Embedded)
-	sw.stats.Embedded += stats.Embedded
+	sw.embedded += stats.Embedded
 	if err != nil {
 		return err
 	}
