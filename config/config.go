@@ -305,6 +305,15 @@ type Lookup struct {
 	// FollowInterval is how often reid serve checks which gallery is active and moves to a newly
 	// activated one (with its model); 0 keeps the gallery it started with. Default 30s.
 	FollowInterval time.Duration `mapstructure:"follow_interval" yaml:"follow_interval"`
+	// WatchInterval is how often the lookup server checks its watches (POST /v1/watches) for new
+	// sightings; 0 turns watches off. Default 5s.
+	WatchInterval time.Duration `mapstructure:"watch_interval" yaml:"watch_interval"`
+	// WatchWindow is how far back, in crop time, each check looks: a crop that reaches the index
+	// later than this after it was seen raises no alert. Default 10m.
+	WatchWindow time.Duration `mapstructure:"watch_window" yaml:"watch_window"`
+	// WatchMinScore is a new watch's default alert threshold on the track-consensus rank score.
+	// Default 0.7.
+	WatchMinScore float64 `mapstructure:"watch_min_score" yaml:"watch_min_score"`
 }
 
 // Ops configures the operations listener of reid's long-running processes (run, serve, ingest,
@@ -420,6 +429,9 @@ func Default() Options {
 			MaxUploadBytes: 10 << 20,
 			MaxImagePixels: 4096 * 4096,
 			FollowInterval: 30 * time.Second,
+			WatchInterval:  5 * time.Second,
+			WatchWindow:    10 * time.Minute,
+			WatchMinScore:  0.7,
 		},
 		Retention: Retention{Interval: time.Hour},
 		Trainer: Trainer{Epochs: 50, ItersPerEpoch: 200, BatchSize: 256, Instances: 16, LR: 3.5e-4, LRStep: 20,
@@ -684,6 +696,15 @@ func (o *Options) Validate() error {
 	}
 	if o.Lookup.FollowInterval < 0 {
 		bad("lookup.follow_interval", "must be >= 0")
+	}
+	if o.Lookup.WatchInterval < 0 {
+		bad("lookup.watch_interval", "must be >= 0")
+	}
+	if o.Lookup.WatchInterval > 0 && o.Lookup.WatchWindow < o.Lookup.WatchInterval {
+		bad("lookup.watch_window", "must be at least lookup.watch_interval (%s), not %s", o.Lookup.WatchInterval, o.Lookup.WatchWindow)
+	}
+	if o.Lookup.WatchMinScore <= 0 || o.Lookup.WatchMinScore > 1 {
+		bad("lookup.watch_min_score", "must be in (0, 1], not %g", o.Lookup.WatchMinScore)
 	}
 	if o.Lookup.RateLimit < 0 {
 		bad("lookup.rate_limit", "must be >= 0")

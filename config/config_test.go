@@ -217,6 +217,8 @@ func TestRetention(t *testing.T) {
 		{"REID_RETENTION_INTERVAL=0s", 0, "retention.interval"},
 		{"REID_STREAM_TOPIC_RETENTION=30s", 0, "stream.topic_retention"},
 		{"REID_LOOKUP_FOLLOW_INTERVAL=-1s", 0, "lookup.follow_interval"},
+		{"REID_LOOKUP_WATCH_WINDOW=1s", 0, "lookup.watch_window"},
+		{"REID_LOOKUP_WATCH_MIN_SCORE=1.5", 0, "lookup.watch_min_score"},
 		{"REID_EMBEDDER_FOLLOW_INTERVAL=-1s", 0, "embedder.follow_interval"},
 		{"REID_EMBEDDER_BACKFILL_SHARE=0", 0, "embedder.backfill_share"},
 		{"REID_EMBEDDER_BACKFILL_SHARE=1.5", 0, "embedder.backfill_share"},

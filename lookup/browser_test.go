@@ -2,6 +2,7 @@ package lookup
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -23,9 +24,6 @@ const chromiumPath = "/usr/bin/chromium"
 // TestBrowserSearch drives the real page in headless Chromium: enter the API key, upload a crop,
 // check the ranked grid and the timeline, pivot to a result, and save a screenshot.
 func TestBrowserSearch(t *testing.T) {
-	if _, err := exec.LookPath(chromiumPath); err != nil {
-		t.Fatalf("chromium is required for the browser test (apt-get install chromium): %v", err)
-	}
 	f := newFixture(t, nil)
 	outDir := os.Getenv("REID_TEST_OUT")
 	if outDir == "" {
@@ -40,60 +38,11 @@ func TestBrowserSearch(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	allocatorCtx, cancelAllocator := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1440, 1000),
-	)
-	defer cancelAllocator()
-	browserCtx, cancelBrowser := chromedp.NewContext(allocatorCtx, chromedp.WithLogf(t.Logf))
-	defer cancelBrowser()
-	// Start the browser on a context without a deadline (a deadline would bound its whole life),
-	// then bound each step.
-	if err := chromedp.Do(browserCtx, chromedp.Navigate(f.http.URL)); err != nil {
-		t.Fatalf("start chromium and load the page: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(browserCtx, 90*time.Second)
-	defer cancel()
-
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, actions...); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-	}
-	evaluate := func(expression string, into any) {
-		t.Helper()
-		result, err := chromedp.Run(ctx, chromedp.Evaluate[any](expression))
-		if err != nil {
-			t.Fatalf("evaluate %s: %v", expression, err)
-		}
-		switch into := into.(type) {
-		case *float64:
-			*into, _ = result.(float64)
-		case *string:
-			*into, _ = result.(string)
-		case *[]any:
-			*into, _ = result.([]any)
-		}
-	}
+	b := openBrowser(t, f.http.URL)
+	ctx, step, evaluate := b.ctx, b.step, b.evaluate
 
 	// Keys are required: the page asks for one after the cameras call is refused.
-	step("key panel opens on 401", chromedp.WaitVisible(chromedp.ID("key-input")))
-	step("enter the key",
-		chromedp.SendKeys(chromedp.ID("key-input"), testKey),
-		chromedp.Click(chromedp.CSS(`#key-panel button[type=submit]`)),
-	)
+	b.enterKey()
 	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll('#cameras .chip').length === 3`)); err != nil {
 		t.Fatalf("camera chips after entering the key: %v", err)
 	}
@@ -243,6 +192,138 @@ func TestBrowserSearch(t *testing.T) {
 		var text string
 		evaluate(`document.getElementById('error-text').textContent`, &text)
 		t.Fatalf("error message for a truncated upload: %v (shown: %q)", err, text)
+	}
+}
+
+// browser is headless Chromium on the lookup page, each step bounded by one 90 s deadline.
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+}
+
+func openBrowser(t *testing.T, pageURL string) *browser {
+	t.Helper()
+	if _, err := exec.LookPath(chromiumPath); err != nil {
+		t.Fatalf("chromium is required for the browser test (apt-get install chromium): %v", err)
+	}
+	allocatorCtx, cancelAllocator := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 1000),
+	)
+	t.Cleanup(cancelAllocator)
+	browserCtx, cancelBrowser := chromedp.NewContext(allocatorCtx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(cancelBrowser)
+	// Start the browser on a context without a deadline (a deadline would bound its whole life),
+	// then bound each step.
+	if err := chromedp.Do(browserCtx, chromedp.Navigate(pageURL)); err != nil {
+		t.Fatalf("start chromium and load the page: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(browserCtx, 90*time.Second)
+	t.Cleanup(cancel)
+	return &browser{t: t, ctx: ctx}
+}
+
+func (b *browser) step(name string, actions ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	if err := chromedp.Do(b.ctx, actions...); err != nil {
+		b.t.Fatalf("%s: %v", name, err)
+	}
+}
+
+func (b *browser) evaluate(expression string, into any) {
+	b.t.Helper()
+	result, err := chromedp.Run(b.ctx, chromedp.Evaluate[any](expression))
+	if err != nil {
+		b.t.Fatalf("evaluate %s: %v", expression, err)
+	}
+	switch into := into.(type) {
+	case *float64:
+		*into, _ = result.(float64)
+	case *string:
+		*into, _ = result.(string)
+	case *[]any:
+		*into, _ = result.([]any)
+	}
+}
+
+// waitFor polls a JavaScript condition until it holds.
+func (b *browser) waitFor(what, condition string) {
+	b.t.Helper()
+	if _, err := chromedp.Run(b.ctx, chromedp.Poll[bool](condition)); err != nil {
+		var shown string
+		b.evaluate(`document.getElementById('error-text').textContent`, &shown)
+		b.t.Fatalf("%s: %v (error banner: %q)", what, err, shown)
+	}
+}
+
+// enterKey answers the key panel the page opens when its first calls are refused.
+func (b *browser) enterKey() {
+	b.t.Helper()
+	b.step("key panel opens on 401", chromedp.WaitVisible(chromedp.ID("key-input")))
+	b.step("enter the key",
+		chromedp.SendKeys(chromedp.ID("key-input"), testKey),
+		chromedp.Click(chromedp.CSS(`#key-panel button[type=submit]`)),
+	)
+}
+
+// TestBrowserWatch drives the watch flow in the page: watch the person of a crop search, see the
+// alerts arrive without reloading (the page's long poll), search from one, and delete the watch.
+func TestBrowserWatch(t *testing.T) {
+	f, clock := watchFixture(t, t.TempDir())
+	query := f.gallery.Crops[1]
+	b := openBrowser(t, f.http.URL+"/#crop="+url.PathEscape(query))
+	b.enterKey()
+	b.waitFor("the crop search", `document.getElementById('query-label').textContent === `+jsString(query)+
+		` && document.querySelectorAll('#results .result:not(.skeleton)').length > 0 && !document.getElementById('watch-button').hidden`)
+	b.step("watch this person", chromedp.Click(chromedp.ID("watch-button")))
+	b.waitFor("the watch listed", `document.querySelectorAll('#watches .watch').length === 1`)
+
+	// Person 0 walks past cam-b and cam-c; the server's check raises two alerts, which the page's
+	// open poll brings in.
+	clock.Set(testStart.Add(10 * time.Minute))
+	if raised := check(t, f); raised != 2 {
+		t.Fatalf("raised %d alerts, want 2", raised)
+	}
+	b.waitFor("alerts in the page", `document.querySelectorAll('#alerts .alert.new').length === 2 && !document.getElementById('alerts-card').hidden`)
+	var alertCrops []any
+	b.evaluate(`[...document.querySelectorAll('#alerts .alert')].map(e => e.dataset.crop)`, &alertCrops)
+	for _, crop := range alertCrops {
+		if f.gallery.Identity[crop.(string)] != f.gallery.Identity[query] {
+			t.Errorf("alert for crop %s of person %d, want person %d", crop, f.gallery.Identity[crop.(string)], f.gallery.Identity[query])
+		}
+	}
+	b.waitFor("the watch's alert count", `document.querySelector('#watches .watch .what span').textContent.startsWith('2 alerts')`)
+	b.waitFor("alert thumbnails", `[...document.querySelectorAll('#alerts img')].every(i => i.complete && i.naturalWidth > 0)`)
+	if outDir := os.Getenv("REID_TEST_OUT"); outDir != "" {
+		screenshot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(outDir, "lookup-alerts.png"), screenshot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	first := alertCrops[0].(string)
+	b.step("search from an alert", chromedp.Click(chromedp.CSS(`#alerts .alert`)))
+	b.waitFor("the search from the alert", `document.getElementById('query-label').textContent === `+jsString(first))
+
+	b.step("delete the watch", chromedp.Click(chromedp.CSS(`#watches .watch button`)))
+	b.waitFor("the watch and its alerts gone", `document.querySelectorAll('#watches .watch').length === 0 && document.querySelectorAll('#alerts .alert').length === 0`)
+	status, data, _ := f.do(t, "GET", "/v1/watches", "", nil)
+	if status != http.StatusOK || !strings.Contains(string(data), `"watches":[]`) {
+		t.Errorf("after deleting in the page: %d %s", status, data)
 	}
 }
 

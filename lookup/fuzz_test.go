@@ -172,7 +172,7 @@ func FuzzSearchHandler(f *testing.F) {
 	}
 	server, err := New(Config{
 		Index: gallery.Index, Store: gallery.Store, Embedder: gallery.Embedder,
-		MaxUploadBytes: 1 << 20, MaxImagePixels: 1 << 20,
+		MaxUploadBytes: 1 << 20, MaxImagePixels: 1 << 20, WatchDir: f.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -188,6 +188,10 @@ func FuzzSearchHandler(f *testing.F) {
 	f.Add("GET", "/v1/crops/..%2f..%2fx/image", "", []byte{})
 	f.Add("GET", "/v1/crops?camera=cam-a&limit=2&from=2024-05-01T00:00:00Z", "", []byte{})
 	f.Add("OPTIONS", "/v1/search", "", []byte{})
+	f.Add("POST", "/v1/watches", "application/json", []byte(`{"crop_id":"`+gallery.Crops[0]+`","min_score":0.8,"expires_in":"1h"}`))
+	f.Add("POST", "/v1/watches?name=x", "image/jpeg", seedImages()[0])
+	f.Add("GET", "/v1/alerts?after=0&limit=3", "", []byte{})
+	f.Add("DELETE", "/v1/watches/w0123456789ab", "", []byte{})
 	f.Fuzz(func(t *testing.T, method, target, contentType string, body []byte) {
 		if !strings.HasPrefix(target, "/") || strings.ContainsAny(target, " \r\n\t#") {
 			return

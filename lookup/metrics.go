@@ -17,6 +17,10 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	matches  prometheus.Histogram
+	// Watches: how many there are, the alerts they raised, and how long a check of them all takes.
+	watches    prometheus.Gauge
+	alerts     prometheus.Counter
+	watchCheck prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -36,8 +40,21 @@ func newMetrics() *metrics {
 			Help:    "Matches returned per search.",
 			Buckets: []float64{0, 1, 5, 10, 20, 50, 100, 200, 500},
 		}),
+		watches: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reid_lookup_watches",
+			Help: "Watches kept by the lookup server (POST /v1/watches), expired ones included.",
+		}),
+		alerts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "reid_lookup_alerts_total",
+			Help: "Alerts raised by watches: new sightings of a watched person.",
+		}),
+		watchCheck: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "reid_lookup_watch_check_seconds",
+			Help:    "Time to check every live watch once.",
+			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.matches,
+	m.registry.MustRegister(m.requests, m.duration, m.matches, m.watches, m.alerts, m.watchCheck,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

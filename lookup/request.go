@@ -77,13 +77,18 @@ func (r searchRequest) auditParams() map[string]any {
 		params["crop_id"] = r.CropID
 	}
 	if len(r.Image) > 0 {
-		sum := sha256.Sum256(r.Image)
-		params["image_sha256"] = hex.EncodeToString(sum[:])
+		params["image_sha256"] = imageDigest(r.Image)
 		params["image_bytes"] = len(r.Image)
 		params["image_size"] = fmt.Sprintf("%dx%d", r.ImageWidth, r.ImageHeight)
 	}
 	addFilterParams(params, r.Filter)
 	return params
+}
+
+// imageDigest is an upload's SHA-256 in hex, what the audit log records of it.
+func imageDigest(image []byte) string {
+	sum := sha256.Sum256(image)
+	return hex.EncodeToString(sum[:])
 }
 
 func addFilterParams(params map[string]any, filter index.Filter) {
@@ -121,78 +126,15 @@ type searchJSON struct {
 // parseSearchRequest decodes a search from any of its three forms. Parameters may also come in
 // the URL query; values in the body are added to them.
 func parseSearchRequest(w http.ResponseWriter, r *http.Request, lim limits) (searchRequest, error) {
-	contentType := r.Header.Get("Content-Type")
-	if contentType == "" {
-		return searchRequest{}, errorf(http.StatusUnsupportedMediaType, "missing Content-Type: send application/json {\"crop_id\":...}, image/jpeg, image/png or multipart/form-data with an 'image' file")
-	}
-	mediaType, mediaParams, err := mime.ParseMediaType(contentType)
+	form, err := readPersonQuery(w, r, lim, decodeSearchJSON)
 	if err != nil {
-		return searchRequest{}, errorf(http.StatusUnsupportedMediaType, "bad Content-Type %q: %v", truncateString(contentType, 100), err)
+		return searchRequest{}, err
 	}
-	values := url.Values{}
-	for name, list := range r.URL.Query() {
-		values[name] = append([]string(nil), list...)
+	request := searchRequest{
+		CropID: form.cropID, Image: form.image, Decoded: form.decoded, ImageFormat: form.format,
+		ImageWidth: form.width, ImageHeight: form.height,
 	}
-	var request searchRequest
-	switch mediaType {
-	case "application/json":
-		if err := checkLength(r, maxJSONBytes); err != nil {
-			return searchRequest{}, err
-		}
-		body, err := readLimited(http.MaxBytesReader(w, r.Body, maxJSONBytes), maxJSONBytes)
-		if err != nil {
-			return searchRequest{}, err
-		}
-		if err := decodeSearchJSON(body, values); err != nil {
-			return searchRequest{}, err
-		}
-	case "image/jpeg", "image/png":
-		if err := checkLength(r, lim.maxUploadBytes); err != nil {
-			return searchRequest{}, err
-		}
-		body, err := readLimited(http.MaxBytesReader(w, r.Body, lim.maxUploadBytes), lim.maxUploadBytes)
-		if err != nil {
-			return searchRequest{}, err
-		}
-		request.Image = body
-		request.ImageFormat = strings.TrimPrefix(mediaType, "image/")
-	case "multipart/form-data":
-		limit := lim.maxUploadBytes + multipartOverhead
-		if err := checkLength(r, limit); err != nil {
-			return searchRequest{}, err
-		}
-		boundary := mediaParams["boundary"]
-		if boundary == "" {
-			return searchRequest{}, errorf(http.StatusBadRequest, "multipart/form-data without a boundary")
-		}
-		image, err := readMultipart(multipart.NewReader(http.MaxBytesReader(w, r.Body, limit), boundary), values, lim)
-		if err != nil {
-			return searchRequest{}, err
-		}
-		request.Image = image
-	default:
-		return searchRequest{}, errorf(http.StatusUnsupportedMediaType, "unsupported Content-Type %s: send application/json, image/jpeg, image/png or multipart/form-data", truncateString(mediaType, 100))
-	}
-	request.CropID = values.Get("crop_id")
-	switch {
-	case request.Image == nil && request.CropID == "":
-		return searchRequest{}, errorf(http.StatusBadRequest, "nothing to search for: upload an image or give a crop_id")
-	case request.Image != nil && request.CropID != "":
-		return searchRequest{}, errorf(http.StatusBadRequest, "give an image or a crop_id, not both")
-	}
-	if request.CropID != "" {
-		if _, err := parseCropID(request.CropID); err != nil {
-			return searchRequest{}, err
-		}
-	}
-	if request.Image != nil {
-		format, decoded, err := checkImage(request.Image, request.ImageFormat, lim.maxImagePixels)
-		if err != nil {
-			return searchRequest{}, err
-		}
-		request.ImageFormat, request.Decoded = format, decoded
-		request.ImageWidth, request.ImageHeight = decoded.Bounds().Dx(), decoded.Bounds().Dy()
-	}
+	values := form.values
 	if request.K, err = parseK(values, defaultK); err != nil {
 		return searchRequest{}, err
 	}
@@ -208,15 +150,116 @@ func parseSearchRequest(w http.ResponseWriter, r *http.Request, lim limits) (sea
 	return request, nil
 }
 
-func decodeSearchJSON(body []byte, values url.Values) error {
+// personQuery is a request that names a person by a crop id or an uploaded image, with its other
+// parameters (from the URL query, the JSON body or the form's fields) in values.
+type personQuery struct {
+	values url.Values
+	cropID string
+	// image is the uploaded JPEG or PNG; decoded is its pixels, decoded whole within the pixel
+	// limit while the request was checked.
+	image         []byte
+	decoded       image.Image
+	format        string
+	width, height int
+}
+
+// readPersonQuery reads a request in any of its three forms: application/json (decoded into
+// values by decodeJSON, which names the fields it accepts), a raw image/jpeg or image/png body, or
+// multipart/form-data with an 'image' file. Parameters may also come in the URL query; values in
+// the body are added to them.
+func readPersonQuery(w http.ResponseWriter, r *http.Request, lim limits, decodeJSON func(body []byte, values url.Values) error) (personQuery, error) {
+	contentType := r.Header.Get("Content-Type")
+	if contentType == "" {
+		return personQuery{}, errorf(http.StatusUnsupportedMediaType, "missing Content-Type: send application/json {\"crop_id\":...}, image/jpeg, image/png or multipart/form-data with an 'image' file")
+	}
+	mediaType, mediaParams, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return personQuery{}, errorf(http.StatusUnsupportedMediaType, "bad Content-Type %q: %v", truncateString(contentType, 100), err)
+	}
+	query := personQuery{values: url.Values{}}
+	for name, list := range r.URL.Query() {
+		query.values[name] = append([]string(nil), list...)
+	}
+	switch mediaType {
+	case "application/json":
+		if err := checkLength(r, maxJSONBytes); err != nil {
+			return personQuery{}, err
+		}
+		body, err := readLimited(http.MaxBytesReader(w, r.Body, maxJSONBytes), maxJSONBytes)
+		if err != nil {
+			return personQuery{}, err
+		}
+		if err := decodeJSON(body, query.values); err != nil {
+			return personQuery{}, err
+		}
+	case "image/jpeg", "image/png":
+		if err := checkLength(r, lim.maxUploadBytes); err != nil {
+			return personQuery{}, err
+		}
+		body, err := readLimited(http.MaxBytesReader(w, r.Body, lim.maxUploadBytes), lim.maxUploadBytes)
+		if err != nil {
+			return personQuery{}, err
+		}
+		query.image = body
+		query.format = strings.TrimPrefix(mediaType, "image/")
+	case "multipart/form-data":
+		limit := lim.maxUploadBytes + multipartOverhead
+		if err := checkLength(r, limit); err != nil {
+			return personQuery{}, err
+		}
+		boundary := mediaParams["boundary"]
+		if boundary == "" {
+			return personQuery{}, errorf(http.StatusBadRequest, "multipart/form-data without a boundary")
+		}
+		image, err := readMultipart(multipart.NewReader(http.MaxBytesReader(w, r.Body, limit), boundary), query.values, lim)
+		if err != nil {
+			return personQuery{}, err
+		}
+		query.image = image
+	default:
+		return personQuery{}, errorf(http.StatusUnsupportedMediaType, "unsupported Content-Type %s: send application/json, image/jpeg, image/png or multipart/form-data", truncateString(mediaType, 100))
+	}
+	query.cropID = query.values.Get("crop_id")
+	switch {
+	case query.image == nil && query.cropID == "":
+		return personQuery{}, errorf(http.StatusBadRequest, "nothing to search for: upload an image or give a crop_id")
+	case query.image != nil && query.cropID != "":
+		return personQuery{}, errorf(http.StatusBadRequest, "give an image or a crop_id, not both")
+	}
+	if query.cropID != "" {
+		if _, err := parseCropID(query.cropID); err != nil {
+			return personQuery{}, err
+		}
+	}
+	if query.image != nil {
+		format, decoded, err := checkImage(query.image, query.format, lim.maxImagePixels)
+		if err != nil {
+			return personQuery{}, err
+		}
+		query.format, query.decoded = format, decoded
+		query.width, query.height = decoded.Bounds().Dx(), decoded.Bounds().Dy()
+	}
+	return query, nil
+}
+
+// decodeStrictJSON decodes one JSON value into value, refusing unknown fields: a misspelt
+// parameter is an error, not a silently broader search.
+func decodeStrictJSON(body []byte, value any) error {
 	decoder := json.NewDecoder(bytes.NewReader(body))
 	decoder.DisallowUnknownFields()
-	var decoded searchJSON
-	if err := decoder.Decode(&decoded); err != nil {
+	if err := decoder.Decode(value); err != nil {
 		return errorf(http.StatusBadRequest, "bad JSON body: %v", err)
 	}
 	if decoder.More() {
 		return errorf(http.StatusBadRequest, "bad JSON body: more than one value")
+	}
+	return nil
+}
+
+func decodeSearchJSON(body []byte, values url.Values) error {
+	var decoded searchJSON
+	if err := decodeStrictJSON(body, &decoded); err != nil {
+		return err
 	}
 	set := func(name, value string) {
 		if value != "" {

@@ -84,11 +84,17 @@ func (s *Server) routesHandler() http.Handler {
 	handle("GET /v1/crops/{id}", s.api(costRead, s.handleCrop))
 	handle("GET /v1/crops/{id}/image", s.api(costRead, s.handleCropImage))
 	handle("GET /v1/cameras", s.api(costRead, s.handleCameras))
+	handle("POST /v1/watches", s.api(costSearch, s.handleCreateWatch))
+	handle("GET /v1/watches", s.api(costRead, s.handleListWatches))
+	handle("GET /v1/watches/{id}", s.api(costRead, s.handleGetWatch))
+	handle("GET /v1/watches/{id}/image", s.api(costRead, s.handleWatchImage))
+	handle("DELETE /v1/watches/{id}", s.api(costRead, s.handleDeleteWatch))
+	handle("GET /v1/alerts", s.api(costRead, s.handleAlerts))
 	// The catch-all answers unknown paths in JSON rather than the mux's plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all also shadows the mux's own 405, so find the methods the path does take.
 		var allowed []string
-		for _, method := range []string{http.MethodGet, http.MethodPost} {
+		for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
 			probe := r.Clone(r.Context())
 			probe.Method = method
 			if _, pattern := mux.Handler(probe); pattern != "/" && pattern != "" {
@@ -322,7 +328,7 @@ func (s *Server) cors(next http.Handler) http.Handler {
 				writeError(w, errorf(http.StatusForbidden, "origin %s is not allowed (lookup.cors_origins)", truncateString(origin, 100)))
 				return
 			}
-			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
 			w.Header().Set("Access-Control-Allow-Headers", "Authorization, X-API-Key, Content-Type")
 			w.Header().Set("Access-Control-Max-Age", "600")
 			w.WriteHeader(http.StatusNoContent)

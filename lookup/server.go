@@ -88,6 +88,15 @@ type Config struct {
 	Now func() time.Time
 	// Collectors are served on /metrics beside the lookup's own (reid run adds the pipeline's).
 	Collectors []prometheus.Collector
+
+	// WatchDir keeps the watches (POST /v1/watches) and their alerts; empty turns watches off.
+	// Serve checks them every WatchInterval (0 leaves checking to the caller: CheckWatches) over
+	// the crops seen in the last WatchWindow (default 10 minutes). WatchMinScore is a new watch's
+	// default threshold (default 0.7).
+	WatchDir      string
+	WatchInterval time.Duration
+	WatchWindow   time.Duration
+	WatchMinScore float64
 }
 
 // ConfigFrom turns the lookup section of reid's configuration into the security and limit fields
@@ -105,6 +114,9 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 		MaxUploadBytes:       options.MaxUploadBytes,
 		MaxImagePixels:       options.MaxImagePixels,
 		CORSOrigins:          options.CORSOrigins,
+		WatchInterval:        options.WatchInterval,
+		WatchWindow:          options.WatchWindow,
+		WatchMinScore:        options.WatchMinScore,
 	}, nil
 }
 
@@ -147,6 +159,7 @@ type Server struct {
 	limiter  *limiter
 	audit    *auditLog
 	metrics  *metrics
+	watches  *watchList // nil when watches are off
 	handler  http.Handler
 	// routes lists every registered pattern; the OpenAPI test checks each is documented.
 	routes []string
@@ -185,6 +198,15 @@ func New(config Config) (*Server, error) {
 	if config.Now == nil {
 		config.Now = time.Now
 	}
+	if config.WatchWindow <= 0 {
+		config.WatchWindow = 10 * time.Minute
+	}
+	if config.WatchMinScore == 0 {
+		config.WatchMinScore = 0.7
+	}
+	if config.WatchMinScore < 0 || config.WatchMinScore > 1 {
+		return nil, fmt.Errorf("lookup: watch min score must be in (0, 1], not %v", config.WatchMinScore)
+	}
 	keys, err := newKeyring(config.APIKeys)
 	if err != nil {
 		return nil, err
@@ -197,6 +219,12 @@ func New(config Config) (*Server, error) {
 		audit:   newAuditLog(config.Audit),
 		metrics: newMetrics(),
 		now:     config.Now,
+	}
+	if config.WatchDir != "" {
+		if server.watches, err = openWatches(config.WatchDir, config.Logger); err != nil {
+			return nil, err
+		}
+		server.metrics.watches.Set(float64(server.watches.count()))
 	}
 	for _, collector := range config.Collectors {
 		if err := server.metrics.registry.Register(collector); err != nil {
@@ -301,6 +329,14 @@ func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	if s.watches != nil && s.config.WatchInterval > 0 {
+		// The checks stop with the server, whether ctx ended or the listener failed.
+		watchCtx, stopWatches := context.WithCancel(ctx)
+		var checking sync.WaitGroup
+		checking.Go(func() { s.RunWatches(watchCtx, s.config.WatchInterval) })
+		defer checking.Wait()
+		defer stopWatches()
 	}
 	var wait sync.WaitGroup
 	shutdownDone := make(chan struct{})

@@ -46,6 +46,9 @@ $GO test -run '^$' -bench SnapshotWritePause -benchtime 1x -count 3 ./index/embe
 # consensus (the default) and crop by crop.
 $GO run ./lookup/loadtest -vectors 100000 -clients 50 -requests 3000 -duration 60s
 $GO run ./lookup/loadtest -vectors 100000 -clients 50 -requests 3000 -duration 60s -track-consensus=false
+# Watches: one check of 50 watches over the last 10 minutes of that gallery (2,400 crops), as the
+# lookup server runs every lookup.watch_interval.
+$GO run ./lookup/loadtest -vectors 100000 -clients 4 -requests 100 -watches 50
 
 # Synth: the default-size synthetic data set as a benchmark for the shared OSNet x0.25 (cross- and
 # same-camera mAP, chance), the figures in docs/SYNTH.md.
@@ -55,8 +58,9 @@ SYNTH_BENCH_IDENTITIES=200 $GO test -count=1 -run UsefulBenchmark -v ./synth/ | 
 # embedded index: crops/s, frame-to-searchable p50/p99, embedder overhead against the raw model on
 # the same crops; then precision@5 of same-track search over vtest's tracks, and on a synthetic
 # three-camera video with ground truth: same track, same person, same person in other cameras;
-# and the same on that video before and after `reid train` adapts the model to it (about 5 minutes).
-$GO test -run '^$' -bench 'Pipeline|SearchQuality|SyntheticCrossCamera|SiteAdaptation' -benchtime 1x ./cmd/reid
+# and the same on that video before and after `reid train` adapts the model to it (about 5 minutes);
+# and on that video, how often a watch's alerts show the watched person at each lookup.watch_min_score.
+$GO test -run '^$' -bench 'Pipeline|SearchQuality|SyntheticCrossCamera|SiteAdaptation|WatchThreshold' -benchtime 1x ./cmd/reid
 
 # Issue 7's acceptance as it reads: precision@5 of same-track search after the demo data is indexed
 # (five cameras; the demo's own configuration, street on YOLOX-nano). About 3 minutes.

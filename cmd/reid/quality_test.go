@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -366,4 +367,134 @@ func decodeRunSummary(t testing.TB, out string) runSummary {
 		t.Fatalf("summary %q: %v", out, err)
 	}
 	return summary
+}
+
+// BenchmarkWatchThreshold measures the choice a watch makes (lookup.watch_min_score): a watch
+// alerts for another track when one of its crops reaches the threshold in rank score (track
+// consensus). On the synthetic cameras, with one crop of every track of at least 6 crops as a
+// watch's query, every other track is scored as a watch scores it, and the ground truth says
+// whether it shows the watched person. Reported per threshold: the share of alerts that are the
+// right person (precision) and the share of the person's other tracks that alert (recall).
+func BenchmarkWatchThreshold(b *testing.B) {
+	for range b.N {
+		dataDir, _, identity := syntheticCameras(b)
+		options := loadOptions(b, dataDir)
+		ctx := context.Background()
+		store, err := openCropStore(ctx, options)
+		if err != nil {
+			b.Fatal(err)
+		}
+		type trackKey struct {
+			camera string
+			track  int64
+		}
+		votes := map[trackKey]map[int]int{}
+		crops := map[trackKey][]string{}
+		cameras := map[string]bool{}
+		if err := store.Walk(ctx, cropstore.Filter{}, func(record cropstore.CropRecord) error {
+			person := identity(record)
+			if person < 0 || record.Track <= 0 {
+				return nil
+			}
+			cameras[record.Camera] = true
+			key := trackKey{record.Camera, record.Track}
+			if votes[key] == nil {
+				votes[key] = map[int]int{}
+			}
+			votes[key][person]++
+			crops[key] = append(crops[key], record.ID)
+			return nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+		trackPerson := map[trackKey]int{}
+		for key, counts := range votes {
+			best := -1
+			for person, count := range counts {
+				if best < 0 || count > counts[best] || count == counts[best] && person < best {
+					best = person
+				}
+			}
+			trackPerson[key] = best
+		}
+		vectors, err := openIndex(ctx, options)
+		if err != nil {
+			b.Fatal(err)
+		}
+		options.Lookup.AuditLog = filepath.Join(b.TempDir(), "audit.log")
+		options.Lookup.RateLimit, options.Lookup.Burst = 0, 1
+		server, closeAudit, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
+		if err != nil {
+			b.Fatal(err)
+		}
+		api := httptest.NewServer(server)
+		type scored struct {
+			score    float32
+			positive bool
+		}
+		var pairs []scored
+		positives := 0
+		queries := 0
+		for key, ids := range crops {
+			if len(ids) < 6 {
+				continue
+			}
+			sort.Strings(ids)
+			person := trackPerson[key]
+			body, _ := json.Marshal(map[string]any{"crop_id": ids[len(ids)/2], "k": 200, "cameras": slices.Sorted(maps.Keys(cameras))})
+			response, err := http.Post(api.URL+"/v1/search", "application/json", bytes.NewReader(body))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var decoded lookup.SearchResponse
+			if err := json.NewDecoder(response.Body).Decode(&decoded); err != nil || response.StatusCode != http.StatusOK {
+				b.Fatalf("search: status %d, %v", response.StatusCode, err)
+			}
+			response.Body.Close()
+			queries++
+			best := map[trackKey]float32{}
+			for _, match := range decoded.Matches {
+				other := trackKey{match.Camera, match.Track}
+				if _, known := trackPerson[other]; !known || other == key || match.RankScore == nil {
+					continue
+				}
+				if score, ok := best[other]; !ok || *match.RankScore > score {
+					best[other] = *match.RankScore
+				}
+			}
+			for other, score := range best {
+				pairs = append(pairs, scored{score, trackPerson[other] == person})
+			}
+			for other, otherPerson := range trackPerson {
+				if other != key && otherPerson == person {
+					positives++
+				}
+			}
+		}
+		api.Close()
+		closeAudit()
+		vectors.Close()
+		b.Logf("%d watches over %d tracks of the synthetic cameras; %d other tracks of the watched people", queries, len(trackPerson), positives)
+		var table strings.Builder
+		table.WriteString("threshold  alerts  right person  precision  recall")
+		for _, threshold := range []float32{0.6, 0.65, 0.7, 0.75, 0.8, 0.85} {
+			alerts, right := 0, 0
+			for _, pair := range pairs {
+				if pair.score >= threshold {
+					alerts++
+					if pair.positive {
+						right++
+					}
+				}
+			}
+			precision := float64(right) / float64(max(alerts, 1))
+			recall := float64(right) / float64(max(positives, 1))
+			fmt.Fprintf(&table, "\n%9.2f  %6d  %12d  %9.3f  %6.3f", threshold, alerts, right, precision, recall)
+			if threshold == 0.7 {
+				b.ReportMetric(precision, "precision@0.7")
+				b.ReportMetric(recall, "recall@0.7")
+			}
+		}
+		b.Log(table.String())
+	}
 }

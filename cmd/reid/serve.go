@@ -26,7 +26,8 @@ func newServeCommand(g *globals) *cobra.Command {
 			"open; search by image waits for the model of the active gallery to load. Without API keys\n" +
 			"(lookup.api_keys, lookup.api_keys_file) it listens only on loopback unless\n" +
 			"lookup.allow_unauthenticated is set. Every search is appended to the audit log\n" +
-			"(lookup.audit_log, default <data_dir>/audit.log).",
+			"(lookup.audit_log, default <data_dir>/audit.log). Watches (POST /v1/watches) are kept in\n" +
+			"<data_dir>/watches and checked every lookup.watch_interval; run them on one server only.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			options, err := g.load(cmd)
@@ -87,6 +88,9 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	lookupConfig.Index, lookupConfig.IndexVersion = base.Index, base.IndexVersion
 	lookupConfig.Store, lookupConfig.Embedder = base.Store, base.Embedder
 	lookupConfig.Collectors = base.Collectors
+	if options.Lookup.WatchInterval > 0 {
+		lookupConfig.WatchDir = filepath.Join(options.DataDir, "watches")
+	}
 	auditPath := options.Lookup.AuditLog
 	if auditPath == "" {
 		auditPath = filepath.Join(options.DataDir, "audit.log")

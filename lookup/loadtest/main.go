@@ -1,9 +1,12 @@
 // Command loadtest measures the lookup API under concurrent clients: it builds a gallery of random
 // unit vectors in the embedded index (index/embedded, exact or HNSW), serves it with
 // lookup.Server on loopback, and runs N clients issuing POST /v1/search by crop id over real HTTP
-// until a request count or a time limit, then prints p50/p90/p99 latency and requests/s.
+// until a request count or a time limit, then prints p50/p90/p99 latency and requests/s. With
+// -watches N it then makes N watches and times the server's check of them all (what the lookup
+// server does every lookup.watch_interval) over the gallery's last -watch-window.
 //
 //	go run ./lookup/loadtest -vectors 100000 -clients 50 -requests 3000 -duration 60s
+//	go run ./lookup/loadtest -vectors 100000 -requests 100 -watches 50
 package main
 
 import (
@@ -50,6 +53,8 @@ func run() error {
 	precision := flag.String("precision", "float16", "embedded index vectors in memory: float16 (reid's default) or float32")
 	rerank := flag.Bool("rerank", false, "ask for k-reciprocal re-ranking")
 	trackConsensus := flag.Bool("track-consensus", true, "order by track consensus (the API's default)")
+	watches := flag.Int("watches", 0, "then make this many watches and time checks of them all")
+	watchWindow := flag.Duration("watch-window", 10*time.Minute, "how far back a watch check looks (lookup.watch_window)")
 	flag.Parse()
 
 	ctx := context.Background()
@@ -103,7 +108,23 @@ func run() error {
 	}
 	defer os.Remove(audit.Name())
 	defer audit.Close()
-	server, err := lookup.New(lookup.Config{Index: idx, Store: lookuptest.NewStore(), Audit: audit, Logger: logger})
+	// The watches are made when the gallery's last -watch-window began and checked at its end.
+	var clock atomic.Int64
+	now := func() time.Time {
+		if fixed := clock.Load(); fixed != 0 {
+			return time.Unix(0, fixed).UTC()
+		}
+		return time.Now()
+	}
+	store := lookuptest.NewStore()
+	watchDir := ""
+	if *watches > 0 {
+		if watchDir, err = os.MkdirTemp("", "reid-loadtest-watches-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(watchDir)
+	}
+	server, err := lookup.New(lookup.Config{Index: idx, Store: store, Audit: audit, Logger: logger, WatchDir: watchDir, WatchWindow: *watchWindow, Now: now})
 	if err != nil {
 		return err
 	}
@@ -155,6 +176,16 @@ func run() error {
 	}
 	wait.Wait()
 	elapsed := time.Since(runStart)
+	var checks []time.Duration
+	if *watches > 0 {
+		end := start.Add(time.Duration(len(ids)) * 250 * time.Millisecond)
+		clock.Store(end.Add(-*watchWindow).UnixNano())
+		if checks, err = timeWatchChecks(ctx, server, store, client, "http://"+listener.Addr().String(), ids, *watches, func() { clock.Store(end.UnixNano()) }); err != nil {
+			stop()
+			<-served
+			return err
+		}
+	}
 	stop()
 	if err := <-served; err != nil {
 		return err
@@ -172,8 +203,48 @@ func run() error {
 	fmt.Printf("| requests | failed | seconds | requests/s | p50 ms | p90 ms | p99 ms | max ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	fmt.Printf("| %d | %d | %.1f | %.1f | %s | %s | %s | %s |\n", len(latencies), failed.Load(), elapsed.Seconds(),
 		float64(len(latencies))/elapsed.Seconds(), ms(quantile(0.5)), ms(quantile(0.9)), ms(quantile(0.99)), ms(latencies[len(latencies)-1]))
+	if len(checks) > 0 {
+		slices.Sort(checks)
+		inWindow := min(len(ids), int(*watchWindow/(250*time.Millisecond)))
+		fmt.Printf("\nwatch checks: %d watches over the last %s (%d of %d crops), %d checks\n", *watches, *watchWindow, inWindow, len(ids), len(checks))
+		fmt.Printf("| p50 ms | max ms | per watch p50 ms |\n| --- | --- | --- |\n| %s | %s | %.2f |\n",
+			ms(checks[len(checks)/2]), ms(checks[len(checks)-1]), float64(checks[len(checks)/2].Microseconds())/1000/float64(*watches))
+	}
 	if failed.Load() > 0 {
 		return fmt.Errorf("%d requests failed", failed.Load())
 	}
 	return nil
+}
+
+// timeWatchChecks makes n watches from random crops of the gallery through the API, moves the
+// clock on (advance), then times ten checks of them all.
+func timeWatchChecks(ctx context.Context, server *lookup.Server, store *lookuptest.Store, client *http.Client, base string, ids []string, n int, advance func()) ([]time.Duration, error) {
+	random := rand.New(rand.NewPCG(3, 4))
+	person := lookuptest.Identities(1, 1)[0]
+	for range n {
+		id := ids[random.IntN(len(ids))]
+		parsed, err := cropstore.ParseID(id)
+		if err != nil {
+			return nil, err
+		}
+		store.Put(cropstore.CropRecord{ID: id, Camera: parsed.Camera, Time: parsed.Time, Track: -1, JPEG: lookuptest.Crop(person, uint64(len(id)), false)})
+		response, err := client.Post(base+"/v1/watches", "application/json", bytes.NewReader(fmt.Appendf(nil, `{"crop_id":%q}`, id)))
+		if err != nil {
+			return nil, err
+		}
+		response.Body.Close()
+		if response.StatusCode != http.StatusCreated {
+			return nil, fmt.Errorf("POST /v1/watches: status %d", response.StatusCode)
+		}
+	}
+	advance()
+	var checks []time.Duration
+	for range 10 {
+		began := time.Now()
+		if _, err := server.CheckWatches(ctx); err != nil {
+			return nil, err
+		}
+		checks = append(checks, time.Since(began))
+	}
+	return checks, nil
 }

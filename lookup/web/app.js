@@ -15,6 +15,9 @@ const state = {
   results: null,
   browsing: true,
   searchSeq: 0,
+  alertsNext: 0,
+  alertsPolling: false,
+  watchesOff: false,
 };
 
 // ---------- HTTP ----------
@@ -223,6 +226,8 @@ function setQuery(query, record) {
     el("span", "muted", "drop or click to replace"));
   $("query-label").textContent = query.label;
   $("search-button").disabled = false;
+  $("watch-button").hidden = state.watchesOff;
+  $("watch-button").disabled = false;
   // A crop search has an address (#crop=ID) that can be bookmarked or sent to a colleague; an
   // uploaded image has none.
   const hash = query.kind === "crop" ? "#crop=" + encodeURIComponent(query.id) : "";
@@ -486,6 +491,135 @@ function highlight(ids, on) {
   }
 }
 
+// ---------- watches and alerts ----------
+
+// A watch repeats the current query every few seconds over new crops; the server keeps it, and
+// its alerts come back through a long poll (GET /v1/alerts?after=N&wait=25s).
+async function watchQuery() {
+  if (!state.query) return;
+  const button = $("watch-button");
+  button.disabled = true;
+  clearError();
+  const cameras = state.selected.size && state.selected.size < state.cameras.length ? [...state.selected] : [];
+  try {
+    if (state.query.kind === "image") {
+      const form = new FormData();
+      form.append("image", state.query.file, state.query.file.name || "query.jpg");
+      form.append("name", state.query.label);
+      for (const camera of cameras) form.append("camera", camera);
+      await api("/v1/watches", { method: "POST", body: form });
+    } else {
+      // Named after the sighting it was made from, as people read it: "gate #12 2026-11-27 08:05:26".
+      const own = state.results && (state.results.matches || []).find((m) => m.crop_id === state.query.id);
+      const name = own ? own.camera + (own.track > 0 ? " #" + trackNumber(own.track) : "") + " " + formatTime(own.time, true) : state.query.label;
+      const body = { crop_id: state.query.id, name };
+      if (cameras.length) body.cameras = cameras;
+      await api("/v1/watches", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    }
+    button.textContent = "Watching ✓";
+    setTimeout(() => { button.textContent = "Watch for this person"; button.disabled = false; }, 2500);
+    loadWatches();
+  } catch (err) {
+    button.disabled = false;
+    showError(err.message);
+  }
+}
+
+async function loadWatches() {
+  let body;
+  try {
+    body = await (await api("/v1/watches")).json();
+  } catch (err) {
+    if (err.status === 404) { // watches are turned off on this server
+      state.watchesOff = true;
+      $("watch-button").hidden = true;
+      $("watches-card").hidden = true;
+      $("alerts-card").hidden = true;
+    }
+    return false;
+  }
+  $("watches-card").hidden = false;
+  const list = $("watches");
+  list.textContent = "";
+  $("watches-empty").hidden = body.watches.length > 0;
+  for (const watch of body.watches) {
+    const item = el("li", "watch" + (watch.expired ? " expired" : ""));
+    item.dataset.watch = watch.id;
+    const img = el("img");
+    img.alt = "watched person";
+    setThumb(img, watch.image_url);
+    const what = el("div", "what");
+    what.append(el("strong", "", watch.name || watch.id));
+    what.append(el("span", "muted", watch.alerts + " alert" + (watch.alerts === 1 ? "" : "s") +
+      (watch.expired ? " · expired" : " · until " + formatTime(watch.expires, true).slice(0, 16))));
+    const remove = el("button", "ghost", "×");
+    remove.type = "button";
+    remove.title = "Delete this watch and its alerts";
+    remove.setAttribute("aria-label", "Delete watch " + (watch.name || watch.id));
+    remove.addEventListener("click", async () => {
+      try {
+        await api("/v1/watches/" + encodeURIComponent(watch.id), { method: "DELETE" });
+        for (const node of document.querySelectorAll('.alert[data-watch="' + watch.id + '"]')) node.remove();
+        loadWatches();
+      } catch (err) { showError(err.message); }
+    });
+    item.append(img, what, remove);
+    list.append(item);
+  }
+  return true;
+}
+
+function alertCard(alert, fresh) {
+  const button = el("button", "alert" + (fresh ? " new" : ""));
+  button.type = "button";
+  button.setAttribute("role", "listitem");
+  button.dataset.watch = alert.watch_id;
+  button.dataset.crop = alert.best_crop_id;
+  const img = el("img");
+  img.alt = "sighting " + alert.best_crop_id;
+  setThumb(img, alert.thumbnail_url);
+  const text = el("div");
+  text.append(el("strong", "", alert.watch_name || alert.watch_id), el("br"),
+    el("span", "", alert.camera + (alert.track > 0 ? " · #" + trackNumber(alert.track) : "")), el("br"),
+    el("span", "muted", formatTime(alert.first, true) + " · " + alert.crops + " crop" + (alert.crops === 1 ? "" : "s") + " · " + alert.score.toFixed(2)));
+  button.append(img, text);
+  button.title = "Search from this sighting";
+  button.addEventListener("click", () => { button.classList.remove("new"); pivot(alert.best_crop_id); });
+  return button;
+}
+
+function showAlerts(alerts, fresh) {
+  if (!alerts.length) return;
+  $("alerts-card").hidden = false;
+  const box = $("alerts");
+  for (const alert of alerts) box.prepend(alertCard(alert, fresh));
+  while (box.children.length > 50) box.lastChild.remove();
+  $("alerts-summary").textContent = "newest first · click one to search from it";
+}
+
+// pollAlerts shows the latest alerts, then keeps one long poll open for the next ones.
+async function pollAlerts() {
+  if (state.alertsPolling || state.watchesOff) return;
+  state.alertsPolling = true;
+  try {
+    const first = await (await api("/v1/alerts?limit=20")).json();
+    state.alertsNext = first.next;
+    showAlerts(first.alerts, false);
+    for (;;) {
+      const body = await (await api("/v1/alerts?after=" + state.alertsNext + "&wait=25s")).json();
+      state.alertsNext = body.next;
+      if (body.alerts.length) {
+        showAlerts(body.alerts, true);
+        loadWatches();
+      }
+    }
+  } catch (err) {
+    state.alertsPolling = false;
+    // 401 waits for a key (saving one starts polling again); 404 means watches are off.
+    if (err.status !== 401 && err.status !== 404) setTimeout(pollAlerts, 5000);
+  }
+}
+
 // ---------- browsing ----------
 
 async function browse() {
@@ -547,7 +681,10 @@ function init() {
     updateKeyButton();
     closeKeyPanel();
     clearError();
-    if (await loadCameras()) showStart();
+    if (await loadCameras()) {
+      showStart();
+      if (await loadWatches()) pollAlerts();
+    }
   });
   $("key-clear").addEventListener("click", () => {
     state.key = "";
@@ -556,6 +693,7 @@ function init() {
     updateKeyButton();
   });
   $("error-close").addEventListener("click", clearError);
+  $("watch-button").addEventListener("click", watchQuery);
   $("file").addEventListener("change", (e) => { useFile(e.target.files[0]); e.target.value = ""; });
   const drop = $("drop");
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
@@ -589,6 +727,7 @@ function init() {
   });
   refreshStatus();
   loadCameras().then((ok) => { if (ok) showStart(); });
+  loadWatches().then((ok) => { if (ok) pollAlerts(); });
 }
 
 // showStart fills the results once the cameras are known: the current search, else the crop the

@@ -1,0 +1,850 @@
+package lookup
+
+// Watches answer the question a search cannot: "tell me when this person is seen again". A watch
+// is a standing search, made from a crop or an uploaded image, that the server repeats every
+// lookup.watch_interval over the crops seen since its last look. Each new track whose
+// track-consensus score reaches the watch's threshold raises one alert, which later crops of the
+// same track extend rather than repeat, so a person walking past a camera for a minute is one
+// alert, not sixty.
+//
+// The query image is kept with the watch, not its vector: after a model switch the watch is
+// embedded again by the model of the gallery it searches. Watches and their alerts live in one
+// JSON file each under the server's watch directory, so a restart forgets nothing; alert numbers
+// grow with the clock and across restarts, so a client that polls GET /v1/alerts?after=N never
+// misses one.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/internal/atomicfile"
+)
+
+// Watch bounds. Alerts beyond maxAlertsPerWatch drop the oldest: a watch that keeps alerting that
+// often is matching someone else, and its threshold needs raising.
+const (
+	maxWatches        = 256
+	maxAlertsPerWatch = 200
+	maxAlertCrops     = 20
+	maxWatchName      = 200
+	defaultWatchTTL   = 7 * 24 * time.Hour
+	maxWatchTTL       = 90 * 24 * time.Hour
+	maxAlertWait      = 25 * time.Second
+	maxAlertsListed   = 500
+	// watchCandidates is how many matches one check ranks: the crops of a few dozen tracks.
+	watchCandidates = 200
+)
+
+// Watch is a standing search for one person.
+type Watch struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name,omitempty"`
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires"`
+	// CreatedBy is the key id (as in the audit log) of whoever made the watch.
+	CreatedBy string `json:"created_by"`
+	// QueryCropID is the crop the watch was made from; empty for an upload.
+	QueryCropID string `json:"query_crop_id,omitempty"`
+	// QueryTrack is that crop's track, which raises no alert: it is the sighting the watch was
+	// made from.
+	QueryTrack     *index.TrackRef `json:"query_track,omitempty"`
+	Cameras        []string        `json:"cameras,omitempty"`
+	ExcludeCameras []string        `json:"exclude_cameras,omitempty"`
+	// MinScore is the alert threshold on a match's rank score (track consensus).
+	MinScore float32 `json:"min_score"`
+	// Alerts counts the alerts raised and kept.
+	Alerts    int        `json:"alerts"`
+	LastAlert *time.Time `json:"last_alert,omitempty"`
+	Expired   bool       `json:"expired"`
+	ImageURL  string     `json:"image_url"`
+}
+
+// Alert is one new sighting of a watched person: a track (or an untracked crop) on one camera.
+type Alert struct {
+	// Seq orders all alerts of the server; GET /v1/alerts?after=Seq returns the later ones.
+	Seq       int64     `json:"seq"`
+	WatchID   string    `json:"watch_id"`
+	WatchName string    `json:"watch_name,omitempty"`
+	Raised    time.Time `json:"raised"`
+	Camera    string    `json:"camera"`
+	Track     int64     `json:"track"`
+	// First and Last are the times of the sighting's first and last matching crop so far.
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+	// Score is the best rank score (track consensus) of its crops; BestCropID is that crop.
+	Score      float32 `json:"score"`
+	BestCropID string  `json:"best_crop_id"`
+	// CropIDs are the first matching crops in time order (at most 20); Crops counts them all.
+	CropIDs      []string `json:"crop_ids"`
+	Crops        int      `json:"crops"`
+	Model        string   `json:"model,omitempty"`
+	ThumbnailURL string   `json:"thumbnail_url"`
+}
+
+// watchFile is one watch and its alerts as kept on disk; the query image is beside it.
+type watchFile struct {
+	Watch
+	Alerts []*Alert `json:"alert_list"`
+}
+
+// watchEntry is a watch in memory.
+type watchEntry struct {
+	file  watchFile
+	image []byte
+	// vector is the query's embedding for the gallery in vectorFor (a searcherBox, which a model
+	// switch replaces).
+	vector    []float32
+	vectorFor *searcherBox
+}
+
+// sightingKey names what one alert is about.
+type sightingKey struct {
+	camera string
+	track  int64
+	crop   string // untracked crops are sightings of their own
+}
+
+func alertKey(alert *Alert) sightingKey {
+	if alert.Track > 0 {
+		return sightingKey{camera: alert.Camera, track: alert.Track}
+	}
+	return sightingKey{camera: alert.Camera, crop: alert.BestCropID}
+}
+
+// watchList holds the watches and persists them under dir.
+type watchList struct {
+	dir     string
+	mu      sync.Mutex
+	entries map[string]*watchEntry
+	lastSeq int64
+	// changed is closed, and replaced, whenever an alert is raised: long polls wait on it.
+	changed chan struct{}
+}
+
+var watchIDPattern = regexp.MustCompile(`^w[0-9a-f]{12}$`)
+
+// openWatches loads the watches kept in dir, creating it.
+func openWatches(dir string, logger *slog.Logger) (*watchList, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("lookup: watches: %w", err)
+	}
+	list := &watchList{dir: dir, entries: map[string]*watchEntry{}, changed: make(chan struct{})}
+	names, err := filepath.Glob(filepath.Join(dir, "w*.json"))
+	if err != nil {
+		return nil, fmt.Errorf("lookup: watches: %w", err)
+	}
+	for _, name := range names {
+		id := strings.TrimSuffix(filepath.Base(name), ".json")
+		if !watchIDPattern.MatchString(id) {
+			continue
+		}
+		entry, err := list.load(id)
+		if err != nil {
+			// One damaged watch must not take the others (or the server) down with it.
+			logger.Error("lookup: a watch cannot be read; it is skipped", "watch", id, "err", err)
+			continue
+		}
+		list.entries[id] = entry
+		for _, alert := range entry.file.Alerts {
+			list.lastSeq = max(list.lastSeq, alert.Seq)
+		}
+	}
+	return list, nil
+}
+
+func (l *watchList) load(id string) (*watchEntry, error) {
+	data, err := os.ReadFile(filepath.Join(l.dir, id+".json"))
+	if err != nil {
+		return nil, err
+	}
+	var file watchFile
+	if err := json.Unmarshal(data, &file); err != nil {
+		return nil, fmt.Errorf("%s.json: %w", id, err)
+	}
+	if file.ID != id {
+		return nil, fmt.Errorf("%s.json names watch %q", id, file.ID)
+	}
+	picture, err := os.ReadFile(filepath.Join(l.dir, id+".img"))
+	if err != nil {
+		return nil, err
+	}
+	return &watchEntry{file: file, image: picture}, nil
+}
+
+// save writes entry's file; the caller holds l.mu.
+func (l *watchList) save(entry *watchEntry) error {
+	data, err := json.Marshal(entry.file)
+	if err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(l.dir, entry.file.ID+".json"), data); err != nil {
+		return fmt.Errorf("lookup: saving watch %s: %w", entry.file.ID, err)
+	}
+	return nil
+}
+
+// add stores a new watch with its query image.
+func (l *watchList) add(watch Watch, picture []byte) (Watch, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.entries) >= maxWatches {
+		return Watch{}, errorf(http.StatusConflict, "there are already %d watches, the most a server keeps; delete some first", maxWatches)
+	}
+	var random [6]byte
+	if _, err := rand.Read(random[:]); err != nil {
+		return Watch{}, err
+	}
+	watch.ID = "w" + hex.EncodeToString(random[:])
+	entry := &watchEntry{file: watchFile{Watch: watch, Alerts: []*Alert{}}, image: picture}
+	// The image first: a watch file without its image would be skipped at the next start.
+	if err := atomicfile.Write(filepath.Join(l.dir, watch.ID+".img"), picture); err != nil {
+		return Watch{}, fmt.Errorf("lookup: saving watch image: %w", err)
+	}
+	if err := l.save(entry); err != nil {
+		os.Remove(filepath.Join(l.dir, watch.ID+".img"))
+		return Watch{}, err
+	}
+	l.entries[watch.ID] = entry
+	return entry.view(watch.Created), nil
+}
+
+func (l *watchList) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries)
+}
+
+// remove deletes a watch and its alerts; false when there is no such watch.
+func (l *watchList) remove(id string) (bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.entries[id]; !ok {
+		return false, nil
+	}
+	if err := os.Remove(filepath.Join(l.dir, id+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return false, fmt.Errorf("lookup: deleting watch %s: %w", id, err)
+	}
+	delete(l.entries, id)
+	if err := os.Remove(filepath.Join(l.dir, id+".img")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return true, fmt.Errorf("lookup: deleting watch image %s: %w", id, err)
+	}
+	return true, nil
+}
+
+// view is a watch as served at now.
+func (entry *watchEntry) view(now time.Time) Watch {
+	watch := entry.file.Watch
+	watch.Expired = !now.Before(watch.Expires)
+	watch.Alerts = len(entry.file.Alerts)
+	watch.ImageURL = "/v1/watches/" + watch.ID + "/image"
+	return watch
+}
+
+// list returns every watch, newest first.
+func (l *watchList) list(now time.Time) []Watch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	watches := make([]Watch, 0, len(l.entries))
+	for _, entry := range l.entries {
+		watches = append(watches, entry.view(now))
+	}
+	sort.Slice(watches, func(i, j int) bool {
+		if !watches[i].Created.Equal(watches[j].Created) {
+			return watches[i].Created.After(watches[j].Created)
+		}
+		return watches[i].ID < watches[j].ID
+	})
+	return watches
+}
+
+// get returns a watch with its alerts, newest first.
+func (l *watchList) get(id string, now time.Time) (Watch, []Alert, []byte, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	entry, ok := l.entries[id]
+	if !ok {
+		return Watch{}, nil, nil, false
+	}
+	alerts := make([]Alert, 0, len(entry.file.Alerts))
+	for i := len(entry.file.Alerts) - 1; i >= 0; i-- {
+		alerts = append(alerts, *entry.file.Alerts[i])
+	}
+	return entry.view(now), alerts, entry.image, true
+}
+
+// alertsAfter returns up to limit alerts with a Seq above after (of one watch when watchID is not
+// empty), oldest first, and the channel that is closed when the next alert is raised.
+func (l *watchList) alertsAfter(after int64, watchID string, limit int) ([]Alert, <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var alerts []Alert
+	for id, entry := range l.entries {
+		if watchID != "" && id != watchID {
+			continue
+		}
+		for _, alert := range entry.file.Alerts {
+			if alert.Seq > after {
+				alerts = append(alerts, *alert)
+			}
+		}
+	}
+	sort.Slice(alerts, func(i, j int) bool { return alerts[i].Seq < alerts[j].Seq })
+	if after < 0 && len(alerts) > limit {
+		alerts = alerts[len(alerts)-limit:] // the latest, when the client has seen none yet
+	}
+	if len(alerts) > limit {
+		alerts = alerts[:limit]
+	}
+	return alerts, l.changed
+}
+
+// toCheck returns the watches that have not expired, with the query vector each already has for
+// box (nil when it needs embedding).
+func (l *watchList) toCheck(now time.Time, box *searcherBox) []checkedWatch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var watches []checkedWatch
+	for _, entry := range l.entries {
+		if !now.Before(entry.file.Expires) {
+			continue
+		}
+		checked := checkedWatch{watch: entry.file.Watch, image: entry.image}
+		if entry.vectorFor == box {
+			checked.vector = entry.vector
+		}
+		watches = append(watches, checked)
+	}
+	sort.Slice(watches, func(i, j int) bool { return watches[i].watch.ID < watches[j].watch.ID })
+	return watches
+}
+
+// checkedWatch is what one check needs of a watch.
+type checkedWatch struct {
+	watch  Watch
+	image  []byte
+	vector []float32
+}
+
+// keepVector remembers a watch's query vector for box.
+func (l *watchList) keepVector(id string, box *searcherBox, vector []float32) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if entry, ok := l.entries[id]; ok {
+		entry.vector, entry.vectorFor = vector, box
+	}
+}
+
+// record merges one check's sightings into a watch's alerts: a sighting it has no alert for yet
+// raises one, the others extend theirs. It returns how many alerts were raised.
+func (l *watchList) record(id string, sightings []*Alert, now time.Time) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	entry, ok := l.entries[id]
+	if !ok || len(sightings) == 0 {
+		return 0, nil // deleted while it was being checked
+	}
+	existing := make(map[sightingKey]*Alert, len(entry.file.Alerts))
+	for _, alert := range entry.file.Alerts {
+		existing[alertKey(alert)] = alert
+	}
+	raised, changed := 0, false
+	for _, sighting := range sightings {
+		alert, ok := existing[alertKey(sighting)]
+		if !ok {
+			l.lastSeq = max(l.lastSeq+1, now.UnixMicro())
+			sighting.Seq, sighting.Raised = l.lastSeq, now.UTC()
+			sighting.WatchID, sighting.WatchName = id, entry.file.Name
+			entry.file.Alerts = append(entry.file.Alerts, sighting)
+			raised++
+			continue
+		}
+		changed = alert.extend(sighting) || changed
+	}
+	if raised > 0 {
+		if extra := len(entry.file.Alerts) - maxAlertsPerWatch; extra > 0 {
+			entry.file.Alerts = slices.Delete(entry.file.Alerts, 0, extra)
+		}
+		last := now.UTC()
+		entry.file.LastAlert = &last
+	}
+	if raised == 0 && !changed {
+		return 0, nil
+	}
+	err := l.save(entry)
+	if raised > 0 {
+		close(l.changed)
+		l.changed = make(chan struct{})
+	}
+	return raised, err
+}
+
+// extend adds a later look at the same sighting to the alert; it reports whether anything changed.
+func (a *Alert) extend(sighting *Alert) bool {
+	before := a.Crops
+	seen := make(map[string]bool, len(a.CropIDs))
+	for _, id := range a.CropIDs {
+		seen[id] = true
+	}
+	for _, id := range sighting.CropIDs {
+		if seen[id] {
+			continue
+		}
+		a.Crops++
+		if len(a.CropIDs) < maxAlertCrops {
+			a.CropIDs = append(a.CropIDs, id)
+		}
+	}
+	if a.Crops == before && !sighting.Last.After(a.Last) && sighting.Score <= a.Score {
+		return false
+	}
+	if sighting.First.Before(a.First) {
+		a.First = sighting.First
+	}
+	if sighting.Last.After(a.Last) {
+		a.Last = sighting.Last
+	}
+	if sighting.Score > a.Score {
+		a.Score, a.BestCropID, a.ThumbnailURL = sighting.Score, sighting.BestCropID, sighting.ThumbnailURL
+	}
+	return true
+}
+
+// RunWatches checks the watches every interval until ctx ends. ServeListener runs it when watches
+// are configured.
+func (s *Server) RunWatches(ctx context.Context, interval time.Duration) {
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		if _, err := s.CheckWatches(ctx); err != nil && ctx.Err() == nil {
+			s.logger.Error("lookup: checking watches", "err", err)
+		}
+	}
+}
+
+// CheckWatches runs every live watch's search once over the crops seen within the watch window
+// and records what it finds; it returns how many alerts were raised. A watch that fails is
+// logged and the others are still checked.
+func (s *Server) CheckWatches(ctx context.Context) (int, error) {
+	if s.watches == nil {
+		return 0, errors.New("lookup: watches are not configured")
+	}
+	box := s.searcher()
+	if box == nil {
+		return 0, nil // not ready: the next check looks again
+	}
+	start := time.Now()
+	now := s.now()
+	raised := 0
+	var errs []error
+	for _, checked := range s.watches.toCheck(now, box) {
+		n, err := s.checkWatch(ctx, box, checked, now)
+		raised += n
+		if err != nil {
+			if ctx.Err() != nil {
+				return raised, ctx.Err()
+			}
+			errs = append(errs, fmt.Errorf("watch %s: %w", checked.watch.ID, err))
+		}
+	}
+	s.metrics.alerts.Add(float64(raised))
+	s.metrics.watchCheck.Observe(time.Since(start).Seconds())
+	return raised, errors.Join(errs...)
+}
+
+func (s *Server) checkWatch(ctx context.Context, box *searcherBox, checked checkedWatch, now time.Time) (int, error) {
+	watch := checked.watch
+	vector := checked.vector
+	if vector == nil {
+		var err error
+		if vector, err = s.watchVector(ctx, box, checked); err != nil {
+			return 0, err
+		}
+		s.watches.keepVector(watch.ID, box, vector)
+	}
+	from := watch.Created
+	if windowStart := now.Add(-s.config.WatchWindow); windowStart.After(from) {
+		from = windowStart
+	}
+	filter := index.Filter{Cameras: watch.Cameras, ExcludeCameras: watch.ExcludeCameras, From: from}
+	query := queryTrack{cropID: watch.QueryCropID, track: watch.QueryTrack}
+	result, err := search(ctx, box, vector, query, searchOptions{k: watchCandidates, filter: filter, trackConsensus: true})
+	if err != nil {
+		return 0, err
+	}
+	return s.watches.record(watch.ID, watchSightings(watch, result, result.model(box.version)), now)
+}
+
+// watchVector embeds a watch's query image with the model of box's gallery, or, without a model,
+// takes the query crop's own vector from that gallery.
+func (s *Server) watchVector(ctx context.Context, box *searcherBox, checked checkedWatch) ([]float32, error) {
+	if box.embedder == nil {
+		if checked.watch.QueryCropID == "" {
+			return nil, errors.New("no model loaded to embed the watch's image yet")
+		}
+		items, err := box.Get(ctx, box.version, []string{checked.watch.QueryCropID})
+		if err != nil {
+			return nil, fmt.Errorf("index get: %w", err)
+		}
+		if len(items) == 0 || len(items[0].Vector) == 0 {
+			return nil, errors.New("no model loaded, and the query crop is not in the gallery")
+		}
+		return items[0].Vector, nil
+	}
+	picture, err := decodeImage(checked.image)
+	if err != nil {
+		return nil, fmt.Errorf("query image: %w", err)
+	}
+	vectors, err := box.embedder.Embed(ctx, []image.Image{picture})
+	if err != nil {
+		return nil, fmt.Errorf("embed: %w", err)
+	}
+	if len(vectors) != 1 || len(vectors[0]) == 0 {
+		return nil, fmt.Errorf("embed: got %d vectors for 1 image", len(vectors))
+	}
+	return vectors[0], nil
+}
+
+// watchSightings groups a check's matches that reach the watch's threshold into sightings, the
+// query's own track left out.
+func watchSightings(watch Watch, result searchResult, model string) []*Alert {
+	bySighting := map[sightingKey]*Alert{}
+	var order []sightingKey
+	for i, match := range result.matches {
+		score := match.Score
+		if result.rankScores != nil {
+			score = result.rankScores[i]
+		}
+		metadata := match.Metadata
+		if score < watch.MinScore || match.ID == watch.QueryCropID ||
+			watch.QueryTrack != nil && metadata.Track > 0 && *watch.QueryTrack == (index.TrackRef{Camera: metadata.Camera, Track: metadata.Track}) {
+			continue
+		}
+		key := sightingKey{camera: metadata.Camera, track: metadata.Track}
+		if metadata.Track <= 0 {
+			key = sightingKey{camera: metadata.Camera, crop: match.ID}
+		}
+		t := metadata.Time.UTC()
+		alert := bySighting[key]
+		if alert == nil {
+			alert = &Alert{Camera: metadata.Camera, Track: metadata.Track, First: t, Last: t, Score: score,
+				BestCropID: match.ID, Model: model, ThumbnailURL: thumbnailURL(match.ID)}
+			bySighting[key] = alert
+			order = append(order, key)
+		}
+		alert.CropIDs = append(alert.CropIDs, match.ID)
+		alert.First, alert.Last = minTime(alert.First, t), maxTime(alert.Last, t)
+		if score > alert.Score {
+			alert.Score, alert.BestCropID, alert.ThumbnailURL = score, match.ID, thumbnailURL(match.ID)
+		}
+	}
+	sightings := make([]*Alert, 0, len(order))
+	for _, key := range order {
+		alert := bySighting[key]
+		sort.Strings(alert.CropIDs) // crop ids begin with camera and time: time order
+		alert.Crops = len(alert.CropIDs)
+		if len(alert.CropIDs) > maxAlertCrops {
+			alert.CropIDs = alert.CropIDs[:maxAlertCrops]
+		}
+		sightings = append(sightings, alert)
+	}
+	// The earliest sighting raises the first alert.
+	sort.SliceStable(sightings, func(i, j int) bool { return sightings[i].First.Before(sightings[j].First) })
+	return sightings
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// watchJSON is the application/json form of POST /v1/watches.
+type watchJSON struct {
+	CropID         string   `json:"crop_id"`
+	Name           string   `json:"name"`
+	Cameras        []string `json:"cameras"`
+	ExcludeCameras []string `json:"exclude_cameras"`
+	MinScore       *float64 `json:"min_score"`
+	ExpiresIn      string   `json:"expires_in"`
+}
+
+func decodeWatchJSON(body []byte, values url.Values) error {
+	var decoded watchJSON
+	if err := decodeStrictJSON(body, &decoded); err != nil {
+		return err
+	}
+	set := func(name, value string) {
+		if value != "" {
+			values.Set(name, value)
+		}
+	}
+	set("crop_id", decoded.CropID)
+	set("name", decoded.Name)
+	set("expires_in", decoded.ExpiresIn)
+	values["camera"] = append(values["camera"], decoded.Cameras...)
+	values["exclude_camera"] = append(values["exclude_camera"], decoded.ExcludeCameras...)
+	if decoded.MinScore != nil {
+		values.Set("min_score", strconv.FormatFloat(*decoded.MinScore, 'g', -1, 64))
+	}
+	return nil
+}
+
+func (s *Server) watchList() (*watchList, error) {
+	if s.watches == nil {
+		return nil, errorf(http.StatusNotFound, "watches are turned off on this server (lookup.watch_interval is 0)")
+	}
+	return s.watches, nil
+}
+
+func (s *Server) handleCreateWatch(w http.ResponseWriter, r *http.Request, call *call) error {
+	watches, err := s.watchList()
+	if err != nil {
+		return err
+	}
+	form, err := readPersonQuery(w, r, s.limits(), decodeWatchJSON)
+	if err != nil {
+		return err
+	}
+	values := form.values
+	now := s.now().UTC()
+	watch := Watch{Name: strings.TrimSpace(values.Get("name")), Created: now, CreatedBy: call.key,
+		QueryCropID: form.cropID, MinScore: float32(s.config.WatchMinScore)}
+	if len(watch.Name) > maxWatchName {
+		return errorf(http.StatusBadRequest, "name is longer than %d bytes", maxWatchName)
+	}
+	filter, err := parseFilter(values)
+	if err != nil {
+		return err
+	}
+	if !filter.From.IsZero() || !filter.To.IsZero() {
+		return errorf(http.StatusBadRequest, "a watch looks at crops from now on; from and to do not apply")
+	}
+	watch.Cameras, watch.ExcludeCameras = filter.Cameras, filter.ExcludeCameras
+	if values.Get("min_score") != "" {
+		if filter.MinScore <= 0 {
+			return errorf(http.StatusBadRequest, "a watch's min_score must be above 0, not %g", filter.MinScore)
+		}
+		watch.MinScore = filter.MinScore
+	}
+	ttl := defaultWatchTTL
+	if raw := values.Get("expires_in"); raw != "" {
+		if ttl, err = time.ParseDuration(raw); err != nil || ttl <= 0 || ttl > maxWatchTTL {
+			return errorf(http.StatusBadRequest, "expires_in must be a duration from 1s to %s, such as 72h, not %q", maxWatchTTL, truncateString(raw, 40))
+		}
+	}
+	watch.Expires = now.Add(ttl)
+	picture := form.image
+	if form.cropID != "" {
+		record, err := s.config.Store.Metadata(r.Context(), form.cropID)
+		if err != nil {
+			return cropError(form.cropID, err)
+		}
+		if picture, err = s.config.Store.Image(r.Context(), form.cropID); err != nil {
+			return cropError(form.cropID, err)
+		}
+		if record.Track > 0 {
+			watch.QueryTrack = &index.TrackRef{Camera: record.Camera, Track: record.Track}
+		}
+	}
+	call.params = map[string]any{"name": watch.Name, "min_score": watch.MinScore, "expires": watch.Expires}
+	if form.cropID != "" {
+		call.params["crop_id"] = form.cropID
+	} else {
+		call.params["image_sha256"] = imageDigest(form.image)
+	}
+	addFilterParams(call.params, filter)
+	created, err := watches.add(watch, picture)
+	if err != nil {
+		return err
+	}
+	call.params["watch"] = created.ID
+	call.results = 1
+	s.metrics.watches.Set(float64(watches.count()))
+	w.Header().Set("Location", "/v1/watches/"+created.ID)
+	writeJSON(w, http.StatusCreated, created)
+	return nil
+}
+
+// WatchesResponse is the body of GET /v1/watches.
+type WatchesResponse struct {
+	Watches []Watch `json:"watches"`
+}
+
+func (s *Server) handleListWatches(w http.ResponseWriter, r *http.Request, call *call) error {
+	watches, err := s.watchList()
+	if err != nil {
+		return err
+	}
+	list := watches.list(s.now())
+	call.results = len(list)
+	writeJSON(w, http.StatusOK, WatchesResponse{Watches: list})
+	return nil
+}
+
+// WatchResponse is the body of GET /v1/watches/{id}: the watch and its alerts, newest first.
+type WatchResponse struct {
+	Watch  Watch   `json:"watch"`
+	Alerts []Alert `json:"alerts"`
+}
+
+// pathWatch finds the watch a request's path names.
+func (s *Server) pathWatch(r *http.Request, call *call) (*watchList, string, error) {
+	watches, err := s.watchList()
+	if err != nil {
+		return nil, "", err
+	}
+	id := r.PathValue("id")
+	call.params = map[string]any{"watch": truncateString(id, 40)}
+	if !watchIDPattern.MatchString(id) {
+		return nil, "", errorf(http.StatusBadRequest, "%q is not a watch id", truncateString(id, 40))
+	}
+	return watches, id, nil
+}
+
+func (s *Server) handleGetWatch(w http.ResponseWriter, r *http.Request, call *call) error {
+	watches, id, err := s.pathWatch(r, call)
+	if err != nil {
+		return err
+	}
+	watch, alerts, _, ok := watches.get(id, s.now())
+	if !ok {
+		return errorf(http.StatusNotFound, "watch %s not found", id)
+	}
+	call.results = len(alerts)
+	writeJSON(w, http.StatusOK, WatchResponse{Watch: watch, Alerts: alerts})
+	return nil
+}
+
+func (s *Server) handleWatchImage(w http.ResponseWriter, r *http.Request, call *call) error {
+	watches, id, err := s.pathWatch(r, call)
+	if err != nil {
+		return err
+	}
+	_, _, picture, ok := watches.get(id, s.now())
+	if !ok {
+		return errorf(http.StatusNotFound, "watch %s not found", id)
+	}
+	call.results = 1
+	contentType := "image/jpeg"
+	if strings.HasPrefix(string(picture), string(pngMagic)) {
+		contentType = "image/png"
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Cache-Control", "private, max-age=86400, immutable")
+	w.WriteHeader(http.StatusOK)
+	w.Write(picture)
+	return nil
+}
+
+func (s *Server) handleDeleteWatch(w http.ResponseWriter, r *http.Request, call *call) error {
+	watches, id, err := s.pathWatch(r, call)
+	if err != nil {
+		return err
+	}
+	found, err := watches.remove(id)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return errorf(http.StatusNotFound, "watch %s not found", id)
+	}
+	call.results = 1
+	s.metrics.watches.Set(float64(watches.count()))
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// AlertsResponse is the body of GET /v1/alerts.
+type AlertsResponse struct {
+	Alerts []Alert `json:"alerts"`
+	// Next is the after= of the next poll: the last alert's seq, or the one asked for.
+	Next int64 `json:"next"`
+}
+
+// handleAlerts lists alerts after a seq, waiting up to wait= for one to be raised (a long poll:
+// an application keeps one open and is told within moments).
+func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request, call *call) error {
+	watches, err := s.watchList()
+	if err != nil {
+		return err
+	}
+	values := r.URL.Query()
+	after := int64(-1)
+	if raw := values.Get("after"); raw != "" {
+		if after, err = strconv.ParseInt(raw, 10, 64); err != nil || after < 0 {
+			return errorf(http.StatusBadRequest, "after must be an alert seq (an integer >= 0), not %q", truncateString(raw, 40))
+		}
+	}
+	var wait time.Duration
+	if raw := values.Get("wait"); raw != "" {
+		if wait, err = time.ParseDuration(raw); err != nil || wait < 0 || wait > maxAlertWait {
+			return errorf(http.StatusBadRequest, "wait must be a duration from 0s to %s, not %q", maxAlertWait, truncateString(raw, 40))
+		}
+	}
+	limit := 100
+	if raw := values.Get("limit"); raw != "" {
+		if limit, err = strconv.Atoi(raw); err != nil || limit < 1 || limit > maxAlertsListed {
+			return errorf(http.StatusBadRequest, "limit must be an integer from 1 to %d, not %q", maxAlertsListed, truncateString(raw, 40))
+		}
+	}
+	watchID := values.Get("watch")
+	if watchID != "" && !watchIDPattern.MatchString(watchID) {
+		return errorf(http.StatusBadRequest, "%q is not a watch id", truncateString(watchID, 40))
+	}
+	call.params = map[string]any{"after": after, "watch": watchID}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		alerts, changed := watches.alertsAfter(after, watchID, limit)
+		if len(alerts) > 0 || after < 0 || wait == 0 {
+			next := max(after, 0)
+			if len(alerts) > 0 {
+				next = alerts[len(alerts)-1].Seq
+			}
+			if alerts == nil {
+				alerts = []Alert{}
+			}
+			call.results = len(alerts)
+			writeJSON(w, http.StatusOK, AlertsResponse{Alerts: alerts, Next: next})
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			wait = 0
+		case <-r.Context().Done():
+			return r.Context().Err()
+		}
+	}
+}
