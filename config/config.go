@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 )
@@ -314,6 +315,11 @@ type Lookup struct {
 	// WatchMinScore is a new watch's default alert threshold on the track-consensus rank score.
 	// Default 0.7.
 	WatchMinScore float64 `mapstructure:"watch_min_score" yaml:"watch_min_score"`
+	// AlertWebhook, when set, is an http(s) URL that every alert is POSTed to as JSON
+	// ({"alerts":[...]}), in order, at least once, retried until it answers 2xx.
+	AlertWebhook string `mapstructure:"alert_webhook" yaml:"alert_webhook"`
+	// AlertWebhookSecret signs each delivery: X-Reid-Signature: sha256=HMAC-SHA256(secret, body).
+	AlertWebhookSecret string `mapstructure:"alert_webhook_secret" yaml:"alert_webhook_secret" secret:"true"`
 }
 
 // Ops configures the operations listener of reid's long-running processes (run, serve, ingest,
@@ -705,6 +711,15 @@ func (o *Options) Validate() error {
 	}
 	if o.Lookup.WatchMinScore <= 0 || o.Lookup.WatchMinScore > 1 {
 		bad("lookup.watch_min_score", "must be in (0, 1], not %g", o.Lookup.WatchMinScore)
+	}
+	if o.Lookup.AlertWebhook != "" {
+		if parsed, err := url.Parse(o.Lookup.AlertWebhook); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+			bad("lookup.alert_webhook", "must be an http:// or https:// URL, not %q", MaskURLCredentials(o.Lookup.AlertWebhook))
+		} else if o.Lookup.WatchInterval == 0 {
+			bad("lookup.alert_webhook", "needs watches: lookup.watch_interval is 0")
+		}
+	} else if o.Lookup.AlertWebhookSecret != "" {
+		bad("lookup.alert_webhook_secret", "is set without lookup.alert_webhook")
 	}
 	if o.Lookup.RateLimit < 0 {
 		bad("lookup.rate_limit", "must be >= 0")

@@ -219,6 +219,8 @@ func TestRetention(t *testing.T) {
 		{"REID_LOOKUP_FOLLOW_INTERVAL=-1s", 0, "lookup.follow_interval"},
 		{"REID_LOOKUP_WATCH_WINDOW=1s", 0, "lookup.watch_window"},
 		{"REID_LOOKUP_WATCH_MIN_SCORE=1.5", 0, "lookup.watch_min_score"},
+		{"REID_LOOKUP_ALERT_WEBHOOK=ftp://example.com/x", 0, "lookup.alert_webhook"},
+		{"REID_LOOKUP_ALERT_WEBHOOK_SECRET=abc", 0, "lookup.alert_webhook_secret"},
 		{"REID_EMBEDDER_FOLLOW_INTERVAL=-1s", 0, "embedder.follow_interval"},
 		{"REID_EMBEDDER_BACKFILL_SHARE=0", 0, "embedder.backfill_share"},
 		{"REID_EMBEDDER_BACKFILL_SHARE=1.5", 0, "embedder.backfill_share"},

@@ -21,6 +21,7 @@ type metrics struct {
 	watches    prometheus.Gauge
 	alerts     prometheus.Counter
 	watchCheck prometheus.Histogram
+	webhook    *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -53,8 +54,12 @@ func newMetrics() *metrics {
 			Help:    "Time to check every live watch once.",
 			Buckets: []float64{.001, .005, .01, .05, .1, .25, .5, 1, 2.5, 5, 10},
 		}),
+		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "reid_lookup_alert_webhook_total",
+			Help: "Alert webhook outcomes: alerts delivered, and failed deliveries (each retried).",
+		}, []string{"outcome"}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.matches, m.watches, m.alerts, m.watchCheck,
+	m.registry.MustRegister(m.requests, m.duration, m.matches, m.watches, m.alerts, m.watchCheck, m.webhook,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -1,5 +1,6 @@
 // Package lookup is reid's person-search service: a versioned JSON API (POST /v1/search,
-// GET /v1/sightings, crops, cameras; OpenAPI at /v1/openapi.json) and an embedded web page.
+// GET /v1/sightings, crops, cameras, and watches that alert when a person is seen again; OpenAPI
+// at /v1/openapi.json) and an embedded web page.
 //
 // Handlers depend only on the small interfaces below (Searcher, CropStore, Embedder), which the
 // caller injects through Config. The index and the embedder may arrive later than the server
@@ -97,6 +98,13 @@ type Config struct {
 	WatchInterval time.Duration
 	WatchWindow   time.Duration
 	WatchMinScore float64
+	// Retention, when set, is the site's retention.max_age: an alert whose last crop is older is
+	// deleted, as the crops it points to are.
+	Retention time.Duration
+	// AlertWebhook, when set, receives every alert (see webhook.go), signed with
+	// AlertWebhookSecret when that is set. Serve delivers them.
+	AlertWebhook       string
+	AlertWebhookSecret string
 }
 
 // ConfigFrom turns the lookup section of reid's configuration into the security and limit fields
@@ -117,6 +125,8 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 		WatchInterval:        options.WatchInterval,
 		WatchWindow:          options.WatchWindow,
 		WatchMinScore:        options.WatchMinScore,
+		AlertWebhook:         options.AlertWebhook,
+		AlertWebhookSecret:   options.AlertWebhookSecret,
 	}, nil
 }
 
@@ -206,6 +216,9 @@ func New(config Config) (*Server, error) {
 	}
 	if config.WatchMinScore < 0 || config.WatchMinScore > 1 {
 		return nil, fmt.Errorf("lookup: watch min score must be in (0, 1], not %v", config.WatchMinScore)
+	}
+	if config.AlertWebhook != "" && config.WatchDir == "" {
+		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchDir)")
 	}
 	keys, err := newKeyring(config.APIKeys)
 	if err != nil {
@@ -330,12 +343,17 @@ func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
-	if s.watches != nil && s.config.WatchInterval > 0 {
-		// The checks stop with the server, whether ctx ended or the listener failed.
+	if s.watches != nil {
+		// The checks and deliveries stop with the server, whether ctx ended or the listener failed.
 		watchCtx, stopWatches := context.WithCancel(ctx)
-		var checking sync.WaitGroup
-		checking.Go(func() { s.RunWatches(watchCtx, s.config.WatchInterval) })
-		defer checking.Wait()
+		var watching sync.WaitGroup
+		if s.config.WatchInterval > 0 {
+			watching.Go(func() { s.RunWatches(watchCtx, s.config.WatchInterval) })
+		}
+		if s.config.AlertWebhook != "" {
+			watching.Go(func() { s.deliverAlerts(watchCtx) })
+		}
+		defer watching.Wait()
 		defer stopWatches()
 	}
 	var wait sync.WaitGroup

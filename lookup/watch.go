@@ -226,6 +226,13 @@ func (l *watchList) add(watch Watch, picture []byte) (Watch, error) {
 	return entry.view(watch.Created), nil
 }
 
+// latestSeq is the seq of the newest alert ever raised here.
+func (l *watchList) latestSeq() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.lastSeq
+}
+
 func (l *watchList) count() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -427,6 +434,30 @@ func (a *Alert) extend(sighting *Alert) bool {
 	return true
 }
 
+// prune deletes the alerts whose last crop is before cutoff (retention deleted their crops).
+func (l *watchList) prune(cutoff time.Time) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	pruned := 0
+	var errs []error
+	for _, entry := range l.entries {
+		kept := entry.file.Alerts[:0]
+		for _, alert := range entry.file.Alerts {
+			if alert.Last.Before(cutoff) {
+				continue
+			}
+			kept = append(kept, alert)
+		}
+		if removed := len(entry.file.Alerts) - len(kept); removed > 0 {
+			clear(entry.file.Alerts[len(kept):])
+			entry.file.Alerts = kept
+			pruned += removed
+			errs = append(errs, l.save(entry))
+		}
+	}
+	return pruned, errors.Join(errs...)
+}
+
 // RunWatches checks the watches every interval until ctx ends. ServeListener runs it when watches
 // are configured.
 func (s *Server) RunWatches(ctx context.Context, interval time.Duration) {
@@ -462,11 +493,21 @@ func (s *Server) CheckWatches(ctx context.Context) (int, error) {
 	for _, checked := range s.watches.toCheck(now, box) {
 		n, err := s.checkWatch(ctx, box, checked, now)
 		raised += n
+		if errors.Is(err, errNoWatchModel) {
+			// reid serve opens the index before the model has loaded: the next check embeds it.
+			s.logger.Debug("lookup: a watch waits for the model", "watch", checked.watch.ID)
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return raised, ctx.Err()
 			}
 			errs = append(errs, fmt.Errorf("watch %s: %w", checked.watch.ID, err))
+		}
+	}
+	if s.config.Retention > 0 {
+		if _, err := s.watches.prune(now.Add(-s.config.Retention)); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	s.metrics.alerts.Add(float64(raised))
@@ -502,7 +543,7 @@ func (s *Server) checkWatch(ctx context.Context, box *searcherBox, checked check
 func (s *Server) watchVector(ctx context.Context, box *searcherBox, checked checkedWatch) ([]float32, error) {
 	if box.embedder == nil {
 		if checked.watch.QueryCropID == "" {
-			return nil, errors.New("no model loaded to embed the watch's image yet")
+			return nil, errNoWatchModel
 		}
 		items, err := box.Get(ctx, box.version, []string{checked.watch.QueryCropID})
 		if err != nil {
@@ -526,6 +567,9 @@ func (s *Server) watchVector(ctx context.Context, box *searcherBox, checked chec
 	}
 	return vectors[0], nil
 }
+
+// errNoWatchModel is a watch that cannot be embedded until the model of its gallery has loaded.
+var errNoWatchModel = errors.New("no model loaded to embed the watch's image yet")
 
 // watchSightings groups a check's matches that reach the watch's threshold into sightings, the
 // query's own track left out.

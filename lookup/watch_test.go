@@ -260,6 +260,30 @@ func TestWatchByUpload(t *testing.T) {
 	}
 }
 
+// TestAlertsFollowRetention: with retention.max_age, an alert goes when its crops do.
+func TestAlertsFollowRetention(t *testing.T) {
+	dir := t.TempDir()
+	clock := &testClock{now: testStart.Add(time.Minute)}
+	f := newFixture(t, func(c *Config) {
+		c.WatchDir, c.Now, c.Retention = dir, clock.Now, 30*time.Minute
+	})
+	watch := createWatch(t, f, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, f.gallery.Crops[1]))
+	clock.Set(testStart.Add(10 * time.Minute))
+	if raised := check(t, f); raised != 2 {
+		t.Fatalf("raised %d alerts, want 2", raised)
+	}
+	clock.Set(testStart.Add(33 * time.Minute)) // cam-b's sighting (12:02) is past 30 minutes, cam-c's (12:04) not yet
+	check(t, f)
+	alerts := watchAlerts(t, f, watch.ID)
+	if len(alerts) != 1 || alerts[0].Camera != "cam-c" {
+		t.Fatalf("after retention: %+v, want only the cam-c alert", alerts)
+	}
+	restarted, _ := watchFixture(t, dir)
+	if kept := watchAlerts(t, restarted, watch.ID); len(kept) != 1 {
+		t.Errorf("the pruned alert is back after a restart: %d alerts", len(kept))
+	}
+}
+
 // permutedEmbedder is another model: the colour embedding with its values in another order, so
 // its vectors mean nothing in the colour gallery and vice versa.
 type permutedEmbedder struct{ calls int }

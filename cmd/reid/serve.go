@@ -90,6 +90,7 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	lookupConfig.Collectors = base.Collectors
 	if options.Lookup.WatchInterval > 0 {
 		lookupConfig.WatchDir = filepath.Join(options.DataDir, "watches")
+		lookupConfig.Retention = options.Retention.MaxAge
 	}
 	auditPath := options.Lookup.AuditLog
 	if auditPath == "" {

@@ -1,0 +1,145 @@
+package lookup
+
+// Alert delivery by webhook, for applications that would rather be called than poll: every alert
+// is POSTed to Config.AlertWebhook in seq order, at least once. The seq of the last alert the
+// receiver accepted is kept beside the watches, so a restart neither loses nor repeats what was
+// delivered before it; a receiver that is down is retried with backoff until it answers 2xx. A
+// receiver dedupes by seq (a delivery whose answer was lost is sent again).
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/internal/atomicfile"
+)
+
+const (
+	webhookBatch      = 100
+	webhookTimeout    = 10 * time.Second
+	webhookRetryFirst = 500 * time.Millisecond
+	webhookRetryMax   = time.Minute
+	webhookCursorFile = "webhook.cursor"
+)
+
+// WebhookDelivery is the body of a webhook POST.
+type WebhookDelivery struct {
+	Alerts []Alert `json:"alerts"`
+}
+
+// WebhookSignature is the X-Reid-Signature of body under secret: "sha256=" and the hex HMAC.
+func WebhookSignature(secret string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+// deliverAlerts sends alerts to the webhook until ctx ends. ServeListener runs it.
+func (s *Server) deliverAlerts(ctx context.Context) {
+	cursorPath := filepath.Join(s.watches.dir, webhookCursorFile)
+	cursor, err := readCursor(cursorPath)
+	if errors.Is(err, os.ErrNotExist) {
+		// A newly configured webhook starts with the alerts raised from now on, not with every
+		// alert the server ever kept.
+		cursor = s.watches.latestSeq()
+		err = atomicfile.Write(cursorPath, []byte(strconv.FormatInt(cursor, 10)))
+	}
+	if err != nil {
+		s.logger.Error("lookup: alert webhook: its cursor cannot be read or written; alerts are not delivered", "path", cursorPath, "err", err)
+		return
+	}
+	client := &http.Client{Timeout: webhookTimeout}
+	retry := webhookRetryFirst
+	failing := false
+	for {
+		alerts, changed := s.watches.alertsAfter(cursor, "", webhookBatch)
+		if len(alerts) == 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+				continue
+			}
+		}
+		err := s.postAlerts(ctx, client, alerts)
+		if err == nil {
+			cursor = alerts[len(alerts)-1].Seq
+			err = atomicfile.Write(cursorPath, []byte(strconv.FormatInt(cursor, 10)))
+			if err != nil {
+				// Delivered, but a restart would send these again: the receiver dedupes by seq.
+				s.logger.Error("lookup: alert webhook: saving the cursor", "err", err)
+			}
+			s.metrics.webhook.WithLabelValues("delivered").Add(float64(len(alerts)))
+			if failing {
+				s.logger.Info("lookup: alert webhook delivers again", "alerts", len(alerts))
+			}
+			retry, failing = webhookRetryFirst, false
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.metrics.webhook.WithLabelValues("failed").Inc()
+		if !failing {
+			s.logger.Warn("lookup: alert webhook failed; retrying with backoff, alerts wait", "url", config.MaskURLCredentials(s.config.AlertWebhook), "err", err)
+		}
+		failing = true
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retry):
+		}
+		retry = min(2*retry, webhookRetryMax)
+	}
+}
+
+func (s *Server) postAlerts(ctx context.Context, client *http.Client, alerts []Alert) error {
+	body, err := json.Marshal(WebhookDelivery{Alerts: alerts})
+	if err != nil {
+		return err
+	}
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, s.config.AlertWebhook, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	request.Header.Set("Content-Type", "application/json")
+	request.Header.Set("User-Agent", "reid-alerts")
+	if s.config.AlertWebhookSecret != "" {
+		request.Header.Set("X-Reid-Signature", WebhookSignature(s.config.AlertWebhookSecret, body))
+	}
+	response, err := client.Do(request)
+	if err != nil {
+		return err
+	}
+	defer response.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(response.Body, 64<<10))
+	if response.StatusCode < 200 || response.StatusCode > 299 {
+		return fmt.Errorf("the receiver answered %s", response.Status)
+	}
+	return nil
+}
+
+func readCursor(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	cursor, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return cursor, nil
+}
