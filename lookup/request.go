@@ -261,32 +261,42 @@ func decodeSearchJSON(body []byte, values url.Values) error {
 	if err := decodeStrictJSON(body, &decoded); err != nil {
 		return err
 	}
-	set := func(name, value string) {
-		if value != "" {
-			values.Set(name, value)
-		}
-	}
-	set("crop_id", decoded.CropID)
+	setParam(values, "crop_id", decoded.CropID)
 	if decoded.K != nil {
 		values.Set("k", strconv.Itoa(*decoded.K))
 	}
-	if decoded.Cameras != nil {
-		values["camera"] = append(values["camera"], decoded.Cameras...)
-		if len(decoded.Cameras) == 0 {
-			return errorf(http.StatusBadRequest, "cameras is empty: leave it out to search every camera")
-		}
+	if err := addCameraParams(values, decoded.Cameras, decoded.ExcludeCameras, decoded.MinScore); err != nil {
+		return err
 	}
-	values["exclude_camera"] = append(values["exclude_camera"], decoded.ExcludeCameras...)
-	set("from", decoded.From)
-	set("to", decoded.To)
-	if decoded.MinScore != nil {
-		values.Set("min_score", strconv.FormatFloat(*decoded.MinScore, 'g', -1, 64))
-	}
+	setParam(values, "from", decoded.From)
+	setParam(values, "to", decoded.To)
 	if decoded.Rerank {
 		values.Set("rerank", "true")
 	}
 	if decoded.TrackConsensus != nil {
 		values.Set("track_consensus", strconv.FormatBool(*decoded.TrackConsensus))
+	}
+	return nil
+}
+
+// setParam sets a parameter given in a JSON body; an empty one leaves the URL's.
+func setParam(values url.Values, name, value string) {
+	if value != "" {
+		values.Set(name, value)
+	}
+}
+
+// addCameraParams adds a JSON body's camera lists and minimum score to the parameters.
+func addCameraParams(values url.Values, cameras, excludeCameras []string, minScore *float64) error {
+	if cameras != nil {
+		values["camera"] = append(values["camera"], cameras...)
+		if len(cameras) == 0 {
+			return errorf(http.StatusBadRequest, "cameras is empty: leave it out for every camera")
+		}
+	}
+	values["exclude_camera"] = append(values["exclude_camera"], excludeCameras...)
+	if minScore != nil {
+		values.Set("min_score", strconv.FormatFloat(*minScore, 'g', -1, 64))
 	}
 	return nil
 }

@@ -648,20 +648,10 @@ func decodeWatchJSON(body []byte, values url.Values) error {
 	if err := decodeStrictJSON(body, &decoded); err != nil {
 		return err
 	}
-	set := func(name, value string) {
-		if value != "" {
-			values.Set(name, value)
-		}
-	}
-	set("crop_id", decoded.CropID)
-	set("name", decoded.Name)
-	set("expires_in", decoded.ExpiresIn)
-	values["camera"] = append(values["camera"], decoded.Cameras...)
-	values["exclude_camera"] = append(values["exclude_camera"], decoded.ExcludeCameras...)
-	if decoded.MinScore != nil {
-		values.Set("min_score", strconv.FormatFloat(*decoded.MinScore, 'g', -1, 64))
-	}
-	return nil
+	setParam(values, "crop_id", decoded.CropID)
+	setParam(values, "name", decoded.Name)
+	setParam(values, "expires_in", decoded.ExpiresIn)
+	return addCameraParams(values, decoded.Cameras, decoded.ExcludeCameras, decoded.MinScore)
 }
 
 func (s *Server) watchList() (*watchList, error) {
