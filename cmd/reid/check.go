@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
@@ -82,7 +84,35 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	results = append(results, checkDetectors(options)...)
 	results = append(results, checkCameras(ctx, options.Cameras, timeout)...)
 	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options), checkLookup(options))
+	if options.Lookup.AlertWebhook != "" {
+		results = append(results, checkAlertWebhook(ctx, options.Lookup.AlertWebhook))
+	}
 	return results
+}
+
+// checkAlertWebhook connects to the webhook's host without sending anything: a test alert would
+// reach the application as a real one.
+func checkAlertWebhook(ctx context.Context, webhook string) checkResult {
+	result := checkResult{part: "alert webhook"}
+	parsed, err := url.Parse(webhook)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	host := parsed.Host
+	if parsed.Port() == "" {
+		host = net.JoinHostPort(parsed.Hostname(), map[string]string{"http": "80", "https": "443"}[parsed.Scheme])
+	}
+	dialCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	connection, err := (&net.Dialer{}).DialContext(dialCtx, "tcp", host)
+	if err != nil {
+		result.err = fmt.Errorf("%s: cannot connect, alerts would wait: %w", config.MaskURLCredentials(webhook), err)
+		return result
+	}
+	connection.Close()
+	result.detail = config.MaskURLCredentials(webhook) + ": reachable"
+	return result
 }
 
 // checkLookup applies the lookup server's own rules for API keys and exposure to its address.

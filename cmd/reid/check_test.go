@@ -1,9 +1,12 @@
 package main
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/reid-project/reid/internal/testassets"
@@ -15,27 +18,40 @@ import (
 func TestCheckCommand(t *testing.T) {
 	dataDir := pipelineFixture(t)
 	video := testassets.Path(t, "video/vtest.avi")
+	// An application taking alerts; the check must not send it one.
+	var posted atomic.Int64
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { posted.Add(1) }))
+	defer receiver.Close()
 	cases := []struct {
 		name    string
 		cameras string
 		// lookupAddr, when set, replaces the fixture's loopback lookup address (no API keys).
 		lookupAddr string
-		ok         []string
-		fail       []string
+		// webhook, when set, is lookup.alert_webhook.
+		webhook string
+		ok      []string
+		fail    []string
 	}{
-		{"working", "  - id: gate\n    source: " + video + "\n", "",
+		{"working", "  - id: gate\n    source: " + video + "\n", "", "",
 			[]string{"data dir", "crop store", "detector yolo-fastest", "camera gate", "model", "index embedded", "broker embedded", "lookup "}, nil},
 		{"broken cameras", "  - id: gate\n    source: " + video + "\n  - id: missing\n    source: /nonexistent/gate.mp4\n" +
-			"  - id: door\n    source: rtsp://admin:s3cret@127.0.0.1:1/stream\n", "",
+			"  - id: door\n    source: rtsp://admin:s3cret@127.0.0.1:1/stream\n", "", "",
 			[]string{"camera gate", "model"}, []string{"camera missing", "camera door"}},
-		{"no cameras", "", "", []string{"data dir", "model"}, []string{"cameras"}},
-		{"lookup open to all", "  - id: gate\n    source: " + video + "\n", "0.0.0.0:8080",
+		{"no cameras", "", "", "", []string{"data dir", "model"}, []string{"cameras"}},
+		{"lookup open to all", "  - id: gate\n    source: " + video + "\n", "0.0.0.0:8080", "",
 			[]string{"camera gate"}, []string{"lookup 0.0.0.0:8080"}},
+		{"alert webhook up", "  - id: gate\n    source: " + video + "\n", "", receiver.URL + "/alerts",
+			[]string{"camera gate", "alert webhook"}, nil},
+		{"alert webhook down", "  - id: gate\n    source: " + video + "\n", "", "http://127.0.0.1:1/alerts",
+			[]string{"camera gate"}, []string{"alert webhook"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			if c.lookupAddr != "" {
 				t.Setenv("REID_LOOKUP_ADDR", c.lookupAddr)
+			}
+			if c.webhook != "" {
+				t.Setenv("REID_LOOKUP_ALERT_WEBHOOK", c.webhook)
 			}
 			configPath := filepath.Join(t.TempDir(), "site.yaml")
 			text := "cameras:\n" + c.cameras
@@ -63,6 +79,9 @@ func TestCheckCommand(t *testing.T) {
 				t.Errorf("the camera's password was printed:\n%s", out)
 			}
 		})
+	}
+	if posted.Load() != 0 {
+		t.Errorf("the check sent the alert webhook %d requests", posted.Load())
 	}
 	// Detector models elsewhere than --shared-dir: the line says which settings find them.
 	configPath := filepath.Join(t.TempDir(), "site.yaml")
