@@ -3,6 +3,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -219,7 +220,7 @@ func TestTopK(t *testing.T) {
 
 func TestOptionsAndSummary(t *testing.T) {
 	options, err := Options{}.WithDefaults()
-	if err != nil || options != (Options{K1: 30, K2: 6, Eps: 0.6, MinSamples: 4}) {
+	if err != nil || options.K1 != 30 || options.K2 != 6 || options.Eps != 0.6 || options.MinSamples != 4 || options.Neighbors != nil {
 		t.Errorf("defaults %+v, %v", options, err)
 	}
 	for _, bad := range []Options{{Eps: 1}, {Eps: -0.1}, {K1: 5, K2: 6}, {K1: -1}, {MinSamples: -2}} {
@@ -273,5 +274,36 @@ func TestRefineDecidesNearTiesInFloat64(t *testing.T) {
 	}
 	if got := Refine(features, 0, []int32{2, 1, 3}, 3); !slices.Equal(got, []int32{3, 1, 2}) {
 		t.Errorf("refined order %v, want [3 1 2]", got)
+	}
+}
+
+// TestRunWithNeighborFinder: neighbours found elsewhere (here in reverse order and with the
+// finder told the margin) give the same labels as the search in Go, and a finder's failure is
+// Run's.
+func TestRunWithNeighborFinder(t *testing.T) {
+	features := clustered(5, 32, []int{40, 30, 25, 20, 12, 8, 5}, 50, 0.45)
+	want, _, err := Run(context.Background(), features, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	reversed := func(ctx context.Context, unit [][]float32, k int) ([][]int32, error) {
+		asked = k
+		ranks, err := NearestNeighbors(ctx, unit, k)
+		for _, list := range ranks {
+			slices.Reverse(list)
+		}
+		return ranks, err
+	}
+	got, _, err := Run(context.Background(), features, Options{Neighbors: reversed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, want) || asked != 30+refineMargin {
+		t.Errorf("with a finder asked for %d: %v\nwithout: %v", asked, got, want)
+	}
+	failing := func(context.Context, [][]float32, int) ([][]int32, error) { return nil, errors.New("device lost") }
+	if _, _, err := Run(context.Background(), features, Options{Neighbors: failing}); err == nil || !strings.Contains(err.Error(), "device lost") {
+		t.Errorf("a failing finder: %v", err)
 	}
 }

@@ -34,6 +34,39 @@ func NearestNeighbors(ctx context.Context, features [][]float32, k int) ([][]int
 	return ranks, nil
 }
 
+// findNeighbors is the k-NN step of Run: the exact search in Go, or finder's candidates (k plus
+// refineMargin of them) re-scored in float64 by Refine, which orders ties by index as
+// NearestNeighbors does, so both give the same neighbours.
+func findNeighbors(ctx context.Context, unit [][]float32, k int, finder NeighborFinder) ([][]int32, error) {
+	if finder == nil {
+		return NearestNeighbors(ctx, unit, k)
+	}
+	n := len(unit)
+	k = min(k, n)
+	candidates, err := finder(ctx, unit, min(k+refineMargin, n))
+	if err != nil {
+		return nil, fmt.Errorf("cluster: nearest neighbours: %w", err)
+	}
+	if len(candidates) != n {
+		return nil, fmt.Errorf("cluster: nearest neighbours: %d lists for %d points", len(candidates), n)
+	}
+	ranks := make([][]int32, n)
+	err = vecmath.ForBlocks(ctx, n, 256, 0, func(start, end int) {
+		for i := start; i < end; i++ {
+			ranks[i] = Refine(unit, i, candidates[i], k)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	for i, list := range ranks {
+		if len(list) != k {
+			return nil, fmt.Errorf("cluster: nearest neighbours: point %d has %d of %d", i, len(list), k)
+		}
+	}
+	return ranks, nil
+}
+
 // refineMargin is how many extra float32 candidates Refine re-scores: the float32 kernel's
 // error (about 1e-6 relative at 2048-d) can only swap neighbours whose similarities are that
 // close, and more than a few such near-ties around rank k do not happen in practice.

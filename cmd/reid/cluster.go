@@ -23,11 +23,13 @@ func newClusterCommand(g *globals) *cobra.Command {
 		Use:   "cluster --features F.npy --out labels.txt",
 		Short: "Pseudo-label features the Cluster Contrast way (k-reciprocal Jaccard distance + DBSCAN)",
 		Long: `Reads an N x D float32 .npy feature matrix (as written by reid features), computes the
-Jaccard distance over k-reciprocal neighbours and runs DBSCAN on it. Writes one label per row
+Jaccard distance over k-reciprocal neighbours (found on the torch device) and runs DBSCAN on
+it. Writes one label per row
 (-1 for outliers) and prints the cluster count, outlier ratio and cluster sizes, to help choose eps.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if _, err := g.load(cmd); err != nil {
+			settings, err := g.load(cmd)
+			if err != nil {
 				return err
 			}
 			if features == "" || out == "" {
@@ -37,6 +39,13 @@ Jaccard distance over k-reciprocal neighbours and runs DBSCAN on it. Writes one 
 			if err != nil {
 				return fmt.Errorf("cluster: %w", err)
 			}
+			// The neighbour search runs on the torch device (torch.device): its BLAS, or a GPU.
+			device, err := openDevice(settings)
+			if err != nil {
+				return err
+			}
+			defer device.Close()
+			options.Neighbors = device.NearestNeighbors
 			began := time.Now()
 			labels, _, err := cluster.Run(cmd.Context(), matrix.RowSlices(), options)
 			if err != nil {

@@ -306,6 +306,27 @@ int rt_try_allocate(int device_type, int device_index, int64_t bytes, char **err
   });
 }
 
+int rt_knn(int device_type, int device_index, const float *features, int64_t n, int64_t d,
+           int64_t k, int32_t *out, char **err) {
+  return guarded(err, [&] {
+    if (n < 1 || d < 1 || k < 1 || k > n) throw std::invalid_argument("knn: need n, d >= 1 and 1 <= k <= n");
+    torch::NoGradGuard no_grad;
+    StrictFloat32 strict(device_type == 1);
+    auto host = torch::from_blob(const_cast<float *>(features), {n, d}, torch::kFloat);
+    auto all = host.to(make_device(device_type, device_index));
+    // A block's similarities are block x n floats: at most 2^26 of them (256 MB).
+    const int64_t block = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{1} << 26) / n));
+    auto transposed = all.t();
+    for (int64_t start = 0; start < n; start += block) {
+      const int64_t end = std::min(n, start + block);
+      auto similarities = torch::mm(all.slice(0, start, end), transposed);
+      auto indices = std::get<1>(similarities.topk(k, /*dim=*/1, /*largest=*/true, /*sorted=*/true));
+      auto rows = indices.to(torch::kInt32).to(torch::kCPU).contiguous();
+      std::memcpy(out + start * k, rows.data_ptr<int32_t>(), sizeof(int32_t) * rows.numel());
+    }
+  });
+}
+
 int rt_model_new(const rt_model_config *cfg, rt_model **out, char **err) {
   return guarded(err, [&] {
     auto model = std::make_unique<rt_model>();

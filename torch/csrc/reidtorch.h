@@ -105,6 +105,13 @@ int rt_train_step(rt_model *m, rt_optim *o, rt_memory *mem, const uint8_t *pix, 
                   int64_t h, int64_t w, const int64_t *labels, const rt_step_options *options,
                   double *loss, char **err);
 
+/* Nearest neighbours by inner product: for each of the n rows of features (n x d float32), the
+ * indices of its k most similar rows, most similar first, into out (n x k int32). Exact float32
+ * (TF32 off on CUDA), in row blocks that bound the similarity memory; equal similarities come in
+ * no particular order (the caller re-scores the boundary). */
+int rt_knn(int device_type, int device_index, const float *features, int64_t n, int64_t d,
+           int64_t k, int32_t *out, char **err);
+
 #ifdef __cplusplus
 }
 #endif
