@@ -319,6 +319,9 @@ func TestBrowserWatch(t *testing.T) {
 	b.step("search from an alert", chromedp.Click(chromedp.CSS(`#alerts .alert`)))
 	b.waitFor("the search from the alert", `document.getElementById('query-label').textContent === `+jsString(first))
 
+	b.step("search with the watch's person", chromedp.Click(chromedp.CSS(`#watches .watch img`)))
+	b.waitFor("the search from the watch", `document.getElementById('query-label').textContent === `+jsString(query))
+
 	b.step("delete the watch", chromedp.Click(chromedp.CSS(`#watches .watch button`)))
 	b.waitFor("the watch and its alerts gone", `document.querySelectorAll('#watches .watch').length === 0 && document.querySelectorAll('#alerts .alert').length === 0`)
 	status, data, _ := f.do(t, "GET", "/v1/watches", "", nil)

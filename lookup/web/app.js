@@ -547,7 +547,9 @@ async function loadWatches() {
     item.dataset.watch = watch.id;
     const img = el("img");
     img.alt = "watched person";
+    img.title = "Search with this watch's person";
     setThumb(img, watch.image_url);
+    img.addEventListener("click", () => searchWatch(watch));
     const what = el("div", "what");
     what.append(el("strong", "", watch.name || watch.id));
     what.append(el("span", "muted", watch.alerts + " alert" + (watch.alerts === 1 ? "" : "s") +
@@ -567,6 +569,15 @@ async function loadWatches() {
     list.append(item);
   }
   return true;
+}
+
+// searchWatch searches with a watch's query: its crop, or the image it was made from.
+async function searchWatch(watch) {
+  if (watch.query_crop_id) { pivot(watch.query_crop_id); return; }
+  try {
+    const blob = await (await api(watch.image_url)).blob();
+    useFile(new File([blob], (watch.name || watch.id) + (blob.type === "image/png" ? ".png" : ".jpg"), { type: blob.type }));
+  } catch (err) { showError(err.message); }
 }
 
 function alertCard(alert, fresh) {
