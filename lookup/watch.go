@@ -432,13 +432,24 @@ func (a *Alert) extend(sighting *Alert) bool {
 	return true
 }
 
-// prune deletes the alerts whose last crop is before cutoff (retention deleted their crops).
+// prune deletes the alerts whose last crop is before cutoff (retention deleted their crops), and
+// the watches that expired before it, with their images: a person's picture is kept no longer
+// than the crops are.
 func (l *watchList) prune(cutoff time.Time) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	pruned := 0
 	var errs []error
-	for _, entry := range l.entries {
+	for id, entry := range l.entries {
+		if entry.file.Expires.Before(cutoff) {
+			for _, name := range []string{id + ".json", id + ".img"} {
+				if err := os.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+					errs = append(errs, fmt.Errorf("lookup: deleting expired watch %s: %w", id, err))
+				}
+			}
+			delete(l.entries, id)
+			continue
+		}
 		kept := entry.file.Alerts[:0]
 		for _, alert := range entry.file.Alerts {
 			if alert.Last.Before(cutoff) {
@@ -507,6 +518,7 @@ func (s *Server) CheckWatches(ctx context.Context) (int, error) {
 		if _, err := s.watches.prune(now.Add(-s.config.Retention)); err != nil {
 			errs = append(errs, err)
 		}
+		s.metrics.watches.Set(float64(s.watches.count()))
 	}
 	s.metrics.alerts.Add(float64(raised))
 	s.metrics.watchCheck.Observe(time.Since(start).Seconds())

@@ -282,6 +282,16 @@ func TestAlertsFollowRetention(t *testing.T) {
 	if kept := watchAlerts(t, restarted, watch.ID); len(kept) != 1 {
 		t.Errorf("the pruned alert is back after a restart: %d alerts", len(kept))
 	}
+
+	// Expired for longer than the retention period, the watch goes, image and all.
+	clock.Set(watch.Expires.Add(31 * time.Minute))
+	check(t, f)
+	if status, _, _ := f.do(t, "GET", "/v1/watches/"+watch.ID, "", nil); status != http.StatusNotFound {
+		t.Errorf("a watch expired past retention answers %d", status)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "w*")); len(left) != 0 {
+		t.Errorf("files left: %v", left)
+	}
 }
 
 // permutedEmbedder is another model: the colour embedding with its values in another order, so
