@@ -90,7 +90,8 @@ type Alert struct {
 	// Score is the best rank score (track consensus) of its crops; BestCropID is that crop.
 	Score      float32 `json:"score"`
 	BestCropID string  `json:"best_crop_id"`
-	// CropIDs are the first matching crops in time order (at most 20); Crops counts them all.
+	// CropIDs are the first matching crops in time order (at most 20); Crops counts them all
+	// (those within the watch window when it was last looked at).
 	CropIDs      []string `json:"crop_ids"`
 	Crops        int      `json:"crops"`
 	Model        string   `json:"model,omitempty"`
@@ -402,24 +403,19 @@ func (l *watchList) record(id string, sightings []*Alert, now time.Time) (int, e
 }
 
 // extend adds a later look at the same sighting to the alert; it reports whether anything changed.
+// Each look sees the sighting's matching crops within the watch window, so the largest count of
+// one look is the count.
 func (a *Alert) extend(sighting *Alert) bool {
-	before := a.Crops
-	seen := make(map[string]bool, len(a.CropIDs))
-	for _, id := range a.CropIDs {
-		seen[id] = true
+	if sighting.Crops <= a.Crops && !sighting.Last.After(a.Last) && sighting.Score <= a.Score {
+		return false
 	}
+	a.Crops = max(a.Crops, sighting.Crops)
 	for _, id := range sighting.CropIDs {
-		if seen[id] {
-			continue
-		}
-		a.Crops++
-		if len(a.CropIDs) < maxAlertCrops {
+		if len(a.CropIDs) < maxAlertCrops && !slices.Contains(a.CropIDs, id) {
 			a.CropIDs = append(a.CropIDs, id)
 		}
 	}
-	if a.Crops == before && !sighting.Last.After(a.Last) && sighting.Score <= a.Score {
-		return false
-	}
+	sort.Strings(a.CropIDs)
 	if sighting.First.Before(a.First) {
 		a.First = sighting.First
 	}

@@ -430,3 +430,43 @@ func TestDamagedWatchIsSkipped(t *testing.T) {
 		t.Fatalf("after a damaged watch file: %d %+v, want only %s", status, list, good.ID)
 	}
 }
+
+// TestAlertExtend: a later look at a sighting changes its alert only by what is new, however
+// many crops the sighting has (the alert keeps 20 of their ids).
+func TestAlertExtend(t *testing.T) {
+	look := func(crops int, last time.Time, score float32) *Alert {
+		sighting := &Alert{First: testStart, Last: last, Score: score, Crops: crops}
+		for i := range min(crops, maxAlertCrops) {
+			sighting.CropIDs = append(sighting.CropIDs, fmt.Sprintf("crop-%03d", i))
+		}
+		return sighting
+	}
+	later := testStart.Add(time.Minute)
+	cases := []struct {
+		name        string
+		next        *Alert
+		changed     bool
+		crops       int
+		last        time.Time
+		score       float32
+		storedCrops int
+	}{
+		{"the same look again", look(30, testStart, 0.8), false, 30, testStart, 0.8, 20},
+		{"fewer crops (some left the window)", look(12, testStart, 0.8), false, 30, testStart, 0.8, 20},
+		{"more crops, later", look(45, later, 0.8), true, 45, later, 0.8, 20},
+		{"a better crop", look(30, testStart, 0.9), true, 30, testStart, 0.9, 20},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			alert := look(30, testStart, 0.8)
+			changed := alert.extend(c.next)
+			if changed != c.changed || alert.Crops != c.crops || !alert.Last.Equal(c.last) || alert.Score != c.score || len(alert.CropIDs) != c.storedCrops {
+				t.Errorf("changed %v, %d crops (%d ids), last %s, score %v; want %v, %d (%d), %s, %v",
+					changed, alert.Crops, len(alert.CropIDs), alert.Last, alert.Score, c.changed, c.crops, c.storedCrops, c.last, c.score)
+			}
+			if again := alert.extend(c.next); again || alert.Crops != c.crops {
+				t.Errorf("the same look a second time: changed %v, %d crops", again, alert.Crops)
+			}
+		})
+	}
+}
