@@ -158,6 +158,18 @@ func TestBrowserSearch(t *testing.T) {
 		t.Errorf("the bookmarked search's first result is %s, want the crop itself %s", first, fifth)
 	}
 
+	// Export downloads the search: the page posts it to /v1/export (the audit log says so).
+	step("export the results", chromedp.Click(chromedp.ID("export-button")))
+	exported := false
+	for wait := time.Now().Add(20 * time.Second); !exported && time.Now().Before(wait); time.Sleep(50 * time.Millisecond) {
+		for _, record := range f.audit.lines(t) {
+			exported = exported || record.Route == "POST /v1/export" && record.Status == 200 && record.Params["crop_id"] == fifth
+		}
+	}
+	if !exported {
+		t.Errorf("clicking Export made no successful POST /v1/export for %s", fifth)
+	}
+
 	// Results are ordered by whole tracks unless the box is unticked; then the page searches again,
 	// crop by crop.
 	var summary string

@@ -191,6 +191,7 @@ func FuzzSearchHandler(f *testing.F) {
 	f.Add("POST", "/v1/watches", "application/json", []byte(`{"crop_id":"`+gallery.Crops[0]+`","min_score":0.8,"expires_in":"1h"}`))
 	f.Add("POST", "/v1/watches?name=x", "image/jpeg", seedImages()[0])
 	f.Add("GET", "/v1/alerts?after=0&limit=3", "", []byte{})
+	f.Add("POST", "/v1/export?k=2", "application/json", []byte(`{"crop_id":"`+gallery.Crops[1]+`"}`))
 	f.Add("DELETE", "/v1/watches/w0123456789ab", "", []byte{})
 	f.Fuzz(func(t *testing.T, method, target, contentType string, body []byte) {
 		if !strings.HasPrefix(target, "/") || strings.ContainsAny(target, " \r\n\t#") {

@@ -79,6 +79,7 @@ func (s *Server) routesHandler() http.Handler {
 		w.Write(document)
 	}))
 	handle("POST /v1/search", s.api(costSearch, s.handleSearch))
+	handle("POST /v1/export", s.api(costSearch, s.handleExport))
 	handle("GET /v1/sightings", s.api(costSearch, s.handleSightings))
 	handle("GET /v1/crops", s.api(costSearch, s.handleListCrops))
 	handle("GET /v1/crops/{id}", s.api(costRead, s.handleCrop))

@@ -88,27 +88,37 @@ type SightingsResponse struct {
 var errNotReady = &apiError{status: http.StatusServiceUnavailable, message: "the index is still loading; retry shortly", retryAfter: 5 * time.Second}
 
 func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, call *call) error {
+	response, _, err := s.searchRequest(w, r, call)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, response)
+	return nil
+}
+
+// searchRequest reads and answers a POST /v1/search (or export) request.
+func (s *Server) searchRequest(w http.ResponseWriter, r *http.Request, call *call) (SearchResponse, searchRequest, error) {
 	start := time.Now()
 	request, err := parseSearchRequest(w, r, s.limits())
 	if err != nil {
-		return err
+		return SearchResponse{}, request, err
 	}
 	call.params = request.auditParams()
 	searcher := s.searcher()
 	if searcher == nil {
-		return errNotReady
+		return SearchResponse{}, request, errNotReady
 	}
 	vector, from, query, err := s.queryVector(r.Context(), searcher, request.CropID, request.Decoded)
 	if err != nil {
-		return err
+		return SearchResponse{}, request, err
 	}
 	matches, err := search(r.Context(), searcher, vector, query, request.options())
 	if err != nil {
-		return err
+		return SearchResponse{}, request, err
 	}
 	call.results = len(matches.matches)
 	s.metrics.matches.Observe(float64(len(matches.matches)))
-	response := SearchResponse{
+	return SearchResponse{
 		Query: QueryJSON{
 			CropID: request.CropID, ImageWidth: request.ImageWidth, ImageHeight: request.ImageHeight,
 			K: request.K, Rerank: request.Rerank, TrackConsensus: request.TrackConsensus && !request.Rerank, VectorFrom: from,
@@ -117,9 +127,7 @@ func (s *Server) handleSearch(w http.ResponseWriter, r *http.Request, call *call
 		Matches:   matches.json(),
 		Sightings: groupSightings(matches.matches),
 		TookMS:    float64(time.Since(start).Microseconds()) / 1000,
-	}
-	writeJSON(w, http.StatusOK, response)
-	return nil
+	}, request, nil
 }
 
 func (s *Server) handleSightings(w http.ResponseWriter, r *http.Request, call *call) error {

@@ -296,27 +296,11 @@ async function search() {
   state.browsing = false;
   $("browse-camera-label").hidden = true;
   $("results-title").textContent = "Matches";
+  $("export-button").hidden = false;
   $("results-summary").textContent = "searching…";
   showSkeleton(parseInt($("k").value, 10));
-  let response;
   try {
-    if (state.query.kind === "image") {
-      const form = new FormData();
-      form.append("image", state.query.file, state.query.file.name || "query.jpg");
-      for (const [name, value] of params) form.append(name, value);
-      response = await api("/v1/search", { method: "POST", body: form });
-    } else {
-      const body = { crop_id: state.query.id };
-      for (const [name, value] of params) {
-        if (name === "camera") (body.cameras = body.cameras || []).push(value);
-        else if (name === "k") body.k = parseInt(value, 10);
-        else if (name === "min_score") body.min_score = parseFloat(value);
-        else if (name === "rerank") body.rerank = true;
-        else if (name === "track_consensus") body.track_consensus = value === "true";
-        else body[name] = value;
-      }
-      response = await api("/v1/search", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    }
+    const response = await api("/v1/search", queryRequest(params));
     const result = await response.json();
     if (seq !== state.searchSeq) return; // a newer search superseded this one
     state.results = result;
@@ -328,6 +312,53 @@ async function search() {
     $("results-summary").textContent = "";
     $("timeline-card").hidden = true;
     showError(err.message);
+  }
+}
+
+// queryRequest is the POST of the current query with params: the image as a form, or the crop
+// id as JSON. /v1/search and /v1/export take the same.
+function queryRequest(params) {
+  if (state.query.kind === "image") {
+    const form = new FormData();
+    form.append("image", state.query.file, state.query.file.name || "query.jpg");
+    for (const [name, value] of params) form.append(name, value);
+    return { method: "POST", body: form };
+  }
+  const body = { crop_id: state.query.id };
+  for (const [name, value] of params) {
+    if (name === "camera") (body.cameras = body.cameras || []).push(value);
+    else if (name === "k") body.k = parseInt(value, 10);
+    else if (name === "min_score") body.min_score = parseFloat(value);
+    else if (name === "rerank") body.rerank = true;
+    else if (name === "track_consensus") body.track_consensus = value === "true";
+    else body[name] = value;
+  }
+  return { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+}
+
+// exportResults downloads the current search as a ZIP (query, crops, CSV, JSON, a note).
+async function exportResults() {
+  if (!state.query) return;
+  const params = filterParams();
+  if (params === null) { showError("Select at least one camera."); return; }
+  const button = $("export-button");
+  button.disabled = true;
+  clearError();
+  try {
+    const response = await api("/v1/export", queryRequest(params));
+    const blob = await response.blob();
+    const match = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+    const link = el("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = match ? match[1] : "reid-export.zip";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  } catch (err) {
+    showError(err.message);
+  } finally {
+    button.disabled = false;
   }
 }
 
@@ -636,6 +667,7 @@ async function pollAlerts() {
 async function browse() {
   state.browsing = true;
   $("results-title").textContent = "Browse crops";
+  $("export-button").hidden = true;
   $("browse-camera-label").hidden = false;
   $("results-summary").textContent = "loading…";
   showSkeleton(24);
@@ -705,6 +737,7 @@ function init() {
   });
   $("error-close").addEventListener("click", clearError);
   $("watch-button").addEventListener("click", watchQuery);
+  $("export-button").addEventListener("click", exportResults);
   $("file").addEventListener("change", (e) => { useFile(e.target.files[0]); e.target.value = ""; });
   const drop = $("drop");
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
