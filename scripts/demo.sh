@@ -100,4 +100,6 @@ Contact sheets: $DATA/sheet-<camera>.png (street, lobby, gate, hall, yard)
 Ground truth:   $synth/ground_truth.json (who is where in every frame of gate, hall, yard)
 Search again:   $REID --data-dir $DATA search --image FILE [--camera-not ID] [--json]
 Web page:       $REID --data-dir $DATA serve, then open http://127.0.0.1:8080/
+Watches:        on that page, "Watch for this person" under a query; alerts come as the person is
+                seen again (a running reid run or serve; docs/OPERATIONS.md, "Watches")
 TXT
