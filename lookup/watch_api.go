@@ -50,6 +50,13 @@ func (s *Server) handleCreateWatch(w http.ResponseWriter, r *http.Request, call 
 	if err != nil {
 		return err
 	}
+	// Who asked to watch whom is audited even when the rest of the request is refused.
+	call.params = map[string]any{}
+	if form.cropID != "" {
+		call.params["crop_id"] = form.cropID
+	} else {
+		call.params["image_sha256"] = imageDigest(form.image)
+	}
 	values := form.values
 	now := s.now().UTC()
 	watch := Watch{Name: strings.TrimSpace(values.Get("name")), Created: now, CreatedBy: call.key,
@@ -91,12 +98,7 @@ func (s *Server) handleCreateWatch(w http.ResponseWriter, r *http.Request, call 
 			watch.QueryTrack = &index.TrackRef{Camera: record.Camera, Track: record.Track}
 		}
 	}
-	call.params = map[string]any{"name": watch.Name, "min_score": watch.MinScore, "expires": watch.Expires}
-	if form.cropID != "" {
-		call.params["crop_id"] = form.cropID
-	} else {
-		call.params["image_sha256"] = imageDigest(form.image)
-	}
+	call.params["name"], call.params["min_score"], call.params["expires"] = watch.Name, watch.MinScore, watch.Expires
 	addFilterParams(call.params, filter)
 	created, err := watches.add(watch, picture)
 	if err != nil {
