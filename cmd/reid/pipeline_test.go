@@ -159,11 +159,11 @@ func checkSearchUpload(t *testing.T, options config.Options, vectors index.Index
 	}
 	defer model.Close()
 	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
-	server, closeAudit, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: version, Store: store, Embedder: model.network})
+	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: version, Store: store, Embedder: model.network})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeAudit()
+	defer auditLog.Close()
 	api := httptest.NewServer(server)
 	defer api.Close()
 	jpegBytes, err := store.Image(ctx, queryID)
@@ -981,11 +981,11 @@ func TestServeFollowsActiveGallery(t *testing.T) {
 		t.Fatal(err)
 	}
 	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
-	server, closeAudit, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: "v1", Store: store})
+	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: "v1", Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeAudit()
+	defer auditLog.Close()
 	api := httptest.NewServer(server)
 	defer api.Close()
 	status := func(cropID string) int {

@@ -77,11 +77,11 @@ func measureSearchQuality(t testing.TB, options config.Options, k, minCrops int,
 	defer vectors.Close()
 	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
 	options.Lookup.RateLimit, options.Lookup.Burst = 0, 1 // one client asking as fast as it can
-	server, closeAudit, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
+	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeAudit()
+	defer auditLog.Close()
 	api := httptest.NewServer(server)
 	defer api.Close()
 	search := func(query cropstore.CropRecord, excludeCamera string) []cropstore.CropRecord {
@@ -423,7 +423,7 @@ func BenchmarkWatchThreshold(b *testing.B) {
 		}
 		options.Lookup.AuditLog = filepath.Join(b.TempDir(), "audit.log")
 		options.Lookup.RateLimit, options.Lookup.Burst = 0, 1
-		server, closeAudit, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
+		server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -472,7 +472,7 @@ func BenchmarkWatchThreshold(b *testing.B) {
 			}
 		}
 		api.Close()
-		closeAudit()
+		auditLog.Close()
 		vectors.Close()
 		b.Logf("%d watches over %d tracks of the synthetic cameras; %d other tracks of the watched people", queries, len(trackPerson), positives)
 		var table strings.Builder

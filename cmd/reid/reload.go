@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
-	"os/signal"
 	"reflect"
-	"syscall"
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/ingest"
@@ -24,29 +21,12 @@ type reconfigurer interface {
 // Other settings take effect at the next start, and a reload that changes them says so. Each
 // SIGHUP also calls also (when not nil). The returned function stops listening and waits.
 func reloadCamerasOnHangup(ctx context.Context, ingester reconfigurer, current config.Options, load func() (config.Options, error), also func()) (stop func()) {
-	hangups := make(chan os.Signal, 1)
-	signal.Notify(hangups, syscall.SIGHUP)
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hangups:
-			}
-			current = reloadCameras(ctx, ingester, current, load)
-			if also != nil {
-				also()
-			}
+	return onHangup(ctx, func(ctx context.Context) {
+		current = reloadCameras(ctx, ingester, current, load)
+		if also != nil {
+			also()
 		}
-	}()
-	return func() {
-		signal.Stop(hangups)
-		cancel()
-		<-done
-	}
+	})
 }
 
 // reloadCameras applies one reload and returns the configuration now in force.

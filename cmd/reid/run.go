@@ -158,17 +158,17 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	serverCtx, stopServer := context.WithCancel(ctx)
 	defer stopServer()
 	var server *lookup.Server
+	var auditLog *auditFile
 	if flags.serve {
 		version, queryEmbedder := models.lookupBackends()
-		var closeAudit func()
-		server, closeAudit, err = newLookupServer(options, lookup.Config{
+		server, auditLog, err = newLookupServer(options, lookup.Config{
 			Index: vectors, IndexVersion: version, Store: store, Embedder: queryEmbedder,
 			Collectors: []prometheus.Collector{metrics},
 		})
 		if err != nil {
 			return err
 		}
-		defer closeAudit()
+		defer auditLog.Close()
 		go func() { serverDone <- server.Serve(serverCtx, options.Lookup.Addr) }()
 	} else {
 		serverDone <- nil
@@ -203,7 +203,12 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	stopProgress := startProgress(ingester)
 	stopReloads := func() {}
 	if flags.load != nil {
-		stopReloads = reloadCamerasOnHangup(ctx, ingester, options, flags.load, models.nudge)
+		stopReloads = reloadCamerasOnHangup(ctx, ingester, options, flags.load, func() {
+			models.nudge()
+			if auditLog != nil {
+				auditLog.reopen(ctx)
+			}
+		})
 	}
 	ingestErr := ingester.Run(ctx, options.Cameras)
 	stopReloads()

@@ -27,7 +27,8 @@ func newServeCommand(g *globals) *cobra.Command {
 			"(lookup.api_keys, lookup.api_keys_file) it listens only on loopback unless\n" +
 			"lookup.allow_unauthenticated is set. Every search is appended to the audit log\n" +
 			"(lookup.audit_log, default <data_dir>/audit.log). Watches (POST /v1/watches) are kept in\n" +
-			"<data_dir>/watches and checked every lookup.watch_interval; run them on one server only.",
+			"<data_dir>/watches and checked every lookup.watch_interval; run them on one server only.\n" +
+			"SIGHUP reopens the audit log at its path (after logrotate has moved it).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			options, err := g.load(cmd)
@@ -54,11 +55,12 @@ func runServe(ctx context.Context, options config.Options) error {
 	if err != nil {
 		return err
 	}
-	server, closeAudit, err := newLookupServer(options, lookup.Config{Store: store})
+	server, auditLog, err := newLookupServer(options, lookup.Config{Store: store})
 	if err != nil {
 		return err
 	}
-	defer closeAudit()
+	defer auditLog.Close()
+	defer onHangup(ctx, auditLog.reopen)()
 	stopOps, err := startOps(ctx, options.Ops)
 	if err != nil {
 		return err
@@ -79,8 +81,8 @@ func runServe(ctx context.Context, options config.Options) error {
 // newLookupServer builds the lookup server from the configuration's lookup section around base
 // (which names the store, and the index and embedder when already open), with the audit log
 // opened for appending. `reid run` calls it with its own index, store and model, then
-// server.Serve(ctx, options.Lookup.Addr). The returned function closes the audit log.
-func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server, func(), error) {
+// server.Serve(ctx, options.Lookup.Addr). The caller closes the audit log.
+func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server, *auditFile, error) {
 	lookupConfig, err := lookup.ConfigFrom(options.Lookup)
 	if err != nil {
 		return nil, nil, err
@@ -99,10 +101,9 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	if err := os.MkdirAll(filepath.Dir(auditPath), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("audit log: %w", err)
 	}
-	// Append-only and private: it records who searched for which person.
-	audit, err := os.OpenFile(auditPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	audit, err := openAuditFile(auditPath)
 	if err != nil {
-		return nil, nil, fmt.Errorf("audit log: %w", err)
+		return nil, nil, err
 	}
 	lookupConfig.Audit = audit
 	lookupConfig.Logger = slog.Default()
@@ -112,7 +113,7 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 		return nil, nil, err
 	}
 	slog.Info("lookup audit log", "path", auditPath)
-	return server, func() { audit.Close() }, nil
+	return server, audit, nil
 }
 
 // loadLookupBackends opens the index and the model of its active gallery and hands them to the

@@ -39,11 +39,11 @@ func checkWatchAlerts(t *testing.T, options config.Options, vectors index.Index,
 	defer model.Close()
 	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
 	options.Lookup.WatchInterval = 100 * time.Millisecond
-	server, closeAudit, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: version, Store: store, Embedder: model.network})
+	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: version, Store: store, Embedder: model.network})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeAudit()
+	defer auditLog.Close()
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
