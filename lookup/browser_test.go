@@ -327,9 +327,11 @@ func TestBrowserWatch(t *testing.T) {
 		}
 	}
 
+	b.waitFor("the unseen alerts in the title", `document.title.startsWith('(2) ')`)
 	first := alertCrops[0].(string)
 	b.step("search from an alert", chromedp.Click(chromedp.CSS(`#alerts .alert`)))
 	b.waitFor("the search from the alert", `document.getElementById('query-label').textContent === `+jsString(first))
+	b.waitFor("one unseen alert left in the title", `document.title.startsWith('(1) ')`)
 
 	b.step("search with the watch's person", chromedp.Click(chromedp.CSS(`#watches .watch img`)))
 	b.waitFor("the search from the watch", `document.getElementById('query-label').textContent === `+jsString(query))

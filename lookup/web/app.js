@@ -528,6 +528,8 @@ function highlight(ids, on) {
 // its alerts come back through a long poll (GET /v1/alerts?after=N&wait=25s).
 async function watchQuery() {
   if (!state.query) return;
+  // Asked here, on a click, as browsers require: alerts can then reach a background tab.
+  if (typeof Notification !== "undefined" && Notification.permission === "default") Notification.requestPermission();
   const button = $("watch-button");
   button.disabled = true;
   clearError();
@@ -593,6 +595,7 @@ async function loadWatches() {
       try {
         await api("/v1/watches/" + encodeURIComponent(watch.id), { method: "DELETE" });
         for (const node of document.querySelectorAll('.alert[data-watch="' + watch.id + '"]')) node.remove();
+        updateTitle();
         loadWatches();
       } catch (err) { showError(err.message); }
     });
@@ -626,8 +629,28 @@ function alertCard(alert, fresh) {
     el("span", "muted", formatTime(alert.first, true) + " · " + alert.crops + " crop" + (alert.crops === 1 ? "" : "s") + " · " + alert.score.toFixed(2)));
   button.append(img, text);
   button.title = "Search from this sighting";
-  button.addEventListener("click", () => { button.classList.remove("new"); pivot(alert.best_crop_id); });
+  button.addEventListener("click", () => { button.classList.remove("new"); updateTitle(); pivot(alert.best_crop_id); });
   return button;
+}
+
+// updateTitle counts the alerts not yet looked at in the tab's title, where a person working in
+// another tab sees them.
+function updateTitle() {
+  const unseen = document.querySelectorAll("#alerts .alert.new").length;
+  document.title = (unseen ? "(" + unseen + ") " : "") + "reid · person lookup";
+}
+
+// notify shows a desktop notification for new alerts while the page is in the background, when
+// the person allowed it (asked when they make a watch).
+function notify(alerts) {
+  if (!document.hidden || typeof Notification === "undefined" || Notification.permission !== "granted") return;
+  for (const alert of alerts.slice(-3)) {
+    const note = new Notification("reid: " + (alert.watch_name || "watched person") + " seen", {
+      body: alert.camera + (alert.track > 0 ? " · track " + trackNumber(alert.track) : "") + " · " + formatTime(alert.first, true) + " UTC",
+      tag: "reid-alert-" + alert.seq,
+    });
+    note.onclick = () => { window.focus(); pivot(alert.best_crop_id); note.close(); };
+  }
 }
 
 function showAlerts(alerts, fresh) {
@@ -637,6 +660,8 @@ function showAlerts(alerts, fresh) {
   for (const alert of alerts) box.prepend(alertCard(alert, fresh));
   while (box.children.length > 50) box.lastChild.remove();
   $("alerts-summary").textContent = "newest first · click one to search from it";
+  updateTitle();
+  if (fresh) notify(alerts);
 }
 
 // pollAlerts shows the latest alerts, then keeps one long poll open for the next ones.
