@@ -99,7 +99,7 @@ type Config struct {
 	WatchWindow   time.Duration
 	WatchMinScore float64
 	// Retention, when set, is the site's retention.max_age: an alert whose last crop is older is
-	// deleted, as the crops it points to are.
+	// deleted, as the crops it points to are, and so is a watch expired for longer.
 	Retention time.Duration
 	// AlertWebhook, when set, receives every alert (see webhook.go), signed with
 	// AlertWebhookSecret when that is set. Serve delivers them.
