@@ -2,7 +2,8 @@ package lookup
 
 // Watches answer the question a search cannot: "tell me when this person is seen again". A watch
 // is a standing search, made from a crop or an uploaded image, that the server repeats every
-// lookup.watch_interval over the crops seen since its last look. Each new track whose
+// lookup.watch_interval over the crops seen since the watch was made (within the last
+// lookup.watch_window). Each new track whose
 // track-consensus score reaches the watch's threshold raises one alert, which later crops of the
 // same track extend rather than repeat, so a person walking past a camera for a minute is one
 // alert, not sixty.
@@ -556,7 +557,7 @@ func (s *Server) watchVector(ctx context.Context, box *searcherBox, checked chec
 			return nil, fmt.Errorf("index get: %w", err)
 		}
 		if len(items) == 0 || len(items[0].Vector) == 0 {
-			return nil, errors.New("no model loaded, and the query crop is not in the gallery")
+			return nil, errNoWatchModel // the query crop is not in the gallery: its image must be embedded
 		}
 		return items[0].Vector, nil
 	}
