@@ -3,6 +3,7 @@ package cropstore
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,6 +287,12 @@ func testLargeDay(t *testing.T, store store) {
 		}
 	}
 
+	// A window in the middle of the day: S3 lists from its start (the keys are in time order).
+	window := walkIDs(t, store, Filter{From: start.Add(700 * time.Second), To: start.Add(709*time.Second + 500*time.Millisecond)})
+	if len(window) != 10 || window[0] != ids[700] || window[9] != ids[709] {
+		t.Fatalf("walk of 700-709.5 s: %v; want crops 700-709", window)
+	}
+
 	deleted, err := store.DeleteBefore(ctx, start.Add(1050*time.Second))
 	if err != nil || deleted != 1050 {
 		t.Fatalf("DeleteBefore: %d, %v; want 1050", deleted, err)
@@ -334,3 +341,64 @@ func TestTrackID(t *testing.T) {
 		t.Error("track ids reach 2^53 before 2255: JavaScript would round them")
 	}
 }
+
+// TestWalkReadsOnlyWhatItVisits: a day of a busy camera holds a million crops, and a listing page or
+// a track's erasure wants a few of them, so a walk reads the records of its time range only (by
+// the time in their ids, with a second's margin), in order, and stops reading soon after fn stops
+// it.
+func TestWalkReadsOnlyWhatItVisits(t *testing.T) {
+	day := time.Date(2026, 11, 27, 0, 0, 0, 0, time.UTC)
+	var ids []string
+	for i := range 10000 {
+		ids = append(ids, NewID("gate", day.Add(time.Duration(i)*8*time.Second), int64(i), 0))
+	}
+	rand.New(rand.NewPCG(1, 2)).Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	for _, test := range []struct {
+		name   string
+		filter Filter
+		stopAt int
+		// want is how many records fn sees; maxRead bounds how many are read.
+		want, maxRead int
+	}{
+		{"a page of the day", Filter{}, 60, 60, walkChunk},
+		{"five minutes", Filter{From: day.Add(10 * time.Hour), To: day.Add(10*time.Hour + 5*time.Minute)}, 0, 38, 38},
+		{"the whole day", Filter{}, 0, 10000, 10000},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			read := 0
+			readRecords := func(ctx context.Context, chunk []string) ([]CropRecord, error) {
+				read += len(chunk)
+				records := make([]CropRecord, len(chunk))
+				for i, id := range chunk {
+					parsed, err := ParseID(id)
+					if err != nil {
+						return nil, err
+					}
+					records[i] = CropRecord{ID: id, Camera: parsed.Camera, Time: parsed.Time, Frame: parsed.Frame}
+				}
+				return records, nil
+			}
+			var seen []CropRecord
+			err := visitDay(context.Background(), "gate", ids, test.filter, readRecords, func(record CropRecord) error {
+				seen = append(seen, record)
+				if len(seen) == test.stopAt {
+					return errStop
+				}
+				return nil
+			})
+			if err != nil && !errors.Is(err, errStop) {
+				t.Fatal(err)
+			}
+			if len(seen) != test.want || read > test.maxRead {
+				t.Errorf("visited %d records and read %d; want %d visited and at most %d read", len(seen), read, test.want, test.maxRead)
+			}
+			for i := 1; i < len(seen); i++ {
+				if seen[i].Time.Before(seen[i-1].Time) {
+					t.Fatalf("record %d at %s comes after one at %s", i, seen[i].Time, seen[i-1].Time)
+				}
+			}
+		})
+	}
+}
+
+var errStop = errors.New("stop")

@@ -178,7 +178,10 @@ func (s *Local) Cameras(ctx context.Context) ([]string, error) {
 	return cameras, ctx.Err()
 }
 
-// Filter selects records in Walk. Zero fields select everything.
+// Filter selects records in Walk. Zero fields select everything. From and To compare a crop's
+// time, which its id also holds (to the microsecond) and Walk looks at first: a record whose time
+// disagrees with its id's by more than a second may be left out, as its day directory (named from
+// the id) may be.
 type Filter struct {
 	Camera   string
 	From, To time.Time
@@ -207,23 +210,29 @@ func (s *Local) Walk(ctx context.Context, filter Filter, fn func(CropRecord) err
 			if err != nil {
 				return err
 			}
-			records := make([]CropRecord, 0, len(ids))
-			for _, id := range ids {
-				record, err := readMetadata(ctx, s, id)
-				if errors.Is(err, ErrNotFound) {
-					continue // deleted since the listing, or an older store's crop without its metadata yet
-				}
-				if err != nil {
-					return err
-				}
-				records = append(records, record)
-			}
-			if err := visitDay(records, filter, fn); err != nil {
+			if err := visitDay(ctx, camera, ids, filter, s.readRecords, fn); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// readRecords reads the records of ids in order, leaving out those deleted since the listing
+// (and an older store's crops without their metadata yet).
+func (s *Local) readRecords(ctx context.Context, ids []string) ([]CropRecord, error) {
+	records := make([]CropRecord, 0, len(ids))
+	for _, id := range ids {
+		record, err := readMetadata(ctx, s, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		records = append(records, record)
+	}
+	return records, ctx.Err()
 }
 
 // walkCameras is the cameras a Walk visits: the filter's one, or every camera.
@@ -237,21 +246,38 @@ func walkCameras(ctx context.Context, filter Filter, all func(context.Context) (
 	return []string{filter.Camera}, nil
 }
 
-// visitDay calls fn with one day's records that are in the filter's time range, in time, then id
-// order.
-func visitDay(records []CropRecord, filter Filter, fn func(CropRecord) error) error {
-	records = slices.DeleteFunc(records, func(record CropRecord) bool {
-		return (!filter.From.IsZero() && record.Time.Before(filter.From)) || (!filter.To.IsZero() && record.Time.After(filter.To))
-	})
-	sort.Slice(records, func(i, j int) bool {
-		if !records[i].Time.Equal(records[j].Time) {
-			return records[i].Time.Before(records[j].Time)
-		}
-		return records[i].ID < records[j].ID
-	})
-	for _, record := range records {
-		if err := fn(record); err != nil {
+// walkChunk is how many records a walk reads ahead of fn: a walk that stops early (a page of a
+// listing) reads little more than it returns, and S3 reads a chunk's objects at once.
+const walkChunk = 64
+
+// visitDay calls fn with the records of one of camera's days (ids, in any order) that are in the
+// filter's time range, in time, then id order. Ids in name order are in that order (see idPrefix),
+// so the ids in range are found by name, with a second's margin, and only their records are read,
+// a chunk at a time: a day of a busy camera holds a million crops, and a listing page or a
+// track's erasure wants a few of them.
+func visitDay(ctx context.Context, camera string, ids []string, filter Filter, read func(context.Context, []string) ([]CropRecord, error), fn func(CropRecord) error) error {
+	const margin = time.Second
+	if !slices.IsSorted(ids) {
+		ids = slices.Sorted(slices.Values(ids))
+	}
+	if !filter.From.IsZero() {
+		ids = ids[sort.SearchStrings(ids, idPrefix(camera, filter.From.Add(-margin))):]
+	}
+	if !filter.To.IsZero() {
+		ids = ids[:sort.SearchStrings(ids, idPrefix(camera, filter.To.Add(margin+time.Microsecond)))]
+	}
+	for start := 0; start < len(ids); start += walkChunk {
+		records, err := read(ctx, ids[start:min(start+walkChunk, len(ids))])
+		if err != nil {
 			return err
+		}
+		for _, record := range records {
+			if (!filter.From.IsZero() && record.Time.Before(filter.From)) || (!filter.To.IsZero() && record.Time.After(filter.To)) {
+				continue
+			}
+			if err := fn(record); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -81,8 +81,13 @@ const idTimeLayout = "20060102T150405.000000"
 // "<camera>_<UTC time to the microsecond>_<frame>_<detection>". It is deterministic, so a frame
 // processed twice yields the same ids and writes stay idempotent.
 func NewID(camera string, t time.Time, frame int64, detection int) string {
-	stamp := strings.Replace(t.UTC().Format(idTimeLayout), ".", "", 1)
-	return fmt.Sprintf("%s_%s_%d_%d", camera, stamp, frame, detection)
+	return fmt.Sprintf("%s_%d_%d", idPrefix(camera, t), frame, detection)
+}
+
+// idPrefix is the start of the ids of camera's crops at t: "<camera>_<UTC time to the
+// microsecond>". Within a camera and day, ids in name order are in time order.
+func idPrefix(camera string, t time.Time) string {
+	return camera + "_" + strings.Replace(t.UTC().Format(idTimeLayout), ".", "", 1)
 }
 
 // ParsedID is what an id says about its crop.

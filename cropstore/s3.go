@@ -148,8 +148,14 @@ func (s *S3) Delete(ctx context.Context, id string) error {
 
 // list returns the names directly under prefix: objects, and "folders" ending in "/".
 func (s *S3) list(ctx context.Context, prefix string, recursive bool) ([]string, error) {
+	return s.listAfter(ctx, prefix, recursive, "")
+}
+
+// listAfter lists the keys under prefix that come after startAfter in name order ("" for all).
+func (s *S3) listAfter(ctx context.Context, prefix string, recursive bool, startAfter string) ([]string, error) {
 	var keys []string
-	for object := range s.client.ListObjects(ctx, s.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: recursive}) {
+	options := minio.ListObjectsOptions{Prefix: prefix, Recursive: recursive, StartAfter: startAfter}
+	for object := range s.client.ListObjects(ctx, s.bucket, options) {
 		if object.Err != nil {
 			return nil, fmt.Errorf("crop store: list %s: %w", prefix, object.Err)
 		}
@@ -192,8 +198,17 @@ func (s *S3) days(ctx context.Context, camera string) ([]string, error) {
 
 // dayObjects lists one camera's day: the crops' ids (one per .jpg object) and every key, older
 // stores' .json objects included.
-func (s *S3) dayObjects(ctx context.Context, camera, day string) (ids, keys []string, err error) {
-	keys, err = s.list(ctx, camera+"/"+day+"/", true)
+func (s *S3) dayObjects(ctx context.Context, camera, day string, from time.Time) (ids, keys []string, err error) {
+	prefix := camera + "/" + day + "/"
+	startAfter := ""
+	if !from.IsZero() {
+		// The day's keys are in time order, so a walk from a time in the day lists from there
+		// (with the second's margin that visitDay reads with).
+		if from = from.UTC().Add(-time.Second); from.Format("20060102") == day {
+			startAfter = prefix + idPrefix(camera, from)
+		}
+	}
+	keys, err = s.listAfter(ctx, prefix, true, startAfter)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -221,15 +236,11 @@ func (s *S3) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error)
 			if !dayInRange(day, filter) {
 				continue
 			}
-			ids, _, err := s.dayObjects(ctx, camera, day)
+			ids, _, err := s.dayObjects(ctx, camera, day, filter.From)
 			if err != nil {
 				return err
 			}
-			records, err := s.readMetadata(ctx, ids)
-			if err != nil {
-				return err
-			}
-			if err := visitDay(records, filter, fn); err != nil {
+			if err := visitDay(ctx, camera, ids, filter, s.readMetadata, fn); err != nil {
 				return err
 			}
 		}
@@ -313,7 +324,7 @@ func (s *S3) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
 			if day > cutoffDay {
 				continue
 			}
-			_, keys, err := s.dayObjects(ctx, camera, day)
+			_, keys, err := s.dayObjects(ctx, camera, day, time.Time{})
 			if err != nil {
 				return deleted, err
 			}

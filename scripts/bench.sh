@@ -20,6 +20,8 @@ $GO test -run '^$' -bench Decode -benchtime 20x ./internal/jpegturbo
 # Archiver: batches of crops into the local crop store, one writer against the default writers.
 $GO test -run '^$' -bench Archive -benchtime 10x ./archiver
 
+$GO test -run '^$' -bench Walk -benchtime 5x -count 3 ./cropstore
+
 # Trainer: the input side of one training step (256 crops at 256x128 decoded from the cache and
 # augmented), which runs one batch ahead of the device; it must stay well under a GPU step (~50 ms).
 $GO test -run '^$' -bench TrainingBatch -benchtime 20x ./trainer
