@@ -292,6 +292,10 @@ type Lookup struct {
 	// APIKeys are accepted keys; empty with no file disables authentication (loopback use).
 	APIKeys     []string `mapstructure:"api_keys" yaml:"api_keys" secret:"true"`
 	APIKeysFile string   `mapstructure:"api_keys_file" yaml:"api_keys_file"`
+	// AdminAPIKeys may do everything the API keys may, and also erase crops (POST /v1/erasures).
+	// Without any keys, only loopback clients may erase.
+	AdminAPIKeys     []string `mapstructure:"admin_api_keys" yaml:"admin_api_keys" secret:"true"`
+	AdminAPIKeysFile string   `mapstructure:"admin_api_keys_file" yaml:"admin_api_keys_file"`
 	// AllowUnauthenticated lets the lookup server listen on a non-loopback address with no API
 	// keys. Default false: without keys it refuses anything but loopback.
 	AllowUnauthenticated bool `mapstructure:"allow_unauthenticated" yaml:"allow_unauthenticated"`

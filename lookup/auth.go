@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,38 +17,50 @@ import (
 // a key's length or prefix.
 type keyring struct {
 	hashes [][32]byte
+	// admin marks the keys that may also erase data (lookup.admin_api_keys).
+	admin []bool
 }
 
-func newKeyring(keys []string) (*keyring, error) {
+// newKeyring accepts keys and adminKeys; a key in both is an admin key.
+func newKeyring(keys, adminKeys []string) (*keyring, error) {
 	ring := &keyring{}
-	seen := map[[32]byte]bool{}
-	for _, key := range keys {
+	seen := map[[32]byte]int{}
+	for i, key := range append(slices.Clip(keys), adminKeys...) {
 		if key == "" {
 			return nil, errors.New("lookup: empty API key")
 		}
+		admin := i >= len(keys)
 		hash := hashKey(key)
-		if !seen[hash] {
-			ring.hashes = append(ring.hashes, hash)
-			seen[hash] = true
+		if at, ok := seen[hash]; ok {
+			ring.admin[at] = ring.admin[at] || admin
+			continue
 		}
+		seen[hash] = len(ring.hashes)
+		ring.hashes = append(ring.hashes, hash)
+		ring.admin = append(ring.admin, admin)
 	}
 	return ring, nil
 }
 
 func (k *keyring) enabled() bool { return len(k.hashes) > 0 }
 
-// identify returns the id of presented if it is an accepted key. It compares against every key,
-// always, so the time taken does not depend on which key (if any) matched.
-func (k *keyring) identify(presented string) (string, bool) {
+// identify returns the id of presented if it is an accepted key, and whether it is an admin key.
+// It compares against every key, always, so the time taken does not depend on which key (if any)
+// matched.
+func (k *keyring) identify(presented string) (id string, admin, ok bool) {
 	hash := hashKey(presented)
-	matched := 0
-	for _, candidate := range k.hashes {
-		matched |= subtle.ConstantTimeCompare(hash[:], candidate[:])
+	matched, matchedAdmin := 0, 0
+	for i, candidate := range k.hashes {
+		equal := subtle.ConstantTimeCompare(hash[:], candidate[:])
+		matched |= equal
+		if k.admin[i] {
+			matchedAdmin |= equal
+		}
 	}
 	if matched != 1 {
-		return "", false
+		return "", false, false
 	}
-	return keyID(hash), true
+	return keyID(hash), matchedAdmin == 1, true
 }
 
 // presentedKey reads the key from "Authorization: Bearer KEY" or "X-API-Key: KEY".

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -341,6 +342,55 @@ func TestBrowserWatch(t *testing.T) {
 	status, data, _ := f.do(t, "GET", "/v1/watches", "", nil)
 	if status != http.StatusOK || !strings.Contains(string(data), `"watches":[]`) {
 		t.Errorf("after deleting in the page: %d %s", status, data)
+	}
+}
+
+// TestBrowserErase erases a sighting from the page: with an ordinary key the preview says an
+// admin key is needed; with an admin key it counts the sighting's crops, insists on a reason,
+// and then erases them, leaving the page on the browse grid without them.
+func TestBrowserErase(t *testing.T) {
+	f := newFixture(t, func(c *Config) { c.AdminAPIKeys = []string{adminKey} })
+	query := f.gallery.Crops[1]
+	track := cropsOf(t, f, trackOf(t, f, query))
+	b := openBrowser(t, f.http.URL+"/#crop="+url.PathEscape(query))
+	b.enterKey()
+	b.waitFor("the crop search", `document.getElementById('query-label').textContent === `+jsString(query)+
+		` && document.querySelectorAll('#results .result:not(.skeleton)').length > 0 && !document.getElementById('erase-button').hidden`)
+	b.step("erase with an ordinary key", chromedp.Click(chromedp.ID("erase-button")))
+	b.waitFor("the admin key asked for", `document.getElementById('erase-preview').textContent.includes('lookup.admin_api_keys')`)
+	b.step("cancel", chromedp.Click(chromedp.ID("erase-cancel")))
+
+	b.step("open the key panel", chromedp.Click(chromedp.ID("key-button")), chromedp.WaitVisible(chromedp.ID("key-input")))
+	b.evaluate(`document.getElementById('key-input').value = ''`, nil)
+	b.step("enter the admin key",
+		chromedp.SendKeys(chromedp.ID("key-input"), adminKey),
+		chromedp.Click(chromedp.CSS(`#key-panel button[type=submit]`)),
+	)
+	b.waitFor("the search again", `document.querySelectorAll('#results .result:not(.skeleton)').length > 0`)
+	b.step("erase with the admin key", chromedp.Click(chromedp.ID("erase-button")))
+	b.waitFor("the preview", `document.getElementById('erase-preview').textContent.startsWith('Erases 4 crops of cam-a #') && !document.getElementById('erase-confirm').disabled`)
+	b.step("erase without a reason", chromedp.Click(chromedp.ID("erase-confirm")))
+	b.waitFor("a reason asked for", `document.getElementById('erase-preview').textContent.startsWith('Give a reason')`)
+	if status, _, _ := f.do(t, "GET", "/v1/crops/"+query, "", nil); status != http.StatusOK {
+		t.Fatalf("the crop was erased without a reason (status %d)", status)
+	}
+	b.step("give the reason and erase",
+		chromedp.SendKeys(chromedp.ID("erase-reason"), "DSR-7"),
+		chromedp.Click(chromedp.ID("erase-confirm")),
+	)
+	b.waitFor("the erasure done", `document.getElementById('query-label').textContent === 'Erased 4 crops.' && document.getElementById('erase-button').hidden`)
+	b.waitFor("the browse grid", `document.getElementById('results-title').textContent === 'Browse crops' && document.querySelectorAll('#results .result:not(.skeleton)').length > 0`)
+	var shown []any
+	b.evaluate(`[...document.querySelectorAll('#results .result')].map(e => e.dataset.crop)`, &shown)
+	for _, id := range shown {
+		if slices.Contains(track, id.(string)) {
+			t.Errorf("the browse grid still shows erased crop %s", id)
+		}
+	}
+	for _, id := range track {
+		if status, _, _ := f.do(t, "GET", "/v1/crops/"+id, "", nil); status != http.StatusNotFound {
+			t.Errorf("crop %s of the erased sighting answers %d", id, status)
+		}
 	}
 }
 

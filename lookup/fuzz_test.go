@@ -193,6 +193,8 @@ func FuzzSearchHandler(f *testing.F) {
 	f.Add("GET", "/v1/alerts?after=0&limit=3", "", []byte{})
 	f.Add("POST", "/v1/export?k=2", "application/json", []byte(`{"crop_id":"`+gallery.Crops[1]+`"}`))
 	f.Add("DELETE", "/v1/watches/w0123456789ab", "", []byte{})
+	f.Add("POST", "/v1/erasures", "application/json", []byte(`{"tracks":[{"camera":"cam-a","track":1}],"dry_run":true}`))
+	f.Add("POST", "/v1/erasures", "application/json", []byte(`{"crop_ids":["`+gallery.Crops[2]+`"],"reason":"fuzz"}`))
 	f.Fuzz(func(t *testing.T, method, target, contentType string, body []byte) {
 		if !strings.HasPrefix(target, "/") || strings.ContainsAny(target, " \r\n\t#") {
 			return

@@ -22,6 +22,8 @@ type metrics struct {
 	alerts     prometheus.Counter
 	watchCheck prometheus.Histogram
 	webhook    *prometheus.CounterVec
+	// erasedCrops counts the crops deleted from the store on request (POST /v1/erasures).
+	erasedCrops prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -58,8 +60,12 @@ func newMetrics() *metrics {
 			Name: "reid_lookup_alert_webhook_total",
 			Help: "Alert webhook outcomes: alerts delivered, and failed deliveries (each retried).",
 		}, []string{"outcome"}),
+		erasedCrops: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "reid_lookup_erased_crops_total",
+			Help: "Crops erased on request (POST /v1/erasures), deleted from the crop store with their vectors.",
+		}),
 	}
-	m.registry.MustRegister(m.requests, m.duration, m.matches, m.watches, m.alerts, m.watchCheck, m.webhook,
+	m.registry.MustRegister(m.requests, m.duration, m.matches, m.watches, m.alerts, m.watchCheck, m.webhook, m.erasedCrops,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

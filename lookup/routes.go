@@ -43,6 +43,8 @@ type call struct {
 	key     string
 	params  map[string]any
 	results int
+	// admin is set for an admin key (lookup.admin_api_keys).
+	admin bool
 }
 
 type apiHandler func(w http.ResponseWriter, r *http.Request, call *call) error
@@ -91,6 +93,7 @@ func (s *Server) routesHandler() http.Handler {
 	handle("GET /v1/watches/{id}/image", s.api(costRead, s.handleWatchImage))
 	handle("DELETE /v1/watches/{id}", s.api(costRead, s.handleDeleteWatch))
 	handle("GET /v1/alerts", s.api(costRead, s.handleAlerts))
+	handle("POST /v1/erasures", s.api(costSearch, s.handleErasure))
 	// The catch-all answers unknown paths in JSON rather than the mux's plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all also shadows the mux's own 405, so find the methods the path does take.
@@ -232,11 +235,11 @@ func (s *Server) authorize(r *http.Request, call *call, cost float64) error {
 		if presented == "" {
 			return &apiError{status: http.StatusUnauthorized, message: "missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"}
 		}
-		id, ok := s.keys.identify(presented)
+		id, admin, ok := s.keys.identify(presented)
 		if !ok {
 			return &apiError{status: http.StatusUnauthorized, message: "invalid API key"}
 		}
-		call.key, client = id, id
+		call.key, call.admin, client = id, admin, id
 	}
 	if ok, wait := s.limiter.take(client, cost); !ok {
 		return &apiError{status: http.StatusTooManyRequests, message: fmt.Sprintf("rate limit exceeded: %.3g requests/s with bursts of %d; retry in %s", s.config.RateLimit, s.config.Burst, wait.Round(time.Millisecond)), retryAfter: wait}

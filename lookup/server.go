@@ -70,6 +70,9 @@ type Config struct {
 	// allows only on loopback unless AllowUnauthenticated is set.
 	APIKeys              []string
 	AllowUnauthenticated bool
+	// AdminAPIKeys are accepted too, and may also erase crops (POST /v1/erasures). Without any
+	// keys, only loopback clients may erase.
+	AdminAPIKeys []string
 	// RateLimit is searches per second per key (0: unlimited); Burst is the bucket size (default
 	// 40). Cheap reads (crop metadata, thumbnails, cameras) cost a tenth of a search.
 	RateLimit float64
@@ -114,8 +117,13 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	adminKeys, err := LoadAPIKeys(options.AdminAPIKeys, options.AdminAPIKeysFile)
+	if err != nil {
+		return Config{}, fmt.Errorf("admin keys: %w", err)
+	}
 	return Config{
 		APIKeys:              keys,
+		AdminAPIKeys:         adminKeys,
 		AllowUnauthenticated: options.AllowUnauthenticated,
 		RateLimit:            options.RateLimit,
 		Burst:                options.Burst,
@@ -170,7 +178,9 @@ type Server struct {
 	audit    *auditLog
 	metrics  *metrics
 	watches  *watchList // nil when watches are off
-	handler  http.Handler
+	// erasing is held by an erasure, and shared by watch checks (see handleErasure).
+	erasing sync.RWMutex
+	handler http.Handler
 	// routes lists every registered pattern; the OpenAPI test checks each is documented.
 	routes []string
 	now    func() time.Time
@@ -220,7 +230,7 @@ func New(config Config) (*Server, error) {
 	if config.AlertWebhook != "" && config.WatchDir == "" {
 		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchDir)")
 	}
-	keys, err := newKeyring(config.APIKeys)
+	keys, err := newKeyring(config.APIKeys, config.AdminAPIKeys)
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +382,7 @@ func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error
 			s.logger.Warn("lookup: shutdown", "err", err)
 		}
 	}()
-	s.logger.Info("lookup: serving", "addr", listener.Addr().String(), "auth", len(s.config.APIKeys) > 0)
+	s.logger.Info("lookup: serving", "addr", listener.Addr().String(), "auth", s.keys.enabled())
 	err := httpServer.Serve(listener)
 	close(shutdownDone)
 	wait.Wait()
@@ -390,7 +400,7 @@ func (s *Server) checkExposure(addr string) error {
 		return err
 	}
 	switch {
-	case len(s.config.APIKeys) > 0:
+	case s.keys.enabled():
 	case IsLoopback(addr):
 		s.logger.Warn("lookup: no API keys configured; serving without authentication on loopback", "addr", addr)
 	default:
@@ -404,7 +414,7 @@ func (s *Server) exposureError(addr string) error { return ExposureError(addr, s
 // ExposureError is why a server with config may not listen on addr: people can be searched for
 // only with an API key, unless it listens on loopback or unauthenticated access is allowed.
 func ExposureError(addr string, config Config) error {
-	if len(config.APIKeys) > 0 || IsLoopback(addr) || config.AllowUnauthenticated {
+	if len(config.APIKeys) > 0 || len(config.AdminAPIKeys) > 0 || IsLoopback(addr) || config.AllowUnauthenticated {
 		return nil
 	}
 	return fmt.Errorf("lookup: refusing to listen on %s without API keys: set lookup.api_keys or lookup.api_keys_file, listen on 127.0.0.1, or set lookup.allow_unauthenticated", addr)

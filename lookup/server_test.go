@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/internal/vecmath"
@@ -648,24 +649,29 @@ func TestAuth(t *testing.T) {
 }
 
 func TestKeyringComparesHashesOfEveryKey(t *testing.T) {
-	ring, err := newKeyring([]string{"aaaaaaaaaaaaaaaa-1", "bbbbbbbbbbbbbbbb-2"})
+	// The second key is also an admin key; the third is only one.
+	ring, err := newKeyring([]string{"aaaaaaaaaaaaaaaa-1", "bbbbbbbbbbbbbbbb-2"}, []string{"bbbbbbbbbbbbbbbb-2", "cccccccccccccccc-3"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, test := range []struct {
-		key string
-		ok  bool
+		key       string
+		ok, admin bool
 	}{
-		{"aaaaaaaaaaaaaaaa-1", true}, {"bbbbbbbbbbbbbbbb-2", true}, {"aaaaaaaaaaaaaaaa-", false},
-		{"aaaaaaaaaaaaaaaa-1 ", false}, {"", false}, {strings.Repeat("a", 10000), false},
+		{"aaaaaaaaaaaaaaaa-1", true, false}, {"bbbbbbbbbbbbbbbb-2", true, true}, {"cccccccccccccccc-3", true, true},
+		{"aaaaaaaaaaaaaaaa-", false, false}, {"aaaaaaaaaaaaaaaa-1 ", false, false}, {"", false, false},
+		{strings.Repeat("a", 10000), false, false},
 	} {
-		id, ok := ring.identify(test.key)
-		if ok != test.ok {
-			t.Errorf("identify(%.20q) = %v, want %v", test.key, ok, test.ok)
+		id, admin, ok := ring.identify(test.key)
+		if ok != test.ok || admin != test.admin {
+			t.Errorf("identify(%.20q) = admin %v, ok %v; want %v, %v", test.key, admin, ok, test.admin, test.ok)
 		}
 		if ok && (id != keyID(hashKey(test.key)) || strings.Contains(id, test.key[:8])) {
 			t.Errorf("key id %q", id)
 		}
+	}
+	if len(ring.hashes) != 3 {
+		t.Errorf("%d keys kept, want 3 (one given twice)", len(ring.hashes))
 	}
 	// Equal-length hashes are stored, so a key of any length compares the same 32 bytes.
 	for _, hash := range ring.hashes {
@@ -692,6 +698,18 @@ func TestLoadAPIKeys(t *testing.T) {
 	}
 	if _, err := LoadAPIKeys(nil, t.TempDir()+"/missing"); err == nil {
 		t.Error("a missing key file was accepted")
+	}
+	// Admin keys come from their own settings, under the same rules.
+	built, err := ConfigFrom(config.Lookup{APIKeys: []string{"config-key-0123456789abcdef"}, AdminAPIKeysFile: file})
+	if err != nil || !slices.Equal(built.AdminAPIKeys, []string{"file-key-0123456789abcdef", "spaced-key-0123456789abcdef"}) || len(built.APIKeys) != 1 {
+		t.Errorf("ConfigFrom: keys %q, admin keys %q, %v", built.APIKeys, built.AdminAPIKeys, err)
+	}
+	if _, err := ConfigFrom(config.Lookup{AdminAPIKeys: []string{"short"}}); err == nil || !strings.Contains(err.Error(), "admin keys") {
+		t.Errorf("a 5-character admin key: %v", err)
+	}
+	// Admin keys alone are keys: the server may then listen beyond loopback.
+	if err := ExposureError("0.0.0.0:8080", Config{AdminAPIKeys: []string{adminKey}}); err != nil {
+		t.Errorf("admin keys only: %v", err)
 	}
 }
 

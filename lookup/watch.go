@@ -246,14 +246,21 @@ func (l *watchList) remove(id string) (bool, error) {
 	if _, ok := l.entries[id]; !ok {
 		return false, nil
 	}
+	err := l.removeLocked(id)
+	_, kept := l.entries[id]
+	return !kept, err
+}
+
+// removeLocked deletes a watch's file, then its image; the caller holds l.mu.
+func (l *watchList) removeLocked(id string) error {
 	if err := os.Remove(filepath.Join(l.dir, id+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return false, fmt.Errorf("lookup: deleting watch %s: %w", id, err)
+		return fmt.Errorf("lookup: deleting watch %s: %w", id, err)
 	}
 	delete(l.entries, id)
 	if err := os.Remove(filepath.Join(l.dir, id+".img")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return true, fmt.Errorf("lookup: deleting watch image %s: %w", id, err)
+		return fmt.Errorf("lookup: deleting watch image %s: %w", id, err)
 	}
-	return true, nil
+	return nil
 }
 
 // view is a watch as served at now.
@@ -439,12 +446,7 @@ func (l *watchList) prune(cutoff time.Time) (int, error) {
 	var errs []error
 	for id, entry := range l.entries {
 		if entry.file.Expires.Before(cutoff) {
-			for _, name := range []string{id + ".json", id + ".img"} {
-				if err := os.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-					errs = append(errs, fmt.Errorf("lookup: deleting expired watch %s: %w", id, err))
-				}
-			}
-			delete(l.entries, id)
+			errs = append(errs, l.removeLocked(id))
 			continue
 		}
 		kept := entry.file.Alerts[:0]
@@ -462,6 +464,40 @@ func (l *watchList) prune(cutoff time.Time) (int, error) {
 		}
 	}
 	return pruned, errors.Join(errs...)
+}
+
+// eraseCrops drops what the watches keep of erased crops: a watch made from one goes with its
+// image (a copy of the crop), and an alert that shows one goes whole (it is a sighting of the
+// person). With dryRun it only counts. It returns the watches deleted and the alerts deleted
+// from the others.
+func (l *watchList) eraseCrops(erased map[string]bool, dryRun bool) (watches []string, alerts int, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for id, entry := range l.entries {
+		if erased[entry.file.QueryCropID] {
+			watches = append(watches, id)
+			if !dryRun {
+				errs = append(errs, l.removeLocked(id))
+			}
+			continue
+		}
+		kept := make([]*Alert, 0, len(entry.file.Alerts))
+		for _, alert := range entry.file.Alerts {
+			if !erased[alert.BestCropID] && !slices.ContainsFunc(alert.CropIDs, func(crop string) bool { return erased[crop] }) {
+				kept = append(kept, alert)
+			}
+		}
+		if removed := len(entry.file.Alerts) - len(kept); removed > 0 {
+			alerts += removed
+			if !dryRun {
+				entry.file.Alerts = kept
+				errs = append(errs, l.save(entry))
+			}
+		}
+	}
+	slices.Sort(watches)
+	return watches, alerts, errors.Join(errs...)
 }
 
 // RunWatches checks the watches every interval until ctx ends. ServeListener runs it when watches
@@ -492,6 +528,8 @@ func (s *Server) CheckWatches(ctx context.Context) (int, error) {
 	if box == nil {
 		return 0, nil // not ready: the next check looks again
 	}
+	s.erasing.RLock()
+	defer s.erasing.RUnlock()
 	start := time.Now()
 	now := s.now()
 	raised := 0

@@ -1,7 +1,7 @@
-// Package retention deletes what is older than a site may keep: person crops from the crop store
-// and their vectors from every model version's gallery. Person images are personal data, so a
-// site's retention period is usually a legal limit, and it holds for every gallery, not just the
-// active one.
+// Package retention deletes person crops from the crop store and their vectors from every model
+// version's gallery: those older than a site may keep (Prune, Run), and those a person asks to
+// have erased (Find, Erase). Person images are personal data, so a site's retention period is
+// usually a legal limit, and it holds for every gallery, not just the active one.
 package retention
 
 import (

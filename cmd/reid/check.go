@@ -125,8 +125,8 @@ func checkLookup(options config.Options) checkResult {
 	switch {
 	case err != nil:
 		result.err = err
-	case len(lookupConfig.APIKeys) > 0:
-		result.detail = fmt.Sprintf("%d API keys", len(lookupConfig.APIKeys))
+	case len(lookupConfig.APIKeys)+len(lookupConfig.AdminAPIKeys) > 0:
+		result.detail = fmt.Sprintf("%d API keys, %d admin keys", len(lookupConfig.APIKeys), len(lookupConfig.AdminAPIKeys))
 	case lookup.IsLoopback(options.Lookup.Addr):
 		result.detail = "no API keys: this machine only"
 	default:

@@ -146,6 +146,7 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	checkSearchUpload(t, options, vectors, store, summary.Model, archived[len(archived)/2])
 	checkWatchAlerts(t, options, vectors, store, summary.Model, trackCrops)
+	checkErasure(t, options, vectors, store, trackCrops)
 }
 
 // checkSearchUpload posts a stored crop's JPEG to the lookup API, which decodes uploads itself:

@@ -3,11 +3,14 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -105,5 +108,61 @@ func checkWatchAlerts(t *testing.T, options config.Options, vectors index.Index,
 	alert := alerts.Alerts[0]
 	if alert.Camera != "door" || alert.Track != doorTrack || alert.Crops != len(seen) || alert.Score < 0.9 || alert.Model != version {
 		t.Errorf("alert %+v: want door's track %d with its %d crops, scored >= 0.9 by %s", alert, doorTrack, len(seen), version)
+	}
+}
+
+// checkErasure erases the track the watch of checkWatchAlerts was made from, through the lookup
+// server as reid builds it over the data dir `reid run` filled: its crops leave the crop store
+// and the gallery, the watch goes with its image, and the audit log keeps the erasure's reason.
+func checkErasure(t *testing.T, options config.Options, vectors index.Index, store cropStore, trackCrops map[int64][]string) {
+	t.Helper()
+	ctx := context.Background()
+	var track int64
+	for id, crops := range trackCrops {
+		if len(crops) > len(trackCrops[track]) {
+			track = id
+		}
+	}
+	erased := slices.Sorted(slices.Values(trackCrops[track]))
+	watchFiles, _ := filepath.Glob(filepath.Join(options.DataDir, "watches", "w*.json"))
+	if len(watchFiles) != 1 {
+		t.Fatalf("%d watches kept, want checkWatchAlerts's one", len(watchFiles))
+	}
+	watchID := strings.TrimSuffix(filepath.Base(watchFiles[0]), ".json")
+
+	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
+	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditLog.Close()
+	api := httptest.NewServer(server) // loopback, and no keys configured: it may erase
+	defer api.Close()
+	body := fmt.Sprintf(`{"tracks":[{"camera":"gate","track":%d}],"reason":"e2e erasure"}`, track)
+	response, err := http.Post(api.URL+"/v1/erasures", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var result lookup.ErasureResponse
+	json.NewDecoder(response.Body).Decode(&result)
+	response.Body.Close()
+	if response.StatusCode != http.StatusOK || !slices.Equal(result.CropIDs, erased) || result.Crops != len(erased) ||
+		result.Vectors != len(erased) || !slices.Equal(result.Watches, []string{watchID}) {
+		t.Fatalf("POST /v1/erasures: status %d, %+v; want track %d's %d crops and vectors and watch %s", response.StatusCode, result, track, len(erased), watchID)
+	}
+	if items, err := vectors.Get(ctx, "", erased); err != nil || len(items) != 0 {
+		t.Errorf("%d erased crops still in the gallery (%v)", len(items), err)
+	}
+	for _, id := range erased {
+		if _, err := store.Metadata(ctx, id); !errors.Is(err, cropstore.ErrNotFound) {
+			t.Errorf("erased crop %s: %v; want not found", id, err)
+		}
+	}
+	if left, _ := filepath.Glob(filepath.Join(options.DataDir, "watches", watchID+".*")); len(left) != 0 {
+		t.Errorf("the erased track's watch left %v", left)
+	}
+	audit, err := os.ReadFile(options.Lookup.AuditLog)
+	if err != nil || !strings.Contains(string(audit), `"route":"POST /v1/erasures"`) || !strings.Contains(string(audit), "e2e erasure") {
+		t.Errorf("audit log %q (%v) has no erasure", audit, err)
 	}
 }

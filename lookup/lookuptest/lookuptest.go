@@ -14,6 +14,7 @@ import (
 	"image/png"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -130,6 +131,28 @@ func (x *Index) TrackItems(ctx context.Context, version string, tracks []index.T
 	return items, ctx.Err()
 }
 
+// Versions lists the one gallery, as the active version ("").
+func (x *Index) Versions(ctx context.Context) ([]index.Version, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return []index.Version{{Name: "", Count: len(x.items), Active: true}}, ctx.Err()
+}
+
+// Delete removes items by id and returns how many existed.
+func (x *Index) Delete(ctx context.Context, version string, ids []string) (int, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	deleted := 0
+	for _, id := range ids {
+		if _, ok := x.items[id]; ok {
+			delete(x.items, id)
+			deleted++
+		}
+	}
+	x.order = slices.DeleteFunc(x.order, func(id string) bool { _, ok := x.items[id]; return !ok })
+	return deleted, ctx.Err()
+}
+
 func dot(a, b []float32) float32 {
 	sum := float32(0)
 	for i := range min(len(a), len(b)) {
@@ -178,6 +201,14 @@ func (s *Store) Metadata(ctx context.Context, id string) (cropstore.CropRecord, 
 func (s *Store) Image(ctx context.Context, id string) ([]byte, error) {
 	record, err := s.get(id)
 	return record.JPEG, err
+}
+
+// Delete removes a record; deleting a missing one is not an error.
+func (s *Store) Delete(ctx context.Context, id string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.records, id)
+	return ctx.Err()
 }
 
 // Cameras lists the cameras with crops, sorted.

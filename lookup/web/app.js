@@ -18,6 +18,7 @@ const state = {
   alertsNext: 0,
   alertsPolling: false,
   watchesOff: false,
+  eraseTarget: null, // the erasure the panel previewed: {tracks: [...]} or {crop_ids: [...]}
 };
 
 // ---------- HTTP ----------
@@ -228,6 +229,8 @@ function setQuery(query, record) {
   $("search-button").disabled = false;
   $("watch-button").hidden = state.watchesOff;
   $("watch-button").disabled = false;
+  $("erase-button").hidden = query.kind !== "crop";
+  closeErasePanel();
   // A crop search has an address (#crop=ID) that can be bookmarked or sent to a colleague; an
   // uploaded image has none.
   const hash = query.kind === "crop" ? "#crop=" + encodeURIComponent(query.id) : "";
@@ -558,6 +561,93 @@ async function watchQuery() {
   }
 }
 
+// ---------- erasure ----------
+
+// The query crop's sighting (its track on its camera, or the crop alone when untracked) is what
+// the page erases: a person's erasure request is answered sighting by sighting, each looked at.
+// A dry run says what would go before anything does.
+async function openErasePanel() {
+  if (!state.query || state.query.kind !== "crop") return;
+  clearError();
+  const panel = $("erase-panel");
+  panel.hidden = false;
+  $("erase-button").setAttribute("aria-expanded", "true");
+  $("erase-confirm").disabled = true;
+  $("erase-preview").textContent = "Finding this sighting's crops…";
+  const id = state.query.id;
+  try {
+    const record = await (await api("/v1/crops/" + encodeURIComponent(id))).json();
+    const target = record.track > 0 ? { tracks: [{ camera: record.camera, track: record.track }] } : { crop_ids: [id] };
+    const found = await (await api("/v1/erasures", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(Object.assign({ dry_run: true }, target)),
+    })).json();
+    if (!state.query || state.query.id !== id) return; // the query changed meanwhile
+    state.eraseTarget = target;
+    const what = record.camera + (record.track > 0 ? " #" + trackNumber(record.track) : "");
+    let text = "Erases " + found.crop_ids.length + " crop" + (found.crop_ids.length === 1 ? "" : "s") + " of " + what +
+      " from the crop store and every gallery";
+    if (found.watches.length) text += ", " + found.watches.length + " watch" + (found.watches.length === 1 ? "" : "es") + " made from them";
+    if (found.alerts) text += ", " + found.alerts + " alert" + (found.alerts === 1 ? "" : "s") + " showing them";
+    $("erase-preview").textContent = text + ". This cannot be undone.";
+    $("erase-confirm").disabled = found.crop_ids.length === 0;
+    $("erase-reason").focus();
+  } catch (err) {
+    $("erase-preview").textContent = err.message;
+  }
+}
+
+function closeErasePanel() {
+  $("erase-panel").hidden = true;
+  $("erase-button").setAttribute("aria-expanded", "false");
+  $("erase-reason").value = "";
+  state.eraseTarget = null;
+}
+
+async function eraseSighting(e) {
+  e.preventDefault();
+  const reason = $("erase-reason").value.trim();
+  if (!state.eraseTarget) return;
+  if (!reason) { $("erase-preview").textContent = "Give a reason: the audit log keeps it with the erasure."; $("erase-reason").focus(); return; }
+  $("erase-confirm").disabled = true;
+  try {
+    const body = Object.assign({ reason }, state.eraseTarget);
+    const erased = await (await api("/v1/erasures", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+    })).json();
+    const gone = new Set(erased.crop_ids);
+    for (const node of document.querySelectorAll("#alerts .alert")) if (gone.has(node.dataset.crop)) node.remove();
+    state.history = state.history.filter((q) => !(q.kind === "crop" && gone.has(q.id)));
+    state.historyIndex = state.history.length - 1;
+    renderHistory();
+    resetQuery();
+    $("query-label").textContent = "Erased " + erased.crops + " crop" + (erased.crops === 1 ? "" : "s") + ".";
+    browse();
+    loadWatches();
+  } catch (err) {
+    $("erase-confirm").disabled = false;
+    $("erase-preview").textContent = err.message;
+  }
+}
+
+// resetQuery empties the query card, as the page starts.
+function resetQuery() {
+  state.query = null;
+  closeErasePanel();
+  $("query-image").hidden = true;
+  $("query-image").removeAttribute("src");
+  $("drop").classList.remove("has-query");
+  $("drop-text").innerHTML = "";
+  $("drop-text").append(el("strong", "", "Drop a person crop"), el("br"), "or click to choose a JPEG/PNG", el("br"),
+    el("span", "muted", "or paste an image, or click any crop"));
+  $("search-button").disabled = true;
+  $("watch-button").hidden = true;
+  $("erase-button").hidden = true;
+  $("timeline-card").hidden = true;
+  state.results = null;
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 async function loadWatches() {
   let body;
   try {
@@ -763,6 +853,9 @@ function init() {
   $("error-close").addEventListener("click", clearError);
   $("watch-button").addEventListener("click", watchQuery);
   $("export-button").addEventListener("click", exportResults);
+  $("erase-button").addEventListener("click", () => ($("erase-panel").hidden ? openErasePanel() : closeErasePanel()));
+  $("erase-cancel").addEventListener("click", closeErasePanel);
+  $("erase-panel").addEventListener("submit", eraseSighting);
   $("file").addEventListener("change", (e) => { useFile(e.target.files[0]); e.target.value = ""; });
   const drop = $("drop");
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });

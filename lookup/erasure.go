@@ -1,0 +1,180 @@
+package lookup
+
+// POST /v1/erasures deletes a person's crops on request (a data subject's right to erasure): the
+// crops named, and every crop of the tracks named, from the crop store and from every model
+// version's gallery, with the watches made from them and the alerts that show them. retention
+// does the deleting; this is the API around it, and the watches' share.
+
+import (
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/retention"
+)
+
+// Erasure request bounds: an erasure names what an operator has looked at, a person's sightings.
+const (
+	maxErasureCrops  = 1000
+	maxErasureTracks = 100
+	maxErasureReason = 500
+)
+
+// ErasureRequest is the body of POST /v1/erasures.
+type ErasureRequest struct {
+	CropIDs []string         `json:"crop_ids"`
+	Tracks  []index.TrackRef `json:"tracks"`
+	// Reason is why (a request's reference, say): the audit log keeps it with the crop ids. A dry
+	// run may leave it out.
+	Reason string `json:"reason"`
+	// DryRun finds what would be erased and deletes nothing.
+	DryRun bool `json:"dry_run"`
+}
+
+// ErasureResponse says what an erasure found and deleted.
+type ErasureResponse struct {
+	DryRun bool `json:"dry_run"`
+	// CropIDs are the crops erased (or, in a dry run, that would be), sorted.
+	CropIDs []string `json:"crop_ids"`
+	// MissingCropIDs and MissingTracks were named but exist nowhere.
+	MissingCropIDs []string         `json:"missing_crop_ids"`
+	MissingTracks  []index.TrackRef `json:"missing_tracks"`
+	// Crops and Vectors count what was deleted from the crop store and from all galleries.
+	Crops   int `json:"crops"`
+	Vectors int `json:"vectors"`
+	// Watches were made from an erased crop and are deleted with their images; Alerts counts
+	// the alerts deleted because they showed an erased crop.
+	Watches []string `json:"watches"`
+	Alerts  int      `json:"alerts"`
+}
+
+// erasableIndex is what erasure needs of the searched index: every gallery, and deletion.
+// index.Index has it.
+type erasableIndex interface {
+	Searcher
+	retention.EraseIndex
+}
+
+func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *call) error {
+	if err := s.mayErase(r, call); err != nil {
+		return err
+	}
+	if mediaType, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(mediaType) != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, `send application/json: {"crop_ids": [...], "tracks": [{"camera": ..., "track": ...}], "reason": ...}`)
+	}
+	if err := checkLength(r, maxJSONBytes); err != nil {
+		return err
+	}
+	body, err := readLimited(http.MaxBytesReader(w, r.Body, maxJSONBytes), maxJSONBytes)
+	if err != nil {
+		return err
+	}
+	var request ErasureRequest
+	if err := decodeStrictJSON(body, &request); err != nil {
+		return err
+	}
+	if err := checkErasureRequest(&request); err != nil {
+		return err
+	}
+	// The audit log records who asked to erase what, and why, even when the erasure then fails.
+	call.params = map[string]any{"reason": request.Reason, "dry_run": request.DryRun,
+		"crop_ids": request.CropIDs, "tracks": request.Tracks}
+
+	searcher := s.searcher()
+	if searcher == nil {
+		return errNotReady
+	}
+	vectors, indexOK := searcher.Searcher.(erasableIndex)
+	store, storeOK := s.config.Store.(retention.EraseStore)
+	if !indexOK || !storeOK {
+		return errorf(http.StatusNotImplemented, "this server's index or crop store cannot delete")
+	}
+	// Watch checks wait: an alert raised from a search made before the erasure must not bring
+	// an erased crop back.
+	s.erasing.Lock()
+	defer s.erasing.Unlock()
+	found, err := retention.Find(r.Context(), store, vectors, retention.ErasureRequest{CropIDs: request.CropIDs, Tracks: request.Tracks})
+	if err != nil {
+		return err
+	}
+	response := ErasureResponse{DryRun: request.DryRun, CropIDs: found.CropIDs,
+		MissingCropIDs: found.MissingCrops, MissingTracks: found.MissingTracks, Watches: []string{}}
+	if !request.DryRun {
+		erased, err := retention.Erase(r.Context(), store, vectors, found.CropIDs)
+		response.Crops, response.Vectors = erased.Crops, erased.Vectors
+		call.params["erased_crop_ids"] = found.CropIDs
+		call.params["crops"], call.params["vectors"] = erased.Crops, erased.Vectors
+		if err != nil {
+			return err
+		}
+		s.metrics.erasedCrops.Add(float64(erased.Crops))
+	}
+	if s.watches != nil {
+		erased := make(map[string]bool, len(found.CropIDs))
+		for _, id := range found.CropIDs {
+			erased[id] = true
+		}
+		response.Watches, response.Alerts, err = s.watches.eraseCrops(erased, request.DryRun)
+		if err != nil {
+			return err
+		}
+		if !request.DryRun {
+			s.metrics.watches.Set(float64(s.watches.count()))
+		}
+	}
+	call.results = len(found.CropIDs)
+	if !request.DryRun {
+		s.logger.Info("lookup: erased", "key", call.key, "reason", request.Reason, "crops", response.Crops,
+			"vectors", response.Vectors, "watches", len(response.Watches), "alerts", response.Alerts)
+	}
+	writeJSON(w, http.StatusOK, response)
+	return nil
+}
+
+// mayErase allows erasure to admin keys, or, on a server without keys, to clients on its own
+// machine: deleting a site's records is not for everyone who may search them.
+func (s *Server) mayErase(r *http.Request, call *call) error {
+	if s.keys.enabled() {
+		if !call.admin {
+			return errorf(http.StatusForbidden, "this key may not erase; erasure needs a key from lookup.admin_api_keys")
+		}
+		return nil
+	}
+	if ip := net.ParseIP(remoteIP(r)); ip == nil || !ip.IsLoopback() {
+		return errorf(http.StatusForbidden, "without API keys only clients on the server's own machine may erase; configure lookup.admin_api_keys")
+	}
+	return nil
+}
+
+func checkErasureRequest(request *ErasureRequest) error {
+	request.Reason = strings.TrimSpace(request.Reason)
+	switch {
+	case len(request.CropIDs) == 0 && len(request.Tracks) == 0:
+		return errorf(http.StatusBadRequest, "name the crops (crop_ids) or tracks (tracks) to erase")
+	case len(request.CropIDs) > maxErasureCrops:
+		return errorf(http.StatusBadRequest, "too many crop_ids (%d; at most %d per request)", len(request.CropIDs), maxErasureCrops)
+	case len(request.Tracks) > maxErasureTracks:
+		return errorf(http.StatusBadRequest, "too many tracks (%d; at most %d per request)", len(request.Tracks), maxErasureTracks)
+	case request.Reason == "" && !request.DryRun:
+		return errorf(http.StatusBadRequest, "reason is required: the audit log keeps it with the erasure (a request's reference, say)")
+	case len(request.Reason) > maxErasureReason:
+		return errorf(http.StatusBadRequest, "reason is longer than %d bytes", maxErasureReason)
+	}
+	for _, id := range request.CropIDs {
+		if _, err := cropstore.ParseID(id); err != nil {
+			return errorf(http.StatusBadRequest, "crop_ids: %v", err)
+		}
+	}
+	for _, track := range request.Tracks {
+		if !config.ValidID(track.Camera) {
+			return errorf(http.StatusBadRequest, "tracks: %q is not a camera id (letters, digits, '-', '_', '.')", truncateString(track.Camera, 70))
+		}
+		if track.Track <= 0 {
+			return errorf(http.StatusBadRequest, "tracks: camera %s: track must be positive, not %d (erase untracked crops by id)", track.Camera, track.Track)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package retention
+
+// Erasure is retention's other half: a person asks for their images to be deleted (a data
+// subject's right to erasure), and an operator names the crops or the tracks that show them.
+// Everything that holds them goes: the vectors in every model version's gallery first, so a
+// lookup never returns a crop whose image is gone, then the crops in the store. What other
+// components keep of those crops (the lookup server's watches and alerts) is theirs to drop.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/index"
+)
+
+// EraseStore is the part of the crop store (cropstore.Local or S3) that erasure needs.
+type EraseStore interface {
+	Metadata(ctx context.Context, id string) (cropstore.CropRecord, error)
+	Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error
+	Delete(ctx context.Context, id string) error
+}
+
+// EraseIndex is the part of the vector index (index.Index) that erasure needs.
+type EraseIndex interface {
+	Versions(ctx context.Context) ([]index.Version, error)
+	Get(ctx context.Context, version string, ids []string) ([]index.Item, error)
+	TrackItems(ctx context.Context, version string, tracks []index.TrackRef, limit int) ([]index.Item, error)
+	Delete(ctx context.Context, version string, ids []string) (int, error)
+}
+
+// ErasureRequest names what to erase: crops by id, and whole tracks (every crop of the track).
+type ErasureRequest struct {
+	CropIDs []string
+	Tracks  []index.TrackRef
+}
+
+// Found is what a request resolves to.
+type Found struct {
+	// CropIDs are the crops to erase, sorted: those named that exist in the store or in any
+	// gallery, and every crop of the tracks named.
+	CropIDs []string
+	// MissingCrops and MissingTracks were named but exist nowhere (already erased, pruned, or
+	// mistyped).
+	MissingCrops  []string
+	MissingTracks []index.TrackRef
+}
+
+// Erased counts what Erase deleted.
+type Erased struct {
+	// Vectors is summed over galleries; Crops counts crops deleted from the store.
+	Vectors, Crops int
+}
+
+// maxTrackCrops bounds one track's crops: the most rows one Milvus query returns, far more than
+// the per-track rate limits let a track collect.
+const maxTrackCrops = 16384
+
+// trackMargin widens the time span of a track's indexed crops when the store is searched for the
+// rest of them: crops stored but not yet embedded (the embedder lags the archiver), or never
+// embedded (in the dead-letter topic), lie at the ends of a track that is still being seen or
+// between crops the index has.
+const trackMargin = 2 * time.Minute
+
+// Find resolves request against the store and every gallery without deleting anything: the
+// dry run, and the first half of an erasure.
+func Find(ctx context.Context, store EraseStore, vectors EraseIndex, request ErasureRequest) (Found, error) {
+	versions, err := vectors.Versions(ctx)
+	if err != nil {
+		return Found{}, fmt.Errorf("erasure: %w", err)
+	}
+	erase := map[string]bool{}
+
+	// Named crops exist if the store or any gallery has them: a crop whose image was lost still
+	// has vectors to erase, and one not yet embedded still has an image.
+	indexed := map[string]bool{}
+	for _, version := range versions {
+		items, err := vectors.Get(ctx, version.Name, request.CropIDs)
+		if err != nil {
+			return Found{}, fmt.Errorf("erasure: gallery %s: %w", version.Name, err)
+		}
+		for _, item := range items {
+			indexed[item.ID] = true
+		}
+	}
+	var found Found
+	for _, id := range request.CropIDs {
+		if indexed[id] {
+			erase[id] = true
+			continue
+		}
+		_, err := store.Metadata(ctx, id)
+		switch {
+		case err == nil:
+			erase[id] = true
+		case errors.Is(err, cropstore.ErrNotFound):
+			found.MissingCrops = append(found.MissingCrops, id)
+		default:
+			return Found{}, fmt.Errorf("erasure: crop %s: %w", id, err)
+		}
+	}
+
+	// A track's crops are found in the galleries, and then in the store over the time they span.
+	for _, track := range request.Tracks {
+		var first, last time.Time
+		crops := 0
+		for _, version := range versions {
+			items, err := vectors.TrackItems(ctx, version.Name, []index.TrackRef{track}, maxTrackCrops)
+			if err != nil {
+				return Found{}, fmt.Errorf("erasure: gallery %s: %w", version.Name, err)
+			}
+			if len(items) == maxTrackCrops {
+				return Found{}, fmt.Errorf("erasure: track %s/%d has %d crops or more; erase it by crop ids in parts", track.Camera, track.Track, maxTrackCrops)
+			}
+			for _, item := range items {
+				erase[item.ID] = true
+				crops++
+				if first.IsZero() || item.Metadata.Time.Before(first) {
+					first = item.Metadata.Time
+				}
+				if item.Metadata.Time.After(last) {
+					last = item.Metadata.Time
+				}
+			}
+		}
+		if crops == 0 {
+			found.MissingTracks = append(found.MissingTracks, track)
+			continue
+		}
+		filter := cropstore.Filter{Camera: track.Camera, From: first.Add(-trackMargin), To: last.Add(trackMargin)}
+		err := store.Walk(ctx, filter, func(record cropstore.CropRecord) error {
+			if record.Track == track.Track {
+				erase[record.ID] = true
+			}
+			return nil
+		})
+		if err != nil {
+			return Found{}, fmt.Errorf("erasure: crops of track %s/%d: %w", track.Camera, track.Track, err)
+		}
+	}
+	found.CropIDs = slices.Sorted(func(yield func(string) bool) {
+		for id := range erase {
+			if !yield(id) {
+				return
+			}
+		}
+	})
+	return found, nil
+}
+
+// Erase deletes ids from every gallery and then from the store. Erasing again after a failure
+// finishes the job: deleting what is already gone is not an error.
+func Erase(ctx context.Context, store EraseStore, vectors EraseIndex, ids []string) (Erased, error) {
+	var erased Erased
+	if len(ids) == 0 {
+		return erased, nil
+	}
+	versions, err := vectors.Versions(ctx)
+	if err != nil {
+		return erased, fmt.Errorf("erasure: %w", err)
+	}
+	for _, version := range versions {
+		deleted, err := vectors.Delete(ctx, version.Name, ids)
+		erased.Vectors += deleted
+		if err != nil {
+			return erased, fmt.Errorf("erasure: gallery %s: %w", version.Name, err)
+		}
+	}
+	for _, id := range ids {
+		// Deleting a missing crop is not an error, so count only the crops that were there.
+		if _, err := store.Metadata(ctx, id); errors.Is(err, cropstore.ErrNotFound) {
+			continue
+		}
+		if err := store.Delete(ctx, id); err != nil {
+			return erased, fmt.Errorf("erasure: crop store: %w", err)
+		}
+		erased.Crops++
+	}
+	return erased, nil
+}

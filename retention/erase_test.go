@@ -1,0 +1,187 @@
+package retention
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/index/embedded"
+)
+
+// erasureSite is what an erasure meets on a running site, in a crop store and two galleries:
+//   - gate track 7: five crops indexed in both galleries, and a sixth stored 30 s after them that
+//     the embedder has not reached yet;
+//   - gate track 8, another person at the same time, and hall track 7, the same track number on
+//     another camera;
+//   - an untracked crop only in the store, and a crop only in the old gallery (its image lost).
+type erasureSite struct {
+	store   *cropstore.Local
+	vectors *embedded.Index
+	// ids names the crops: "gate/7/0".."gate/7/5", "gate/8/0".., "hall/7/0"..,
+	// "untracked", "vectors-only".
+	ids map[string]string
+}
+
+func newErasureSite(t *testing.T) erasureSite {
+	t.Helper()
+	ctx := context.Background()
+	store, err := cropstore.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	vectors, err := embedded.Open(t.TempDir(), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vectors.Close() })
+	for _, version := range []string{"v1", "v2"} {
+		if err := vectors.CreateVersion(ctx, version, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vectors.Activate(ctx, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	site := erasureSite{store: store, vectors: vectors, ids: map[string]string{}}
+	frame := int64(0)
+	add := func(name, camera string, at time.Time, track int64, stored bool, galleries ...string) {
+		frame++
+		id := cropstore.NewID(camera, at, frame, 0)
+		site.ids[name] = id
+		if stored {
+			record := cropstore.CropRecord{ID: id, Camera: camera, Time: at, Frame: frame, Track: track, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}
+			if err := store.Put(ctx, record); err != nil {
+				t.Fatal(err)
+			}
+		}
+		item := index.Item{ID: id, Vector: []float32{1, 0}, Metadata: index.Metadata{Camera: camera, Time: at, Track: track, Frame: frame}}
+		for _, version := range galleries {
+			if err := vectors.Upsert(ctx, version, []index.Item{item}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := range 5 {
+		at := start.Add(time.Duration(i) * time.Second)
+		add("gate/7/"+string(rune('0'+i)), "gate", at, 7, true, "v1", "v2")
+		add("gate/8/"+string(rune('0'+i)), "gate", at, 8, true, "v1", "v2")
+		add("hall/7/"+string(rune('0'+i)), "hall", at, 7, true, "v1", "v2")
+	}
+	add("gate/7/5", "gate", start.Add(34*time.Second), 7, true)
+	add("untracked", "gate", start.Add(time.Hour), 0, true)
+	add("vectors-only", "hall", start.Add(time.Hour), 9, false, "v1")
+	return site
+}
+
+func (s erasureSite) named(names ...string) []string {
+	ids := make([]string, len(names))
+	for i, name := range names {
+		ids[i] = s.ids[name]
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func TestFind(t *testing.T) {
+	site := newErasureSite(t)
+	missingCrop := cropstore.NewID("gate", start.Add(-time.Hour), 99, 0)
+	tests := []struct {
+		name          string
+		request       func() ErasureRequest
+		want          []string
+		missingCrops  []string
+		missingTracks []index.TrackRef
+	}{
+		{
+			name: "crops by id, wherever they are",
+			request: func() ErasureRequest {
+				return ErasureRequest{CropIDs: []string{site.ids["gate/8/2"], site.ids["untracked"], site.ids["vectors-only"], missingCrop}}
+			},
+			want:         site.named("gate/8/2", "untracked", "vectors-only"),
+			missingCrops: []string{missingCrop},
+		},
+		{
+			name:    "a track with its crop not yet embedded, not another camera's track of that number",
+			request: func() ErasureRequest { return ErasureRequest{Tracks: []index.TrackRef{{Camera: "gate", Track: 7}}} },
+			want:    site.named("gate/7/0", "gate/7/1", "gate/7/2", "gate/7/3", "gate/7/4", "gate/7/5"),
+		},
+		{
+			name: "a track and a crop of it, counted once, and a track that is nowhere",
+			request: func() ErasureRequest {
+				return ErasureRequest{CropIDs: []string{site.ids["hall/7/1"]}, Tracks: []index.TrackRef{{Camera: "hall", Track: 7}, {Camera: "hall", Track: 8}}}
+			},
+			want:          site.named("hall/7/0", "hall/7/1", "hall/7/2", "hall/7/3", "hall/7/4"),
+			missingTracks: []index.TrackRef{{Camera: "hall", Track: 8}},
+		},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			found, err := Find(context.Background(), site.store, site.vectors, test.request())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(found.CropIDs, test.want) {
+				t.Errorf("found %q, want %q", found.CropIDs, test.want)
+			}
+			if !slices.Equal(found.MissingCrops, test.missingCrops) || !slices.Equal(found.MissingTracks, test.missingTracks) {
+				t.Errorf("missing crops %q and tracks %v, want %q and %v", found.MissingCrops, found.MissingTracks, test.missingCrops, test.missingTracks)
+			}
+		})
+	}
+	// Finding is a dry run.
+	if crops, v1, v2 := erasureCounts(t, site); crops != 17 || v1 != 16 || v2 != 15 {
+		t.Errorf("Find changed the site: %d crops, %d and %d vectors", crops, v1, v2)
+	}
+}
+
+func erasureCounts(t *testing.T, site erasureSite) (crops, v1, v2 int) {
+	t.Helper()
+	return count(t, site.store, site.vectors)
+}
+
+func TestErase(t *testing.T) {
+	ctx := context.Background()
+	site := newErasureSite(t)
+	found, err := Find(ctx, site.store, site.vectors, ErasureRequest{
+		CropIDs: []string{site.ids["vectors-only"]},
+		Tracks:  []index.TrackRef{{Camera: "gate", Track: 7}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	erased, err := Erase(ctx, site.store, site.vectors, found.CropIDs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Five crops of the track in each gallery and the vectors-only crop's one; six images.
+	if erased != (Erased{Vectors: 11, Crops: 6}) {
+		t.Errorf("erased %+v, want 11 vectors and 6 crops", erased)
+	}
+	if crops, v1, v2 := erasureCounts(t, site); crops != 11 || v1 != 10 || v2 != 10 {
+		t.Errorf("left %d crops, %d and %d vectors; want 11, 10 and 10", crops, v1, v2)
+	}
+	for _, id := range found.CropIDs {
+		if _, err := site.store.Metadata(ctx, id); err == nil {
+			t.Errorf("crop %s still in the store", id)
+		}
+		for _, version := range []string{"v1", "v2"} {
+			if items, _ := site.vectors.Get(ctx, version, []string{id}); len(items) > 0 {
+				t.Errorf("crop %s still in gallery %s", id, version)
+			}
+		}
+	}
+	// The other person, seen at the same time on the same camera, is untouched.
+	for _, id := range site.named("gate/8/0", "gate/8/4", "hall/7/0") {
+		if _, err := site.store.Metadata(ctx, id); err != nil {
+			t.Errorf("crop %s of another track was erased: %v", id, err)
+		}
+	}
+	// Erasing again finds nothing left and is not an error.
+	again, err := Erase(ctx, site.store, site.vectors, found.CropIDs)
+	if err != nil || again != (Erased{}) {
+		t.Errorf("erasing again: %+v, %v; want nothing and no error", again, err)
+	}
+}
