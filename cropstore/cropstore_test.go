@@ -252,29 +252,8 @@ func testLargeDay(t *testing.T, store store) {
 	for i := range ids {
 		ids[i] = NewID("gate", start.Add(time.Duration(i)*time.Second), int64(i), 0)
 	}
-	// Sixteen writers, as a busy archiver has: one at a time would take seconds against a server.
-	puts := make(chan int)
-	errs := make(chan error, 16)
-	for range 16 {
-		go func() {
-			var first error
-			for i := range puts {
-				record := CropRecord{ID: ids[i], Camera: "gate", Time: start.Add(time.Duration(i) * time.Second), Frame: int64(i), JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}
-				if err := store.Put(ctx, record); err != nil && first == nil {
-					first = err
-				}
-			}
-			errs <- first
-		}()
-	}
-	for i := range ids {
-		puts <- i
-	}
-	close(puts)
-	for range 16 {
-		if err := <-errs; err != nil {
-			t.Fatal(err)
-		}
+	if err := putCrops(ctx, store, "gate", start, time.Second, crops); err != nil {
+		t.Fatal(err)
 	}
 
 	walked := walkIDs(t, store, Filter{})
@@ -301,6 +280,37 @@ func testLargeDay(t *testing.T, store store) {
 	if len(left) != crops-1050 || left[0] != ids[1050] {
 		t.Fatalf("%d crops left, first %v; want %d from %s", len(left), left[:min(1, len(left))], crops-1050, ids[1050])
 	}
+}
+
+// putCrops stores n crops of camera, interval apart from start, with sixteen writers, as a busy
+// archiver has: one at a time would take seconds against a server.
+func putCrops(ctx context.Context, store interface {
+	Put(context.Context, CropRecord) error
+}, camera string, start time.Time, interval time.Duration, n int) error {
+	puts := make(chan int)
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			var first error
+			for i := range puts {
+				at := start.Add(time.Duration(i) * interval)
+				record := CropRecord{ID: NewID(camera, at, int64(i), 0), Camera: camera, Time: at, Frame: int64(i), JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}
+				if err := store.Put(ctx, record); err != nil && first == nil {
+					first = err
+				}
+			}
+			errs <- first
+		}()
+	}
+	for i := range n {
+		puts <- i
+	}
+	close(puts)
+	var errList []error
+	for range 16 {
+		errList = append(errList, <-errs)
+	}
+	return errors.Join(errList...)
 }
 
 // walkIDs returns the ids Walk visits, in its order.

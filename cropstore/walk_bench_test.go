@@ -19,30 +19,8 @@ func BenchmarkWalk(b *testing.B) {
 		b.Fatal(err)
 	}
 	day := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
-	const crops = 30000
-	ids := make(chan int)
-	errs := make(chan error, 16)
-	for range 16 {
-		go func() {
-			var first error
-			for i := range ids {
-				at := day.Add(time.Duration(i) * 52 * time.Millisecond)
-				record := CropRecord{ID: NewID("gate", at, int64(i), 0), Camera: "gate", Time: at, Frame: int64(i), JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}
-				if err := store.Put(ctx, record); err != nil && first == nil {
-					first = err
-				}
-			}
-			errs <- first
-		}()
-	}
-	for i := range crops {
-		ids <- i
-	}
-	close(ids)
-	for range 16 {
-		if err := <-errs; err != nil {
-			b.Fatal(err)
-		}
+	if err := putCrops(ctx, store, "gate", day, 52*time.Millisecond, 30000); err != nil {
+		b.Fatal(err)
 	}
 	window := Filter{Camera: "gate", From: day.Add(10 * time.Minute), To: day.Add(15 * time.Minute)}
 	stop := errors.New("stop")

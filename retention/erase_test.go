@@ -28,23 +28,7 @@ type erasureSite struct {
 func newErasureSite(t *testing.T) erasureSite {
 	t.Helper()
 	ctx := context.Background()
-	store, err := cropstore.OpenLocal(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	vectors, err := embedded.Open(t.TempDir(), embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { vectors.Close() })
-	for _, version := range []string{"v1", "v2"} {
-		if err := vectors.CreateVersion(ctx, version, 2); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := vectors.Activate(ctx, "v2"); err != nil {
-		t.Fatal(err)
-	}
+	store, vectors := emptySite(t)
 	site := erasureSite{store: store, vectors: vectors, ids: map[string]string{}}
 	frame := int64(0)
 	add := func(name, camera string, at time.Time, track int64, stored bool, galleries ...string) {

@@ -18,9 +18,9 @@ import (
 
 var start = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 
-// site is a crop store and an embedded index holding one crop an hour for three days, in two
-// galleries (an old model version's and the active one's).
-func site(t *testing.T) (*cropstore.Local, *embedded.Index, []string) {
+// emptySite is a crop store and an embedded index with two empty galleries of 2-d vectors: an
+// old model version's (v1) and the active one's (v2).
+func emptySite(t *testing.T) (*cropstore.Local, *embedded.Index) {
 	t.Helper()
 	ctx := context.Background()
 	store, err := cropstore.OpenLocal(t.TempDir())
@@ -32,6 +32,22 @@ func site(t *testing.T) (*cropstore.Local, *embedded.Index, []string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { vectors.Close() })
+	for _, version := range []string{"v1", "v2"} {
+		if err := vectors.CreateVersion(ctx, version, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vectors.Activate(ctx, "v2"); err != nil {
+		t.Fatal(err)
+	}
+	return store, vectors
+}
+
+// site is emptySite holding one crop an hour for three days, in both galleries.
+func site(t *testing.T) (*cropstore.Local, *embedded.Index, []string) {
+	t.Helper()
+	ctx := context.Background()
+	store, vectors := emptySite(t)
 	var ids []string
 	var items []index.Item
 	for hour := range 72 {
@@ -44,15 +60,9 @@ func site(t *testing.T) (*cropstore.Local, *embedded.Index, []string) {
 		items = append(items, index.Item{ID: id, Vector: []float32{1, 0}, Metadata: index.Metadata{Camera: "gate", Time: at, Track: 1}})
 	}
 	for _, version := range []string{"v1", "v2"} {
-		if err := vectors.CreateVersion(ctx, version, 2); err != nil {
-			t.Fatal(err)
-		}
 		if err := vectors.Upsert(ctx, version, items); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if err := vectors.Activate(ctx, "v2"); err != nil {
-		t.Fatal(err)
 	}
 	return store, vectors, ids
 }
