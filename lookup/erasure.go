@@ -6,6 +6,8 @@ package lookup
 // does the deleting; this is the API around it, and the watches' share.
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -49,6 +51,9 @@ type ErasureResponse struct {
 	// the alerts deleted because they showed an erased crop.
 	Watches []string `json:"watches"`
 	Alerts  int      `json:"alerts"`
+	// IndexRewritten says the index's files were rewritten without the erased vectors (the
+	// embedded index; Milvus removes deleted vectors at its own compaction).
+	IndexRewritten bool `json:"index_rewritten"`
 }
 
 // erasableIndex is what erasure needs of the searched index: every gallery, and deletion.
@@ -111,6 +116,15 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 			return err
 		}
 		s.metrics.erasedCrops.Add(float64(erased.Crops))
+		// The embedded index keeps a deleted vector in its log, and in the snapshot before it,
+		// until a newer snapshot replaces both; an erasure writes one now (about a second for
+		// 200,000 vectors) so that the vectors leave the disk too.
+		if snapshotter, ok := vectors.(interface{ Snapshot(context.Context) error }); ok {
+			if err := snapshotter.Snapshot(r.Context()); err != nil {
+				return fmt.Errorf("erasure: rewriting the index files: %w", err)
+			}
+			response.IndexRewritten = true
+		}
 	}
 	if s.watches != nil {
 		erased := make(map[string]bool, len(found.CropIDs))

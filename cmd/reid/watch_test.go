@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -147,7 +148,7 @@ func checkErasure(t *testing.T, options config.Options, vectors index.Index, sto
 	json.NewDecoder(response.Body).Decode(&result)
 	response.Body.Close()
 	if response.StatusCode != http.StatusOK || !slices.Equal(result.CropIDs, erased) || result.Crops != len(erased) ||
-		result.Vectors != len(erased) || !slices.Equal(result.Watches, []string{watchID}) {
+		result.Vectors != len(erased) || !slices.Equal(result.Watches, []string{watchID}) || !result.IndexRewritten {
 		t.Fatalf("POST /v1/erasures: status %d, %+v; want track %d's %d crops and vectors and watch %s", response.StatusCode, result, track, len(erased), watchID)
 	}
 	if items, err := vectors.Get(ctx, "", erased); err != nil || len(items) != 0 {
@@ -160,6 +161,31 @@ func checkErasure(t *testing.T, options config.Options, vectors index.Index, sto
 	}
 	if left, _ := filepath.Glob(filepath.Join(options.DataDir, "watches", watchID+".*")); len(left) != 0 {
 		t.Errorf("the erased track's watch left %v", left)
+	}
+	// Nothing under the data dir names an erased crop any more (the index's log and older
+	// snapshot included), but the broker's topics, which keep their records until
+	// stream.topic_retention (docs/OPERATIONS.md, "Erasure requests").
+	err = filepath.WalkDir(options.DataDir, func(path string, entry os.DirEntry, err error) error {
+		if err != nil || entry.IsDir() {
+			if entry != nil && entry.IsDir() && entry.Name() == "broker" {
+				return filepath.SkipDir
+			}
+			return err
+		}
+		content, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, id := range erased {
+			if bytes.Contains(content, []byte(id)) {
+				t.Errorf("%s still names erased crop %s", path, id)
+				return nil
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	audit, err := os.ReadFile(options.Lookup.AuditLog)
 	if err != nil || !strings.Contains(string(audit), `"route":"POST /v1/erasures"`) || !strings.Contains(string(audit), "e2e erasure") {
