@@ -51,9 +51,10 @@ type ErasureResponse struct {
 	// the alerts deleted because they showed an erased crop.
 	Watches []string `json:"watches"`
 	Alerts  int      `json:"alerts"`
-	// IndexRewritten says the index's files were rewritten without the erased vectors (the
-	// embedded index; Milvus removes deleted vectors at its own compaction).
-	IndexRewritten bool `json:"index_rewritten"`
+	// IndexCompacted says the index was compacted, so that the erased vectors leave its storage:
+	// the embedded index has rewritten its files; Milvus has accepted a compaction, which it runs
+	// in the background.
+	IndexCompacted bool `json:"index_compacted"`
 }
 
 // erasableIndex is what erasure needs of the searched index: every gallery, and deletion.
@@ -116,14 +117,14 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 			return err
 		}
 		s.metrics.erasedCrops.Add(float64(erased.Crops))
-		// The embedded index keeps a deleted vector in its log, and in the snapshot before it,
-		// until a newer snapshot replaces both; an erasure writes one now (about a second for
-		// 200,000 vectors) so that the vectors leave the disk too.
-		if snapshotter, ok := vectors.(interface{ Snapshot(context.Context) error }); ok {
-			if err := snapshotter.Snapshot(r.Context()); err != nil {
-				return fmt.Errorf("erasure: rewriting the index files: %w", err)
+		// Deleted vectors stay in the index's storage until it compacts (the embedded index's log
+		// and older snapshot, Milvus's segments); an erasure compacts now so that they leave the
+		// disk too.
+		if compacter, ok := vectors.(interface{ Compact(context.Context) error }); ok {
+			if err := compacter.Compact(r.Context()); err != nil {
+				return fmt.Errorf("erasure: compacting the index: %w", err)
 			}
-			response.IndexRewritten = true
+			response.IndexCompacted = true
 		}
 	}
 	if s.watches != nil {

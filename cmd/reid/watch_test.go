@@ -148,7 +148,7 @@ func checkErasure(t *testing.T, options config.Options, vectors index.Index, sto
 	json.NewDecoder(response.Body).Decode(&result)
 	response.Body.Close()
 	if response.StatusCode != http.StatusOK || !slices.Equal(result.CropIDs, erased) || result.Crops != len(erased) ||
-		result.Vectors != len(erased) || !slices.Equal(result.Watches, []string{watchID}) || !result.IndexRewritten {
+		result.Vectors != len(erased) || !slices.Equal(result.Watches, []string{watchID}) || !result.IndexCompacted {
 		t.Fatalf("POST /v1/erasures: status %d, %+v; want track %d's %d crops and vectors and watch %s", response.StatusCode, result, track, len(erased), watchID)
 	}
 	if items, err := vectors.Get(ctx, "", erased); err != nil || len(items) != 0 {

@@ -949,6 +949,11 @@ func (ix *Index) Snapshot(ctx context.Context) error {
 	return nil
 }
 
+// Compact rewrites every gallery's files without the vectors deleted from it: a snapshot holds
+// live vectors only and replaces the older snapshot and logs, which keep deleted ones until then.
+// An erasure calls it so that what it deleted leaves the disk at once.
+func (ix *Index) Compact(ctx context.Context) error { return ix.Snapshot(ctx) }
+
 func (ix *Index) closeVersions() error {
 	var errs []error
 	for _, v := range ix.versions {

@@ -1,6 +1,7 @@
 package embedded
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -206,6 +207,60 @@ func TestCrashDuringSnapshotThenAgain(t *testing.T) {
 		}
 		if err := ix.Close(); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestCompactRemovesDeletedVectorsFromDisk: a deleted item stays in the log until a snapshot
+// replaces it; Compact writes that snapshot, after which no file of the index holds the item, and
+// a reopened index has exactly the live items.
+func TestCompactRemovesDeletedVectorsFromDisk(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "index")
+	ix := openFor(t, dir, Options{})
+	defer func() { ix.Close() }()
+	for _, version := range []string{"v1", "v2"} {
+		if err := ix.CreateVersion(ctx, version, 4); err != nil {
+			t.Fatal(err)
+		}
+		var items []index.Item
+		for i := range 10 {
+			items = append(items, index.Item{ID: fmt.Sprintf("person-crop-%02d", i), Vector: []float32{1, 0, 0, float32(i)},
+				Metadata: index.Metadata{Camera: "gate", Time: time.Unix(int64(i), 0)}})
+		}
+		if err := ix.Upsert(ctx, version, items); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ix.Delete(ctx, version, []string{"person-crop-03", "person-crop-07"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holding := func() []string {
+		var files []string
+		filepath.WalkDir(dir, func(path string, entry os.DirEntry, err error) error {
+			if err == nil && !entry.IsDir() {
+				if content, _ := os.ReadFile(path); bytes.Contains(content, []byte("person-crop-03")) {
+					files = append(files, path)
+				}
+			}
+			return err
+		})
+		return files
+	}
+	if len(holding()) != 2 {
+		t.Fatalf("before Compact the deleted item is in %v; want both galleries' logs", holding())
+	}
+	if err := ix.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if files := holding(); len(files) != 0 {
+		t.Errorf("after Compact the deleted item is still in %v", files)
+	}
+	ix.Close()
+	ix = openFor(t, dir, Options{})
+	for _, version := range []string{"v1", "v2"} {
+		if count, err := ix.Count(ctx, version); err != nil || count != 8 {
+			t.Errorf("reopened gallery %s holds %d items (%v), want 8", version, count, err)
 		}
 	}
 }

@@ -634,6 +634,23 @@ func (ix *Index) TrackItems(ctx context.Context, version string, tracks []index.
 	return items, nil
 }
 
+// Compact asks Milvus to compact every gallery's collection, which removes the entities deleted
+// from it from storage (Milvus only marks them deleted until a compaction). Milvus compacts in the
+// background; Compact returns once every request is accepted.
+func (ix *Index) Compact(ctx context.Context) error {
+	versions, err := ix.Versions(ctx)
+	if err != nil {
+		return err
+	}
+	for _, version := range versions {
+		name := collectionName(ix.options.CollectionPrefix, ix.options.Alias, version.Name)
+		if _, err := ix.client.Compact(ctx, milvusclient.NewCompactOption(name)); err != nil {
+			return fmt.Errorf("milvus: compact %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // Delete removes items by id and returns how many existed. Milvus's delete count is the number
 // of ids asked for, existing or not, so the existing ones are looked up first.
 func (ix *Index) Delete(ctx context.Context, version string, ids []string) (int, error) {

@@ -413,3 +413,27 @@ func TestUpsertLargeBatch(t *testing.T) {
 		t.Errorf("Delete = %d, %v; want %d", n, err, len(items))
 	}
 }
+
+// TestCompact asks Milvus to compact each gallery's collection, and no other collection.
+func TestCompact(t *testing.T) {
+	ctx := context.Background()
+	server := startFake(t, milvusfake.Options{})
+	ix := openIndex(t, Options{Address: server.Addr()})
+	defer ix.Close()
+	for _, version := range []string{"a", "b"} {
+		if err := ix.CreateVersion(ctx, version, 4); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other := openIndex(t, Options{Address: server.Addr(), CollectionPrefix: "theirs_"})
+	defer other.Close()
+	if err := other.CreateVersion(ctx, "c", 4); err != nil {
+		t.Fatal(err)
+	}
+	if err := ix.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls := server.Calls()["ManualCompaction"]; calls != 2 {
+		t.Errorf("%d compactions requested, want 2 (one per gallery)", calls)
+	}
+}

@@ -544,6 +544,20 @@ func (s *Server) Flush(ctx context.Context, request *milvuspb.FlushRequest) (*mi
 	return response, nil
 }
 
+// ManualCompaction accepts a compaction of an existing collection. The fake stores no segments,
+// so there is nothing to compact; Calls counts the requests.
+func (s *Server) ManualCompaction(ctx context.Context, request *milvuspb.ManualCompactionRequest) (*milvuspb.ManualCompactionResponse, error) {
+	response := &milvuspb.ManualCompactionResponse{}
+	response.Status = s.do(ctx, func(db *database) error {
+		if _, err := db.resolve(request.GetCollectionName()); err != nil {
+			return err
+		}
+		response.CompactionID = s.newID()
+		return nil
+	})
+	return response, nil
+}
+
 // GetFlushState reports every flush as done.
 func (s *Server) GetFlushState(ctx context.Context, request *milvuspb.GetFlushStateRequest) (*milvuspb.GetFlushStateResponse, error) {
 	response := &milvuspb.GetFlushStateResponse{Flushed: true}
