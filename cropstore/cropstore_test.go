@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,6 +152,18 @@ func testStore(t *testing.T, store store) {
 	}); err != nil || len(everything) != 2 || everything[0] != ids[1] || everything[1] != ids[2] {
 		t.Fatalf("Walk(all) = %v, %v; want [%s %s]", everything, err, ids[1], ids[2])
 	}
+	// Newest first goes back across days.
+	nextDay := base.Add(3 * time.Second)
+	later := CropRecord{ID: NewID("gate", nextDay, 3, 0), Camera: "gate", Time: nextDay, Frame: 3, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}
+	if err := store.Put(ctx, later); err != nil {
+		t.Fatal(err)
+	}
+	if newest := walkIDs(t, store, Filter{Camera: "gate", Newest: true}); !slices.Equal(newest, []string{later.ID, ids[1]}) {
+		t.Fatalf("Walk(gate, newest) = %v, want [%s %s]", newest, later.ID, ids[1])
+	}
+	if err := store.Delete(ctx, later.ID); err != nil {
+		t.Fatal(err)
+	}
 	// A busier day, put in shuffled order, walks back whole and in time order.
 	yard := base.Add(-time.Hour)
 	for _, i := range []int{17, 3, 39, 0, 25, 11, 31, 8, 22, 36, 14, 5, 28, 1, 19, 33, 10, 26, 38, 2, 21, 12, 30, 6, 16, 35, 24, 9, 37, 27, 4, 13, 32, 20, 7, 34, 15, 29, 23, 18} {
@@ -271,6 +284,10 @@ func testLargeDay(t *testing.T, store store) {
 	if len(window) != 10 || window[0] != ids[700] || window[9] != ids[709] {
 		t.Fatalf("walk of 700-709.5 s: %v; want crops 700-709", window)
 	}
+	newest := walkIDs(t, store, Filter{From: start.Add(700 * time.Second), Newest: true})
+	if len(newest) != crops-700 || newest[0] != ids[crops-1] || newest[len(newest)-1] != ids[700] {
+		t.Fatalf("newest-first walk from 700 s: %d crops from %v; want %d from %s to %s", len(newest), newest[:1], crops-700, ids[crops-1], ids[700])
+	}
 
 	deleted, err := store.DeleteBefore(ctx, start.Add(1050*time.Second))
 	if err != nil || deleted != 1050 {
@@ -371,6 +388,8 @@ func TestWalkReadsOnlyWhatItVisits(t *testing.T) {
 		want, maxRead int
 	}{
 		{"a page of the day", Filter{}, 60, 60, walkChunk},
+		{"the newest page of the day", Filter{Newest: true}, 60, 60, walkChunk},
+		{"the newest of five minutes", Filter{From: day.Add(10 * time.Hour), To: day.Add(10*time.Hour + 5*time.Minute), Newest: true}, 10, 10, 38},
 		{"five minutes", Filter{From: day.Add(10 * time.Hour), To: day.Add(10*time.Hour + 5*time.Minute)}, 0, 38, 38},
 		{"the whole day", Filter{}, 0, 10000, 10000},
 	} {
@@ -403,9 +422,12 @@ func TestWalkReadsOnlyWhatItVisits(t *testing.T) {
 				t.Errorf("visited %d records and read %d; want %d visited and at most %d read", len(seen), read, test.want, test.maxRead)
 			}
 			for i := 1; i < len(seen); i++ {
-				if seen[i].Time.Before(seen[i-1].Time) {
-					t.Fatalf("record %d at %s comes after one at %s", i, seen[i].Time, seen[i-1].Time)
+				if test.filter.Newest != seen[i].Time.Before(seen[i-1].Time) {
+					t.Fatalf("record %d at %s comes after one at %s (newest first: %v)", i, seen[i].Time, seen[i-1].Time, test.filter.Newest)
 				}
+			}
+			if test.filter.Newest && test.filter.To.IsZero() && !seen[0].Time.Equal(day.Add(9999*8*time.Second)) {
+				t.Errorf("the newest walk starts at %s, not the day's last crop", seen[0].Time)
 			}
 		})
 	}

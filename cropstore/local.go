@@ -185,28 +185,34 @@ func (s *Local) Cameras(ctx context.Context) ([]string, error) {
 type Filter struct {
 	Camera   string
 	From, To time.Time
+	// Newest walks each camera's crops newest first.
+	Newest bool
 }
 
-// Walk calls fn with the metadata of every complete record matching filter, in camera, then time,
-// then id order. fn returning an error stops the walk with that error.
+// Walk calls fn with the metadata of every complete record matching filter, in camera, then time
+// (newest first with filter.Newest), then id order. fn returning an error stops the walk with
+// that error.
 func (s *Local) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error) error {
 	cameras, err := walkCameras(ctx, filter, s.Cameras)
 	if err != nil {
 		return err
 	}
 	for _, camera := range cameras {
-		days, err := os.ReadDir(filepath.Join(s.root, camera))
+		entries, err := os.ReadDir(filepath.Join(s.root, camera))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("crop store: %w", err)
 		}
-		for _, day := range days {
-			if !day.IsDir() || !dayInRange(day.Name(), filter) {
-				continue
+		var days []string
+		for _, entry := range entries {
+			if entry.IsDir() {
+				days = append(days, entry.Name())
 			}
-			ids, err := s.dayIDs(filepath.Join(s.root, camera, day.Name()))
+		}
+		for _, day := range walkDays(days, filter) {
+			ids, err := s.dayIDs(filepath.Join(s.root, camera, day))
 			if err != nil {
 				return err
 			}
@@ -235,6 +241,20 @@ func (s *Local) readRecords(ctx context.Context, ids []string) ([]CropRecord, er
 	return records, ctx.Err()
 }
 
+// walkDays is the days (YYYYMMDD, sorted) a Walk visits, in its order.
+func walkDays(days []string, filter Filter) []string {
+	var visited []string
+	for _, day := range days {
+		if dayInRange(day, filter) {
+			visited = append(visited, day)
+		}
+	}
+	if filter.Newest {
+		slices.Reverse(visited)
+	}
+	return visited
+}
+
 // walkCameras is the cameras a Walk visits: the filter's one, or every camera.
 func walkCameras(ctx context.Context, filter Filter, all func(context.Context) ([]string, error)) ([]string, error) {
 	if filter.Camera == "" {
@@ -251,7 +271,8 @@ func walkCameras(ctx context.Context, filter Filter, all func(context.Context) (
 const walkChunk = 64
 
 // visitDay calls fn with the records of one of camera's days (ids, in any order) that are in the
-// filter's time range, in time, then id order. Ids in name order are in that order (see idPrefix),
+// filter's time range, in time, then id order (reversed with filter.Newest). Ids in name order are
+// in that order (see idPrefix),
 // so the ids in range are found by name, with a second's margin, and only their records are read,
 // a chunk at a time: a day of a busy camera holds a million crops, and a listing page or a
 // track's erasure wants a few of them.
@@ -265,6 +286,10 @@ func visitDay(ctx context.Context, camera string, ids []string, filter Filter, r
 	}
 	if !filter.To.IsZero() {
 		ids = ids[:sort.SearchStrings(ids, idPrefix(camera, filter.To.Add(margin+time.Microsecond)))]
+	}
+	if filter.Newest {
+		ids = slices.Clone(ids)
+		slices.Reverse(ids)
 	}
 	for start := 0; start < len(ids); start += walkChunk {
 		records, err := read(ctx, ids[start:min(start+walkChunk, len(ids))])

@@ -220,8 +220,9 @@ func (s *S3) dayObjects(ctx context.Context, camera, day string, from time.Time)
 	return ids, keys, nil
 }
 
-// Walk calls fn with the metadata of every complete record matching filter, in camera, then time,
-// then id order. fn returning an error stops the walk with that error.
+// Walk calls fn with the metadata of every complete record matching filter, in camera, then time
+// (newest first with filter.Newest), then id order. fn returning an error stops the walk with
+// that error.
 func (s *S3) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error) error {
 	cameras, err := walkCameras(ctx, filter, s.Cameras)
 	if err != nil {
@@ -232,10 +233,7 @@ func (s *S3) Walk(ctx context.Context, filter Filter, fn func(CropRecord) error)
 		if err != nil {
 			return err
 		}
-		for _, day := range days {
-			if !dayInRange(day, filter) {
-				continue
-			}
+		for _, day := range walkDays(days, filter) {
 			ids, _, err := s.dayObjects(ctx, camera, day, filter.From)
 			if err != nil {
 				return err

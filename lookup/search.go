@@ -500,8 +500,9 @@ type CropsResponse struct {
 
 var errStopWalk = errors.New("stop walk")
 
-// handleListCrops lists crops of one camera (or all) in time order from 'from', so a person can
-// browse and click a crop to search with it.
+// handleListCrops lists crops of one camera (or all of them) in time order from 'from' (newest
+// first down from 'to' with order=newest), so a person can browse and click a crop to search with
+// it.
 func (s *Server) handleListCrops(w http.ResponseWriter, r *http.Request, call *call) error {
 	values := r.URL.Query()
 	limit := 60
@@ -528,21 +529,48 @@ func (s *Server) handleListCrops(w http.ResponseWriter, r *http.Request, call *c
 		return err
 	}
 	filter := cropstore.Filter{From: from, To: to}
+	switch order := values.Get("order"); order {
+	case "", "oldest":
+	case "newest":
+		filter.Newest = true
+	default:
+		return errorf(http.StatusBadRequest, "order must be oldest or newest, not %q", truncateString(order, 40))
+	}
 	if len(cameras) == 1 {
 		filter.Camera = cameras[0]
 	}
-	call.params = map[string]any{"camera": filter.Camera, "limit": limit}
-	response := CropsResponse{Crops: []CropJSON{}}
-	err = s.config.Store.Walk(r.Context(), filter, func(record cropstore.CropRecord) error {
-		if len(response.Crops) == limit {
-			response.More = true
-			return errStopWalk
+	call.params = map[string]any{"camera": filter.Camera, "limit": limit, "newest": filter.Newest}
+	if len(cameras) == 0 {
+		// Across cameras the order is still time: each camera's first limit crops, merged.
+		if cameras, err = s.config.Store.Cameras(r.Context()); err != nil {
+			return fmt.Errorf("list crops: %w", err)
 		}
-		response.Crops = append(response.Crops, cropJSON(record))
-		return nil
+	}
+	response := CropsResponse{Crops: []CropJSON{}}
+	for _, camera := range cameras {
+		filter.Camera = camera
+		listed := 0
+		err = s.config.Store.Walk(r.Context(), filter, func(record cropstore.CropRecord) error {
+			if listed == limit {
+				response.More = true
+				return errStopWalk
+			}
+			response.Crops = append(response.Crops, cropJSON(record))
+			listed++
+			return nil
+		})
+		if err != nil && !errors.Is(err, errStopWalk) {
+			return fmt.Errorf("list crops: %w", err)
+		}
+	}
+	sort.SliceStable(response.Crops, func(i, j int) bool {
+		if filter.Newest {
+			return response.Crops[i].Time.After(response.Crops[j].Time)
+		}
+		return response.Crops[i].Time.Before(response.Crops[j].Time)
 	})
-	if err != nil && !errors.Is(err, errStopWalk) {
-		return fmt.Errorf("list crops: %w", err)
+	if len(response.Crops) > limit {
+		response.Crops, response.More = response.Crops[:limit], true
 	}
 	call.results = len(response.Crops)
 	writeJSON(w, http.StatusOK, response)

@@ -513,6 +513,40 @@ func TestCropsAndCameras(t *testing.T) {
 			t.Errorf("listed crop %d: %+v", i, crop)
 		}
 	}
+	// Newest first: the page's browse grid shows what the camera saw last.
+	var latest time.Time
+	f.gallery.Store.Walk(context.Background(), cropstore.Filter{Camera: "cam-b"}, func(record cropstore.CropRecord) error {
+		latest = record.Time
+		return nil
+	})
+	status, data, _ = f.do(t, "GET", "/v1/crops?camera=cam-b&limit=5&order=newest", "", nil)
+	list = decode[CropsResponse](t, data)
+	if status != http.StatusOK || len(list.Crops) != 5 || !list.More || !list.Crops[0].Time.Equal(latest) {
+		t.Fatalf("list newest first: %d %s; want the latest crop (%s) first", status, data, latest)
+	}
+	for i := 1; i < len(list.Crops); i++ {
+		if list.Crops[i].Time.After(list.Crops[i-1].Time) {
+			t.Errorf("newest-first crop %d at %s after one at %s", i, list.Crops[i].Time, list.Crops[i-1].Time)
+		}
+	}
+	// Without a camera, one time order over all cameras: the site's latest crops come first.
+	f.gallery.Store.Walk(context.Background(), cropstore.Filter{}, func(record cropstore.CropRecord) error {
+		latest = maxTime(latest, record.Time)
+		return nil
+	})
+	status, data, _ = f.do(t, "GET", "/v1/crops?limit=30&order=newest", "", nil)
+	list = decode[CropsResponse](t, data)
+	seenCameras := map[string]bool{}
+	for i, crop := range list.Crops {
+		seenCameras[crop.Camera] = true
+		if i > 0 && crop.Time.After(list.Crops[i-1].Time) {
+			t.Errorf("all cameras, newest first: crop %d at %s after one at %s", i, crop.Time, list.Crops[i-1].Time)
+		}
+	}
+	if status != http.StatusOK || len(list.Crops) != 30 || !list.More || !list.Crops[0].Time.Equal(latest) || len(seenCameras) < 2 {
+		t.Fatalf("all cameras, newest first: %d, %d crops from %d cameras, first at %s; want 30 from several cameras, the latest (%s) first",
+			status, len(list.Crops), len(seenCameras), list.Crops[0].Time, latest)
+	}
 }
 
 // TestBadInput checks that every kind of bad request gets a 4xx with a message, never a 5xx.
@@ -575,6 +609,7 @@ func TestBadInput(t *testing.T) {
 		{"sightings traversal", "GET", "/v1/sightings?crop=../../x", "", nil, nil, 400, "invalid crop id"},
 		{"sightings unknown", "GET", "/v1/sightings?crop=" + unknownID, "", nil, nil, 404, "not found"},
 		{"list bad limit", "GET", "/v1/crops?limit=-1", "", nil, nil, 400, "limit"},
+		{"list bad order", "GET", "/v1/crops?order=random", "", nil, nil, 400, "order must be oldest or newest"},
 		{"missing API key", "POST", "/v1/search", "image/jpeg", good, []string{"Authorization", ""}, 401, "missing API key"},
 		{"wrong API key", "POST", "/v1/search", "image/jpeg", good, []string{"Authorization", "Bearer wrong-key-0123456789abcdef"}, 401, "invalid API key"},
 		{"wrong auth scheme", "GET", "/v1/cameras", "", nil, []string{"Authorization", "Basic " + testKey}, 401, "missing API key"},

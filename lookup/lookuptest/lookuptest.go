@@ -227,7 +227,7 @@ func (s *Store) Cameras(ctx context.Context) ([]string, error) {
 	return cameras, nil
 }
 
-// Walk visits records in camera, time, id order.
+// Walk visits records in camera, time, id order (time and id reversed with filter.Newest).
 func (s *Store) Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error {
 	s.mu.RLock()
 	var records []cropstore.CropRecord
@@ -247,9 +247,9 @@ func (s *Store) Walk(ctx context.Context, filter cropstore.Filter, fn func(crops
 			return a.Camera < b.Camera
 		}
 		if !a.Time.Equal(b.Time) {
-			return a.Time.Before(b.Time)
+			return a.Time.Before(b.Time) != filter.Newest
 		}
-		return a.ID < b.ID
+		return (a.ID < b.ID) != filter.Newest
 	})
 	for _, record := range records {
 		if err := ctx.Err(); err != nil {

@@ -788,13 +788,13 @@ async function browse() {
   showSkeleton(24);
   const camera = $("browse-camera").value;
   try {
-    const body = await (await api("/v1/crops?limit=60" + (camera ? "&camera=" + encodeURIComponent(camera) : ""))).json();
+    const body = await (await api("/v1/crops?order=newest&limit=60" + (camera ? "&camera=" + encodeURIComponent(camera) : ""))).json();
     if (!state.browsing) return;
     const grid = $("results");
     grid.textContent = "";
     const withDate = !sameDay(body.crops, "time");
     for (const crop of body.crops) grid.append(card(crop, { withDate }));
-    $("results-summary").textContent = body.crops.length + (body.more ? "+" : "") + " crops · click one to search";
+    $("results-summary").textContent = (body.more ? "the newest " : "") + body.crops.length + " crops · click one to search";
     $("empty").hidden = body.crops.length > 0;
     $("empty").textContent = "No crops stored yet.";
   } catch (err) {
