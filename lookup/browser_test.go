@@ -369,6 +369,15 @@ func TestBrowserErase(t *testing.T) {
 	b.waitFor("the search again", `document.querySelectorAll('#results .result:not(.skeleton)').length > 0`)
 	b.step("erase with the admin key", chromedp.Click(chromedp.ID("erase-button")))
 	b.waitFor("the preview", `document.getElementById('erase-preview').textContent.startsWith('Erases 4 crops of cam-a #') && !document.getElementById('erase-confirm').disabled`)
+	if outDir := os.Getenv("REID_TEST_OUT"); outDir != "" {
+		screenshot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(outDir, "lookup-erase.png"), screenshot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 	b.step("erase without a reason", chromedp.Click(chromedp.ID("erase-confirm")))
 	b.waitFor("a reason asked for", `document.getElementById('erase-preview').textContent.startsWith('Give a reason')`)
 	if status, _, _ := f.do(t, "GET", "/v1/crops/"+query, "", nil); status != http.StatusOK {
