@@ -249,6 +249,12 @@ func New(config Config) (*Server, error) {
 		}
 		server.metrics.watches.Set(float64(server.watches.count()))
 	}
+	if config.AlertWebhook != "" {
+		// Both outcomes are served from the start, so that an alert on increase(...) sees a zero
+		// before the first failure rather than no series at all.
+		server.metrics.webhook.WithLabelValues("delivered")
+		server.metrics.webhook.WithLabelValues("failed")
+	}
 	for _, collector := range config.Collectors {
 		if err := server.metrics.registry.Register(collector); err != nil {
 			return nil, fmt.Errorf("lookup: metrics: %w", err)
