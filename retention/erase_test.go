@@ -8,7 +8,6 @@ import (
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
-	"github.com/reid-project/reid/index/embedded"
 )
 
 // erasureSite is what an erasure meets on a running site, in a crop store and two galleries:
@@ -19,16 +18,16 @@ import (
 //   - an untracked crop only in the store, and a crop only in the old gallery (its image lost).
 type erasureSite struct {
 	store   *cropstore.Local
-	vectors *embedded.Index
+	vectors index.Index
 	// ids names the crops: "gate/7/0".."gate/7/5", "gate/8/0".., "hall/7/0"..,
 	// "untracked", "vectors-only".
 	ids map[string]string
 }
 
-func newErasureSite(t *testing.T) erasureSite {
+func newErasureSite(t *testing.T, backend string) erasureSite {
 	t.Helper()
 	ctx := context.Background()
-	store, vectors := emptySite(t)
+	store, vectors := emptySite(t, backend)
 	site := erasureSite{store: store, vectors: vectors, ids: map[string]string{}}
 	frame := int64(0)
 	add := func(name, camera string, at time.Time, track int64, stored bool, galleries ...string) {
@@ -69,8 +68,17 @@ func (s erasureSite) named(names ...string) []string {
 	return ids
 }
 
+// The erasure tests run on both index backends.
+var backends = []string{"embedded", "milvus"}
+
 func TestFind(t *testing.T) {
-	site := newErasureSite(t)
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { testFind(t, backend) })
+	}
+}
+
+func testFind(t *testing.T, backend string) {
+	site := newErasureSite(t, backend)
 	missingCrop := cropstore.NewID("gate", start.Add(-time.Hour), 99, 0)
 	tests := []struct {
 		name          string
@@ -127,8 +135,14 @@ func erasureCounts(t *testing.T, site erasureSite) (crops, v1, v2 int) {
 }
 
 func TestErase(t *testing.T) {
+	for _, backend := range backends {
+		t.Run(backend, func(t *testing.T) { testErase(t, backend) })
+	}
+}
+
+func testErase(t *testing.T, backend string) {
 	ctx := context.Background()
-	site := newErasureSite(t)
+	site := newErasureSite(t, backend)
 	found, err := Find(ctx, site.store, site.vectors, ErasureRequest{
 		CropIDs: []string{site.ids["vectors-only"]},
 		Tracks:  []index.TrackRef{{Camera: "gate", Track: 7}},

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -14,20 +15,36 @@ import (
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/index/embedded"
+	"github.com/reid-project/reid/index/milvus"
+	"github.com/reid-project/reid/index/milvus/milvusfake"
 )
 
 var start = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 
-// emptySite is a crop store and an embedded index with two empty galleries of 2-d vectors: an
+// emptySite is a crop store and an index (backend "embedded", or "milvus": the Milvus backend
+// against the in-process fake of the Milvus service) with two empty galleries of 2-d vectors: an
 // old model version's (v1) and the active one's (v2).
-func emptySite(t *testing.T) (*cropstore.Local, *embedded.Index) {
+func emptySite(t *testing.T, backend string) (*cropstore.Local, index.Index) {
 	t.Helper()
 	ctx := context.Background()
 	store, err := cropstore.OpenLocal(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	vectors, err := embedded.Open(t.TempDir(), embedded.Options{})
+	var vectors index.Index
+	switch backend {
+	case "embedded":
+		vectors, err = embedded.Open(t.TempDir(), embedded.Options{})
+	case "milvus":
+		server, startErr := milvusfake.Start(milvusfake.Options{})
+		if startErr != nil {
+			t.Fatal(startErr)
+		}
+		t.Cleanup(server.Close)
+		vectors, err = milvus.Open(ctx, milvus.Options{Address: server.Addr(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	default:
+		t.Fatalf("no backend %q", backend)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,10 +61,10 @@ func emptySite(t *testing.T) (*cropstore.Local, *embedded.Index) {
 }
 
 // site is emptySite holding one crop an hour for three days, in both galleries.
-func site(t *testing.T) (*cropstore.Local, *embedded.Index, []string) {
+func site(t *testing.T) (*cropstore.Local, index.Index, []string) {
 	t.Helper()
 	ctx := context.Background()
-	store, vectors := emptySite(t)
+	store, vectors := emptySite(t, "embedded")
 	var ids []string
 	var items []index.Item
 	for hour := range 72 {
@@ -67,7 +84,7 @@ func site(t *testing.T) (*cropstore.Local, *embedded.Index, []string) {
 	return store, vectors, ids
 }
 
-func count(t *testing.T, store *cropstore.Local, vectors *embedded.Index) (crops, v1, v2 int) {
+func count(t *testing.T, store *cropstore.Local, vectors index.Index) (crops, v1, v2 int) {
 	t.Helper()
 	ctx := context.Background()
 	store.Walk(ctx, cropstore.Filter{}, func(cropstore.CropRecord) error { crops++; return nil })
