@@ -378,6 +378,10 @@ type Trainer struct {
 	InterCamera   float64 `mapstructure:"inter_camera" yaml:"inter_camera" json:"inter_camera"`
 	HardNegatives int     `mapstructure:"hard_negatives" yaml:"hard_negatives" json:"hard_negatives"`
 	Seed          uint64  `mapstructure:"seed" yaml:"seed" json:"seed"`
+	// ValidationDir, when set, is a labelled data set of the site (Market-1501 layout: query/ and
+	// bounding_box_test/) on which reid train scores the parent and the trained model; with
+	// --promote it promotes only a model that scores at least its parent's mAP there.
+	ValidationDir string `mapstructure:"validation_dir" yaml:"validation_dir" json:"validation_dir,omitempty"`
 }
 
 // Default returns the configuration used when nothing overrides it.

@@ -29,8 +29,8 @@ func (f *deadLetterFilter) register(command *cobra.Command) {
 	flags.StringSliceVar(&f.reasons, "reason", nil, "only these reasons (bad-jpeg, rejected, unknown-version, truncated, corrupt, invalid-record, not-crop-record); repeatable")
 	flags.StringSliceVar(&f.groups, "group", nil, "only what this consumer group gave up on (reid-embedder, reid-archiver); repeatable")
 	flags.StringSliceVar(&f.crops, "crop", nil, "only this crop id; repeatable")
-	flags.StringVar(&f.since, "since", "", "only what was dead-lettered from this time on (RFC 3339)")
-	flags.StringVar(&f.until, "until", "", "only what was dead-lettered before this time (RFC 3339)")
+	flags.StringVar(&f.since, "since", "", "only what was dead-lettered from this time on (RFC 3339, or a duration ago: 24h)")
+	flags.StringVar(&f.until, "until", "", "only what was dead-lettered before this time (RFC 3339, or a duration ago)")
 }
 
 func (f *deadLetterFilter) parse() (err error) {

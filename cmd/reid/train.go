@@ -14,6 +14,7 @@ import (
 	"github.com/reid-project/reid/cluster"
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/model"
 	"github.com/reid-project/reid/trainer"
 )
@@ -35,7 +36,10 @@ distance and DBSCAN, then trains against a memory of the cluster centres. No lab
 
 The new version is registered with its parent and a training summary and its id is printed.
 --promote makes it active: a running reid run then embeds every stored crop with it into a new
-gallery and switches lookups over when that is done. Settings: the trainer section of the
+gallery and switches lookups over when that is done. With --validate DIR (a labelled data set of
+the site, Market-1501 layout) the parent and the trained model are both scored there (mAP and
+rank-1, cross-camera) and --promote promotes only a model that scores at least its parent's mAP:
+unsupervised adaptation can also make a model worse. Settings: the trainer section of the
 configuration (the reference's GPU defaults), overridden by the flags below; docs/TRAINING.md
 has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it stopped.`,
 		Args: cobra.NoArgs,
@@ -54,6 +58,12 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 				return err
 			}
 			ctx := cmd.Context()
+			var check *validation
+			if settings.ValidationDir != "" {
+				if check, err = openValidation(settings.ValidationDir); err != nil {
+					return err
+				}
+			}
 			loaded, err := openModel(ctx, options, baseVersion)
 			if err != nil {
 				return err
@@ -62,6 +72,12 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 			examples, err := loadExamples(ctx, options, filters, settings.MaxCrops)
 			if err != nil {
 				return err
+			}
+			// The parent is scored before training changes its network in place.
+			if check != nil {
+				if err := check.scoreParent(ctx, loaded); err != nil {
+					return err
+				}
 			}
 			trainerOptions := trainer.Options{
 				Epochs: settings.Epochs, ItersPerEpoch: settings.ItersPerEpoch,
@@ -89,9 +105,20 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 			if err != nil {
 				return err
 			}
-			version, err := registerTrained(ctx, options, loaded, name, settings, summary)
+			if check != nil {
+				if err := check.scoreTrained(ctx, loaded); err != nil {
+					return err
+				}
+			}
+			version, err := registerTrained(ctx, options, loaded, name, settings, summary, check)
 			if err != nil {
 				return err
+			}
+			notPromoted := ""
+			if promote && check != nil && check.Trained.MAP < check.Parent.MAP {
+				promote = false
+				notPromoted = fmt.Sprintf("validation mAP %.3f is below the parent's %.3f", check.Trained.MAP, check.Parent.MAP)
+				slog.Warn("the trained version is not promoted", "version", version.ID, "why", notPromoted)
 			}
 			if promote {
 				registry, err := openRegistry(options)
@@ -103,17 +130,29 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 				}
 			}
 			if asJSON {
-				return json.NewEncoder(cmd.OutOrStdout()).Encode(map[string]any{
-					"version": version.ID, "parent": loaded.version.ID, "promoted": promote, "summary": summary})
+				result := map[string]any{"version": version.ID, "parent": loaded.version.ID, "promoted": promote, "summary": summary}
+				if check != nil {
+					result["validation"] = check
+				}
+				if notPromoted != "" {
+					result["not_promoted"] = notPromoted
+				}
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(result)
 			}
 			last := summary.Epochs[len(summary.Epochs)-1]
-			promoted := ""
-			if promote {
-				promoted = ", promoted"
+			outcome := ""
+			if check != nil {
+				outcome += fmt.Sprintf(", validation mAP %.3f (parent %.3f)", check.Trained.MAP, check.Parent.MAP)
+			}
+			switch {
+			case promote:
+				outcome += ", promoted"
+			case notPromoted != "":
+				outcome += ", not promoted: " + notPromoted
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s\ttrained from %s on %d crops from %d cameras: %d epochs, last %d clusters (%d across cameras), loss %.3f, %s%s\n",
 				version.ID, loaded.version.ID, summary.Crops, summary.Cameras, len(summary.Epochs), last.Clusters, last.CrossCamera, last.Loss,
-				time.Duration(summary.Seconds*float64(time.Second)).Round(time.Second), promoted)
+				time.Duration(summary.Seconds*float64(time.Second)).Round(time.Second), outcome)
 			return nil
 		},
 	}
@@ -121,10 +160,11 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 	flags.StringVar(&baseVersion, "model", "", "model version to start from (default: the active one)")
 	flags.StringVar(&name, "name", "", "name of the new version (default: PARENT-adapted)")
 	flags.StringSliceVar(&cameras, "camera", nil, "train on these cameras' crops only (repeatable; default all)")
-	flags.StringVar(&since, "since", "", "train on crops from this time on (RFC 3339)")
-	flags.StringVar(&until, "until", "", "train on crops before this time (RFC 3339)")
+	flags.StringVar(&since, "since", "", "train on crops from this time on (RFC 3339, or a duration ago: 720h)")
+	flags.StringVar(&until, "until", "", "train on crops before this time (RFC 3339, or a duration ago)")
 	flags.StringVar(&checkpointDir, "checkpoint-dir", "", "save a checkpoint after every epoch here and resume from it")
-	flags.BoolVar(&promote, "promote", false, "make the new version active")
+	flags.BoolVar(&promote, "promote", false, "make the new version active (with --validate: only if it scores at least its parent's mAP)")
+	flags.StringVar(&flagged.ValidationDir, "validate", "", "score the parent and the trained model on this labelled data set (Market-1501 layout; overrides trainer.validation_dir)")
 	flags.BoolVar(&asJSON, "json", false, "print the version and the training summary as JSON")
 	flags.IntVar(&flagged.Epochs, "epochs", 0, "epochs (overrides trainer.epochs)")
 	flags.IntVar(&flagged.ItersPerEpoch, "iters", 0, "steps per epoch (overrides trainer.iters_per_epoch)")
@@ -148,6 +188,7 @@ func trainerFlags(cmd *cobra.Command, configured, flagged config.Trainer) config
 		"eps":       func() { configured.Eps = flagged.Eps },
 		"max-crops": func() { configured.MaxCrops = flagged.MaxCrops },
 		"seed":      func() { configured.Seed = flagged.Seed },
+		"validate":  func() { configured.ValidationDir = flagged.ValidationDir },
 	}
 	for flag, override := range overrides {
 		if cmd.Flags().Changed(flag) {
@@ -175,7 +216,8 @@ func cropFilters(cameras []string, since, until string) ([]cropstore.Filter, err
 	return filters, nil
 }
 
-// parseTimeRange reads the --since and --until flags of a command; an empty value is the zero time.
+// parseTimeRange reads the --since and --until flags of a command: an RFC 3339 time, or a duration
+// meaning that long ago; an empty value is the zero time.
 func parseTimeRange(command, since, until string) (from, to time.Time, err error) {
 	for _, bound := range []struct {
 		flag, value string
@@ -184,8 +226,13 @@ func parseTimeRange(command, since, until string) (from, to time.Time, err error
 		if bound.value == "" {
 			continue
 		}
+		// A duration is that long ago, for jobs that run on a schedule (--since 720h).
+		if ago, durationErr := time.ParseDuration(bound.value); durationErr == nil && ago > 0 {
+			*bound.into = time.Now().Add(-ago)
+			continue
+		}
 		if *bound.into, err = time.Parse(time.RFC3339, bound.value); err != nil {
-			return from, to, fmt.Errorf("%s: %s %q: want an RFC 3339 time such as 2026-11-27T08:00:00Z", command, bound.flag, bound.value)
+			return from, to, fmt.Errorf("%s: %s %q: want an RFC 3339 time such as 2026-11-27T08:00:00Z, or a duration ago such as 720h", command, bound.flag, bound.value)
 		}
 	}
 	return from, to, nil
@@ -232,7 +279,7 @@ func loadExamples(ctx context.Context, options config.Options, filters []cropsto
 
 // registerTrained saves the trained network and registers it as a new version with its parent and
 // training summary.
-func registerTrained(ctx context.Context, options config.Options, loaded *loadedModel, name string, settings config.Trainer, summary trainer.Summary) (model.Version, error) {
+func registerTrained(ctx context.Context, options config.Options, loaded *loadedModel, name string, settings config.Trainer, summary trainer.Summary, check *validation) (model.Version, error) {
 	staging, err := os.MkdirTemp(options.DataDir, "train-")
 	if err != nil {
 		return model.Version{}, err
@@ -254,7 +301,8 @@ func registerTrained(ctx context.Context, options config.Options, loaded *loaded
 	encoded, err := json.Marshal(struct {
 		Settings config.Trainer `json:"settings"`
 		trainer.Summary
-	}{settings, summary})
+		Validation *validation `json:"validation,omitempty"`
+	}{settings, summary, check})
 	if err != nil {
 		return model.Version{}, err
 	}
@@ -267,4 +315,58 @@ func registerTrained(ctx context.Context, options config.Options, loaded *loaded
 		return model.Version{}, err
 	}
 	return registry.Register(ctx, metadata, weights)
+}
+
+// validation scores a training run's parent and result on a labelled data set of the site.
+type validation struct {
+	Dataset string          `json:"dataset"`
+	Queries int             `json:"queries"`
+	Parent  validationScore `json:"parent"`
+	Trained validationScore `json:"trained"`
+	data    eval.Dataset
+}
+
+type validationScore struct {
+	MAP   float64 `json:"mAP"`
+	Rank1 float64 `json:"rank1"`
+}
+
+// openValidation loads the data set, before anything slow starts.
+func openValidation(dir string) (*validation, error) {
+	data, err := eval.Load(dir)
+	if err != nil {
+		return nil, fmt.Errorf("train: validation set: %w", err)
+	}
+	return &validation{Dataset: dir, data: data}, nil
+}
+
+// scoreParent scores the model that loaded holds before training.
+func (check *validation) scoreParent(ctx context.Context, loaded *loadedModel) (err error) {
+	if check.Parent, err = check.score(ctx, loaded); err != nil {
+		return err
+	}
+	slog.Info("validation: the parent", "dataset", check.Dataset, "queries", check.Queries, "mAP", fmt.Sprintf("%.3f", check.Parent.MAP),
+		"rank1", fmt.Sprintf("%.3f", check.Parent.Rank1))
+	return nil
+}
+
+func (check *validation) scoreTrained(ctx context.Context, loaded *loadedModel) (err error) {
+	if check.Trained, err = check.score(ctx, loaded); err != nil {
+		return err
+	}
+	slog.Info("validation: the trained model", "mAP", fmt.Sprintf("%.3f", check.Trained.MAP), "rank1", fmt.Sprintf("%.3f", check.Trained.Rank1),
+		"parent_mAP", fmt.Sprintf("%.3f", check.Parent.MAP))
+	return nil
+}
+
+func (check *validation) score(ctx context.Context, loaded *loadedModel) (validationScore, error) {
+	metrics, _, err := eval.EvaluateDataset(ctx, check.data, &modelExtractor{model: loaded.network, batchSize: 64}, eval.Options{})
+	if err != nil {
+		return validationScore{}, fmt.Errorf("train: validation: %w", err)
+	}
+	if metrics.Queries == 0 {
+		return validationScore{}, fmt.Errorf("train: validation set %s has no query with a true match in another camera", check.Dataset)
+	}
+	check.Queries = metrics.Queries
+	return validationScore{MAP: metrics.MAP, Rank1: metrics.Rank1}, nil
 }

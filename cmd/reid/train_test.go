@@ -112,6 +112,81 @@ func TestTrainCommand(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"resumed":2`) {
 		t.Errorf("resumed run: %v\n%s", err, out)
 	}
+	checkTrainValidation(t, dataDir)
+}
+
+// checkTrainValidation trains with a validation set: the parent's and the trained model's scores
+// there are those reid eval gives each, and --promote promotes only a model that scores at least
+// the parent's mAP. A learning rate a thousand times too high wrecks the model, which is then
+// registered but not promoted.
+func checkTrainValidation(t *testing.T, dataDir string) {
+	t.Helper()
+	validationDir := filepath.Join(t.TempDir(), "validation")
+	if out, err := runReid(t, "--data-dir", dataDir, "synth", "dataset", "--out", validationDir, "--identities", "16",
+		"--cameras", "3", "--per-camera", "2", "--distractors", "-1"); err != nil {
+		t.Fatalf("reid synth dataset: %v\n%s", err, out)
+	}
+	type trainResult struct {
+		Version     string `json:"version"`
+		Promoted    bool   `json:"promoted"`
+		NotPromoted string `json:"not_promoted"`
+		Validation  struct {
+			Queries         int
+			Parent, Trained struct {
+				MAP float64 `json:"mAP"`
+			}
+		} `json:"validation"`
+	}
+	evalMAP := func(version string) float64 {
+		out, err := runReid(t, "--data-dir", dataDir, "eval", "--dataset", validationDir, "--model", version, "--json")
+		if err != nil {
+			t.Fatalf("reid eval %s: %v\n%s", version, err, out)
+		}
+		var metrics struct {
+			MAP float64 `json:"mAP"`
+		}
+		if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "{"):]), &metrics); err != nil {
+			t.Fatalf("reid eval output %q: %v", out, err)
+		}
+		return metrics.MAP
+	}
+	for _, test := range []struct {
+		name string
+		lr   string
+	}{{"as configured", "0.00035"}, {"wrecked", "0.35"}} {
+		out, err := runReid(t, "--data-dir", dataDir, "train", "--model", "v1", "--epochs", "1", "--iters", "3", "--batch", "16",
+			"--instances", "4", "--lr", test.lr, "--validate", validationDir, "--promote", "--json")
+		if err != nil {
+			t.Fatalf("%s: reid train --validate: %v\n%s", test.name, err, out)
+		}
+		var result trainResult
+		if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "\n{")+1:]), &result); err != nil {
+			t.Fatalf("%s: output %q: %v", test.name, out, err)
+		}
+		parent, trained := result.Validation.Parent.MAP, result.Validation.Trained.MAP
+		t.Logf("%s: %s validation mAP %.3f, parent %.3f, %d queries, promoted %v %s", test.name, result.Version, trained, parent,
+			result.Validation.Queries, result.Promoted, result.NotPromoted)
+		if result.Validation.Queries == 0 || math.Abs(parent-evalMAP("v1")) > 1e-4 || math.Abs(trained-evalMAP(result.Version)) > 1e-4 {
+			t.Errorf("%s: validation %+v disagrees with reid eval", test.name, result.Validation)
+		}
+		if result.Promoted != (trained >= parent) || result.Promoted == (result.NotPromoted != "") {
+			t.Errorf("%s: promoted %v (%q) with mAP %.3f against the parent's %.3f", test.name, result.Promoted, result.NotPromoted, trained, parent)
+		}
+		registry, err := openRegistry(loadOptions(t, dataDir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		active, err := registry.Active()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (active.ID == result.Version) != result.Promoted {
+			t.Errorf("%s: active version %s after training %s (promoted %v)", test.name, active.ID, result.Version, result.Promoted)
+		}
+		if test.name == "wrecked" && (result.Promoted || trained >= parent) {
+			t.Errorf("wrecked: mAP %.3f against the parent's %.3f, promoted %v; want a worse model kept out", trained, parent, result.Promoted)
+		}
+	}
 }
 
 func TestTrainCommandRejects(t *testing.T) {
@@ -123,6 +198,7 @@ func TestTrainCommandRejects(t *testing.T) {
 	}{
 		{"empty crop store", nil, "no crops in the crop store"},
 		{"bad time", []string{"--since", "yesterday"}, "RFC 3339"},
+		{"missing validation set", []string{"--validate", "/nonexistent/validation"}, "validation"},
 		{"batch not a multiple of instances", []string{"--batch", "30", "--instances", "4"}, "trainer.batch_size"},
 		{"eps out of range", []string{"--eps", "1.5"}, "trainer.eps"},
 		{"unknown base version", []string{"--model", "v9"}, "v9"},
