@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/reid-project/reid/config"
@@ -108,15 +109,29 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 	}
 	response := ErasureResponse{DryRun: request.DryRun, CropIDs: found.CropIDs,
 		MissingCropIDs: found.MissingCrops, MissingTracks: found.MissingTracks, Watches: []string{}}
+	// The order makes a failed erasure one that repeating finishes: the watches go first, while
+	// the crops can still be found from the tracks named; the index is compacted by every erasure,
+	// even one that finds nothing left to delete.
+	if s.watches != nil {
+		erased := make(map[string]bool, len(found.CropIDs)+len(request.CropIDs))
+		for _, id := range slices.Concat(found.CropIDs, request.CropIDs) {
+			erased[id] = true
+		}
+		response.Watches, response.Alerts, err = s.watches.eraseCrops(erased, request.DryRun)
+		if err != nil {
+			return err
+		}
+		s.metrics.watches.Set(float64(s.watches.count()))
+	}
 	if !request.DryRun {
 		erased, err := retention.Erase(r.Context(), store, vectors, found.CropIDs)
 		response.Crops, response.Vectors = erased.Crops, erased.Vectors
 		call.params["erased_crop_ids"] = found.CropIDs
 		call.params["crops"], call.params["vectors"] = erased.Crops, erased.Vectors
+		s.metrics.erasedCrops.Add(float64(erased.Crops))
 		if err != nil {
 			return err
 		}
-		s.metrics.erasedCrops.Add(float64(erased.Crops))
 		// Deleted vectors stay in the index's storage until it compacts (the embedded index's log
 		// and older snapshot, Milvus's segments); an erasure compacts now so that they leave the
 		// disk too.
@@ -125,19 +140,6 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 				return fmt.Errorf("erasure: compacting the index: %w", err)
 			}
 			response.IndexCompacted = true
-		}
-	}
-	if s.watches != nil {
-		erased := make(map[string]bool, len(found.CropIDs))
-		for _, id := range found.CropIDs {
-			erased[id] = true
-		}
-		response.Watches, response.Alerts, err = s.watches.eraseCrops(erased, request.DryRun)
-		if err != nil {
-			return err
-		}
-		if !request.DryRun {
-			s.metrics.watches.Set(float64(s.watches.count()))
 		}
 	}
 	call.results = len(found.CropIDs)

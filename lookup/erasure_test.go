@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,3 +285,54 @@ func TestErasureNeedsDeletableBackends(t *testing.T) {
 
 // searchOnly hides everything of an index but Searcher.
 type searchOnly struct{ Searcher }
+
+// flakyStore fails the crop store's deletes after the first allowed ones while failing is set,
+// as a disk or a bucket can.
+type flakyStore struct {
+	*lookuptest.Store
+	failing atomic.Bool
+	allowed atomic.Int32
+}
+
+func (s *flakyStore) Delete(ctx context.Context, id string) error {
+	if s.failing.Load() && s.allowed.Add(-1) < 0 {
+		return errors.New("crop store unavailable")
+	}
+	return s.Store.Delete(ctx, id)
+}
+
+// TestErasureFinishedByRepeating: an erasure whose crop store fails after two of a track's crops
+// answers 500, and repeating it finds what is left (through the vectors, which go last) and
+// finishes the job.
+func TestErasureFinishedByRepeating(t *testing.T) {
+	var store *flakyStore
+	f := newFixture(t, func(c *Config) {
+		store = &flakyStore{Store: c.Store.(*lookuptest.Store)}
+		c.Store, c.AdminAPIKeys, c.WatchDir = store, []string{adminKey}, t.TempDir()
+	})
+	query := f.gallery.Crops[1]
+	watch := createWatch(t, f, fmt.Sprintf(`{"crop_id":%q}`, query))
+	track := trackOf(t, f, query)
+	want := cropsOf(t, f, track)
+	request := ErasureRequest{Tracks: []index.TrackRef{track}, Reason: "DSR-9"}
+
+	store.allowed.Store(2)
+	store.failing.Store(true)
+	status, data, _ := f.do(t, "POST", "/v1/erasures", "application/json", erasureBody(t, request), "Authorization", "Bearer "+adminKey)
+	if status != http.StatusInternalServerError {
+		t.Fatalf("erasure with the store failing: status %d: %s", status, data)
+	}
+	store.failing.Store(false)
+	erased := f.erase(t, request)
+	if !slices.Equal(erased.CropIDs, want) || erased.Crops != len(want)-2 || erased.Vectors != len(want) {
+		t.Fatalf("repeated erasure: %+v; want the track's %d crops (2 deleted the first time) and %[2]d vectors", erased, len(want))
+	}
+	for _, id := range want {
+		if _, err := f.gallery.Store.Metadata(context.Background(), id); err == nil {
+			t.Errorf("crop %s is still stored", id)
+		}
+	}
+	if status, _, _ := f.do(t, "GET", "/v1/watches/"+watch.ID, "", nil); status != http.StatusNotFound {
+		t.Errorf("the watch made from an erased crop answers %d", status)
+	}
+}

@@ -2,9 +2,9 @@ package retention
 
 // Erasure is retention's other half: a person asks for their images to be deleted (a data
 // subject's right to erasure), and an operator names the crops or the tracks that show them.
-// Everything that holds them goes: the vectors in every model version's gallery first, so a
-// lookup never returns a crop whose image is gone, then the crops in the store. What other
-// components keep of those crops (the lookup server's watches and alerts) is theirs to drop.
+// Everything that holds them goes: the crops in the store and their vectors in every model
+// version's gallery. What other components keep of those crops (the lookup server's watches and
+// alerts) is theirs to drop.
 
 import (
 	"context"
@@ -151,12 +151,25 @@ func Find(ctx context.Context, store EraseStore, vectors EraseIndex, request Era
 	return found, nil
 }
 
-// Erase deletes ids from every gallery and then from the store. Erasing again after a failure
-// finishes the job: deleting what is already gone is not an error.
+// Erase deletes ids from the store and then from every gallery. The order is Prune's reversed on
+// purpose: a track's crops are found through the galleries, so an erasure that fails part way must
+// leave the vectors for last, or repeating it could no longer find the crops still stored (a
+// search meanwhile may show a crop whose image is gone). Erasing again after a failure finishes the
+// job: deleting what is already gone is not an error.
 func Erase(ctx context.Context, store EraseStore, vectors EraseIndex, ids []string) (Erased, error) {
 	var erased Erased
 	if len(ids) == 0 {
 		return erased, nil
+	}
+	for _, id := range ids {
+		// Deleting a missing crop is not an error, so count only the crops that were there.
+		if _, err := store.Metadata(ctx, id); errors.Is(err, cropstore.ErrNotFound) {
+			continue
+		}
+		if err := store.Delete(ctx, id); err != nil {
+			return erased, fmt.Errorf("erasure: crop store: %w", err)
+		}
+		erased.Crops++
 	}
 	versions, err := vectors.Versions(ctx)
 	if err != nil {
@@ -168,16 +181,6 @@ func Erase(ctx context.Context, store EraseStore, vectors EraseIndex, ids []stri
 		if err != nil {
 			return erased, fmt.Errorf("erasure: gallery %s: %w", version.Name, err)
 		}
-	}
-	for _, id := range ids {
-		// Deleting a missing crop is not an error, so count only the crops that were there.
-		if _, err := store.Metadata(ctx, id); errors.Is(err, cropstore.ErrNotFound) {
-			continue
-		}
-		if err := store.Delete(ctx, id); err != nil {
-			return erased, fmt.Errorf("erasure: crop store: %w", err)
-		}
-		erased.Crops++
 	}
 	return erased, nil
 }
