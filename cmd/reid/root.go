@@ -56,6 +56,7 @@ func newRootCommand() *cobra.Command {
 		newPruneCommand(g),
 		newDLQCommand(g),
 		newSynthCommand(g),
+		newValidationCommand(g),
 	)
 	return root
 }

@@ -1,0 +1,146 @@
+package eval
+
+// A site's own validation set is built a person at a time from stored crops that someone has
+// looked at and found to be one person (reid validation add). It is an ordinary Market-1501
+// layout data set, so reid eval and reid train --validate read it as they read any other; the
+// files beside the images remember what the names cannot: which camera each number is, and which
+// crop each image was.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/reid-project/reid/internal/atomicfile"
+)
+
+// LabelledCrop is one stored crop of a person being added.
+type LabelledCrop struct {
+	CropID string
+	Camera string
+	JPEG   []byte
+	// Query puts the crop in query/ rather than bounding_box_test/.
+	Query bool
+}
+
+// Person is one identity of a labelled set.
+type Person struct {
+	PID int `json:"pid"`
+	// Crops are the stored crops it was made from, by camera.
+	Crops map[string][]string `json:"crops"`
+	Note  string              `json:"note,omitempty"`
+}
+
+// LabelledSet is a validation set under Root, as its manifest records it.
+type LabelledSet struct {
+	Root string `json:"-"`
+	// Cameras numbers the camera ids: Cameras[i] is camera i+1 in the image names.
+	Cameras []string `json:"cameras"`
+	People  []Person `json:"people"`
+}
+
+// manifestFile lists the set's cameras and people; the images are named from it.
+const manifestFile = "labels.json"
+
+// ErrLabelled is wrapped by AddPerson's refusal of a crop that is already in the set.
+var ErrLabelled = errors.New("crop already labelled")
+
+// OpenLabelledSet reads the set under root, or returns an empty one when it has no manifest yet.
+func OpenLabelledSet(root string) (*LabelledSet, error) {
+	set := &LabelledSet{Root: root}
+	data, err := os.ReadFile(filepath.Join(root, manifestFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return set, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("eval: labelled set: %w", err)
+	}
+	if err := json.Unmarshal(data, set); err != nil {
+		return nil, fmt.Errorf("eval: labelled set %s: %w", filepath.Join(root, manifestFile), err)
+	}
+	return set, nil
+}
+
+// AddPerson adds one person seen in crops, which must come from at least two cameras and include
+// a query: a person seen by one camera has no cross-camera match to find. It writes the images
+// first and the manifest last, so an interrupted add leaves images that the next add of the same
+// number overwrites. It returns the person's identity number.
+func (set *LabelledSet) AddPerson(crops []LabelledCrop, note string) (Person, error) {
+	labelled := map[string]int{}
+	for _, person := range set.People {
+		for _, ids := range person.Crops {
+			for _, id := range ids {
+				labelled[id] = person.PID
+			}
+		}
+	}
+	person := Person{PID: 1, Crops: map[string][]string{}, Note: note}
+	for _, existing := range set.People {
+		person.PID = max(person.PID, existing.PID+1)
+	}
+	queries := 0
+	for _, crop := range crops {
+		if pid, ok := labelled[crop.CropID]; ok {
+			return Person{}, fmt.Errorf("eval: %w: %s is person %d", ErrLabelled, crop.CropID, pid)
+		}
+		person.Crops[crop.Camera] = append(person.Crops[crop.Camera], crop.CropID)
+		if crop.Query {
+			queries++
+		}
+	}
+	if len(person.Crops) < 2 || queries == 0 {
+		return Person{}, fmt.Errorf("eval: a person needs crops from at least two cameras and a query among them (have %d cameras, %d queries)", len(person.Crops), queries)
+	}
+	if person.PID > 9999 {
+		return Person{}, errors.New("eval: the labelled set is full (9,999 people)")
+	}
+	cameras := slices.Clone(set.Cameras)
+	for _, crop := range crops {
+		if !slices.Contains(cameras, crop.Camera) {
+			cameras = append(cameras, crop.Camera)
+		}
+	}
+	for _, dir := range []string{QueryDir, GalleryDir} {
+		if err := os.MkdirAll(filepath.Join(set.Root, dir), 0o755); err != nil {
+			return Person{}, fmt.Errorf("eval: labelled set: %w", err)
+		}
+	}
+	for i, crop := range crops {
+		dir := GalleryDir
+		if crop.Query {
+			dir = QueryDir
+		}
+		// PID_cCAMERA_SEQUENCE: Market-1501's convention, which ParseName reads.
+		name := fmt.Sprintf("%04d_c%d_%06d.jpg", person.PID, slices.Index(cameras, crop.Camera)+1, i+1)
+		if err := atomicfile.Write(filepath.Join(set.Root, dir, name), crop.JPEG); err != nil {
+			return Person{}, fmt.Errorf("eval: labelled set: %w", err)
+		}
+	}
+	updated := *set
+	updated.Cameras = cameras
+	updated.People = append(slices.Clone(set.People), person)
+	data, err := json.MarshalIndent(updated, "", "  ")
+	if err != nil {
+		return Person{}, err
+	}
+	if err := atomicfile.Write(filepath.Join(set.Root, manifestFile), data); err != nil {
+		return Person{}, fmt.Errorf("eval: labelled set: %w", err)
+	}
+	*set = updated
+	return person, nil
+}
+
+// Summary says in one line what the set holds.
+func (set *LabelledSet) Summary() string {
+	crops := 0
+	for _, person := range set.People {
+		for _, ids := range person.Crops {
+			crops += len(ids)
+		}
+	}
+	return fmt.Sprintf("%d people, %d crops, cameras %s", len(set.People), crops, strings.Join(set.Cameras, ", "))
+}
