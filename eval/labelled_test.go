@@ -1,0 +1,67 @@
+package eval
+
+import (
+	"errors"
+	"path/filepath"
+	"testing"
+)
+
+func TestLabelledSet(t *testing.T) {
+	root := t.TempDir()
+	set, err := OpenLabelledSet(root)
+	if err != nil || len(set.People) != 0 {
+		t.Fatalf("an empty set: %+v, %v", set, err)
+	}
+	jpeg := []byte{0xff, 0xd8, 0xff, 0xd9}
+	first := []LabelledCrop{{CropID: "a1", Camera: "gate", JPEG: jpeg, Query: true}, {CropID: "a2", Camera: "gate", JPEG: jpeg}, {CropID: "a3", Camera: "hall", JPEG: jpeg, Query: true}}
+	person, err := set.AddPerson(first, "")
+	if err != nil || person.PID != 1 {
+		t.Fatalf("first person: %+v, %v", person, err)
+	}
+	// Reopened, the set numbers the next person and a new camera after what it holds.
+	set, err = OpenLabelledSet(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := []LabelledCrop{{CropID: "b1", Camera: "yard", JPEG: jpeg, Query: true}, {CropID: "b2", Camera: "hall", JPEG: jpeg}}
+	if person, err := set.AddPerson(second, "note"); err != nil || person.PID != 2 {
+		t.Fatalf("second person: %+v, %v", person, err)
+	}
+	for _, refused := range []struct {
+		name  string
+		crops []LabelledCrop
+	}{
+		{"one camera", []LabelledCrop{{CropID: "c1", Camera: "gate", JPEG: jpeg, Query: true}, {CropID: "c2", Camera: "gate", JPEG: jpeg}}},
+		{"no query", []LabelledCrop{{CropID: "c1", Camera: "gate", JPEG: jpeg}, {CropID: "c2", Camera: "hall", JPEG: jpeg}}},
+		{"labelled before", []LabelledCrop{{CropID: "a2", Camera: "gate", JPEG: jpeg, Query: true}, {CropID: "c2", Camera: "hall", JPEG: jpeg}}},
+	} {
+		if _, err := set.AddPerson(refused.crops, ""); err == nil || (refused.name == "labelled before") != errors.Is(err, ErrLabelled) {
+			t.Errorf("%s: %v", refused.name, err)
+		}
+	}
+	dataset, err := Load(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Label{
+		"query/0001_c1_000001.jpg": {PID: 1, Camera: 1}, "bounding_box_test/0001_c1_000002.jpg": {PID: 1, Camera: 1},
+		"query/0001_c2_000003.jpg": {PID: 1, Camera: 2}, "query/0002_c3_000001.jpg": {PID: 2, Camera: 3},
+		"bounding_box_test/0002_c2_000002.jpg": {PID: 2, Camera: 2},
+	}
+	got := map[string]Label{}
+	for _, item := range append(dataset.Query, dataset.Gallery...) {
+		relative, _ := filepath.Rel(root, item.Path)
+		got[relative] = item.Label
+	}
+	if len(got) != len(want) {
+		t.Errorf("images %v, want %v", got, want)
+	}
+	for name, label := range want {
+		if got[name] != label {
+			t.Errorf("%s: %+v, want %+v", name, got[name], label)
+		}
+	}
+	if set.Summary() != "2 people, 5 crops, cameras gate, hall, yard" {
+		t.Errorf("summary %q", set.Summary())
+	}
+}
