@@ -41,6 +41,9 @@ type LabelledSet struct {
 	// Cameras numbers the camera ids: Cameras[i] is camera i+1 in the image names.
 	Cameras []string `json:"cameras"`
 	People  []Person `json:"people"`
+	// NextPID is the number the next person gets: numbers are never reused, so an image a removal
+	// failed to delete is never taken for someone else's.
+	NextPID int `json:"next_pid"`
 }
 
 // manifestFile lists the set's cameras and people; the images are named from it.
@@ -78,7 +81,7 @@ func (set *LabelledSet) AddPerson(crops []LabelledCrop, note string) (Person, er
 			}
 		}
 	}
-	person := Person{PID: 1, Crops: map[string][]string{}, Note: note}
+	person := Person{PID: max(set.NextPID, 1), Crops: map[string][]string{}, Note: note}
 	for _, existing := range set.People {
 		person.PID = max(person.PID, existing.PID+1)
 	}
@@ -123,6 +126,7 @@ func (set *LabelledSet) AddPerson(crops []LabelledCrop, note string) (Person, er
 	updated := *set
 	updated.Cameras = cameras
 	updated.People = append(slices.Clone(set.People), person)
+	updated.NextPID = person.PID + 1
 	data, err := json.MarshalIndent(updated, "", "  ")
 	if err != nil {
 		return Person{}, err
@@ -143,4 +147,51 @@ func (set *LabelledSet) Summary() string {
 		}
 	}
 	return fmt.Sprintf("%d people, %d crops, cameras %s", len(set.People), crops, strings.Join(set.Cameras, ", "))
+}
+
+// RemoveCrops removes every person any of whose crops is in erased, images and all: the person is
+// who an erasure request is about. With dryRun it only finds them. It returns their numbers.
+func (set *LabelledSet) RemoveCrops(erased map[string]bool, dryRun bool) ([]int, error) {
+	var removed []int
+	kept := make([]Person, 0, len(set.People))
+	for _, person := range set.People {
+		hit := false
+		for _, ids := range person.Crops {
+			hit = hit || slices.ContainsFunc(ids, func(id string) bool { return erased[id] })
+		}
+		if hit {
+			removed = append(removed, person.PID)
+		} else {
+			kept = append(kept, person)
+		}
+	}
+	if dryRun || len(removed) == 0 {
+		return removed, nil
+	}
+	// The images first: while the manifest still lists a person, repeating a removal that failed
+	// part way finds them and deletes what is left.
+	for _, pid := range removed {
+		for _, dir := range []string{QueryDir, GalleryDir} {
+			images, err := filepath.Glob(filepath.Join(set.Root, dir, fmt.Sprintf("%04d_c*", pid)))
+			if err != nil {
+				return nil, err
+			}
+			for _, image := range images {
+				if err := os.Remove(image); err != nil && !errors.Is(err, os.ErrNotExist) {
+					return nil, fmt.Errorf("eval: labelled set: %w", err)
+				}
+			}
+		}
+	}
+	updated := *set
+	updated.People = kept
+	data, err := json.MarshalIndent(updated, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := atomicfile.Write(filepath.Join(set.Root, manifestFile), data); err != nil {
+		return nil, fmt.Errorf("eval: labelled set: %w", err)
+	}
+	*set = updated
+	return removed, nil
 }

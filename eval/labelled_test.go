@@ -64,4 +64,27 @@ func TestLabelledSet(t *testing.T) {
 	if set.Summary() != "2 people, 5 crops, cameras gate, hall, yard" {
 		t.Errorf("summary %q", set.Summary())
 	}
+
+	// Erasing one crop of person 1 removes the person: a dry run first, which changes nothing.
+	if removed, err := set.RemoveCrops(map[string]bool{"a2": true, "zz": true}, true); err != nil || len(removed) != 1 || removed[0] != 1 {
+		t.Fatalf("dry run: %v, %v", removed, err)
+	}
+	if dataset, _ := Load(root); len(dataset.Query)+len(dataset.Gallery) != 5 {
+		t.Fatal("the dry run removed images")
+	}
+	if removed, err := set.RemoveCrops(map[string]bool{"a2": true}, false); err != nil || len(removed) != 1 || removed[0] != 1 {
+		t.Fatalf("removal: %v, %v", removed, err)
+	}
+	if dataset, err := Load(root); err != nil || len(dataset.Query) != 1 || len(dataset.Gallery) != 1 || dataset.Query[0].PID != 2 {
+		t.Fatalf("after removing person 1: %+v, %v", dataset, err)
+	}
+	set, err = OpenLabelledSet(root)
+	if err != nil || len(set.People) != 1 || set.People[0].PID != 2 {
+		t.Fatalf("reopened after the removal: %+v, %v", set, err)
+	}
+	// Numbers are not reused: the next person is 3.
+	third := []LabelledCrop{{CropID: "d1", Camera: "gate", JPEG: jpeg, Query: true}, {CropID: "d2", Camera: "hall", JPEG: jpeg}}
+	if person, err := set.AddPerson(third, ""); err != nil || person.PID != 3 {
+		t.Fatalf("the person after a removal: %+v, %v", person, err)
+	}
 }

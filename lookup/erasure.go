@@ -2,7 +2,8 @@ package lookup
 
 // POST /v1/erasures deletes a person's crops on request (a data subject's right to erasure): the
 // crops named, and every crop of the tracks named, from the crop store and from every model
-// version's gallery, with the watches made from them and the alerts that show them. retention
+// version's gallery, with the watches made from them, the alerts that show them and the people of
+// the validation set they are copies of. retention
 // does the deleting; this is the API around it, and the watches' share.
 
 import (
@@ -15,6 +16,7 @@ import (
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/retention"
 )
@@ -52,6 +54,9 @@ type ErasureResponse struct {
 	// the alerts deleted because they showed an erased crop.
 	Watches []string `json:"watches"`
 	Alerts  int      `json:"alerts"`
+	// ValidationPeople are the people of the site's validation set (reid validation add) that
+	// an erased crop was one of, removed with all their images.
+	ValidationPeople []int `json:"validation_people"`
 	// IndexCompacted says the index was compacted, so that the erased vectors leave its storage:
 	// the embedded index has rewritten its files; Milvus has accepted a compaction, which it runs
 	// in the background.
@@ -108,20 +113,29 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 		return err
 	}
 	response := ErasureResponse{DryRun: request.DryRun, CropIDs: found.CropIDs,
-		MissingCropIDs: found.MissingCrops, MissingTracks: found.MissingTracks, Watches: []string{}}
+		MissingCropIDs: found.MissingCrops, MissingTracks: found.MissingTracks, Watches: []string{}, ValidationPeople: []int{}}
 	// The order makes a failed erasure one that repeating finishes: the watches go first, while
 	// the crops can still be found from the tracks named; the index is compacted by every erasure,
 	// even one that finds nothing left to delete.
+	erasedIDs := make(map[string]bool, len(found.CropIDs)+len(request.CropIDs))
+	for _, id := range slices.Concat(found.CropIDs, request.CropIDs) {
+		erasedIDs[id] = true
+	}
 	if s.watches != nil {
-		erased := make(map[string]bool, len(found.CropIDs)+len(request.CropIDs))
-		for _, id := range slices.Concat(found.CropIDs, request.CropIDs) {
-			erased[id] = true
-		}
-		response.Watches, response.Alerts, err = s.watches.eraseCrops(erased, request.DryRun)
+		response.Watches, response.Alerts, err = s.watches.eraseCrops(erasedIDs, request.DryRun)
 		if err != nil {
 			return err
 		}
 		s.metrics.watches.Set(float64(s.watches.count()))
+	}
+	if s.config.ValidationDir != "" {
+		set, err := eval.OpenLabelledSet(s.config.ValidationDir)
+		if err != nil {
+			return err
+		}
+		if response.ValidationPeople, err = set.RemoveCrops(erasedIDs, request.DryRun); err != nil {
+			return err
+		}
 	}
 	if !request.DryRun {
 		erased, err := retention.Erase(r.Context(), store, vectors, found.CropIDs)

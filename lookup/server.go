@@ -108,6 +108,9 @@ type Config struct {
 	// AlertWebhookSecret when that is set. Serve delivers them.
 	AlertWebhook       string
 	AlertWebhookSecret string
+	// ValidationDir is the site's labelled validation set (reid validation add), whose images
+	// are copies of crops: an erasure removes the people an erased crop was one of.
+	ValidationDir string
 }
 
 // ConfigFrom turns the lookup section of reid's configuration into the security and limit fields

@@ -92,6 +92,7 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	lookupConfig.Index, lookupConfig.IndexVersion = base.Index, base.IndexVersion
 	lookupConfig.Store, lookupConfig.Embedder = base.Store, base.Embedder
 	lookupConfig.Collectors = base.Collectors
+	lookupConfig.ValidationDir = validationDir(options, "")
 	if options.Lookup.WatchInterval > 0 {
 		lookupConfig.WatchDir = filepath.Join(options.DataDir, "watches")
 		lookupConfig.Retention = options.Retention.MaxAge

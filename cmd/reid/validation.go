@@ -116,8 +116,9 @@ func validationDir(options config.Options, flag string) string {
 // trackSpan bounds how far from a named crop the rest of its track is looked for.
 const trackSpan = 10 * time.Minute
 
-// sightingCrops reads the crops ids name, each with up to perTrack crops of its track, and marks
-// one crop of each camera (the middle one of the camera's first sighting named) as a query.
+// sightingCrops reads the crops ids name, each with up to perTrack crops of its track (itself among
+// them), and marks one crop of each camera (the middle one of the camera's first sighting named)
+// as a query.
 func sightingCrops(ctx context.Context, store cropStore, ids []string, perTrack int) ([]eval.LabelledCrop, error) {
 	var crops []eval.LabelledCrop
 	seen := map[string]bool{}
@@ -141,6 +142,11 @@ func sightingCrops(ctx context.Context, store cropStore, ids []string, perTrack 
 				return nil, err
 			}
 			sighting = spread(sighting, perTrack)
+			// The crop someone looked at is one of them.
+			if !slices.ContainsFunc(sighting, func(record cropstore.CropRecord) bool { return record.ID == named.ID }) {
+				sighting[len(sighting)/2] = named
+				sort.SliceStable(sighting, func(i, j int) bool { return sighting[i].Time.Before(sighting[j].Time) })
+			}
 		}
 		query := -1
 		if !queried[named.Camera] {

@@ -3,13 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/eval"
+	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/lookup/lookuptest"
 )
 
@@ -86,6 +91,8 @@ func TestValidationCommand(t *testing.T) {
 		t.Errorf("validation list: %v\n%s", err, out)
 	}
 
+	checkValidationErasure(t, dataDir, named[0][0])
+
 	out, err = runReid(t, "--data-dir", dataDir, "eval", "--dataset", filepath.Join(dataDir, "validation"), "--model", "v1", "--json")
 	if err != nil {
 		t.Fatalf("reid eval on the validation set: %v\n%s", err, out)
@@ -98,4 +105,51 @@ func TestValidationCommand(t *testing.T) {
 		t.Errorf("reid eval: %v, %+v", err, metrics)
 	}
 	t.Logf("the imported model on the validation set: mAP %.3f, rank-1 %.3f", metrics.MAP, metrics.Rank1)
+}
+
+// checkValidationErasure erases one crop through the lookup server as reid builds it: the person of
+// the validation set it was one of goes, images and all, and the other two stay.
+func checkValidationErasure(t *testing.T, dataDir, cropID string) {
+	t.Helper()
+	ctx := context.Background()
+	options := loadOptions(t, dataDir)
+	store, err := openCropStore(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
+	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditLog.Close()
+	api := httptest.NewServer(server)
+	defer api.Close()
+	response, err := http.Post(api.URL+"/v1/erasures", "application/json", strings.NewReader(fmt.Sprintf(`{"crop_ids":[%q],"reason":"test"}`, cropID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer response.Body.Close()
+	var result lookup.ErasureResponse
+	if err := json.NewDecoder(response.Body).Decode(&result); err != nil || response.StatusCode != http.StatusOK ||
+		!slices.Equal(result.ValidationPeople, []int{1}) || result.Crops != 1 {
+		t.Fatalf("erasure: status %d, %+v, %v; want person 1 of the validation set removed", response.StatusCode, result, err)
+	}
+	set, err := eval.Load(filepath.Join(dataDir, "validation"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, item := range append(set.Query, set.Gallery...) {
+		if item.PID == 1 {
+			t.Errorf("%s of the erased person is still in the validation set", item.Path)
+		}
+	}
+	if len(set.Query) != 4 || len(set.Gallery) != 12 {
+		t.Errorf("%d queries and %d gallery images left, want 4 and 12", len(set.Query), len(set.Gallery))
+	}
 }
