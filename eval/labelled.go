@@ -7,14 +7,18 @@ package eval
 // crop each image was.
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
+	"time"
 
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/internal/atomicfile"
 )
 
@@ -49,8 +53,11 @@ type LabelledSet struct {
 // manifestFile lists the set's cameras and people; the images are named from it.
 const manifestFile = "labels.json"
 
-// ErrLabelled is wrapped by AddPerson's refusal of a crop that is already in the set.
-var ErrLabelled = errors.New("crop already labelled")
+// AddPerson's refusals: a crop that is already in the set, and a person seen by one camera.
+var (
+	ErrLabelled  = errors.New("crop already labelled")
+	ErrOneCamera = errors.New("a person needs crops from at least two cameras")
+)
 
 // OpenLabelledSet reads the set under root, or returns an empty one when it has no manifest yet.
 func OpenLabelledSet(root string) (*LabelledSet, error) {
@@ -96,7 +103,7 @@ func (set *LabelledSet) AddPerson(crops []LabelledCrop, note string) (Person, er
 		}
 	}
 	if len(person.Crops) < 2 || queries == 0 {
-		return Person{}, fmt.Errorf("eval: a person needs crops from at least two cameras and a query among them (have %d cameras, %d queries)", len(person.Crops), queries)
+		return Person{}, fmt.Errorf("eval: %w and a query among them (have %d cameras, %d queries)", ErrOneCamera, len(person.Crops), queries)
 	}
 	if person.PID > 9999 {
 		return Person{}, errors.New("eval: the labelled set is full (9,999 people)")
@@ -194,4 +201,79 @@ func (set *LabelledSet) RemoveCrops(erased map[string]bool, dryRun bool) ([]int,
 	}
 	*set = updated
 	return removed, nil
+}
+
+// CropSource is the part of the crop store (cropstore.Local or S3) that CropsOfSightings reads.
+type CropSource interface {
+	Metadata(ctx context.Context, id string) (cropstore.CropRecord, error)
+	Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error
+	Image(ctx context.Context, id string) ([]byte, error)
+}
+
+// trackSpan bounds how far from a named crop the rest of its track is looked for.
+const trackSpan = 10 * time.Minute
+
+// CropsOfSightings reads the crops ids name, each with up to perTrack crops of its track (itself among
+// them), and marks one crop of each camera (the middle one of the camera's first sighting named)
+// as a query.
+func CropsOfSightings(ctx context.Context, store CropSource, ids []string, perTrack int) ([]LabelledCrop, error) {
+	var crops []LabelledCrop
+	seen := map[string]bool{}
+	queried := map[string]bool{}
+	for _, id := range ids {
+		named, err := store.Metadata(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		sighting := []cropstore.CropRecord{named}
+		if named.Track > 0 {
+			sighting = sighting[:0]
+			filter := cropstore.Filter{Camera: named.Camera, From: named.Time.Add(-trackSpan), To: named.Time.Add(trackSpan)}
+			err := store.Walk(ctx, filter, func(record cropstore.CropRecord) error {
+				if record.Track == named.Track {
+					sighting = append(sighting, record)
+				}
+				return nil
+			})
+			if err != nil {
+				return nil, err
+			}
+			sighting = spread(sighting, perTrack)
+			// The crop someone looked at is one of them.
+			if !slices.ContainsFunc(sighting, func(record cropstore.CropRecord) bool { return record.ID == named.ID }) {
+				sighting[len(sighting)/2] = named
+				sort.SliceStable(sighting, func(i, j int) bool { return sighting[i].Time.Before(sighting[j].Time) })
+			}
+		}
+		query := -1
+		if !queried[named.Camera] {
+			query = len(sighting) / 2
+			queried[named.Camera] = true
+		}
+		for i, record := range sighting {
+			if seen[record.ID] {
+				continue // two crops of one track named
+			}
+			seen[record.ID] = true
+			image, err := store.Image(ctx, record.ID)
+			if err != nil {
+				return nil, err
+			}
+			crops = append(crops, LabelledCrop{CropID: record.ID, Camera: record.Camera, JPEG: image, Query: i == query})
+		}
+	}
+	sort.SliceStable(crops, func(i, j int) bool { return crops[i].Camera < crops[j].Camera })
+	return crops, nil
+}
+
+// spread keeps at most n records, evenly spaced over them (they are in time order).
+func spread(records []cropstore.CropRecord, n int) []cropstore.CropRecord {
+	if len(records) <= n {
+		return records
+	}
+	kept := make([]cropstore.CropRecord, n)
+	for i := range n {
+		kept[i] = records[i*len(records)/n]
+	}
+	return kept
 }

@@ -2,6 +2,7 @@ package lookup
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/lookup/lookuptest"
 )
 
@@ -400,6 +402,52 @@ func TestBrowserErase(t *testing.T) {
 		if status, _, _ := f.do(t, "GET", "/v1/crops/"+id, "", nil); status != http.StatusNotFound {
 			t.Errorf("crop %s of the erased sighting answers %d", id, status)
 		}
+	}
+}
+
+// TestBrowserLabel adds a person to the validation set from the page: search with a crop, tick the
+// same person's sighting on another camera among the query's, and add; the set on disk then holds
+// them on both cameras.
+func TestBrowserLabel(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "validation")
+	f := newFixture(t, func(c *Config) { c.ValidationDir, c.AdminAPIKeys = dir, []string{adminKey} })
+	query := f.gallery.Crops[1]
+	person := f.gallery.Identity[query]
+	b := openBrowser(t, f.http.URL+"/#crop="+url.PathEscape(query))
+	b.step("key panel opens on 401", chromedp.WaitVisible(chromedp.ID("key-input")))
+	b.step("enter the admin key", chromedp.SendKeys(chromedp.ID("key-input"), adminKey), chromedp.Click(chromedp.CSS(`#key-panel button[type=submit]`)))
+	b.waitFor("the crop search", `!document.getElementById('label-button').hidden`)
+	b.step("open the labelling panel", chromedp.Click(chromedp.ID("label-button")))
+	b.waitFor("the sightings to pick from", `document.querySelectorAll('#label-sightings input').length > 1 && document.getElementById('label-confirm').disabled`)
+	var choices []any
+	b.evaluate(`[...document.querySelectorAll('#label-sightings input:not(:disabled)')].map(box => box.value + ' ' + box.dataset.camera)`, &choices)
+	pick := -1
+	for i, choice := range choices {
+		id, camera, _ := strings.Cut(choice.(string), " ")
+		if camera != "cam-a" && f.gallery.Identity[id] == person {
+			pick = i
+			break
+		}
+	}
+	if pick < 0 {
+		t.Fatalf("no sighting of person %d on another camera among %v", person, choices)
+	}
+	b.evaluate(fmt.Sprintf(`document.querySelectorAll('#label-sightings input:not(:disabled)')[%d].click()`, pick), nil)
+	b.waitFor("adding allowed", `!document.getElementById('label-confirm').disabled`)
+	b.step("add the person", chromedp.SendKeys(chromedp.ID("label-note"), "from the page"), chromedp.Click(chromedp.ID("label-confirm")))
+	b.waitFor("the person added", `document.getElementById('label-message').textContent.startsWith('Added as person 0001 (8 crops from cam-a, ')`)
+	if outDir := os.Getenv("REID_TEST_OUT"); outDir != "" {
+		screenshot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(outDir, "lookup-label.png"), screenshot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := eval.Load(dir)
+	if err != nil || len(set.Query) != 2 || len(set.Gallery) != 6 {
+		t.Fatalf("the set after adding from the page: %d queries, %d gallery images, %v", len(set.Query), len(set.Gallery), err)
 	}
 }
 

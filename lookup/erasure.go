@@ -71,21 +71,11 @@ type erasableIndex interface {
 }
 
 func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *call) error {
-	if err := s.mayErase(r, call); err != nil {
-		return err
-	}
-	if mediaType, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(mediaType) != "application/json" {
-		return errorf(http.StatusUnsupportedMediaType, `send application/json: {"crop_ids": [...], "tracks": [{"camera": ..., "track": ...}], "reason": ...}`)
-	}
-	if err := checkLength(r, maxJSONBytes); err != nil {
-		return err
-	}
-	body, err := readLimited(http.MaxBytesReader(w, r.Body, maxJSONBytes), maxJSONBytes)
-	if err != nil {
+	if err := s.mayAdminister(r, call, "erase"); err != nil {
 		return err
 	}
 	var request ErasureRequest
-	if err := decodeStrictJSON(body, &request); err != nil {
+	if err := readStrictJSON(w, r, &request, `{"crop_ids": [...], "tracks": [{"camera": ..., "track": ...}], "reason": ...}`); err != nil {
 		return err
 	}
 	if err := checkErasureRequest(&request); err != nil {
@@ -165,19 +155,35 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 	return nil
 }
 
-// mayErase allows erasure to admin keys, or, on a server without keys, to clients on its own
-// machine: deleting a site's records is not for everyone who may search them.
-func (s *Server) mayErase(r *http.Request, call *call) error {
+// mayAdminister allows what changes a site's records (erasing, labelling) to admin keys, or, on a
+// server without keys, to clients on its own machine: it is not for everyone who may search them.
+func (s *Server) mayAdminister(r *http.Request, call *call, action string) error {
 	if s.keys.enabled() {
 		if !call.admin {
-			return errorf(http.StatusForbidden, "this key may not erase; erasure needs a key from lookup.admin_api_keys")
+			return errorf(http.StatusForbidden, "this key may not %s; that needs a key from lookup.admin_api_keys", action)
 		}
 		return nil
 	}
 	if ip := net.ParseIP(remoteIP(r)); ip == nil || !ip.IsLoopback() {
-		return errorf(http.StatusForbidden, "without API keys only clients on the server's own machine may erase; configure lookup.admin_api_keys")
+		return errorf(http.StatusForbidden, "without API keys only clients on the server's own machine may %s; configure lookup.admin_api_keys", action)
 	}
 	return nil
+}
+
+// readStrictJSON reads an application/json body of at most maxJSONBytes into value, refusing
+// unknown fields; shape shows the client what to send.
+func readStrictJSON(w http.ResponseWriter, r *http.Request, value any, shape string) error {
+	if mediaType, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(mediaType) != "application/json" {
+		return errorf(http.StatusUnsupportedMediaType, "send application/json: %s", shape)
+	}
+	if err := checkLength(r, maxJSONBytes); err != nil {
+		return err
+	}
+	body, err := readLimited(http.MaxBytesReader(w, r.Body, maxJSONBytes), maxJSONBytes)
+	if err != nil {
+		return err
+	}
+	return decodeStrictJSON(body, value)
 }
 
 func checkErasureRequest(request *ErasureRequest) error {

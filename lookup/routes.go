@@ -94,6 +94,8 @@ func (s *Server) routesHandler() http.Handler {
 	handle("DELETE /v1/watches/{id}", s.api(costRead, s.handleDeleteWatch))
 	handle("GET /v1/alerts", s.api(costRead, s.handleAlerts))
 	handle("POST /v1/erasures", s.api(costSearch, s.handleErasure))
+	handle("GET /v1/validation", s.api(costRead, s.handleValidation))
+	handle("POST /v1/validation/people", s.api(costSearch, s.handleLabelPerson))
 	// The catch-all answers unknown paths in JSON rather than the mux's plain text.
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		// The catch-all also shadows the mux's own 405, so find the methods the path does take.

@@ -1,18 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
-	"sort"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/reid-project/reid/config"
-	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/eval"
 )
 
@@ -54,7 +50,7 @@ set is refused.`,
 			if err != nil {
 				return err
 			}
-			crops, err := sightingCrops(ctx, store, ids, perTrack)
+			crops, err := eval.CropsOfSightings(ctx, store, ids, perTrack)
 			if err != nil {
 				return err
 			}
@@ -111,72 +107,4 @@ func validationDir(options config.Options, flag string) string {
 		return options.Trainer.ValidationDir
 	}
 	return filepath.Join(options.DataDir, "validation")
-}
-
-// trackSpan bounds how far from a named crop the rest of its track is looked for.
-const trackSpan = 10 * time.Minute
-
-// sightingCrops reads the crops ids name, each with up to perTrack crops of its track (itself among
-// them), and marks one crop of each camera (the middle one of the camera's first sighting named)
-// as a query.
-func sightingCrops(ctx context.Context, store cropStore, ids []string, perTrack int) ([]eval.LabelledCrop, error) {
-	var crops []eval.LabelledCrop
-	seen := map[string]bool{}
-	queried := map[string]bool{}
-	for _, id := range ids {
-		named, err := store.Metadata(ctx, id)
-		if err != nil {
-			return nil, err
-		}
-		sighting := []cropstore.CropRecord{named}
-		if named.Track > 0 {
-			sighting = sighting[:0]
-			filter := cropstore.Filter{Camera: named.Camera, From: named.Time.Add(-trackSpan), To: named.Time.Add(trackSpan)}
-			err := store.Walk(ctx, filter, func(record cropstore.CropRecord) error {
-				if record.Track == named.Track {
-					sighting = append(sighting, record)
-				}
-				return nil
-			})
-			if err != nil {
-				return nil, err
-			}
-			sighting = spread(sighting, perTrack)
-			// The crop someone looked at is one of them.
-			if !slices.ContainsFunc(sighting, func(record cropstore.CropRecord) bool { return record.ID == named.ID }) {
-				sighting[len(sighting)/2] = named
-				sort.SliceStable(sighting, func(i, j int) bool { return sighting[i].Time.Before(sighting[j].Time) })
-			}
-		}
-		query := -1
-		if !queried[named.Camera] {
-			query = len(sighting) / 2
-			queried[named.Camera] = true
-		}
-		for i, record := range sighting {
-			if seen[record.ID] {
-				continue // two crops of one track named
-			}
-			seen[record.ID] = true
-			image, err := store.Image(ctx, record.ID)
-			if err != nil {
-				return nil, err
-			}
-			crops = append(crops, eval.LabelledCrop{CropID: record.ID, Camera: record.Camera, JPEG: image, Query: i == query})
-		}
-	}
-	sort.SliceStable(crops, func(i, j int) bool { return crops[i].Camera < crops[j].Camera })
-	return crops, nil
-}
-
-// spread keeps at most n records, evenly spaced over them (they are in time order).
-func spread(records []cropstore.CropRecord, n int) []cropstore.CropRecord {
-	if len(records) <= n {
-		return records
-	}
-	kept := make([]cropstore.CropRecord, n)
-	for i := range n {
-		kept[i] = records[i*len(records)/n]
-	}
-	return kept
 }

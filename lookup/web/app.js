@@ -231,6 +231,8 @@ function setQuery(query, record) {
   $("watch-button").disabled = false;
   $("erase-button").hidden = query.kind !== "crop";
   closeErasePanel();
+  $("label-button").hidden = true; // until the search has results to pick from
+  closeLabelPanel();
   // A crop search has an address (#crop=ID) that can be bookmarked or sent to a colleague; an
   // uploaded image has none.
   const hash = query.kind === "crop" ? "#crop=" + encodeURIComponent(query.id) : "";
@@ -309,6 +311,7 @@ async function search() {
     state.results = result;
     renderResults(result);
     renderTimeline(result);
+    $("label-button").hidden = state.query.kind !== "crop" || !(result.sightings || []).length;
   } catch (err) {
     if (seq !== state.searchSeq) return;
     $("results").textContent = "";
@@ -630,6 +633,70 @@ async function eraseSighting(e) {
   }
 }
 
+// ---------- labelling ----------
+
+// The validation set (reid train --validate) is built from people someone has looked at: the
+// query's sighting and the sightings of the results that show the same person, ticked here.
+function openLabelPanel() {
+  if (!state.query || state.query.kind !== "crop" || !state.results) return;
+  clearError();
+  const list = $("label-sightings");
+  list.textContent = "";
+  const sightings = state.results.sightings || [];
+  const own = sightings.find((s) => (s.crop_ids || []).includes(state.query.id));
+  const rows = own ? [own, ...sightings.filter((s) => s !== own)] : sightings;
+  for (const sighting of rows) {
+    const item = el("li");
+    const label = el("label");
+    const box = el("input");
+    box.type = "checkbox";
+    box.value = sighting === own ? state.query.id : sighting.best_crop_id;
+    box.dataset.camera = sighting.camera;
+    if (sighting === own) { box.checked = true; box.disabled = true; }
+    box.addEventListener("change", updateLabelConfirm);
+    const img = el("img");
+    img.alt = "";
+    setThumb(img, sighting.thumbnail_url);
+    label.append(box, img, el("span", "", sighting.camera + (sighting.track > 0 ? " #" + trackNumber(sighting.track) : "") + " · " +
+      formatTime(sighting.first, true) + (sighting === own ? " (the query)" : "")));
+    item.append(label);
+    list.append(item);
+  }
+  $("label-message").textContent = "";
+  $("label-panel").hidden = false;
+  $("label-button").setAttribute("aria-expanded", "true");
+  updateLabelConfirm();
+}
+
+function closeLabelPanel() {
+  $("label-panel").hidden = true;
+  $("label-button").setAttribute("aria-expanded", "false");
+  $("label-note").value = "";
+}
+
+// updateLabelConfirm allows adding once the ticked sightings span two cameras.
+function updateLabelConfirm() {
+  const ticked = [...document.querySelectorAll("#label-sightings input:checked")];
+  $("label-confirm").disabled = new Set(ticked.map((box) => box.dataset.camera)).size < 2;
+}
+
+async function labelPerson(e) {
+  e.preventDefault();
+  const ids = [...document.querySelectorAll("#label-sightings input:checked")].map((box) => box.value);
+  $("label-confirm").disabled = true;
+  try {
+    const added = await (await api("/v1/validation/people", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ crop_ids: ids, note: $("label-note").value.trim() }),
+    })).json();
+    $("label-message").textContent = "Added as person " + String(added.pid).padStart(4, "0") + " (" + added.crops + " crops from " +
+      added.cameras.join(", ") + "). The set: " + added.set + ".";
+  } catch (err) {
+    $("label-message").textContent = err.message;
+    updateLabelConfirm();
+  }
+}
+
 // resetQuery empties the query card, as the page starts.
 function resetQuery() {
   state.query = null;
@@ -643,6 +710,8 @@ function resetQuery() {
   $("search-button").disabled = true;
   $("watch-button").hidden = true;
   $("erase-button").hidden = true;
+  $("label-button").hidden = true;
+  closeLabelPanel();
   $("timeline-card").hidden = true;
   state.results = null;
   history.replaceState(null, "", location.pathname + location.search);
@@ -856,6 +925,9 @@ function init() {
   $("erase-button").addEventListener("click", () => ($("erase-panel").hidden ? openErasePanel() : closeErasePanel()));
   $("erase-cancel").addEventListener("click", closeErasePanel);
   $("erase-panel").addEventListener("submit", eraseSighting);
+  $("label-button").addEventListener("click", () => ($("label-panel").hidden ? openLabelPanel() : closeLabelPanel()));
+  $("label-cancel").addEventListener("click", closeLabelPanel);
+  $("label-panel").addEventListener("submit", labelPerson);
   $("file").addEventListener("change", (e) => { useFile(e.target.files[0]); e.target.value = ""; });
   const drop = $("drop");
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
