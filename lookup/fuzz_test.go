@@ -172,7 +172,7 @@ func FuzzSearchHandler(f *testing.F) {
 	}
 	server, err := New(Config{
 		Index: gallery.Index, Store: gallery.Store, Embedder: gallery.Embedder,
-		MaxUploadBytes: 1 << 20, MaxImagePixels: 1 << 20, WatchDir: f.TempDir(),
+		MaxUploadBytes: 1 << 20, MaxImagePixels: 1 << 20, WatchDir: f.TempDir(), ValidationDir: f.TempDir(),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -195,6 +195,8 @@ func FuzzSearchHandler(f *testing.F) {
 	f.Add("DELETE", "/v1/watches/w0123456789ab", "", []byte{})
 	f.Add("POST", "/v1/erasures", "application/json", []byte(`{"tracks":[{"camera":"cam-a","track":1}],"dry_run":true}`))
 	f.Add("POST", "/v1/erasures", "application/json", []byte(`{"crop_ids":["`+gallery.Crops[2]+`"],"reason":"fuzz"}`))
+	f.Add("POST", "/v1/validation/people", "application/json", []byte(`{"crop_ids":["`+gallery.Crops[0]+`","`+gallery.Crops[3]+`"],"note":"fuzz"}`))
+	f.Add("GET", "/v1/validation", "", []byte{})
 	f.Fuzz(func(t *testing.T, method, target, contentType string, body []byte) {
 		if !strings.HasPrefix(target, "/") || strings.ContainsAny(target, " \r\n\t#") {
 			return
