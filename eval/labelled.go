@@ -159,7 +159,7 @@ func (set *LabelledSet) Summary() string {
 // RemoveCrops removes every person any of whose crops is in erased, images and all: the person is
 // who an erasure request is about. With dryRun it only finds them. It returns their numbers.
 func (set *LabelledSet) RemoveCrops(erased map[string]bool, dryRun bool) ([]int, error) {
-	var removed []int
+	removed := []int{}
 	kept := make([]Person, 0, len(set.People))
 	for _, person := range set.People {
 		hit := false

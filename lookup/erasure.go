@@ -102,8 +102,8 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 	if err != nil {
 		return err
 	}
-	response := ErasureResponse{DryRun: request.DryRun, CropIDs: found.CropIDs,
-		MissingCropIDs: found.MissingCrops, MissingTracks: found.MissingTracks, Watches: []string{}, ValidationPeople: []int{}}
+	response := ErasureResponse{DryRun: request.DryRun, CropIDs: orEmpty(found.CropIDs), MissingCropIDs: orEmpty(found.MissingCrops),
+		MissingTracks: orEmpty(found.MissingTracks), Watches: []string{}, ValidationPeople: []int{}}
 	// The order makes a failed erasure one that repeating finishes: the watches go first, while
 	// the crops can still be found from the tracks named; the index is compacted by every erasure,
 	// even one that finds nothing left to delete.
@@ -214,4 +214,12 @@ func checkErasureRequest(request *ErasureRequest) error {
 		}
 	}
 	return nil
+}
+
+// orEmpty makes a nil list an empty one, which JSON writes as [] rather than null.
+func orEmpty[T any](list []T) []T {
+	if list == nil {
+		return []T{}
+	}
+	return list
 }

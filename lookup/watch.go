@@ -473,6 +473,7 @@ func (l *watchList) prune(cutoff time.Time) (int, error) {
 func (l *watchList) eraseCrops(erased map[string]bool, dryRun bool) (watches []string, alerts int, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	watches = []string{} // a list in JSON even when empty
 	var errs []error
 	for id, entry := range l.entries {
 		if erased[entry.file.QueryCropID] {
