@@ -347,9 +347,10 @@ func TestBrowserWatch(t *testing.T) {
 	}
 }
 
-// TestBrowserErase erases a sighting from the page: with an ordinary key the preview says an
-// admin key is needed; with an admin key it counts the sighting's crops, insists on a reason,
-// and then erases them, leaving the page on the browse grid without them.
+// TestBrowserErase erases a person's sightings from the page: with an ordinary key the preview
+// says an admin key is needed; with an admin key it counts the query's sighting's crops, then
+// those of the same person's sighting on another camera ticked beside it, insists on a reason,
+// and erases them, leaving the page on the browse grid without them.
 func TestBrowserErase(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.AdminAPIKeys = []string{adminKey} })
 	query := f.gallery.Crops[1]
@@ -371,6 +372,24 @@ func TestBrowserErase(t *testing.T) {
 	b.waitFor("the search again", `document.querySelectorAll('#results .result:not(.skeleton)').length > 0`)
 	b.step("erase with the admin key", chromedp.Click(chromedp.ID("erase-button")))
 	b.waitFor("the preview", `document.getElementById('erase-preview').textContent.startsWith('Erases 4 crops of cam-a #') && !document.getElementById('erase-confirm').disabled`)
+	// The same person's sighting on cam-b goes too.
+	var choices []any
+	b.evaluate(`[...document.querySelectorAll('#erase-sightings input')].map(box => box.value + ' ' + box.dataset.camera)`, &choices)
+	pick := -1
+	for i, choice := range choices {
+		id, camera, _ := strings.Cut(choice.(string), " ")
+		if camera == "cam-b" && f.gallery.Identity[id] == f.gallery.Identity[query] {
+			pick = i
+			break
+		}
+	}
+	if pick < 0 {
+		t.Fatalf("no sighting of the query's person on cam-b among %v", choices)
+	}
+	second := cropsOf(t, f, trackOf(t, f, choices[pick].(string)[:strings.IndexByte(choices[pick].(string), ' ')]))
+	track = append(track, second...)
+	b.evaluate(fmt.Sprintf(`document.querySelectorAll('#erase-sightings input')[%d].click()`, pick), nil)
+	b.waitFor("the preview of both", `document.getElementById('erase-preview').textContent.startsWith('Erases 8 crops of 2 sightings (cam-a #') && !document.getElementById('erase-confirm').disabled`)
 	if outDir := os.Getenv("REID_TEST_OUT"); outDir != "" {
 		screenshot, err := chromedp.Run(b.ctx, chromedp.FullScreenshot(100))
 		if err != nil {
@@ -389,7 +408,7 @@ func TestBrowserErase(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID("erase-reason"), "DSR-7"),
 		chromedp.Click(chromedp.ID("erase-confirm")),
 	)
-	b.waitFor("the erasure done", `document.getElementById('query-label').textContent === 'Erased 4 crops.' && document.getElementById('erase-button').hidden`)
+	b.waitFor("the erasure done", `document.getElementById('query-label').textContent === 'Erased 8 crops.' && document.getElementById('erase-button').hidden`)
 	b.waitFor("the browse grid", `document.getElementById('results-title').textContent === 'Browse crops' && document.querySelectorAll('#results .result:not(.skeleton)').length > 0`)
 	var shown []any
 	b.evaluate(`[...document.querySelectorAll('#results .result')].map(e => e.dataset.crop)`, &shown)

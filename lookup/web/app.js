@@ -18,7 +18,8 @@ const state = {
   alertsNext: 0,
   alertsPolling: false,
   watchesOff: false,
-  eraseTarget: null, // the erasure the panel previewed: {tracks: [...]} or {crop_ids: [...]}
+  eraseTarget: null, // the erasure the panel previewed: {tracks: [...], crop_ids: [...]}
+  eraseSeq: 0,
 };
 
 // ---------- HTTP ----------
@@ -566,37 +567,75 @@ async function watchQuery() {
 
 // ---------- erasure ----------
 
-// The query crop's sighting (its track on its camera, or the crop alone when untracked) is what
-// the page erases: a person's erasure request is answered sighting by sighting, each looked at.
-// A dry run says what would go before anything does.
+// What the page erases is sightings, each looked at: the query's own (its track on its camera, or
+// the crop alone when untracked) and, after a search, any of the results' sightings ticked beside
+// it. A dry run says what would go before anything does.
 async function openErasePanel() {
   if (!state.query || state.query.kind !== "crop") return;
   clearError();
-  const panel = $("erase-panel");
-  panel.hidden = false;
+  $("erase-panel").hidden = false;
   $("erase-button").setAttribute("aria-expanded", "true");
+  const list = $("erase-sightings");
+  list.textContent = "";
+  if (state.results && (state.results.sightings || []).length) {
+    renderSightingPicker(list, false, previewErasure);
+    return previewErasure();
+  }
+  // Before any search: the query's own sighting, from its record.
   $("erase-confirm").disabled = true;
   $("erase-preview").textContent = "Finding this sighting's crops…";
   const id = state.query.id;
   try {
     const record = await (await api("/v1/crops/" + encodeURIComponent(id))).json();
+    if (!state.query || state.query.id !== id) return;
     const target = record.track > 0 ? { tracks: [{ camera: record.camera, track: record.track }] } : { crop_ids: [id] };
+    await previewTarget(target, sightingName(record));
+  } catch (err) {
+    $("erase-preview").textContent = err.message;
+  }
+}
+
+// previewErasure dry-runs the erasure of the sightings ticked.
+function previewErasure() {
+  const ticked = [...document.querySelectorAll("#erase-sightings input:checked")];
+  const target = { tracks: [], crop_ids: [] };
+  for (const box of ticked) {
+    const track = Number(box.dataset.track);
+    if (track > 0) target.tracks.push({ camera: box.dataset.camera, track });
+    else target.crop_ids.push(...JSON.parse(box.dataset.crops));
+  }
+  const names = ticked.map((box) => box.parentElement.textContent.split(" · ")[0]);
+  const what = ticked.length === 1 ? names[0] : ticked.length + " sightings (" + names.join(", ") + ")";
+  if (!ticked.length) {
+    state.eraseTarget = null;
+    $("erase-confirm").disabled = true;
+    $("erase-preview").textContent = "Tick the sightings to erase.";
+    return Promise.resolve();
+  }
+  return previewTarget(target, what);
+}
+
+// previewTarget asks the server what erasing target would delete and shows it; the answer to an
+// older selection is dropped.
+async function previewTarget(target, what) {
+  const seq = ++state.eraseSeq;
+  $("erase-confirm").disabled = true;
+  try {
     const found = await (await api("/v1/erasures", {
       method: "POST", headers: { "Content-Type": "application/json" },
       body: JSON.stringify(Object.assign({ dry_run: true }, target)),
     })).json();
-    if (!state.query || state.query.id !== id) return; // the query changed meanwhile
+    if (seq !== state.eraseSeq || $("erase-panel").hidden) return;
     state.eraseTarget = target;
-    const what = record.camera + (record.track > 0 ? " #" + trackNumber(record.track) : "");
     let text = "Erases " + found.crop_ids.length + " crop" + (found.crop_ids.length === 1 ? "" : "s") + " of " + what +
       " from the crop store and every gallery";
     if (found.watches.length) text += ", " + found.watches.length + " watch" + (found.watches.length === 1 ? "" : "es") + " made from them";
     if (found.alerts) text += ", " + found.alerts + " alert" + (found.alerts === 1 ? "" : "s") + " showing them";
+    if (found.validation_people.length) text += ", " + found.validation_people.length + " labelled person" + (found.validation_people.length === 1 ? "" : "s");
     $("erase-preview").textContent = text + ". This cannot be undone.";
     $("erase-confirm").disabled = found.crop_ids.length === 0;
-    $("erase-reason").focus();
   } catch (err) {
-    $("erase-preview").textContent = err.message;
+    if (seq === state.eraseSeq) $("erase-preview").textContent = err.message;
   }
 }
 
@@ -640,9 +679,19 @@ async function eraseSighting(e) {
 function openLabelPanel() {
   if (!state.query || state.query.kind !== "crop" || !state.results) return;
   clearError();
-  const list = $("label-sightings");
+  renderSightingPicker($("label-sightings"), true, updateLabelConfirm);
+  $("label-message").textContent = "";
+  $("label-panel").hidden = false;
+  $("label-button").setAttribute("aria-expanded", "true");
+  updateLabelConfirm();
+}
+
+// renderSightingPicker fills list with a checkbox per sighting of the search's results, the
+// query's own first and ticked (for good with lockOwn); onChange runs on every tick. Each box
+// carries its sighting: the crop that names it (value), its camera, track and crops.
+function renderSightingPicker(list, lockOwn, onChange) {
   list.textContent = "";
-  const sightings = state.results.sightings || [];
+  const sightings = (state.results && state.results.sightings) || [];
   const own = sightings.find((s) => (s.crop_ids || []).includes(state.query.id));
   const rows = own ? [own, ...sightings.filter((s) => s !== own)] : sightings;
   for (const sighting of rows) {
@@ -652,20 +701,21 @@ function openLabelPanel() {
     box.type = "checkbox";
     box.value = sighting === own ? state.query.id : sighting.best_crop_id;
     box.dataset.camera = sighting.camera;
-    if (sighting === own) { box.checked = true; box.disabled = true; }
-    box.addEventListener("change", updateLabelConfirm);
+    box.dataset.track = String(sighting.track);
+    box.dataset.crops = JSON.stringify(sighting.crop_ids || [sighting.best_crop_id]);
+    if (sighting === own) { box.checked = true; box.disabled = lockOwn; }
+    box.addEventListener("change", onChange);
     const img = el("img");
     img.alt = "";
     setThumb(img, sighting.thumbnail_url);
-    label.append(box, img, el("span", "", sighting.camera + (sighting.track > 0 ? " #" + trackNumber(sighting.track) : "") + " · " +
-      formatTime(sighting.first, true) + (sighting === own ? " (the query)" : "")));
+    label.append(box, img, el("span", "", sightingName(sighting) + " · " + formatTime(sighting.first, true) + (sighting === own ? " (the query)" : "")));
     item.append(label);
     list.append(item);
   }
-  $("label-message").textContent = "";
-  $("label-panel").hidden = false;
-  $("label-button").setAttribute("aria-expanded", "true");
-  updateLabelConfirm();
+}
+
+function sightingName(sighting) {
+  return sighting.camera + (sighting.track > 0 ? " #" + trackNumber(sighting.track) : "");
 }
 
 function closeLabelPanel() {
