@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/ingest"
 	"github.com/reid-project/reid/lookup"
@@ -87,7 +88,44 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	if options.Lookup.AlertWebhook != "" {
 		results = append(results, checkAlertWebhook(ctx, options.Lookup.AlertWebhook))
 	}
+	if options.Trainer.ValidationDir != "" {
+		results = append(results, checkValidation(options.Trainer.ValidationDir))
+	}
 	return results
+}
+
+// checkValidation reads the validation set that reid train --validate would, and counts the
+// queries that can score a model: those with a match of their person in another camera.
+func checkValidation(dir string) checkResult {
+	result := checkResult{part: "validation set"}
+	set, err := eval.Load(dir)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	cameras := map[int]map[int]bool{} // person -> cameras in the gallery
+	for _, item := range set.Gallery {
+		if cameras[item.PID] == nil {
+			cameras[item.PID] = map[int]bool{}
+		}
+		cameras[item.PID][item.Camera] = true
+	}
+	usable, people := 0, map[int]bool{}
+	for _, query := range set.Query {
+		people[query.PID] = true
+		for camera := range cameras[query.PID] {
+			if camera != query.Camera {
+				usable++
+				break
+			}
+		}
+	}
+	if usable == 0 {
+		result.err = fmt.Errorf("%s: no query has a match of its person in another camera, so it cannot score a model", dir)
+		return result
+	}
+	result.detail = fmt.Sprintf("%s: %d people, %d queries with a match in another camera", dir, len(people), usable)
+	return result
 }
 
 // checkAlertWebhook connects to the webhook's host without sending anything: a test alert would

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/internal/testassets"
 )
 
@@ -83,6 +84,7 @@ func TestCheckCommand(t *testing.T) {
 	if posted.Load() != 0 {
 		t.Errorf("the check sent the alert webhook %d requests", posted.Load())
 	}
+	checkValidationLine(t, dataDir, video)
 	// Detector models elsewhere than --shared-dir: the line says which settings find them.
 	configPath := filepath.Join(t.TempDir(), "site.yaml")
 	if err := os.WriteFile(configPath, []byte("cameras:\n  - id: gate\n    source: "+video+"\n"), 0o644); err != nil {
@@ -91,5 +93,37 @@ func TestCheckCommand(t *testing.T) {
 	out, err := runReid(t, "--config", configPath, "--data-dir", dataDir, "--shared-dir", t.TempDir(), "check")
 	if err == nil || !strings.Contains(out, "FAIL  detector yolo-fastest") || !strings.Contains(out, "REID_SHARED_DIR") {
 		t.Errorf("check without detector models: %v\n%s", err, out)
+	}
+}
+
+// checkValidationLine: with trainer.validation_dir set, reid check reads the set and counts the
+// queries that can score a model, and fails on a set that cannot.
+func checkValidationLine(t *testing.T, dataDir, video string) {
+	t.Helper()
+	configPath := filepath.Join(t.TempDir(), "site.yaml")
+	if err := os.WriteFile(configPath, []byte("cameras:\n  - id: gate\n    source: "+video+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	usable := filepath.Join(t.TempDir(), "validation")
+	set, err := eval.OpenLabelledSet(usable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jpeg := []byte{0xff, 0xd8, 0xff, 0xd9}
+	if _, err := set.AddPerson([]eval.LabelledCrop{{CropID: "a", Camera: "gate", JPEG: jpeg, Query: true}, {CropID: "b", Camera: "hall", JPEG: jpeg, Query: true},
+		{CropID: "c", Camera: "hall", JPEG: jpeg}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, dir, want string
+	}{
+		{"usable", usable, "ok    validation set         " + usable + ": 1 people, 1 queries with a match in another camera"},
+		{"missing", filepath.Join(t.TempDir(), "none"), "FAIL  validation set"},
+	} {
+		t.Setenv("REID_TRAINER_VALIDATION_DIR", c.dir)
+		out, _ := runReid(t, "--config", configPath, "--data-dir", dataDir, "check", "--timeout", "10s")
+		if !strings.Contains(out, c.want) {
+			t.Errorf("%s validation set: want %q in\n%s", c.name, c.want, out)
+		}
 	}
 }
