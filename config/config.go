@@ -106,8 +106,8 @@ type Ingest struct {
 	// when set by hand with its own rtsp_transport, wins).
 	RTSPTransport string `mapstructure:"rtsp_transport" yaml:"rtsp_transport"`
 	// StallTimeout is how long a live camera (RTSP, an HTTP stream, a device) may deliver no
-	// frame before it is reopened; 0 leaves it to OpenCV, which waits 30 s. Default 10s. Opening
-	// a camera that never answers still takes OpenCV's 30 s.
+	// frame before it is reopened, and how long an RTSP or HTTP camera may take to answer when it
+	// is opened; 0 leaves both to OpenCV, which waits 30 s. Default 10s.
 	StallTimeout time.Duration `mapstructure:"stall_timeout" yaml:"stall_timeout"`
 }
 

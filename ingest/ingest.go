@@ -114,7 +114,8 @@ func New(options Options) (*Ingester, error) {
 		options.Logger = slog.Default()
 	}
 	if options.open == nil {
-		options.open = openCapture
+		answerTimeout := options.Ingest.StallTimeout
+		options.open = func(camera config.Camera) (capture, error) { return openCapture(camera, answerTimeout) }
 	}
 	if err := setFFmpegOptions(options.Ingest.RTSPTransport, options.Ingest.StallTimeout); err != nil {
 		return nil, err

@@ -272,7 +272,7 @@ func TestLiveSourceReconnects(t *testing.T) {
 	opens := 0
 	options.open = func(camera config.Camera) (capture, error) {
 		if camera.ID != "live" {
-			return openCapture(camera)
+			return openCapture(camera, 0)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -1256,9 +1256,41 @@ func TestRTSPTransport(t *testing.T) {
 	}
 }
 
+// TestSilentRTSPCameraFailsFast: an RTSP camera that accepts the connection and never answers
+// fails its open after ingest.stall_timeout (here 300 ms), not after OpenCV's 30 s, and says why;
+// one that answers is opened as before (TestRTSPTransport reaches its SETUP).
+func TestSilentRTSPCameraFailsFast(t *testing.T) {
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held sync.WaitGroup
+	held.Go(func() {
+		for {
+			connection, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			held.Go(func() { // never answered; closed when the client gives up
+				io.Copy(io.Discard, connection)
+				connection.Close()
+			})
+		}
+	})
+	t.Cleanup(func() { listener.Close(); held.Wait() })
+	started := time.Now()
+	_, err = openCapture(config.Camera{ID: "silent", Source: "rtsp://admin:s3cret@" + listener.Addr().String() + "/stream"}, 300*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 300ms") || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("open of a silent RTSP camera: %v", err)
+	}
+	if elapsed := time.Since(started); elapsed > 10*time.Second {
+		t.Errorf("the open failed after %s, as if nothing but OpenCV's 30 s bounded it", elapsed)
+	}
+}
+
 // TestOpenErrorsHideCredentials: a camera that cannot be reached is reported without its password.
 func TestOpenErrorsHideCredentials(t *testing.T) {
-	_, err := openCapture(config.Camera{ID: "door", Source: "rtsp://admin:s3cret@127.0.0.1:1/stream"})
+	_, err := openCapture(config.Camera{ID: "door", Source: "rtsp://admin:s3cret@127.0.0.1:1/stream"}, time.Second)
 	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "rtsp://admin:********@127.0.0.1:1/stream") {
 		t.Fatalf("open error %v: want the URL with its password masked", err)
 	}

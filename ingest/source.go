@@ -86,8 +86,9 @@ type capture interface {
 	Close() error
 }
 
-// openCapture opens camera's source.
-func openCapture(camera config.Camera) (capture, error) {
+// openCapture opens camera's source. An RTSP camera that does not answer within answerTimeout
+// (0: no limit but OpenCV's 30 s) fails the open (awaitRTSPAnswer).
+func openCapture(camera config.Camera, answerTimeout time.Duration) (capture, error) {
 	kind, device := classify(camera.Source)
 	switch kind {
 	case kindDevice:
@@ -98,6 +99,9 @@ func openCapture(camera config.Camera) (capture, error) {
 		}
 		return newNewestFrame(&videoCapture{video: video, live: true}), nil
 	case kindURL:
+		if err := awaitRTSPAnswer(camera.Source, answerTimeout); err != nil {
+			return nil, fmt.Errorf("open %s: %w", config.MaskURLCredentials(camera.Source), err)
+		}
 		video, err := gocv.VideoCaptureFileWithAPI(camera.Source, gocv.VideoCaptureFFmpeg)
 		if err != nil || !video.IsOpened() {
 			closeVideo(video)
@@ -466,7 +470,9 @@ func Probe(ctx context.Context, camera config.Camera) (Probed, error) {
 	started := time.Now()
 	kind, _ := classify(camera.Source)
 	probed := Probed{Kind: kind.String()}
-	source, err := openUntil(ctx, openCapture, camera)
+	source, err := openUntil(ctx, func(camera config.Camera) (capture, error) {
+		return openCapture(camera, config.Default().Ingest.StallTimeout)
+	}, camera)
 	if err != nil {
 		return probed, err
 	}
