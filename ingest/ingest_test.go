@@ -1256,10 +1256,16 @@ func TestRTSPTransport(t *testing.T) {
 	}
 }
 
-// TestSilentRTSPCameraFailsFast: an RTSP camera that accepts the connection and never answers
-// fails its open after ingest.stall_timeout (here 300 ms), not after OpenCV's 30 s, and says why;
-// one that answers is opened as before (TestRTSPTransport reaches its SETUP).
-func TestSilentRTSPCameraFailsFast(t *testing.T) {
+// TestSilentCameraFailsFast: an RTSP or HTTP camera that accepts the connection and never
+// answers fails its open after ingest.stall_timeout (here 300 ms), not after OpenCV's 30 s, and
+// says so without its password; one that answers is opened as before (TestRTSPTransport reaches
+// its SETUP).
+func TestSilentCameraFailsFast(t *testing.T) {
+	t.Setenv(ffmpegCaptureOptions, "")
+	const stall = 300 * time.Millisecond
+	if err := setFFmpegOptions("tcp", stall); err != nil { // HTTP: FFmpeg's rw_timeout
+		t.Fatal(err)
+	}
 	listener, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -1278,13 +1284,18 @@ func TestSilentRTSPCameraFailsFast(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { listener.Close(); held.Wait() })
-	started := time.Now()
-	_, err = openCapture(config.Camera{ID: "silent", Source: "rtsp://admin:s3cret@" + listener.Addr().String() + "/stream"}, 300*time.Millisecond)
-	if err == nil || !strings.Contains(err.Error(), "did not answer within 300ms") || strings.Contains(err.Error(), "s3cret") {
-		t.Fatalf("open of a silent RTSP camera: %v", err)
-	}
-	if elapsed := time.Since(started); elapsed > 10*time.Second {
-		t.Errorf("the open failed after %s, as if nothing but OpenCV's 30 s bounded it", elapsed)
+	for _, c := range []struct{ scheme, want string }{
+		{"rtsp", "did not answer within 300ms"},
+		{"http", "stream not reachable"},
+	} {
+		started := time.Now()
+		_, err = openCapture(config.Camera{ID: "silent", Source: c.scheme + "://admin:s3cret@" + listener.Addr().String() + "/stream"}, stall)
+		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("open of a silent %s camera: %v", c.scheme, err)
+		}
+		if elapsed := time.Since(started); elapsed > 10*time.Second {
+			t.Errorf("the %s open failed after %s, as if nothing but OpenCV's 30 s bounded it", c.scheme, elapsed)
+		}
 	}
 }
 
