@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/reid-project/reid/cropstore"
@@ -62,17 +63,47 @@ var (
 // OpenLabelledSet reads the set under root, or returns an empty one when it has no manifest yet.
 func OpenLabelledSet(root string) (*LabelledSet, error) {
 	set := &LabelledSet{Root: root}
-	data, err := os.ReadFile(filepath.Join(root, manifestFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return set, nil
+	if err := set.reload(); err != nil {
+		return nil, err
 	}
+	return set, nil
+}
+
+// reload reads the manifest again: another process (reid validation add beside a lookup server)
+// may have changed it since.
+func (set *LabelledSet) reload() error {
+	fresh := LabelledSet{Root: set.Root}
+	data, err := os.ReadFile(filepath.Join(set.Root, manifestFile))
+	if errors.Is(err, os.ErrNotExist) {
+		*set = fresh
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("eval: labelled set: %w", err)
+	}
+	if err := json.Unmarshal(data, &fresh); err != nil {
+		return fmt.Errorf("eval: labelled set %s: %w", filepath.Join(set.Root, manifestFile), err)
+	}
+	*set = fresh
+	return nil
+}
+
+// lockSet holds an exclusive advisory lock on the set's directory (made if need be) until the
+// returned function is called, so that two processes changing the set take turns. The kernel
+// drops it if the process dies.
+func lockSet(root string) (unlock func(), err error) {
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("eval: labelled set: %w", err)
+	}
+	file, err := os.OpenFile(filepath.Join(root, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("eval: labelled set: %w", err)
 	}
-	if err := json.Unmarshal(data, set); err != nil {
-		return nil, fmt.Errorf("eval: labelled set %s: %w", filepath.Join(root, manifestFile), err)
+	if err := syscall.Flock(int(file.Fd()), syscall.LOCK_EX); err != nil {
+		file.Close()
+		return nil, fmt.Errorf("eval: labelled set: lock: %w", err)
 	}
-	return set, nil
+	return func() { file.Close() }, nil // closing releases the lock
 }
 
 // AddPerson adds one person seen in crops, which must come from at least two cameras and include
@@ -80,6 +111,18 @@ func OpenLabelledSet(root string) (*LabelledSet, error) {
 // first and the manifest last, so an interrupted add leaves images that the next add of the same
 // number overwrites. It returns the person's identity number.
 func (set *LabelledSet) AddPerson(crops []LabelledCrop, note string) (Person, error) {
+	unlock, err := lockSet(set.Root)
+	if err != nil {
+		return Person{}, err
+	}
+	defer unlock()
+	if err := set.reload(); err != nil {
+		return Person{}, err
+	}
+	return set.addPerson(crops, note)
+}
+
+func (set *LabelledSet) addPerson(crops []LabelledCrop, note string) (Person, error) {
 	labelled := map[string]int{}
 	for _, person := range set.People {
 		for _, ids := range person.Crops {
@@ -159,6 +202,21 @@ func (set *LabelledSet) Summary() string {
 // RemoveCrops removes every person any of whose crops is in erased, images and all: the person is
 // who an erasure request is about. With dryRun it only finds them. It returns their numbers.
 func (set *LabelledSet) RemoveCrops(erased map[string]bool, dryRun bool) ([]int, error) {
+	if _, err := os.Stat(filepath.Join(set.Root, manifestFile)); errors.Is(err, os.ErrNotExist) {
+		return []int{}, nil // no set yet: nothing to remove, and no directory to make
+	}
+	unlock, err := lockSet(set.Root)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := set.reload(); err != nil {
+		return nil, err
+	}
+	return set.removeCrops(erased, dryRun)
+}
+
+func (set *LabelledSet) removeCrops(erased map[string]bool, dryRun bool) ([]int, error) {
 	removed := []int{}
 	kept := make([]Person, 0, len(set.People))
 	for _, person := range set.People {

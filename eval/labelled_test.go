@@ -2,7 +2,9 @@ package eval
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
+	"sync"
 	"testing"
 )
 
@@ -86,5 +88,46 @@ func TestLabelledSet(t *testing.T) {
 	third := []LabelledCrop{{CropID: "d1", Camera: "gate", JPEG: jpeg, Query: true}, {CropID: "d2", Camera: "hall", JPEG: jpeg}}
 	if person, err := set.AddPerson(third, ""); err != nil || person.PID != 3 {
 		t.Fatalf("the person after a removal: %+v, %v", person, err)
+	}
+}
+
+// TestLabelledSetTakesTurns: two writers (reid validation add beside a lookup server) each with
+// the set open add people at once; the lock and the reload under it keep every person, each with
+// its own number.
+func TestLabelledSetTakesTurns(t *testing.T) {
+	root := t.TempDir()
+	jpeg := []byte{0xff, 0xd8, 0xff, 0xd9}
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for writer := range 2 {
+		set, err := OpenLabelledSet(root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			for i := range 10 {
+				id := fmt.Sprintf("w%d-%d", writer, i)
+				_, err := set.AddPerson([]LabelledCrop{{CropID: id + "a", Camera: "gate", JPEG: jpeg, Query: true}, {CropID: id + "b", Camera: "hall", JPEG: jpeg}}, "")
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	set, err := OpenLabelledSet(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	numbers := map[int]bool{}
+	for _, person := range set.People {
+		numbers[person.PID] = true
+	}
+	if len(set.People) != 20 || len(numbers) != 20 {
+		t.Errorf("%d people with %d numbers, want 20 and 20", len(set.People), len(numbers))
 	}
 }
