@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// auditRecord is one line of the audit log: who (a key id, never the key) asked what, from where,
-// and how many people-crops they got back.
-type auditRecord struct {
+// AuditRecord is one line of the audit log (JSON): who (a key id, never the key) asked what, from
+// where, and how many people-crops they got back. reid audit reads it back.
+type AuditRecord struct {
 	Time   time.Time         `json:"time"`
 	Key    string            `json:"key"`
 	Remote string            `json:"remote"`
@@ -31,7 +31,7 @@ type auditLog struct {
 
 func newAuditLog(writer io.Writer) *auditLog { return &auditLog{writer: writer} }
 
-func (a *auditLog) write(record auditRecord) error {
+func (a *auditLog) write(record AuditRecord) error {
 	if a.writer == nil {
 		return nil
 	}

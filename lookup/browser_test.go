@@ -185,7 +185,7 @@ func TestBrowserSearch(t *testing.T) {
 		`!document.getElementById('results-summary').textContent.includes('by whole tracks') && document.querySelectorAll('#results .result:not(.skeleton) .score .value').length > 0`)); err != nil {
 		t.Fatalf("search again without track consensus: %v", err)
 	}
-	var lastSearch auditRecord
+	var lastSearch AuditRecord
 	for _, record := range f.audit.lines(t) {
 		if record.Route == "POST /v1/search" {
 			lastSearch = record

@@ -180,7 +180,7 @@ func TestErasure(t *testing.T) {
 	}
 
 	// The audit log has the erasure: who, why, and which crops.
-	var audited []auditRecord
+	var audited []AuditRecord
 	for _, record := range f.audit.lines(t) {
 		if record.Route == "POST /v1/erasures" && record.Status == http.StatusOK {
 			audited = append(audited, record)

@@ -185,7 +185,7 @@ func (s *Server) api(cost float64, handler apiHandler) http.Handler {
 		for name, values := range r.URL.Query() {
 			query[name] = truncateString(strings.Join(values, ","), 200)
 		}
-		auditErr := s.audit.write(auditRecord{
+		auditErr := s.audit.write(AuditRecord{
 			Time:    s.now().UTC(),
 			Key:     call.key,
 			Remote:  r.RemoteAddr,

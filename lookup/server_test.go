@@ -54,14 +54,14 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buffer.Write(p)
 }
 
-func (b *syncBuffer) lines(t *testing.T) []auditRecord {
+func (b *syncBuffer) lines(t *testing.T) []AuditRecord {
 	t.Helper()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	var records []auditRecord
+	var records []AuditRecord
 	scanner := bufio.NewScanner(bytes.NewReader(b.buffer.Bytes()))
 	for scanner.Scan() {
-		var record auditRecord
+		var record AuditRecord
 		if err := json.Unmarshal(scanner.Bytes(), &record); err != nil {
 			t.Fatalf("audit line %q: %v", scanner.Text(), err)
 		}

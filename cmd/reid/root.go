@@ -57,6 +57,7 @@ func newRootCommand() *cobra.Command {
 		newDLQCommand(g),
 		newSynthCommand(g),
 		newValidationCommand(g),
+		newAuditCommand(g),
 	)
 	return root
 }
