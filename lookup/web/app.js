@@ -312,7 +312,11 @@ async function search() {
     state.results = result;
     renderResults(result);
     renderTimeline(result);
-    $("label-button").hidden = state.query.kind !== "crop" || !(result.sightings || []).length;
+    // An uploaded photo (a person asking what is held about them) has no sighting of its own,
+    // but the results' sightings can still be picked to erase or label.
+    const picked = (result.sightings || []).length > 0;
+    $("label-button").hidden = !picked;
+    $("erase-button").hidden = state.query.kind !== "crop" && !picked;
   } catch (err) {
     if (seq !== state.searchSeq) return;
     $("results").textContent = "";
@@ -571,7 +575,7 @@ async function watchQuery() {
 // the crop alone when untracked) and, after a search, any of the results' sightings ticked beside
 // it. A dry run says what would go before anything does.
 async function openErasePanel() {
-  if (!state.query || state.query.kind !== "crop") return;
+  if (!state.query || (state.query.kind !== "crop" && !state.results)) return;
   clearError();
   $("erase-panel").hidden = false;
   $("erase-button").setAttribute("aria-expanded", "true");
@@ -677,7 +681,7 @@ async function eraseSighting(e) {
 // The validation set (reid train --validate) is built from people someone has looked at: the
 // query's sighting and the sightings of the results that show the same person, ticked here.
 function openLabelPanel() {
-  if (!state.query || state.query.kind !== "crop" || !state.results) return;
+  if (!state.query || !state.results) return;
   clearError();
   renderSightingPicker($("label-sightings"), true, updateLabelConfirm);
   $("label-message").textContent = "";
@@ -692,7 +696,7 @@ function openLabelPanel() {
 function renderSightingPicker(list, lockOwn, onChange) {
   list.textContent = "";
   const sightings = (state.results && state.results.sightings) || [];
-  const own = sightings.find((s) => (s.crop_ids || []).includes(state.query.id));
+  const own = state.query.kind === "crop" ? sightings.find((s) => (s.crop_ids || []).includes(state.query.id)) : undefined;
   const rows = own ? [own, ...sightings.filter((s) => s !== own)] : sightings;
   for (const sighting of rows) {
     const item = el("li");
