@@ -114,8 +114,8 @@ func TestBrowserSearch(t *testing.T) {
 	// An uploaded photo (someone asking what is held about them) has no sighting of its own, but
 	// its results' sightings can be picked to erase: none is ticked to begin with.
 	step("open the erase panel for the upload", chromedp.Click(chromedp.ID("erase-button")))
-	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll('#erase-sightings input').length > 0 && ` +
-		`document.querySelectorAll('#erase-sightings input:checked').length === 0 && ` +
+	if _, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll('#erase-sightings input').length > 0 && `+
+		`document.querySelectorAll('#erase-sightings input:checked').length === 0 && `+
 		`document.getElementById('erase-preview').textContent === 'Tick the sightings to erase.'`)); err != nil {
 		t.Errorf("the erase panel of an upload: %v", err)
 	}
