@@ -46,8 +46,8 @@ type LabelledSet struct {
 	// Cameras numbers the camera ids: Cameras[i] is camera i+1 in the image names.
 	Cameras []string `json:"cameras"`
 	People  []Person `json:"people"`
-	// NextPID is the number the next person gets: numbers are never reused, so an image a removal
-	// failed to delete is never taken for someone else's.
+	// NextPID is the number the next person gets: numbers are never reused, so a removed person's
+	// number (in a note, a log, an audit record) never names someone else.
 	NextPID int `json:"next_pid"`
 }
 
