@@ -106,7 +106,7 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 				return err
 			}
 			if check != nil {
-				if err := check.scoreTrained(ctx, loaded); err != nil {
+				if err := check.scoreTrained(ctx, loaded, settings.Seed); err != nil {
 					return err
 				}
 			}
@@ -142,7 +142,7 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 			last := summary.Epochs[len(summary.Epochs)-1]
 			outcome := ""
 			if check != nil {
-				outcome += fmt.Sprintf(", validation mAP %.3f (parent %.3f)", check.Trained.MAP, check.Parent.MAP)
+				outcome += fmt.Sprintf(", validation mAP %.3f (parent %.3f; difference %s)", check.Trained.MAP, check.Parent.MAP, check.describeDifference())
 			}
 			switch {
 			case promote:
@@ -323,7 +323,12 @@ type validation struct {
 	Queries int             `json:"queries"`
 	Parent  validationScore `json:"parent"`
 	Trained validationScore `json:"trained"`
-	data    eval.Dataset
+	// Difference is the trained model's mAP difference from the parent's, with its 95% interval
+	// over the queries: one far across zero says the set is too small to tell them apart.
+	Difference eval.Difference `json:"difference"`
+	data       eval.Dataset
+	// parentQueries are the parent's per-query results, for the difference.
+	parentQueries []eval.QueryResult
 }
 
 type validationScore struct {
@@ -342,7 +347,7 @@ func openValidation(dir string) (*validation, error) {
 
 // scoreParent scores the model that loaded holds before training.
 func (check *validation) scoreParent(ctx context.Context, loaded *loadedModel) (err error) {
-	if check.Parent, err = check.score(ctx, loaded); err != nil {
+	if check.Parent, check.parentQueries, err = check.score(ctx, loaded); err != nil {
 		return err
 	}
 	slog.Info("validation: the parent", "dataset", check.Dataset, "queries", check.Queries, "mAP", fmt.Sprintf("%.3f", check.Parent.MAP),
@@ -350,23 +355,38 @@ func (check *validation) scoreParent(ctx context.Context, loaded *loadedModel) (
 	return nil
 }
 
-func (check *validation) scoreTrained(ctx context.Context, loaded *loadedModel) (err error) {
-	if check.Trained, err = check.score(ctx, loaded); err != nil {
+func (check *validation) scoreTrained(ctx context.Context, loaded *loadedModel, seed uint64) error {
+	score, queries, err := check.score(ctx, loaded)
+	if err != nil {
 		return err
 	}
+	check.Trained = score
+	if check.Difference, err = eval.CompareQueries(check.parentQueries, queries, seed); err != nil {
+		return fmt.Errorf("train: validation: %w", err)
+	}
 	slog.Info("validation: the trained model", "mAP", fmt.Sprintf("%.3f", check.Trained.MAP), "rank1", fmt.Sprintf("%.3f", check.Trained.Rank1),
-		"parent_mAP", fmt.Sprintf("%.3f", check.Parent.MAP))
+		"parent_mAP", fmt.Sprintf("%.3f", check.Parent.MAP), "difference", check.describeDifference())
 	return nil
 }
 
-func (check *validation) score(ctx context.Context, loaded *loadedModel) (validationScore, error) {
-	metrics, _, err := eval.EvaluateDataset(ctx, check.data, &modelExtractor{model: loaded.network, batchSize: 64}, eval.Options{})
+// describeDifference says the mAP difference and its interval in words.
+func (check *validation) describeDifference() string {
+	return fmt.Sprintf("%+.3f, 95%% interval %+.3f..%+.3f over %d queries", check.Difference.MAP, check.Difference.Low, check.Difference.High, check.Queries)
+}
+
+func (check *validation) score(ctx context.Context, loaded *loadedModel) (validationScore, []eval.QueryResult, error) {
+	_, distances, err := eval.EvaluateDataset(ctx, check.data, &modelExtractor{model: loaded.network, batchSize: 64}, eval.Options{})
 	if err != nil {
-		return validationScore{}, fmt.Errorf("train: validation: %w", err)
+		return validationScore{}, nil, fmt.Errorf("train: validation: %w", err)
 	}
+	queries, err := eval.EvaluateQueries(ctx, distances, eval.Labels(check.data.Query), eval.Labels(check.data.Gallery), eval.CrossCamera)
+	if err != nil {
+		return validationScore{}, nil, fmt.Errorf("train: validation: %w", err)
+	}
+	metrics := eval.Aggregate(queries)
 	if metrics.Queries == 0 {
-		return validationScore{}, fmt.Errorf("train: validation set %s has no query with a true match in another camera", check.Dataset)
+		return validationScore{}, nil, fmt.Errorf("train: validation set %s has no query with a true match in another camera", check.Dataset)
 	}
 	check.Queries = metrics.Queries
-	return validationScore{MAP: metrics.MAP, Rank1: metrics.Rank1}, nil
+	return validationScore{MAP: metrics.MAP, Rank1: metrics.Rank1}, queries, nil
 }

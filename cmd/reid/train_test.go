@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/internal/testassets"
 	"github.com/reid-project/reid/internal/vecmath"
 	"github.com/reid-project/reid/trainer"
@@ -135,6 +136,7 @@ func checkTrainValidation(t *testing.T, dataDir string) {
 			Parent, Trained struct {
 				MAP float64 `json:"mAP"`
 			}
+			Difference eval.Difference
 		} `json:"validation"`
 	}
 	evalMAP := func(version string) float64 {
@@ -163,9 +165,12 @@ func checkTrainValidation(t *testing.T, dataDir string) {
 		if err := json.Unmarshal([]byte(out[strings.LastIndex(out, "\n{")+1:]), &result); err != nil {
 			t.Fatalf("%s: output %q: %v", test.name, out, err)
 		}
-		parent, trained := result.Validation.Parent.MAP, result.Validation.Trained.MAP
-		t.Logf("%s: %s validation mAP %.3f, parent %.3f, %d queries, promoted %v %s", test.name, result.Version, trained, parent,
-			result.Validation.Queries, result.Promoted, result.NotPromoted)
+		parent, trained, difference := result.Validation.Parent.MAP, result.Validation.Trained.MAP, result.Validation.Difference
+		t.Logf("%s: %s validation mAP %.3f, parent %.3f, difference %+.3f (%+.3f..%+.3f), %d queries, promoted %v %s", test.name, result.Version,
+			trained, parent, difference.MAP, difference.Low, difference.High, result.Validation.Queries, result.Promoted, result.NotPromoted)
+		if math.Abs(difference.MAP-(trained-parent)) > 1e-9 || difference.Low > difference.MAP || difference.High < difference.MAP {
+			t.Errorf("%s: difference %+v for mAP %.4f against %.4f", test.name, difference, trained, parent)
+		}
 		if result.Validation.Queries == 0 || math.Abs(parent-evalMAP("v1")) > 1e-4 || math.Abs(trained-evalMAP(result.Version)) > 1e-4 {
 			t.Errorf("%s: validation %+v disagrees with reid eval", test.name, result.Validation)
 		}
