@@ -375,10 +375,20 @@ func (check *validation) describeDifference() string {
 }
 
 func (check *validation) score(ctx context.Context, loaded *loadedModel) (validationScore, []eval.QueryResult, error) {
-	_, distances, err := eval.EvaluateDataset(ctx, check.data, &modelExtractor{model: loaded.network, batchSize: 64}, eval.Options{})
+	extractor := &modelExtractor{model: loaded.network, batchSize: 64}
+	queryFeatures, err := extractor.Extract(ctx, eval.Paths(check.data.Query))
 	if err != nil {
 		return validationScore{}, nil, fmt.Errorf("train: validation: %w", err)
 	}
+	galleryFeatures, err := extractor.Extract(ctx, eval.Paths(check.data.Gallery))
+	if err != nil {
+		return validationScore{}, nil, fmt.Errorf("train: validation: %w", err)
+	}
+	distances, err := eval.Distances(ctx, queryFeatures, galleryFeatures)
+	if err != nil {
+		return validationScore{}, nil, fmt.Errorf("train: validation: %w", err)
+	}
+	// Per query, not just the means: the difference from the parent is paired by query.
 	queries, err := eval.EvaluateQueries(ctx, distances, eval.Labels(check.data.Query), eval.Labels(check.data.Gallery), eval.CrossCamera)
 	if err != nil {
 		return validationScore{}, nil, fmt.Errorf("train: validation: %w", err)
