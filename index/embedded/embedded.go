@@ -331,6 +331,10 @@ func (ix *Index) openVersion(name string, dim int, dir string) (*version, error)
 			}
 		}
 		g.graph.insertParallel(pending, len(g.records))
+		// Graphs saved by earlier versions, whose parallel inserts stranded nodes, are mended here.
+		if repaired := g.repairGraph(); repaired > 0 {
+			ix.logger.Info("linked graph nodes no search reached", "version", name, "nodes", repaired)
+		}
 	}
 	log, err := openWAL(logPath(dir, current), ix.options.SyncWrites)
 	if err != nil {
@@ -378,7 +382,7 @@ func (v *version) apply(payload []byte, pending *[]uint32) (int, error) {
 			if pending != nil {
 				*pending = append(*pending, fresh...)
 			} else {
-				g.graph.insertParallel(fresh, len(g.records))
+				g.linkGraph(fresh)
 			}
 		}
 		return int(count), nil

@@ -40,6 +40,8 @@ type gallery struct {
 	// graph is the HNSW graph in approximate mode, nil in exact mode. A graph's nodes keep their
 	// slots, so with a graph a replaced or deleted slot stays as a tombstone instead of being reused.
 	graph *hnsw
+	// linkedSinceRepair counts graph inserts since the graph was last repaired (see linkGraph).
+	linkedSinceRepair int
 	// frozen marks the vector blocks a snapshot being written still reads (see freeze): a write
 	// into one copies the block first.
 	frozen []bool
@@ -147,6 +149,23 @@ func (g *gallery) intern(name string) uint32 {
 	g.names = append(g.names, name)
 	g.codes[name] = code
 	return code
+}
+
+// linkGraph links slots into the graph and, once the inserts since the last repair reach a
+// twentieth of the gallery, repairs it: a walk of every node per twentieth keeps the cost at a few
+// hundred link reads per insert, far below the insert's own search.
+func (g *gallery) linkGraph(slots []uint32) {
+	g.graph.insertParallel(slots, len(g.records))
+	g.linkedSinceRepair += len(slots)
+	if g.linkedSinceRepair >= max(1024, g.live/20) {
+		g.repairGraph()
+	}
+}
+
+// repairGraph makes every live node reachable again (hnsw.repair).
+func (g *gallery) repairGraph() int {
+	g.linkedSinceRepair = 0
+	return g.graph.repair(g.alive, len(g.records))
 }
 
 // newSlot returns a free slot, growing storage by a block when needed. Slots of deleted or

@@ -426,6 +426,60 @@ func (h *hnsw) insertParallel(slots []uint32, n int) {
 	wg.Wait()
 }
 
+// repair gives each live node that no walk of layer 0 from the entry point reaches a link from
+// the nearest live node that one does, and returns how many it linked. Such a node is never
+// returned by a search. Reused slots are relinked from scratch, which drops their old links, so
+// after enough churn a node can lose every way in; the heuristic's pruning can then decline to
+// link it back, so the link goes into a list with room, not through link. The caller holds the
+// gallery alone.
+func (h *hnsw) repair(alive []bool, n int) int {
+	if h.entry < 0 {
+		return 0
+	}
+	reached := make([]bool, n)
+	var stack []uint32
+	walk := func(from uint32) {
+		reached[from] = true
+		stack = append(stack[:0], from)
+		for len(stack) > 0 {
+			slot := stack[len(stack)-1]
+			stack = stack[:len(stack)-1]
+			list := h.links(slot, 0)
+			for _, neighbour := range list[1 : 1+list[0]] {
+				if !reached[neighbour] {
+					reached[neighbour] = true
+					stack = append(stack, neighbour)
+				}
+			}
+		}
+	}
+	walk(uint32(h.entry))
+	repaired := 0
+	var query []float32
+	for slot := range uint32(n) {
+		if !alive[slot] || reached[slot] {
+			continue
+		}
+		query = h.vectors.read(slot, query)
+		// The upper layers may lead to nodes layer 0 does not reach, so hosts are filtered.
+		hosts := h.search(query, h.efConstruction, h.efConstruction, n, func(s uint32) bool {
+			return reached[s] && alive[s]
+		})
+		for _, host := range hosts {
+			list := h.links(host.slot, 0)
+			if count := list[0]; int(count) < h.m0 {
+				list[1+count] = slot
+				list[0]++
+				repaired++
+				// What only this node led to is reached now too.
+				walk(slot)
+				break
+			}
+		}
+	}
+	return repaired
+}
+
 // search returns up to k accepted candidates for query, best first.
 func (h *hnsw) search(query []float32, k, ef, n int, accept func(uint32) bool) []candidate {
 	if h.entry < 0 {

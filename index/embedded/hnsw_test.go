@@ -173,6 +173,9 @@ func TestHNSWChurn(t *testing.T) {
 		}
 	}
 	recall := func(ix *Index) float64 { return recallAt10(t, ix, vectors[3*n:3*n+queries]) }
+	if v, _ := ix.lookup(ctx, "v"); unreachableLive(v.gallery) > 0 {
+		t.Errorf("after churn %d live nodes no search reaches", unreachableLive(v.gallery))
+	}
 	r := recall(ix)
 	t.Logf("recall@10 after churn %.3f", r)
 	if r < 0.95 {
@@ -223,21 +226,7 @@ func TestHNSWParallelInsertKeepsEveryNodeReachable(t *testing.T) {
 		for start := 0; start < n; start += batch {
 			g.graph.insertParallel(slots[start:start+batch], start+batch)
 		}
-		reached := make([]bool, n)
-		reached[g.graph.entry] = true
-		stack := []uint32{uint32(g.graph.entry)}
-		for len(stack) > 0 {
-			slot := stack[len(stack)-1]
-			stack = stack[:len(stack)-1]
-			list := g.graph.links(slot, 0)
-			for _, neighbour := range list[1 : 1+list[0]] {
-				if !reached[neighbour] {
-					reached[neighbour] = true
-					stack = append(stack, neighbour)
-				}
-			}
-		}
-		if unreachable := n - countTrue(reached); unreachable > 0 {
+		if unreachable := unreachableLive(g); unreachable > 0 {
 			t.Errorf("trial %d: %d of %d nodes unreachable on layer 0", trial, unreachable, n)
 		}
 	}
@@ -257,12 +246,86 @@ func uniform(seed uint64, n, dim int) [][]float32 {
 	return out
 }
 
-func countTrue(values []bool) int {
-	count := 0
-	for _, value := range values {
-		if value {
-			count++
+// unreachableLive counts the live nodes of g's graph that no walk of layer 0 from the entry point
+// reaches: no search can return them.
+func unreachableLive(g *gallery) int {
+	reached := make([]bool, len(g.records))
+	reached[g.graph.entry] = true
+	stack := []uint32{uint32(g.graph.entry)}
+	for len(stack) > 0 {
+		slot := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		list := g.graph.links(slot, 0)
+		for _, neighbour := range list[1 : 1+list[0]] {
+			if !reached[neighbour] {
+				reached[neighbour] = true
+				stack = append(stack, neighbour)
+			}
 		}
 	}
-	return count
+	unreachable := 0
+	for slot, alive := range g.alive {
+		if alive && !reached[slot] {
+			unreachable++
+		}
+	}
+	return unreachable
+}
+
+// TestOpenLinksStrandedNodes strands a node (no link leads to it, as earlier versions' parallel
+// inserts and slot reuse could leave one), saves the graph and reopens it: the node must be
+// linked again and found.
+func TestOpenLinksStrandedNodes(t *testing.T) {
+	const n, dim = 2000, 32
+	vectors := uniform(11, n, dim)
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "index")
+	options := Options{Mode: "hnsw", HNSWM: 8, EfConstruction: 64, EfSearch: 64, ExactBelow: -1}
+	ix := openFor(t, dir, options)
+	if err := ix.CreateVersion(ctx, "v", dim); err != nil {
+		t.Fatal(err)
+	}
+	items := make([]index.Item, n)
+	for i := range items {
+		items[i] = index.Item{ID: fmt.Sprint(i), Vector: vectors[i]}
+	}
+	if err := ix.Upsert(ctx, "v", items); err != nil {
+		t.Fatal(err)
+	}
+	v, _ := ix.lookup(ctx, "v")
+	graph := v.gallery.graph
+	stranded := v.gallery.slots["777"]
+	if int64(stranded) == graph.entry {
+		t.Fatal("the chosen node is the entry point")
+	}
+	for slot := range uint32(n) {
+		for level := 0; level <= int(graph.levels[slot]); level++ {
+			list := graph.links(slot, level)
+			kept := slices.DeleteFunc(slices.Clone(list[1:1+list[0]]), func(s uint32) bool { return s == stranded })
+			list[0] = uint32(copy(list[1:], kept))
+		}
+	}
+	found := func(ix *Index) bool {
+		results, err := ix.Search(ctx, "v", index.Query{Vectors: [][]float32{vectors[777]}, K: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(results[0], func(m index.Match) bool { return m.ID == "777" })
+	}
+	if unreachableLive(v.gallery) != 1 || found(ix) {
+		t.Fatalf("stranding did not take: %d unreachable, found %v", unreachableLive(v.gallery), found(ix))
+	}
+	if err := ix.Snapshot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ix.Close()
+	ix = openFor(t, dir, options)
+	defer ix.Close()
+	v, _ = ix.lookup(ctx, "v")
+	if unreachable := unreachableLive(v.gallery); unreachable != 0 {
+		t.Errorf("%d nodes unreachable after reopening", unreachable)
+	}
+	if !found(ix) {
+		t.Error("a stored item's own vector does not find it after reopening")
+	}
 }
