@@ -1308,12 +1308,37 @@ func TestOpenErrorsHideCredentials(t *testing.T) {
 }
 
 func TestProbe(t *testing.T) {
-	probed, err := Probe(context.Background(), config.Camera{ID: "gate", Source: testassets.Path(t, "video/vtest.avi")})
+	probed, err := Probe(context.Background(), config.Camera{ID: "gate", Source: testassets.Path(t, "video/vtest.avi")}, time.Second)
 	if err != nil || probed.Kind != "file" || probed.Width != 768 || probed.Height != 576 || probed.FirstFrame <= 0 {
 		t.Errorf("Probe(vtest.avi) = %+v, %v; want a 768x576 file", probed, err)
 	}
-	if _, err := Probe(context.Background(), config.Camera{ID: "gone", Source: "/nonexistent/gate.mp4"}); err == nil {
+	if _, err := Probe(context.Background(), config.Camera{ID: "gone", Source: "/nonexistent/gate.mp4"}, time.Second); err == nil {
 		t.Error("Probe of a missing file: no error")
+	}
+	// A camera that accepts the connection and never answers fails after the stall timeout given,
+	// as ingest's own opens do, not after the default.
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held sync.WaitGroup
+	held.Go(func() {
+		for {
+			connection, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			held.Go(func() { io.Copy(io.Discard, connection); connection.Close() })
+		}
+	})
+	t.Cleanup(func() { listener.Close(); held.Wait() })
+	started := time.Now()
+	_, err = Probe(context.Background(), config.Camera{ID: "silent", Source: "rtsp://" + listener.Addr().String() + "/stream"}, 300*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "did not answer within 300ms") {
+		t.Errorf("Probe of a silent RTSP camera: %v; want it to give up after the 300ms stall timeout", err)
+	}
+	if elapsed := time.Since(started); elapsed > 5*time.Second {
+		t.Errorf("Probe of a silent RTSP camera took %s", elapsed)
 	}
 }
 

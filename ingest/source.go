@@ -465,13 +465,14 @@ type Probed struct {
 	FirstFrame time.Duration
 }
 
-// Probe opens camera's source as ingest would and reads its first frame, giving up when ctx ends.
-func Probe(ctx context.Context, camera config.Camera) (Probed, error) {
+// Probe opens camera's source as ingest would (stallTimeout is ingest.stall_timeout) and reads
+// its first frame, giving up when ctx ends.
+func Probe(ctx context.Context, camera config.Camera, stallTimeout time.Duration) (Probed, error) {
 	started := time.Now()
 	kind, _ := classify(camera.Source)
 	probed := Probed{Kind: kind.String()}
 	source, err := openUntil(ctx, func(camera config.Camera) (capture, error) {
-		return openCapture(camera, config.Default().Ingest.StallTimeout)
+		return openCapture(camera, stallTimeout)
 	}, camera)
 	if err != nil {
 		return probed, err

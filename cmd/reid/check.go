@@ -83,7 +83,7 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 		results = append(results, checkResult{part: "cameras", err: errors.New("none configured (cameras: in the file)")})
 	}
 	results = append(results, checkDetectors(options)...)
-	results = append(results, checkCameras(ctx, options.Cameras, timeout)...)
+	results = append(results, checkCameras(ctx, options.Cameras, options.Ingest.StallTimeout, timeout)...)
 	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options), checkLookup(options))
 	if options.Lookup.AlertWebhook != "" {
 		results = append(results, checkAlertWebhook(ctx, options.Lookup.AlertWebhook))
@@ -229,7 +229,7 @@ func checkDetectors(options config.Options) []checkResult {
 }
 
 // checkCameras probes every camera at once, so a site of many cameras takes one timeout at most.
-func checkCameras(ctx context.Context, cameras []config.Camera, timeout time.Duration) []checkResult {
+func checkCameras(ctx context.Context, cameras []config.Camera, stallTimeout, timeout time.Duration) []checkResult {
 	results := make([]checkResult, len(cameras))
 	var probes sync.WaitGroup
 	for i, camera := range cameras {
@@ -237,7 +237,7 @@ func checkCameras(ctx context.Context, cameras []config.Camera, timeout time.Dur
 			probeCtx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			result := checkResult{part: "camera " + camera.ID}
-			probed, err := ingest.Probe(probeCtx, camera)
+			probed, err := ingest.Probe(probeCtx, camera, stallTimeout)
 			if errors.Is(err, context.DeadlineExceeded) {
 				err = fmt.Errorf("%s: no frame within %s", config.MaskURLCredentials(camera.Source), timeout)
 			}
