@@ -349,8 +349,28 @@ func TestBrowserWatch(t *testing.T) {
 	b.step("search with the watch's person", chromedp.Click(chromedp.CSS(`#watches .watch img`)))
 	b.waitFor("the search from the watch", `document.getElementById('query-label').textContent === `+jsString(query))
 
+	// A list fetched just before the delete, whose answer comes back after the delete's own
+	// reload (an alert arriving then does that), must not bring the watch back.
+	b.evaluate(`(() => {
+		const realFetch = window.fetch;
+		let held = false;
+		window.fetch = (url, options) => {
+			const answer = realFetch(url, options);
+			if (held || url !== "/v1/watches" || (options && options.method)) return answer;
+			held = true;
+			return answer.then((response) => new Promise((resolve) => setTimeout(() => resolve(response), 1500)));
+		};
+		loadWatches();
+		return true;
+	})()`, nil)
 	b.step("delete the watch", chromedp.Click(chromedp.CSS(`#watches .watch button`)))
 	b.waitFor("the watch and its alerts gone", `document.querySelectorAll('#watches .watch').length === 0 && document.querySelectorAll('#alerts .alert').length === 0`)
+	b.step("the slow list's answer arrives", chromedp.Sleep(2*time.Second))
+	var shown float64
+	b.evaluate(`document.querySelectorAll('#watches .watch').length`, &shown)
+	if shown != 0 {
+		t.Errorf("%v watches shown after a list fetched before the delete came back", shown)
+	}
 	status, data, _ := f.do(t, "GET", "/v1/watches", "", nil)
 	if status != http.StatusOK || !strings.Contains(string(data), `"watches":[]`) {
 		t.Errorf("after deleting in the page: %d %s", status, data)

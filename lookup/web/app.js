@@ -18,6 +18,7 @@ const state = {
   alertsNext: 0,
   alertsPolling: false,
   watchesOff: false,
+  watchesLoad: 0,
   eraseTarget: null, // the erasure the panel previewed: {tracks: [...], crop_ids: [...]}
   eraseSeq: 0,
 };
@@ -772,10 +773,15 @@ function resetQuery() {
 }
 
 async function loadWatches() {
+  // Loads overlap (an alert arriving, a watch deleted): only the newest may draw, or a list
+  // fetched before a delete could come back last and show the deleted watch again.
+  const load = ++state.watchesLoad;
   let body;
   try {
     body = await (await api("/v1/watches")).json();
+    if (load !== state.watchesLoad) return true;
   } catch (err) {
+    if (load !== state.watchesLoad) return false;
     if (err.status === 404) { // watches are turned off on this server
       state.watchesOff = true;
       $("watch-button").hidden = true;
