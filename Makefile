@@ -9,7 +9,7 @@ BIN := bin/reid
 # System packages the build, tests and reference benchmarks need. Installed only when missing.
 DEB_PACKAGES := build-essential pkg-config libopencv-dev libjpeg-dev libtorch-dev libjemalloc2 \
 	python3 python3-numpy python3-opencv python3-torch python3-torchvision python3-sklearn python3-faiss \
-	chromium python3-confluent-kafka
+	chromium python3-confluent-kafka rsync
 JEMALLOC := $(firstword $(wildcard /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/aarch64-linux-gnu/libjemalloc.so.2))
 # glibc malloc makes libtorch 4-9x slower on these machines (page faults on every large
 # allocation); jemalloc reuses memory instead. See README "Why jemalloc".
@@ -39,11 +39,11 @@ test: build
 	# What shares memory between goroutines by design (copy-on-write snapshots, reused graph slots,
 	# the lookup's gallery swaps, retention, the trainer's parallel decoding into its crop cache,
 	# the consumer's fetcher running a batch ahead and the embedder's decoding ahead, the
-	# archiver's parallel writes and the S3 store's parallel reads, ingest's cameras changing
+	# archiver's parallel writes and the S3 store's parallel reads, backups beside writes, ingest's cameras changing
 	# while they run, a running pipeline switching models),
 	# again under the race detector.
-	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestWritesDuringSnapshot|TestCrash|TestHNSWChurn|TestHNSWParallelInsert|TestSuite/(exact|hnsw)$$' ./index/embedded/
-	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m ./lookup/ ./retention/ ./trainer/ ./stream/ ./embedder/ ./archiver/ ./cropstore/
+	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestWritesDuringSnapshot|TestCrash|TestHNSWChurn|TestHNSWParallelInsert|TestBackup|TestSuite/(exact|hnsw)$$' ./index/embedded/
+	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m ./lookup/ ./retention/ ./trainer/ ./stream/ ./embedder/ ./archiver/ ./cropstore/ ./backup/
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestReconfigure|TestCancel|TestLiveSourceReconnects|TestLiveStreamSkipsToNewestFrame|TestStalledLiveStreamStopsAtOnce|TestSilentCameraStopsAtOnce|TestHungHTTPCameraReopened|TestHungRTSPCameraReopened' ./ingest/
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestModelSwitchWaitsForArchiver|TestRunFollowsPromotedModel' ./cmd/reid/
 

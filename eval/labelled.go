@@ -88,6 +88,10 @@ func (set *LabelledSet) reload() error {
 	return nil
 }
 
+// LockLabelledSet holds the set's lock until the returned function is called, so that a copy of
+// the directory (a backup) sees no add or removal half done.
+func LockLabelledSet(root string) (unlock func(), err error) { return lockSet(root) }
+
 // lockSet holds an exclusive advisory lock on the set's directory (made if need be) until the
 // returned function is called, so that two processes changing the set take turns. The kernel
 // drops it if the process dies.

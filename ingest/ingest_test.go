@@ -1266,30 +1266,13 @@ func TestSilentCameraFailsFast(t *testing.T) {
 	if err := setFFmpegOptions("tcp", stall); err != nil { // HTTP: FFmpeg's rw_timeout
 		t.Fatal(err)
 	}
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held sync.WaitGroup
-	held.Go(func() {
-		for {
-			connection, err := listener.Accept()
-			if err != nil {
-				return
-			}
-			held.Go(func() { // never answered; closed when the client gives up
-				io.Copy(io.Discard, connection)
-				connection.Close()
-			})
-		}
-	})
-	t.Cleanup(func() { listener.Close(); held.Wait() })
+	address := silentServer(t)
 	for _, c := range []struct{ scheme, want string }{
 		{"rtsp", "did not answer within 300ms"},
 		{"http", "stream not reachable"},
 	} {
 		started := time.Now()
-		_, err = openCapture(config.Camera{ID: "silent", Source: c.scheme + "://admin:s3cret@" + listener.Addr().String() + "/stream"}, stall)
+		_, err := openCapture(config.Camera{ID: "silent", Source: c.scheme + "://admin:s3cret@" + address + "/stream"}, stall)
 		if err == nil || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "s3cret") {
 			t.Errorf("open of a silent %s camera: %v", c.scheme, err)
 		}
@@ -1317,23 +1300,8 @@ func TestProbe(t *testing.T) {
 	}
 	// A camera that accepts the connection and never answers fails after the stall timeout given,
 	// as ingest's own opens do, not after the default.
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held sync.WaitGroup
-	held.Go(func() {
-		for {
-			connection, err := listener.Accept()
-			if err != nil {
-				return
-			}
-			held.Go(func() { io.Copy(io.Discard, connection); connection.Close() })
-		}
-	})
-	t.Cleanup(func() { listener.Close(); held.Wait() })
 	started := time.Now()
-	_, err = Probe(context.Background(), config.Camera{ID: "silent", Source: "rtsp://" + listener.Addr().String() + "/stream"}, 300*time.Millisecond)
+	_, err = Probe(context.Background(), config.Camera{ID: "silent", Source: "rtsp://" + silentServer(t) + "/stream"}, 300*time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "did not answer within 300ms") {
 		t.Errorf("Probe of a silent RTSP camera: %v; want it to give up after the 300ms stall timeout", err)
 	}
@@ -1427,4 +1395,29 @@ func TestHungRTSPCameraReopened(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// silentServer accepts connections on loopback and never answers them, as a camera that hangs
+// does; it returns the address.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held sync.WaitGroup
+	held.Go(func() {
+		for {
+			connection, err := listener.Accept()
+			if err != nil {
+				return
+			}
+			held.Go(func() { // never answered; closed when the client gives up
+				io.Copy(io.Discard, connection)
+				connection.Close()
+			})
+		}
+	})
+	t.Cleanup(func() { listener.Close(); held.Wait() })
+	return listener.Addr().String()
 }

@@ -22,6 +22,10 @@ $GO test -run '^$' -bench Archive -benchtime 10x ./archiver
 
 $GO test -run '^$' -bench Walk -benchtime 5x -count 3 ./cropstore
 
+# Backups: reid backup's crop-store mirror against rsync -a --delete (plain and --fsync), first
+# copy and again after a day pruned and a day added.
+$GO test -run '^$' -bench BackupCrops -benchtime 5x ./backup
+
 # Trainer: the input side of one training step (256 crops at 256x128 decoded from the cache and
 # augmented), which runs one batch ahead of the device; it must stay well under a GPU step (~50 ms).
 $GO test -run '^$' -bench TrainingBatch -benchtime 20x ./trainer

@@ -6,8 +6,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/reid-project/reid/config"
 )
 
 // auditFile is the lookup server's audit log: append-only, private, each record synced by the
@@ -104,4 +107,12 @@ func onHangup(ctx context.Context, fn func(ctx context.Context)) (stop func()) {
 		cancel()
 		<-done
 	}
+}
+
+// auditLogPath is lookup.audit_log, by default <data_dir>/audit.log.
+func auditLogPath(options config.Options) string {
+	if options.Lookup.AuditLog != "" {
+		return options.Lookup.AuditLog
+	}
+	return filepath.Join(options.DataDir, "audit.log")
 }

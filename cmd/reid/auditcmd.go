@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -42,11 +41,7 @@ what did this key do last month, which erasures were made and why.`,
 				return err
 			}
 			if len(files) == 0 {
-				path := options.Lookup.AuditLog
-				if path == "" {
-					path = filepath.Join(options.DataDir, "audit.log")
-				}
-				files = []string{path}
+				files = []string{auditLogPath(options)}
 			}
 			filter := func(record lookup.AuditRecord, line string) bool {
 				switch {

@@ -127,6 +127,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSearchCommand(t, dataDir, store, trackCrops)
+	checkBackup(t, dataDir, store, archived[len(archived)/3])
 	vectors, err := openIndex(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
@@ -255,16 +256,7 @@ func checkSearchCommand(t *testing.T, dataDir string, store cropStore, trackCrop
 	}
 	search := func(extra ...string) []lookup.MatchJSON {
 		t.Helper()
-		out, err := runReid(t, append([]string{"--data-dir", dataDir, "search", "--image", queryPath, "--k", "8", "--json"}, extra...)...)
-		if err != nil {
-			t.Fatalf("reid search: %v\n%s", err, out)
-		}
-		var decoded struct {
-			Matches []lookup.MatchJSON `json:"matches"`
-		}
-		if err := json.Unmarshal([]byte(out[max(strings.Index(out, "{"), 0):]), &decoded); err != nil {
-			t.Fatalf("reid search output: %v\n%s", err, out)
-		}
+		decoded := searchJSON(t, append([]string{"--data-dir", dataDir, "search", "--image", queryPath, "--k", "8", "--json"}, extra...)...)
 		// The stored vector and the query's come from the same pixels (one JPEG decoder on both
 		// paths) through the same model: only batch composition may move the last digits.
 		if len(decoded.Matches) != 8 || decoded.Matches[0].CropID != queryID || decoded.Matches[0].Score < 0.9999 {
@@ -1027,4 +1019,19 @@ func TestServeFollowsActiveGallery(t *testing.T) {
 	for _, model := range models {
 		model.Close()
 	}
+}
+
+// searchJSON runs `reid search ... --json` and decodes its answer.
+func searchJSON(t *testing.T, args ...string) (decoded struct {
+	Matches []lookup.MatchJSON `json:"matches"`
+}) {
+	t.Helper()
+	out, err := runReid(t, args...)
+	if err != nil {
+		t.Fatalf("reid %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if err := json.Unmarshal([]byte(out[max(strings.Index(out, "{"), 0):]), &decoded); err != nil {
+		t.Fatalf("reid search output: %v\n%s", err, out)
+	}
+	return decoded
 }

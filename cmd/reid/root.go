@@ -58,6 +58,7 @@ func newRootCommand() *cobra.Command {
 		newSynthCommand(g),
 		newValidationCommand(g),
 		newAuditCommand(g),
+		newBackupCommand(g),
 	)
 	return root
 }

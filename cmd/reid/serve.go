@@ -98,10 +98,7 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 		lookupConfig.WatchDir = filepath.Join(options.DataDir, "watches")
 		lookupConfig.Retention = options.Retention.MaxAge
 	}
-	auditPath := options.Lookup.AuditLog
-	if auditPath == "" {
-		auditPath = filepath.Join(options.DataDir, "audit.log")
-	}
+	auditPath := auditLogPath(options)
 	if err := os.MkdirAll(filepath.Dir(auditPath), 0o755); err != nil {
 		return nil, nil, fmt.Errorf("audit log: %w", err)
 	}

@@ -265,18 +265,13 @@ func logPath(dir string, sequence uint64) string {
 	return filepath.Join(dir, fmt.Sprintf("log-%016x.wal", sequence))
 }
 
-// openVersion loads the newest snapshot, replays the logs written after it and opens the last.
-func (ix *Index) openVersion(name string, dim int, dir string) (*version, error) {
-	start := time.Now()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	v := &version{name: name, dim: dim, dir: dir, gallery: newGallery(dim, ix.options.Precision == "float16", ix.graphOptions())}
+// galleryFiles returns the sequence numbers of the whole snapshots and of the logs in a gallery's
+// directory, each in ascending order.
+func galleryFiles(dir string) (snapshots, logs []uint64, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var snapshots, logs []uint64
 	for _, entry := range entries {
 		var sequence uint64
 		if _, err := fmt.Sscanf(entry.Name(), "snapshot-%016x.snap", &sequence); err == nil && !strings.HasSuffix(entry.Name(), ".tmp") {
@@ -287,6 +282,20 @@ func (ix *Index) openVersion(name string, dim int, dir string) (*version, error)
 	}
 	slices.Sort(snapshots)
 	slices.Sort(logs)
+	return snapshots, logs, nil
+}
+
+// openVersion loads the newest snapshot, replays the logs written after it and opens the last.
+func (ix *Index) openVersion(name string, dim int, dir string) (*version, error) {
+	start := time.Now()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	v := &version{name: name, dim: dim, dir: dir, gallery: newGallery(dim, ix.options.Precision == "float16", ix.graphOptions())}
+	snapshots, logs, err := galleryFiles(dir)
+	if err != nil {
+		return nil, err
+	}
 	graphLoaded := false
 	if len(snapshots) > 0 {
 		v.sequence = snapshots[len(snapshots)-1]
