@@ -102,4 +102,5 @@ Search again:   $REID --data-dir $DATA search --image FILE [--camera-not ID] [--
 Web page:       $REID --data-dir $DATA serve, then open http://127.0.0.1:8080/
 Watches:        on that page, "Watch for this person" under a query; alerts come as the person is
                 seen again (a running reid run or serve; docs/OPERATIONS.md, "Watches")
+Back up:        $REID --data-dir $DATA backup DIR (while reid runs; again: only what changed)
 TXT
