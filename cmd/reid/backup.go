@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -33,6 +35,11 @@ flight are not copied.`,
 				return err
 			}
 			parts, err := backup.Run(cmd.Context(), backupSources(options), args[0])
+			dest, _ := filepath.Abs(args[0])
+			// Recorded in the data dir either way, for /metrics and reid check to report.
+			if recordErr := backup.RecordStatus(options.DataDir, dest, time.Now(), parts, err); recordErr != nil {
+				slog.Warn("backup: status not recorded; /metrics and reid check will not show this backup", "err", recordErr)
+			}
 			if err != nil {
 				return err
 			}

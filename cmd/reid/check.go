@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reid-project/reid/backup"
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/index/embedded"
@@ -91,7 +92,34 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	if options.Trainer.ValidationDir != "" {
 		results = append(results, checkValidation(options.Trainer.ValidationDir))
 	}
+	if result, found := checkBackup(options.DataDir, time.Now()); found {
+		results = append(results, result)
+	}
 	return results
+}
+
+// checkBackup reports the data dir's last backup, once one has run: a failed one fails the check.
+func checkBackup(dataDir string, now time.Time) (checkResult, bool) {
+	result := checkResult{part: "backup"}
+	status, found, err := backup.ReadStatus(dataDir)
+	switch {
+	case err != nil:
+		result.err = err
+		return result, true
+	case !found:
+		return result, false
+	}
+	last := "no backup has succeeded"
+	if !status.LastSuccess.IsZero() {
+		last = fmt.Sprintf("last success %s into %s (%s ago)", status.LastSuccess.Format(time.DateTime), status.LastSuccessDest,
+			now.Sub(status.LastSuccess).Round(time.Minute))
+	}
+	if status.Error != "" {
+		result.err = fmt.Errorf("the backup into %s at %s failed: %s; %s", status.Dest, status.Finished.Format(time.DateTime), status.Error, last)
+		return result, true
+	}
+	result.detail = last
+	return result, true
 }
 
 // checkValidation reads the validation set that reid train --validate would, and counts the

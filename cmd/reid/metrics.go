@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/reid-project/reid/archiver"
+	"github.com/reid-project/reid/backup"
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/ingest"
@@ -64,6 +65,8 @@ var (
 	backfillPendingDesc  = metricDesc("reid_model_switch_pending", "1 while a promoted model's gallery is being backfilled, before lookups move to it.")
 	dataDirFreeDesc      = metricDesc("reid_data_dir_free_bytes", "Space left on the data dir's file system (broker, crop store, index, models).")
 	retentionDesc        = metricDesc("reid_retention_deleted_total", "What retention deleted, by kind (crops, vectors).", "kind")
+	backupSuccessDesc    = metricDesc("reid_backup_last_success_timestamp_seconds", "When the last reid backup of the data dir that succeeded finished (Unix time); 0 when none has.")
+	backupFailedDesc     = metricDesc("reid_backup_last_run_failed", "1 when the data dir's last reid backup failed (reid check says why).")
 )
 
 func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
@@ -73,6 +76,7 @@ func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc, embedModelDesc,
 		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc,
 		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc, dataDirFreeDesc,
+		backupSuccessDesc, backupFailedDesc,
 	} {
 		ch <- desc
 	}
@@ -154,6 +158,19 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 	if m.dataDir != "" {
 		if free, err := freeBytes(m.dataDir); err == nil {
 			gauge(dataDirFreeDesc, float64(free))
+		}
+		// reid backup, run from a timer, leaves its outcome in the data dir for this process to
+		// serve, so that the usual scrape can alert on backups that stopped or fail.
+		if status, found, err := backup.ReadStatus(m.dataDir); err == nil {
+			success, failed := 0.0, 0.0
+			if found && !status.LastSuccess.IsZero() {
+				success = float64(status.LastSuccess.UnixMilli()) / 1000
+			}
+			if found && status.Error != "" {
+				failed = 1
+			}
+			gauge(backupSuccessDesc, success)
+			gauge(backupFailedDesc, failed)
 		}
 	}
 	counter(retentionDesc, float64(m.retainedCrops.Load()), "crops")

@@ -127,7 +127,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSearchCommand(t, dataDir, store, trackCrops)
-	checkBackup(t, dataDir, store, archived[len(archived)/3])
+	checkBackupAndSearchCopy(t, dataDir, store, archived[len(archived)/3])
 	vectors, err := openIndex(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
