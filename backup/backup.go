@@ -15,7 +15,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -206,20 +205,21 @@ func copyAudit(ctx context.Context, source, target string, part *Part) error {
 // mirror makes target hold the regular files under source: a file is copied when target lacks it
 // or holds it with another size or modification time (a crop never changes under its name, so
 // that is exact for crops), and files and directories target holds that source lacks are removed.
-// Lock files and dot files (other writers' temporaries) are neither copied nor removed. The walk
-// hands files to a few copiers: a crop store is many small files, and each copy waits on the disk.
+// Lock files and dot files (other writers' temporaries) are neither copied nor removed. It goes a
+// directory at a time, comparing the two listings, so its memory follows the largest directory
+// (a camera's day of crops), not the store. The walk hands files to a few copiers: a crop store is
+// many small files, and each copy waits on the disk.
 func mirror(ctx context.Context, source, target string, part *Part) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	type job struct {
-		path, destination, relative string
-		info                        fs.FileInfo
+		path, destination string
+		info              fs.FileInfo
 	}
 	jobs := make(chan job, 256)
 	var (
-		copiers  sync.WaitGroup
-		mu       sync.Mutex
-		vanished []string
+		copiers sync.WaitGroup
+		mu      sync.Mutex
 	)
 	for range mirrorCopiers {
 		copiers.Go(func() {
@@ -229,11 +229,7 @@ func mirror(ctx context.Context, source, target string, part *Part) error {
 					continue // drain: the walk stops at its next step
 				}
 				err := copyIfChanged(job.path, job.destination, job.info, &tally)
-				if errors.Is(err, fs.ErrNotExist) && isMissing(job.path) {
-					mu.Lock()
-					vanished = append(vanished, job.relative) // removed since the walk saw it
-					mu.Unlock()
-				} else if err != nil {
+				if err != nil && !(errors.Is(err, fs.ErrNotExist) && isMissing(job.path)) { // a file removed since its listing is skipped
 					cancel(err)
 				}
 			}
@@ -244,98 +240,86 @@ func mirror(ctx context.Context, source, target string, part *Part) error {
 			mu.Unlock()
 		})
 	}
-	seen := map[string]bool{}
-	walkErr := filepath.WalkDir(source, func(path string, entry fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil // removed while walking: pruned or erased, so not in the copy either
-			}
-			return err
-		}
+	var walk func(from, to string) error
+	walk = func(from, to string) error {
 		if err := ctx.Err(); err != nil {
-			return err
-		}
-		relative, _ := filepath.Rel(source, path)
-		if ignored(entry.Name()) && relative != "." {
-			if entry.IsDir() {
-				return filepath.SkipDir
-			}
-			return nil
-		}
-		destination := filepath.Join(target, relative)
-		if entry.IsDir() {
-			seen[relative] = true
-			return os.MkdirAll(destination, 0o700)
-		}
-		if !entry.Type().IsRegular() {
-			return nil
-		}
-		info, err := entry.Info()
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		seen[relative] = true
-		select {
-		case jobs <- job{path, destination, relative, info}:
-			return nil
-		case <-ctx.Done():
 			return context.Cause(ctx)
 		}
-	})
+		entries, err := os.ReadDir(from)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed while walking: pruned or erased, so not in the copy either
+		}
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(to, 0o700); err != nil {
+			return err
+		}
+		if err := removeStale(to, entries, part); err != nil {
+			return err
+		}
+		for _, entry := range entries {
+			if ignored(entry.Name()) {
+				continue
+			}
+			path, destination := filepath.Join(from, entry.Name()), filepath.Join(to, entry.Name())
+			if entry.IsDir() {
+				if err := walk(path, destination); err != nil {
+					return err
+				}
+				continue
+			}
+			if !entry.Type().IsRegular() {
+				continue
+			}
+			info, err := entry.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			select {
+			case jobs <- job{path, destination, info}:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		return nil
+	}
+	walkErr := walk(source, target)
 	close(jobs)
 	copiers.Wait()
 	if err := context.Cause(ctx); err != nil {
 		return err
 	}
-	if walkErr != nil {
-		return walkErr
-	}
-	for _, relative := range vanished {
-		delete(seen, relative)
-	}
-	return prune(target, seen, part)
+	return walkErr
 }
 
-// prune removes what target holds that the walk of the source did not see, deepest first so that
-// emptied directories go too.
-func prune(target string, seen map[string]bool, part *Part) error {
-	var stale []string
-	err := filepath.WalkDir(target, func(path string, entry fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		relative, _ := filepath.Rel(target, path)
-		if relative == "." || ignored(entry.Name()) {
-			return nil
-		}
-		if !seen[relative] {
-			stale = append(stale, path)
-			if entry.IsDir() {
-				return filepath.SkipDir
-			}
-		}
-		return nil
-	})
+// removeStale removes what the target directory to holds that the source directory, listed as
+// entries, does not (a file where the source has a directory, or the other way round, too).
+func removeStale(to string, entries []fs.DirEntry, part *Part) error {
+	existing, err := os.ReadDir(to)
 	if err != nil {
 		return err
 	}
-	for _, path := range slices.Backward(stale) {
-		info, err := os.Lstat(path)
-		if err != nil {
+	kinds := make(map[string]bool, len(entries)) // name -> is a directory
+	for _, entry := range entries {
+		kinds[entry.Name()] = entry.IsDir()
+	}
+	for _, entry := range existing {
+		isDir, inSource := kinds[entry.Name()]
+		if ignored(entry.Name()) || (inSource && isDir == entry.IsDir()) {
 			continue
 		}
-		if info.IsDir() {
-			var files int
-			filepath.WalkDir(path, func(_ string, entry fs.DirEntry, err error) error {
-				if err == nil && !entry.IsDir() {
-					files++
+		path := filepath.Join(to, entry.Name())
+		if entry.IsDir() {
+			filepath.WalkDir(path, func(_ string, inner fs.DirEntry, err error) error {
+				if err == nil && !inner.IsDir() {
+					part.Removed++
 				}
 				return nil
 			})
-			part.Removed += files
 			err = os.RemoveAll(path)
 		} else {
 			part.Removed++

@@ -293,3 +293,46 @@ func TestBackupRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestMirror refreshes a mirror after each kind of change a source sees, and checks the two trees
+// are the same again, with the counts the report gives.
+func TestMirror(t *testing.T) {
+	source, target := t.TempDir(), filepath.Join(t.TempDir(), "mirror")
+	write(t, filepath.Join(source, "a", "1.jpg"), "one")
+	write(t, filepath.Join(source, "a", "2.jpg"), "two")
+	write(t, filepath.Join(source, "b", "3.jpg"), "three")
+	write(t, filepath.Join(source, "c"), "a file that becomes a directory")
+	write(t, filepath.Join(source, "LOCK"), "")
+	write(t, filepath.Join(source, "a", ".1.jpg.tmp-123"), "a writer's temporary")
+	steps := []struct {
+		name                       string
+		change                     func()
+		copied, unchanged, removed int
+	}{
+		{"first copy", func() {}, 4, 0, 0},
+		{"nothing changed", func() {}, 0, 4, 0},
+		{"a file changed", func() { write(t, filepath.Join(source, "a", "2.jpg"), "two, longer") }, 1, 3, 0},
+		{"a directory removed", func() { os.RemoveAll(filepath.Join(source, "b")) }, 0, 3, 1},
+		{"a file became a directory", func() {
+			os.Remove(filepath.Join(source, "c"))
+			write(t, filepath.Join(source, "c", "4.jpg"), "four")
+			write(t, filepath.Join(source, "c", "5.jpg"), "five")
+		}, 2, 2, 1},
+	}
+	for _, step := range steps {
+		step.change()
+		var part Part
+		if err := mirror(context.Background(), source, target, &part); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if part.Copied != step.copied || part.Unchanged != step.unchanged || part.Removed != step.removed {
+			t.Errorf("%s: copied %d, unchanged %d, removed %d; want %d, %d, %d", step.name, part.Copied, part.Unchanged, part.Removed, step.copied, step.unchanged, step.removed)
+		}
+		sameTree(t, source, target)
+	}
+	for _, name := range []string{"LOCK", filepath.Join("a", ".1.jpg.tmp-123")} {
+		if !isMissing(filepath.Join(target, name)) {
+			t.Errorf("%s was copied", name)
+		}
+	}
+}
