@@ -63,10 +63,11 @@ type Part struct {
 	Took      time.Duration `json:"took_ns"`
 }
 
-// Run copies sources into dest, part by part: the index first, then the crops, so that every
-// vector in the copy has its crop there (the archiver may store a crop after the embedder indexed
-// it, never the other way round for the copy), then the models, watches, validation set and audit
-// log. It refuses a dest inside a source and a second backup into the same dest at once.
+// Run copies sources into dest, part by part: the index first, then the crops, so that the crops
+// of the vectors copied are copied too (the archiver stores a crop within seconds of the embedder
+// indexing it; only one still in flight then can be missing), then the models, watches, validation
+// set and audit log. It refuses a dest that overlaps a source and a second backup into the same
+// dest at once.
 func Run(ctx context.Context, sources Sources, dest string) ([]Part, error) {
 	dest, err := filepath.Abs(dest)
 	if err != nil {

@@ -22,7 +22,7 @@ func newBackupCommand(g *globals) *cobra.Command {
 		Long: `Backup copies what this machine keeps into DIR, laid out as a data dir: restoring is stopping reid
 and pointing data_dir at DIR (or copying DIR's contents back). reid may go on running meanwhile:
 the embedded index is copied as of one moment (its newest snapshot and the logs after it), the
-index before the crops so every vector's crop is in the copy, and the validation set under its
+index before the crops so the copied vectors' crops are copied too, and the validation set under its
 lock. Run again into the same DIR, it copies only new or changed files and removes what is gone
 from the source (pruned or erased crops, deleted watches), so DIR stays a mirror; keep several
 DIRs (one per weekday, say) for older states. A Milvus index and an S3 crop store are left to
