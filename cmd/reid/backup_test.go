@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -47,14 +46,7 @@ func checkBackupAndSearchCopy(t *testing.T, dataDir string, store cropStore, que
 			t.Errorf("backup part %s: %+v, want files copied", name, part)
 		}
 	}
-	jpegBytes, err := store.Image(context.Background(), queryID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	queryPath := filepath.Join(t.TempDir(), "query.jpg")
-	if err := os.WriteFile(queryPath, jpegBytes, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	queryPath := cropImageFile(t, store, queryID)
 	search := func(dir string) []lookup.MatchJSON {
 		t.Helper()
 		return searchJSON(t, "--data-dir", dir, "search", "--image", queryPath, "--k", "8", "--json").Matches

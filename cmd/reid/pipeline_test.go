@@ -246,14 +246,7 @@ func checkSearchCommand(t *testing.T, dataDir string, store cropStore, trackCrop
 		t.Fatalf("no track of at least 3 crops: %v", trackCrops)
 	}
 	queryID := longest[len(longest)/2]
-	jpegBytes, err := store.Image(context.Background(), queryID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	queryPath := filepath.Join(t.TempDir(), "query.jpg")
-	if err := os.WriteFile(queryPath, jpegBytes, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	queryPath := cropImageFile(t, store, queryID)
 	search := func(extra ...string) []lookup.MatchJSON {
 		t.Helper()
 		decoded := searchJSON(t, append([]string{"--data-dir", dataDir, "search", "--image", queryPath, "--k", "8", "--json"}, extra...)...)
@@ -1034,4 +1027,18 @@ func searchJSON(t *testing.T, args ...string) (decoded struct {
 		t.Fatalf("reid search output: %v\n%s", err, out)
 	}
 	return decoded
+}
+
+// cropImageFile writes a stored crop's JPEG to a file for `reid search --image` and returns its path.
+func cropImageFile(t *testing.T, store cropStore, id string) string {
+	t.Helper()
+	jpegBytes, err := store.Image(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "query.jpg")
+	if err := os.WriteFile(path, jpegBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
