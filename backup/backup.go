@@ -145,11 +145,11 @@ func syncFileSystem(path string) error {
 }
 
 func copyIndex(ctx context.Context, source, target string, part *Part) error {
-	if _, err := os.Stat(filepath.Join(source, "versions.json")); errors.Is(err, fs.ErrNotExist) {
+	result, err := embedded.Backup(ctx, source, target)
+	if errors.Is(err, embedded.ErrNoIndex) {
 		part.Skipped = "no index yet"
 		return nil
 	}
-	result, err := embedded.Backup(ctx, source, target)
 	part.Copied, part.Unchanged, part.Bytes = result.Files, result.Unchanged, result.Bytes
 	return err
 }

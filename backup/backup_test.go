@@ -283,6 +283,7 @@ func TestBackupRefuses(t *testing.T) {
 	if _, err := Run(context.Background(), sources, dest); err == nil || !strings.Contains(err.Error(), "another backup") {
 		t.Errorf("a second backup into the same directory at once: %v, want refused", err)
 	}
+	sources.Index = filepath.Join(data, "index")
 	parts, err := Run(context.Background(), sources, filepath.Join(t.TempDir(), "other"))
 	if err != nil {
 		t.Fatal(err)

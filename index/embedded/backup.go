@@ -14,6 +14,9 @@ import (
 	"github.com/reid-project/reid/internal/atomicfile"
 )
 
+// ErrNoIndex is Backup's answer for a directory that holds no index (yet).
+var ErrNoIndex = errors.New("embedded index: no index in the directory")
+
 // BackupResult says what Backup wrote.
 type BackupResult struct {
 	Versions int
@@ -35,6 +38,9 @@ type BackupResult struct {
 // newer snapshot has just replaced it, and the copy starts over. Files in to that the copy does
 // not hold are removed, so repeating a backup into one directory keeps it a mirror.
 func Backup(ctx context.Context, from, to string) (BackupResult, error) {
+	if _, err := os.Stat(filepath.Join(from, metadataName)); errors.Is(err, fs.ErrNotExist) {
+		return BackupResult{}, ErrNoIndex
+	}
 	return backup(ctx, from, to, func(from, to string) (int64, error) { return atomicfile.Copy(from, to, true) })
 }
 
