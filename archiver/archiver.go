@@ -25,6 +25,7 @@ type Archiver struct {
 	// writers is how many records of a batch are written at once.
 	writers  int
 	archived atomic.Int64
+	erased   atomic.Int64
 }
 
 // defaultWriters: each local write waits on an fsync, and an object store put on a round trip; writing a batch's records side by side overlaps those waits. Eight gave
@@ -57,6 +58,10 @@ func (a *Archiver) Handle(ctx context.Context, batch []stream.Message) error {
 				switch {
 				case err == nil:
 					a.archived.Add(1)
+				case errors.Is(err, cropstore.ErrErased):
+					// Erased on request (a track still in view, a replayed dead letter): dropping
+					// it is the point, so the record is done with.
+					a.erased.Add(1)
 				case errors.Is(err, cropstore.ErrInvalidID), errors.Is(err, cropstore.ErrInvalidImage):
 					mu.Lock()
 					rejected[i] = fmt.Errorf("%w: %v", stream.ErrInvalidRecord, err)
@@ -94,3 +99,6 @@ func (a *Archiver) Handle(ctx context.Context, batch []stream.Message) error {
 
 // Archived counts stored records (redeliveries included).
 func (a *Archiver) Archived() int64 { return a.archived.Load() }
+
+// Erased counts records the store refused because they were erased on request.
+func (a *Archiver) Erased() int64 { return a.erased.Load() }

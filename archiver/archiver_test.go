@@ -43,6 +43,36 @@ func TestHandleStoresRecordsAndRejectsBadOnes(t *testing.T) {
 	}
 }
 
+// TestHandleDropsErasedRecords: a crop of an erased track is neither stored nor retried nor
+// dead-lettered, and the rest of its batch is stored.
+func TestHandleDropsErasedRecords(t *testing.T) {
+	ctx := context.Background()
+	store, err := cropstore.OpenLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	when := time.Date(2026, 11, 29, 9, 30, 0, 0, time.UTC)
+	erasedTrack := cropstore.CropRecord{ID: cropstore.NewID("door", when, 4, 0), Camera: "door", Time: when, Frame: 4, Track: 3, JPEG: []byte{0xFF, 0xD8, 0xFF, 0xD9}}
+	other := erasedTrack
+	other.ID, other.Track = cropstore.NewID("door", when, 4, 1), 5
+	if err := store.RecordErasure(ctx, cropstore.Erasure{Tracks: []cropstore.ErasedTrack{{Camera: "door", Track: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	archive := New(store)
+	if err := archive.Handle(ctx, []stream.Message{{Record: erasedTrack}, {Record: other}}); err != nil {
+		t.Fatalf("a batch with an erased crop: %v; want it done with", err)
+	}
+	if _, err := store.Metadata(ctx, erasedTrack.ID); !errors.Is(err, cropstore.ErrNotFound) {
+		t.Errorf("the erased track's crop was stored: %v", err)
+	}
+	if _, err := store.Metadata(ctx, other.ID); err != nil {
+		t.Errorf("the other crop: %v", err)
+	}
+	if archive.Archived() != 1 || archive.Erased() != 1 {
+		t.Errorf("archived %d, erased %d; want 1 and 1", archive.Archived(), archive.Erased())
+	}
+}
+
 type failingStore struct{}
 
 func (failingStore) Put(context.Context, cropstore.CropRecord) error { return errors.New("disk full") }

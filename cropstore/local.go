@@ -20,7 +20,8 @@ import (
 // Local keeps crops as files under one root directory. It is safe for concurrent use: every write
 // goes to a unique temporary file and is renamed into place.
 type Local struct {
-	root string
+	root     string
+	erasures *erasures
 }
 
 // OpenLocal opens (creating if needed) a store rooted at dir.
@@ -28,7 +29,9 @@ func OpenLocal(dir string) (*Local, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("crop store: %w", err)
 	}
-	return &Local{root: dir}, nil
+	store := &Local{root: dir}
+	store.erasures = newErasures(store)
+	return store, nil
 }
 
 // Root is the store's directory.
@@ -81,6 +84,9 @@ func (s *Local) Put(ctx context.Context, record CropRecord) error {
 	if err != nil {
 		return err
 	}
+	if err := s.erasures.checkErased(ctx, record); err != nil {
+		return err
+	}
 	file := s.path(name)
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return fmt.Errorf("crop store: %w", err)
@@ -89,6 +95,60 @@ func (s *Local) Put(ctx context.Context, record CropRecord) error {
 		return fmt.Errorf("crop store: write %s: %w", filepath.Base(file), err)
 	}
 	return nil
+}
+
+// RecordErasure records erasure, so that Put refuses its crops from now on, in this process and,
+// within ErasureRefresh, in every other process that opens this store.
+func (s *Local) RecordErasure(ctx context.Context, erasure Erasure) error {
+	return s.erasures.record(ctx, erasure)
+}
+
+// Erased says whether record's crop or track was erased (see RecordErasure): a stage that keeps
+// crops elsewhere (the embedder's index) drops such a record.
+func (s *Local) Erased(ctx context.Context, record CropRecord) (bool, error) {
+	return s.erasures.erased(ctx, record)
+}
+
+func (s *Local) listErasures(ctx context.Context, startAfter string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	entries, err := os.ReadDir(s.path(erasuresDir))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, entry := range entries {
+		// Temporary files of a write in progress start with a dot.
+		if entry.Type().IsRegular() && !strings.HasPrefix(entry.Name(), ".") {
+			names = append(names, entry.Name())
+		}
+	}
+	return sortedAfter(names, startAfter), nil
+}
+
+// writeErasure writes an erasure file and syncs its folder: an erasure, unlike a crop, must
+// survive a crash of the machine that was told of it.
+func (s *Local) writeErasure(ctx context.Context, name string, content []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dir := s.path(erasuresDir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := atomicfile.Write(filepath.Join(dir, name), content); err != nil {
+		return err
+	}
+	folder, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer folder.Close()
+	return folder.Sync()
 }
 
 // head reads the first headBytes of a file; whole says the file ended within them.

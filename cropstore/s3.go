@@ -32,8 +32,9 @@ type S3Options struct {
 // An object appears whole or not at all, so no write needs a temporary name. It is safe for
 // concurrent use.
 type S3 struct {
-	client *minio.Client
-	bucket string
+	client   *minio.Client
+	bucket   string
+	erasures *erasures
 }
 
 // OpenS3 connects to the bucket and checks that it exists: a wrong endpoint, key or bucket name
@@ -64,7 +65,9 @@ func OpenS3(ctx context.Context, options S3Options) (*S3, error) {
 	if !exists {
 		return nil, fmt.Errorf("crop store: s3 %s has no bucket %q (create it first, or check that the endpoint is the S3 service)", options.Endpoint, options.Bucket)
 	}
-	return &S3{client: client, bucket: options.Bucket}, nil
+	store := &S3{client: client, bucket: options.Bucket}
+	store.erasures = newErasures(store)
+	return store, nil
 }
 
 // openTimeout bounds OpenS3's check of the bucket.
@@ -80,11 +83,47 @@ func (s *S3) Put(ctx context.Context, record CropRecord) error {
 	if err != nil {
 		return err
 	}
+	if err := s.erasures.checkErased(ctx, record); err != nil {
+		return err
+	}
 	_, err = s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(content), int64(len(content)), minio.PutObjectOptions{ContentType: "image/jpeg"})
 	if err != nil {
 		return fmt.Errorf("crop store: put %s: %w", key, err)
 	}
 	return nil
+}
+
+// RecordErasure records erasure, so that Put refuses its crops from now on, in this process and,
+// within ErasureRefresh, in every other process that opens this bucket.
+func (s *S3) RecordErasure(ctx context.Context, erasure Erasure) error {
+	return s.erasures.record(ctx, erasure)
+}
+
+// Erased says whether record's crop or track was erased (see RecordErasure).
+func (s *S3) Erased(ctx context.Context, record CropRecord) (bool, error) {
+	return s.erasures.erased(ctx, record)
+}
+
+func (s *S3) listErasures(ctx context.Context, startAfter string) ([]string, error) {
+	prefix := erasuresDir + "/"
+	if startAfter != "" {
+		startAfter = prefix + startAfter
+	}
+	keys, err := s.listAfter(ctx, prefix, false, startAfter)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(keys))
+	for _, key := range keys {
+		names = append(names, strings.TrimPrefix(key, prefix))
+	}
+	return names, nil
+}
+
+func (s *S3) writeErasure(ctx context.Context, name string, content []byte) error {
+	key := erasuresDir + "/" + name
+	_, err := s.client.PutObject(ctx, s.bucket, key, bytes.NewReader(content), int64(len(content)), minio.PutObjectOptions{ContentType: "application/json"})
+	return err
 }
 
 // head reads the first headBytes of an object with a ranged GET; whole says it ended within them.

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/stream"
 )
@@ -36,12 +37,20 @@ type Index interface {
 	Upsert(ctx context.Context, version string, items []index.Item) error
 }
 
+// Erasures says whether a crop was erased on request, or is of an erased track: such a crop must
+// not be indexed again. The crop store (cropstore.Local, cropstore.S3) keeps that record.
+type Erasures interface {
+	Erased(ctx context.Context, record cropstore.CropRecord) (bool, error)
+}
+
 // Options configures an Embedder.
 type Options struct {
 	// Model makes the vectors; Version names it, and is the index gallery written to.
 	Model   Model
 	Version string
 	Index   Index
+	// Erasures, when set, drops erased crops instead of indexing them.
+	Erasures Erasures
 	// DecodeWorkers decode a batch's JPEGs in parallel once Handle needs them. Default: the
 	// number of CPUs.
 	DecodeWorkers int
@@ -59,6 +68,8 @@ type Stats struct {
 	Embedded int64
 	// Rejected counts crops sent to the dead-letter topic because they could not be decoded.
 	Rejected int64
+	// Erased counts crops dropped because they were erased on request (Options.Erasures).
+	Erased int64
 	// Batches counts handled batches; DecodeTime, ModelTime and UpsertTime are their summed
 	// durations, DecodeTime counting only the decoding Prepare had not done yet.
 	Batches int64
@@ -82,8 +93,8 @@ type Embedder struct {
 	handling sync.Mutex
 	target   atomic.Pointer[target]
 	stats    struct {
-		embedded, rejected, batches, decodedAhead     atomic.Int64
-		decodeNanos, modelNanos, upsertNanos, latency atomic.Int64
+		embedded, rejected, erased, batches, decodedAhead atomic.Int64
+		decodeNanos, modelNanos, upsertNanos, latency     atomic.Int64
 	}
 	// observe, when set, receives each handled batch's frame-to-searchable latencies.
 	observe func([]time.Duration)
@@ -174,8 +185,19 @@ func (e *Embedder) Handle(ctx context.Context, batch []stream.Message) error {
 	items := make([]index.Item, 0, len(batch))
 	keep := make([]int, 0, len(batch))
 	pictures := make([]image.Image, 0, len(batch))
+	all := make([]int, len(batch))
+	for i := range all {
+		all[i] = i
+	}
+	erased, err := e.erased(ctx, batch, all)
+	if err != nil {
+		return err
+	}
+	for i := range erased {
+		delete(rejected, i) // an erased crop goes nowhere, not even to the dead-letter topic
+	}
 	for i := range batch {
-		if _, bad := rejected[i]; !bad {
+		if _, bad := rejected[i]; !bad && !erased[i] {
 			keep = append(keep, i)
 			pictures = append(pictures, images[i])
 		}
@@ -205,12 +227,30 @@ func (e *Embedder) Handle(ctx context.Context, batch []stream.Message) error {
 		}
 	}
 	embedded := time.Now()
+	// An erasure recorded while the model ran must not find these vectors indexed after it
+	// looked: checked again, just before they are written.
+	erasedNow, err := e.erased(ctx, batch, keep)
+	if err != nil {
+		return err
+	}
+	if len(erasedNow) > 0 {
+		keptItems, kept := items[:0], keep[:0]
+		for j, i := range keep {
+			if erasedNow[i] {
+				erased[i] = true
+				continue
+			}
+			keptItems, kept = append(keptItems, items[j]), append(kept, i)
+		}
+		items, keep = keptItems, kept
+	}
 	if len(items) > 0 {
 		if err := e.options.Index.Upsert(ctx, using.version, items); err != nil {
 			return fmt.Errorf("embedder: upsert: %w", err)
 		}
 	}
 	done := time.Now()
+	e.stats.erased.Add(int64(len(erased)))
 	e.record(batch, keep, len(rejected), started, decoded, embedded, done)
 	if len(rejected) > 0 {
 		for i, err := range rejected {
@@ -219,6 +259,24 @@ func (e *Embedder) Handle(ctx context.Context, batch []stream.Message) error {
 		return &stream.RejectedError{Records: rejected}
 	}
 	return nil
+}
+
+// erased returns which records of batch, of those at positions, were erased on request.
+func (e *Embedder) erased(ctx context.Context, batch []stream.Message, positions []int) (map[int]bool, error) {
+	erased := map[int]bool{}
+	if e.options.Erasures == nil {
+		return erased, nil
+	}
+	for _, i := range positions {
+		gone, err := e.options.Erasures.Erased(ctx, batch[i].Record)
+		if err != nil {
+			return nil, fmt.Errorf("embedder: %w", err)
+		}
+		if gone {
+			erased[i] = true
+		}
+	}
+	return erased, nil
 }
 
 func (e *Embedder) record(batch []stream.Message, keep []int, rejected int, started, decoded, embedded, done time.Time) {
@@ -247,6 +305,7 @@ func (e *Embedder) Stats() Stats {
 	return Stats{
 		Embedded:     e.stats.embedded.Load(),
 		Rejected:     e.stats.rejected.Load(),
+		Erased:       e.stats.erased.Load(),
 		Batches:      e.stats.batches.Load(),
 		DecodedAhead: e.stats.decodedAhead.Load(),
 		DecodeTime:   time.Duration(e.stats.decodeNanos.Load()),

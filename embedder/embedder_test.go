@@ -82,14 +82,33 @@ func message(t *testing.T, frame int64, image []byte) stream.Message {
 	}}
 }
 
+// erasedTracks plays the crop store's erasure record: tracks are erased from the fromCheck-th
+// time a crop is asked about (1: from the start; 2: once the model has run).
+type erasedTracks struct {
+	tracks    map[int64]bool
+	fromCheck int
+	fail      error
+	checks    map[string]int
+}
+
+func (e *erasedTracks) Erased(_ context.Context, record cropstore.CropRecord) (bool, error) {
+	if e.fail != nil {
+		return false, e.fail
+	}
+	e.checks[record.ID]++
+	return e.tracks[record.Track] && e.checks[record.ID] >= e.fromCheck, nil
+}
+
 // handleCase is one batch for Handle and what must come of it.
 type handleCase struct {
 	name         string
 	batch        func(t *testing.T) []stream.Message
 	modelErr     error
 	indexErr     error
+	erasures     *erasedTracks
 	wantRejected []int
 	wantIndexed  int
+	wantErased   int
 	wantRetry    bool
 }
 
@@ -127,6 +146,33 @@ func TestHandle(t *testing.T) {
 			modelErr:  errors.New("out of memory"),
 			wantRetry: true,
 		},
+		{
+			name: "erased crops are neither indexed nor dead-lettered, broken or not",
+			batch: func(t *testing.T) []stream.Message {
+				// Tracks are frame % 3: frames 1 and 4 are of erased track 1.
+				return []stream.Message{message(t, 1, jpegOf(t, 10)), message(t, 2, jpegOf(t, 60)), message(t, 4, []byte("garbage")), message(t, 5, jpegOf(t, 90))}
+			},
+			erasures:    &erasedTracks{tracks: map[int64]bool{1: true}, fromCheck: 1},
+			wantIndexed: 2,
+			wantErased:  2,
+		},
+		{
+			name: "a crop erased while the model runs is not indexed",
+			batch: func(t *testing.T) []stream.Message {
+				return []stream.Message{message(t, 1, jpegOf(t, 10)), message(t, 2, jpegOf(t, 60))}
+			},
+			erasures:    &erasedTracks{tracks: map[int64]bool{2: true}, fromCheck: 2},
+			wantIndexed: 1,
+			wantErased:  1,
+		},
+		{
+			name: "an erasure record that cannot be read fails the batch so it is retried",
+			batch: func(t *testing.T) []stream.Message {
+				return []stream.Message{message(t, 1, jpegOf(t, 10))}
+			},
+			erasures:  &erasedTracks{fail: errors.New("bucket unreachable")},
+			wantRetry: true,
+		},
 	}
 	// Each case runs as the consumer calls it (Prepare on the batch, then Handle) and with Handle
 	// alone.
@@ -146,7 +192,13 @@ func TestHandle(t *testing.T) {
 func checkHandle(t *testing.T, tc handleCase, prepared bool) {
 	batch := tc.batch(t)
 	ix := &memoryIndex{items: map[string]index.Item{}, created: map[string]int{}, fail: tc.indexErr}
-	embed, err := New(context.Background(), Options{Model: meanColourModel{fail: tc.modelErr}, Version: "v7", Index: ix})
+	options := Options{Model: meanColourModel{fail: tc.modelErr}, Version: "v7", Index: ix}
+	if tc.erasures != nil {
+		erasures := *tc.erasures
+		erasures.checks = map[string]int{}
+		options.Erasures = &erasures
+	}
+	embed, err := New(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +248,7 @@ func checkHandle(t *testing.T, tc handleCase, prepared bool) {
 			t.Errorf("vector %v does not belong to crop %s", item.Vector, record.ID)
 		}
 	}
-	if stats := embed.Stats(); stats.Embedded != int64(tc.wantIndexed) || stats.Rejected != int64(len(tc.wantRejected)) {
+	if stats := embed.Stats(); stats.Embedded != int64(tc.wantIndexed) || stats.Rejected != int64(len(tc.wantRejected)) || stats.Erased != int64(tc.wantErased) {
 		t.Errorf("stats %+v", stats)
 	}
 }

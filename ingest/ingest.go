@@ -407,7 +407,13 @@ func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counter
 	go func() {
 		defer close(writerDone)
 		for record := range queue {
-			if err := in.options.Sink.Put(writeCtx, record); err != nil {
+			err := in.options.Sink.Put(writeCtx, record)
+			if errors.Is(err, cropstore.ErrErased) {
+				// The track was erased while still in view (a crop store sink): its crops are
+				// not kept, and the camera goes on.
+				continue
+			}
+			if err != nil {
 				counters.sinkErrors.Add(1)
 				cancel(fmt.Errorf("sink: %w", err))
 				for range queue { // drain so the producer never blocks on a dead writer

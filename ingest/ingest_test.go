@@ -442,6 +442,21 @@ func TestMaxFramesAndSinkErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "disk full") {
 		t.Errorf("error %v, want the sink's", err)
 	}
+
+	// A crop store refuses the crops of a track erased while still in view; the camera goes on.
+	erased := &memorySink{fail: fmt.Errorf("%w: crop x", cropstore.ErrErased)}
+	options = testOptions(erased, fakeDetector)
+	options.MaxFrames = 25
+	ingester, err = New(options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ingester.Run(context.Background(), []config.Camera{{ID: "a", Source: video}}); err != nil {
+		t.Errorf("a sink refusing erased crops stopped the camera: %v", err)
+	}
+	if stats := ingester.Stats(); stats.Frames != 25 || stats.Crops != 0 {
+		t.Errorf("processed %d frames, counted %d crops; want 25 and none", stats.Frames, stats.Crops)
+	}
 }
 
 // contextSink fails writes whose context is done, like a network sink would.

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
@@ -98,24 +99,101 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 	// an erased crop back.
 	s.erasing.Lock()
 	defer s.erasing.Unlock()
-	found, err := retention.Find(r.Context(), store, vectors, retention.ErasureRequest{CropIDs: request.CropIDs, Tracks: request.Tracks})
+	ctx := r.Context()
+	if !request.DryRun {
+		// Recorded first: from here on no stage stores these crops, or a crop of these tracks,
+		// again (a track still in view, a replayed dead letter, a rewound consumer group).
+		if err := store.RecordErasure(ctx, erasureRecord(request)); err != nil {
+			return err
+		}
+	}
+	found, err := retention.Find(ctx, store, vectors, retention.ErasureRequest{CropIDs: request.CropIDs, Tracks: request.Tracks})
 	if err != nil {
 		return err
 	}
 	response := ErasureResponse{DryRun: request.DryRun, CropIDs: orEmpty(found.CropIDs), MissingCropIDs: orEmpty(found.MissingCrops),
 		MissingTracks: orEmpty(found.MissingTracks), Watches: []string{}, ValidationPeople: []int{}}
-	// The order makes a failed erasure one that repeating finishes: the watches go first, while
-	// the crops can still be found from the tracks named; the index is compacted by every erasure,
-	// even one that finds nothing left to delete.
-	erasedIDs := make(map[string]bool, len(found.CropIDs)+len(request.CropIDs))
-	for _, id := range slices.Concat(found.CropIDs, request.CropIDs) {
-		erasedIDs[id] = true
+	// The record is written and the crops found; the rest always goes in one order, which makes
+	// a failed erasure one that repeating finishes.
+	erase := erasure{server: s, store: store, vectors: vectors, dryRun: request.DryRun, response: &response, call: call}
+	if err := erase.crops(ctx, found.CropIDs, request.CropIDs); err != nil {
+		return err
 	}
-	if s.watches != nil {
-		response.Watches, response.Alerts, err = s.watches.eraseCrops(erasedIDs, request.DryRun)
+	if !request.DryRun {
+		// Stages that checked the record just before it was written, or that run elsewhere and
+		// read it every cropstore.ErasureRefresh, may still have stored a crop of these tracks
+		// meanwhile: look again once they have all seen it.
+		select {
+		case <-time.After(s.config.ErasureSettle):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		// A track in view goes on: its crops stored meanwhile were seen up to now.
+		seen := map[index.TrackRef]retention.Span{}
+		for track, span := range found.Seen {
+			if now := time.Now(); now.After(span.Last) {
+				span.Last = now
+			}
+			seen[track] = span
+		}
+		again, err := retention.Find(ctx, store, vectors, retention.ErasureRequest{CropIDs: request.CropIDs, Tracks: request.Tracks, Seen: seen})
 		if err != nil {
 			return err
 		}
+		late := slices.DeleteFunc(slices.Clone(again.CropIDs), func(id string) bool { _, first := slices.BinarySearch(found.CropIDs, id); return first })
+		if len(late) > 0 {
+			s.logger.Warn("lookup: erasure found crops stored while it ran, and erased them too", "crops", len(late))
+			if err := erase.crops(ctx, late, nil); err != nil {
+				return err
+			}
+			response.CropIDs = slices.Sorted(slices.Values(slices.Concat(found.CropIDs, late)))
+			response.MissingCropIDs = slices.DeleteFunc(response.MissingCropIDs, func(id string) bool { return slices.Contains(late, id) })
+			response.MissingTracks = slices.DeleteFunc(response.MissingTracks, func(track index.TrackRef) bool { return !slices.Contains(again.MissingTracks, track) })
+		}
+		// Deleted vectors stay in the index's storage until it compacts (the embedded index's log
+		// and older snapshot, Milvus's segments); an erasure compacts now so that they leave the
+		// disk too.
+		if compacter, ok := vectors.(interface{ Compact(context.Context) error }); ok {
+			if err := compacter.Compact(ctx); err != nil {
+				return fmt.Errorf("erasure: compacting the index: %w", err)
+			}
+			response.IndexCompacted = true
+		}
+	}
+	call.results = len(response.CropIDs)
+	if !request.DryRun {
+		s.logger.Info("lookup: erased", "key", call.key, "reason", request.Reason, "crops", response.Crops,
+			"vectors", response.Vectors, "watches", len(response.Watches), "alerts", response.Alerts)
+	}
+	writeJSON(w, http.StatusOK, response)
+	return nil
+}
+
+// erasure deletes crops everywhere they are kept, adding what it deleted to response and to the
+// audit record. The watches go first, while the crops can still be found from the tracks named;
+// then the site's validation set; the crops and their vectors last. What was made from a crop
+// named but no longer kept (a watch, a validation person) goes too.
+type erasure struct {
+	server   *Server
+	store    retention.EraseStore
+	vectors  erasableIndex
+	dryRun   bool
+	response *ErasureResponse
+	call     *call
+}
+
+func (e erasure) crops(ctx context.Context, found, named []string) error {
+	s, response := e.server, e.response
+	erasedIDs := make(map[string]bool, len(found)+len(named))
+	for _, id := range slices.Concat(found, named) {
+		erasedIDs[id] = true
+	}
+	if s.watches != nil {
+		watches, alerts, err := s.watches.eraseCrops(erasedIDs, e.dryRun)
+		if err != nil {
+			return err
+		}
+		response.Watches, response.Alerts = append(response.Watches, watches...), response.Alerts+alerts
 		s.metrics.watches.Set(float64(s.watches.count()))
 	}
 	if s.config.ValidationDir != "" {
@@ -123,36 +201,32 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 		if err != nil {
 			return err
 		}
-		if response.ValidationPeople, err = set.RemoveCrops(erasedIDs, request.DryRun); err != nil {
-			return err
-		}
-	}
-	if !request.DryRun {
-		erased, err := retention.Erase(r.Context(), store, vectors, found.CropIDs)
-		response.Crops, response.Vectors = erased.Crops, erased.Vectors
-		call.params["erased_crop_ids"] = found.CropIDs
-		call.params["crops"], call.params["vectors"] = erased.Crops, erased.Vectors
-		s.metrics.erasedCrops.Add(float64(erased.Crops))
+		people, err := set.RemoveCrops(erasedIDs, e.dryRun)
 		if err != nil {
 			return err
 		}
-		// Deleted vectors stay in the index's storage until it compacts (the embedded index's log
-		// and older snapshot, Milvus's segments); an erasure compacts now so that they leave the
-		// disk too.
-		if compacter, ok := vectors.(interface{ Compact(context.Context) error }); ok {
-			if err := compacter.Compact(r.Context()); err != nil {
-				return fmt.Errorf("erasure: compacting the index: %w", err)
-			}
-			response.IndexCompacted = true
-		}
+		response.ValidationPeople = append(response.ValidationPeople, people...)
 	}
-	call.results = len(found.CropIDs)
-	if !request.DryRun {
-		s.logger.Info("lookup: erased", "key", call.key, "reason", request.Reason, "crops", response.Crops,
-			"vectors", response.Vectors, "watches", len(response.Watches), "alerts", response.Alerts)
+	if e.dryRun {
+		return nil
 	}
-	writeJSON(w, http.StatusOK, response)
-	return nil
+	erased, err := retention.Erase(ctx, e.store, e.vectors, found)
+	response.Crops, response.Vectors = response.Crops+erased.Crops, response.Vectors+erased.Vectors
+	previous, _ := e.call.params["erased_crop_ids"].([]string)
+	e.call.params["erased_crop_ids"] = slices.Concat(previous, found)
+	e.call.params["crops"], e.call.params["vectors"] = response.Crops, response.Vectors
+	s.metrics.erasedCrops.Add(float64(erased.Crops))
+	return err
+}
+
+// erasureRecord is what the crop store keeps of a request, so that it never stores those crops
+// again.
+func erasureRecord(request ErasureRequest) cropstore.Erasure {
+	record := cropstore.Erasure{Time: time.Now(), CropIDs: request.CropIDs}
+	for _, track := range request.Tracks {
+		record.Tracks = append(record.Tracks, cropstore.ErasedTrack{Camera: track.Camera, Track: track.Track})
+	}
+	return record
 }
 
 // mayAdminister allows what changes a site's records (erasing, labelling) to admin keys, or, on a

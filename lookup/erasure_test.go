@@ -338,3 +338,69 @@ func TestErasureFinishedByRepeating(t *testing.T) {
 		t.Errorf("the watch made from an erased crop answers %d", status)
 	}
 }
+
+// racingIndex plays a stage that checked the erasure record just before it was written: while
+// the erasure deletes the track's vectors, a later crop of that track is stored and embedded.
+type racingIndex struct {
+	*lookuptest.Index
+	store *lookuptest.Store
+	late  atomic.Pointer[index.Item]
+}
+
+func (x *racingIndex) Delete(ctx context.Context, version string, ids []string) (int, error) {
+	deleted, err := x.Index.Delete(ctx, version, ids)
+	if item := x.late.Swap(nil); item != nil {
+		x.Index.Add(*item)
+		x.store.Put(cropstore.CropRecord{ID: item.ID, Camera: item.Metadata.Camera, Time: item.Metadata.Time, Track: item.Metadata.Track,
+			Frame: item.Metadata.Frame, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}})
+	}
+	return deleted, err
+}
+
+// TestErasureRecordsAndSweeps: an erasure is recorded in the crop store before anything is
+// deleted (so that no stage stores those crops again; cropstore's TestErasures checks the
+// refusing), a dry run records nothing, and a crop of the track stored while the erasure ran is
+// found by its second look and erased too.
+func TestErasureRecordsAndSweeps(t *testing.T) {
+	var racing *racingIndex
+	f := newFixture(t, func(c *Config) {
+		racing = &racingIndex{Index: c.Index.(*lookuptest.Index), store: c.Store.(*lookuptest.Store)}
+		c.Index, c.AdminAPIKeys = racing, []string{adminKey}
+	})
+	query := f.gallery.Crops[1]
+	track := trackOf(t, f, query)
+	want := cropsOf(t, f, track)
+	request := ErasureRequest{Tracks: []index.TrackRef{track}, CropIDs: []string{f.gallery.Crops[6]}, Reason: "DSR-12", DryRun: true}
+	f.erase(t, request)
+	if erasures := f.gallery.Store.Erasures(); len(erasures) != 0 {
+		t.Fatalf("a dry run recorded %+v", erasures)
+	}
+
+	items, err := racing.Get(context.Background(), "", []string{want[len(want)-1]})
+	if err != nil || len(items) != 1 {
+		t.Fatalf("the track's last crop: %v, %v", items, err)
+	}
+	late := items[0]
+	late.Metadata.Time = late.Metadata.Time.Add(30 * time.Second)
+	late.Metadata.Frame += 1000
+	late.ID = cropstore.NewID(late.Metadata.Camera, late.Metadata.Time, late.Metadata.Frame, 0)
+	racing.late.Store(&late)
+
+	request.DryRun = false
+	erased := f.erase(t, request)
+	wantIDs := slices.Sorted(slices.Values(append(slices.Clone(want), late.ID, f.gallery.Crops[6])))
+	if !slices.Equal(erased.CropIDs, wantIDs) || erased.Crops != len(wantIDs) || erased.Vectors != len(wantIDs) {
+		t.Fatalf("erased %+v; want the track's %d crops, the named one and the one stored meanwhile (%s)", erased, len(want), late.ID)
+	}
+	if _, err := f.gallery.Store.Metadata(context.Background(), late.ID); !errors.Is(err, cropstore.ErrNotFound) {
+		t.Errorf("the crop stored while the erasure ran is still stored: %v", err)
+	}
+	if items, _ := racing.Get(context.Background(), "", []string{late.ID}); len(items) != 0 {
+		t.Errorf("its vector is still indexed")
+	}
+	erasures := f.gallery.Store.Erasures()
+	if len(erasures) != 1 || !slices.Equal(erasures[0].CropIDs, request.CropIDs) ||
+		!slices.Equal(erasures[0].Tracks, []cropstore.ErasedTrack{{Camera: track.Camera, Track: track.Track}}) {
+		t.Errorf("recorded %+v; want the request's crop and track", erasures)
+	}
+}

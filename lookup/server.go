@@ -101,6 +101,11 @@ type Config struct {
 	WatchInterval time.Duration
 	WatchWindow   time.Duration
 	WatchMinScore float64
+	// ErasureSettle is how long an erasure waits before it looks again for crops of its tracks
+	// that stages stored as it was being recorded (see handleErasure). Default
+	// cropstore.ErasureRefresh and two seconds: every stage has then read the record, and a batch
+	// that read it just before has been written.
+	ErasureSettle time.Duration
 	// Retention, when set, is the site's retention.max_age: an alert whose last crop is older is
 	// deleted, as the crops it points to are, and so is a watch expired for longer.
 	Retention time.Duration
@@ -223,6 +228,9 @@ func New(config Config) (*Server, error) {
 	}
 	if config.WatchWindow <= 0 {
 		config.WatchWindow = 10 * time.Minute
+	}
+	if config.ErasureSettle <= 0 {
+		config.ErasureSettle = cropstore.ErasureRefresh + 2*time.Second
 	}
 	if config.WatchMinScore == 0 {
 		config.WatchMinScore = 0.7

@@ -83,6 +83,8 @@ func newFixture(t *testing.T, modify func(*Config)) *fixture {
 		Index: gallery.Index, Store: gallery.Store, Embedder: gallery.Embedder,
 		APIKeys: []string{testKey}, Audit: audit,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// No other process stores crops here, so an erasure need not wait for one to notice it.
+		ErasureSettle: time.Millisecond,
 	}
 	if modify != nil {
 		modify(&config)

@@ -22,6 +22,7 @@ type EraseStore interface {
 	Metadata(ctx context.Context, id string) (cropstore.CropRecord, error)
 	Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error
 	Delete(ctx context.Context, id string) error
+	RecordErasure(ctx context.Context, erasure cropstore.Erasure) error
 }
 
 // EraseIndex is the part of the vector index (index.Index) that erasure needs.
@@ -36,6 +37,23 @@ type EraseIndex interface {
 type ErasureRequest struct {
 	CropIDs []string
 	Tracks  []index.TrackRef
+	// Seen is when tracks were seen as far as an earlier pass found (Found.Seen): a second pass
+	// looks for a track's crops in the store over that time too, though the first erased every
+	// vector through which it found them.
+	Seen map[index.TrackRef]Span
+}
+
+// Span is the time from a track's first crop to its last.
+type Span struct{ First, Last time.Time }
+
+func (s Span) merge(other Span) Span {
+	if s.First.IsZero() || (!other.First.IsZero() && other.First.Before(s.First)) {
+		s.First = other.First
+	}
+	if other.Last.After(s.Last) {
+		s.Last = other.Last
+	}
+	return s
 }
 
 // Found is what a request resolves to.
@@ -47,6 +65,8 @@ type Found struct {
 	// mistyped).
 	MissingCrops  []string
 	MissingTracks []index.TrackRef
+	// Seen is each track's span as found (with the request's Seen merged in).
+	Seen map[index.TrackRef]Span
 }
 
 // Erased counts what Erase deleted.
@@ -86,7 +106,7 @@ func Find(ctx context.Context, store EraseStore, vectors EraseIndex, request Era
 			indexed[item.ID] = true
 		}
 	}
-	var found Found
+	found := Found{Seen: map[index.TrackRef]Span{}}
 	for _, id := range request.CropIDs {
 		if indexed[id] {
 			erase[id] = true
@@ -105,8 +125,7 @@ func Find(ctx context.Context, store EraseStore, vectors EraseIndex, request Era
 
 	// A track's crops are found in the galleries, and then in the store over the time they span.
 	for _, track := range request.Tracks {
-		var first, last time.Time
-		crops := 0
+		seen := request.Seen[track]
 		for _, version := range versions {
 			items, err := vectors.TrackItems(ctx, version.Name, []index.TrackRef{track}, maxTrackCrops)
 			if err != nil {
@@ -117,20 +136,15 @@ func Find(ctx context.Context, store EraseStore, vectors EraseIndex, request Era
 			}
 			for _, item := range items {
 				erase[item.ID] = true
-				crops++
-				if first.IsZero() || item.Metadata.Time.Before(first) {
-					first = item.Metadata.Time
-				}
-				if item.Metadata.Time.After(last) {
-					last = item.Metadata.Time
-				}
+				seen = seen.merge(Span{First: item.Metadata.Time, Last: item.Metadata.Time})
 			}
 		}
-		if crops == 0 {
+		if seen.First.IsZero() {
 			found.MissingTracks = append(found.MissingTracks, track)
 			continue
 		}
-		filter := cropstore.Filter{Camera: track.Camera, From: first.Add(-trackMargin), To: last.Add(trackMargin)}
+		found.Seen[track] = seen
+		filter := cropstore.Filter{Camera: track.Camera, From: seen.First.Add(-trackMargin), To: seen.Last.Add(trackMargin)}
 		err := store.Walk(ctx, filter, func(record cropstore.CropRecord) error {
 			if record.Track == track.Track {
 				erase[record.ID] = true

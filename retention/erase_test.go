@@ -183,3 +183,35 @@ func testErase(t *testing.T, backend string) {
 		t.Errorf("erasing again: %+v, %v; want nothing and no error", again, err)
 	}
 }
+
+// TestFindAgain: once a track's vectors are erased, a crop of it stored afterwards, and not yet
+// embedded, is found only by a second look that knows when the track was seen (Found.Seen).
+func TestFindAgain(t *testing.T) {
+	ctx := context.Background()
+	site := newErasureSite(t, "embedded")
+	track := index.TrackRef{Camera: "gate", Track: 7}
+	first, err := Find(ctx, site.store, site.vectors, ErasureRequest{Tracks: []index.TrackRef{track}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen := first.Seen[track]; !seen.First.Equal(start) || !seen.Last.Equal(start.Add(4*time.Second)) {
+		t.Fatalf("seen %+v; want the span of the track's indexed crops", seen)
+	}
+	if _, err := Erase(ctx, site.store, site.vectors, first.CropIDs); err != nil {
+		t.Fatal(err)
+	}
+	at := start.Add(70 * time.Second)
+	late := cropstore.CropRecord{ID: cropstore.NewID("gate", at, 900, 0), Camera: "gate", Time: at, Frame: 900, Track: 7, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}
+	if err := site.store.Put(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	blind, err := Find(ctx, site.store, site.vectors, ErasureRequest{Tracks: []index.TrackRef{track}})
+	if err != nil || len(blind.CropIDs) != 0 || len(blind.MissingTracks) != 1 {
+		t.Fatalf("without Seen: %+v, %v; want the track missing", blind, err)
+	}
+	again, err := Find(ctx, site.store, site.vectors, ErasureRequest{Tracks: []index.TrackRef{track},
+		Seen: map[index.TrackRef]Span{track: {First: first.Seen[track].First, Last: at}}})
+	if err != nil || !slices.Equal(again.CropIDs, []string{late.ID}) || len(again.MissingTracks) != 0 {
+		t.Fatalf("with Seen: %+v, %v; want the late crop %s", again, err, late.ID)
+	}
+}

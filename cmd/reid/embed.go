@@ -37,11 +37,16 @@ func newEmbedCommand(g *globals) *cobra.Command {
 				return err
 			}
 			defer vectors.Close()
+			// The crop store keeps the record of erasures, whose crops must not be indexed again.
+			store, err := openCropStore(ctx, options)
+			if err != nil {
+				return err
+			}
 			loaded, err := openModel(ctx, options, "")
 			if err != nil {
 				return err
 			}
-			stage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
+			stage, err := newEmbedStage(ctx, options, conn, loaded, vectors, store)
 			if err != nil {
 				loaded.Close()
 				return err

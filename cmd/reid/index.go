@@ -119,7 +119,7 @@ its model) within lookup.follow_interval.`,
 				return err
 			}
 			defer loaded.Close()
-			embed, err := embedder.New(ctx, embedder.Options{Model: loaded.network, Version: loaded.version.ID, Index: vectors})
+			embed, err := embedder.New(ctx, embedder.Options{Model: loaded.network, Version: loaded.version.ID, Index: vectors, Erasures: store})
 			if err != nil {
 				return err
 			}

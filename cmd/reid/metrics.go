@@ -51,6 +51,7 @@ var (
 	producerBufferedDesc = metricDesc("reid_producer_buffered_records", "Crop records accepted but not yet acknowledged by the broker.")
 	embedCropsDesc       = metricDesc("reid_embedder_crops_total", "Crops embedded and upserted (redeliveries included).")
 	embedRejectedDesc    = metricDesc("reid_embedder_rejected_total", "Crops sent to the dead-letter topic because they could not be decoded.")
+	embedErasedDesc      = metricDesc("reid_embedder_erased_total", "Crops not indexed because they were erased on request (POST /v1/erasures), or are of an erased track.")
 	embedSecondsDesc     = metricDesc("reid_embedder_seconds_total", "Time the embedder spent, by step (decode: only what was not decoded ahead).", "step")
 	embedAheadDesc       = metricDesc("reid_embedder_decoded_ahead_total", "Crops decoded while the model ran the batch before theirs.")
 	embedModelDesc       = metricDesc("reid_embedder_model", "1 for the model version the embedder writes new crops with (it follows reid model promote).", "version")
@@ -60,6 +61,7 @@ var (
 	consumerErrorsDesc   = metricDesc("reid_consumer_errors_total", "Failed handler calls and commits (retried), per consumer group.", "group", "kind")
 	consumerLagDesc      = metricDesc("reid_consumer_lag_records", "Records in the topic not yet committed by the group.", "group")
 	archivedDesc         = metricDesc("reid_archiver_crops_total", "Crops written to the crop store.")
+	archiveErasedDesc    = metricDesc("reid_archiver_erased_total", "Crops not stored because they were erased on request (POST /v1/erasures), or are of an erased track.")
 	galleryItemsDesc     = metricDesc("reid_index_items", "Vectors in each model version's gallery; active is 1 for the one lookups read.", "version", "active")
 	backfillCropsDesc    = metricDesc("reid_model_switch_backfilled_total", "Stored crops embedded into a newly promoted model's gallery.")
 	backfillPendingDesc  = metricDesc("reid_model_switch_pending", "1 while a promoted model's gallery is being backfilled, before lookups move to it.")
@@ -73,8 +75,8 @@ func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
 		ingestFramesDesc, ingestDecodedDesc, ingestDetectionsDesc, ingestCropsDesc, ingestReconnectsDesc, ingestStationaryDesc,
 		ingestLateDesc, producedDesc, producerErrorsDesc, producerBufferedDesc,
-		embedCropsDesc, embedRejectedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc, embedModelDesc,
-		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc,
+		embedCropsDesc, embedRejectedDesc, embedErasedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc, embedModelDesc,
+		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc, archiveErasedDesc,
 		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc, dataDirFreeDesc,
 		backupSuccessDesc, backupFailedDesc,
 	} {
@@ -113,6 +115,7 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 		stats := m.embedder.Stats()
 		counter(embedCropsDesc, float64(stats.Embedded))
 		counter(embedRejectedDesc, float64(stats.Rejected))
+		counter(embedErasedDesc, float64(stats.Erased))
 		counter(embedAheadDesc, float64(stats.DecodedAhead))
 		counter(embedSecondsDesc, stats.DecodeTime.Seconds(), "decode")
 		counter(embedSecondsDesc, stats.ModelTime.Seconds(), "model")
@@ -135,6 +138,7 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if m.archive != nil {
 		counter(archivedDesc, float64(m.archive.Archived()))
+		counter(archiveErasedDesc, float64(m.archive.Erased()))
 	}
 	if m.vectors != nil {
 		if versions, err := m.vectors.Versions(ctx); err == nil {

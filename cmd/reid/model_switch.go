@@ -292,7 +292,8 @@ func (f *modelFollower) backfill(ctx context.Context, sw *modelSwitch) error {
 	if err := waitForArchiver(ctx, f.archive); err != nil {
 		return err
 	}
-	backfill, err := embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: f.vectors})
+	// A crop erased after the backfill read it must not be indexed: the store's record says so.
+	backfill, err := embedder.New(ctx, embedder.Options{Model: sw.to.network, Version: version, Index: f.vectors, Erasures: f.store})
 	if err != nil {
 		return err
 	}

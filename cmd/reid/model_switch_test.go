@@ -67,7 +67,7 @@ func checkModelSwitchWaits(t *testing.T, promotions []string, failingWalks int) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	stage, err := newEmbedStage(ctx, options, conn, first, vectors)
+	stage, err := newEmbedStage(ctx, options, conn, first, vectors, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func benchmarkPipelineOnce(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer loaded.Close()
-	stage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
+	stage, err := newEmbedStage(ctx, options, conn, loaded, vectors, nil)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func embedStageRate(b *testing.B, options config.Options, conn stream.Connection
 	ctx := context.Background()
 	// The same wiring as reid run's, in a group of its own.
 	options.Stream.EmbedGroup = "bench-embedder"
-	embedStage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
+	embedStage, err := newEmbedStage(ctx, options, conn, loaded, vectors, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -147,7 +147,8 @@ func TestRunEndToEnd(t *testing.T) {
 	}
 	checkSearchUpload(t, options, vectors, store, summary.Model, archived[len(archived)/2])
 	checkWatchAlerts(t, options, vectors, store, summary.Model, trackCrops)
-	checkErasure(t, options, vectors, store, trackCrops)
+	erased := checkErasure(t, options, vectors, store, trackCrops)
+	checkErasureSticks(t, options, vectors, store, erased, int(summary.Crops))
 }
 
 // checkSearchUpload posts a stored crop's JPEG to the lookup API, which decodes uploads itself:

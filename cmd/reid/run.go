@@ -121,7 +121,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	if err != nil {
 		return err
 	}
-	embedStage, err := newEmbedStage(ctx, options, conn, loaded, vectors)
+	embedStage, err := newEmbedStage(ctx, options, conn, loaded, vectors, store)
 	if err != nil {
 		loaded.Close()
 		return err
@@ -358,9 +358,10 @@ type embedStage struct {
 }
 
 // newEmbedStage makes the model's gallery (activating it when the index has no active version
-// yet) and the consumer that feeds the embedder.
-func newEmbedStage(ctx context.Context, options config.Options, conn stream.Connection, loaded *loadedModel, vectors index.Index) (*embedStage, error) {
-	embed, err := embedder.New(ctx, embedder.Options{Model: loaded.network, Version: loaded.version.ID, Index: vectors})
+// yet) and the consumer that feeds the embedder, which drops the crops erasures (the crop store's
+// record of them) names.
+func newEmbedStage(ctx context.Context, options config.Options, conn stream.Connection, loaded *loadedModel, vectors index.Index, erasures embedder.Erasures) (*embedStage, error) {
+	embed, err := embedder.New(ctx, embedder.Options{Model: loaded.network, Version: loaded.version.ID, Index: vectors, Erasures: erasures})
 	if err != nil {
 		return nil, err
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/lookup"
+	"github.com/reid-project/reid/stream"
 )
 
 // checkWatchAlerts runs the lookup server as reid builds it over a data dir that `reid run` filled,
@@ -115,7 +117,7 @@ func checkWatchAlerts(t *testing.T, options config.Options, vectors index.Index,
 // checkErasure erases the track the watch of checkWatchAlerts was made from, through the lookup
 // server as reid builds it over the data dir `reid run` filled: its crops leave the crop store
 // and the gallery, the watch goes with its image, and the audit log keeps the erasure's reason.
-func checkErasure(t *testing.T, options config.Options, vectors index.Index, store cropStore, trackCrops map[int64][]string) {
+func checkErasure(t *testing.T, options config.Options, vectors index.Index, store cropStore, trackCrops map[int64][]string) (erased []string) {
 	t.Helper()
 	ctx := context.Background()
 	var track int64
@@ -124,7 +126,7 @@ func checkErasure(t *testing.T, options config.Options, vectors index.Index, sto
 			track = id
 		}
 	}
-	erased := slices.Sorted(slices.Values(trackCrops[track]))
+	erased = slices.Sorted(slices.Values(trackCrops[track]))
 	watchFiles, _ := filepath.Glob(filepath.Join(options.DataDir, "watches", "w*.json"))
 	if len(watchFiles) != 1 {
 		t.Fatalf("%d watches kept, want checkWatchAlerts's one", len(watchFiles))
@@ -190,5 +192,63 @@ func checkErasure(t *testing.T, options config.Options, vectors index.Index, sto
 	audit, err := os.ReadFile(options.Lookup.AuditLog)
 	if err != nil || !strings.Contains(string(audit), `"route":"POST /v1/erasures"`) || !strings.Contains(string(audit), "e2e erasure") {
 		t.Errorf("audit log %q (%v) has no erasure", audit, err)
+	}
+	return erased
+}
+
+// checkErasureSticks reads the whole crops topic again after checkErasure, as a consumer group
+// rewound (or a replayed dead letter, or a track still in view) brings erased crops back to the
+// archiver and the embedder: they store and index every crop again but the erased ones.
+func checkErasureSticks(t *testing.T, options config.Options, vectors index.Index, store cropStore, erased []string, crops int) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	conn, closeBroker, err := openStream(ctx, options, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeBroker()
+	options.Stream.ArchiveGroup, options.Stream.EmbedGroup = "rewound-archiver", "rewound-embedder"
+	archiveConsumer, archive, err := newArchiveStage(options, conn, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := openModel(ctx, options, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer model.Close()
+	embed, err := newEmbedStage(ctx, options, conn, model, vectors, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var consumers sync.WaitGroup
+	defer func() { // before the broker closes
+		cancel()
+		consumers.Wait()
+	}()
+	for _, consumer := range []*stream.Consumer{archiveConsumer, embed.consumer} {
+		consumers.Go(func() { consumer.Run(ctx) })
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for archiveConsumer.Stats().Handled < int64(crops) || embed.consumer.Stats().Handled < int64(crops) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rewound groups handled %d and %d of %d records", archiveConsumer.Stats().Handled, embed.consumer.Stats().Handled, crops)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if archive.Archived() != int64(crops-len(erased)) || archive.Erased() != int64(len(erased)) {
+		t.Errorf("the archiver stored %d and dropped %d; want %d and the %d erased", archive.Archived(), archive.Erased(), crops-len(erased), len(erased))
+	}
+	if stats := embed.embedder.Stats(); stats.Embedded != int64(crops-len(erased)) || stats.Erased != int64(len(erased)) {
+		t.Errorf("the embedder indexed %d and dropped %d; want %d and the %d erased", stats.Embedded, stats.Erased, crops-len(erased), len(erased))
+	}
+	if items, err := vectors.Get(ctx, "", erased); err != nil || len(items) != 0 {
+		t.Errorf("%d erased crops indexed again (%v)", len(items), err)
+	}
+	for _, id := range erased {
+		if _, err := store.Metadata(ctx, id); !errors.Is(err, cropstore.ErrNotFound) {
+			t.Errorf("erased crop %s stored again: %v", id, err)
+		}
 	}
 }

@@ -163,8 +163,9 @@ func dot(a, b []float32) float32 {
 
 // Store is an in-memory crop store.
 type Store struct {
-	mu      sync.RWMutex
-	records map[string]cropstore.CropRecord
+	mu       sync.RWMutex
+	records  map[string]cropstore.CropRecord
+	erasures []cropstore.Erasure
 }
 
 // NewStore returns an empty store.
@@ -209,6 +210,22 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 	defer s.mu.Unlock()
 	delete(s.records, id)
 	return ctx.Err()
+}
+
+// RecordErasure keeps erasure for Erasures. Put, a test's own, does not refuse its crops: a test
+// plays the stage that stored one before it knew.
+func (s *Store) RecordErasure(ctx context.Context, erasure cropstore.Erasure) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.erasures = append(s.erasures, erasure)
+	return ctx.Err()
+}
+
+// Erasures returns the erasures recorded so far.
+func (s *Store) Erasures() []cropstore.Erasure {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.erasures)
 }
 
 // Cameras lists the cameras with crops, sorted.

@@ -657,6 +657,8 @@ async function eraseSighting(e) {
   if (!state.eraseTarget) return;
   if (!reason) { $("erase-preview").textContent = "Give a reason: the audit log keeps it with the erasure."; $("erase-reason").focus(); return; }
   $("erase-confirm").disabled = true;
+  // The server looks a second time, a few seconds on, for crops stored while it erased.
+  $("erase-preview").textContent = "Erasing…";
   try {
     const body = Object.assign({ reason }, state.eraseTarget);
     const erased = await (await api("/v1/erasures", {
