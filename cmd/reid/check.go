@@ -17,6 +17,7 @@ import (
 
 	"github.com/reid-project/reid/backup"
 	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/ingest"
@@ -77,8 +78,11 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	results := []checkResult{checkDataDir(options.DataDir)}
 	if store, err := openCropStore(ctx, options); err != nil {
 		results = append(results, checkResult{part: "crop store", err: err})
+	} else if _, err := store.Erased(ctx, cropstore.CropRecord{}); err != nil {
+		// A record of erasures that cannot be read stops the archiver and the embedder.
+		results = append(results, checkResult{part: "crop store", err: err})
 	} else {
-		results = append(results, checkResult{part: "crop store", detail: store.Location()})
+		results = append(results, checkResult{part: "crop store", detail: store.Location() + ", record of erasures readable"})
 	}
 	if len(options.Cameras) == 0 {
 		results = append(results, checkResult{part: "cameras", err: errors.New("none configured (cameras: in the file)")})

@@ -85,12 +85,32 @@ func TestCheckCommand(t *testing.T) {
 		t.Errorf("the check sent the alert webhook %d requests", posted.Load())
 	}
 	checkValidationLine(t, dataDir, video)
+	// A record of erasures that cannot be read would stop the archiver and the embedder.
+	erasures := filepath.Join(dataDir, "crops", "@erasures")
+	if err := os.MkdirAll(erasures, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(erasures, "20261129T060000.000000000Z-0badf00d.json")
+	if err := os.WriteFile(broken, []byte("{"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sitePath := filepath.Join(t.TempDir(), "site.yaml")
+	if err := os.WriteFile(sitePath, []byte("cameras:\n  - id: gate\n    source: "+video+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runReid(t, "--config", sitePath, "--data-dir", dataDir, "check", "--timeout", "10s")
+	if err == nil || !strings.Contains(out, "FAIL  crop store") || !strings.Contains(out, "0badf00d.json") {
+		t.Errorf("check with a broken erasure file: %v\n%s", err, out)
+	}
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
 	// Detector models elsewhere than --shared-dir: the line says which settings find them.
 	configPath := filepath.Join(t.TempDir(), "site.yaml")
 	if err := os.WriteFile(configPath, []byte("cameras:\n  - id: gate\n    source: "+video+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := runReid(t, "--config", configPath, "--data-dir", dataDir, "--shared-dir", t.TempDir(), "check")
+	out, err = runReid(t, "--config", configPath, "--data-dir", dataDir, "--shared-dir", t.TempDir(), "check")
 	if err == nil || !strings.Contains(out, "FAIL  detector yolo-fastest") || !strings.Contains(out, "REID_SHARED_DIR") {
 		t.Errorf("check without detector models: %v\n%s", err, out)
 	}
