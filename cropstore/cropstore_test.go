@@ -74,18 +74,27 @@ func backends(t *testing.T, test func(t *testing.T, store store)) {
 	})
 	for _, bucket := range s3test.Buckets(t, "crops") {
 		t.Run("s3-"+bucket.Kind, func(t *testing.T) {
-			options := S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey}
-			opened, err := OpenS3(context.Background(), options)
-			if err != nil {
-				t.Fatal(err)
-			}
-			test(t, opened)
+			options := bucketOptions(bucket)
+			test(t, openBucket(t, options))
 			options.Bucket = "missing-" + bucket.Name
 			if _, err := OpenS3(context.Background(), options); err == nil || !strings.Contains(err.Error(), "no bucket") {
 				t.Errorf("a missing bucket opened: %v", err)
 			}
 		})
 	}
+}
+
+func bucketOptions(bucket s3test.Bucket) S3Options {
+	return S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey}
+}
+
+func openBucket(t *testing.T, options S3Options) *S3 {
+	t.Helper()
+	opened, err := OpenS3(context.Background(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opened
 }
 
 func TestStore(t *testing.T) { backends(t, testStore) }

@@ -35,16 +35,8 @@ func sharedBackends(t *testing.T, test func(t *testing.T, first, second erasingS
 	})
 	for _, bucket := range s3test.Buckets(t, "erasures") {
 		t.Run("s3-"+bucket.Kind, func(t *testing.T) {
-			options := S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey}
-			first, err := OpenS3(context.Background(), options)
-			if err != nil {
-				t.Fatal(err)
-			}
-			second, err := OpenS3(context.Background(), options)
-			if err != nil {
-				t.Fatal(err)
-			}
-			test(t, first, second)
+			options := bucketOptions(bucket)
+			test(t, openBucket(t, options), openBucket(t, options))
 		})
 	}
 }
