@@ -380,9 +380,20 @@ type Trainer struct {
 	Seed          uint64  `mapstructure:"seed" yaml:"seed" json:"seed"`
 	// ValidationDir, when set, is a labelled data set of the site (Market-1501 layout: query/ and
 	// bounding_box_test/) on which reid train scores the parent and the trained model; with
-	// --promote it promotes only a model that scores at least its parent's mAP there.
+	// --promote it promotes only a model that passes PromoteIf there.
 	ValidationDir string `mapstructure:"validation_dir" yaml:"validation_dir" json:"validation_dir,omitempty"`
+	// PromoteIf is what --promote asks of a trained model's validation mAP against its parent's:
+	// "not_worse" (at least the parent's) or "surely_better" (the 95% interval of the difference,
+	// a paired bootstrap over the queries, above zero: better beyond what the set's size leaves
+	// to chance).
+	PromoteIf string `mapstructure:"promote_if" yaml:"promote_if" json:"promote_if"`
 }
+
+// Promotion rules (Trainer.PromoteIf).
+const (
+	PromoteIfNotWorse     = "not_worse"
+	PromoteIfSurelyBetter = "surely_better"
+)
 
 // Default returns the configuration used when nothing overrides it.
 func Default() Options {
@@ -449,7 +460,8 @@ func Default() Options {
 		},
 		Retention: Retention{Interval: time.Hour},
 		Trainer: Trainer{Epochs: 50, ItersPerEpoch: 200, BatchSize: 256, Instances: 16, LR: 3.5e-4, LRStep: 20,
-			Eps: 0.6, MinSamples: 4, CameraProxies: true, InterCamera: 0.5, HardNegatives: 50, Seed: 1},
+			Eps: 0.6, MinSamples: 4, CameraProxies: true, InterCamera: 0.5, HardNegatives: 50, Seed: 1,
+			PromoteIf: PromoteIfNotWorse},
 	}
 }
 
@@ -707,6 +719,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Trainer.MaxCrops < 0 {
 		bad("trainer.max_crops", "must be >= 0")
+	}
+	if o.Trainer.PromoteIf != PromoteIfNotWorse && o.Trainer.PromoteIf != PromoteIfSurelyBetter {
+		bad("trainer.promote_if", "must be %s or %s, not %q", PromoteIfNotWorse, PromoteIfSurelyBetter, o.Trainer.PromoteIf)
 	}
 	if o.Lookup.FollowInterval < 0 {
 		bad("lookup.follow_interval", "must be >= 0")

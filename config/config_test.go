@@ -21,7 +21,7 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		want []string
 	}{
 		{"testdata/unknown-key.bad.yaml", []string{"detector.confidance: unknown key"}},
-		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend"}},
+		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend", "trainer.promote_if"}},
 		{"testdata/bad-type.bad.yaml", []string{"crops.width"}},
 		{"testdata/bad-camera.bad.yaml", []string{"cameras[1].colour: unknown key"}},
 	}

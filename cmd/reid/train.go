@@ -38,7 +38,8 @@ The new version is registered with its parent and a training summary and its id 
 --promote makes it active: a running reid run then embeds every stored crop with it into a new
 gallery and switches lookups over when that is done. With --validate DIR (a labelled data set of
 the site, Market-1501 layout) the parent and the trained model are both scored there (mAP and
-rank-1, cross-camera) and --promote promotes only a model that scores at least its parent's mAP:
+rank-1, cross-camera) and --promote promotes only a model that scores at least its parent's mAP
+(with trainer.promote_if: surely_better, only one whose mAP is higher beyond the 95% interval):
 unsupervised adaptation can also make a model worse. Settings: the trainer section of the
 configuration (the reference's GPU defaults), overridden by the flags below; docs/TRAINING.md
 has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it stopped.`,
@@ -115,10 +116,11 @@ has CPU-sized ones. With --checkpoint-dir, an interrupted run resumes where it s
 				return err
 			}
 			notPromoted := ""
-			if promote && check != nil && check.Trained.MAP < check.Parent.MAP {
-				promote = false
-				notPromoted = fmt.Sprintf("validation mAP %.3f is below the parent's %.3f", check.Trained.MAP, check.Parent.MAP)
-				slog.Warn("the trained version is not promoted", "version", version.ID, "why", notPromoted)
+			if promote {
+				if notPromoted = promotionRefusal(check, settings.PromoteIf); notPromoted != "" {
+					promote = false
+					slog.Warn("the trained version is not promoted", "version", version.ID, "why", notPromoted)
+				}
 			}
 			if promote {
 				registry, err := openRegistry(options)
@@ -315,6 +317,25 @@ func registerTrained(ctx context.Context, options config.Options, loaded *loaded
 		return model.Version{}, err
 	}
 	return registry.Register(ctx, metadata, weights)
+}
+
+// promotionRefusal says why --promote must not make the trained model active under rule
+// (config.Trainer.PromoteIf), or "" when it may; without a validation set nothing refuses it.
+func promotionRefusal(check *validation, rule string) string {
+	if check == nil {
+		return ""
+	}
+	switch rule {
+	case config.PromoteIfSurelyBetter:
+		if !(check.Difference.Low > 0) {
+			return fmt.Sprintf("validation mAP difference %s is not surely above zero (trainer.promote_if: %s)", check.describeDifference(), rule)
+		}
+	default:
+		if check.Trained.MAP < check.Parent.MAP {
+			return fmt.Sprintf("validation mAP %.3f is below the parent's %.3f", check.Trained.MAP, check.Parent.MAP)
+		}
+	}
+	return ""
 }
 
 // validation scores a training run's parent and result on a labelled data set of the site.

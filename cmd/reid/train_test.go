@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/internal/testassets"
@@ -152,10 +153,11 @@ func checkTrainValidation(t *testing.T, dataDir string) {
 		}
 		return metrics.MAP
 	}
+	// The wrecked run asks for a surely better model (trainer.promote_if), which it is not either.
 	for _, test := range []struct {
-		name string
-		lr   string
-	}{{"as configured", "0.00035"}, {"wrecked", "0.35"}} {
+		name, lr, promoteIf string
+	}{{"as configured", "0.00035", config.PromoteIfNotWorse}, {"wrecked", "0.35", config.PromoteIfSurelyBetter}} {
+		t.Setenv("REID_TRAINER_PROMOTE_IF", test.promoteIf)
 		out, err := runReid(t, "--data-dir", dataDir, "train", "--model", "v1", "--epochs", "1", "--iters", "3", "--batch", "16",
 			"--instances", "4", "--lr", test.lr, "--validate", validationDir, "--promote", "--json")
 		if err != nil {
@@ -174,7 +176,11 @@ func checkTrainValidation(t *testing.T, dataDir string) {
 		if result.Validation.Queries == 0 || math.Abs(parent-evalMAP("v1")) > 1e-4 || math.Abs(trained-evalMAP(result.Version)) > 1e-4 {
 			t.Errorf("%s: validation %+v disagrees with reid eval", test.name, result.Validation)
 		}
-		if result.Promoted != (trained >= parent) || result.Promoted == (result.NotPromoted != "") {
+		better := trained >= parent
+		if test.promoteIf == config.PromoteIfSurelyBetter {
+			better = difference.Low > 0
+		}
+		if result.Promoted != better || result.Promoted == (result.NotPromoted != "") {
 			t.Errorf("%s: promoted %v (%q) with mAP %.3f against the parent's %.3f", test.name, result.Promoted, result.NotPromoted, trained, parent)
 		}
 		registry, err := openRegistry(loadOptions(t, dataDir))
@@ -188,8 +194,8 @@ func checkTrainValidation(t *testing.T, dataDir string) {
 		if (active.ID == result.Version) != result.Promoted {
 			t.Errorf("%s: active version %s after training %s (promoted %v)", test.name, active.ID, result.Version, result.Promoted)
 		}
-		if test.name == "wrecked" && (result.Promoted || trained >= parent) {
-			t.Errorf("wrecked: mAP %.3f against the parent's %.3f, promoted %v; want a worse model kept out", trained, parent, result.Promoted)
+		if test.name == "wrecked" && (result.Promoted || trained >= parent || !strings.Contains(result.NotPromoted, "not surely above zero")) {
+			t.Errorf("wrecked: mAP %.3f against the parent's %.3f, promoted %v (%q); want a worse model kept out, as not surely better", trained, parent, result.Promoted, result.NotPromoted)
 		}
 	}
 }
@@ -213,6 +219,38 @@ func TestTrainCommandRejects(t *testing.T) {
 			out, err := runReid(t, append([]string{"--data-dir", dataDir, "train"}, test.args...)...)
 			if err == nil || !strings.Contains(err.Error()+out, test.want) {
 				t.Errorf("err %v, output %q; want a message with %q", err, out, test.want)
+			}
+		})
+	}
+}
+
+// TestPromotionRefusal: each promotion rule against a trained model that is worse, equal, better
+// within the set's noise, and better beyond it.
+func TestPromotionRefusal(t *testing.T) {
+	score := func(parent, trained, low, high float64) *validation {
+		return &validation{Queries: 40, Parent: validationScore{MAP: parent}, Trained: validationScore{MAP: trained},
+			Difference: eval.Difference{MAP: trained - parent, Low: low, High: high}}
+	}
+	tests := []struct {
+		name     string
+		check    *validation
+		rule     string
+		promoted bool
+		reason   string
+	}{
+		{"no validation set", nil, config.PromoteIfSurelyBetter, true, ""},
+		{"worse", score(0.60, 0.55, -0.09, -0.01), config.PromoteIfNotWorse, false, "below the parent's"},
+		{"equal", score(0.60, 0.60, -0.02, 0.02), config.PromoteIfNotWorse, true, ""},
+		{"better within the noise", score(0.60, 0.63, -0.04, 0.10), config.PromoteIfNotWorse, true, ""},
+		{"better within the noise, surely better asked", score(0.60, 0.63, -0.04, 0.10), config.PromoteIfSurelyBetter, false, "not surely above zero"},
+		{"equal, surely better asked", score(0.60, 0.60, 0, 0.02), config.PromoteIfSurelyBetter, false, "not surely above zero"},
+		{"better beyond the noise", score(0.60, 0.68, 0.03, 0.13), config.PromoteIfSurelyBetter, true, ""},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			reason := promotionRefusal(test.check, test.rule)
+			if (reason == "") != test.promoted || !strings.Contains(reason, test.reason) {
+				t.Errorf("refusal %q; want promoted %v (reason with %q)", reason, test.promoted, test.reason)
 			}
 		})
 	}
