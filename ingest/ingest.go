@@ -294,6 +294,7 @@ type cameraCounters struct {
 	camera                                  string
 	decoded, frames, detections, crops      atomic.Int64
 	tracks, reconnects, skipped, sinkErrors atomic.Int64
+	erased                                  atomic.Int64
 	stationary, late                        atomic.Int64
 	queued                                  atomic.Int64 // records handed to the writer
 	finishedAt                              atomic.Int64 // unix nanoseconds; 0 while running
@@ -310,6 +311,9 @@ type CameraStats struct {
 	Detections int64 `json:"detections"`
 	// Crops counts records the sink has accepted.
 	Crops int64 `json:"crops"`
+	// Erased counts records the sink refused because their track was erased on request while
+	// still in view (cropstore.ErrErased).
+	Erased int64 `json:"erased,omitempty"`
 	// Tracks counts tracks that yielded at least one crop.
 	Tracks int64 `json:"tracks"`
 	// Stationary counts crops not made because their track had stood still (see
@@ -359,6 +363,7 @@ func (in *Ingester) Stats() Stats {
 			Frames:     counters.frames.Load(),
 			Detections: counters.detections.Load(),
 			Crops:      counters.crops.Load(),
+			Erased:     counters.erased.Load(),
 			Tracks:     counters.tracks.Load(),
 			Stationary: counters.stationary.Load(),
 			Reconnects: counters.reconnects.Load(),
@@ -409,8 +414,9 @@ func (in *Ingester) runCamera(ctx context.Context, camera config.Camera, counter
 		for record := range queue {
 			err := in.options.Sink.Put(writeCtx, record)
 			if errors.Is(err, cropstore.ErrErased) {
-				// The track was erased while still in view (a crop store sink): its crops are
-				// not kept, and the camera goes on.
+				// The track was erased while still in view: its crops are not kept, and the
+				// camera goes on.
+				counters.erased.Add(1)
 				continue
 			}
 			if err != nil {

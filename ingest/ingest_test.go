@@ -454,8 +454,8 @@ func TestMaxFramesAndSinkErrors(t *testing.T) {
 	if err := ingester.Run(context.Background(), []config.Camera{{ID: "a", Source: video}}); err != nil {
 		t.Errorf("a sink refusing erased crops stopped the camera: %v", err)
 	}
-	if stats := ingester.Stats(); stats.Frames != 25 || stats.Crops != 0 {
-		t.Errorf("processed %d frames, counted %d crops; want 25 and none", stats.Frames, stats.Crops)
+	if stats := ingester.Stats(); stats.Frames != 25 || stats.Crops != 0 || stats.Cameras[0].Erased == 0 {
+		t.Errorf("processed %d frames, counted %d crops and %d erased; want 25, none and some", stats.Frames, stats.Crops, stats.Cameras[0].Erased)
 	}
 }
 

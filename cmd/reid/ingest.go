@@ -96,6 +96,15 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 			return err
 		}
 		sink, destination = producer, "produced to topic "+options.Stream.CropsTopic
+		// With the site's bucket, the record of erasures is shared: a track erased while in view
+		// stops reaching the broker. A local store here would be this machine's, not the site's.
+		if options.CropStore.Backend == "s3" {
+			store, err := openCropStore(ctx, options)
+			if err != nil {
+				return err
+			}
+			sink = withoutErased{sink: producer, erasures: store}
+		}
 	} else {
 		store, err := openCropStore(ctx, options)
 		if err != nil {

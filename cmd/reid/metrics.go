@@ -45,6 +45,7 @@ var (
 	ingestCropsDesc      = metricDesc("reid_ingest_crops_total", "Crops accepted by the sink (broker or crop store), per camera.", "camera")
 	ingestReconnectsDesc = metricDesc("reid_ingest_reconnects_total", "Source reconnects, per camera.", "camera")
 	ingestStationaryDesc = metricDesc("reid_ingest_stationary_skipped_total", "Crops not made because their track stood still (crops.stationary_interval), per camera.", "camera")
+	ingestErasedDesc     = metricDesc("reid_ingest_erased_total", "Crops not written because their track was erased on request while still in view, per camera.", "camera")
 	ingestLateDesc       = metricDesc("reid_ingest_late_frames_total", "Frames of a live stream passed over for a newer one because processing had not kept up, per camera.", "camera")
 	producedDesc         = metricDesc("reid_producer_records_total", "Crop records the producer finished, by outcome: produced (acknowledged), dropped (buffer full, stream.drop_when_full), abandoned (unwritten at shutdown).", "outcome")
 	producerErrorsDesc   = metricDesc("reid_producer_write_errors_total", "Failed writes to the broker (each retried).")
@@ -74,7 +75,7 @@ var (
 func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, desc := range []*prometheus.Desc{
 		ingestFramesDesc, ingestDecodedDesc, ingestDetectionsDesc, ingestCropsDesc, ingestReconnectsDesc, ingestStationaryDesc,
-		ingestLateDesc, producedDesc, producerErrorsDesc, producerBufferedDesc,
+		ingestLateDesc, ingestErasedDesc, producedDesc, producerErrorsDesc, producerBufferedDesc,
 		embedCropsDesc, embedRejectedDesc, embedErasedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc, embedModelDesc,
 		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc, archiveErasedDesc,
 		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc, dataDirFreeDesc,
@@ -100,6 +101,7 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 			counter(ingestReconnectsDesc, float64(camera.Reconnects), camera.Camera)
 			counter(ingestStationaryDesc, float64(camera.Stationary), camera.Camera)
 			counter(ingestLateDesc, float64(camera.Late), camera.Camera)
+			counter(ingestErasedDesc, float64(camera.Erased), camera.Camera)
 		}
 	}
 	if m.producer != nil {

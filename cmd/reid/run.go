@@ -16,6 +16,7 @@ import (
 
 	"github.com/reid-project/reid/archiver"
 	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/detector"
 	"github.com/reid-project/reid/embedder"
 	"github.com/reid-project/reid/index"
@@ -140,7 +141,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	if err != nil {
 		return err
 	}
-	ingester, err := newIngester(options, producer, flags.maxFrames)
+	ingester, err := newIngester(options, withoutErased{sink: producer, erasures: store}, flags.maxFrames)
 	if err != nil {
 		return err
 	}
@@ -318,6 +319,22 @@ func waitCaughtUp(ctx context.Context, consumers ...*stream.Consumer) {
 		case <-ticker.C:
 		}
 	}
+}
+
+// withoutErased keeps the crops of tracks erased while still in view out of sink (the broker),
+// which would otherwise hold them until stream.topic_retention: it refuses them as the crop store
+// does, and ingest passes over them. Where the record of erasures cannot be read, the crop goes on
+// to the archiver and the embedder, which do not store a crop before they have read it.
+type withoutErased struct {
+	sink     ingest.Sink
+	erasures embedder.Erasures
+}
+
+func (w withoutErased) Put(ctx context.Context, record cropstore.CropRecord) error {
+	if erased, err := w.erasures.Erased(ctx, record); err == nil && erased {
+		return fmt.Errorf("%w: crop %s (camera %s, track %d)", cropstore.ErrErased, record.ID, record.Camera, record.Track)
+	}
+	return w.sink.Put(ctx, record)
 }
 
 // newIngester builds the ingest stage writing crops to sink.
