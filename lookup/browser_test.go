@@ -401,7 +401,7 @@ func TestBrowserErase(t *testing.T) {
 	)
 	b.waitFor("the search again", `document.querySelectorAll('#results .result:not(.skeleton)').length > 0`)
 	b.step("erase with the admin key", chromedp.Click(chromedp.ID("erase-button")))
-	b.waitFor("the preview", `document.getElementById('erase-preview').textContent.startsWith('Erases 4 crops of cam-a #') && !document.getElementById('erase-confirm').disabled`)
+	b.waitFor("the preview", `document.getElementById('erase-preview').textContent.startsWith('Erases 4 crops of cam-a #') && document.getElementById('erase-preview').textContent.includes('crops of these tracks seen later are not kept either') && !document.getElementById('erase-confirm').disabled`)
 	// The same person's sighting on cam-b goes too.
 	var choices []any
 	b.evaluate(`[...document.querySelectorAll('#erase-sightings input')].map(box => box.value + ' ' + box.dataset.camera)`, &choices)

@@ -637,6 +637,7 @@ async function previewTarget(target, what) {
     if (found.watches.length) text += ", " + found.watches.length + " watch" + (found.watches.length === 1 ? "" : "es") + " made from them";
     if (found.alerts) text += ", " + found.alerts + " alert" + (found.alerts === 1 ? "" : "s") + " showing them";
     if (found.validation_people.length) text += ", " + found.validation_people.length + " labelled person" + (found.validation_people.length === 1 ? "" : "s");
+    if (target.tracks && target.tracks.length) text += "; crops of these tracks seen later are not kept either";
     $("erase-preview").textContent = text + ". This cannot be undone.";
     $("erase-confirm").disabled = found.crop_ids.length === 0;
   } catch (err) {
