@@ -215,3 +215,46 @@ func TestFindAgain(t *testing.T) {
 		t.Fatalf("with Seen: %+v, %v; want the late crop %s", again, err, late.ID)
 	}
 }
+
+// TestFindUnindexedTrack: a track no gallery has yet (the embedder lags, or dead-lettered its
+// crops) is found in the store when its crops are of the minutes before the request, or of the
+// first minutes of its tracker's session; further off, it is missing.
+func TestFindUnindexedTrack(t *testing.T) {
+	ctx := context.Background()
+	site := newErasureSite(t, "embedded")
+	sessionTrack := cropstore.TrackID(start.Add(-time.Hour), 3)
+	put := func(at time.Time, track int64) string {
+		id := cropstore.NewID("gate", at, at.Unix(), 1)
+		record := cropstore.CropRecord{ID: id, Camera: "gate", Time: at, Frame: at.Unix(), Track: track, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}
+		if err := site.store.Put(ctx, record); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	recent := []string{put(start.Add(30*time.Second), 11), put(start.Add(90*time.Second), 11)}
+	fromSessionStart := []string{put(start.Add(-time.Hour+time.Minute), sessionTrack)}
+	slices.Sort(recent)
+	tests := []struct {
+		name    string
+		track   int64
+		now     time.Time
+		want    []string
+		missing bool
+	}{
+		{"stored in the minutes before the request", 11, start.Add(5 * time.Minute), recent, false},
+		{"stored an hour before the request", 11, start.Add(95 * time.Minute), nil, true},
+		{"stored in its session's first minutes", sessionTrack, start.Add(24 * time.Hour), fromSessionStart, false},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			track := index.TrackRef{Camera: "gate", Track: test.track}
+			found, err := Find(ctx, site.store, site.vectors, ErasureRequest{Tracks: []index.TrackRef{track}, Now: test.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(found.CropIDs, test.want) || (len(found.MissingTracks) == 1) != test.missing {
+				t.Errorf("found %q, missing %v; want %q, missing %v", found.CropIDs, found.MissingTracks, test.want, test.missing)
+			}
+		})
+	}
+}
