@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,8 +59,10 @@ func testRunWithS3CropStore(t *testing.T, bucket s3test.Bucket) {
 		t.Fatalf("opened %T at %s", store, store.Location())
 	}
 	var ids []string
+	tracks := map[int64][]string{}
 	if err := store.Walk(context.Background(), cropstore.Filter{Camera: "gate"}, func(record cropstore.CropRecord) error {
 		ids = append(ids, record.ID)
+		tracks[record.Track] = append(tracks[record.Track], record.ID)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
@@ -83,5 +86,50 @@ func testRunWithS3CropStore(t *testing.T, bucket s3test.Bucket) {
 	out, err = runReid(t, "--data-dir", dataDir, "search", "--image", queryPath, "--k", "1", "--json")
 	if err != nil || !strings.Contains(out, ids[len(ids)/2]) {
 		t.Fatalf("reid search: %v\n%s", err, out)
+	}
+	checkErasureInBucket(t, dataDir, store, summary.Crops, tracks)
+}
+
+// checkErasureInBucket erases a track through another process's view of the bucket (a lookup
+// server's), then runs the same video again: the same crops come again with the same ids, and
+// the run keeps every one of them but the erased track's.
+func checkErasureInBucket(t *testing.T, dataDir string, store cropStore, crops int64, tracks map[int64][]string) {
+	t.Helper()
+	ctx := context.Background()
+	var track int64
+	for id, trackCrops := range tracks {
+		if len(trackCrops) > len(tracks[track]) {
+			track = id
+		}
+	}
+	elsewhere, err := openCropStore(ctx, loadOptions(t, dataDir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := elsewhere.RecordErasure(ctx, cropstore.Erasure{Tracks: []cropstore.ErasedTrack{{Camera: "gate", Track: track}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range tracks[track] {
+		if err := elsewhere.Delete(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := runReid(t, "--data-dir", dataDir, "run", "--source", testassets.Path(t, "video/vtest.avi"),
+		"--camera", "gate", "--max-frames", "30", "--exit-when-done", "--serve=false", "--json")
+	if err != nil {
+		t.Fatalf("reid run again: %v\n%s", err, out)
+	}
+	var summary runSummary
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "{"):]), &summary); err != nil {
+		t.Fatalf("summary %q: %v", out, err)
+	}
+	erased := int64(len(tracks[track]))
+	if summary.Crops != crops-erased || summary.Archived != summary.Crops {
+		t.Errorf("the second run stored %d crops (archived %d); want the first run's %d but track %d's %d", summary.Crops, summary.Archived, crops, track, erased)
+	}
+	for _, id := range tracks[track] {
+		if _, err := store.Metadata(ctx, id); !errors.Is(err, cropstore.ErrNotFound) {
+			t.Errorf("erased crop %s is in the bucket again: %v", id, err)
+		}
 	}
 }
