@@ -19,6 +19,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -76,6 +77,7 @@ type erasures struct {
 	newest   time.Time
 	crops    map[string]bool
 	tracks   map[ErasedTrack]bool
+	records  []Erasure
 }
 
 func newErasures(files erasureFiles) *erasures {
@@ -130,6 +132,18 @@ func (e *erasures) erased(ctx context.Context, record CropRecord) (bool, error) 
 	return e.crops[record.ID] || e.tracks[ErasedTrack{Camera: record.Camera, Track: record.Track}], nil
 }
 
+// all returns every erasure recorded, oldest first.
+func (e *erasures) all(ctx context.Context) ([]Erasure, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err := e.refresh(ctx); err != nil {
+		return nil, err
+	}
+	records := slices.Clone(e.records)
+	slices.SortStableFunc(records, func(a, b Erasure) int { return a.Time.Compare(b.Time) })
+	return records, nil
+}
+
 // refresh reads the files recorded since the last refresh (and some before: erasureSkew). A file
 // that cannot be read or parsed is an error, not skipped: storing crops that someone asked to be
 // erased is worse than storing none until the file is mended.
@@ -163,6 +177,7 @@ func (e *erasures) refresh(ctx context.Context) error {
 // apply adds one erasure file's content; e.mu is held.
 func (e *erasures) apply(name string, erasure Erasure) {
 	e.seen[name] = true
+	e.records = append(e.records, erasure)
 	for _, id := range erasure.CropIDs {
 		e.crops[id] = true
 	}

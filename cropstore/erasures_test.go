@@ -16,6 +16,7 @@ type erasingStore interface {
 	store
 	RecordErasure(context.Context, Erasure) error
 	Erased(context.Context, CropRecord) (bool, error)
+	Erasures(context.Context) ([]Erasure, error)
 }
 
 // sharedBackends runs test with two stores over the same directory or bucket, as two processes
@@ -126,6 +127,14 @@ func testErasures(t *testing.T, first, second erasingStore) {
 		reopened.(*S3).erasures = newErasures(reopened.(*S3))
 	}
 	check("a store opened afterwards", reopened)
+
+	// Every store lists the record whole.
+	for who, store := range map[string]erasingStore{"the store that recorded it": first, "another process's": second} {
+		records, err := store.Erasures(ctx)
+		if err != nil || len(records) != 1 || !slices.Equal(records[0].CropIDs, []string{named.ID}) || !records[0].Time.Equal(erasure.Time) {
+			t.Errorf("%s lists %+v, %v; want the one erasure, its invalid id left out", who, records, err)
+		}
+	}
 
 	// The record is not a camera, and walking the store passes it by.
 	cameras, err := first.Cameras(ctx)

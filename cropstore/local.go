@@ -109,6 +109,10 @@ func (s *Local) Erased(ctx context.Context, record CropRecord) (bool, error) {
 	return s.erasures.erased(ctx, record)
 }
 
+// Erasures returns every erasure recorded (see RecordErasure), oldest first: what a lookup server
+// enforces again at start.
+func (s *Local) Erasures(ctx context.Context) ([]Erasure, error) { return s.erasures.all(ctx) }
+
 func (s *Local) listErasures(ctx context.Context, startAfter string) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -104,6 +104,10 @@ func (s *S3) Erased(ctx context.Context, record CropRecord) (bool, error) {
 	return s.erasures.erased(ctx, record)
 }
 
+// Erasures returns every erasure recorded (see RecordErasure), oldest first: what a lookup server
+// enforces again at start.
+func (s *S3) Erasures(ctx context.Context) ([]Erasure, error) { return s.erasures.all(ctx) }
+
 func (s *S3) listErasures(ctx context.Context, startAfter string) ([]string, error) {
 	prefix := erasuresDir + "/"
 	if startAfter != "" {

@@ -103,7 +103,7 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 	if !request.DryRun {
 		// Recorded first: from here on no stage stores these crops, or a crop of these tracks,
 		// again (a track still in view, a replayed dead letter, a rewound consumer group).
-		if err := store.RecordErasure(ctx, erasureRecord(request)); err != nil {
+		if err := store.RecordErasure(ctx, erasureOf(request)); err != nil {
 			return err
 		}
 	}
@@ -219,9 +219,9 @@ func (e erasure) crops(ctx context.Context, found, named []string) error {
 	return err
 }
 
-// erasureRecord is what the crop store keeps of a request, so that it never stores those crops
+// erasureOf is what the crop store keeps of a request, so that it never stores those crops
 // again.
-func erasureRecord(request ErasureRequest) cropstore.Erasure {
+func erasureOf(request ErasureRequest) cropstore.Erasure {
 	record := cropstore.Erasure{Time: time.Now(), CropIDs: request.CropIDs}
 	for _, track := range request.Tracks {
 		record.Tracks = append(record.Tracks, cropstore.ErasedTrack{Camera: track.Camera, Track: track.Track})

@@ -372,7 +372,7 @@ func TestErasureRecordsAndSweeps(t *testing.T) {
 	want := cropsOf(t, f, track)
 	request := ErasureRequest{Tracks: []index.TrackRef{track}, CropIDs: []string{f.gallery.Crops[6]}, Reason: "DSR-12", DryRun: true}
 	f.erase(t, request)
-	if erasures := f.gallery.Store.Erasures(); len(erasures) != 0 {
+	if erasures, _ := f.gallery.Store.Erasures(context.Background()); len(erasures) != 0 {
 		t.Fatalf("a dry run recorded %+v", erasures)
 	}
 
@@ -398,7 +398,7 @@ func TestErasureRecordsAndSweeps(t *testing.T) {
 	if items, _ := racing.Get(context.Background(), "", []string{late.ID}); len(items) != 0 {
 		t.Errorf("its vector is still indexed")
 	}
-	erasures := f.gallery.Store.Erasures()
+	erasures, _ := f.gallery.Store.Erasures(context.Background())
 	if len(erasures) != 1 || !slices.Equal(erasures[0].CropIDs, request.CropIDs) ||
 		!slices.Equal(erasures[0].Tracks, []cropstore.ErasedTrack{{Camera: track.Camera, Track: track.Track}}) {
 		t.Errorf("recorded %+v; want the request's crop and track", erasures)

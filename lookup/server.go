@@ -370,6 +370,12 @@ func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	// The record of erasures is enforced once the index is ready, and not beyond the server's life.
+	enforceCtx, stopEnforcing := context.WithCancel(ctx)
+	var enforcing sync.WaitGroup
+	enforcing.Go(func() { s.enforceErasures(enforceCtx) })
+	defer enforcing.Wait()
+	defer stopEnforcing()
 	if s.watches != nil {
 		// The checks and deliveries stop with the server, whether ctx ended or the listener failed.
 		watchCtx, stopWatches := context.WithCancel(ctx)

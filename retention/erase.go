@@ -44,6 +44,9 @@ type ErasureRequest struct {
 	// Now is the time of the request (default time.Now()): a track no gallery has is looked for
 	// among the store's crops of the minutes before it.
 	Now time.Time
+	// GalleriesOnly looks for a track in the store only around the crops a gallery has of it,
+	// never over unindexedWindows: cheap enough to check every erasure of a site's record at once.
+	GalleriesOnly bool
 }
 
 // Span is the time from a track's first crop to its last.
@@ -168,7 +171,7 @@ func Find(ctx context.Context, store EraseStore, vectors EraseIndex, request Era
 				seen = seen.merge(Span{First: item.Metadata.Time, Last: item.Metadata.Time})
 			}
 		}
-		if seen.First.IsZero() {
+		if seen.First.IsZero() && !request.GalleriesOnly {
 			now := request.Now
 			if now.IsZero() {
 				now = time.Now()

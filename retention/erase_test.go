@@ -235,20 +235,23 @@ func TestFindUnindexedTrack(t *testing.T) {
 	fromSessionStart := []string{put(start.Add(-time.Hour+time.Minute), sessionTrack)}
 	slices.Sort(recent)
 	tests := []struct {
-		name    string
-		track   int64
-		now     time.Time
-		want    []string
-		missing bool
+		name          string
+		track         int64
+		now           time.Time
+		galleriesOnly bool
+		want          []string
+		missing       bool
 	}{
-		{"stored in the minutes before the request", 11, start.Add(5 * time.Minute), recent, false},
-		{"stored an hour before the request", 11, start.Add(95 * time.Minute), nil, true},
-		{"stored in its session's first minutes", sessionTrack, start.Add(24 * time.Hour), fromSessionStart, false},
+		{"stored in the minutes before the request", 11, start.Add(5 * time.Minute), false, recent, false},
+		{"stored an hour before the request", 11, start.Add(95 * time.Minute), false, nil, true},
+		{"stored in its session's first minutes", sessionTrack, start.Add(24 * time.Hour), false, fromSessionStart, false},
+		{"looked for through the galleries only", 11, start.Add(5 * time.Minute), true, nil, true},
 	}
 	for _, test := range tests {
 		t.Run(test.name, func(t *testing.T) {
 			track := index.TrackRef{Camera: "gate", Track: test.track}
-			found, err := Find(ctx, site.store, site.vectors, ErasureRequest{Tracks: []index.TrackRef{track}, Now: test.now})
+			request := ErasureRequest{Tracks: []index.TrackRef{track}, Now: test.now, GalleriesOnly: test.galleriesOnly}
+			found, err := Find(ctx, site.store, site.vectors, request)
 			if err != nil {
 				t.Fatal(err)
 			}

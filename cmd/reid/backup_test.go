@@ -19,7 +19,7 @@ import (
 // checkBackupAndSearchCopy backs a pipeline's data dir up with `reid backup` and searches the copy as a
 // restored site would: the same crop must find the same sightings with the same scores, through
 // the copied model, index and crops. A second backup copies no crop again.
-func checkBackupAndSearchCopy(t *testing.T, dataDir string, store cropStore, queryID string) {
+func checkBackupAndSearchCopy(t *testing.T, dataDir string, store cropStore, queryID string) (backupDir string) {
 	t.Helper()
 	dest := filepath.Join(t.TempDir(), "backup")
 	report := func() map[string]backup.Part {
@@ -108,4 +108,5 @@ func checkBackupAndSearchCopy(t *testing.T, dataDir string, store cropStore, que
 	if _, failed := backupGauges(); failed != 0 {
 		t.Errorf("after a good backup /metrics still says the last one failed")
 	}
+	return dest
 }

@@ -127,7 +127,7 @@ func TestRunEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSearchCommand(t, dataDir, store, trackCrops)
-	checkBackupAndSearchCopy(t, dataDir, store, archived[len(archived)/3])
+	backupDir := checkBackupAndSearchCopy(t, dataDir, store, archived[len(archived)/3])
 	vectors, err := openIndex(context.Background(), options)
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +149,7 @@ func TestRunEndToEnd(t *testing.T) {
 	checkWatchAlerts(t, options, vectors, store, summary.Model, trackCrops)
 	erased := checkErasure(t, options, vectors, store, trackCrops)
 	checkErasureSticks(t, options, vectors, store, erased, int(summary.Crops))
+	checkRestoreEnforcesErasures(t, dataDir, backupDir, erased)
 }
 
 // checkSearchUpload posts a stored crop's JPEG to the lookup API, which decodes uploads itself:

@@ -252,3 +252,75 @@ func checkErasureSticks(t *testing.T, options config.Options, vectors index.Inde
 		}
 	}
 }
+
+// checkRestoreEnforcesErasures restores the backup taken before checkErasure's erasure, as
+// docs/OPERATIONS.md says: the backup as the data dir, with the newest record of erasures (here
+// the data dir's) copied in. A lookup server over it erases the track's crops again as it starts.
+func checkRestoreEnforcesErasures(t *testing.T, dataDir, backupDir string, erased []string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	records, err := filepath.Glob(filepath.Join(dataDir, "crops", "@erasures", "*.json"))
+	if err != nil || len(records) == 0 {
+		t.Fatalf("the data dir's record of erasures: %v, %v", records, err)
+	}
+	if err := os.MkdirAll(filepath.Join(backupDir, "crops", "@erasures"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, record := range records {
+		content, err := os.ReadFile(record)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(backupDir, "crops", "@erasures", filepath.Base(record)), content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	options := loadOptions(t, backupDir)
+	store, err := openCropStore(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vectors, err := openIndex(ctx, options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vectors.Close()
+	if items, err := vectors.Get(ctx, "", erased); err != nil || len(items) != len(erased) {
+		t.Fatalf("the backup holds %d of the %d erased crops' vectors (%v); want all, as taken before the erasure", len(items), len(erased), err)
+	}
+	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
+	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer auditLog.Close()
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- server.ServeListener(ctx, listener) }()
+	defer func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	}()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		items, err := vectors.Get(ctx, "", erased)
+		if err == nil && len(items) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d erased crops still indexed in the restored data dir (%v)", len(items), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, id := range erased {
+		if _, err := store.Metadata(ctx, id); !errors.Is(err, cropstore.ErrNotFound) {
+			t.Errorf("erased crop %s is still in the restored crop store: %v", id, err)
+		}
+	}
+}

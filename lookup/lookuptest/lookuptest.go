@@ -222,10 +222,10 @@ func (s *Store) RecordErasure(ctx context.Context, erasure cropstore.Erasure) er
 }
 
 // Erasures returns the erasures recorded so far.
-func (s *Store) Erasures() []cropstore.Erasure {
+func (s *Store) Erasures(ctx context.Context) ([]cropstore.Erasure, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return slices.Clone(s.erasures)
+	return slices.Clone(s.erasures), ctx.Err()
 }
 
 // Cameras lists the cameras with crops, sorted.
