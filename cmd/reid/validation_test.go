@@ -111,16 +111,8 @@ func TestValidationCommand(t *testing.T) {
 // the validation set it was one of goes, images and all, and the other two stay.
 func checkValidationErasure(t *testing.T, dataDir, cropID string) {
 	t.Helper()
-	ctx := context.Background()
 	options := loadOptions(t, dataDir)
-	store, err := openCropStore(ctx, options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vectors, err := openIndex(ctx, options)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, vectors := openStoreAndIndex(t, options)
 	defer vectors.Close()
 	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
 	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})

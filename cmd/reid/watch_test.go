@@ -43,26 +43,9 @@ func checkWatchAlerts(t *testing.T, options config.Options, vectors index.Index,
 		t.Fatal(err)
 	}
 	defer model.Close()
-	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
 	options.Lookup.WatchInterval = 100 * time.Millisecond
-	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, IndexVersion: version, Store: store, Embedder: model.network})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer auditLog.Close()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- server.ServeListener(ctx, listener) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
-	base := "http://" + listener.Addr().String()
+	base, stop := serveLookup(t, options, lookup.Config{Index: vectors, IndexVersion: version, Store: store, Embedder: model.network})
+	defer stop()
 
 	query := track[len(track)/2]
 	response, err := http.Post(base+"/v1/watches", "application/json", strings.NewReader(fmt.Sprintf(`{"crop_id":%q,"name":"e2e"}`, query)))
@@ -258,8 +241,7 @@ func checkErasureSticks(t *testing.T, options config.Options, vectors index.Inde
 // the data dir's) copied in. A lookup server over it erases the track's crops again as it starts.
 func checkRestoreEnforcesErasures(t *testing.T, dataDir, backupDir string, erased []string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := context.Background()
 	records, err := filepath.Glob(filepath.Join(dataDir, "crops", "@erasures", "*.json"))
 	if err != nil || len(records) == 0 {
 		t.Fatalf("the data dir's record of erasures: %v, %v", records, err)
@@ -276,37 +258,13 @@ func checkRestoreEnforcesErasures(t *testing.T, dataDir, backupDir string, erase
 			t.Fatal(err)
 		}
 	}
-	options := loadOptions(t, backupDir)
-	store, err := openCropStore(ctx, options)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vectors, err := openIndex(ctx, options)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, vectors := openStoreAndIndex(t, loadOptions(t, backupDir))
 	defer vectors.Close()
 	if items, err := vectors.Get(ctx, "", erased); err != nil || len(items) != len(erased) {
 		t.Fatalf("the backup holds %d of the %d erased crops' vectors (%v); want all, as taken before the erasure", len(items), len(erased), err)
 	}
-	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
-	server, auditLog, err := newLookupServer(options, lookup.Config{Index: vectors, Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer auditLog.Close()
-	listener, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- server.ServeListener(ctx, listener) }()
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	}()
+	_, stop := serveLookup(t, loadOptions(t, backupDir), lookup.Config{Index: vectors, Store: store})
+	defer stop()
 	deadline := time.Now().Add(time.Minute)
 	for {
 		items, err := vectors.Get(ctx, "", erased)
@@ -323,4 +281,45 @@ func checkRestoreEnforcesErasures(t *testing.T, dataDir, backupDir string, erase
 			t.Errorf("erased crop %s is still in the restored crop store: %v", id, err)
 		}
 	}
+}
+
+// serveLookup serves the lookup server reid builds from options and config on a loopback port,
+// with an audit log of its own, and returns its base URL and the function that stops it: call
+// that before closing what config holds.
+func serveLookup(t *testing.T, options config.Options, config lookup.Config) (base string, stop func()) {
+	t.Helper()
+	options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
+	server, auditLog, err := newLookupServer(options, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	listener, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		auditLog.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- server.ServeListener(ctx, listener) }()
+	return "http://" + listener.Addr().String(), func() {
+		cancel()
+		if err := <-served; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		auditLog.Close()
+	}
+}
+
+// openStoreAndIndex opens the crop store and the index options name; the caller closes the index.
+func openStoreAndIndex(t *testing.T, options config.Options) (cropStore, index.Index) {
+	t.Helper()
+	store, err := openCropStore(context.Background(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vectors, err := openIndex(context.Background(), options)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store, vectors
 }
