@@ -28,9 +28,11 @@ func newServeCommand(g *globals) *cobra.Command {
 			"lookup.allow_unauthenticated is set. Every search is appended to the audit log\n" +
 			"(lookup.audit_log, default <data_dir>/audit.log). Watches (POST /v1/watches) are kept in\n" +
 			"<data_dir>/watches and checked every lookup.watch_interval; run them on one server only.\n" +
-			"POST /v1/erasures deletes a person's crops and their vectors on request, and POST\n" +
-			"/v1/validation/people labels a person for the validation set; both need an admin key\n" +
-			"(lookup.admin_api_keys), or, without keys, a client on this machine.\n" +
+			"POST /v1/erasures deletes a person's crops and their vectors on request, and records the\n" +
+			"erasure in the crop store so that no stage keeps them again; at start the server erases\n" +
+			"again whatever that record names (after a restore). POST /v1/validation/people labels a\n" +
+			"person for the validation set. Both need an admin key (lookup.admin_api_keys), or,\n" +
+			"without keys, a client on this machine.\n" +
 			"SIGHUP reopens the audit log at its path (after logrotate has moved it).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
