@@ -3,6 +3,7 @@ package cropstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -202,4 +203,40 @@ func BenchmarkErased(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkLoadErasures is what a stage pays when it opens a bucket holding 2,000 recorded
+// erasures, at its first Put: listing them and reading each, eight at once against one after
+// another (the reference). The in-process S3 fake answers in microseconds; a real bucket's round
+// trips make the readers count for more.
+func BenchmarkLoadErasures(b *testing.B) {
+	bucket := s3test.Fake(b, "load-erasures")
+	options := bucketOptions(bucket)
+	ctx := context.Background()
+	writer, err := OpenS3(ctx, options)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 2000 {
+		erasure := Erasure{Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(time.Duration(i) * time.Hour),
+			Tracks: []ErasedTrack{{Camera: "gate", Track: int64(i + 1)}}}
+		if err := writer.RecordErasure(ctx, erasure); err != nil {
+			b.Fatal(err)
+		}
+	}
+	record := CropRecord{ID: NewID("gate", time.Now(), 1, 0), Camera: "gate", Track: 1}
+	for _, readers := range []int{erasureReaders, 1} {
+		b.Run(fmt.Sprintf("readers-%d", readers), func(b *testing.B) {
+			for b.Loop() {
+				store, err := OpenS3(ctx, options)
+				if err != nil {
+					b.Fatal(err)
+				}
+				store.erasures.readers = readers
+				if erased, err := store.Erased(ctx, record); err != nil || !erased {
+					b.Fatal(erased, err)
+				}
+			}
+		})
+	}
 }

@@ -22,8 +22,8 @@ $GO test -run '^$' -bench Archive -benchtime 10x ./archiver
 
 $GO test -run '^$' -bench Walk -benchtime 5x -count 3 ./cropstore
 
-# The erasure record's look-up, which every stored and every embedded crop pays.
-$GO test -run '^$' -bench Erased -count 3 ./cropstore
+# The record of erasures: the look-up every stored and embedded crop pays, and reading it at start.
+$GO test -run '^$' -bench 'Erased|LoadErasures' -count 3 ./cropstore
 
 # Backups: reid backup's crop-store mirror against rsync -a --delete (plain and --fsync), first
 # copy and again after a day pruned and a day added.
