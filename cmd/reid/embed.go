@@ -17,7 +17,8 @@ func newEmbedCommand(g *globals) *cobra.Command {
 		Long: "Runs the embedder as its own process against stream.brokers (or the embedded broker of\n" +
 			"`reid run` / `reid broker` at stream.embedded_addr). Offsets are committed only after the\n" +
 			"vectors are durable in the index, so a killed embedder resumes without losing a crop.\n" +
-			"Crops that cannot be decoded go to the dead-letter topic with the reason.\n" +
+			"Crops that cannot be decoded go to the dead-letter topic with the reason. Crops erased on\n" +
+			"request are not indexed: the crop store (the site's bucket at scale) keeps that record.\n" +
 			"A model version promoted while it runs is taken up within embedder.follow_interval: new\n" +
 			"crops go into its gallery; then run `reid index backfill VERSION --activate`.",
 		Args: cobra.NoArgs,
