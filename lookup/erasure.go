@@ -103,7 +103,7 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 	if !request.DryRun {
 		// Recorded first: from here on no stage stores these crops, or a crop of these tracks,
 		// again (a track still in view, a replayed dead letter, a rewound consumer group).
-		if err := store.RecordErasure(ctx, erasureOf(request)); err != nil {
+		if err := store.RecordErasure(ctx, erasureOf(request, s.now())); err != nil {
 			return err
 		}
 	}
@@ -120,44 +120,11 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 		return err
 	}
 	if !request.DryRun {
-		// Stages that checked the record just before it was written, or that run elsewhere and
-		// read it every cropstore.ErasureRefresh, may still have stored a crop of these tracks
-		// meanwhile: look again once they have all seen it.
-		select {
-		case <-time.After(s.config.ErasureSettle):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		// A track in view goes on: its crops stored meanwhile were seen up to now.
-		seen := map[index.TrackRef]retention.Span{}
-		for track, span := range found.Seen {
-			if now := time.Now(); now.After(span.Last) {
-				span.Last = now
-			}
-			seen[track] = span
-		}
-		again, err := retention.Find(ctx, store, vectors, retention.ErasureRequest{CropIDs: request.CropIDs, Tracks: request.Tracks, Seen: seen})
-		if err != nil {
+		if err := erase.again(ctx, request, found); err != nil {
 			return err
 		}
-		late := slices.DeleteFunc(slices.Clone(again.CropIDs), func(id string) bool { _, first := slices.BinarySearch(found.CropIDs, id); return first })
-		if len(late) > 0 {
-			s.logger.Warn("lookup: erasure found crops stored while it ran, and erased them too", "crops", len(late))
-			if err := erase.crops(ctx, late, nil); err != nil {
-				return err
-			}
-			response.CropIDs = slices.Sorted(slices.Values(slices.Concat(found.CropIDs, late)))
-			response.MissingCropIDs = slices.DeleteFunc(response.MissingCropIDs, func(id string) bool { return slices.Contains(late, id) })
-			response.MissingTracks = slices.DeleteFunc(response.MissingTracks, func(track index.TrackRef) bool { return !slices.Contains(again.MissingTracks, track) })
-		}
-		// Deleted vectors stay in the index's storage until it compacts (the embedded index's log
-		// and older snapshot, Milvus's segments); an erasure compacts now so that they leave the
-		// disk too.
-		if compacter, ok := vectors.(interface{ Compact(context.Context) error }); ok {
-			if err := compacter.Compact(ctx); err != nil {
-				return fmt.Errorf("erasure: compacting the index: %w", err)
-			}
-			response.IndexCompacted = true
+		if response.IndexCompacted, err = compactIndex(ctx, vectors); err != nil {
+			return err
 		}
 	}
 	call.results = len(response.CropIDs)
@@ -219,10 +186,64 @@ func (e erasure) crops(ctx context.Context, found, named []string) error {
 	return err
 }
 
+// compactIndex makes the index drop deleted vectors from its storage, where they stay until it
+// compacts (the embedded index's log and older snapshot, Milvus's segments), so that erased ones
+// leave the disk too. It says whether the index could.
+func compactIndex(ctx context.Context, vectors erasableIndex) (bool, error) {
+	compacter, ok := vectors.(interface{ Compact(context.Context) error })
+	if !ok {
+		return false, nil
+	}
+	if err := compacter.Compact(ctx); err != nil {
+		return false, fmt.Errorf("erasure: compacting the index: %w", err)
+	}
+	return true, nil
+}
+
+// again looks for the crops of request a second time, once every stage has read the record of
+// the erasure, and erases what it finds that found (the first look) did not: stages that checked
+// the record just before it was written, or that run elsewhere and read it every
+// cropstore.ErasureRefresh, may have stored a crop of these tracks meanwhile.
+func (e erasure) again(ctx context.Context, request ErasureRequest, found retention.Found) error {
+	select {
+	case <-time.After(e.server.config.ErasureSettle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// A track in view goes on: its crops stored meanwhile were seen up to now.
+	seen := map[index.TrackRef]retention.Span{}
+	for track, span := range found.Seen {
+		if now := time.Now(); now.After(span.Last) {
+			span.Last = now
+		}
+		seen[track] = span
+	}
+	again, err := retention.Find(ctx, e.store, e.vectors, retention.ErasureRequest{CropIDs: request.CropIDs, Tracks: request.Tracks, Seen: seen})
+	if err != nil {
+		return err
+	}
+	late := slices.DeleteFunc(slices.Clone(again.CropIDs), func(id string) bool {
+		_, erasedBefore := slices.BinarySearch(found.CropIDs, id)
+		return erasedBefore
+	})
+	if len(late) == 0 {
+		return nil
+	}
+	e.server.logger.Warn("lookup: erasure found crops stored while it ran, and erased them too", "crops", len(late))
+	if err := e.crops(ctx, late, nil); err != nil {
+		return err
+	}
+	response := e.response
+	response.CropIDs = slices.Sorted(slices.Values(slices.Concat(found.CropIDs, late)))
+	response.MissingCropIDs = slices.DeleteFunc(response.MissingCropIDs, func(id string) bool { return slices.Contains(late, id) })
+	response.MissingTracks = slices.DeleteFunc(response.MissingTracks, func(track index.TrackRef) bool { return !slices.Contains(again.MissingTracks, track) })
+	return nil
+}
+
 // erasureOf is what the crop store keeps of a request, so that it never stores those crops
 // again.
-func erasureOf(request ErasureRequest) cropstore.Erasure {
-	record := cropstore.Erasure{Time: time.Now(), CropIDs: request.CropIDs}
+func erasureOf(request ErasureRequest, now time.Time) cropstore.Erasure {
+	record := cropstore.Erasure{Time: now, CropIDs: request.CropIDs}
 	for _, track := range request.Tracks {
 		record.Tracks = append(record.Tracks, cropstore.ErasedTrack{Camera: track.Camera, Track: track.Track})
 	}
