@@ -7,8 +7,8 @@ package cropstore
 //
 //	<root>/@erasures/<YYYYMMDDTHHMMSS.nnnnnnnnnZ>-<random>.json   one Erasure each
 //
-// because the crop store is what every stage of a site shares: '@' cannot start a camera, so the
-// folder is never taken for one. One file per erasure, never rewritten, lets servers on many
+// because the crop store is what every stage of a site shares: no camera id has an '@', so the
+// folder is never taken for a camera's. One file per erasure, never rewritten, lets servers on many
 // machines record erasures side by side; a store reads the files written by others every
 // ErasureRefresh.
 
@@ -53,7 +53,8 @@ const (
 	// erasureNameTime orders erasure files by when they were recorded.
 	erasureNameTime = "20060102T150405.000000000Z"
 	// erasureSkew is how far before the newest file seen a refresh lists again: a file named by
-	// a slower clock, or written slowly, may land behind it.
+	// a slower clock, or written slowly, may land behind it. A clock further behind than this has
+	// its erasures read by the processes that open the store after it wrote them.
 	erasureSkew = 10 * time.Minute
 )
 
