@@ -14,6 +14,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/stream"
 )
 
@@ -56,7 +58,9 @@ type deadLetterEntry struct {
 	// Parsed is false for a record in the DLQ topic without the DLQ headers (written by
 	// something other than reid); such records cannot be replayed.
 	Parsed bool `json:"parsed"`
-	// CropID and Camera come from the record itself when it still decodes.
+	// CropID and Camera come from the record itself when it still decodes, and with it the
+	// record, for the record of erasures.
+	record       *cropstore.CropRecord
 	CropID       string    `json:"crop_id,omitempty"`
 	Camera       string    `json:"camera,omitempty"`
 	Reason       string    `json:"reason"`
@@ -81,6 +85,8 @@ func newDeadLetterEntry(letter stream.DeadLetter, parseErr error) deadLetterEntr
 	}
 	if record, err := stream.Decode(letter.Value); err == nil {
 		entry.CropID, entry.Camera = record.ID, record.Camera
+		record.JPEG = nil
+		entry.record = &record
 	}
 	for _, header := range letter.Headers {
 		if header.Key == stream.HeaderReplayedFrom {
@@ -92,12 +98,8 @@ func newDeadLetterEntry(letter stream.DeadLetter, parseErr error) deadLetterEntr
 
 // loadDeadLetters reads the whole DLQ, through the configured brokers or the embedded broker
 // (the running one, or one started on the data dir), and returns the entries the filter keeps.
-func loadDeadLetters(ctx context.Context, g *globals, cmd *cobra.Command, filter *deadLetterFilter) ([]deadLetterEntry, stream.Connection, func(), error) {
+func loadDeadLetters(ctx context.Context, options config.Options, filter *deadLetterFilter) ([]deadLetterEntry, stream.Connection, func(), error) {
 	if err := filter.parse(); err != nil {
-		return nil, stream.Connection{}, nil, err
-	}
-	options, err := g.load(cmd)
-	if err != nil {
 		return nil, stream.Connection{}, nil, err
 	}
 	cluster, err := stream.Attach(ctx, options.Stream, options.DataDir, nil)
@@ -141,7 +143,11 @@ func newDLQListCommand(g *globals) *cobra.Command {
 		Short: "Show the dead letters, oldest first, and how many there are by reason",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			entries, _, closeCluster, err := loadDeadLetters(cmd.Context(), g, cmd, &filter)
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			entries, _, closeCluster, err := loadDeadLetters(cmd.Context(), options, &filter)
 			if err != nil {
 				return err
 			}
@@ -222,18 +228,29 @@ with their original key, value and headers, once per original record even where 
 embedder and the archiver gave up on it. Run it after fixing the cause: a record that still
 fails goes to the DLQ again, marked as replayed. Consumers write by crop id, so a record that
 one of them had handled is only handled again. The DLQ keeps its records (until the topic's
-retention), so select with --since to avoid replaying the same ones twice.`,
+retention), so select with --since to avoid replaying the same ones twice. Dead letters of crops
+erased on request since (the crop store's record of erasures) are not sent back.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
-			entries, conn, closeCluster, err := loadDeadLetters(ctx, g, cmd, &filter)
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			// The crop store's record of erasures: a dead letter of a crop erased since is not
+			// sent back (the stages would drop it anyway).
+			store, err := openCropStore(ctx, options)
+			if err != nil {
+				return err
+			}
+			entries, conn, closeCluster, err := loadDeadLetters(ctx, options, &filter)
 			if err != nil {
 				return err
 			}
 			defer closeCluster()
 			seen := map[string]bool{}
 			var letters []stream.DeadLetter
-			skipped := 0
+			skipped, erased := 0, 0
 			for _, entry := range entries {
 				if !entry.Parsed || entry.Source == "" {
 					skipped++
@@ -243,17 +260,28 @@ retention), so select with --since to avoid replaying the same ones twice.`,
 					continue // dead-lettered by more than one group: one replay reaches them all
 				}
 				seen[entry.Source] = true
+				if entry.record != nil {
+					gone, err := store.Erased(ctx, *entry.record)
+					if err != nil {
+						return err
+					}
+					if gone {
+						erased++
+						continue
+					}
+				}
 				letters = append(letters, entry.letter)
 			}
 			out := cmd.OutOrStdout()
+			summary := fmt.Sprintf("%d records (%d dead letters selected, %d without a source to replay to, %d erased on request)", len(letters), len(entries), skipped, erased)
 			if dryRun {
-				_, err := fmt.Fprintf(out, "would replay %d records (%d dead letters selected, %d without a source to replay to)\n", len(letters), len(entries), skipped)
+				_, err := fmt.Fprintln(out, "would replay "+summary)
 				return err
 			}
 			if err := stream.Replay(ctx, conn, letters); err != nil {
 				return err
 			}
-			_, err = fmt.Fprintf(out, "replayed %d records (%d dead letters selected, %d without a source to replay to)\n", len(letters), len(entries), skipped)
+			_, err = fmt.Fprintln(out, "replayed "+summary)
 			return err
 		},
 	}

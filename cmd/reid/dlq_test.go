@@ -97,7 +97,7 @@ func TestDLQCommands(t *testing.T) {
 	if out := dlq("list", "--reason", "bad-jpeg", "--since", time.Now().Add(time.Hour).UTC().Format(time.RFC3339)); !strings.Contains(out, "0 dead letters") {
 		t.Errorf("a --since after every dead letter still lists some:\n%s", out)
 	}
-	if out := dlq("replay", "--reason", "bad-jpeg", "--dry-run"); !strings.Contains(out, "would replay 1 records") {
+	if out := dlq("replay", "--reason", "bad-jpeg", "--dry-run"); !strings.Contains(out, "would replay 1 records (1 dead letters selected, 0 without a source to replay to, 0 erased on request)") {
 		t.Errorf("dry run: %s", out)
 	}
 	if out := dlq("replay", "--crop", broken.ID); !strings.Contains(out, "replayed 1 records") {
@@ -123,6 +123,18 @@ func TestDLQCommands(t *testing.T) {
 	again := entries[2]
 	if again.CropID != broken.ID || again.Reason != "bad-jpeg" || again.ReplayedFrom != fmt.Sprintf("%s/0/%d", options.Stream.DLQTopic, dlqOffsetOf(entries, broken.ID)) {
 		t.Errorf("the replayed record's new dead letter: %+v", again)
+	}
+
+	// Once its crop is erased on request, a dead letter is not sent back.
+	store, err := cropstore.OpenLocal(filepath.Join(dataDir, "crops"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.RecordErasure(ctx, cropstore.Erasure{CropIDs: []string{broken.ID}}); err != nil {
+		t.Fatal(err)
+	}
+	if out := dlq("replay", "--crop", broken.ID); !strings.Contains(out, "replayed 0 records (2 dead letters selected, 0 without a source to replay to, 2 erased on request)") {
+		t.Errorf("replay of an erased crop's dead letters: %s", out)
 	}
 }
 
