@@ -344,8 +344,19 @@ type Retention struct {
 	// older than this; 0 keeps everything. Sites usually must set one (person images are
 	// personal data).
 	MaxAge time.Duration `mapstructure:"max_age" yaml:"max_age"`
+	// PerCamera keeps some cameras' crops for less time than MaxAge (a camera that sees more
+	// than the others should keep, in a site's data protection assessment). A list, not a map:
+	// the configuration's map keys lose their case, and camera ids keep theirs.
+	PerCamera []CameraRetention `mapstructure:"per_camera" yaml:"per_camera,omitempty"`
 	// Interval is how often reid run, archive and embed prune. Default 1h.
 	Interval time.Duration `mapstructure:"interval" yaml:"interval"`
+}
+
+// CameraRetention is one camera's own retention period: at least 1m and, when retention.max_age
+// is set, at most that.
+type CameraRetention struct {
+	Camera string        `mapstructure:"camera" yaml:"camera"`
+	MaxAge time.Duration `mapstructure:"max_age" yaml:"max_age"`
 }
 
 // Trainer configures `reid train`, the Cluster Contrast adaptation to the site's crops. The
@@ -692,6 +703,22 @@ func (o *Options) Validate() error {
 	}
 	if o.Retention.MaxAge < 0 || (o.Retention.MaxAge > 0 && o.Retention.MaxAge < time.Minute) {
 		bad("retention.max_age", "must be 0 (keep everything) or at least 1m, not %s", o.Retention.MaxAge)
+	}
+	perCamera := map[string]bool{}
+	for i, own := range o.Retention.PerCamera {
+		key := fmt.Sprintf("retention.per_camera[%d]", i)
+		switch {
+		case !ValidID(own.Camera):
+			bad(key+".camera", "%q is not a camera id (letters, digits, '-', '_', '.')", own.Camera)
+		case perCamera[own.Camera]:
+			bad(key+".camera", "names %s a second time", own.Camera)
+		case own.MaxAge < time.Minute:
+			bad(key+".max_age", "must be at least 1m, not %s", own.MaxAge)
+		case o.Retention.MaxAge > 0 && own.MaxAge > o.Retention.MaxAge:
+			bad(key+".max_age", "is %s for %s, longer than retention.max_age (%s): a camera may keep its crops for less time than the site, not more",
+				own.MaxAge, own.Camera, o.Retention.MaxAge)
+		}
+		perCamera[own.Camera] = true
 	}
 	if o.Retention.Interval < time.Second {
 		bad("retention.interval", "must be at least 1s, not %s", o.Retention.Interval)

@@ -21,7 +21,8 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		want []string
 	}{
 		{"testdata/unknown-key.bad.yaml", []string{"detector.confidance: unknown key"}},
-		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend", "trainer.promote_if"}},
+		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend", "trainer.promote_if",
+			"retention.per_camera[0].max_age: is 48h0m0s for gate, longer than retention.max_age", "retention.per_camera[1].camera"}},
 		{"testdata/bad-type.bad.yaml", []string{"crops.width"}},
 		{"testdata/bad-camera.bad.yaml", []string{"cameras[1].colour: unknown key"}},
 	}
@@ -118,6 +119,7 @@ func TestPrecedenceFileThenEnvironmentThenFlags(t *testing.T) {
 		{"cameras from file", len(options.Cameras), 2},
 		{"camera field", options.Cameras[0].SampleFPS, 5.0},
 		{"env list", strings.Join(options.Stream.Brokers, "|"), "k1:9092|k2:9092"},
+		{"a camera's own retention, its id's case kept", options.Retention.PerCamera[0], CameraRetention{Camera: "Lobby", MaxAge: 72 * time.Hour}},
 	}
 	for _, check := range checks {
 		if check.got != check.want {

@@ -59,6 +59,7 @@ type store interface {
 	Cameras(context.Context) ([]string, error)
 	Walk(context.Context, Filter, func(CropRecord) error) error
 	DeleteBefore(context.Context, time.Time) (int, error)
+	DeleteCameraBefore(context.Context, string, time.Time) (int, error)
 }
 
 // backends runs test on a local store and on S3 stores (package s3test): always gofakes3, an
@@ -236,12 +237,25 @@ func testDeleteBefore(t *testing.T, store store) {
 			t.Fatal(err)
 		}
 	}
+	// One camera first, as a shorter retention of its own does: the other's crops stay.
+	if deleted, err := store.DeleteCameraBefore(ctx, "hall", cutoff); err != nil || deleted != 1 {
+		t.Errorf("DeleteCameraBefore hall: %d, %v; want its 1 old crop", deleted, err)
+	}
+	if _, err := store.Get(ctx, ids["two days old"]); err != nil {
+		t.Errorf("deleting hall's crops deleted gate's: %v", err)
+	}
+	if deleted, err := store.DeleteCameraBefore(ctx, "yard", cutoff); err != nil || deleted != 0 {
+		t.Errorf("DeleteCameraBefore of a camera without crops: %d, %v", deleted, err)
+	}
+	if _, err := store.DeleteCameraBefore(ctx, "../gate", cutoff); !errors.Is(err, ErrInvalidID) {
+		t.Errorf("DeleteCameraBefore of a path: %v", err)
+	}
 	deleted, err := store.DeleteBefore(ctx, cutoff)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if deleted != 5 {
-		t.Errorf("deleted %d, want 5", deleted)
+	if deleted != 4 {
+		t.Errorf("deleted %d, want 4", deleted)
 	}
 	for name, id := range ids {
 		_, err := store.Get(ctx, id)

@@ -376,12 +376,28 @@ func visitDay(ctx context.Context, camera string, ids []string, filter Filter, r
 // day directories older than t's day go in one step each (a site deletes a day of crops at a
 // time); crops of t's own day are checked one by one, by the time in their ids.
 func (s *Local) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
-	t = t.UTC()
-	cutoffDay := t.Format("20060102")
 	cameras, err := s.Cameras(ctx)
 	if err != nil {
 		return 0, err
 	}
+	return s.deleteBefore(ctx, cameras, t)
+}
+
+// DeleteCameraBefore is DeleteBefore for one camera's crops (a camera kept for less time than the
+// others: retention.per_camera).
+func (s *Local) DeleteCameraBefore(ctx context.Context, camera string, t time.Time) (int, error) {
+	if !validCamera(camera) {
+		return 0, fmt.Errorf("%w: camera %q", ErrInvalidID, camera)
+	}
+	if _, err := os.Stat(filepath.Join(s.root, camera)); errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	return s.deleteBefore(ctx, []string{camera}, t)
+}
+
+func (s *Local) deleteBefore(ctx context.Context, cameras []string, t time.Time) (int, error) {
+	t = t.UTC()
+	cutoffDay := t.Format("20060102")
 	deleted := 0
 	for _, camera := range cameras {
 		days, err := os.ReadDir(filepath.Join(s.root, camera))

@@ -349,12 +349,25 @@ func (s *S3) removeAll(ctx context.Context, keys []string) error {
 // DeleteBefore removes every crop whose time is before t and returns how many there were: every
 // crop of the days before t's, and those of t's own day by the time in their ids.
 func (s *S3) DeleteBefore(ctx context.Context, t time.Time) (int, error) {
-	t = t.UTC()
-	cutoffDay := t.Format("20060102")
 	cameras, err := s.Cameras(ctx)
 	if err != nil {
 		return 0, err
 	}
+	return s.deleteBefore(ctx, cameras, t)
+}
+
+// DeleteCameraBefore is DeleteBefore for one camera's crops (a camera kept for less time than the
+// others: retention.per_camera).
+func (s *S3) DeleteCameraBefore(ctx context.Context, camera string, t time.Time) (int, error) {
+	if !validCamera(camera) {
+		return 0, fmt.Errorf("%w: camera %q", ErrInvalidID, camera)
+	}
+	return s.deleteBefore(ctx, []string{camera}, t)
+}
+
+func (s *S3) deleteBefore(ctx context.Context, cameras []string, t time.Time) (int, error) {
+	t = t.UTC()
+	cutoffDay := t.Format("20060102")
 	deleted := 0
 	for _, camera := range cameras {
 		days, err := s.days(ctx, camera)

@@ -125,6 +125,9 @@ type Index interface {
 	Delete(ctx context.Context, version string, ids []string) (int, error)
 	// DeleteBefore removes items older than t (retention) and returns how many.
 	DeleteBefore(ctx context.Context, version string, t time.Time) (int, error)
+	// DeleteCameraBefore removes one camera's items older than t (a camera kept for less time
+	// than the rest) and returns how many.
+	DeleteCameraBefore(ctx context.Context, version, camera string, t time.Time) (int, error)
 	// Count is the number of items in a gallery.
 	Count(ctx context.Context, version string) (int, error)
 

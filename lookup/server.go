@@ -109,6 +109,9 @@ type Config struct {
 	// Retention, when set, is the site's retention.max_age: an alert whose last crop is older is
 	// deleted, as the crops it points to are, and so is a watch expired for longer.
 	Retention time.Duration
+	// RetentionPerCamera are cameras' own shorter periods (retention.per_camera): their alerts
+	// go sooner, and so does a watch made from one of their crops, when that crop does.
+	RetentionPerCamera map[string]time.Duration
 	// AlertWebhook, when set, receives every alert (see webhook.go), signed with
 	// AlertWebhookSecret when that is set. Serve delivers them.
 	AlertWebhook       string

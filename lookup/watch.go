@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/internal/atomicfile"
 )
@@ -439,19 +440,19 @@ func (a *Alert) extend(sighting *Alert) bool {
 // prune deletes the alerts whose last crop is before cutoff (retention deleted their crops), and
 // the watches that expired before it, with their images: a person's picture is kept no longer
 // than the crops are.
-func (l *watchList) prune(cutoff time.Time) (int, error) {
+func (l *watchList) prune(cutoffs retentionCutoffs) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	pruned := 0
 	var errs []error
 	for id, entry := range l.entries {
-		if entry.file.Expires.Before(cutoff) {
+		if entry.file.Expires.Before(cutoffs.site) || cutoffs.expired(entry.file.QueryCropID) {
 			errs = append(errs, l.removeLocked(id))
 			continue
 		}
 		kept := entry.file.Alerts[:0]
 		for _, alert := range entry.file.Alerts {
-			if alert.Last.Before(cutoff) {
+			if alert.Last.Before(cutoffs.of(alert.Camera)) {
 				continue
 			}
 			kept = append(kept, alert)
@@ -464,6 +465,42 @@ func (l *watchList) prune(cutoff time.Time) (int, error) {
 		}
 	}
 	return pruned, errors.Join(errs...)
+}
+
+// retentionCutoffs are the times before which a site keeps nothing: site for every camera
+// (zero: keep everything), perCamera for the cameras with shorter periods of their own.
+type retentionCutoffs struct {
+	site      time.Time
+	perCamera map[string]time.Time
+}
+
+func newRetentionCutoffs(now time.Time, site time.Duration, perCamera map[string]time.Duration) retentionCutoffs {
+	cutoffs := retentionCutoffs{perCamera: map[string]time.Time{}}
+	if site > 0 {
+		cutoffs.site = now.Add(-site)
+	}
+	for camera, period := range perCamera {
+		cutoffs.perCamera[camera] = now.Add(-period)
+	}
+	return cutoffs
+}
+
+func (c retentionCutoffs) of(camera string) time.Time {
+	if cutoff, ok := c.perCamera[camera]; ok {
+		return cutoff
+	}
+	return c.site
+}
+
+// expired says whether a crop is older than its camera's own period: a watch made from it holds
+// a copy of it, which goes when the crop does. (The site's period bounds a watch's expiry.)
+func (c retentionCutoffs) expired(cropID string) bool {
+	parsed, err := cropstore.ParseID(cropID)
+	if err != nil {
+		return false
+	}
+	cutoff, ok := c.perCamera[parsed.Camera]
+	return ok && parsed.Time.Before(cutoff)
 }
 
 // eraseCrops drops what the watches keep of erased crops: a watch made from one goes with its
@@ -550,8 +587,8 @@ func (s *Server) CheckWatches(ctx context.Context) (int, error) {
 			errs = append(errs, fmt.Errorf("watch %s: %w", checked.watch.ID, err))
 		}
 	}
-	if s.config.Retention > 0 {
-		if _, err := s.watches.prune(now.Add(-s.config.Retention)); err != nil {
+	if s.config.Retention > 0 || len(s.config.RetentionPerCamera) > 0 {
+		if _, err := s.watches.prune(newRetentionCutoffs(now, s.config.Retention, s.config.RetentionPerCamera)); err != nil {
 			errs = append(errs, err)
 		}
 		s.metrics.watches.Set(float64(s.watches.count()))

@@ -294,6 +294,36 @@ func TestAlertsFollowRetention(t *testing.T) {
 	}
 }
 
+// TestAlertsFollowPerCameraRetention: with a camera's own shorter period (retention.per_camera)
+// and none for the site, that camera's alerts go when its crops do, the others stay, and a watch
+// made from a crop of a camera with its own period goes, image and all, when that crop does.
+func TestAlertsFollowPerCameraRetention(t *testing.T) {
+	dir := t.TempDir()
+	clock := &testClock{now: testStart.Add(time.Minute)}
+	f := newFixture(t, func(c *Config) {
+		c.WatchDir, c.Now = dir, clock.Now
+		c.RetentionPerCamera = map[string]time.Duration{"cam-a": 40 * time.Minute, "cam-b": 30 * time.Minute}
+	})
+	watch := createWatch(t, f, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, f.gallery.Crops[1])) // cam-a, 12:00
+	clock.Set(testStart.Add(10 * time.Minute))
+	if raised := check(t, f); raised != 2 {
+		t.Fatalf("raised %d alerts, want 2", raised)
+	}
+	clock.Set(testStart.Add(33 * time.Minute)) // cam-b's sighting (12:02) is past its 30 minutes
+	check(t, f)
+	if alerts := watchAlerts(t, f, watch.ID); len(alerts) != 1 || alerts[0].Camera != "cam-c" {
+		t.Fatalf("after cam-b's period: %+v, want only the cam-c alert", alerts)
+	}
+	clock.Set(testStart.Add(45 * time.Minute)) // the watch's own crop is past cam-a's 40 minutes
+	check(t, f)
+	if status, _, _ := f.do(t, "GET", "/v1/watches/"+watch.ID, "", nil); status != http.StatusNotFound {
+		t.Errorf("a watch made from a crop past its camera's period answers %d", status)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, "w*")); len(left) != 0 {
+		t.Errorf("files left: %v", left)
+	}
+}
+
 // permutedEmbedder is another model: the colour embedding with its values in another order, so
 // its vectors mean nothing in the colour gallery and vice versa.
 type permutedEmbedder struct{ calls int }

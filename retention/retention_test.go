@@ -112,6 +112,58 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// TestPolicyPerCamera: a camera with a shorter period of its own loses its crops and vectors
+// sooner; the others keep theirs for the site's period; without a site period, only that camera
+// is pruned.
+func TestPolicyPerCamera(t *testing.T) {
+	ctx := context.Background()
+	store, vectors, _ := site(t) // gate: one crop an hour for three days
+	var items []index.Item
+	for hour := range 72 {
+		at := start.Add(time.Duration(hour) * time.Hour)
+		id := cropstore.NewID("toilets-corridor", at, int64(hour), 0)
+		if err := store.Put(ctx, cropstore.CropRecord{ID: id, Camera: "toilets-corridor", Time: at, Frame: int64(hour), JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}); err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, index.Item{ID: id, Vector: []float32{0, 1}, Metadata: index.Metadata{Camera: "toilets-corridor", Time: at, Track: 2}})
+	}
+	for _, version := range []string{"v1", "v2"} {
+		if err := vectors.Upsert(ctx, version, items); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := start.Add(72 * time.Hour)
+	left := func(camera string) (crops, vectors1 int) {
+		t.Helper()
+		store.Walk(ctx, cropstore.Filter{Camera: camera}, func(cropstore.CropRecord) error { crops++; return nil })
+		found, err := vectors.Search(ctx, "v1", index.Query{Vectors: [][]float32{{1, 1}}, K: 1000, Exact: true, Filter: index.Filter{Cameras: []string{camera}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return crops, len(found[0])
+	}
+	tests := []struct {
+		name                string
+		policy              Policy
+		wantGate, wantOther int
+	}{
+		{"only the camera's own period", Policy{PerCamera: map[string]time.Duration{"toilets-corridor": 48 * time.Hour}}, 72, 48},
+		{"the site's period and the camera's shorter one", Policy{MaxAge: 36 * time.Hour, PerCamera: map[string]time.Duration{"toilets-corridor": 12 * time.Hour}}, 36, 12},
+	}
+	for _, test := range tests {
+		result, err := test.policy.Prune(ctx, store, vectors, now)
+		if err != nil {
+			t.Fatalf("%s: %v", test.name, err)
+		}
+		gateCrops, gateVectors := left("gate")
+		otherCrops, otherVectors := left("toilets-corridor")
+		if gateCrops != test.wantGate || gateVectors != test.wantGate || otherCrops != test.wantOther || otherVectors != test.wantOther {
+			t.Errorf("%s: pruned %+v; left gate %d crops and %d vectors, the corridor %d and %d; want %d and %d of each",
+				test.name, result, gateCrops, gateVectors, otherCrops, otherVectors, test.wantGate, test.wantOther)
+		}
+	}
+}
+
 // flakyIndex fails its first Versions call.
 type flakyIndex struct {
 	Index
@@ -152,7 +204,7 @@ func TestRunKeepsPruningAfterAFailure(t *testing.T) {
 	go func() {
 		defer close(done)
 		Run(ctx, store, &flakyIndex{Index: vectors}, Options{
-			MaxAge: 24 * time.Hour, Interval: 5 * time.Millisecond,
+			Policy: Policy{MaxAge: 24 * time.Hour}, Interval: 5 * time.Millisecond,
 			Now:    func() time.Time { return time.Unix(0, now.Load()).UTC() },
 			Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		})

@@ -79,6 +79,7 @@ type cropStore interface {
 	Cameras(ctx context.Context) ([]string, error)
 	Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error
 	DeleteBefore(ctx context.Context, t time.Time) (int, error)
+	DeleteCameraBefore(ctx context.Context, camera string, t time.Time) (int, error)
 	// RecordErasure and Erased keep the record of erasures (cropstore/erasures.go).
 	RecordErasure(ctx context.Context, erasure cropstore.Erasure) error
 	Erased(ctx context.Context, record cropstore.CropRecord) (bool, error)

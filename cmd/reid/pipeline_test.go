@@ -911,8 +911,21 @@ func TestPruneCommand(t *testing.T) {
 	if out, err := runReid(t, "--data-dir", dataDir, "prune"); err == nil || !strings.Contains(err.Error(), "nothing to prune") {
 		t.Errorf("prune without a retention period: %v\n%s", err, out)
 	}
-	out, err = runReid(t, "--data-dir", dataDir, "prune", "--older-than", "24h")
-	if want := fmt.Sprintf("deleted %d crops and %d vectors", crops, crops); err != nil || !strings.Contains(out, want) {
+	// A camera's own shorter period (retention.per_camera) prunes that camera alone.
+	perCamera := func(camera string) string {
+		path := filepath.Join(t.TempDir(), "retention.yaml")
+		text := "retention:\n  per_camera:\n    - camera: " + camera + "\n      max_age: 24h\n"
+		if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	out, err = runReid(t, "--config", perCamera("hall"), "--data-dir", dataDir, "prune")
+	if err != nil || !strings.Contains(out, "deleted 0 crops and 0 vectors: hall's from before") {
+		t.Fatalf("prune of another camera: %v\n%s", err, out)
+	}
+	out, err = runReid(t, "--config", perCamera("gate"), "--data-dir", dataDir, "prune")
+	if want := fmt.Sprintf("deleted %d crops and %d vectors: gate's from before", crops, crops); err != nil || !strings.Contains(out, want) {
 		t.Fatalf("prune: %v\n%s\nwant %q", err, out, want)
 	}
 	out, err = runReid(t, "--data-dir", dataDir, "prune", "--older-than", "24h")

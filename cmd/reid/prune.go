@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -16,17 +19,30 @@ import (
 // retention.interval, from store and vectors (pass nil for one the process does not own), telling
 // pruned (may be nil) what went. The returned function stops it and waits for it.
 func startRetention(ctx context.Context, options config.Options, store retention.Store, vectors retention.Index, pruned func(retention.Result)) (stop func()) {
-	if options.Retention.MaxAge <= 0 {
+	policy := retentionPolicy(options.Retention)
+	if policy.MaxAge <= 0 && len(policy.PerCamera) == 0 {
 		return func() {}
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	slog.Info("retention: keeping crops for", "max_age", options.Retention.MaxAge, "interval", options.Retention.Interval)
+	slog.Info("retention: keeping crops for", "max_age", policy.MaxAge, "per_camera", policy.PerCamera, "interval", options.Retention.Interval)
 	go func() {
 		defer close(done)
-		retention.Run(ctx, store, vectors, retention.Options{MaxAge: options.Retention.MaxAge, Interval: options.Retention.Interval, Pruned: pruned})
+		retention.Run(ctx, store, vectors, retention.Options{Policy: policy, Interval: options.Retention.Interval, Pruned: pruned})
 	}()
 	return func() { cancel(); <-done }
+}
+
+// retentionPolicy is the configured retention as retention applies it.
+func retentionPolicy(settings config.Retention) retention.Policy {
+	policy := retention.Policy{MaxAge: settings.MaxAge}
+	for _, own := range settings.PerCamera {
+		if policy.PerCamera == nil {
+			policy.PerCamera = map[string]time.Duration{}
+		}
+		policy.PerCamera[own.Camera] = own.MaxAge
+	}
+	return policy
 }
 
 func newPruneCommand(g *globals) *cobra.Command {
@@ -43,12 +59,12 @@ do the same every retention.interval when retention.max_age is set.`,
 			if err != nil {
 				return err
 			}
-			maxAge := options.Retention.MaxAge
+			policy := retentionPolicy(options.Retention)
 			if cmd.Flags().Changed("older-than") {
-				maxAge = olderThan
+				policy.MaxAge = olderThan
 			}
-			if maxAge <= 0 {
-				return fmt.Errorf("nothing to prune: set retention.max_age or --older-than to a positive duration")
+			if policy.MaxAge <= 0 && len(policy.PerCamera) == 0 {
+				return fmt.Errorf("nothing to prune: set retention.max_age (or retention.per_camera) or --older-than to a positive duration")
 			}
 			ctx := cmd.Context()
 			store, err := openCropStore(ctx, options)
@@ -60,9 +76,16 @@ do the same every retention.interval when retention.max_age is set.`,
 				return err
 			}
 			defer vectors.Close()
-			result, err := retention.Prune(ctx, store, vectors, time.Now().Add(-maxAge))
-			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d crops and %d vectors from before %s\n",
-				result.Crops, result.Vectors, result.Cutoff.UTC().Format(time.RFC3339))
+			now := time.Now()
+			result, err := policy.Prune(ctx, store, vectors, now)
+			var what []string
+			if policy.MaxAge > 0 {
+				what = append(what, "every camera's from before "+now.Add(-policy.MaxAge).UTC().Format(time.RFC3339))
+			}
+			for _, camera := range slices.Sorted(maps.Keys(policy.PerCamera)) {
+				what = append(what, camera+"'s from before "+now.Add(-policy.PerCamera[camera]).UTC().Format(time.RFC3339))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "deleted %d crops and %d vectors: %s\n", result.Crops, result.Vectors, strings.Join(what, ", "))
 			return err
 		},
 	}

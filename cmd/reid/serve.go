@@ -99,6 +99,7 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	if options.Lookup.WatchInterval > 0 {
 		lookupConfig.WatchDir = filepath.Join(options.DataDir, "watches")
 		lookupConfig.Retention = options.Retention.MaxAge
+		lookupConfig.RetentionPerCamera = retentionPolicy(options.Retention).PerCamera
 	}
 	auditPath := auditLogPath(options)
 	if err := os.MkdirAll(filepath.Dir(auditPath), 0o755); err != nil {

@@ -15,6 +15,8 @@ const (
 	opUpsert       byte = 1
 	opDelete       byte = 2
 	opDeleteBefore byte = 3
+	// opDeleteCameraBefore is opDeleteBefore for one camera: the time, then the camera's name.
+	opDeleteCameraBefore byte = 4
 )
 
 // noTime stands for the zero time.Time, which has no Unix nanosecond value.

@@ -409,7 +409,18 @@ func (v *version) apply(payload []byte, pending *[]uint32) (int, error) {
 		if d.err != nil {
 			return 0, d.err
 		}
-		return g.removeBefore(nanos), nil
+		return g.removeBefore(nanos, -1), nil
+	case opDeleteCameraBefore:
+		nanos := int64(d.uint64())
+		camera := d.string()
+		if d.err != nil {
+			return 0, d.err
+		}
+		code, ok := g.codes[camera]
+		if !ok {
+			return 0, nil // no item of that camera
+		}
+		return g.removeBefore(nanos, int64(code)), nil
 	default:
 		return 0, fmt.Errorf("%w: unknown operation %d", errCorrupt, op)
 	}
@@ -720,6 +731,21 @@ func (ix *Index) DeleteBefore(ctx context.Context, name string, t time.Time) (in
 	}
 	payload := []byte{opDeleteBefore}
 	payload = binary.LittleEndian.AppendUint64(payload, uint64(clampNanos(t, math.MinInt64)))
+	return ix.write(v, payload)
+}
+
+// DeleteCameraBefore removes one camera's items older than t.
+func (ix *Index) DeleteCameraBefore(ctx context.Context, name, camera string, t time.Time) (int, error) {
+	v, err := ix.lookup(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if len(camera) > maxIDLength {
+		return 0, fmt.Errorf("embedded index: camera longer than %d bytes", maxIDLength)
+	}
+	payload := []byte{opDeleteCameraBefore}
+	payload = binary.LittleEndian.AppendUint64(payload, uint64(clampNanos(t, math.MinInt64)))
+	payload = appendString(payload, camera)
 	return ix.write(v, payload)
 }
 

@@ -247,10 +247,12 @@ func (g *gallery) remove(id string) bool {
 	return true
 }
 
-func (g *gallery) removeBefore(nanos int64) int {
+// removeBefore removes the items older than nanos: of the camera whose code is camera, or of
+// every camera when camera is negative.
+func (g *gallery) removeBefore(nanos int64, camera int64) int {
 	removed := 0
 	for slot := range g.records {
-		if g.alive[slot] && g.records[slot].nanos < nanos {
+		if g.alive[slot] && g.records[slot].nanos < nanos && (camera < 0 || int64(g.records[slot].camera) == camera) {
 			g.remove(g.records[slot].id)
 			removed++
 		}

@@ -62,6 +62,7 @@ func RunBackend(t *testing.T, backend Backend) {
 		{"TrackItems", testTrackItems},
 		{"Delete", testDelete},
 		{"DeleteBefore", testDeleteBefore},
+		{"DeleteCameraBefore", testDeleteCameraBefore},
 		{"VersionIsolation", testVersionIsolation},
 		{"Activate", testActivate},
 		{"DropVersion", testDropVersion},
@@ -754,6 +755,52 @@ func testDeleteBefore(t *testing.T, backend Backend) {
 	mustNoError(t, err, "DeleteBefore again")
 	if n != 0 {
 		t.Errorf("second DeleteBefore removed %d", n)
+	}
+}
+
+// testDeleteCameraBefore: one camera's old items go, every other camera's stay; with OpenAt, the
+// deletion is still there after a reopen.
+func testDeleteCameraBefore(t *testing.T, backend Backend) {
+	ctx := testContext(t)
+	state := t.TempDir()
+	var ix index.Index
+	if backend.OpenAt != nil {
+		ix = backend.OpenAt(t, state)
+	} else {
+		ix = open(t, backend)
+	}
+	mustNoError(t, ix.CreateVersion(ctx, "v1", 8), "CreateVersion")
+	items := makeItems(rand.New(rand.NewPCG(11, 11)), "c", 100, 8, "v1")
+	mustNoError(t, ix.Upsert(ctx, "v1", items), "Upsert")
+	// cam-1 holds items 1, 5, 9, ...; ten of them are older than epoch+40s.
+	n, err := ix.DeleteCameraBefore(ctx, "v1", "cam-1", epoch.Add(40*time.Second))
+	mustNoError(t, err, "DeleteCameraBefore")
+	if n != 10 {
+		t.Errorf("DeleteCameraBefore removed %d, want 10", n)
+	}
+	if n, err := ix.DeleteCameraBefore(ctx, "v1", "cam-9", epoch.Add(time.Hour)); err != nil || n != 0 {
+		t.Errorf("DeleteCameraBefore of a camera without items: %d, %v", n, err)
+	}
+	check := func(ix index.Index) {
+		t.Helper()
+		mustCount(t, ctx, ix, "v1", 90)
+		got, err := ix.Get(ctx, "v1", []string{"c-0", "c-1", "c-37", "c-41"})
+		mustNoError(t, err, "Get")
+		var ids []string
+		for _, item := range got {
+			ids = append(ids, item.ID)
+		}
+		sort.Strings(ids)
+		if !slices.Equal(ids, []string{"c-0", "c-41"}) {
+			t.Errorf("Get after DeleteCameraBefore = %v, want c-0 (another camera) and c-41 (newer)", ids)
+		}
+	}
+	check(ix)
+	if backend.OpenAt != nil {
+		mustNoError(t, ix.Close(), "Close")
+		reopened := backend.OpenAt(t, state)
+		check(reopened)
+		mustNoError(t, reopened.Close(), "Close")
 	}
 }
 

@@ -688,11 +688,19 @@ func (ix *Index) Delete(ctx context.Context, version string, ids []string) (int,
 // DeleteBefore removes items older than t and returns how many there were when it counted them
 // (items written older than t while it runs may be deleted without being counted).
 func (ix *Index) DeleteBefore(ctx context.Context, version string, t time.Time) (int, error) {
+	return ix.deleteWhere(ctx, version, olderThanExpr(t))
+}
+
+// DeleteCameraBefore removes one camera's items older than t, as DeleteBefore counts them.
+func (ix *Index) DeleteCameraBefore(ctx context.Context, version, camera string, t time.Time) (int, error) {
+	return ix.deleteWhere(ctx, version, fieldCamera+" == "+quote(camera)+" and "+olderThanExpr(t))
+}
+
+func (ix *Index) deleteWhere(ctx context.Context, version, expr string) (int, error) {
 	g, err := ix.resolve(ctx, version)
 	if err != nil {
 		return 0, err
 	}
-	expr := olderThanExpr(t)
 	count, err := ix.countWhere(ctx, g.collection, expr)
 	if err != nil {
 		return 0, err
