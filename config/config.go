@@ -8,6 +8,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"image"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
@@ -61,6 +63,28 @@ type Camera struct {
 	// Cameras differ: where people are a few dozen pixels tall (a wide view from high up),
 	// yolox-nano finds and boxes them far better than the faster default.
 	Detector CameraDetector `mapstructure:"detector" yaml:"detector"`
+	// PrivacyMasks are parts of the view blacked out in every frame before anything looks at it:
+	// nothing in them is detected, tracked or cropped, and no crop shows them (a neighbour's
+	// window, the public street beyond the site). Each is a rectangle in fractions of the
+	// frame's width and height, so it holds at any resolution.
+	PrivacyMasks []Region `mapstructure:"privacy_masks" yaml:"privacy_masks,omitempty"`
+}
+
+// Region is a rectangle in fractions of a frame: X and Y of its top-left corner, its Width and
+// Height, each between 0 and 1.
+type Region struct {
+	X      float64 `mapstructure:"x" yaml:"x"`
+	Y      float64 `mapstructure:"y" yaml:"y"`
+	Width  float64 `mapstructure:"width" yaml:"width"`
+	Height float64 `mapstructure:"height" yaml:"height"`
+}
+
+// Pixels is the region in a frame of width x height pixels, rounded outwards: a mask covers at
+// least what it says.
+func (r Region) Pixels(width, height int) image.Rectangle {
+	return image.Rect(int(math.Floor(r.X*float64(width))), int(math.Floor(r.Y*float64(height))),
+		int(math.Ceil((r.X+r.Width)*float64(width))), int(math.Ceil((r.Y+r.Height)*float64(height)))).
+		Intersect(image.Rect(0, 0, width, height))
 }
 
 // CameraDetector is what one camera may override of the detector settings.
@@ -520,6 +544,12 @@ func (o *Options) Validate() error {
 		}
 		if camera.FrameInterval < 0 {
 			bad(key+".frame_interval", "must be >= 0")
+		}
+		for j, region := range camera.PrivacyMasks {
+			if !(region.X >= 0 && region.Y >= 0 && region.Width > 0 && region.Height > 0 &&
+				region.X+region.Width <= 1+1e-9 && region.Y+region.Height <= 1+1e-9) {
+				bad(fmt.Sprintf("%s.privacy_masks[%d]", key, j), "must lie within the frame, in fractions of it (x, y >= 0; width, height > 0; x + width and y + height at most 1), not %+v", region)
+			}
 		}
 	}
 	if o.Ingest.SampleFPS < 0 {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"image"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func TestBadFilesNameTheKey(t *testing.T) {
 	}{
 		{"testdata/unknown-key.bad.yaml", []string{"detector.confidance: unknown key"}},
 		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend", "trainer.promote_if",
-			"retention.per_camera[0].max_age: is 48h0m0s for gate, longer than retention.max_age", "retention.per_camera[1].camera"}},
+			"retention.per_camera[0].max_age: is 48h0m0s for gate, longer than retention.max_age", "retention.per_camera[1].camera", "cameras[0].privacy_masks[0]: must lie within the frame"}},
 		{"testdata/bad-type.bad.yaml", []string{"crops.width"}},
 		{"testdata/bad-camera.bad.yaml", []string{"cameras[1].colour: unknown key"}},
 	}
@@ -119,6 +120,7 @@ func TestPrecedenceFileThenEnvironmentThenFlags(t *testing.T) {
 		{"cameras from file", len(options.Cameras), 2},
 		{"camera field", options.Cameras[0].SampleFPS, 5.0},
 		{"env list", strings.Join(options.Stream.Brokers, "|"), "k1:9092|k2:9092"},
+		{"a privacy mask", options.Cameras[1].PrivacyMasks[0].Pixels(1920, 1080), image.Rect(1440, 0, 1920, 540)},
 		{"a camera's own retention, its id's case kept", options.Retention.PerCamera[0], CameraRetention{Camera: "Lobby", MaxAge: 72 * time.Hour}},
 	}
 	for _, check := range checks {

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"image/color"
 	"io"
 	"log/slog"
 	"reflect"
@@ -657,8 +658,18 @@ func (s *cameraState) drain(ctx context.Context, source capture) (progressed boo
 	}
 }
 
+// mask blacks out the camera's privacy masks in the frame, before the detector or a crop sees it.
+func (s *cameraState) mask() {
+	for _, region := range s.camera.PrivacyMasks {
+		if area := region.Pixels(s.frame.Cols(), s.frame.Rows()); !area.Empty() {
+			gocv.Rectangle(&s.frame, area, color.RGBA{}, -1)
+		}
+	}
+}
+
 // process detects, tracks and crops one sampled frame.
 func (s *cameraState) process(ctx context.Context, frameIndex int64, frameTime time.Time) error {
+	s.mask()
 	detections, err := s.detector.Detect(s.frame)
 	if err != nil {
 		return fmt.Errorf("frame %d: %w", frameIndex, err)

@@ -1436,3 +1436,98 @@ func silentServer(t *testing.T) string {
 	t.Cleanup(func() { listener.Close(); held.Wait() })
 	return listener.Addr().String()
 }
+
+// brightLive is a live source of white frames, 200 x 120.
+type brightLive struct{ frames, read int }
+
+func (f *brightLive) Read(_ context.Context, frame *gocv.Mat) (frameInfo, error) {
+	if f.read >= f.frames {
+		return frameInfo{}, errDropped
+	}
+	f.read++
+	white := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(255, 255, 255, 0), 120, 200, gocv.MatTypeCV8UC3)
+	white.CopyTo(frame)
+	white.Close()
+	return frameInfo{}, nil
+}
+func (f *brightLive) Start() time.Time { return time.Time{} }
+func (f *brightLive) Close() error     { return nil }
+
+// sightDetector sees a person standing at x 20-60, y 20-100 when anything there is not black: it
+// looks at the pixels it is given, as the real detector does.
+type sightDetector struct{}
+
+func (sightDetector) Detect(frame gocv.Mat) ([]detector.Detection, error) {
+	region := frame.Region(image.Rect(20, 20, 60, 100))
+	defer region.Close()
+	if mean := region.Mean(); mean.Val1+mean.Val2+mean.Val3 == 0 {
+		return nil, nil
+	}
+	return []detector.Detection{{Box: detector.Box{X1: 20, Y1: 20, X2: 60, Y2: 100}, Score: 0.9}}, nil
+}
+func (sightDetector) Name() string { return "sight" }
+func (sightDetector) Close() error { return nil }
+
+// TestPrivacyMasks: what a privacy mask covers is black before the detector sees the frame, so
+// a person wholly inside one is never detected, and one half inside is cropped with that half
+// black.
+func TestPrivacyMasks(t *testing.T) {
+	tests := []struct {
+		name           string
+		masks          []config.Region
+		wantDetections bool
+		// wantRightBlack: the crop's right part (the person's right half) is black.
+		wantRightBlack bool
+	}{
+		{"no mask", nil, true, false},
+		{"the person wholly masked", []config.Region{{X: 0.05, Y: 0.1, Width: 0.3, Height: 0.8}}, false, false},
+		{"the right half of the view masked", []config.Region{{X: 0.2, Y: 0, Width: 0.8, Height: 1}}, true, true},
+		{"a mask elsewhere", []config.Region{{X: 0.7, Y: 0, Width: 0.3, Height: 0.5}}, true, false},
+	}
+	for _, test := range tests {
+		t.Run(test.name, func(t *testing.T) {
+			sink := &memorySink{}
+			options := testOptions(sink, func(config.Detector) (Detector, error) { return sightDetector{}, nil })
+			options.Crops.MinInterval = 0
+			options.open = func(config.Camera) (capture, error) { return &brightLive{frames: 1 << 30}, nil }
+			options.MaxFrames = 20
+			ingester, err := New(options)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ingester.Run(context.Background(), []config.Camera{{ID: "yard", Source: "0", PrivacyMasks: test.masks}}); err != nil {
+				t.Fatal(err)
+			}
+			stats := ingester.Stats()
+			if stats.Frames != 20 {
+				t.Fatalf("processed %d frames, want 20", stats.Frames)
+			}
+			if (stats.Detections > 0) != test.wantDetections {
+				t.Fatalf("%d detections; want some: %v", stats.Detections, test.wantDetections)
+			}
+			records := sink.byCamera("yard")
+			if !test.wantDetections {
+				if len(records) != 0 {
+					t.Errorf("%d crops of a masked person", len(records))
+				}
+				return
+			}
+			if len(records) == 0 {
+				t.Fatal("no crops")
+			}
+			crop, err := jpeg.Decode(bytes.NewReader(records[0].JPEG))
+			if err != nil {
+				t.Fatal(err)
+			}
+			bounds := crop.Bounds()
+			brightness := func(x int) uint32 {
+				r, g, b, _ := crop.At(x, bounds.Min.Y+bounds.Dy()/2).RGBA()
+				return (r + g + b) / 3 >> 8
+			}
+			left, right := brightness(bounds.Min.X+bounds.Dx()/5), brightness(bounds.Min.X+bounds.Dx()*4/5)
+			if left < 200 || (right < 30) != test.wantRightBlack {
+				t.Errorf("crop brightness left %d, right %d; want the left white and the right black: %v", left, right, test.wantRightBlack)
+			}
+		})
+	}
+}
