@@ -96,12 +96,7 @@ func testRunWithS3CropStore(t *testing.T, bucket s3test.Bucket) {
 func checkErasureInBucket(t *testing.T, dataDir string, store cropStore, crops int64, tracks map[int64][]string) {
 	t.Helper()
 	ctx := context.Background()
-	var track int64
-	for id, trackCrops := range tracks {
-		if len(trackCrops) > len(tracks[track]) {
-			track = id
-		}
-	}
+	track := longestTrack(tracks)
 	elsewhere, err := openCropStore(ctx, loadOptions(t, dataDir))
 	if err != nil {
 		t.Fatal(err)

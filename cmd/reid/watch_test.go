@@ -32,12 +32,7 @@ func checkWatchAlerts(t *testing.T, options config.Options, vectors index.Index,
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var track []string
-	for _, crops := range trackCrops {
-		if len(crops) > len(track) {
-			track = crops
-		}
-	}
+	track := trackCrops[longestTrack(trackCrops)]
 	model, err := openModel(ctx, options, version)
 	if err != nil {
 		t.Fatal(err)
@@ -103,12 +98,7 @@ func checkWatchAlerts(t *testing.T, options config.Options, vectors index.Index,
 func checkErasure(t *testing.T, options config.Options, vectors index.Index, store cropStore, trackCrops map[int64][]string) (erased []string) {
 	t.Helper()
 	ctx := context.Background()
-	var track int64
-	for id, crops := range trackCrops {
-		if len(crops) > len(trackCrops[track]) {
-			track = id
-		}
-	}
+	track := longestTrack(trackCrops)
 	erased = slices.Sorted(slices.Values(trackCrops[track]))
 	watchFiles, _ := filepath.Glob(filepath.Join(options.DataDir, "watches", "w*.json"))
 	if len(watchFiles) != 1 {
@@ -322,4 +312,16 @@ func openStoreAndIndex(t *testing.T, options config.Options) (cropStore, index.I
 		t.Fatal(err)
 	}
 	return store, vectors
+}
+
+// longestTrack is the track with the most crops (the lowest id of those with as many), the one
+// the end-to-end checks watch and erase.
+func longestTrack(tracks map[int64][]string) int64 {
+	var longest int64
+	for id, crops := range tracks {
+		if len(crops) > len(tracks[longest]) || (len(crops) == len(tracks[longest]) && id < longest) {
+			longest = id
+		}
+	}
+	return longest
 }
