@@ -71,6 +71,13 @@ type erasableIndex interface {
 	retention.EraseIndex
 }
 
+// erasableStore is what erasure needs of the crop store: deletion, and the record of erasures
+// (cropstore.Local and S3 have both).
+type erasableStore interface {
+	retention.EraseStore
+	RecordErasure(ctx context.Context, erasure cropstore.Erasure) error
+}
+
 func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *call) error {
 	if err := s.mayAdminister(r, call, "erase"); err != nil {
 		return err
@@ -91,7 +98,7 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 		return errNotReady
 	}
 	vectors, indexOK := searcher.Searcher.(erasableIndex)
-	store, storeOK := s.config.Store.(retention.EraseStore)
+	store, storeOK := s.config.Store.(erasableStore)
 	if !indexOK || !storeOK {
 		return errorf(http.StatusNotImplemented, "this server's index or crop store cannot delete")
 	}

@@ -22,7 +22,6 @@ type EraseStore interface {
 	Metadata(ctx context.Context, id string) (cropstore.CropRecord, error)
 	Walk(ctx context.Context, filter cropstore.Filter, fn func(cropstore.CropRecord) error) error
 	Delete(ctx context.Context, id string) error
-	RecordErasure(ctx context.Context, erasure cropstore.Erasure) error
 }
 
 // EraseIndex is the part of the vector index (index.Index) that erasure needs.
