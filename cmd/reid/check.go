@@ -275,6 +275,12 @@ func checkCameras(ctx context.Context, cameras []config.Camera, stallTimeout, ti
 			}
 			result.err = err
 			result.detail = fmt.Sprintf("%s, %dx%d, first frame after %.1fs", probed.Kind, probed.Width, probed.Height, probed.FirstFrame.Seconds())
+			// The masks in pixels of this camera's frames: what the operator can hold against a
+			// snapshot of the view.
+			for _, region := range camera.PrivacyMasks {
+				area := region.Pixels(probed.Width, probed.Height)
+				result.detail += fmt.Sprintf(", masked %d,%d-%d,%d", area.Min.X, area.Min.Y, area.Max.X, area.Max.Y)
+			}
 			results[i] = result
 		})
 	}

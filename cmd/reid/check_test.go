@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -104,6 +105,14 @@ func TestCheckCommand(t *testing.T) {
 	}
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
+	}
+	// A camera's privacy masks, in pixels of its frames (768 x 576).
+	if err := os.WriteFile(sitePath, []byte("cameras:\n  - id: gate\n    source: "+video+"\n    privacy_masks:\n      - {x: 0.5, y: 0, width: 0.5, height: 0.25}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _ = runReid(t, "--config", sitePath, "--data-dir", dataDir, "check", "--timeout", "10s")
+	if !regexp.MustCompile(`ok +camera gate .*, masked 384,0-768,144\n`).MatchString(out) {
+		t.Errorf("check with a privacy mask:\n%s", out)
 	}
 	// Detector models elsewhere than --shared-dir: the line says which settings find them.
 	configPath := filepath.Join(t.TempDir(), "site.yaml")
