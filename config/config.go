@@ -320,6 +320,9 @@ type Lookup struct {
 	// Without any keys, only loopback clients may erase.
 	AdminAPIKeys     []string `mapstructure:"admin_api_keys" yaml:"admin_api_keys" secret:"true"`
 	AdminAPIKeysFile string   `mapstructure:"admin_api_keys_file" yaml:"admin_api_keys_file"`
+	// ScopedAPIKeys are keys that see only some cameras: a tenant's own, or a contractor's. A
+	// list, not a map: the configuration's map keys lose their case, and camera ids keep theirs.
+	ScopedAPIKeys []ScopedAPIKeys `mapstructure:"scoped_api_keys" yaml:"scoped_api_keys,omitempty"`
 	// AllowUnauthenticated lets the lookup server listen on a non-loopback address with no API
 	// keys. Default false: without keys it refuses anything but loopback.
 	AllowUnauthenticated bool `mapstructure:"allow_unauthenticated" yaml:"allow_unauthenticated"`
@@ -348,6 +351,16 @@ type Lookup struct {
 	AlertWebhook string `mapstructure:"alert_webhook" yaml:"alert_webhook"`
 	// AlertWebhookSecret signs each delivery: X-Reid-Signature: sha256=HMAC-SHA256(secret, body).
 	AlertWebhookSecret string `mapstructure:"alert_webhook_secret" yaml:"alert_webhook_secret" secret:"true"`
+}
+
+// ScopedAPIKeys are API keys limited to some cameras. Their holders search, list, watch and export
+// only those cameras' crops, as if the others did not exist; they are never admin keys.
+type ScopedAPIKeys struct {
+	// Name identifies the scope in the audit log and owns the watches its keys make.
+	Name     string   `mapstructure:"name" yaml:"name"`
+	Cameras  []string `mapstructure:"cameras" yaml:"cameras"`
+	Keys     []string `mapstructure:"keys" yaml:"keys" secret:"true"`
+	KeysFile string   `mapstructure:"keys_file" yaml:"keys_file"`
 }
 
 // Ops configures the operations listener of reid's long-running processes (run, serve, ingest,
@@ -800,6 +813,28 @@ func (o *Options) Validate() error {
 		}
 	} else if o.Lookup.AlertWebhookSecret != "" {
 		bad("lookup.alert_webhook_secret", "is set without lookup.alert_webhook")
+	}
+	scopeNames := map[string]bool{}
+	for i, scope := range o.Lookup.ScopedAPIKeys {
+		key := fmt.Sprintf("lookup.scoped_api_keys[%d]", i)
+		switch {
+		case !ValidID(scope.Name):
+			bad(key+".name", "%q is not a name (letters, digits, '-', '_', '.')", scope.Name)
+		case scopeNames[scope.Name]:
+			bad(key+".name", "names %s a second time", scope.Name)
+		}
+		scopeNames[scope.Name] = true
+		if len(scope.Cameras) == 0 {
+			bad(key+".cameras", "is empty: a scope names the cameras its keys may see")
+		}
+		for j, camera := range scope.Cameras {
+			if !ValidID(camera) {
+				bad(fmt.Sprintf("%s.cameras[%d]", key, j), "%q is not a camera id (letters, digits, '-', '_', '.')", camera)
+			}
+		}
+		if len(scope.Keys) == 0 && scope.KeysFile == "" {
+			bad(key+".keys", "is empty and there is no keys_file: a scope needs keys")
+		}
 	}
 	if o.Lookup.RateLimit < 0 {
 		bad("lookup.rate_limit", "must be >= 0")

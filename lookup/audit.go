@@ -10,8 +10,10 @@ import (
 // AuditRecord is one line of the audit log (JSON): who (a key id, never the key) asked what, from
 // where, and how many people-crops they got back. reid audit reads it back.
 type AuditRecord struct {
-	Time   time.Time         `json:"time"`
-	Key    string            `json:"key"`
+	Time time.Time `json:"time"`
+	Key  string    `json:"key"`
+	// Scope is the name of a scoped key's scope (lookup.scoped_api_keys): what cameras it saw.
+	Scope  string            `json:"scope,omitempty"`
 	Remote string            `json:"remote"`
 	Method string            `json:"method"`
 	Route  string            `json:"route"`

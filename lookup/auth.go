@@ -3,6 +3,7 @@ package lookup
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -19,10 +20,23 @@ type keyring struct {
 	hashes [][32]byte
 	// admin marks the keys that may also erase data (lookup.admin_api_keys).
 	admin []bool
+	// scope is each key's index in scopes, or -1 for a key that sees every camera.
+	scope  []int
+	scopes []*cameraScope
 }
 
-// newKeyring accepts keys and adminKeys; a key in both is an admin key.
-func newKeyring(keys, adminKeys []string) (*keyring, error) {
+// keyIdentity is who presented a key: its id (as in the audit log), whether it is an admin key,
+// and the cameras it may see (nil: all of them).
+type keyIdentity struct {
+	id    string
+	admin bool
+	scope *cameraScope
+}
+
+// newKeyring accepts keys, adminKeys and the keys of scopes; a key in keys and adminKeys is an
+// admin key. A scoped key must be in no other list: whichever it was taken as, one of the two
+// meanings would widen or narrow what its holder sees without anyone having chosen it.
+func newKeyring(keys, adminKeys []string, scopes []KeyScope) (*keyring, error) {
 	ring := &keyring{}
 	seen := map[[32]byte]int{}
 	for i, key := range append(slices.Clip(keys), adminKeys...) {
@@ -38,29 +52,68 @@ func newKeyring(keys, adminKeys []string) (*keyring, error) {
 		seen[hash] = len(ring.hashes)
 		ring.hashes = append(ring.hashes, hash)
 		ring.admin = append(ring.admin, admin)
+		ring.scope = append(ring.scope, -1)
+	}
+	for i, scope := range scopes {
+		built, err := newCameraScope(scope)
+		if err != nil {
+			return nil, err
+		}
+		ring.scopes = append(ring.scopes, built)
+		for _, key := range scope.Keys {
+			if key == "" {
+				return nil, fmt.Errorf("lookup: empty API key in scope %s", scope.Name)
+			}
+			hash := hashKey(key)
+			if at, ok := seen[hash]; ok {
+				if ring.scope[at] == i {
+					continue
+				}
+				return nil, fmt.Errorf("lookup: a key of scope %s is also %s; give each scope keys of its own", scope.Name, ring.describe(at))
+			}
+			seen[hash] = len(ring.hashes)
+			ring.hashes = append(ring.hashes, hash)
+			ring.admin = append(ring.admin, false)
+			ring.scope = append(ring.scope, i)
+		}
 	}
 	return ring, nil
 }
 
+// describe names what key at is, for an error message that must not show the key itself.
+func (k *keyring) describe(at int) string {
+	switch {
+	case k.scope[at] >= 0:
+		return "a key of scope " + k.scopes[k.scope[at]].name
+	case k.admin[at]:
+		return "an admin key"
+	}
+	return "an unscoped API key"
+}
+
 func (k *keyring) enabled() bool { return len(k.hashes) > 0 }
 
-// identify returns the id of presented if it is an accepted key, and whether it is an admin key.
-// It compares against every key, always, so the time taken does not depend on which key (if any)
-// matched.
-func (k *keyring) identify(presented string) (id string, admin, ok bool) {
+// identify says whose presented is, if it is an accepted key. It compares against every key,
+// always, so the time taken does not depend on which key (if any) matched.
+func (k *keyring) identify(presented string) (keyIdentity, bool) {
 	hash := hashKey(presented)
-	matched, matchedAdmin := 0, 0
+	matched, matchedAdmin, scope := 0, 0, -1
 	for i, candidate := range k.hashes {
 		equal := subtle.ConstantTimeCompare(hash[:], candidate[:])
 		matched |= equal
 		if k.admin[i] {
 			matchedAdmin |= equal
 		}
+		scope = subtle.ConstantTimeSelect(equal, k.scope[i], scope)
 	}
 	if matched != 1 {
-		return "", false, false
+		return keyIdentity{}, false
 	}
-	return keyID(hash), matchedAdmin == 1, true
+	identity := keyIdentity{id: keyID(hash), admin: matchedAdmin == 1}
+	if scope >= 0 {
+		identity.scope = k.scopes[scope]
+	}
+	return identity, true
 }
 
 // presentedKey reads the key from "Authorization: Bearer KEY" or "X-API-Key: KEY".

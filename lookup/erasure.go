@@ -260,7 +260,7 @@ func erasureOf(request ErasureRequest, now time.Time) cropstore.Erasure {
 // mayAdminister allows what changes a site's records (erasing, labelling) to admin keys, or, on a
 // server without keys, to clients on its own machine: it is not for everyone who may search them.
 func (s *Server) mayAdminister(r *http.Request, call *call, action string) error {
-	if s.keys.enabled() {
+	if s.keys.Load().enabled() {
 		if !call.admin {
 			return errorf(http.StatusForbidden, "this key may not %s; that needs a key from lookup.admin_api_keys", action)
 		}

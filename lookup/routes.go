@@ -45,6 +45,8 @@ type call struct {
 	results int
 	// admin is set for an admin key (lookup.admin_api_keys).
 	admin bool
+	// scope is the cameras a scoped key may see (lookup.scoped_api_keys); nil for all.
+	scope *cameraScope
 }
 
 type apiHandler func(w http.ResponseWriter, r *http.Request, call *call) error
@@ -188,6 +190,7 @@ func (s *Server) api(cost float64, handler apiHandler) http.Handler {
 		auditErr := s.audit.write(AuditRecord{
 			Time:    s.now().UTC(),
 			Key:     call.key,
+			Scope:   call.scope.String(),
 			Remote:  r.RemoteAddr,
 			Method:  r.Method,
 			Route:   r.Pattern,
@@ -232,16 +235,16 @@ func (h *heldResponse) Write(data []byte) (int, error) {
 func (s *Server) authorize(r *http.Request, call *call, cost float64) error {
 	client := "ip:" + remoteIP(r)
 	call.key = "anonymous"
-	if s.keys.enabled() {
+	if keys := s.keys.Load(); keys.enabled() {
 		presented := presentedKey(r)
 		if presented == "" {
 			return &apiError{status: http.StatusUnauthorized, message: "missing API key: send 'Authorization: Bearer KEY' or 'X-API-Key: KEY'"}
 		}
-		id, admin, ok := s.keys.identify(presented)
+		identity, ok := keys.identify(presented)
 		if !ok {
 			return &apiError{status: http.StatusUnauthorized, message: "invalid API key"}
 		}
-		call.key, call.admin, client = id, admin, id
+		call.key, call.admin, call.scope, client = identity.id, identity.admin, identity.scope, identity.id
 	}
 	if ok, wait := s.limiter.take(client, cost); !ok {
 		return &apiError{status: http.StatusTooManyRequests, message: fmt.Sprintf("rate limit exceeded: %.3g requests/s with bursts of %d; retry in %s", s.config.RateLimit, s.config.Burst, wait.Round(time.Millisecond)), retryAfter: wait}

@@ -7,6 +7,7 @@ import (
 	"image"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -104,6 +105,9 @@ func (s *Server) searchRequest(w http.ResponseWriter, r *http.Request, call *cal
 		return SearchResponse{}, request, err
 	}
 	call.params = request.auditParams()
+	if err := scopeSearch(call.scope, request.CropID, &request.Filter); err != nil {
+		return SearchResponse{}, request, err
+	}
 	searcher := s.searcher()
 	if searcher == nil {
 		return SearchResponse{}, request, errNotReady
@@ -155,6 +159,9 @@ func (s *Server) handleSightings(w http.ResponseWriter, r *http.Request, call *c
 	}
 	call.params = map[string]any{"crop_id": id, "k": k, "rerank": rerank, "track_consensus": trackConsensus}
 	addFilterParams(call.params, filter)
+	if err := scopeSearch(call.scope, id, &filter); err != nil {
+		return err
+	}
 	searcher := s.searcher()
 	if searcher == nil {
 		return errNotReady
@@ -434,7 +441,7 @@ func cropJSON(record cropstore.CropRecord) CropJSON {
 func (s *Server) handleCrop(w http.ResponseWriter, r *http.Request, call *call) error {
 	id := r.PathValue("id")
 	call.params = map[string]any{"crop_id": truncateString(id, 200)}
-	if _, err := parseCropID(id); err != nil {
+	if err := call.scope.checkCrop(id); err != nil {
 		return err
 	}
 	record, err := s.config.Store.Metadata(r.Context(), id)
@@ -449,7 +456,7 @@ func (s *Server) handleCrop(w http.ResponseWriter, r *http.Request, call *call) 
 func (s *Server) handleCropImage(w http.ResponseWriter, r *http.Request, call *call) error {
 	id := r.PathValue("id")
 	call.params = map[string]any{"crop_id": truncateString(id, 200)}
-	if _, err := parseCropID(id); err != nil {
+	if err := call.scope.checkCrop(id); err != nil {
 		return err
 	}
 	image, err := s.config.Store.Image(r.Context(), id)
@@ -484,9 +491,11 @@ func (s *Server) handleCameras(w http.ResponseWriter, r *http.Request, call *cal
 	}
 	response := CamerasResponse{Cameras: make([]CameraJSON, 0, len(cameras))}
 	for _, camera := range cameras {
-		response.Cameras = append(response.Cameras, CameraJSON{ID: camera})
+		if call.scope.sees(camera) {
+			response.Cameras = append(response.Cameras, CameraJSON{ID: camera})
+		}
 	}
-	call.results = len(cameras)
+	call.results = len(response.Cameras)
 	writeJSON(w, http.StatusOK, response)
 	return nil
 }
@@ -540,11 +549,16 @@ func (s *Server) handleListCrops(w http.ResponseWriter, r *http.Request, call *c
 		filter.Camera = cameras[0]
 	}
 	call.params = map[string]any{"camera": filter.Camera, "limit": limit, "newest": filter.Newest}
+	if filter.Camera != "" && !call.scope.sees(filter.Camera) {
+		return call.scope.refuse(filter.Camera)
+	}
 	if len(cameras) == 0 {
 		// Across cameras the order is still time: each camera's first limit crops, merged.
-		if cameras, err = s.config.Store.Cameras(r.Context()); err != nil {
+		all, err := s.config.Store.Cameras(r.Context())
+		if err != nil {
 			return fmt.Errorf("list crops: %w", err)
 		}
+		cameras = slices.DeleteFunc(all, func(camera string) bool { return !call.scope.sees(camera) })
 	}
 	response := CropsResponse{Crops: []CropJSON{}}
 	for _, camera := range cameras {

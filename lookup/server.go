@@ -73,6 +73,8 @@ type Config struct {
 	// AdminAPIKeys are accepted too, and may also erase crops (POST /v1/erasures). Without any
 	// keys, only loopback clients may erase.
 	AdminAPIKeys []string
+	// ScopedAPIKeys are keys that see only some cameras (see scope.go).
+	ScopedAPIKeys []KeyScope
 	// RateLimit is searches per second per key (0: unlimited); Burst is the bucket size (default
 	// 40). Cheap reads (crop metadata, thumbnails, cameras) cost a tenth of a search.
 	RateLimit float64
@@ -132,9 +134,21 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("admin keys: %w", err)
 	}
+	var scoped []KeyScope
+	for _, scope := range options.ScopedAPIKeys {
+		keys, err := LoadAPIKeys(scope.Keys, scope.KeysFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("scope %s: %w", scope.Name, err)
+		}
+		scoped = append(scoped, KeyScope{Name: scope.Name, Cameras: scope.Cameras, Keys: keys})
+	}
+	if _, err := newKeyring(keys, adminKeys, scoped); err != nil {
+		return Config{}, err
+	}
 	return Config{
 		APIKeys:              keys,
 		AdminAPIKeys:         adminKeys,
+		ScopedAPIKeys:        scoped,
 		AllowUnauthenticated: options.AllowUnauthenticated,
 		RateLimit:            options.RateLimit,
 		Burst:                options.Burst,
@@ -176,6 +190,23 @@ func LoadAPIKeys(keys []string, file string) ([]string, error) {
 	return all, nil
 }
 
+// SetKeys replaces the accepted keys with those of keys (its APIKeys, AdminAPIKeys and
+// ScopedAPIKeys, as ConfigFrom reads them): a key removed from a file stops working with the
+// next request, a scope's new cameras count from then on. A reload cannot turn authentication
+// off, which would open the server to anyone who reaches it: a server that has keys refuses a set
+// with none, and keeps its own.
+func (s *Server) SetKeys(keys Config) error {
+	ring, err := newKeyring(keys.APIKeys, keys.AdminAPIKeys, keys.ScopedAPIKeys)
+	if err != nil {
+		return err
+	}
+	if !ring.enabled() && s.keys.Load().enabled() {
+		return errors.New("lookup: the new configuration has no API keys; a reload cannot turn authentication off (restart to do that)")
+	}
+	s.keys.Store(ring)
+	return nil
+}
+
 // Server is the lookup HTTP service. Create it with New; it is an http.Handler.
 type Server struct {
 	config   Config
@@ -184,11 +215,12 @@ type Server struct {
 	embedder atomic.Pointer[embedderBox]
 	// switchMu serialises SetIndex, SetEmbedder and Switch (readers only load the pointers).
 	switchMu sync.Mutex
-	keys     *keyring
-	limiter  *limiter
-	audit    *auditLog
-	metrics  *metrics
-	watches  *watchList // nil when watches are off
+	// keys is replaced whole by SetKeys; each request reads it once.
+	keys    atomic.Pointer[keyring]
+	limiter *limiter
+	audit   *auditLog
+	metrics *metrics
+	watches *watchList // nil when watches are off
 	// erasing is held by an erasure, and shared by watch checks (see handleErasure).
 	erasing sync.RWMutex
 	handler http.Handler
@@ -244,19 +276,19 @@ func New(config Config) (*Server, error) {
 	if config.AlertWebhook != "" && config.WatchDir == "" {
 		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchDir)")
 	}
-	keys, err := newKeyring(config.APIKeys, config.AdminAPIKeys)
+	ring, err := newKeyring(config.APIKeys, config.AdminAPIKeys, config.ScopedAPIKeys)
 	if err != nil {
 		return nil, err
 	}
 	server := &Server{
 		config:  config,
 		logger:  config.Logger,
-		keys:    keys,
 		limiter: newLimiter(config.RateLimit, float64(config.Burst), config.Now),
 		audit:   newAuditLog(config.Audit),
 		metrics: newMetrics(),
 		now:     config.Now,
 	}
+	server.keys.Store(ring)
 	if config.WatchDir != "" {
 		if server.watches, err = openWatches(config.WatchDir, config.Logger); err != nil {
 			return nil, err
@@ -408,7 +440,7 @@ func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error
 			s.logger.Warn("lookup: shutdown", "err", err)
 		}
 	}()
-	s.logger.Info("lookup: serving", "addr", listener.Addr().String(), "auth", s.keys.enabled())
+	s.logger.Info("lookup: serving", "addr", listener.Addr().String(), "auth", s.keys.Load().enabled())
 	err := httpServer.Serve(listener)
 	close(shutdownDone)
 	wait.Wait()
@@ -426,7 +458,7 @@ func (s *Server) checkExposure(addr string) error {
 		return err
 	}
 	switch {
-	case s.keys.enabled():
+	case s.keys.Load().enabled():
 	case IsLoopback(addr):
 		s.logger.Warn("lookup: no API keys configured; serving without authentication on loopback", "addr", addr)
 	default:
@@ -440,7 +472,7 @@ func (s *Server) exposureError(addr string) error { return ExposureError(addr, s
 // ExposureError is why a server with config may not listen on addr: people can be searched for
 // only with an API key, unless it listens on loopback or unauthenticated access is allowed.
 func ExposureError(addr string, config Config) error {
-	if len(config.APIKeys) > 0 || len(config.AdminAPIKeys) > 0 || IsLoopback(addr) || config.AllowUnauthenticated {
+	if len(config.APIKeys) > 0 || len(config.AdminAPIKeys) > 0 || len(config.ScopedAPIKeys) > 0 || IsLoopback(addr) || config.AllowUnauthenticated {
 		return nil
 	}
 	return fmt.Errorf("lookup: refusing to listen on %s without API keys: set lookup.api_keys or lookup.api_keys_file, listen on 127.0.0.1, or set lookup.allow_unauthenticated", addr)

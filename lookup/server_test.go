@@ -686,34 +686,61 @@ func TestAuth(t *testing.T) {
 }
 
 func TestKeyringComparesHashesOfEveryKey(t *testing.T) {
-	// The second key is also an admin key; the third is only one.
-	ring, err := newKeyring([]string{"aaaaaaaaaaaaaaaa-1", "bbbbbbbbbbbbbbbb-2"}, []string{"bbbbbbbbbbbbbbbb-2", "cccccccccccccccc-3"})
+	// The second key is also an admin key; the third is only one; the fourth sees one camera.
+	ring, err := newKeyring([]string{"aaaaaaaaaaaaaaaa-1", "bbbbbbbbbbbbbbbb-2"}, []string{"bbbbbbbbbbbbbbbb-2", "cccccccccccccccc-3"},
+		[]KeyScope{{Name: "north", Cameras: []string{"gate"}, Keys: []string{"dddddddddddddddd-4", "dddddddddddddddd-4"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, test := range []struct {
 		key       string
 		ok, admin bool
+		scope     string
 	}{
-		{"aaaaaaaaaaaaaaaa-1", true, false}, {"bbbbbbbbbbbbbbbb-2", true, true}, {"cccccccccccccccc-3", true, true},
-		{"aaaaaaaaaaaaaaaa-", false, false}, {"aaaaaaaaaaaaaaaa-1 ", false, false}, {"", false, false},
-		{strings.Repeat("a", 10000), false, false},
+		{"aaaaaaaaaaaaaaaa-1", true, false, ""}, {"bbbbbbbbbbbbbbbb-2", true, true, ""}, {"cccccccccccccccc-3", true, true, ""},
+		{"dddddddddddddddd-4", true, false, "north"},
+		{"aaaaaaaaaaaaaaaa-", false, false, ""}, {"aaaaaaaaaaaaaaaa-1 ", false, false, ""}, {"", false, false, ""},
+		{strings.Repeat("a", 10000), false, false, ""},
 	} {
-		id, admin, ok := ring.identify(test.key)
-		if ok != test.ok || admin != test.admin {
-			t.Errorf("identify(%.20q) = admin %v, ok %v; want %v, %v", test.key, admin, ok, test.admin, test.ok)
+		identity, ok := ring.identify(test.key)
+		if ok != test.ok || identity.admin != test.admin || identity.scope.String() != test.scope {
+			t.Errorf("identify(%.20q) = admin %v, scope %q, ok %v; want %v, %q, %v", test.key, identity.admin, identity.scope, ok, test.admin, test.scope, test.ok)
 		}
-		if ok && (id != keyID(hashKey(test.key)) || strings.Contains(id, test.key[:8])) {
-			t.Errorf("key id %q", id)
+		if ok && (identity.id != keyID(hashKey(test.key)) || strings.Contains(identity.id, test.key[:8])) {
+			t.Errorf("key id %q", identity.id)
 		}
 	}
-	if len(ring.hashes) != 3 {
-		t.Errorf("%d keys kept, want 3 (one given twice)", len(ring.hashes))
+	if len(ring.hashes) != 4 {
+		t.Errorf("%d keys kept, want 4 (two given twice)", len(ring.hashes))
 	}
 	// Equal-length hashes are stored, so a key of any length compares the same 32 bytes.
 	for _, hash := range ring.hashes {
 		if len(hash) != 32 {
 			t.Fatal("stored hash is not 32 bytes")
+		}
+	}
+}
+
+// A key that is both scoped and not, or in two scopes, has no one meaning: it is refused, and the
+// error names the scope, never the key.
+func TestKeyringRefusesAmbiguousScopedKeys(t *testing.T) {
+	const shared = "shared-key-0123456789"
+	for _, test := range []struct {
+		name        string
+		keys, admin []string
+		scopes      []KeyScope
+		want        string
+	}{
+		{"scoped and unscoped", []string{shared}, nil, []KeyScope{{Name: "north", Cameras: []string{"a"}, Keys: []string{shared}}}, "a key of scope north is also an unscoped API key"},
+		{"scoped and admin", nil, []string{shared}, []KeyScope{{Name: "north", Cameras: []string{"a"}, Keys: []string{shared}}}, "a key of scope north is also an admin key"},
+		{"two scopes", nil, nil, []KeyScope{{Name: "north", Cameras: []string{"a"}, Keys: []string{shared}}, {Name: "south", Cameras: []string{"b"}, Keys: []string{shared}}},
+			"a key of scope south is also a key of scope north"},
+		{"no cameras", nil, nil, []KeyScope{{Name: "north", Keys: []string{shared}}}, "names no cameras"},
+		{"bad camera", nil, nil, []KeyScope{{Name: "north", Cameras: []string{"../x"}, Keys: []string{shared}}}, "is not a camera id"},
+	} {
+		_, err := newKeyring(test.keys, test.admin, test.scopes)
+		if err == nil || !strings.Contains(err.Error(), test.want) || strings.Contains(err.Error(), shared) {
+			t.Errorf("%s: error %v, want one saying %q without the key", test.name, err, test.want)
 		}
 	}
 }

@@ -61,6 +61,9 @@ type Watch struct {
 	Expires time.Time `json:"expires"`
 	// CreatedBy is the key id (as in the audit log) of whoever made the watch.
 	CreatedBy string `json:"created_by"`
+	// Scope is the key scope (lookup.scoped_api_keys) that made the watch and alone sees it
+	// besides unscoped keys; empty for an unscoped key's watch.
+	Scope string `json:"scope,omitempty"`
 	// QueryCropID is the crop the watch was made from; empty for an upload.
 	QueryCropID string `json:"query_crop_id,omitempty"`
 	// QueryTrack is that crop's track, which raises no alert: it is the sighting the watch was
@@ -306,8 +309,9 @@ func (l *watchList) get(id string, now time.Time) (Watch, []Alert, []byte, bool)
 }
 
 // alertsAfter returns up to limit alerts with a Seq above after (of one watch when watchID is not
-// empty), oldest first, and the channel that is closed when the next alert is raised.
-func (l *watchList) alertsAfter(after int64, watchID string, limit int) ([]Alert, <-chan struct{}) {
+// empty) that scope sees, oldest first, and the channel that is closed when the next alert is
+// raised.
+func (l *watchList) alertsAfter(after int64, watchID string, scope *cameraScope, limit int) ([]Alert, <-chan struct{}) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var alerts []Alert
@@ -316,7 +320,7 @@ func (l *watchList) alertsAfter(after int64, watchID string, limit int) ([]Alert
 			continue
 		}
 		for _, alert := range entry.file.Alerts {
-			if alert.Seq > after {
+			if alert.Seq > after && scope.seesAlert(entry.file.Watch, alert) {
 				alerts = append(alerts, *alert)
 			}
 		}

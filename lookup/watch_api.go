@@ -6,6 +6,7 @@ package lookup
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,7 +61,7 @@ func (s *Server) handleCreateWatch(w http.ResponseWriter, r *http.Request, call 
 	values := form.values
 	now := s.now().UTC()
 	watch := Watch{Name: strings.TrimSpace(values.Get("name")), Created: now, CreatedBy: call.key,
-		QueryCropID: form.cropID, MinScore: float32(s.config.WatchMinScore)}
+		Scope: call.scope.String(), QueryCropID: form.cropID, MinScore: float32(s.config.WatchMinScore)}
 	if len(watch.Name) > maxWatchName {
 		return errorf(http.StatusBadRequest, "name is longer than %d bytes", maxWatchName)
 	}
@@ -70,6 +71,9 @@ func (s *Server) handleCreateWatch(w http.ResponseWriter, r *http.Request, call 
 	}
 	if !filter.From.IsZero() || !filter.To.IsZero() {
 		return errorf(http.StatusBadRequest, "a watch looks at crops from now on; from and to do not apply")
+	}
+	if err := scopeSearch(call.scope, form.cropID, &filter); err != nil {
+		return err
 	}
 	watch.Cameras, watch.ExcludeCameras = filter.Cameras, filter.ExcludeCameras
 	if values.Get("min_score") != "" {
@@ -122,7 +126,7 @@ func (s *Server) handleListWatches(w http.ResponseWriter, r *http.Request, call 
 	if err != nil {
 		return err
 	}
-	list := watches.list(s.now())
+	list := slices.DeleteFunc(watches.list(s.now()), func(watch Watch) bool { return !call.scope.seesWatch(watch) })
 	call.results = len(list)
 	writeJSON(w, http.StatusOK, WatchesResponse{Watches: list})
 	return nil
@@ -154,9 +158,10 @@ func (s *Server) handleGetWatch(w http.ResponseWriter, r *http.Request, call *ca
 		return err
 	}
 	watch, alerts, _, ok := watches.get(id, s.now())
-	if !ok {
+	if !ok || !call.scope.seesWatch(watch) {
 		return errorf(http.StatusNotFound, "watch %s not found", id)
 	}
+	alerts = slices.DeleteFunc(alerts, func(alert Alert) bool { return !call.scope.seesAlert(watch, &alert) })
 	call.results = len(alerts)
 	writeJSON(w, http.StatusOK, WatchResponse{Watch: watch, Alerts: alerts})
 	return nil
@@ -167,8 +172,8 @@ func (s *Server) handleWatchImage(w http.ResponseWriter, r *http.Request, call *
 	if err != nil {
 		return err
 	}
-	_, _, picture, ok := watches.get(id, s.now())
-	if !ok {
+	watch, _, picture, ok := watches.get(id, s.now())
+	if !ok || !call.scope.seesWatch(watch) {
 		return errorf(http.StatusNotFound, "watch %s not found", id)
 	}
 	call.results = 1
@@ -187,6 +192,9 @@ func (s *Server) handleDeleteWatch(w http.ResponseWriter, r *http.Request, call 
 	watches, id, err := s.pathWatch(r, call)
 	if err != nil {
 		return err
+	}
+	if watch, _, _, ok := watches.get(id, s.now()); ok && !call.scope.seesWatch(watch) {
+		return errorf(http.StatusNotFound, "watch %s not found", id)
 	}
 	found, err := watches.remove(id)
 	if err != nil {
@@ -242,7 +250,7 @@ func (s *Server) handleAlerts(w http.ResponseWriter, r *http.Request, call *call
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		alerts, changed := watches.alertsAfter(after, watchID, limit)
+		alerts, changed := watches.alertsAfter(after, watchID, call.scope, limit)
 		if len(alerts) > 0 || after < 0 || wait == 0 {
 			next := max(after, 0)
 			if len(alerts) > 0 {

@@ -67,15 +67,15 @@ func addSighting(t *testing.T, gallery *lookuptest.Gallery, person int, camera s
 	return id
 }
 
-func createWatch(t *testing.T, f *fixture, body string) Watch {
+func createWatch(t *testing.T, f *fixture, body string, headers ...string) Watch {
 	t.Helper()
-	status, data, headers := f.do(t, "POST", "/v1/watches", "application/json", strings.NewReader(body))
+	status, data, responseHeaders := f.do(t, "POST", "/v1/watches", "application/json", strings.NewReader(body), headers...)
 	if status != http.StatusCreated {
 		t.Fatalf("create watch: status %d: %s", status, data)
 	}
 	watch := decode[Watch](t, data)
-	if headers.Get("Location") != "/v1/watches/"+watch.ID {
-		t.Errorf("Location %q for watch %s", headers.Get("Location"), watch.ID)
+	if responseHeaders.Get("Location") != "/v1/watches/"+watch.ID {
+		t.Errorf("Location %q for watch %s", responseHeaders.Get("Location"), watch.ID)
 	}
 	return watch
 }

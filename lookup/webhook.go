@@ -65,7 +65,7 @@ func (s *Server) deliverAlerts(ctx context.Context) {
 	retry := webhookRetryFirst
 	failing := false
 	for {
-		alerts, changed := s.watches.alertsAfter(cursor, "", webhookBatch)
+		alerts, changed := s.watches.alertsAfter(cursor, "", nil, webhookBatch)
 		if len(alerts) == 0 {
 			select {
 			case <-ctx.Done():

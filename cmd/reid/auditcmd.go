@@ -19,15 +19,16 @@ import (
 
 func newAuditCommand(g *globals) *cobra.Command {
 	var (
-		since, until, key, route, crop string
-		asJSON                         bool
+		since, until, key, scope, route, crop string
+		asJSON                                bool
 	)
 	command := &cobra.Command{
-		Use:   "audit [FILE...] [--since T] [--until T] [--key ID] [--route TEXT] [--crop ID] [--json]",
+		Use:   "audit [FILE...] [--since T] [--until T] [--key ID] [--scope NAME] [--route TEXT] [--crop ID] [--json]",
 		Short: "Answer who asked the lookup API what: read the audit log, filtered",
 		Long: `Reads the lookup server's audit log (lookup.audit_log, default <data_dir>/audit.log), or the
 files named (rotated ones too, .gz included), and prints the records that match every filter:
---key (a key id as the log writes it), --route (a part of the route, such as erasures or watches),
+--key (a key id as the log writes it), --scope (the requests of a scoped key's scope, from
+lookup.scoped_api_keys; the KEY column shows a scoped key as key-.../SCOPE), --route (a part of the route, such as erasures or watches),
 --crop (every request that named the crop: a search from it, a watch, an erasure, a label), and the
 time range. It answers a data-protection officer's questions: who searched from this person's crop,
 what did this key do last month, which erasures were made and why.`,
@@ -48,6 +49,8 @@ what did this key do last month, which erasures were made and why.`,
 				case !from.IsZero() && record.Time.Before(from), !to.IsZero() && record.Time.After(to):
 					return false
 				case key != "" && record.Key != key:
+					return false
+				case scope != "" && record.Scope != scope:
 					return false
 				case route != "" && !strings.Contains(record.Route, route):
 					return false
@@ -77,7 +80,11 @@ what did this key do last month, which erasures were made and why.`,
 						results = fmt.Sprint(record.Results)
 					}
 					parameters, _ := json.Marshal(record.Params)
-					fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", record.Time.UTC().Format(time.RFC3339), record.Key, record.Remote,
+					who := record.Key
+					if record.Scope != "" {
+						who += "/" + record.Scope
+					}
+					fmt.Fprintf(table, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", record.Time.UTC().Format(time.RFC3339), who, record.Remote,
 						record.Route, record.Status, results, truncateText(string(parameters), 160))
 				})
 				if err != nil {
@@ -98,6 +105,7 @@ what did this key do last month, which erasures were made and why.`,
 	flags.StringVar(&since, "since", "", "records from this time on (RFC 3339, or a duration ago: 720h)")
 	flags.StringVar(&until, "until", "", "records before this time (RFC 3339, or a duration ago)")
 	flags.StringVar(&key, "key", "", "only this key id (as the log writes it, key-...)")
+	flags.StringVar(&scope, "scope", "", "only the requests of this key scope's keys (lookup.scoped_api_keys)")
 	flags.StringVar(&route, "route", "", "only routes containing this text (erasures, watches, search)")
 	flags.StringVar(&crop, "crop", "", "only requests that named this crop id")
 	flags.BoolVar(&asJSON, "json", false, "print the matching records as the log holds them (JSON lines)")

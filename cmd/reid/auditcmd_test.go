@@ -22,7 +22,7 @@ func TestAuditCommand(t *testing.T) {
 	records := []lookup.AuditRecord{
 		{Time: at, Key: "key-aaaa", Remote: "10.0.0.5:4000", Method: "POST", Route: "POST /v1/search", Status: 200,
 			Params: map[string]any{"crop_id": crop, "k": 20}, Results: 20},
-		{Time: at.Add(time.Hour), Key: "key-bbbb", Remote: "10.0.0.6:4000", Method: "GET", Route: "GET /v1/cameras", Status: 200, Results: -1},
+		{Time: at.Add(time.Hour), Key: "key-bbbb", Scope: "north", Remote: "10.0.0.6:4000", Method: "GET", Route: "GET /v1/cameras", Status: 200, Results: -1},
 		{Time: at.Add(48 * time.Hour), Key: "key-admin", Remote: "10.0.0.7:4000", Method: "POST", Route: "POST /v1/erasures", Status: 200,
 			Params: map[string]any{"reason": "DSR-2026-117", "erased_crop_ids": []string{crop, "gate_20261120T085900100000_13_0"}}, Results: 2},
 		{Time: at.Add(72 * time.Hour), Key: "key-aaaa", Remote: "10.0.0.5:4000", Method: "POST", Route: "POST /v1/watches", Status: 201,
@@ -59,6 +59,7 @@ func TestAuditCommand(t *testing.T) {
 		{"the live log by default", nil, []string{"POST /v1/erasures", "POST /v1/watches"}},
 		{"both files", []string{rotated, live}, []string{"POST /v1/search", "GET /v1/cameras", "POST /v1/erasures", "POST /v1/watches"}},
 		{"one key", []string{rotated, live, "--key", "key-aaaa"}, []string{"POST /v1/search", "POST /v1/watches"}},
+		{"one key scope", []string{rotated, live, "--scope", "north"}, []string{"GET /v1/cameras"}},
 		{"the erasures", []string{rotated, live, "--route", "erasures"}, []string{"POST /v1/erasures"}},
 		{"who named a crop", []string{rotated, live, "--crop", crop}, []string{"POST /v1/search", "POST /v1/erasures"}},
 		{"a time range", []string{rotated, live, "--since", "2026-11-20T09:30:00Z", "--until", "2026-11-22T12:00:00Z"}, []string{"GET /v1/cameras", "POST /v1/erasures"}},
@@ -80,6 +81,9 @@ func TestAuditCommand(t *testing.T) {
 				t.Errorf("printed %q, want %q:\n%s", routes, test.want, out)
 			}
 		})
+	}
+	if out, _ := runReid(t, "--data-dir", dataDir, "audit", rotated); !strings.Contains(out, " key-bbbb/north ") {
+		t.Errorf("a scoped key's record does not show its scope:\n%s", out)
 	}
 	out, err := runReid(t, "--data-dir", dataDir, "audit", live, "--route", "erasures", "--json")
 	if err != nil || !strings.Contains(out, `"reason":"DSR-2026-117"`) || strings.Count(strings.TrimSpace(out), "\n") != 0 {

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -195,14 +197,37 @@ func checkLookup(options config.Options) checkResult {
 	switch {
 	case err != nil:
 		result.err = err
-	case len(lookupConfig.APIKeys)+len(lookupConfig.AdminAPIKeys) > 0:
+	case len(lookupConfig.APIKeys)+len(lookupConfig.AdminAPIKeys)+len(lookupConfig.ScopedAPIKeys) > 0:
 		result.detail = fmt.Sprintf("%d API keys, %d admin keys", len(lookupConfig.APIKeys), len(lookupConfig.AdminAPIKeys))
+		result.detail += describeScopes(lookupConfig.ScopedAPIKeys, options.Cameras)
 	case lookup.IsLoopback(options.Lookup.Addr):
 		result.detail = "no API keys: this machine only"
 	default:
 		result.detail = "no API keys and allow_unauthenticated: anyone who reaches it can search"
 	}
 	return result
+}
+
+// describeScopes says what each key scope sees, and which of its cameras this configuration does
+// not run (a typo, or a camera another machine's reid ingest runs).
+func describeScopes(scopes []lookup.KeyScope, cameras []config.Camera) string {
+	var text strings.Builder
+	for _, scope := range scopes {
+		fmt.Fprintf(&text, "; scope %s: %d keys, cameras %s", scope.Name, len(scope.Keys), strings.Join(scope.Cameras, ", "))
+		if len(cameras) == 0 {
+			continue
+		}
+		var unknown []string
+		for _, camera := range scope.Cameras {
+			if !slices.ContainsFunc(cameras, func(configured config.Camera) bool { return configured.ID == camera }) {
+				unknown = append(unknown, camera)
+			}
+		}
+		if len(unknown) > 0 {
+			fmt.Fprintf(&text, " (not in cameras: %s)", strings.Join(unknown, ", "))
+		}
+	}
+	return text.String()
 }
 
 func checkDataDir(dir string) checkResult {

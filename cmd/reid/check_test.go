@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/internal/testassets"
 )
@@ -153,6 +154,41 @@ func checkValidationLine(t *testing.T, dataDir, video string) {
 		out, _ := runReid(t, "--config", configPath, "--data-dir", dataDir, "check", "--timeout", "10s")
 		if !strings.Contains(out, c.want) {
 			t.Errorf("%s validation set: want %q in\n%s", c.name, c.want, out)
+		}
+	}
+}
+
+// The lookup line says what each key scope sees, names a scope's camera that this configuration
+// does not run, and fails a key that two lists claim (without printing it).
+func TestCheckLookupScopes(t *testing.T) {
+	const key = "tenant-key-0123456789"
+	scope := func(name string, cameras ...string) config.ScopedAPIKeys {
+		return config.ScopedAPIKeys{Name: name, Cameras: cameras, Keys: []string{key}}
+	}
+	for _, test := range []struct {
+		name     string
+		unscoped []string
+		scopes   []config.ScopedAPIKeys
+		want     string
+		fails    bool
+	}{
+		{"one scope", nil, []config.ScopedAPIKeys{scope("north", "gate", "yard")},
+			"0 API keys, 0 admin keys; scope north: 1 keys, cameras gate, yard (not in cameras: yard)", false},
+		{"a key scoped and not", []string{key}, []config.ScopedAPIKeys{scope("north", "gate")},
+			"a key of scope north is also an unscoped API key", true},
+	} {
+		options := config.Default()
+		options.Cameras = []config.Camera{{ID: "gate", Source: "gate.mp4"}}
+		options.Lookup.Addr = "0.0.0.0:8080"
+		options.Lookup.APIKeys = test.unscoped
+		options.Lookup.ScopedAPIKeys = test.scopes
+		result := checkLookup(options)
+		got := result.detail
+		if result.err != nil {
+			got = result.err.Error()
+		}
+		if (result.err != nil) != test.fails || !strings.Contains(got, test.want) || strings.Contains(got, key) {
+			t.Errorf("%s: err %v, detail %q; want %q", test.name, result.err, result.detail, test.want)
 		}
 	}
 }

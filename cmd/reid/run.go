@@ -37,7 +37,8 @@ func newRunCommand(g *globals) *cobra.Command {
 			"embedder and archiver go on until they have taken in everything in the crops topic (for at\n" +
 			"most 15s; what is left then waits in the broker for the next start).\n" +
 			"SIGHUP re-reads the configuration and applies its cameras: new ones start, removed ones\n" +
-			"stop, changed ones restart; everything else keeps running.\n" +
+			"stop, changed ones restart; everything else keeps running. The lookup takes up its API keys\n" +
+			"and key scopes again (a revoked key stops working).\n" +
 			"A model version promoted while it runs (reid model promote, reid train --promote) is taken up\n" +
 			"within embedder.follow_interval, or at once on SIGHUP: new crops are embedded with it, the\n" +
 			"stored ones are backfilled into its gallery, and then lookups move to that gallery.",
@@ -204,10 +205,13 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 	stopProgress := startProgress(ingester)
 	stopReloads := func() {}
 	if flags.load != nil {
-		stopReloads = reloadCamerasOnHangup(ctx, ingester, options, flags.load, func() {
+		stopReloads = reloadCamerasOnHangup(ctx, ingester, options, flags.load, func(ctx context.Context, loaded config.Options, err error) {
 			models.nudge()
 			if auditLog != nil {
 				auditLog.reopen(ctx)
+			}
+			if server != nil && err == nil {
+				reloadLookupKeys(server, loaded)
 			}
 		})
 	}

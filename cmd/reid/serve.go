@@ -33,20 +33,25 @@ func newServeCommand(g *globals) *cobra.Command {
 			"again whatever that record names (after a restore). POST /v1/validation/people labels a\n" +
 			"person for the validation set. Both need an admin key (lookup.admin_api_keys), or,\n" +
 			"without keys, a client on this machine.\n" +
-			"SIGHUP reopens the audit log at its path (after logrotate has moved it).",
+			"SIGHUP reopens the audit log at its path (after logrotate has moved it) and takes up the\n" +
+			"configuration's API keys again: a key deleted from its file stops working, without a restart.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			options, err := g.load(cmd)
+			load := func() (config.Options, error) {
+				options, err := g.load(cmd)
+				if err != nil {
+					return options, err
+				}
+				if cmd.Flags().Changed("addr") {
+					options.Lookup.Addr = addr
+				}
+				return options, options.Validate()
+			}
+			options, err := load()
 			if err != nil {
 				return err
 			}
-			if cmd.Flags().Changed("addr") {
-				options.Lookup.Addr = addr
-			}
-			if err := options.Validate(); err != nil {
-				return err
-			}
-			return runServe(cmd.Context(), options)
+			return runServe(cmd.Context(), options, load)
 		},
 	}
 	command.Flags().StringVar(&addr, "addr", "", "listen address HOST:PORT (overrides lookup.addr; default 127.0.0.1:8080)")
@@ -54,8 +59,9 @@ func newServeCommand(g *globals) *cobra.Command {
 }
 
 // runServe serves until ctx is cancelled. The index and model load in the background so that the
-// process is live (and says it is not ready) while a large gallery opens.
-func runServe(ctx context.Context, options config.Options) error {
+// process is live (and says it is not ready) while a large gallery opens. On SIGHUP it reopens the
+// audit log and, when load is not nil, takes up the keys of the configuration load reads again.
+func runServe(ctx context.Context, options config.Options, load func() (config.Options, error)) error {
 	store, err := openCropStore(ctx, options)
 	if err != nil {
 		return err
@@ -65,7 +71,18 @@ func runServe(ctx context.Context, options config.Options) error {
 		return err
 	}
 	defer auditLog.Close()
-	defer onHangup(ctx, auditLog.reopen)()
+	defer onHangup(ctx, func(ctx context.Context) {
+		auditLog.reopen(ctx)
+		if load == nil {
+			return
+		}
+		loaded, err := load()
+		if err != nil {
+			slog.Error("reload: configuration not read; the lookup keys are unchanged", "err", err)
+			return
+		}
+		reloadLookupKeys(server, loaded)
+	})()
 	stopOps, err := startOps(ctx, options.Ops)
 	if err != nil {
 		return err
