@@ -361,6 +361,10 @@ type ScopedAPIKeys struct {
 	Cameras  []string `mapstructure:"cameras" yaml:"cameras"`
 	Keys     []string `mapstructure:"keys" yaml:"keys" secret:"true"`
 	KeysFile string   `mapstructure:"keys_file" yaml:"keys_file"`
+	// AlertWebhook, when set, receives the alerts of the scope's watches, as lookup.alert_webhook
+	// receives every alert, signed with AlertWebhookSecret when that is set.
+	AlertWebhook       string `mapstructure:"alert_webhook" yaml:"alert_webhook,omitempty"`
+	AlertWebhookSecret string `mapstructure:"alert_webhook_secret" yaml:"alert_webhook_secret,omitempty" secret:"true"`
 }
 
 // Ops configures the operations listener of reid's long-running processes (run, serve, ingest,
@@ -805,15 +809,18 @@ func (o *Options) Validate() error {
 	if o.Lookup.WatchMinScore <= 0 || o.Lookup.WatchMinScore > 1 {
 		bad("lookup.watch_min_score", "must be in (0, 1], not %g", o.Lookup.WatchMinScore)
 	}
-	if o.Lookup.AlertWebhook != "" {
-		if parsed, err := url.Parse(o.Lookup.AlertWebhook); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-			bad("lookup.alert_webhook", "must be an http:// or https:// URL, not %q", MaskURLCredentials(o.Lookup.AlertWebhook))
-		} else if o.Lookup.WatchInterval == 0 {
-			bad("lookup.alert_webhook", "needs watches: lookup.watch_interval is 0")
+	checkWebhook := func(key, webhook, secret string) {
+		if webhook != "" {
+			if parsed, err := url.Parse(webhook); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+				bad(key, "must be an http:// or https:// URL, not %q", MaskURLCredentials(webhook))
+			} else if o.Lookup.WatchInterval == 0 {
+				bad(key, "needs watches: lookup.watch_interval is 0")
+			}
+		} else if secret != "" {
+			bad(key+"_secret", "is set without %s", key)
 		}
-	} else if o.Lookup.AlertWebhookSecret != "" {
-		bad("lookup.alert_webhook_secret", "is set without lookup.alert_webhook")
 	}
+	checkWebhook("lookup.alert_webhook", o.Lookup.AlertWebhook, o.Lookup.AlertWebhookSecret)
 	scopeNames := map[string]bool{}
 	for i, scope := range o.Lookup.ScopedAPIKeys {
 		key := fmt.Sprintf("lookup.scoped_api_keys[%d]", i)
@@ -835,6 +842,7 @@ func (o *Options) Validate() error {
 		if len(scope.Keys) == 0 && scope.KeysFile == "" {
 			bad(key+".keys", "is empty and there is no keys_file: a scope needs keys")
 		}
+		checkWebhook(key+".alert_webhook", scope.AlertWebhook, scope.AlertWebhookSecret)
 	}
 	if o.Lookup.RateLimit < 0 {
 		bad("lookup.rate_limit", "must be >= 0")

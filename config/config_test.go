@@ -24,7 +24,8 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		{"testdata/unknown-key.bad.yaml", []string{"detector.confidance: unknown key"}},
 		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend", "trainer.promote_if",
 			"retention.per_camera[0].max_age: is 48h0m0s for gate, longer than retention.max_age", "retention.per_camera[1].camera", "cameras[0].privacy_masks[0]: must lie within the frame",
-			"lookup.scoped_api_keys[0].keys: is empty", "lookup.scoped_api_keys[1].name: names north a second time", "lookup.scoped_api_keys[1].cameras: is empty"}},
+			"lookup.scoped_api_keys[0].keys: is empty", "lookup.scoped_api_keys[1].name: names north a second time", "lookup.scoped_api_keys[1].cameras: is empty",
+			"lookup.scoped_api_keys[0].alert_webhook: must be an http:// or https:// URL"}},
 		{"testdata/bad-type.bad.yaml", []string{"crops.width"}},
 		{"testdata/bad-camera.bad.yaml", []string{"cameras[1].colour: unknown key"}},
 	}
@@ -194,13 +195,13 @@ func TestMaskedHidesSecretsOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(out)
-	for _, secret := range []string{"hunter2", "k1", "k2", "s3cret", "k3-tenant-secret"} {
+	for _, secret := range []string{"hunter2", "k1", "k2", "s3cret", "k3-tenant-secret", "tenant-hook-secret"} {
 		if strings.Contains(text, "- "+secret) || strings.Contains(text, ": "+secret) {
 			t.Errorf("secret %q printed:\n%s", secret, text)
 		}
 	}
 	for _, want := range []string{"password: '********'", "min_interval: 500ms", "id: gate-1", "model: yolox-nano",
-		"source: rtsp://admin:********@cam1.local/stream", "source: ../shared/video/vtest.avi", "name: north-tenant"} {
+		"source: rtsp://admin:********@cam1.local/stream", "source: ../shared/video/vtest.avi", "name: north-tenant", "alert_webhook: https://north.example/reid-alerts"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("printed config lacks %q:\n%s", want, text)
 		}

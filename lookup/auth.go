@@ -93,6 +93,16 @@ func (k *keyring) describe(at int) string {
 
 func (k *keyring) enabled() bool { return len(k.hashes) > 0 }
 
+// scopeNamed is the scope called name, or nil when there is none.
+func (k *keyring) scopeNamed(name string) *cameraScope {
+	for _, scope := range k.scopes {
+		if scope.name == name {
+			return scope
+		}
+	}
+	return nil
+}
+
 // identify says whose presented is, if it is an accepted key. It compares against every key,
 // always, so the time taken does not depend on which key (if any) matched.
 func (k *keyring) identify(presented string) (keyIdentity, bool) {

@@ -58,8 +58,8 @@ func newMetrics() *metrics {
 		}),
 		webhook: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "reid_lookup_alert_webhook_total",
-			Help: "Alert webhook outcomes: alerts delivered, and failed deliveries (each retried).",
-		}, []string{"outcome"}),
+			Help: "Alert webhook outcomes: alerts delivered, and failed deliveries (each retried); scope is a key scope's own webhook, empty for lookup.alert_webhook.",
+		}, []string{"outcome", "scope"}),
 		erasedCrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "reid_lookup_erased_crops_total",
 			Help: "Crops erased on request (POST /v1/erasures), deleted from the crop store with their vectors.",

@@ -9,7 +9,6 @@ package lookup
 // erasing and labelling span every camera.
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -21,11 +20,14 @@ import (
 )
 
 // KeyScope is a set of API keys that see only Cameras. Name identifies it in the audit log and
-// owns the watches its keys make.
+// owns the watches its keys make. AlertWebhook, when set, receives the alerts of those watches
+// (see webhook.go), signed with AlertWebhookSecret when that is set.
 type KeyScope struct {
-	Name    string
-	Cameras []string
-	Keys    []string
+	Name               string
+	Cameras            []string
+	Keys               []string
+	AlertWebhook       string
+	AlertWebhookSecret string
 }
 
 // cameraScope is a KeyScope as requests are checked against it. A nil *cameraScope is an
@@ -37,8 +39,8 @@ type cameraScope struct {
 }
 
 func newCameraScope(scope KeyScope) (*cameraScope, error) {
-	if scope.Name == "" {
-		return nil, errors.New("lookup: a key scope needs a name")
+	if !config.ValidID(scope.Name) {
+		return nil, fmt.Errorf("lookup: %q is not a key scope name (letters, digits, '-', '_', '.')", scope.Name)
 	}
 	if len(scope.Cameras) == 0 {
 		return nil, fmt.Errorf("lookup: key scope %s names no cameras", scope.Name)

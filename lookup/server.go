@@ -140,7 +140,8 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 		if err != nil {
 			return Config{}, fmt.Errorf("scope %s: %w", scope.Name, err)
 		}
-		scoped = append(scoped, KeyScope{Name: scope.Name, Cameras: scope.Cameras, Keys: keys})
+		scoped = append(scoped, KeyScope{Name: scope.Name, Cameras: scope.Cameras, Keys: keys,
+			AlertWebhook: scope.AlertWebhook, AlertWebhookSecret: scope.AlertWebhookSecret})
 	}
 	if _, err := newKeyring(keys, adminKeys, scoped); err != nil {
 		return Config{}, err
@@ -273,7 +274,7 @@ func New(config Config) (*Server, error) {
 	if config.WatchMinScore < 0 || config.WatchMinScore > 1 {
 		return nil, fmt.Errorf("lookup: watch min score must be in (0, 1], not %v", config.WatchMinScore)
 	}
-	if config.AlertWebhook != "" && config.WatchDir == "" {
+	if len(webhooksOf(config)) > 0 && config.WatchDir == "" {
 		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchDir)")
 	}
 	ring, err := newKeyring(config.APIKeys, config.AdminAPIKeys, config.ScopedAPIKeys)
@@ -295,11 +296,11 @@ func New(config Config) (*Server, error) {
 		}
 		server.metrics.watches.Set(float64(server.watches.count()))
 	}
-	if config.AlertWebhook != "" {
+	for _, hook := range webhooksOf(config) {
 		// Both outcomes are served from the start, so that an alert on increase(...) sees a zero
 		// before the first failure rather than no series at all.
-		server.metrics.webhook.WithLabelValues("delivered")
-		server.metrics.webhook.WithLabelValues("failed")
+		server.metrics.webhook.WithLabelValues("delivered", hook.scope)
+		server.metrics.webhook.WithLabelValues("failed", hook.scope)
 	}
 	for _, collector := range config.Collectors {
 		if err := server.metrics.registry.Register(collector); err != nil {
@@ -418,8 +419,8 @@ func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error
 		if s.config.WatchInterval > 0 {
 			watching.Go(func() { s.RunWatches(watchCtx, s.config.WatchInterval) })
 		}
-		if s.config.AlertWebhook != "" {
-			watching.Go(func() { s.deliverAlerts(watchCtx) })
+		for _, hook := range webhooksOf(s.config) {
+			watching.Go(func() { s.deliverAlerts(watchCtx, hook) })
 		}
 		defer watching.Wait()
 		defer stopWatches()

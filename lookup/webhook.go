@@ -1,7 +1,8 @@
 package lookup
 
 // Alert delivery by webhook, for applications that would rather be called than poll: every alert
-// is POSTed to Config.AlertWebhook in seq order, at least once. The seq of the last alert the
+// is POSTed to Config.AlertWebhook in seq order, at least once, and a key scope's watches' alerts
+// to that scope's own webhook, if it has one. The seq of the last alert the
 // receiver accepted is kept beside the watches, so a restart neither loses nor repeats what was
 // delivered before it; a receiver that is down is retried with backoff until it answers 2xx. A
 // receiver dedupes by seq (a delivery whose answer was lost is sent again).
@@ -47,9 +48,44 @@ func WebhookSignature(secret string, body []byte) string {
 	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
 }
 
-// deliverAlerts sends alerts to the webhook until ctx ends. ServeListener runs it.
-func (s *Server) deliverAlerts(ctx context.Context) {
-	cursorPath := filepath.Join(s.watches.dir, webhookCursorFile)
+// webhook is one receiver of alerts: the site's (lookup.alert_webhook), which takes every alert,
+// or a key scope's, which takes the alerts that scope's keys see. Each has its own cursor, so a
+// receiver that is down holds back no other.
+type webhook struct {
+	scope  string // "" for the site's
+	url    string
+	secret string
+}
+
+// webhooksOf lists the receivers config names.
+func webhooksOf(config Config) []webhook {
+	var hooks []webhook
+	if config.AlertWebhook != "" {
+		hooks = append(hooks, webhook{url: config.AlertWebhook, secret: config.AlertWebhookSecret})
+	}
+	for _, scope := range config.ScopedAPIKeys {
+		if scope.AlertWebhook != "" {
+			hooks = append(hooks, webhook{scope: scope.Name, url: scope.AlertWebhook, secret: scope.AlertWebhookSecret})
+		}
+	}
+	return hooks
+}
+
+// cursorFile names the file that keeps the seq of the last alert the receiver accepted.
+func (hook webhook) cursorFile() string {
+	if hook.scope == "" {
+		return webhookCursorFile
+	}
+	return "webhook-" + hook.scope + ".cursor"
+}
+
+// deliverAlerts sends alerts to one webhook until ctx ends. ServeListener runs one per webhook.
+func (s *Server) deliverAlerts(ctx context.Context, hook webhook) {
+	cursorPath := filepath.Join(s.watches.dir, hook.cursorFile())
+	logger := s.logger.With("url", config.MaskURLCredentials(hook.url))
+	if hook.scope != "" {
+		logger = logger.With("scope", hook.scope)
+	}
 	cursor, err := readCursor(cursorPath)
 	if errors.Is(err, os.ErrNotExist) {
 		// A newly configured webhook starts with the alerts raised from now on, not with every
@@ -58,14 +94,33 @@ func (s *Server) deliverAlerts(ctx context.Context) {
 		err = atomicfile.Write(cursorPath, []byte(strconv.FormatInt(cursor, 10)))
 	}
 	if err != nil {
-		s.logger.Error("lookup: alert webhook: its cursor cannot be read or written; alerts are not delivered", "path", cursorPath, "err", err)
+		logger.Error("lookup: alert webhook: its cursor cannot be read or written; alerts are not delivered", "path", cursorPath, "err", err)
 		return
 	}
 	client := &http.Client{Timeout: webhookTimeout}
 	retry := webhookRetryFirst
-	failing := false
+	failing, orphaned := false, false
 	for {
-		alerts, changed := s.watches.alertsAfter(cursor, "", nil, webhookBatch)
+		// A scope's webhook sends what the scope's keys see now: a reload (SetKeys) that takes a
+		// camera from the scope takes its alerts from the webhook too, and one that removes the
+		// scope holds its alerts back rather than send every camera's.
+		var scope *cameraScope
+		if hook.scope != "" {
+			if scope = s.keys.Load().scopeNamed(hook.scope); scope == nil {
+				if !orphaned {
+					logger.Error("lookup: alert webhook: its key scope is no longer configured; nothing is sent until it is, or until a restart drops the webhook")
+				}
+				orphaned = true
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(webhookRetryMax):
+				}
+				continue
+			}
+			orphaned = false
+		}
+		alerts, changed := s.watches.alertsAfter(cursor, "", scope, webhookBatch)
 		if len(alerts) == 0 {
 			select {
 			case <-ctx.Done():
@@ -74,17 +129,17 @@ func (s *Server) deliverAlerts(ctx context.Context) {
 				continue
 			}
 		}
-		err := s.postAlerts(ctx, client, alerts)
+		err := postAlerts(ctx, client, hook, alerts)
 		if err == nil {
 			cursor = alerts[len(alerts)-1].Seq
 			err = atomicfile.Write(cursorPath, []byte(strconv.FormatInt(cursor, 10)))
 			if err != nil {
 				// Delivered, but a restart would send these again: the receiver dedupes by seq.
-				s.logger.Error("lookup: alert webhook: saving the cursor", "err", err)
+				logger.Error("lookup: alert webhook: saving the cursor", "err", err)
 			}
-			s.metrics.webhook.WithLabelValues("delivered").Add(float64(len(alerts)))
+			s.metrics.webhook.WithLabelValues("delivered", hook.scope).Add(float64(len(alerts)))
 			if failing {
-				s.logger.Info("lookup: alert webhook delivers again", "alerts", len(alerts))
+				logger.Info("lookup: alert webhook delivers again", "alerts", len(alerts))
 			}
 			retry, failing = webhookRetryFirst, false
 			continue
@@ -92,9 +147,9 @@ func (s *Server) deliverAlerts(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.metrics.webhook.WithLabelValues("failed").Inc()
+		s.metrics.webhook.WithLabelValues("failed", hook.scope).Inc()
 		if !failing {
-			s.logger.Warn("lookup: alert webhook failed; retrying with backoff, alerts wait", "url", config.MaskURLCredentials(s.config.AlertWebhook), "err", err)
+			logger.Warn("lookup: alert webhook failed; retrying with backoff, alerts wait", "err", err)
 		}
 		failing = true
 		select {
@@ -106,19 +161,19 @@ func (s *Server) deliverAlerts(ctx context.Context) {
 	}
 }
 
-func (s *Server) postAlerts(ctx context.Context, client *http.Client, alerts []Alert) error {
+func postAlerts(ctx context.Context, client *http.Client, hook webhook, alerts []Alert) error {
 	body, err := json.Marshal(WebhookDelivery{Alerts: alerts})
 	if err != nil {
 		return err
 	}
-	request, err := http.NewRequestWithContext(ctx, http.MethodPost, s.config.AlertWebhook, bytes.NewReader(body))
+	request, err := http.NewRequestWithContext(ctx, http.MethodPost, hook.url, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
 	request.Header.Set("Content-Type", "application/json")
 	request.Header.Set("User-Agent", "reid-alerts")
-	if s.config.AlertWebhookSecret != "" {
-		request.Header.Set("X-Reid-Signature", WebhookSignature(s.config.AlertWebhookSecret, body))
+	if hook.secret != "" {
+		request.Header.Set("X-Reid-Signature", WebhookSignature(hook.secret, body))
 	}
 	response, err := client.Do(request)
 	if err != nil {

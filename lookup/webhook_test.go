@@ -159,3 +159,38 @@ func TestWebhookNeedsWatches(t *testing.T) {
 		t.Error("a webhook without a watch dir was accepted")
 	}
 }
+
+// A key scope's webhook receives its own watches' alerts and no others, beside the site's, which
+// receives every alert; each is signed with its own secret.
+func TestScopedAlertWebhook(t *testing.T) {
+	site := &webhookReceiver{t: t, secret: "site-secret-0123", got: make(chan struct{}, 1)}
+	tenant := &webhookReceiver{t: t, secret: "tenant-secret-0123", got: make(chan struct{}, 1)}
+	siteEndpoint, tenantEndpoint := httptest.NewServer(site), httptest.NewServer(tenant)
+	defer siteEndpoint.Close()
+	defer tenantEndpoint.Close()
+	clock := &testClock{now: testStart.Add(time.Minute)}
+	f := newFixture(t, func(c *Config) {
+		c.WatchDir, c.Now = t.TempDir(), clock.Now
+		c.AlertWebhook, c.AlertWebhookSecret = siteEndpoint.URL, site.secret
+		c.ScopedAPIKeys = []KeyScope{{Name: "tenant", Cameras: []string{"cam-a", "cam-b"}, Keys: []string{tenantKey},
+			AlertWebhook: tenantEndpoint.URL, AlertWebhookSecret: tenant.secret}}
+	})
+	serveWatches(t, f.server)
+	query := cropOf(t, f.gallery, "cam-a", 0)
+	tenantWatch := createWatch(t, f, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, query), asTenant...)
+	createWatch(t, f, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, query))
+	clock.Set(testStart.Add(10 * time.Minute))
+	if raised := check(t, f); raised != 3 {
+		t.Fatalf("raised %d alerts, want 3", raised)
+	}
+	site.waitReceived(t, 3)
+	tenantSeqs := tenant.waitReceived(t, 1)
+	time.Sleep(200 * time.Millisecond) // anything more would arrive by now
+	alerts := watchAlerts(t, f, tenantWatch.ID)
+	if got := tenant.received(); len(got) != 1 || len(alerts) != 1 || got[0] != alerts[0].Seq {
+		t.Errorf("the tenant's webhook received %v (first %v), want only its watch's alert %+v", got, tenantSeqs, alerts)
+	}
+	if got := site.received(); len(got) != 3 {
+		t.Errorf("the site's webhook received %v, want all 3 alerts", got)
+	}
+}

@@ -93,7 +93,12 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	results = append(results, checkCameras(ctx, options.Cameras, options.Ingest.StallTimeout, timeout)...)
 	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options), checkLookup(options))
 	if options.Lookup.AlertWebhook != "" {
-		results = append(results, checkAlertWebhook(ctx, options.Lookup.AlertWebhook))
+		results = append(results, checkAlertWebhook(ctx, "alert webhook", options.Lookup.AlertWebhook))
+	}
+	for _, scope := range options.Lookup.ScopedAPIKeys {
+		if scope.AlertWebhook != "" {
+			results = append(results, checkAlertWebhook(ctx, "alert webhook "+scope.Name, scope.AlertWebhook))
+		}
 	}
 	if options.Trainer.ValidationDir != "" {
 		results = append(results, checkValidation(options.Trainer.ValidationDir))
@@ -164,8 +169,8 @@ func checkValidation(dir string) checkResult {
 
 // checkAlertWebhook connects to the webhook's host without sending anything: a test alert would
 // reach the application as a real one.
-func checkAlertWebhook(ctx context.Context, webhook string) checkResult {
-	result := checkResult{part: "alert webhook"}
+func checkAlertWebhook(ctx context.Context, part, webhook string) checkResult {
+	result := checkResult{part: part}
 	parsed, err := url.Parse(webhook)
 	if err != nil {
 		result.err = err
