@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/lookup/lookuptest"
 )
@@ -310,5 +311,47 @@ func TestSetKeys(t *testing.T) {
 	}
 	if status, got := cameras(asTenant...); status != http.StatusOK || !slices.Equal(got, []string{"cam-b", "cam-c"}) {
 		t.Errorf("after refused reloads the tenant sees %d %v", status, got)
+	}
+}
+
+// KeyEntries names every configured key by its audit id, kind and place, with the comment above
+// it in its file, and never the key.
+func TestKeyEntries(t *testing.T) {
+	dir := t.TempDir()
+	writeKeys := func(name, text string) string {
+		path := dir + "/" + name
+		if err := writeFile(path, text); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	siteFile := writeKeys("site.keys", "# investigations\n# alice\nalice-key-0123456789abcdef\n\nunnamed-key-0123456789abcdef\n")
+	tenantFile := writeKeys("tenant.keys", "## bob, north tenant\nbob-key-0123456789abcdef\n")
+	entries, err := KeyEntries(config.Lookup{
+		APIKeys: []string{"inline-key-0123456789abcdef"}, APIKeysFile: siteFile,
+		AdminAPIKeys:  []string{"admin-key-0123456789abcdef"},
+		ScopedAPIKeys: []config.ScopedAPIKeys{{Name: "north", Cameras: []string{"gate"}, KeysFile: tenantFile}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []KeyEntry{
+		{ID: KeyID("inline-key-0123456789abcdef"), Kind: "api", Source: "config"},
+		{ID: KeyID("alice-key-0123456789abcdef"), Kind: "api", Source: siteFile + ":3", Note: "alice"},
+		{ID: KeyID("unnamed-key-0123456789abcdef"), Kind: "api", Source: siteFile + ":5"},
+		{ID: KeyID("admin-key-0123456789abcdef"), Kind: "admin", Source: "config"},
+		{ID: KeyID("bob-key-0123456789abcdef"), Kind: "scope north", Source: tenantFile + ":2", Note: "bob, north tenant"},
+	}
+	if !slices.Equal(entries, want) {
+		t.Errorf("entries\n%+v\nwant\n%+v", entries, want)
+	}
+	// The id is the one the audit log writes for a request with that key.
+	f := newFixture(t, nil)
+	f.do(t, "GET", "/v1/cameras", "", nil)
+	if records := f.audit.lines(t); len(records) != 1 || records[0].Key != KeyID(testKey) {
+		t.Errorf("audited as %+v, want key %s", records, KeyID(testKey))
+	}
+	if _, err := KeyEntries(config.Lookup{ScopedAPIKeys: []config.ScopedAPIKeys{{Name: "north", Keys: []string{"short"}}}}); err == nil || !strings.Contains(err.Error(), "scope north") {
+		t.Errorf("a short scoped key: %v", err)
 	}
 }

@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -162,33 +161,6 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 		AlertWebhook:         options.AlertWebhook,
 		AlertWebhookSecret:   options.AlertWebhookSecret,
 	}, nil
-}
-
-// LoadAPIKeys merges keys with those in file (one per line; blank lines and lines starting with
-// '#' ignored). Keys shorter than 16 characters are rejected: they would be guessable.
-func LoadAPIKeys(keys []string, file string) ([]string, error) {
-	all := append([]string(nil), keys...)
-	if file != "" {
-		raw, err := os.ReadFile(file)
-		if err != nil {
-			return nil, fmt.Errorf("lookup: api key file: %w", err)
-		}
-		for _, line := range strings.Split(string(raw), "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			all = append(all, line)
-		}
-	}
-	for i, key := range all {
-		key = strings.TrimSpace(key)
-		if len(key) < 16 {
-			return nil, fmt.Errorf("lookup: api key %d is %d characters; use at least 16 random characters", i+1, len(key))
-		}
-		all[i] = key
-	}
-	return all, nil
 }
 
 // SetKeys replaces the accepted keys with those of keys (its APIKeys, AdminAPIKeys and

@@ -760,6 +760,12 @@ func TestLoadAPIKeys(t *testing.T) {
 	if _, err := LoadAPIKeys([]string{"short"}, ""); err == nil {
 		t.Error("a 5-character key was accepted")
 	}
+	if err := writeFile(file+".short", "file-key-0123456789abcdef\nshort-key\n"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadAPIKeys(nil, file+".short"); err == nil || !strings.Contains(err.Error(), file+".short:2") || strings.Contains(err.Error(), "short-key") {
+		t.Errorf("a short key in a file: %v; want its file and line, not the key", err)
+	}
 	if _, err := LoadAPIKeys(nil, t.TempDir()+"/missing"); err == nil {
 		t.Error("a missing key file was accepted")
 	}

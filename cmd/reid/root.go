@@ -59,6 +59,7 @@ func newRootCommand() *cobra.Command {
 		newValidationCommand(g),
 		newAuditCommand(g),
 		newBackupCommand(g),
+		newKeysCommand(g),
 	)
 	return root
 }
