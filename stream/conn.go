@@ -91,6 +91,8 @@ type Topic struct {
 	ReplicationFactor int
 	// Retention is the topic's retention.ms; 0 leaves it to the broker's log.retention.ms.
 	Retention time.Duration
+	// SegmentRoll is the topic's segment.ms; 0 leaves it to the broker's log.roll.ms.
+	SegmentRoll time.Duration
 }
 
 // TopicsFrom lists the crops and DLQ topics the config names, with its partition count and
@@ -98,7 +100,7 @@ type Topic struct {
 // arrival order.
 func TopicsFrom(cfg config.Stream) []Topic {
 	return []Topic{
-		{Name: cfg.CropsTopic, Partitions: cfg.Partitions, Retention: cfg.TopicRetention},
+		{Name: cfg.CropsTopic, Partitions: cfg.Partitions, Retention: cfg.TopicRetention, SegmentRoll: CropsSegmentRoll},
 		{Name: cfg.DLQTopic, Partitions: 1, Retention: cfg.TopicRetention},
 	}
 }
@@ -121,7 +123,10 @@ func EnsureTopics(ctx context.Context, conn Connection, topics ...Topic) error {
 		}
 		config := kafka.TopicConfig{Topic: topic.Name, NumPartitions: topic.Partitions, ReplicationFactor: replication}
 		if topic.Retention > 0 {
-			config.ConfigEntries = []kafka.ConfigEntry{{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(topic.Retention.Milliseconds(), 10)}}
+			config.ConfigEntries = append(config.ConfigEntries, kafka.ConfigEntry{ConfigName: "retention.ms", ConfigValue: strconv.FormatInt(topic.Retention.Milliseconds(), 10)})
+		}
+		if topic.SegmentRoll > 0 {
+			config.ConfigEntries = append(config.ConfigEntries, kafka.ConfigEntry{ConfigName: "segment.ms", ConfigValue: strconv.FormatInt(topic.SegmentRoll.Milliseconds(), 10)})
 		}
 		configs = append(configs, config)
 	}

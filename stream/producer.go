@@ -197,7 +197,9 @@ func (p *Producer) Put(ctx context.Context, record cropstore.CropRecord) error {
 	if err != nil {
 		return err
 	}
-	message := kafka.Message{Key: []byte(record.Camera), Value: value}
+	// The record's broker timestamp is when it was accepted, not when a batch happened to be
+	// written: a purge after an erasure finds the records from before the erasure by it.
+	message := kafka.Message{Key: []byte(record.Camera), Value: value, Time: time.Now()}
 	queue := p.lanes[p.laneHash.Balance(message, p.laneIDs...)].queue
 	p.closeMu.RLock()
 	defer p.closeMu.RUnlock()

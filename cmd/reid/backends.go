@@ -83,6 +83,7 @@ type cropStore interface {
 	// RecordErasure and Erased keep the record of erasures (cropstore/erasures.go).
 	RecordErasure(ctx context.Context, erasure cropstore.Erasure) error
 	Erased(ctx context.Context, record cropstore.CropRecord) (bool, error)
+	Erasures(ctx context.Context) ([]cropstore.Erasure, error)
 	// Location names the store in logs and messages: a directory or s3://bucket.
 	Location() string
 }

@@ -32,6 +32,8 @@ type pipelineMetrics struct {
 	dataDir string
 	// retained counts what retention deleted; prune adds to it.
 	retainedCrops, retainedVectors atomic.Int64
+	// purgedRecords counts the crops topic's records deleted from the broker after erasures.
+	purgedRecords atomic.Int64
 }
 
 func metricDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -67,7 +69,7 @@ var (
 	backfillCropsDesc    = metricDesc("reid_model_switch_backfilled_total", "Stored crops embedded into a newly promoted model's gallery.")
 	backfillPendingDesc  = metricDesc("reid_model_switch_pending", "1 while a promoted model's gallery is being backfilled, before lookups move to it.")
 	dataDirFreeDesc      = metricDesc("reid_data_dir_free_bytes", "Space left on the data dir's file system (broker, crop store, index, models).")
-	retentionDesc        = metricDesc("reid_retention_deleted_total", "What retention deleted, by kind (crops, vectors).", "kind")
+	retentionDesc        = metricDesc("reid_retention_deleted_total", "What retention deleted, by kind (crops, vectors, and broker_records: the crops topic's records deleted from the broker after erasures).", "kind")
 	backupSuccessDesc    = metricDesc("reid_backup_last_success_timestamp_seconds", "When the last reid backup of the data dir that succeeded finished (Unix time); 0 when none has.")
 	backupFailedDesc     = metricDesc("reid_backup_last_run_failed", "1 when the data dir's last reid backup failed (reid check says why).")
 )
@@ -181,7 +183,11 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(retentionDesc, float64(m.retainedCrops.Load()), "crops")
 	counter(retentionDesc, float64(m.retainedVectors.Load()), "vectors")
+	counter(retentionDesc, float64(m.purgedRecords.Load()), "broker_records")
 }
+
+// purged counts a purge of the broker after an erasure.
+func (m *pipelineMetrics) purged(result stream.PurgeResult) { m.purgedRecords.Add(result.Deleted) }
 
 // pruned counts a retention prune.
 func (m *pipelineMetrics) pruned(result retention.Result) {

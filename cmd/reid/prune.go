@@ -13,6 +13,7 @@ import (
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/retention"
+	"github.com/reid-project/reid/stream"
 )
 
 // startRetention prunes what retention.max_age no longer allows, now and every
@@ -29,6 +30,26 @@ func startRetention(ctx context.Context, options config.Options, store retention
 	go func() {
 		defer close(done)
 		retention.Run(ctx, store, vectors, retention.Options{Policy: policy, Interval: options.Retention.Interval, Pruned: pruned})
+	}()
+	return func() { cancel(); <-done }
+}
+
+// startBrokerPurge deletes from the broker, after each erasure in store's record, the crops
+// topic's records that every consumer group has taken (retention.PurgeBroker), telling purged
+// (may be nil) what went. The archiving processes run it: they hold both the broker and the crop
+// store. The returned function stops it and waits for it.
+func startBrokerPurge(ctx context.Context, options config.Options, conn stream.Connection, store retention.ErasureRecord, purged func(stream.PurgeResult)) (stop func()) {
+	purger, err := stream.NewPurger(conn, options.Stream.CropsTopic)
+	if err != nil {
+		slog.Error("erasure: the broker cannot be purged after erasures", "err", err)
+		return func() {}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer purger.Close()
+		retention.PurgeBroker(ctx, store, purger, retention.PurgeOptions{Purged: purged})
 	}()
 	return func() { cancel(); <-done }
 }

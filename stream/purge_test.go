@@ -1,0 +1,144 @@
+package stream
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// TestPurge runs purges against the embedded broker as consumer groups come along: nothing goes
+// that some group has not consumed, "before" bounds what goes until all is asked for, and what went
+// can no longer be read.
+func TestPurge(t *testing.T) {
+	env := embeddedEnv(t)
+	topic, _ := newTopics(t, env, 2)
+	producer := newTestProducer(t, env.conn, ProducerOptions{Topic: topic})
+	putAll(t, producer, makeRecords(t, []string{"gate", "hall", "yard"}, 8, 0))
+	time.Sleep(50 * time.Millisecond) // broker timestamps are in milliseconds
+	erasedAt := time.Now()
+	time.Sleep(50 * time.Millisecond)
+	putAll(t, producer, makeRecords(t, []string{"gate", "hall", "yard"}, 4, 100))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	purger, err := NewPurger(env.conn, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer purger.Close()
+	admin := &kafka.Client{Addr: kafka.TCP(env.conn.Brokers...), Timeout: 10 * time.Second}
+	ranges, err := partitionRanges(ctx, admin, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// before is each partition's first record written after erasedAt.
+	before, err := purger.firstAtOrAfter(ctx, ranges, erasedAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total, older int64
+	for _, span := range ranges {
+		total += span.last - span.first
+		older += before[span.partition] - span.first
+	}
+	if total != 36 || older != 24 {
+		t.Fatalf("%d records, %d before erasedAt; want 36 and 24", total, older)
+	}
+	commit := func(group string, offset func(span partitionRange) int64) {
+		t.Helper()
+		offsets := map[string][]kafka.OffsetCommit{}
+		for _, span := range ranges {
+			offsets[topic] = append(offsets[topic], kafka.OffsetCommit{Partition: span.partition, Offset: offset(span)})
+		}
+		response, err := admin.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: offsets})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, partitions := range response.Topics {
+			for _, partition := range partitions {
+				if partition.Error != nil {
+					t.Fatalf("commit %s: %v", group, partition.Error)
+				}
+			}
+		}
+	}
+	readable := func() (n int64) {
+		t.Helper()
+		now, err := partitionRanges(ctx, admin, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, span := range now {
+			n += span.last - span.first
+		}
+		return n
+	}
+
+	steps := []struct {
+		name     string
+		prepare  func()
+		all      bool
+		deleted  int64
+		complete bool
+		behind   []string
+	}{
+		{name: "no group has consumed anything", all: true, complete: false},
+		{name: "the archiver is done, the embedder has two records of each partition", prepare: func() {
+			commit("archiver", func(span partitionRange) int64 { return span.last })
+			commit("embedder", func(span partitionRange) int64 { return span.first + 2 })
+		}, deleted: 4, behind: []string{"embedder"}},
+		{name: "the embedder has caught up", prepare: func() {
+			commit("embedder", func(span partitionRange) int64 { return span.last })
+		}, deleted: 20, complete: true},
+		{name: "the same again deletes nothing", complete: true},
+		{name: "everything consumed", all: true, deleted: 12, complete: true},
+	}
+	for _, step := range steps {
+		if step.prepare != nil {
+			step.prepare()
+		}
+		left := readable()
+		result, err := purger.Purge(ctx, erasedAt, step.all)
+		if err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if result.Deleted != step.deleted || result.Complete != step.complete || !slices.Equal(result.Behind, step.behind) {
+			t.Errorf("%s: %+v; want %d deleted, complete %v, behind %v", step.name, result, step.deleted, step.complete, step.behind)
+		}
+		if now := readable(); now != left-step.deleted {
+			t.Errorf("%s: %d records readable after deleting %d of %d", step.name, now, result.Deleted, left)
+		}
+	}
+
+	// A consumer that starts from the beginning now reads the record written after the purge, and
+	// none before it.
+	purged, err := partitionRanges(ctx, admin, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putAll(t, producer, makeRecords(t, []string{"gate"}, 1, 200))
+	found := 0
+	for _, span := range purged {
+		reader := kafka.NewReader(kafka.ReaderConfig{Brokers: env.conn.Brokers, Topic: topic, Partition: span.partition, MaxWait: 100 * time.Millisecond})
+		reader.SetOffset(kafka.FirstOffset)
+		readCtx, cancelRead := context.WithTimeout(ctx, 2*time.Second)
+		message, err := reader.ReadMessage(readCtx)
+		cancelRead()
+		reader.Close()
+		switch {
+		case err == nil && (message.Offset != span.last || string(message.Key) != "gate"):
+			t.Errorf("partition %d: read offset %d (%s) first, want the new record at %d", span.partition, message.Offset, message.Key, span.last)
+		case err == nil:
+			found++
+		case err != nil && !errors.Is(err, context.DeadlineExceeded):
+			t.Errorf("partition %d: %v", span.partition, err)
+		}
+	}
+	if found != 1 {
+		t.Errorf("the new record was read first on %d partitions, want 1", found)
+	}
+}
