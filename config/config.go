@@ -346,6 +346,12 @@ type Lookup struct {
 	// WatchMinScore is a new watch's default alert threshold on the track-consensus rank score.
 	// Default 0.7.
 	WatchMinScore float64 `mapstructure:"watch_min_score" yaml:"watch_min_score"`
+	// WatchServer, when set, is the base URL (http(s)://host:port) of the lookup server that
+	// keeps the site's watches: this one then forwards the watch and alert routes to it and keeps
+	// and checks none itself, so that every lookup server behind a load balancer answers them the
+	// same; the webhooks are the watch server's to deliver. Empty: this server keeps its own
+	// (lookup.watch_interval).
+	WatchServer string `mapstructure:"watch_server" yaml:"watch_server"`
 	// AlertWebhook, when set, is an http(s) URL that every alert is POSTed to as JSON
 	// ({"alerts":[...]}), in order, at least once, retried until it answers 2xx.
 	AlertWebhook string `mapstructure:"alert_webhook" yaml:"alert_webhook"`
@@ -821,6 +827,12 @@ func (o *Options) Validate() error {
 		}
 	}
 	checkWebhook("lookup.alert_webhook", o.Lookup.AlertWebhook, o.Lookup.AlertWebhookSecret)
+	if o.Lookup.WatchServer != "" {
+		if parsed, err := url.Parse(o.Lookup.WatchServer); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" ||
+			(parsed.Path != "" && parsed.Path != "/") || parsed.RawQuery != "" {
+			bad("lookup.watch_server", "must be a lookup server's base URL, http(s)://host:port, not %q", MaskURLCredentials(o.Lookup.WatchServer))
+		}
+	}
 	scopeNames := map[string]bool{}
 	for i, scope := range o.Lookup.ScopedAPIKeys {
 		key := fmt.Sprintf("lookup.scoped_api_keys[%d]", i)

@@ -25,7 +25,7 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend", "trainer.promote_if",
 			"retention.per_camera[0].max_age: is 48h0m0s for gate, longer than retention.max_age", "retention.per_camera[1].camera", "cameras[0].privacy_masks[0]: must lie within the frame",
 			"lookup.scoped_api_keys[0].keys: is empty", "lookup.scoped_api_keys[1].name: names north a second time", "lookup.scoped_api_keys[1].cameras: is empty",
-			"lookup.scoped_api_keys[0].alert_webhook: must be an http:// or https:// URL"}},
+			"lookup.scoped_api_keys[0].alert_webhook: must be an http:// or https:// URL", "lookup.watch_server: must be a lookup server's base URL"}},
 		{"testdata/bad-type.bad.yaml", []string{"crops.width"}},
 		{"testdata/bad-camera.bad.yaml", []string{"cameras[1].colour: unknown key"}},
 	}

@@ -89,12 +89,18 @@ func (s *Server) routesHandler() http.Handler {
 	handle("GET /v1/crops/{id}", s.api(costRead, s.handleCrop))
 	handle("GET /v1/crops/{id}/image", s.api(costRead, s.handleCropImage))
 	handle("GET /v1/cameras", s.api(costRead, s.handleCameras))
-	handle("POST /v1/watches", s.api(costSearch, s.handleCreateWatch))
-	handle("GET /v1/watches", s.api(costRead, s.handleListWatches))
-	handle("GET /v1/watches/{id}", s.api(costRead, s.handleGetWatch))
-	handle("GET /v1/watches/{id}/image", s.api(costRead, s.handleWatchImage))
-	handle("DELETE /v1/watches/{id}", s.api(costRead, s.handleDeleteWatch))
-	handle("GET /v1/alerts", s.api(costRead, s.handleAlerts))
+	watchRoute := func(handler apiHandler) apiHandler {
+		if s.config.WatchServer != "" {
+			return s.forwardToWatchServer
+		}
+		return handler
+	}
+	handle("POST /v1/watches", s.api(costSearch, watchRoute(s.handleCreateWatch)))
+	handle("GET /v1/watches", s.api(costRead, watchRoute(s.handleListWatches)))
+	handle("GET /v1/watches/{id}", s.api(costRead, watchRoute(s.handleGetWatch)))
+	handle("GET /v1/watches/{id}/image", s.api(costRead, watchRoute(s.handleWatchImage)))
+	handle("DELETE /v1/watches/{id}", s.api(costRead, watchRoute(s.handleDeleteWatch)))
+	handle("GET /v1/alerts", s.api(costRead, watchRoute(s.handleAlerts)))
 	handle("POST /v1/erasures", s.api(costSearch, s.handleErasure))
 	handle("GET /v1/validation", s.api(costRead, s.handleValidation))
 	handle("POST /v1/validation/people", s.api(costSearch, s.handleLabelPerson))

@@ -94,6 +94,9 @@ type Config struct {
 	// Collectors are served on /metrics beside the lookup's own (reid run adds the pipeline's).
 	Collectors []prometheus.Collector
 
+	// WatchServer, when set, is the base URL of the lookup server that keeps the watches: the
+	// watch and alert routes are forwarded to it (see forward.go), and WatchDir must be empty.
+	WatchServer string
 	// WatchDir keeps the watches (POST /v1/watches) and their alerts; empty turns watches off.
 	// Serve checks them every WatchInterval (0 leaves checking to the caller: CheckWatches) over
 	// the crops seen in the last WatchWindow (default 10 minutes). WatchMinScore is a new watch's
@@ -158,6 +161,7 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 		WatchInterval:        options.WatchInterval,
 		WatchWindow:          options.WatchWindow,
 		WatchMinScore:        options.WatchMinScore,
+		WatchServer:          strings.TrimSuffix(options.WatchServer, "/"),
 		AlertWebhook:         options.AlertWebhook,
 		AlertWebhookSecret:   options.AlertWebhookSecret,
 	}, nil
@@ -194,6 +198,8 @@ type Server struct {
 	audit   *auditLog
 	metrics *metrics
 	watches *watchList // nil when watches are off
+	// forwarder sends the watch routes to Config.WatchServer, when that is set.
+	forwarder *http.Client
 	// erasing is held by an erasure, and shared by watch checks (see handleErasure).
 	erasing sync.RWMutex
 	handler http.Handler
@@ -246,6 +252,9 @@ func New(config Config) (*Server, error) {
 	if config.WatchMinScore < 0 || config.WatchMinScore > 1 {
 		return nil, fmt.Errorf("lookup: watch min score must be in (0, 1], not %v", config.WatchMinScore)
 	}
+	if config.WatchServer != "" && config.WatchDir != "" {
+		return nil, errors.New("lookup: a server that forwards its watches to a watch server keeps none itself (Config.WatchDir)")
+	}
 	if len(webhooksOf(config)) > 0 && config.WatchDir == "" {
 		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchDir)")
 	}
@@ -262,6 +271,9 @@ func New(config Config) (*Server, error) {
 		now:     config.Now,
 	}
 	server.keys.Store(ring)
+	if config.WatchServer != "" {
+		server.forwarder = &http.Client{Timeout: forwardTimeout}
+	}
 	if config.WatchDir != "" {
 		if server.watches, err = openWatches(config.WatchDir, config.Logger); err != nil {
 			return nil, err

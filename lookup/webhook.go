@@ -57,8 +57,12 @@ type webhook struct {
 	secret string
 }
 
-// webhooksOf lists the receivers config names.
+// webhooksOf lists the receivers config names; a server that forwards its watches to a watch
+// server has none: the alerts are raised and delivered there.
 func webhooksOf(config Config) []webhook {
+	if config.WatchServer != "" {
+		return nil
+	}
 	var hooks []webhook
 	if config.AlertWebhook != "" {
 		hooks = append(hooks, webhook{url: config.AlertWebhook, secret: config.AlertWebhookSecret})

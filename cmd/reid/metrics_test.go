@@ -152,6 +152,8 @@ func TestPipelineMetrics(t *testing.T) {
 	models.backfilled.Store(7)
 	metrics := &pipelineMetrics{ingester: ingester, embedder: embed, vectors: vectors, models: models, dataDir: t.TempDir()}
 	metrics.pruned(retention.Result{Crops: 3, Vectors: 6})
+	metrics.purged(stream.PurgeResult{Deleted: 40})
+	metrics.purged(stream.PurgeResult{Deleted: 2, Complete: true})
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(metrics)
 
@@ -187,8 +189,9 @@ reid_model_switch_backfilled_total 7
 # HELP reid_model_switch_pending 1 while a promoted model's gallery is being backfilled, before lookups move to it.
 # TYPE reid_model_switch_pending gauge
 reid_model_switch_pending 1
-# HELP reid_retention_deleted_total What retention deleted, by kind (crops, vectors).
+# HELP reid_retention_deleted_total What retention deleted, by kind (crops, vectors, and broker_records: the crops topic's records deleted from the broker after erasures).
 # TYPE reid_retention_deleted_total counter
+reid_retention_deleted_total{kind="broker_records"} 42
 reid_retention_deleted_total{kind="crops"} 3
 reid_retention_deleted_total{kind="vectors"} 6
 `
