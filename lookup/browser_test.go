@@ -503,3 +503,31 @@ func TestBrowserLabel(t *testing.T) {
 func jsString(s string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
+
+// TestBrowserScopedKey: with a scoped key the page offers its cameras only and says, on the key
+// button, whose scope the key is; the newest crops it browses are of those cameras.
+func TestBrowserScopedKey(t *testing.T) {
+	f := newFixture(t, func(c *Config) {
+		c.ScopedAPIKeys = []KeyScope{{Name: "tenant", Cameras: []string{"cam-a", "cam-b"}, Keys: []string{tenantKey}}}
+	})
+	b := openBrowser(t, f.http.URL+"/")
+	b.step("key panel opens on 401", chromedp.WaitVisible(chromedp.ID("key-input")))
+	b.step("enter the tenant's key",
+		chromedp.SendKeys(chromedp.ID("key-input"), tenantKey),
+		chromedp.Click(chromedp.CSS(`#key-panel button[type=submit]`)),
+	)
+	b.waitFor("the scope on the key button", `document.getElementById('key-button').textContent === 'API key ✓ · tenant'`+
+		` && document.getElementById('key-button').title.endsWith('cam-a, cam-b')`)
+	b.waitFor("the browse grid", `document.querySelectorAll('#results .result:not(.skeleton)').length > 0`)
+	var chips, shown []any
+	b.evaluate(`[...document.querySelectorAll('#cameras .chip')].map(chip => chip.textContent)`, &chips)
+	b.evaluate(`[...document.querySelectorAll('#results .result')].map(e => e.dataset.crop)`, &shown)
+	if fmt.Sprint(chips) != "[cam-a cam-b]" {
+		t.Errorf("camera chips %v, want the scope's cam-a and cam-b", chips)
+	}
+	for _, id := range shown {
+		if strings.HasPrefix(id.(string), "cam-c_") {
+			t.Errorf("the tenant's page browses %s", id)
+		}
+	}
+}

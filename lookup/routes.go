@@ -89,6 +89,7 @@ func (s *Server) routesHandler() http.Handler {
 	handle("GET /v1/crops/{id}", s.api(costRead, s.handleCrop))
 	handle("GET /v1/crops/{id}/image", s.api(costRead, s.handleCropImage))
 	handle("GET /v1/cameras", s.api(costRead, s.handleCameras))
+	handle("GET /v1/whoami", s.api(costRead, s.handleWhoAmI))
 	watchRoute := func(handler apiHandler) apiHandler {
 		if s.config.WatchServer != "" {
 			return s.forwardToWatchServer

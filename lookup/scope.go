@@ -129,3 +129,26 @@ func scopeSearch(scope *cameraScope, cropID string, filter *index.Filter) error 
 	*filter = restricted
 	return nil
 }
+
+// WhoAmIResponse is the body of GET /v1/whoami: what the presented key may see and do, so that a
+// client (the page) can say so rather than learn it from refusals.
+type WhoAmIResponse struct {
+	// Key is the key's id as the audit log writes it ("anonymous" without keys).
+	Key string `json:"key"`
+	// Admin says whether it may erase and label (an admin key, or, without keys, this machine).
+	Admin bool `json:"admin"`
+	// Scope and Cameras are a scoped key's scope and the cameras it sees; both are absent for a
+	// key that sees every camera.
+	Scope   string   `json:"scope,omitempty"`
+	Cameras []string `json:"cameras,omitempty"`
+}
+
+func (s *Server) handleWhoAmI(w http.ResponseWriter, r *http.Request, call *call) error {
+	response := WhoAmIResponse{Key: call.key, Admin: s.mayAdminister(r, call, "administer") == nil, Scope: call.scope.String()}
+	if call.scope != nil {
+		response.Cameras = slices.Clone(call.scope.sorted)
+	}
+	call.results = 1
+	writeJSON(w, http.StatusOK, response)
+	return nil
+}

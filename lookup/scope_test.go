@@ -355,3 +355,26 @@ func TestKeyEntries(t *testing.T) {
 		t.Errorf("a short scoped key: %v", err)
 	}
 }
+
+func TestWhoAmI(t *testing.T) {
+	f, _ := scopedFixture(t, t.TempDir(), "cam-b", "cam-a")
+	if err := f.server.SetKeys(Config{APIKeys: []string{testKey}, AdminAPIKeys: []string{adminKey},
+		ScopedAPIKeys: []KeyScope{{Name: "tenant", Cameras: []string{"cam-b", "cam-a"}, Keys: []string{tenantKey}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, test := range []struct {
+		who     string
+		headers []string
+		want    WhoAmIResponse
+	}{
+		{"the site's key", nil, WhoAmIResponse{Key: KeyID(testKey)}},
+		{"an admin key", []string{"Authorization", "Bearer " + adminKey}, WhoAmIResponse{Key: KeyID(adminKey), Admin: true}},
+		{"a scoped key", asTenant, WhoAmIResponse{Key: KeyID(tenantKey), Scope: "tenant", Cameras: []string{"cam-a", "cam-b"}}},
+	} {
+		status, data, _ := f.do(t, "GET", "/v1/whoami", "", nil, test.headers...)
+		got := decode[WhoAmIResponse](t, data)
+		if status != http.StatusOK || got.Key != test.want.Key || got.Admin != test.want.Admin || got.Scope != test.want.Scope || !slices.Equal(got.Cameras, test.want.Cameras) {
+			t.Errorf("%s: %d %+v, want %+v", test.who, status, got, test.want)
+		}
+	}
+}

@@ -19,6 +19,7 @@ const state = {
   alertsPolling: false,
   watchesOff: false,
   watchesLoad: 0,
+  whoami: null, // GET /v1/whoami: the key's id, whether it is an admin key, a scoped key's cameras
   eraseTarget: null, // the erasure the panel previewed: {tracks: [...], crop_ids: [...]}
   eraseSeq: 0,
 };
@@ -154,7 +155,26 @@ function closeKeyPanel() {
 }
 
 function updateKeyButton() {
-  $("key-button").textContent = state.key ? "API key ✓" : "API key";
+  const button = $("key-button");
+  button.textContent = state.key ? "API key ✓" : "API key";
+  button.title = "API key";
+  const who = state.whoami;
+  if (state.key && who && who.scope) {
+    // A scoped key sees some cameras only: say so, or an investigator takes "not found" for
+    // "not seen anywhere".
+    button.textContent = "API key ✓ · " + who.scope;
+    button.title = "This key sees only the cameras of " + who.scope + ": " + who.cameras.join(", ");
+  }
+}
+
+// loadWhoAmI asks what the key may see (GET /v1/whoami) and shows a scoped key's scope.
+async function loadWhoAmI() {
+  try {
+    state.whoami = await (await api("/v1/whoami")).json();
+  } catch {
+    state.whoami = null; // the cameras' call shows why
+  }
+  updateKeyButton();
 }
 
 // ---------- cameras and filters ----------
@@ -971,6 +991,7 @@ function init() {
     updateKeyButton();
     closeKeyPanel();
     clearError();
+    loadWhoAmI();
     if (await loadCameras()) {
       showStart();
       if (await loadWatches()) pollAlerts();
@@ -978,6 +999,7 @@ function init() {
   });
   $("key-clear").addEventListener("click", () => {
     state.key = "";
+    state.whoami = null;
     localStorage.removeItem(KEY_STORAGE);
     $("key-input").value = "";
     updateKeyButton();
@@ -1023,6 +1045,7 @@ function init() {
     if (id && !(state.query && state.query.kind === "crop" && state.query.id === id)) pivot(id);
   });
   refreshStatus();
+  loadWhoAmI();
   loadCameras().then((ok) => { if (ok) showStart(); });
   loadWatches().then((ok) => { if (ok) pollAlerts(); });
 }
