@@ -17,6 +17,11 @@ import (
 	"github.com/reid-project/reid/stream"
 )
 
+// PurgeSettle is how long after an erasure its purge waits by default: crops of its tracks may
+// still reach the broker until every stage has read the record (cropstore.ErasureRefresh), and
+// hosts' clocks differ.
+const PurgeSettle = time.Minute
+
 // BrokerPurger deletes the crops topic's consumed records: *stream.Purger.
 type BrokerPurger interface {
 	Purge(ctx context.Context, before time.Time, all bool) (stream.PurgeResult, error)
@@ -48,7 +53,7 @@ func (o *PurgeOptions) setDefaults() {
 		o.Interval = 30 * time.Second
 	}
 	if o.Settle <= 0 {
-		o.Settle = time.Minute
+		o.Settle = PurgeSettle
 	}
 	if o.SegmentRoll <= 0 {
 		o.SegmentRoll = stream.CropsSegmentRoll

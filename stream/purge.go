@@ -60,17 +60,9 @@ type PurgeResult struct {
 // topic has consumed: those written before `before` only, or, with all, every one of them. A group
 // that has consumed some partitions of the topic but not yet one holds that partition back.
 func (p *Purger) Purge(ctx context.Context, before time.Time, all bool) (PurgeResult, error) {
-	ranges, err := partitionRanges(ctx, p.admin, p.topic)
+	ranges, boundaries, consumed, behind, err := p.plan(ctx, before)
 	if err != nil {
-		return PurgeResult{}, fmt.Errorf("stream: purge %s: %w", p.topic, err)
-	}
-	boundaries, err := p.firstAtOrAfter(ctx, ranges, before)
-	if err != nil {
-		return PurgeResult{}, fmt.Errorf("stream: purge %s: %w", p.topic, err)
-	}
-	consumed, behind, err := p.consumed(ctx, ranges, boundaries)
-	if err != nil {
-		return PurgeResult{}, fmt.Errorf("stream: purge %s: %w", p.topic, err)
+		return PurgeResult{}, err
 	}
 	result := PurgeResult{Complete: true, Behind: behind}
 	for _, span := range ranges {
@@ -100,6 +92,34 @@ func (p *Purger) Purge(ctx context.Context, before time.Time, all bool) (PurgeRe
 		}
 	}
 	return result, nil
+}
+
+// Readable counts the records written before `before` that can still be read, and names the
+// consumer groups that have not taken them all yet. It deletes nothing.
+func (p *Purger) Readable(ctx context.Context, before time.Time) (int64, []string, error) {
+	ranges, boundaries, _, behind, err := p.plan(ctx, before)
+	if err != nil {
+		return 0, nil, err
+	}
+	var readable int64
+	for _, span := range ranges {
+		readable += max(boundaries[span.partition]-span.first, 0)
+	}
+	return readable, behind, nil
+}
+
+// plan reads what a purge needs: the partitions' offsets, where the records written at or after
+// before begin, how far every consumer group has come, and which groups are behind.
+func (p *Purger) plan(ctx context.Context, before time.Time) (ranges []partitionRange, boundaries, consumed map[int]int64, behind []string, err error) {
+	if ranges, err = partitionRanges(ctx, p.admin, p.topic); err == nil {
+		if boundaries, err = p.firstAtOrAfter(ctx, ranges, before); err == nil {
+			consumed, behind, err = p.consumed(ctx, ranges, boundaries)
+		}
+	}
+	if err != nil {
+		return nil, nil, nil, nil, fmt.Errorf("stream: purge %s: %w", p.topic, err)
+	}
+	return ranges, boundaries, consumed, behind, nil
 }
 
 // firstAtOrAfter finds, per partition, the offset of the first record written at or after t: the

@@ -85,12 +85,14 @@ func TestPurge(t *testing.T) {
 		deleted  int64
 		complete bool
 		behind   []string
+		// older is how many records from before erasedAt Readable finds left after the purge.
+		older int64
 	}{
-		{name: "no group has consumed anything", all: true, complete: false},
+		{name: "no group has consumed anything", all: true, complete: false, older: 24},
 		{name: "the archiver is done, the embedder has two records of each partition", prepare: func() {
 			commit("archiver", func(span partitionRange) int64 { return span.last })
 			commit("embedder", func(span partitionRange) int64 { return span.first + 2 })
-		}, deleted: 4, behind: []string{"embedder"}},
+		}, deleted: 4, behind: []string{"embedder"}, older: 20},
 		{name: "the embedder has caught up", prepare: func() {
 			commit("embedder", func(span partitionRange) int64 { return span.last })
 		}, deleted: 20, complete: true},
@@ -111,6 +113,10 @@ func TestPurge(t *testing.T) {
 		}
 		if now := readable(); now != left-step.deleted {
 			t.Errorf("%s: %d records readable after deleting %d of %d", step.name, now, result.Deleted, left)
+		}
+		older, behind, err := purger.Readable(ctx, erasedAt)
+		if err != nil || older != step.older || !slices.Equal(behind, step.behind) {
+			t.Errorf("%s: Readable says %d from before erasedAt, behind %v (%v); want %d, %v", step.name, older, behind, err, step.older, step.behind)
 		}
 	}
 

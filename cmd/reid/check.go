@@ -24,6 +24,7 @@ import (
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/ingest"
 	"github.com/reid-project/reid/lookup"
+	"github.com/reid-project/reid/retention"
 	"github.com/reid-project/reid/stream"
 )
 
@@ -78,7 +79,8 @@ func printChecks(out io.Writer, results []checkResult) (allOK bool) {
 
 func runChecks(ctx context.Context, options config.Options, timeout time.Duration) []checkResult {
 	results := []checkResult{checkDataDir(options.DataDir)}
-	if store, err := openCropStore(ctx, options); err != nil {
+	store, err := openCropStore(ctx, options)
+	if err != nil {
 		results = append(results, checkResult{part: "crop store", err: err})
 	} else if _, err := store.Erased(ctx, cropstore.CropRecord{}); err != nil {
 		// A record of erasures that cannot be read stops the archiver and the embedder.
@@ -91,7 +93,13 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	}
 	results = append(results, checkDetectors(options)...)
 	results = append(results, checkCameras(ctx, options.Cameras, options.Ingest.StallTimeout, timeout)...)
-	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options), checkLookup(options))
+	results = append(results, checkModel(ctx, options), checkIndex(ctx, options), checkBroker(ctx, options))
+	if store != nil {
+		if result, found := checkBrokerPurge(ctx, options, store, time.Now()); found {
+			results = append(results, result)
+		}
+	}
+	results = append(results, checkLookup(options))
 	if options.Lookup.AlertWebhook != "" {
 		results = append(results, checkAlertWebhook(ctx, "alert webhook", options.Lookup.AlertWebhook))
 	}
@@ -190,6 +198,58 @@ func checkAlertWebhook(ctx context.Context, part, webhook string) checkResult {
 	connection.Close()
 	result.detail = config.MaskURLCredentials(webhook) + ": reachable"
 	return result
+}
+
+// brokerPurgeOverdue is how long after an erasure its crops may still be readable in the broker
+// before reid check calls it a failure: the purge waits retention.PurgeSettle, then for the
+// consumer groups, which at a healthy site have long taken them.
+const brokerPurgeOverdue = 15 * time.Minute
+
+// checkBrokerPurge says whether the broker still serves crops from before the newest erasure
+// (retention.PurgeBroker deletes them once every consumer group has taken them). It has nothing
+// to say without erasures, or when the broker cannot be reached (the broker line says why).
+func checkBrokerPurge(ctx context.Context, options config.Options, record retention.ErasureRecord, now time.Time) (checkResult, bool) {
+	erasures, err := record.Erasures(ctx)
+	if err != nil || len(erasures) == 0 {
+		return checkResult{}, false
+	}
+	var newest time.Time
+	for _, erasure := range erasures {
+		if erasure.Time.After(newest) {
+			newest = erasure.Time
+		}
+	}
+	brokers := options.Stream.Brokers
+	if len(brokers) == 0 {
+		brokers = []string{options.Stream.EmbeddedAddr}
+	}
+	purger, err := stream.NewPurger(stream.ConnectionFrom(options.Stream, brokers), options.Stream.CropsTopic)
+	if err != nil {
+		return checkResult{}, false
+	}
+	defer purger.Close()
+	askCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	readable, behind, err := purger.Readable(askCtx, newest.Add(retention.PurgeSettle))
+	if err != nil {
+		return checkResult{}, false
+	}
+	result := checkResult{part: "broker after erasures"}
+	waitingFor := "no consumer group has taken them yet"
+	if len(behind) > 0 {
+		waitingFor = "waiting for consumer groups " + strings.Join(behind, ", ")
+	}
+	at := newest.UTC().Format(time.RFC3339)
+	switch {
+	case readable == 0:
+		result.detail = "nothing from before the newest erasure (" + at + ") is readable"
+	case now.Sub(newest) < brokerPurgeOverdue:
+		result.detail = fmt.Sprintf("%d records from before the erasure of %s are still readable, %s; reid run or reid archive deletes them once taken", readable, at, waitingFor)
+	default:
+		result.err = fmt.Errorf("%d records from before the erasure of %s are still readable %s later, %s: is reid run or reid archive running?",
+			readable, at, now.Sub(newest).Round(time.Minute), waitingFor)
+	}
+	return result, true
 }
 
 // checkLookup applies the lookup server's own rules for API keys and exposure to its address.

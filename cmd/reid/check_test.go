@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,10 +10,16 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/reid-project/reid/config"
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/retention"
+	"github.com/reid-project/reid/stream"
 )
 
 // TestCheckCommand checks a site whose cameras all work, and one with a missing file and an
@@ -190,5 +197,79 @@ func TestCheckLookupScopes(t *testing.T) {
 		if (result.err != nil) != test.fails || !strings.Contains(got, test.want) || strings.Contains(got, key) {
 			t.Errorf("%s: err %v, detail %q; want %q", test.name, result.err, result.detail, test.want)
 		}
+	}
+}
+
+type erasureList []cropstore.Erasure
+
+func (l erasureList) Erasures(context.Context) ([]cropstore.Erasure, error) { return l, nil }
+
+// The "broker after erasures" line says how many crops from before the newest erasure the broker
+// still serves and who it waits for, fails once that has lasted too long, and is ok once they
+// are purged.
+func TestCheckBrokerPurge(t *testing.T) {
+	broker, err := stream.StartBroker(stream.BrokerOptions{Addr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	options := config.Default()
+	options.Stream.Brokers = broker.Addrs()
+	conn := stream.ConnectionFrom(options.Stream, options.Stream.Brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := stream.EnsureTopics(ctx, conn, stream.TopicsFrom(options.Stream)...); err != nil {
+		t.Fatal(err)
+	}
+	producer, err := stream.NewProducer(conn, stream.ProducerOptionsFrom(options.Stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for frame := range int64(5) {
+		if err := producer.Put(ctx, cropstore.CropRecord{ID: cropstore.NewID("gate", time.Now(), frame, 0), Camera: "gate", Time: time.Now(), Frame: frame,
+			Track: 1, Box: cropstore.Box{Width: 8, Height: 16}, JPEG: []byte{0xff, 0xd8, 0xff, 0xd9}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := producer.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	erasedAt := time.Now()
+	record := erasureList{{Time: erasedAt.Add(-time.Hour)}, {Time: erasedAt}}
+
+	if _, found := checkBrokerPurge(ctx, options, erasureList{}, erasedAt); found {
+		t.Error("a line without erasures")
+	}
+	result, found := checkBrokerPurge(ctx, options, record, erasedAt.Add(2*time.Minute))
+	if !found || result.err != nil || !strings.HasPrefix(result.detail, "5 records from before the erasure of") || !strings.Contains(result.detail, "no consumer group has taken them yet") {
+		t.Errorf("just after the erasure: %+v", result)
+	}
+	result, _ = checkBrokerPurge(ctx, options, record, erasedAt.Add(20*time.Minute))
+	if result.err == nil || !strings.Contains(result.err.Error(), "is reid run or reid archive running?") {
+		t.Errorf("20 minutes after the erasure: %+v", result)
+	}
+
+	// Once a group has taken them and the purge has run, nothing is left.
+	admin := &kafka.Client{Addr: kafka.TCP(options.Stream.Brokers...), Timeout: 10 * time.Second}
+	var commits []kafka.OffsetCommit
+	for partition := range options.Stream.Partitions {
+		commits = append(commits, kafka.OffsetCommit{Partition: partition, Offset: 5})
+	}
+	if _, err := admin.OffsetCommit(ctx, &kafka.OffsetCommitRequest{GroupID: options.Stream.ArchiveGroup, GenerationID: -1,
+		Topics: map[string][]kafka.OffsetCommit{options.Stream.CropsTopic: commits}}); err != nil {
+		t.Fatal(err)
+	}
+	purger, err := stream.NewPurger(conn, options.Stream.CropsTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer purger.Close()
+	if purged, err := purger.Purge(ctx, erasedAt.Add(retention.PurgeSettle), false); err != nil || purged.Deleted != 5 || !purged.Complete {
+		t.Fatalf("purge: %+v, %v", purged, err)
+	}
+	result, _ = checkBrokerPurge(ctx, options, record, erasedAt.Add(20*time.Minute))
+	if result.err != nil || !strings.HasPrefix(result.detail, "nothing from before the newest erasure") {
+		t.Errorf("after the purge: %+v", result)
 	}
 }
