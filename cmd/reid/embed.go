@@ -109,7 +109,7 @@ func newArchiveCommand(g *globals) *cobra.Command {
 			}
 			metrics := &pipelineMetrics{archive: archive, dataDir: options.DataDir, consumers: map[string]*stream.Consumer{options.Stream.ArchiveGroup: consumer}}
 			defer startRetention(ctx, options, store, nil, metrics.pruned)()
-			defer startBrokerPurge(ctx, options, conn, store, metrics.purged)()
+			defer startBrokerPurge(ctx, options, conn, store, metrics)()
 			stopOps, err := startOps(ctx, options.Ops, metrics)
 			if err != nil {
 				return err

@@ -32,8 +32,11 @@ type pipelineMetrics struct {
 	dataDir string
 	// retained counts what retention deleted; prune adds to it.
 	retainedCrops, retainedVectors atomic.Int64
-	// purgedRecords counts the crops topic's records deleted from the broker after erasures.
-	purgedRecords atomic.Int64
+	// purgedRecords counts the crops topic's records deleted from the broker after erasures;
+	// purging is set in the processes that purge, and purgePending while crops from before the
+	// newest erasure are still readable there.
+	purgedRecords         atomic.Int64
+	purging, purgePending atomic.Bool
 }
 
 func metricDesc(name, help string, labels ...string) *prometheus.Desc {
@@ -69,6 +72,7 @@ var (
 	backfillCropsDesc    = metricDesc("reid_model_switch_backfilled_total", "Stored crops embedded into a newly promoted model's gallery.")
 	backfillPendingDesc  = metricDesc("reid_model_switch_pending", "1 while a promoted model's gallery is being backfilled, before lookups move to it.")
 	dataDirFreeDesc      = metricDesc("reid_data_dir_free_bytes", "Space left on the data dir's file system (broker, crop store, index, models).")
+	purgePendingDesc     = metricDesc("reid_erasure_broker_pending", "1 while crops from before the newest erasure are still readable in the broker, waiting for consumer groups to take them (reid check names them).")
 	retentionDesc        = metricDesc("reid_retention_deleted_total", "What retention deleted, by kind (crops, vectors, and broker_records: the crops topic's records deleted from the broker after erasures).", "kind")
 	backupSuccessDesc    = metricDesc("reid_backup_last_success_timestamp_seconds", "When the last reid backup of the data dir that succeeded finished (Unix time); 0 when none has.")
 	backupFailedDesc     = metricDesc("reid_backup_last_run_failed", "1 when the data dir's last reid backup failed (reid check says why).")
@@ -80,7 +84,7 @@ func (m *pipelineMetrics) Describe(ch chan<- *prometheus.Desc) {
 		ingestLateDesc, ingestErasedDesc, producedDesc, producerErrorsDesc, producerBufferedDesc,
 		embedCropsDesc, embedRejectedDesc, embedErasedDesc, embedSecondsDesc, embedAheadDesc, embedLatencyDesc, embedModelDesc,
 		consumerHandledDesc, consumerDLQDesc, consumerErrorsDesc, consumerLagDesc, archivedDesc, archiveErasedDesc,
-		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc, dataDirFreeDesc,
+		galleryItemsDesc, backfillCropsDesc, backfillPendingDesc, retentionDesc, purgePendingDesc, dataDirFreeDesc,
 		backupSuccessDesc, backupFailedDesc,
 	} {
 		ch <- desc
@@ -184,10 +188,21 @@ func (m *pipelineMetrics) Collect(ch chan<- prometheus.Metric) {
 	counter(retentionDesc, float64(m.retainedCrops.Load()), "crops")
 	counter(retentionDesc, float64(m.retainedVectors.Load()), "vectors")
 	counter(retentionDesc, float64(m.purgedRecords.Load()), "broker_records")
+	if m.purging.Load() {
+		pending := 0.0
+		if m.purgePending.Load() {
+			pending = 1
+		}
+		gauge(purgePendingDesc, pending)
+	}
 }
 
 // purged counts a purge of the broker after an erasure.
-func (m *pipelineMetrics) purged(result stream.PurgeResult) { m.purgedRecords.Add(result.Deleted) }
+func (m *pipelineMetrics) purged(result stream.PurgeResult) {
+	m.purging.Store(true)
+	m.purgedRecords.Add(result.Deleted)
+	m.purgePending.Store(!result.Complete)
+}
 
 // pruned counts a retention prune.
 func (m *pipelineMetrics) pruned(result retention.Result) {

@@ -152,7 +152,7 @@ func TestPipelineMetrics(t *testing.T) {
 	models.backfilled.Store(7)
 	metrics := &pipelineMetrics{ingester: ingester, embedder: embed, vectors: vectors, models: models, dataDir: t.TempDir()}
 	metrics.pruned(retention.Result{Crops: 3, Vectors: 6})
-	metrics.purged(stream.PurgeResult{Deleted: 40})
+	metrics.purged(stream.PurgeResult{Deleted: 40, Behind: []string{"reid-embedder"}})
 	metrics.purged(stream.PurgeResult{Deleted: 2, Complete: true})
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(metrics)
@@ -189,6 +189,9 @@ reid_model_switch_backfilled_total 7
 # HELP reid_model_switch_pending 1 while a promoted model's gallery is being backfilled, before lookups move to it.
 # TYPE reid_model_switch_pending gauge
 reid_model_switch_pending 1
+# HELP reid_erasure_broker_pending 1 while crops from before the newest erasure are still readable in the broker, waiting for consumer groups to take them (reid check names them).
+# TYPE reid_erasure_broker_pending gauge
+reid_erasure_broker_pending 0
 # HELP reid_retention_deleted_total What retention deleted, by kind (crops, vectors, and broker_records: the crops topic's records deleted from the broker after erasures).
 # TYPE reid_retention_deleted_total counter
 reid_retention_deleted_total{kind="broker_records"} 42
@@ -196,7 +199,7 @@ reid_retention_deleted_total{kind="crops"} 3
 reid_retention_deleted_total{kind="vectors"} 6
 `
 	names := []string{"reid_ingest_frames_total", "reid_ingest_decoded_frames_total", "reid_ingest_late_frames_total", "reid_embedder_crops_total", "reid_embedder_decoded_ahead_total", "reid_embedder_rejected_total", "reid_embedder_model", "reid_index_items",
-		"reid_model_switch_backfilled_total", "reid_model_switch_pending", "reid_retention_deleted_total"}
+		"reid_model_switch_backfilled_total", "reid_model_switch_pending", "reid_retention_deleted_total", "reid_erasure_broker_pending"}
 	if err := testutil.GatherAndCompare(registry, strings.NewReader(want), names...); err != nil {
 		t.Error(err)
 	}

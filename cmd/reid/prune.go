@@ -35,21 +35,22 @@ func startRetention(ctx context.Context, options config.Options, store retention
 }
 
 // startBrokerPurge deletes from the broker, after each erasure in store's record, the crops
-// topic's records that every consumer group has taken (retention.PurgeBroker), telling purged
-// (may be nil) what went. The archiving processes run it: they hold both the broker and the crop
+// topic's records that every consumer group has taken (retention.PurgeBroker), and serves its
+// progress in metrics. The archiving processes run it: they hold both the broker and the crop
 // store. The returned function stops it and waits for it.
-func startBrokerPurge(ctx context.Context, options config.Options, conn stream.Connection, store retention.ErasureRecord, purged func(stream.PurgeResult)) (stop func()) {
+func startBrokerPurge(ctx context.Context, options config.Options, conn stream.Connection, store retention.ErasureRecord, metrics *pipelineMetrics) (stop func()) {
 	purger, err := stream.NewPurger(conn, options.Stream.CropsTopic)
 	if err != nil {
 		slog.Error("erasure: the broker cannot be purged after erasures", "err", err)
 		return func() {}
 	}
+	metrics.purging.Store(true) // its gauge is served from the start, so an alert sees a 0 first
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		defer purger.Close()
-		retention.PurgeBroker(ctx, store, purger, retention.PurgeOptions{Purged: purged})
+		retention.PurgeBroker(ctx, store, purger, retention.PurgeOptions{Purged: metrics.purged})
 	}()
 	return func() { cancel(); <-done }
 }

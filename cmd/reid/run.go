@@ -151,7 +151,7 @@ func runPipeline(ctx context.Context, out io.Writer, options config.Options, fla
 		consumers: map[string]*stream.Consumer{options.Stream.EmbedGroup: embedStage.consumer, options.Stream.ArchiveGroup: archiveStage},
 	}
 	defer startRetention(ctx, options, store, vectors, metrics.pruned)()
-	defer startBrokerPurge(ctx, options, conn, store, metrics.purged)()
+	defer startBrokerPurge(ctx, options, conn, store, metrics)()
 	stopOps, err := startOps(ctx, options.Ops, metrics)
 	if err != nil {
 		return err
