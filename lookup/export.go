@@ -82,6 +82,11 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request, call *call
 	if request.CropID != "" {
 		note += "query crop: " + request.CropID + "\n"
 	}
+	if call.scope != nil {
+		// Whoever reads the export later must know it is not the whole site's answer.
+		note += fmt.Sprintf("scope: %s, whose key sees only cameras %s: sightings on other cameras are not searched\n",
+			call.scope.name, strings.Join(call.scope.sorted, ", "))
+	}
 	if err := add("README.txt", []byte(note)); err != nil {
 		return err
 	}

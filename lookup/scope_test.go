@@ -180,6 +180,12 @@ func TestScopedKeys(t *testing.T) {
 		})
 	}
 
+	// The tenant's export says whose search it was, and that it saw some cameras only.
+	_, data, _ := f.do(t, "POST", "/v1/export", "application/json", strings.NewReader(searchBody(ownCrop, "")), asTenant...)
+	if note := string(readZip(t, data)["README.txt"]); !strings.Contains(note, "scope: tenant, whose key sees only cameras cam-a, cam-b") {
+		t.Errorf("the tenant's export note:\n%s", note)
+	}
+
 	// Watches: the tenant's own watch searches its cameras only; it sees its own watches and
 	// alerts, not the site's.
 	tenantWatch := createWatch(t, f, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, ownCrop), asTenant...)
