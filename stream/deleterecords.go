@@ -18,21 +18,23 @@ func init() {
 	protocol.Register(&deleteRecordsRequest{}, &deleteRecordsResponse{})
 }
 
-// Versions 0 and 1 are the same on the wire (1 only allows throttling); 2 is the flexible
-// encoding, which kafka-go's reflection would need tagged fields for.
+// Versions 0 and 1 are the same on the wire (1 only allows throttling); 2 is the same fields in
+// the flexible encoding (compact strings and arrays, tagged fields), which kafka-go uses for a
+// message with a tag field, and which Kafka 4 requires.
 type deleteRecordsRequest struct {
-	Topics    []deleteRecordsRequestTopic `kafka:"min=v0,max=v1"`
-	TimeoutMs int32                       `kafka:"min=v0,max=v1"`
+	_         struct{}                    `kafka:"min=v2,max=v2,tag"`
+	Topics    []deleteRecordsRequestTopic `kafka:"min=v0,max=v2"`
+	TimeoutMs int32                       `kafka:"min=v0,max=v2"`
 }
 
 type deleteRecordsRequestTopic struct {
-	Topic      string                          `kafka:"min=v0,max=v1"`
-	Partitions []deleteRecordsRequestPartition `kafka:"min=v0,max=v1"`
+	Topic      string                          `kafka:"min=v0,max=v2"`
+	Partitions []deleteRecordsRequestPartition `kafka:"min=v0,max=v2"`
 }
 
 type deleteRecordsRequestPartition struct {
-	Partition int32 `kafka:"min=v0,max=v1"`
-	Offset    int64 `kafka:"min=v0,max=v1"`
+	Partition int32 `kafka:"min=v0,max=v2"`
+	Offset    int64 `kafka:"min=v0,max=v2"`
 }
 
 func (r *deleteRecordsRequest) ApiKey() protocol.ApiKey { return protocol.DeleteRecords }
@@ -50,19 +52,20 @@ func (r *deleteRecordsRequest) Broker(cluster protocol.Cluster) (protocol.Broker
 }
 
 type deleteRecordsResponse struct {
-	ThrottleTimeMs int32                        `kafka:"min=v0,max=v1"`
-	Topics         []deleteRecordsResponseTopic `kafka:"min=v0,max=v1"`
+	_              struct{}                     `kafka:"min=v2,max=v2,tag"`
+	ThrottleTimeMs int32                        `kafka:"min=v0,max=v2"`
+	Topics         []deleteRecordsResponseTopic `kafka:"min=v0,max=v2"`
 }
 
 type deleteRecordsResponseTopic struct {
-	Topic      string                           `kafka:"min=v0,max=v1"`
-	Partitions []deleteRecordsResponsePartition `kafka:"min=v0,max=v1"`
+	Topic      string                           `kafka:"min=v0,max=v2"`
+	Partitions []deleteRecordsResponsePartition `kafka:"min=v0,max=v2"`
 }
 
 type deleteRecordsResponsePartition struct {
-	Partition    int32 `kafka:"min=v0,max=v1"`
-	LowWatermark int64 `kafka:"min=v0,max=v1"`
-	ErrorCode    int16 `kafka:"min=v0,max=v1"`
+	Partition    int32 `kafka:"min=v0,max=v2"`
+	LowWatermark int64 `kafka:"min=v0,max=v2"`
+	ErrorCode    int16 `kafka:"min=v0,max=v2"`
 }
 
 func (r *deleteRecordsResponse) ApiKey() protocol.ApiKey { return protocol.DeleteRecords }

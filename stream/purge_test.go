@@ -3,11 +3,14 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // TestPurge runs purges against the embedded broker as consumer groups come along: nothing goes
@@ -146,5 +149,37 @@ func TestPurge(t *testing.T) {
 	}
 	if found != 1 {
 		t.Errorf("the new record was read first on %d partitions, want 1", found)
+	}
+}
+
+// DeleteRecords speaks each version a broker may offer: 0 and 1 (Kafka 1.1 to 2.3), 2 (2.4 on, and
+// the only one Kafka 4 keeps), encoded by kafka-go from the declared fields.
+func TestDeleteRecordsVersions(t *testing.T) {
+	for _, version := range []int16{0, 1, 2} {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			versions := kversion.Stable()
+			versions.SetMaxKeyVersion(21, version)
+			cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.MaxVersions(versions), kfake.SeedTopics(1, "crops"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cluster.Close()
+			conn := Connection{Brokers: cluster.ListenAddrs()}
+			putAll(t, newTestProducer(t, conn, ProducerOptions{Topic: "crops"}), makeRecords(t, []string{"gate"}, 5, 0))
+			client := &kafka.Client{Addr: kafka.TCP(conn.Brokers...), Transport: conn.transport(), Timeout: 10 * time.Second}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start, err := deleteRecords(ctx, client, "crops", 0, 3)
+			if err != nil || start != 3 {
+				t.Fatalf("delete before 3: start %d, %v", start, err)
+			}
+			ranges, err := partitionRanges(ctx, client, "crops")
+			if err != nil || ranges[0].first != 3 || ranges[0].last != 5 {
+				t.Errorf("after the delete: %+v, %v; want records 3 and 4 left", ranges, err)
+			}
+			if _, err := deleteRecords(ctx, client, "crops", 0, 9); !errors.Is(err, kafka.OffsetOutOfRange) {
+				t.Errorf("a delete past the end: %v, want OffsetOutOfRange", err)
+			}
+		})
 	}
 }
