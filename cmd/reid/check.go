@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -100,12 +101,18 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 		}
 	}
 	results = append(results, checkLookup(options))
-	if options.Lookup.AlertWebhook != "" {
-		results = append(results, checkAlertWebhook(ctx, "alert webhook", options.Lookup.AlertWebhook))
-	}
-	for _, scope := range options.Lookup.ScopedAPIKeys {
-		if scope.AlertWebhook != "" {
-			results = append(results, checkAlertWebhook(ctx, "alert webhook "+scope.Name, scope.AlertWebhook))
+	switch {
+	case options.Lookup.WatchServer != "":
+		// The watch server raises the alerts and delivers the webhooks.
+		results = append(results, checkWatchServer(ctx, options.Lookup.WatchServer))
+	default:
+		if options.Lookup.AlertWebhook != "" {
+			results = append(results, checkAlertWebhook(ctx, "alert webhook", options.Lookup.AlertWebhook))
+		}
+		for _, scope := range options.Lookup.ScopedAPIKeys {
+			if scope.AlertWebhook != "" {
+				results = append(results, checkAlertWebhook(ctx, "alert webhook "+scope.Name, scope.AlertWebhook))
+			}
 		}
 	}
 	if options.Trainer.ValidationDir != "" {
@@ -250,6 +257,32 @@ func checkBrokerPurge(ctx context.Context, options config.Options, record retent
 			readable, at, now.Sub(newest).Round(time.Minute), waitingFor)
 	}
 	return result, true
+}
+
+// checkWatchServer asks the lookup server that keeps the watches (lookup.watch_server) whether it
+// is up: this one forwards every watch and alert request to it.
+func checkWatchServer(ctx context.Context, watchServer string) checkResult {
+	result := checkResult{part: "watch server"}
+	askCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	base := strings.TrimSuffix(watchServer, "/")
+	request, err := http.NewRequestWithContext(askCtx, http.MethodGet, base+"/healthz", nil)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	response, err := http.DefaultClient.Do(request)
+	if err != nil {
+		result.err = fmt.Errorf("%s: cannot be reached, so watches and alerts are unavailable here: %w", config.MaskURLCredentials(base), err)
+		return result
+	}
+	response.Body.Close()
+	if response.StatusCode != http.StatusOK {
+		result.err = fmt.Errorf("%s/healthz answered %s: is it a reid lookup server?", config.MaskURLCredentials(base), response.Status)
+		return result
+	}
+	result.detail = config.MaskURLCredentials(base) + ": up; this server forwards watches and alerts to it"
+	return result
 }
 
 // checkLookup applies the lookup server's own rules for API keys and exposure to its address.

@@ -273,3 +273,31 @@ func TestCheckBrokerPurge(t *testing.T) {
 		t.Errorf("after the purge: %+v", result)
 	}
 }
+
+func TestCheckWatchServer(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" {
+			http.NotFound(w, r)
+		}
+	}))
+	defer up.Close()
+	notReid := httptest.NewServer(http.NotFoundHandler())
+	defer notReid.Close()
+	for _, test := range []struct {
+		name, url, want string
+		fails           bool
+	}{
+		{"up", up.URL + "/", "up; this server forwards watches and alerts to it", false},
+		{"not a lookup server", notReid.URL, "answered 404 Not Found: is it a reid lookup server?", true},
+		{"down", "http://127.0.0.1:1", "cannot be reached, so watches and alerts are unavailable here", true},
+	} {
+		result := checkWatchServer(context.Background(), test.url)
+		got := result.detail
+		if result.err != nil {
+			got = result.err.Error()
+		}
+		if (result.err != nil) != test.fails || !strings.Contains(got, test.want) {
+			t.Errorf("%s: %q (err %v), want %q", test.name, got, result.err, test.want)
+		}
+	}
+}
