@@ -19,8 +19,10 @@ const minKeyLength = 16
 // configuredKey is one key and where it was configured.
 type configuredKey struct {
 	key string
-	// source is "config" for a key in a list, or FILE:LINE.
+	// source is "config" for a key in a list, or FILE:LINE; file and line say the same.
 	source string
+	file   string
+	line   int
 	// note is the comment just above a key in its file ("# alice, investigations").
 	note string
 }
@@ -46,7 +48,7 @@ func readKeys(keys []string, file string) ([]configuredKey, error) {
 			case strings.HasPrefix(line, "#"):
 				note = strings.TrimSpace(strings.TrimLeft(line, "#"))
 			default:
-				all = append(all, configuredKey{key: line, source: fmt.Sprintf("%s:%d", file, number+1), note: note})
+				all = append(all, configuredKey{key: line, source: fmt.Sprintf("%s:%d", file, number+1), file: file, line: number + 1, note: note})
 				note = ""
 			}
 		}
@@ -88,6 +90,9 @@ type KeyEntry struct {
 	Kind string `json:"kind"`
 	// Source is "config" for a key written in the configuration, or FILE:LINE.
 	Source string `json:"source"`
+	// File and Line are where a key of a keys file is.
+	File string `json:"file,omitempty"`
+	Line int    `json:"line,omitempty"`
 	// Note is the comment just above the key in its file, which says whose it is.
 	Note string `json:"note,omitempty"`
 }
@@ -110,7 +115,7 @@ func KeyEntries(options config.Lookup) ([]KeyEntry, error) {
 			return nil, fmt.Errorf("%s keys: %w", list.kind, err)
 		}
 		for _, key := range keys {
-			entries = append(entries, KeyEntry{ID: KeyID(key.key), Kind: list.kind, Source: key.source, Note: key.note})
+			entries = append(entries, KeyEntry{ID: KeyID(key.key), Kind: list.kind, Source: key.source, File: key.file, Line: key.line, Note: key.note})
 		}
 	}
 	return entries, nil

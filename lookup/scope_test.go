@@ -343,10 +343,10 @@ func TestKeyEntries(t *testing.T) {
 	}
 	want := []KeyEntry{
 		{ID: KeyID("inline-key-0123456789abcdef"), Kind: "api", Source: "config"},
-		{ID: KeyID("alice-key-0123456789abcdef"), Kind: "api", Source: siteFile + ":3", Note: "alice"},
-		{ID: KeyID("unnamed-key-0123456789abcdef"), Kind: "api", Source: siteFile + ":5"},
+		{ID: KeyID("alice-key-0123456789abcdef"), Kind: "api", Source: siteFile + ":3", File: siteFile, Line: 3, Note: "alice"},
+		{ID: KeyID("unnamed-key-0123456789abcdef"), Kind: "api", Source: siteFile + ":5", File: siteFile, Line: 5},
 		{ID: KeyID("admin-key-0123456789abcdef"), Kind: "admin", Source: "config"},
-		{ID: KeyID("bob-key-0123456789abcdef"), Kind: "scope north", Source: tenantFile + ":2", Note: "bob, north tenant"},
+		{ID: KeyID("bob-key-0123456789abcdef"), Kind: "scope north", Source: tenantFile + ":2", File: tenantFile, Line: 2, Note: "bob, north tenant"},
 	}
 	if !slices.Equal(entries, want) {
 		t.Errorf("entries\n%+v\nwant\n%+v", entries, want)

@@ -5,10 +5,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"os"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/reid-project/reid/internal/atomicfile"
 	"github.com/reid-project/reid/lookup"
 )
 
@@ -81,8 +85,91 @@ reid audit's KEY column. The keys themselves are never printed.`,
 		},
 	}
 	list.Flags().BoolVar(&asJSON, "json", false, "print the list as JSON")
-	command.AddCommand(newKeys, list)
+	revoke := &cobra.Command{
+		Use:   "revoke KEY-ID",
+		Short: "Take a key out of its keys file by the id the audit log names it by",
+		Long: `Finds the configured key whose id (as reid audit and reid keys list show it, key-...) is KEY-ID
+and replaces its line in its keys file with a comment saying it was revoked, and when; the key
+itself is not kept. Send reid serve or reid run a SIGHUP afterwards (systemctl reload): the key is
+refused from the next request on. A key written in the configuration file itself is not edited:
+the command says where it is.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			entries, err := lookup.KeyEntries(options.Lookup)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			found := false
+			for _, entry := range entries {
+				if entry.ID != args[0] {
+					continue
+				}
+				found = true
+				if entry.File == "" {
+					return fmt.Errorf("%s (%s) is written in the configuration itself, not in a keys file: delete it from %s's %s list and send a SIGHUP",
+						entry.ID, entry.Kind, configName(g), keysSetting(entry.Kind))
+				}
+				if err := revokeKeyLine(entry, time.Now()); err != nil {
+					return err
+				}
+				fmt.Fprintf(out, "revoked %s (%s) at %s\n", entry.ID, entry.Kind, entry.Source)
+			}
+			if !found {
+				return fmt.Errorf("no configured key has the id %s (reid keys list shows them)", args[0])
+			}
+			fmt.Fprintln(out, "send reid serve or reid run a SIGHUP (systemctl reload) to refuse it from the next request on")
+			return nil
+		},
+	}
+	command.AddCommand(newKeys, list, revoke)
 	return command
+}
+
+// revokeKeyLine replaces the key at entry's line of its file with a comment, after checking the
+// line still holds that key (the file may have changed since it was read). The file is replaced
+// whole, with its permissions.
+func revokeKeyLine(entry lookup.KeyEntry, now time.Time) error {
+	info, err := os.Stat(entry.File)
+	if err != nil {
+		return err
+	}
+	raw, err := os.ReadFile(entry.File)
+	if err != nil {
+		return err
+	}
+	lines := strings.Split(string(raw), "\n")
+	if entry.Line < 1 || entry.Line > len(lines) || lookup.KeyID(strings.TrimSpace(lines[entry.Line-1])) != entry.ID {
+		return fmt.Errorf("%s changed since it was read: line %d no longer holds %s; run reid keys revoke again", entry.File, entry.Line, entry.ID)
+	}
+	lines[entry.Line-1] = "# " + entry.ID + " revoked " + now.UTC().Format(time.RFC3339)
+	if err := atomicfile.Write(entry.File, []byte(strings.Join(lines, "\n"))); err != nil {
+		return err
+	}
+	return os.Chmod(entry.File, info.Mode().Perm())
+}
+
+// keysSetting names the configuration list that holds keys of kind.
+func keysSetting(kind string) string {
+	switch {
+	case kind == "admin":
+		return "lookup.admin_api_keys"
+	case strings.HasPrefix(kind, "scope "):
+		return "lookup.scoped_api_keys[].keys"
+	}
+	return "lookup.api_keys"
+}
+
+// configName is the configuration file's name for messages.
+func configName(g *globals) string {
+	if g.configFile == "" {
+		return "the configuration"
+	}
+	return g.configFile
 }
 
 // newAPIKey is 24 bytes from the system's random source in hex: no character that a shell, a

@@ -65,3 +65,41 @@ func TestKeysCommand(t *testing.T) {
 		t.Errorf("keys new --count 0: no error\n%s", out)
 	}
 }
+
+// reid keys revoke takes a key out of its file by its audit id, leaving a dated comment and the
+// rest of the file as it was; a key written in the configuration itself is only pointed at.
+func TestKeysRevoke(t *testing.T) {
+	dir := t.TempDir()
+	keysFile, configPath := filepath.Join(dir, "site.keys"), filepath.Join(dir, "site.yaml")
+	const alice, bob, inline = "alice-key-0123456789abcdef", "bob-key-0123456789abcdef", "inline-key-0123456789abcdef"
+	if err := os.WriteFile(keysFile, []byte("# alice\n"+alice+"\n# bob\n"+bob+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(configPath, []byte("lookup:\n  api_keys_file: "+keysFile+"\n  admin_api_keys: ["+inline+"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runReid(t, "--config", configPath, "keys", "revoke", lookup.KeyID(bob))
+	if err != nil || !strings.Contains(out, "revoked "+lookup.KeyID(bob)+" (api) at "+keysFile+":4") {
+		t.Fatalf("revoke: %v\n%s", err, out)
+	}
+	raw, _ := os.ReadFile(keysFile)
+	lines := strings.Split(string(raw), "\n")
+	if len(lines) != 5 || lines[1] != alice || lines[2] != "# bob" || !strings.HasPrefix(lines[3], "# "+lookup.KeyID(bob)+" revoked 20") || strings.Contains(string(raw), bob) {
+		t.Errorf("the keys file after the revocation:\n%s", raw)
+	}
+	if info, err := os.Stat(keysFile); err != nil || info.Mode().Perm() != 0o640 {
+		t.Errorf("the keys file's mode: %v, %v", info.Mode(), err)
+	}
+	keys, err := lookup.LoadAPIKeys(nil, keysFile)
+	if err != nil || len(keys) != 1 || keys[0] != alice {
+		t.Errorf("the keys file now holds %d keys (%v)", len(keys), err)
+	}
+	for _, test := range []struct{ id, want string }{
+		{lookup.KeyID(bob), "no configured key has the id"},
+		{lookup.KeyID(inline), "is written in the configuration itself"},
+	} {
+		if out, err := runReid(t, "--config", configPath, "keys", "revoke", test.id); err == nil || !strings.Contains(err.Error(), test.want) {
+			t.Errorf("revoke %s: %v\n%s", test.id, err, out)
+		}
+	}
+}
