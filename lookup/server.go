@@ -95,13 +95,15 @@ type Config struct {
 	Collectors []prometheus.Collector
 
 	// WatchServer, when set, is the base URL of the lookup server that keeps the watches: the
-	// watch and alert routes are forwarded to it (see forward.go), and WatchDir must be empty.
+	// watch and alert routes are forwarded to it (see forward.go), and it keeps none itself.
 	WatchServer string
-	// WatchDir keeps the watches (POST /v1/watches) and their alerts; empty turns watches off.
+	// WatchStore keeps the watches (POST /v1/watches) and their alerts; WatchDir, when it is nil,
+	// names a directory for them. With neither, watches are off.
+	WatchStore WatchStore
+	WatchDir   string
 	// Serve checks them every WatchInterval (0 leaves checking to the caller: CheckWatches) over
 	// the crops seen in the last WatchWindow (default 10 minutes). WatchMinScore is a new watch's
 	// default threshold (default 0.7).
-	WatchDir      string
 	WatchInterval time.Duration
 	WatchWindow   time.Duration
 	WatchMinScore float64
@@ -252,11 +254,18 @@ func New(config Config) (*Server, error) {
 	if config.WatchMinScore < 0 || config.WatchMinScore > 1 {
 		return nil, fmt.Errorf("lookup: watch min score must be in (0, 1], not %v", config.WatchMinScore)
 	}
-	if config.WatchServer != "" && config.WatchDir != "" {
-		return nil, errors.New("lookup: a server that forwards its watches to a watch server keeps none itself (Config.WatchDir)")
+	if config.WatchStore == nil && config.WatchDir != "" {
+		store, err := DirWatchStore(config.WatchDir)
+		if err != nil {
+			return nil, err
+		}
+		config.WatchStore = store
 	}
-	if len(webhooksOf(config)) > 0 && config.WatchDir == "" {
-		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchDir)")
+	if config.WatchServer != "" && config.WatchStore != nil {
+		return nil, errors.New("lookup: a server that forwards its watches to a watch server keeps none itself (Config.WatchStore)")
+	}
+	if len(webhooksOf(config)) > 0 && config.WatchStore == nil {
+		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchStore)")
 	}
 	ring, err := newKeyring(config.APIKeys, config.AdminAPIKeys, config.ScopedAPIKeys)
 	if err != nil {
@@ -274,8 +283,12 @@ func New(config Config) (*Server, error) {
 	if config.WatchServer != "" {
 		server.forwarder = &http.Client{Timeout: forwardTimeout}
 	}
-	if config.WatchDir != "" {
-		if server.watches, err = openWatches(config.WatchDir, config.Logger); err != nil {
+	if config.WatchStore != nil {
+		// New has no context of its own; loading a bucket's watches is bounded instead.
+		loadCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		server.watches, err = openWatches(loadCtx, config.WatchStore, config.Logger)
+		cancel()
+		if err != nil {
 			return nil, err
 		}
 		server.metrics.watches.Set(float64(server.watches.count()))

@@ -24,8 +24,6 @@ import (
 	"image"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -35,7 +33,6 @@ import (
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
-	"github.com/reid-project/reid/internal/atomicfile"
 )
 
 // Watch bounds. Alerts beyond maxAlertsPerWatch drop the oldest: a watch that keeps alerting that
@@ -133,9 +130,9 @@ func alertKey(alert *Alert) sightingKey {
 	return sightingKey{camera: alert.Camera, crop: alert.BestCropID}
 }
 
-// watchList holds the watches and persists them under dir.
+// watchList holds the watches and persists them in store.
 type watchList struct {
-	dir     string
+	store   WatchStore
 	mu      sync.Mutex
 	entries map[string]*watchEntry
 	lastSeq int64
@@ -145,22 +142,19 @@ type watchList struct {
 
 var watchIDPattern = regexp.MustCompile(`^w[0-9a-f]{12}$`)
 
-// openWatches loads the watches kept in dir, creating it.
-func openWatches(dir string, logger *slog.Logger) (*watchList, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("lookup: watches: %w", err)
-	}
-	list := &watchList{dir: dir, entries: map[string]*watchEntry{}, changed: make(chan struct{})}
-	names, err := filepath.Glob(filepath.Join(dir, "w*.json"))
+// openWatches loads the watches kept in store.
+func openWatches(ctx context.Context, store WatchStore, logger *slog.Logger) (*watchList, error) {
+	list := &watchList{store: store, entries: map[string]*watchEntry{}, changed: make(chan struct{})}
+	names, err := store.List(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("lookup: watches: %w", err)
+		return nil, fmt.Errorf("lookup: watches in %s: %w", store.Location(), err)
 	}
 	for _, name := range names {
-		id := strings.TrimSuffix(filepath.Base(name), ".json")
-		if !watchIDPattern.MatchString(id) {
+		id, isWatch := strings.CutSuffix(name, ".json")
+		if !isWatch || !watchIDPattern.MatchString(id) {
 			continue
 		}
-		entry, err := list.load(id)
+		entry, err := list.load(ctx, id)
 		if err != nil {
 			// One damaged watch must not take the others (or the server) down with it.
 			logger.Error("lookup: a watch cannot be read; it is skipped", "watch", id, "err", err)
@@ -174,8 +168,8 @@ func openWatches(dir string, logger *slog.Logger) (*watchList, error) {
 	return list, nil
 }
 
-func (l *watchList) load(id string) (*watchEntry, error) {
-	data, err := os.ReadFile(filepath.Join(l.dir, id+".json"))
+func (l *watchList) load(ctx context.Context, id string) (*watchEntry, error) {
+	data, err := l.store.Read(ctx, id+".json")
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +180,7 @@ func (l *watchList) load(id string) (*watchEntry, error) {
 	if file.ID != id {
 		return nil, fmt.Errorf("%s.json names watch %q", id, file.ID)
 	}
-	picture, err := os.ReadFile(filepath.Join(l.dir, id+".img"))
+	picture, err := l.store.Read(ctx, id+".img")
 	if err != nil {
 		return nil, err
 	}
@@ -194,19 +188,19 @@ func (l *watchList) load(id string) (*watchEntry, error) {
 }
 
 // save writes entry's file; the caller holds l.mu.
-func (l *watchList) save(entry *watchEntry) error {
+func (l *watchList) save(ctx context.Context, entry *watchEntry) error {
 	data, err := json.Marshal(entry.file)
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(filepath.Join(l.dir, entry.file.ID+".json"), data); err != nil {
+	if err := l.store.Write(ctx, entry.file.ID+".json", data); err != nil {
 		return fmt.Errorf("lookup: saving watch %s: %w", entry.file.ID, err)
 	}
 	return nil
 }
 
 // add stores a new watch with its query image.
-func (l *watchList) add(watch Watch, picture []byte) (Watch, error) {
+func (l *watchList) add(ctx context.Context, watch Watch, picture []byte) (Watch, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.entries) >= maxWatches {
@@ -219,11 +213,11 @@ func (l *watchList) add(watch Watch, picture []byte) (Watch, error) {
 	watch.ID = "w" + hex.EncodeToString(random[:])
 	entry := &watchEntry{file: watchFile{Watch: watch, Alerts: []*Alert{}}, image: picture}
 	// The image first: a watch file without its image would be skipped at the next start.
-	if err := atomicfile.Write(filepath.Join(l.dir, watch.ID+".img"), picture); err != nil {
+	if err := l.store.Write(ctx, watch.ID+".img", picture); err != nil {
 		return Watch{}, fmt.Errorf("lookup: saving watch image: %w", err)
 	}
-	if err := l.save(entry); err != nil {
-		os.Remove(filepath.Join(l.dir, watch.ID+".img"))
+	if err := l.save(ctx, entry); err != nil {
+		l.store.Remove(ctx, watch.ID+".img")
 		return Watch{}, err
 	}
 	l.entries[watch.ID] = entry
@@ -244,24 +238,24 @@ func (l *watchList) count() int {
 }
 
 // remove deletes a watch and its alerts; false when there is no such watch.
-func (l *watchList) remove(id string) (bool, error) {
+func (l *watchList) remove(ctx context.Context, id string) (bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.entries[id]; !ok {
 		return false, nil
 	}
-	err := l.removeLocked(id)
+	err := l.removeLocked(ctx, id)
 	_, kept := l.entries[id]
 	return !kept, err
 }
 
 // removeLocked deletes a watch's file, then its image; the caller holds l.mu.
-func (l *watchList) removeLocked(id string) error {
-	if err := os.Remove(filepath.Join(l.dir, id+".json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+func (l *watchList) removeLocked(ctx context.Context, id string) error {
+	if err := l.store.Remove(ctx, id+".json"); err != nil {
 		return fmt.Errorf("lookup: deleting watch %s: %w", id, err)
 	}
 	delete(l.entries, id)
-	if err := os.Remove(filepath.Join(l.dir, id+".img")); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := l.store.Remove(ctx, id+".img"); err != nil {
 		return fmt.Errorf("lookup: deleting watch image %s: %w", id, err)
 	}
 	return nil
@@ -373,7 +367,7 @@ func (l *watchList) keepVector(id string, box *searcherBox, vector []float32) {
 
 // record merges one check's sightings into a watch's alerts: a sighting it has no alert for yet
 // raises one, the others extend theirs. It returns how many alerts were raised.
-func (l *watchList) record(id string, sightings []*Alert, now time.Time) (int, error) {
+func (l *watchList) record(ctx context.Context, id string, sightings []*Alert, now time.Time) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	entry, ok := l.entries[id]
@@ -407,7 +401,7 @@ func (l *watchList) record(id string, sightings []*Alert, now time.Time) (int, e
 	if raised == 0 && !changed {
 		return 0, nil
 	}
-	err := l.save(entry)
+	err := l.save(ctx, entry)
 	if raised > 0 {
 		close(l.changed)
 		l.changed = make(chan struct{})
@@ -444,14 +438,14 @@ func (a *Alert) extend(sighting *Alert) bool {
 // prune deletes the alerts whose last crop is before cutoff (retention deleted their crops), and
 // the watches that expired before it, with their images: a person's picture is kept no longer
 // than the crops are.
-func (l *watchList) prune(cutoffs retentionCutoffs) (int, error) {
+func (l *watchList) prune(ctx context.Context, cutoffs retentionCutoffs) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	pruned := 0
 	var errs []error
 	for id, entry := range l.entries {
 		if entry.file.Expires.Before(cutoffs.site) || cutoffs.expired(entry.file.QueryCropID) {
-			errs = append(errs, l.removeLocked(id))
+			errs = append(errs, l.removeLocked(ctx, id))
 			continue
 		}
 		kept := entry.file.Alerts[:0]
@@ -465,7 +459,7 @@ func (l *watchList) prune(cutoffs retentionCutoffs) (int, error) {
 			clear(entry.file.Alerts[len(kept):])
 			entry.file.Alerts = kept
 			pruned += removed
-			errs = append(errs, l.save(entry))
+			errs = append(errs, l.save(ctx, entry))
 		}
 	}
 	return pruned, errors.Join(errs...)
@@ -511,7 +505,7 @@ func (c retentionCutoffs) expired(cropID string) bool {
 // image (a copy of the crop), and an alert that shows one goes whole (it is a sighting of the
 // person). With dryRun it only counts. It returns the watches deleted and the alerts deleted
 // from the others.
-func (l *watchList) eraseCrops(erased map[string]bool, dryRun bool) (watches []string, alerts int, err error) {
+func (l *watchList) eraseCrops(ctx context.Context, erased map[string]bool, dryRun bool) (watches []string, alerts int, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	watches = []string{} // a list in JSON even when empty
@@ -520,7 +514,7 @@ func (l *watchList) eraseCrops(erased map[string]bool, dryRun bool) (watches []s
 		if erased[entry.file.QueryCropID] {
 			watches = append(watches, id)
 			if !dryRun {
-				errs = append(errs, l.removeLocked(id))
+				errs = append(errs, l.removeLocked(ctx, id))
 			}
 			continue
 		}
@@ -534,7 +528,7 @@ func (l *watchList) eraseCrops(erased map[string]bool, dryRun bool) (watches []s
 			alerts += removed
 			if !dryRun {
 				entry.file.Alerts = kept
-				errs = append(errs, l.save(entry))
+				errs = append(errs, l.save(ctx, entry))
 			}
 		}
 	}
@@ -592,7 +586,7 @@ func (s *Server) CheckWatches(ctx context.Context) (int, error) {
 		}
 	}
 	if s.config.Retention > 0 || len(s.config.RetentionPerCamera) > 0 {
-		if _, err := s.watches.prune(newRetentionCutoffs(now, s.config.Retention, s.config.RetentionPerCamera)); err != nil {
+		if _, err := s.watches.prune(ctx, newRetentionCutoffs(now, s.config.Retention, s.config.RetentionPerCamera)); err != nil {
 			errs = append(errs, err)
 		}
 		s.metrics.watches.Set(float64(s.watches.count()))
@@ -622,7 +616,7 @@ func (s *Server) checkWatch(ctx context.Context, box *searcherBox, checked check
 	if err != nil {
 		return 0, err
 	}
-	return s.watches.record(watch.ID, watchSightings(watch, result, result.model(box.version)), now)
+	return s.watches.record(ctx, watch.ID, watchSightings(watch, result, result.model(box.version)), now)
 }
 
 // watchVector embeds a watch's query image with the model of box's gallery, or, without a model,

@@ -104,7 +104,7 @@ func (s *Server) handleCreateWatch(w http.ResponseWriter, r *http.Request, call 
 	}
 	call.params["name"], call.params["min_score"], call.params["expires"] = watch.Name, watch.MinScore, watch.Expires
 	addFilterParams(call.params, filter)
-	created, err := watches.add(watch, picture)
+	created, err := watches.add(r.Context(), watch, picture)
 	if err != nil {
 		return err
 	}
@@ -196,7 +196,7 @@ func (s *Server) handleDeleteWatch(w http.ResponseWriter, r *http.Request, call 
 	if watch, _, _, ok := watches.get(id, s.now()); ok && !call.scope.seesWatch(watch) {
 		return errorf(http.StatusNotFound, "watch %s not found", id)
 	}
-	found, err := watches.remove(id)
+	found, err := watches.remove(r.Context(), id)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/cropstore/s3test"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/lookup/lookuptest"
 )
@@ -498,5 +499,70 @@ func TestAlertExtend(t *testing.T) {
 				t.Errorf("the same look a second time: changed %v, %d crops", again, alert.Crops)
 			}
 		})
+	}
+}
+
+// Watches kept in a folder of the crop store's bucket (as reid serve keeps them at scale) live
+// through a restart on another machine, alerts and all, and the watches of a data dir move in
+// the first time.
+func TestWatchesInABucket(t *testing.T) {
+	bucket := s3test.Fake(t, "watches")
+	ctx := context.Background()
+	store, err := cropstore.OpenS3(ctx, cropstore.S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder, err := store.Folder("@watches")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// A data dir's watch moves in.
+	dir := t.TempDir()
+	before, _ := watchFixture(t, dir)
+	moving := createWatch(t, before, fmt.Sprintf(`{"crop_id":%q,"name":"from the data dir"}`, before.gallery.Crops[5]))
+	local, err := DirWatchStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []int{2, 0} { // its json and image; nothing the second time
+		if moved, err := MoveInWatches(ctx, local, folder); err != nil || moved != want {
+			t.Fatalf("moved %d watch files, want %d (%v)", moved, want, err)
+		}
+	}
+
+	clock := &testClock{now: testStart.Add(time.Minute)}
+	first := newFixture(t, func(c *Config) { c.WatchStore, c.Now = folder, clock.Now })
+	query := first.gallery.Crops[1]
+	watch := createWatch(t, first, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, query))
+	clock.Set(testStart.Add(10 * time.Minute))
+	if raised := check(t, first); raised < 2 {
+		t.Fatalf("raised %d alerts, want at least 2", raised)
+	}
+	alerts := watchAlerts(t, first, watch.ID)
+
+	// Another server on the same bucket: both watches, the alerts, the image.
+	second := newFixture(t, func(c *Config) {
+		c.WatchStore, c.Now = folder, clock.Now
+		c.Index, c.Store = first.gallery.Index, first.gallery.Store
+	})
+	_, data, _ := second.do(t, "GET", "/v1/watches", "", nil)
+	if listed := decode[WatchesResponse](t, data).Watches; len(listed) != 2 {
+		t.Fatalf("the second server lists %d watches, want 2 (%s and %s)", len(listed), watch.ID, moving.ID)
+	}
+	if again := watchAlerts(t, second, watch.ID); len(again) != len(alerts) || again[0].Seq != alerts[0].Seq {
+		t.Errorf("the second server has alerts %+v, want %+v", again, alerts)
+	}
+	_, firstImage, _ := first.do(t, "GET", "/v1/watches/"+watch.ID+"/image", "", nil)
+	if _, secondImage, _ := second.do(t, "GET", "/v1/watches/"+watch.ID+"/image", "", nil); !bytes.Equal(firstImage, secondImage) || len(firstImage) == 0 {
+		t.Error("the watch's image differs on the second server")
+	}
+	for _, id := range []string{watch.ID, moving.ID} {
+		if status, _, _ := second.do(t, "DELETE", "/v1/watches/"+id, "", nil); status != http.StatusNoContent {
+			t.Errorf("delete %s: %d", id, status)
+		}
+	}
+	if names, err := folder.List(ctx); err != nil || len(names) != 0 {
+		t.Errorf("the folder after both watches were deleted: %v, %v", names, err)
 	}
 }

@@ -19,13 +19,11 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/reid-project/reid/config"
-	"github.com/reid-project/reid/internal/atomicfile"
 )
 
 const (
@@ -85,20 +83,23 @@ func (hook webhook) cursorFile() string {
 
 // deliverAlerts sends alerts to one webhook until ctx ends. ServeListener runs one per webhook.
 func (s *Server) deliverAlerts(ctx context.Context, hook webhook) {
-	cursorPath := filepath.Join(s.watches.dir, hook.cursorFile())
+	store, cursorFile := s.watches.store, hook.cursorFile()
 	logger := s.logger.With("url", config.MaskURLCredentials(hook.url))
 	if hook.scope != "" {
 		logger = logger.With("scope", hook.scope)
 	}
-	cursor, err := readCursor(cursorPath)
+	saveCursor := func(cursor int64) error {
+		return store.Write(ctx, cursorFile, []byte(strconv.FormatInt(cursor, 10)))
+	}
+	cursor, err := readCursor(ctx, store, cursorFile)
 	if errors.Is(err, os.ErrNotExist) {
 		// A newly configured webhook starts with the alerts raised from now on, not with every
 		// alert the server ever kept.
 		cursor = s.watches.latestSeq()
-		err = atomicfile.Write(cursorPath, []byte(strconv.FormatInt(cursor, 10)))
+		err = saveCursor(cursor)
 	}
 	if err != nil {
-		logger.Error("lookup: alert webhook: its cursor cannot be read or written; alerts are not delivered", "path", cursorPath, "err", err)
+		logger.Error("lookup: alert webhook: its cursor cannot be read or written; alerts are not delivered", "cursor", cursorFile, "store", store.Location(), "err", err)
 		return
 	}
 	client := &http.Client{Timeout: webhookTimeout}
@@ -136,8 +137,7 @@ func (s *Server) deliverAlerts(ctx context.Context, hook webhook) {
 		err := postAlerts(ctx, client, hook, alerts)
 		if err == nil {
 			cursor = alerts[len(alerts)-1].Seq
-			err = atomicfile.Write(cursorPath, []byte(strconv.FormatInt(cursor, 10)))
-			if err != nil {
+			if err := saveCursor(cursor); err != nil {
 				// Delivered, but a restart would send these again: the receiver dedupes by seq.
 				logger.Error("lookup: alert webhook: saving the cursor", "err", err)
 			}
@@ -191,14 +191,14 @@ func postAlerts(ctx context.Context, client *http.Client, hook webhook, alerts [
 	return nil
 }
 
-func readCursor(path string) (int64, error) {
-	data, err := os.ReadFile(path)
+func readCursor(ctx context.Context, store WatchStore, name string) (int64, error) {
+	data, err := store.Read(ctx, name)
 	if err != nil {
 		return 0, err
 	}
 	cursor, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
+		return 0, fmt.Errorf("%s: %w", name, err)
 	}
 	return cursor, nil
 }

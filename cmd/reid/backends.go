@@ -12,6 +12,7 @@ import (
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/index/milvus"
+	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/model"
 	"github.com/reid-project/reid/stream"
 	"github.com/reid-project/reid/torch"
@@ -134,4 +135,32 @@ func detectorModelsDir(options config.Options) string {
 		return options.Detector.ModelsDir
 	}
 	return filepath.Join(options.SharedDir, "models", "detector")
+}
+
+// watchStore is where the lookup server keeps its watches: with the crop store in a bucket, a
+// folder of the bucket, so that they outlive the machine and another lookup server can take them
+// up (the watches of <data_dir>/watches are moved in the first time); else <data_dir>/watches.
+func watchStore(options config.Options, store lookup.CropStore) (lookup.WatchStore, error) {
+	local, err := lookup.DirWatchStore(filepath.Join(options.DataDir, "watches"))
+	if err != nil {
+		return nil, err
+	}
+	bucket, ok := store.(*cropstore.S3)
+	if !ok {
+		return local, nil
+	}
+	folder, err := bucket.Folder("@watches")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	moved, err := lookup.MoveInWatches(ctx, local, folder)
+	if err != nil {
+		return nil, err
+	}
+	if moved > 0 {
+		slog.Info("lookup: watches moved into the bucket", "files", moved, "from", local.Location(), "to", folder.Location())
+	}
+	return folder, nil
 }

@@ -115,7 +115,9 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	lookupConfig.Collectors = base.Collectors
 	lookupConfig.ValidationDir = validationDir(options, "")
 	if options.Lookup.WatchInterval > 0 && options.Lookup.WatchServer == "" {
-		lookupConfig.WatchDir = filepath.Join(options.DataDir, "watches")
+		if lookupConfig.WatchStore, err = watchStore(options, base.Store); err != nil {
+			return nil, nil, err
+		}
 		lookupConfig.Retention = options.Retention.MaxAge
 		lookupConfig.RetentionPerCamera = retentionPolicy(options.Retention).PerCamera
 	}
