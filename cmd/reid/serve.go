@@ -27,8 +27,9 @@ func newServeCommand(g *globals) *cobra.Command {
 			"(lookup.api_keys, lookup.api_keys_file) it listens only on loopback unless\n" +
 			"lookup.allow_unauthenticated is set. Every search is appended to the audit log\n" +
 			"(lookup.audit_log, default <data_dir>/audit.log). Watches (POST /v1/watches) are kept in\n" +
-			"<data_dir>/watches and checked every lookup.watch_interval; with several servers, keep them on\n" +
-			"one and give the others lookup.watch_server, its URL: they forward the watch routes to it.\n" +
+			"<data_dir>/watches (in the bucket, with the crop store there) and checked every\n" +
+			"lookup.watch_interval; with several servers, keep them on one and give the others\n" +
+			"lookup.watch_server, its URL: they forward the watch routes to it.\n" +
 			"POST /v1/erasures deletes a person's crops and their vectors on request, and records the\n" +
 			"erasure in the crop store so that no stage keeps them again; at start the server erases\n" +
 			"again whatever that record names (after a restore). POST /v1/validation/people labels a\n" +
