@@ -59,6 +59,9 @@ func newKeyring(keys, adminKeys []string, scopes []KeyScope) (*keyring, error) {
 		if err != nil {
 			return nil, err
 		}
+		if ring.scopeNamed(scope.Name) != nil {
+			return nil, fmt.Errorf("lookup: two key scopes are named %s; a scope's name owns its watches", scope.Name)
+		}
 		ring.scopes = append(ring.scopes, built)
 		for _, key := range scope.Keys {
 			if key == "" {

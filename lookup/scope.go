@@ -10,6 +10,7 @@ package lookup
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -52,13 +53,7 @@ func newCameraScope(scope KeyScope) (*cameraScope, error) {
 		}
 		built.cameras[camera] = true
 	}
-	built.sorted = slices.Sorted(func(yield func(string) bool) {
-		for camera := range built.cameras {
-			if !yield(camera) {
-				return
-			}
-		}
-	})
+	built.sorted = slices.Sorted(maps.Keys(built.cameras))
 	return built, nil
 }
 

@@ -736,6 +736,7 @@ func TestKeyringRefusesAmbiguousScopedKeys(t *testing.T) {
 		{"two scopes", nil, nil, []KeyScope{{Name: "north", Cameras: []string{"a"}, Keys: []string{shared}}, {Name: "south", Cameras: []string{"b"}, Keys: []string{shared}}},
 			"a key of scope south is also a key of scope north"},
 		{"no cameras", nil, nil, []KeyScope{{Name: "north", Keys: []string{shared}}}, "names no cameras"},
+		{"one name twice", nil, nil, []KeyScope{{Name: "north", Cameras: []string{"a"}}, {Name: "north", Cameras: []string{"b"}, Keys: []string{shared}}}, "two key scopes are named north"},
 		{"bad camera", nil, nil, []KeyScope{{Name: "north", Cameras: []string{"../x"}, Keys: []string{shared}}}, "is not a camera id"},
 	} {
 		_, err := newKeyring(test.keys, test.admin, test.scopes)
