@@ -55,11 +55,7 @@ configured (FILE:LINE), and the comment just above it in its file. It puts a nam
 reid audit's KEY column. The keys themselves are never printed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			options, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			entries, err := lookup.KeyEntries(options.Lookup)
+			entries, err := configuredKeys(g, cmd)
 			if err != nil {
 				return err
 			}
@@ -95,11 +91,7 @@ refused from the next request on. A key written in the configuration file itself
 the command says where it is.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			options, err := g.load(cmd)
-			if err != nil {
-				return err
-			}
-			entries, err := lookup.KeyEntries(options.Lookup)
+			entries, err := configuredKeys(g, cmd)
 			if err != nil {
 				return err
 			}
@@ -128,6 +120,15 @@ the command says where it is.`,
 	}
 	command.AddCommand(newKeys, list, revoke)
 	return command
+}
+
+// configuredKeys lists the keys of the configuration cmd loads.
+func configuredKeys(g *globals, cmd *cobra.Command) ([]lookup.KeyEntry, error) {
+	options, err := g.load(cmd)
+	if err != nil {
+		return nil, err
+	}
+	return lookup.KeyEntries(options.Lookup)
 }
 
 // revokeKeyLine replaces the key at entry's line of its file with a comment, after checking the
