@@ -10,9 +10,9 @@ package lookup
 //
 // The query image is kept with the watch, not its vector: after a model switch the watch is
 // embedded again by the model of the gallery it searches. Watches and their alerts live in one
-// JSON file each under the server's watch directory, so a restart forgets nothing; alert numbers
-// grow with the clock and across restarts, so a client that polls GET /v1/alerts?after=N never
-// misses one.
+// JSON file each in the server's WatchStore (a directory, or a folder of the bucket), so a restart
+// forgets nothing; alert numbers grow with the clock and across restarts, so a client that polls
+// GET /v1/alerts?after=N never misses one.
 
 import (
 	"context"
