@@ -94,6 +94,31 @@ func (p *Purger) Purge(ctx context.Context, before time.Time, all bool) (PurgeRe
 	return result, nil
 }
 
+// DeleteBefore deletes every record written before `before`, whether or not anything consumed it:
+// what nobody consumes, the dead-letter topic, is deleted this way, at an operator's word (reid
+// dlq purge). It returns how many records went.
+func (p *Purger) DeleteBefore(ctx context.Context, before time.Time) (int64, error) {
+	ranges, err := partitionRanges(ctx, p.admin, p.topic)
+	if err != nil {
+		return 0, fmt.Errorf("stream: delete from %s: %w", p.topic, err)
+	}
+	boundaries, err := p.firstAtOrAfter(ctx, ranges, before)
+	if err != nil {
+		return 0, fmt.Errorf("stream: delete from %s: %w", p.topic, err)
+	}
+	var deleted int64
+	for _, span := range ranges {
+		if target := boundaries[span.partition]; target > span.first {
+			start, err := deleteRecords(ctx, p.admin, p.topic, span.partition, target)
+			if err != nil {
+				return deleted, fmt.Errorf("stream: %w", err)
+			}
+			deleted += start - span.first
+		}
+	}
+	return deleted, nil
+}
+
 // Readable counts the records written before `before` that can still be read, and names the
 // consumer groups that have not taken them all yet. It deletes nothing.
 func (p *Purger) Readable(ctx context.Context, before time.Time) (int64, []string, error) {

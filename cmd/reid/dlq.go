@@ -131,7 +131,7 @@ func newDLQCommand(g *globals) *cobra.Command {
 broker: the one a running reid run or reid broker serves on stream.embedded_addr, or, with the
 pipeline stopped, one started on the data dir.`,
 	}
-	command.AddCommand(newDLQListCommand(g), newDLQReplayCommand(g))
+	command.AddCommand(newDLQListCommand(g), newDLQReplayCommand(g), newDLQPurgeCommand(g))
 	return command
 }
 
@@ -287,5 +287,76 @@ erased on request since (the crop store's record of erasures) are not sent back.
 	}
 	filter.register(command)
 	command.Flags().BoolVar(&dryRun, "dry-run", false, "count what would be replayed and write nothing")
+	return command
+}
+
+// newDLQPurgeCommand deletes dead letters from the broker. Nothing consumes the DLQ, so nothing
+// deletes what it holds before the topic's retention: not a dead letter that was replayed, nor
+// one of a crop erased on request since.
+func newDLQPurgeCommand(g *globals) *cobra.Command {
+	var until string
+	var dryRun bool
+	command := &cobra.Command{
+		Use:   "purge --until T [--dry-run]",
+		Short: "Delete the dead letters written before a time from the broker",
+		Long: `Purge deletes from the broker every dead letter written to stream.dlq_topic before --until
+(RFC 3339, or a duration ago), with Kafka's DeleteRecords: replayed ones, ones whose cause will not
+be fixed, and, after an erasure request, the dead letters of crops erased on request, which the
+crops topic's purge cannot reach (docs/OPERATIONS.md, "Erasure requests"). --dry-run counts them,
+and how many are of erased crops, and deletes nothing. What goes cannot be replayed.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if until == "" {
+				return fmt.Errorf("name --until: the dead letters written before it are deleted (--dry-run first says how many)")
+			}
+			options, err := g.load(cmd)
+			if err != nil {
+				return err
+			}
+			filter := deadLetterFilter{until: until}
+			entries, conn, closeCluster, err := loadDeadLetters(ctx, options, &filter)
+			if err != nil {
+				return err
+			}
+			defer closeCluster()
+			store, err := openCropStore(ctx, options)
+			if err != nil {
+				return err
+			}
+			erased := 0
+			for _, entry := range entries {
+				if entry.record == nil {
+					continue
+				}
+				gone, err := store.Erased(ctx, *entry.record)
+				if err != nil {
+					return err
+				}
+				if gone {
+					erased++
+				}
+			}
+			out := cmd.OutOrStdout()
+			at := filter.to.UTC().Format(time.RFC3339)
+			if dryRun {
+				_, err := fmt.Fprintf(out, "would delete the %d dead letters written before %s (%d of crops erased on request)\n", len(entries), at, erased)
+				return err
+			}
+			purger, err := stream.NewPurger(conn, options.Stream.DLQTopic)
+			if err != nil {
+				return err
+			}
+			defer purger.Close()
+			deleted, err := purger.DeleteBefore(ctx, filter.to)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(out, "deleted %d dead letters written before %s (%d of crops erased on request)\n", deleted, at, erased)
+			return err
+		},
+	}
+	command.Flags().StringVar(&until, "until", "", "delete what was dead-lettered before this time (RFC 3339, or a duration ago: 24h)")
+	command.Flags().BoolVar(&dryRun, "dry-run", false, "count what would be deleted and delete nothing")
 	return command
 }

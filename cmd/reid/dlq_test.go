@@ -136,6 +136,24 @@ func TestDLQCommands(t *testing.T) {
 	if out := dlq("replay", "--crop", broken.ID); !strings.Contains(out, "replayed 0 records (2 dead letters selected, 0 without a source to replay to, 2 erased on request)") {
 		t.Errorf("replay of an erased crop's dead letters: %s", out)
 	}
+
+	// Nothing consumes the DLQ, so its erased dead letters go when the operator purges it.
+	firstTwo := entries[1].Time.Add(time.Millisecond).UTC().Format(time.RFC3339Nano)
+	if out := dlq("purge", "--until", firstTwo, "--dry-run"); !strings.Contains(out, "would delete the 2 dead letters written before") || !strings.Contains(out, "(1 of crops erased on request)") {
+		t.Errorf("purge --dry-run: %s", out)
+	}
+	if out := dlq("list"); !strings.Contains(out, "3 dead letters") {
+		t.Errorf("a dry run deleted dead letters:\n%s", out)
+	}
+	if out := dlq("purge", "--until", time.Now().Add(time.Minute).UTC().Format(time.RFC3339)); !strings.Contains(out, "deleted 3 dead letters written before") || !strings.Contains(out, "(2 of crops erased on request)") {
+		t.Errorf("purge: %s", out)
+	}
+	if out := dlq("list"); !strings.Contains(out, "0 dead letters") {
+		t.Errorf("after the purge:\n%s", out)
+	}
+	if out, err := runReid(t, "--config", configPath, "--data-dir", dataDir, "dlq", "purge"); err == nil || !strings.Contains(err.Error(), "name --until") {
+		t.Errorf("purge without --until: %v\n%s", err, out)
+	}
 }
 
 // dlqOffsetOf is the DLQ offset of a crop's first dead letter.
