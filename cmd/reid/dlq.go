@@ -125,7 +125,7 @@ func loadDeadLetters(ctx context.Context, options config.Options, filter *deadLe
 func newDLQCommand(g *globals) *cobra.Command {
 	command := &cobra.Command{
 		Use:   "dlq",
-		Short: "List the dead-letter topic's records and replay them into the crops topic",
+		Short: "List the dead-letter topic's records, replay them into the crops topic, or purge them",
 		Long: `Records that a consumer could not process go to stream.dlq_topic with the reason in headers
 (docs/WIRE.md). These commands read that topic through stream.brokers, or through the embedded
 broker: the one a running reid run or reid broker serves on stream.embedded_addr, or, with the
