@@ -226,11 +226,8 @@ func checkBrokerPurge(ctx context.Context, options config.Options, record retent
 			newest = erasure.Time
 		}
 	}
-	brokers := options.Stream.Brokers
-	if len(brokers) == 0 {
-		brokers = []string{options.Stream.EmbeddedAddr}
-	}
-	purger, err := stream.NewPurger(stream.ConnectionFrom(options.Stream, brokers), options.Stream.CropsTopic)
+	conn, _ := checkedBrokers(options)
+	purger, err := stream.NewPurger(conn, options.Stream.CropsTopic)
 	if err != nil {
 		return checkResult{}, false
 	}
@@ -449,19 +446,27 @@ func checkIndex(ctx context.Context, options config.Options) checkResult {
 	return result
 }
 
+// checkedBrokers is the connection reid check asks: the configured brokers, or, with none, the
+// embedded broker a running reid serves on stream.embedded_addr (embedded says which).
+func checkedBrokers(options config.Options) (conn stream.Connection, embedded bool) {
+	brokers := options.Stream.Brokers
+	if len(brokers) == 0 {
+		brokers, embedded = []string{options.Stream.EmbeddedAddr}, true
+	}
+	return stream.ConnectionFrom(options.Stream, brokers), embedded
+}
+
 // checkBroker asks the configured brokers, or an embedded broker a running reid serves, for the
 // crops topics, creating nothing.
 func checkBroker(ctx context.Context, options config.Options) checkResult {
 	result := checkResult{part: "broker"}
-	brokers := options.Stream.Brokers
-	embeddedBroker := len(brokers) == 0
+	conn, embeddedBroker := checkedBrokers(options)
+	brokers := conn.Brokers
 	if embeddedBroker {
 		result.part = "broker embedded"
-		brokers = []string{options.Stream.EmbeddedAddr}
 	}
 	askCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn := stream.ConnectionFrom(options.Stream, brokers)
 	partitions, err := stream.TopicPartitions(askCtx, conn, options.Stream.CropsTopic, options.Stream.DLQTopic)
 	switch {
 	case err != nil && embeddedBroker:
