@@ -8,6 +8,7 @@ package lookup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -122,4 +123,50 @@ func (s *Server) enforceErasures(ctx context.Context) {
 	case enforced.Erasures > 0:
 		s.logger.Info("lookup: record of erasures enforced; nothing it names is kept", "erasures", enforced.Erasures)
 	}
+}
+
+// enforceOnWatches applies to the watches every erasure recorded since it last looked, by any
+// server: one that forwards its watch routes to this one (lookup.watch_server) erases crops
+// without seeing the watches made from them or the alerts that show them. CheckWatches calls it
+// first, so that no check alerts on what another server has erased.
+func (s *Server) enforceOnWatches(ctx context.Context, list *watchList) error {
+	store, ok := s.config.Store.(erasureRecord)
+	if !ok {
+		return nil
+	}
+	records, err := store.Erasures(ctx)
+	if err != nil {
+		return fmt.Errorf("watches: reading the record of erasures: %w", err)
+	}
+	list.mu.Lock()
+	applied := list.erasuresApplied
+	list.mu.Unlock()
+	// Records are never removed, so a longer record is a newer one.
+	if len(records) == applied {
+		return nil
+	}
+	erased := erasedCrops{ids: map[string]bool{}, tracks: map[index.TrackRef]bool{}}
+	for _, record := range records {
+		for _, id := range record.CropIDs {
+			erased.ids[id] = true
+		}
+		for _, track := range record.Tracks {
+			erased.tracks[index.TrackRef{Camera: track.Camera, Track: track.Track}] = true
+		}
+	}
+	watches, alerts, err := list.eraseCrops(ctx, erased, false)
+	s.metrics.watches.Set(float64(list.count()))
+	if len(watches) > 0 || alerts > 0 {
+		s.logger.Info("lookup: erasures recorded elsewhere applied to the watches", "watches", watches, "alerts", alerts)
+		audited := s.audit.write(AuditRecord{Time: s.now().UTC(), Key: "reid", Route: "erasures applied to the watches from the record",
+			Status: 200, Params: map[string]any{"erasures": len(records), "watches": watches, "alerts": alerts}})
+		err = errors.Join(err, audited)
+	}
+	if err != nil {
+		return fmt.Errorf("watches: applying the record of erasures: %w", err)
+	}
+	list.mu.Lock()
+	list.erasuresApplied = len(records)
+	list.mu.Unlock()
+	return nil
 }

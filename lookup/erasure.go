@@ -163,7 +163,7 @@ func (e erasure) crops(ctx context.Context, found, named []string) error {
 		erasedIDs[id] = true
 	}
 	if s.watches != nil {
-		watches, alerts, err := s.watches.eraseCrops(ctx, erasedIDs, e.dryRun)
+		watches, alerts, err := s.watches.eraseCrops(ctx, erasedCrops{ids: erasedIDs}, e.dryRun)
 		if err != nil {
 			return err
 		}

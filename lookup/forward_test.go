@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/reid-project/reid/index"
 )
 
 // TestForwardToWatchServer: a lookup server with a watch server answers every watch and alert
@@ -91,5 +93,57 @@ func TestForwardToWatchServer(t *testing.T) {
 	// Searches do not need the watch server.
 	if status, _, _ := replica.do(t, "GET", "/v1/cameras", "", nil); status != http.StatusOK {
 		t.Errorf("cameras with the watch server down: %d", status)
+	}
+}
+
+// TestErasureThroughAReplicaReachesTheWatches: an erasure made through a server that forwards its
+// watch routes cannot touch the watches, which the watch server keeps; the watch server's next
+// check applies it from the record of erasures: the watch made from an erased track goes, and so
+// does the alert that showed one, before anything else is checked.
+func TestErasureThroughAReplicaReachesTheWatches(t *testing.T) {
+	clock := &testClock{now: testStart.Add(time.Minute)}
+	primary := newFixture(t, func(c *Config) {
+		c.WatchDir, c.Now, c.AdminAPIKeys = t.TempDir(), clock.Now, []string{adminKey}
+	})
+	replica := newFixture(t, func(c *Config) {
+		c.WatchServer, c.AdminAPIKeys = primary.http.URL, []string{adminKey}
+		c.Index, c.Store = primary.gallery.Index, primary.gallery.Store
+	})
+	watched := createWatch(t, replica, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, cropOf(t, primary.gallery, "cam-a", 0)))
+	otherQuery := cropOf(t, primary.gallery, "cam-a", 1)
+	other := createWatch(t, replica, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, otherQuery))
+	clock.Set(testStart.Add(10 * time.Minute))
+	check(t, primary)
+	alerts := watchAlerts(t, primary, watched.ID)
+	if len(alerts) != 2 {
+		t.Fatalf("the watch raised %d alerts, want 2 (cam-b and cam-c)", len(alerts))
+	}
+	erasedSighting := index.TrackRef{Camera: alerts[0].Camera, Track: alerts[0].Track}
+	replica.erase(t, ErasureRequest{Tracks: []index.TrackRef{erasedSighting, trackOf(t, primary, otherQuery)}, Reason: "request 7"})
+	if len(watchAlerts(t, primary, watched.ID)) != 2 {
+		t.Fatal("the replica's erasure changed the watch server's watches itself; this test no longer shows the check doing it")
+	}
+
+	check(t, primary)
+	kept := watchAlerts(t, primary, watched.ID)
+	if len(kept) != 1 || (index.TrackRef{Camera: kept[0].Camera, Track: kept[0].Track}) == erasedSighting {
+		t.Errorf("after the check the watch keeps %+v, want only the alert of the sighting not erased", kept)
+	}
+	if status, data, _ := primary.do(t, "GET", "/v1/watches/"+other.ID, "", nil); status != http.StatusNotFound {
+		t.Errorf("the watch made from an erased track: %d %s, want 404", status, data)
+	}
+	applied := 0
+	for _, record := range primary.audit.lines(t) {
+		if record.Route == "erasures applied to the watches from the record" {
+			applied++
+		}
+	}
+	if applied != 1 {
+		t.Errorf("the watch server audited %d applications of the record, want 1", applied)
+	}
+	// Nothing new: the next check leaves the watches alone.
+	check(t, primary)
+	if len(watchAlerts(t, primary, watched.ID)) != 1 {
+		t.Error("a later check changed the watch again")
 	}
 }

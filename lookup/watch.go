@@ -138,6 +138,8 @@ type watchList struct {
 	lastSeq int64
 	// changed is closed, and replaced, whenever an alert is raised: long polls wait on it.
 	changed chan struct{}
+	// erasuresApplied counts the records of erasures applied to the watches (enforceOnWatches).
+	erasuresApplied int
 }
 
 var watchIDPattern = regexp.MustCompile(`^w[0-9a-f]{12}$`)
@@ -501,17 +503,29 @@ func (c retentionCutoffs) expired(cropID string) bool {
 	return ok && parsed.Time.Before(cutoff)
 }
 
+// erasedCrops names what an erasure took: crops by id, and whole tracks (every crop of each, the
+// ones no index or store holds any more included).
+type erasedCrops struct {
+	ids    map[string]bool
+	tracks map[index.TrackRef]bool
+}
+
+func (e erasedCrops) track(camera string, track int64) bool {
+	return track > 0 && e.tracks[index.TrackRef{Camera: camera, Track: track}]
+}
+
 // eraseCrops drops what the watches keep of erased crops: a watch made from one goes with its
 // image (a copy of the crop), and an alert that shows one goes whole (it is a sighting of the
 // person). With dryRun it only counts. It returns the watches deleted and the alerts deleted
 // from the others.
-func (l *watchList) eraseCrops(ctx context.Context, erased map[string]bool, dryRun bool) (watches []string, alerts int, err error) {
+func (l *watchList) eraseCrops(ctx context.Context, erased erasedCrops, dryRun bool) (watches []string, alerts int, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	watches = []string{} // a list in JSON even when empty
 	var errs []error
 	for id, entry := range l.entries {
-		if erased[entry.file.QueryCropID] {
+		query := entry.file.QueryTrack
+		if erased.ids[entry.file.QueryCropID] || query != nil && erased.track(query.Camera, query.Track) {
 			watches = append(watches, id)
 			if !dryRun {
 				errs = append(errs, l.removeLocked(ctx, id))
@@ -520,7 +534,8 @@ func (l *watchList) eraseCrops(ctx context.Context, erased map[string]bool, dryR
 		}
 		kept := make([]*Alert, 0, len(entry.file.Alerts))
 		for _, alert := range entry.file.Alerts {
-			if !erased[alert.BestCropID] && !slices.ContainsFunc(alert.CropIDs, func(crop string) bool { return erased[crop] }) {
+			if !erased.track(alert.Camera, alert.Track) && !erased.ids[alert.BestCropID] &&
+				!slices.ContainsFunc(alert.CropIDs, func(crop string) bool { return erased.ids[crop] }) {
 				kept = append(kept, alert)
 			}
 		}
@@ -570,6 +585,9 @@ func (s *Server) CheckWatches(ctx context.Context) (int, error) {
 	now := s.now()
 	raised := 0
 	var errs []error
+	if err := s.enforceOnWatches(ctx, s.watches); err != nil {
+		errs = append(errs, err)
+	}
 	for _, checked := range s.watches.toCheck(now, box) {
 		n, err := s.checkWatch(ctx, box, checked, now)
 		raised += n
