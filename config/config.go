@@ -350,8 +350,14 @@ type Lookup struct {
 	// keeps the site's watches: this one then forwards the watch and alert routes to it and keeps
 	// and checks none itself, so that every lookup server behind a load balancer answers them the
 	// same; the webhooks are the watch server's to deliver. Empty: this server keeps its own
-	// (lookup.watch_interval).
+	// (lookup.watch_interval). "elect": the lookup servers sharing the watch store (the bucket, or
+	// one data dir) elect the one that keeps them, by a lease kept there; the others forward to
+	// it, and another takes over within seconds when it stops or its machine is lost.
 	WatchServer string `mapstructure:"watch_server" yaml:"watch_server"`
+	// AdvertiseURL is this server's base URL (http://host:port) as the other lookup servers reach
+	// it, with watch_server: elect. Default: http://<this machine's host name>:<lookup.addr's
+	// port>, or http://<lookup.addr> when addr names a host.
+	AdvertiseURL string `mapstructure:"advertise_url" yaml:"advertise_url"`
 	// AlertWebhook, when set, is an http(s) URL that every alert is POSTed to as JSON
 	// ({"alerts":[...]}), in order, at least once, retried until it answers 2xx.
 	AlertWebhook string `mapstructure:"alert_webhook" yaml:"alert_webhook"`
@@ -827,11 +833,23 @@ func (o *Options) Validate() error {
 		}
 	}
 	checkWebhook("lookup.alert_webhook", o.Lookup.AlertWebhook, o.Lookup.AlertWebhookSecret)
-	if o.Lookup.WatchServer != "" {
-		if parsed, err := url.Parse(o.Lookup.WatchServer); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" ||
-			(parsed.Path != "" && parsed.Path != "/") || parsed.RawQuery != "" {
-			bad("lookup.watch_server", "must be a lookup server's base URL, http(s)://host:port, not %q", MaskURLCredentials(o.Lookup.WatchServer))
+	baseURL := func(key, value, what string) {
+		if parsed, err := url.Parse(value); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" ||
+			(parsed.Path != "" && parsed.Path != "/") || parsed.RawQuery != "" || parsed.User != nil {
+			bad(key, "must be %s, http(s)://host:port, not %q", what, MaskURLCredentials(value))
 		}
+	}
+	switch o.Lookup.WatchServer {
+	case "":
+	case "elect":
+		if o.Lookup.WatchInterval == 0 {
+			bad("lookup.watch_server", "is elect, but watches are off: lookup.watch_interval is 0")
+		}
+	default:
+		baseURL("lookup.watch_server", o.Lookup.WatchServer, `a lookup server's base URL or "elect"`)
+	}
+	if o.Lookup.AdvertiseURL != "" {
+		baseURL("lookup.advertise_url", o.Lookup.AdvertiseURL, "this server's base URL")
 	}
 	scopeNames := map[string]bool{}
 	for i, scope := range o.Lookup.ScopedAPIKeys {

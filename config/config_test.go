@@ -25,7 +25,7 @@ func TestBadFilesNameTheKey(t *testing.T) {
 		{"testdata/bad-values.bad.yaml", []string{"detector.confidence", "crops.jpeg_quality", "index.backend", "trainer.promote_if",
 			"retention.per_camera[0].max_age: is 48h0m0s for gate, longer than retention.max_age", "retention.per_camera[1].camera", "cameras[0].privacy_masks[0]: must lie within the frame",
 			"lookup.scoped_api_keys[0].keys: is empty", "lookup.scoped_api_keys[1].name: names north a second time", "lookup.scoped_api_keys[1].cameras: is empty",
-			"lookup.scoped_api_keys[0].alert_webhook: must be an http:// or https:// URL", "lookup.watch_server: must be a lookup server's base URL"}},
+			"lookup.scoped_api_keys[0].alert_webhook: must be an http:// or https:// URL", "lookup.watch_server: must be a lookup server's base URL", "lookup.advertise_url: must be this server's base URL"}},
 		{"testdata/bad-type.bad.yaml", []string{"crops.width"}},
 		{"testdata/bad-camera.bad.yaml", []string{"cameras[1].colour: unknown key"}},
 	}
@@ -336,6 +336,29 @@ func TestMaskURLCredentials(t *testing.T) {
 	for _, c := range cases {
 		if got := MaskURLCredentials(c.source); got != c.want {
 			t.Errorf("MaskURLCredentials(%q) = %q, want %q", c.source, got, c.want)
+		}
+	}
+}
+
+func TestWatchServerValues(t *testing.T) {
+	for _, test := range []struct {
+		watchServer, advertise string
+		interval               time.Duration
+		want                   string // "" for valid
+	}{
+		{"", "", 5 * time.Second, ""},
+		{"http://10.0.0.5:8080", "", 5 * time.Second, ""},
+		{"elect", "", 5 * time.Second, ""},
+		{"elect", "http://lookup-2.site:8080", 5 * time.Second, ""},
+		{"elect", "", 0, "lookup.watch_server: is elect, but watches are off"},
+		{"elected", "", 5 * time.Second, `lookup.watch_server: must be a lookup server's base URL or "elect"`},
+		{"elect", "http://user:pw@lookup-2:8080", 5 * time.Second, "lookup.advertise_url: must be this server's base URL"},
+	} {
+		options := Default()
+		options.Lookup.WatchServer, options.Lookup.AdvertiseURL, options.Lookup.WatchInterval = test.watchServer, test.advertise, test.interval
+		err := options.Validate()
+		if test.want == "" && err != nil || test.want != "" && (err == nil || !strings.Contains(err.Error(), test.want)) {
+			t.Errorf("watch_server %q, advertise_url %q, interval %v: %v, want %q", test.watchServer, test.advertise, test.interval, err, test.want)
 		}
 	}
 }

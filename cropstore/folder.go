@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"strings"
 
 	"github.com/minio/minio-go/v7"
@@ -66,6 +68,62 @@ func (f *Folder) Write(ctx context.Context, name string, data []byte) error {
 		return fmt.Errorf("crop store: put %s: %w", key, err)
 	}
 	return nil
+}
+
+// ErrChanged is returned by Swap when the file is no longer the version the caller read.
+var ErrChanged = errors.New("crop store: the file changed since it was read")
+
+// ReadVersion returns a file and its version (the object's ETag), which changes with every write;
+// a missing file is an error wrapping fs.ErrNotExist.
+func (f *Folder) ReadVersion(ctx context.Context, name string) ([]byte, string, error) {
+	key, err := f.key(name)
+	if err != nil {
+		return nil, "", err
+	}
+	object, err := f.s3.client.GetObject(ctx, f.s3.bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, "", fmt.Errorf("crop store: get %s: %w", key, err)
+	}
+	defer object.Close()
+	info, err := object.Stat()
+	if minio.ToErrorResponse(err).Code == minio.NoSuchKey {
+		return nil, "", fmt.Errorf("crop store: %s: %w", key, fs.ErrNotExist)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("crop store: get %s: %w", key, err)
+	}
+	data := make([]byte, info.Size)
+	if _, err := io.ReadFull(object, data); err != nil {
+		return nil, "", fmt.Errorf("crop store: get %s: %w", key, err)
+	}
+	return data, info.ETag, nil
+}
+
+// Swap writes a file only if it is still at version (with version "", only if there is none),
+// atomically against every other writer: the bucket checks the condition (S3's conditional
+// writes, If-Match and If-None-Match), and a lost race is an error wrapping ErrChanged. It returns
+// the new version.
+func (f *Folder) Swap(ctx context.Context, name string, data []byte, version string) (string, error) {
+	key, err := f.key(name)
+	if err != nil {
+		return "", err
+	}
+	options := minio.PutObjectOptions{}
+	if version == "" {
+		options.SetMatchETagExcept("*")
+	} else {
+		options.SetMatchETag(strings.Trim(version, `"`))
+	}
+	info, err := f.s3.client.PutObject(ctx, f.s3.bucket, key, bytes.NewReader(data), int64(len(data)), options)
+	if response := minio.ToErrorResponse(err); response.StatusCode == http.StatusPreconditionFailed ||
+		response.StatusCode == http.StatusConflict || response.Code == "PreconditionFailed" {
+		// 409 is S3's answer to two conditional writes of one key at once: one of them won.
+		return "", fmt.Errorf("%w: %s", ErrChanged, key)
+	}
+	if err != nil {
+		return "", fmt.Errorf("crop store: put %s: %w", key, err)
+	}
+	return info.ETag, nil
 }
 
 // Remove deletes a file; a missing one is no error.

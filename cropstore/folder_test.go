@@ -3,8 +3,10 @@ package cropstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -68,6 +70,63 @@ func TestFolder(t *testing.T) {
 			}
 			if names, err := folder.List(ctx); err != nil || len(names) != 2 {
 				t.Errorf("after retention pruned everything: %v, %v; want the folder's two files kept", names, err)
+			}
+		})
+	}
+}
+
+// Swap replaces a file only at the version read, whichever writer tries first: of eight writers
+// that read one version and swap at once, one wins. A lease on the bucket depends on it.
+func TestFolderSwap(t *testing.T) {
+	for _, bucket := range s3test.Buckets(t, "swaps") {
+		t.Run(bucket.Kind, func(t *testing.T) {
+			ctx := context.Background()
+			folder, err := openBucket(t, bucketOptions(bucket)).Folder("@watches")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := folder.ReadVersion(ctx, "lease"); !errors.Is(err, fs.ErrNotExist) {
+				t.Fatalf("a missing file: %v, want fs.ErrNotExist", err)
+			}
+			first, err := folder.Swap(ctx, "lease", []byte("one"), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := folder.Swap(ctx, "lease", []byte("two"), ""); !errors.Is(err, ErrChanged) {
+				t.Errorf("creating a file that exists: %v, want ErrChanged", err)
+			}
+			data, version, err := folder.ReadVersion(ctx, "lease")
+			if err != nil || string(data) != "one" || version != first {
+				t.Fatalf("read %q at %q, %v; want \"one\" at %q", data, version, err, first)
+			}
+			second, err := folder.Swap(ctx, "lease", []byte("two"), version)
+			if err != nil || second == first {
+				t.Fatalf("swap at the version read: %q, %v", second, err)
+			}
+			if _, err := folder.Swap(ctx, "lease", []byte("three"), first); !errors.Is(err, ErrChanged) {
+				t.Errorf("swap at an old version: %v, want ErrChanged", err)
+			}
+
+			won := make(chan string, 8)
+			var writers sync.WaitGroup
+			for writer := range 8 {
+				writers.Go(func() {
+					content := fmt.Sprintf("writer %d", writer)
+					if _, err := folder.Swap(ctx, "lease", []byte(content), second); err == nil {
+						won <- content
+					} else if !errors.Is(err, ErrChanged) {
+						t.Error(err)
+					}
+				})
+			}
+			writers.Wait()
+			close(won)
+			var winners []string
+			for content := range won {
+				winners = append(winners, content)
+			}
+			if data, _, err := folder.ReadVersion(ctx, "lease"); len(winners) != 1 || err != nil || string(data) != winners[0] {
+				t.Errorf("winners %v, file %q (%v); want one winner, whose file it is", winners, data, err)
 			}
 		})
 	}

@@ -162,13 +162,13 @@ func (e erasure) crops(ctx context.Context, found, named []string) error {
 	for _, id := range slices.Concat(found, named) {
 		erasedIDs[id] = true
 	}
-	if s.watches != nil {
-		watches, alerts, err := s.watches.eraseCrops(ctx, erasedCrops{ids: erasedIDs}, e.dryRun)
+	if list := s.watches.Load(); list != nil {
+		watches, alerts, err := list.eraseCrops(ctx, erasedCrops{ids: erasedIDs}, e.dryRun)
 		if err != nil {
 			return err
 		}
 		response.Watches, response.Alerts = append(response.Watches, watches...), response.Alerts+alerts
-		s.metrics.watches.Set(float64(s.watches.count()))
+		s.metrics.watches.Set(float64(list.count()))
 	}
 	if s.config.ValidationDir != "" {
 		set, err := eval.OpenLabelledSet(s.config.ValidationDir)

@@ -25,11 +25,36 @@ var forwardedHeaders = []string{"Authorization", "X-API-Key", "Content-Type"}
 // answerHeaders are the watch server's response headers that mean something to the client.
 var answerHeaders = []string{"Content-Type", "Location", "Retry-After", "Cache-Control", "WWW-Authenticate"}
 
+// forwardedHeader marks a request one lookup server forwarded to another: with an elected watch
+// server, one that has just lost the lease answers it rather than forward it on (and back).
+const forwardedHeader = "X-Reid-Forwarded-By"
+
+// errNoWatchServer answers the watch routes while no server is known to keep the watches: an
+// election is under way (the holder stopped, or has not started yet).
+var errNoWatchServer = &apiError{status: http.StatusServiceUnavailable, retryAfter: 5 * time.Second,
+	message: "no lookup server keeps the watches at the moment (the servers are electing one); try again shortly"}
+
+// watchServerURL is where the watch routes go: the configured watch server, or the elected one.
+func (s *Server) watchServerURL(r *http.Request) (string, error) {
+	if s.election == nil {
+		return s.config.WatchServer, nil
+	}
+	elected := s.electedURL.Load()
+	if elected == nil || *elected == "" || *elected == s.config.AdvertiseURL || r.Header.Get(forwardedHeader) != "" {
+		return "", errNoWatchServer
+	}
+	return *elected, nil
+}
+
 // forwardToWatchServer sends a watch or alert request on to the watch server and its answer back.
 func (s *Server) forwardToWatchServer(w http.ResponseWriter, r *http.Request, call *call) error {
-	watchServer, err := url.Parse(s.config.WatchServer)
+	base, err := s.watchServerURL(r)
 	if err != nil {
-		return fmt.Errorf("watch server %q: %w", s.config.WatchServer, err)
+		return err
+	}
+	watchServer, err := url.Parse(base)
+	if err != nil {
+		return fmt.Errorf("watch server %q: %w", base, err)
 	}
 	call.params = map[string]any{"forwarded_to": watchServer.Host}
 	var body io.Reader
@@ -55,6 +80,9 @@ func (s *Server) forwardToWatchServer(w http.ResponseWriter, r *http.Request, ca
 		}
 	}
 	request.Header.Set("X-Forwarded-For", remoteIP(r))
+	if s.config.AdvertiseURL != "" {
+		request.Header.Set(forwardedHeader, s.config.AdvertiseURL)
+	}
 	response, err := s.forwarder.Do(request)
 	if err != nil {
 		if r.Context().Err() != nil {

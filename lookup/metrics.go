@@ -22,6 +22,8 @@ type metrics struct {
 	alerts     prometheus.Counter
 	watchCheck prometheus.Histogram
 	webhook    *prometheus.CounterVec
+	// watchServer is 1 while this server keeps the watches; registered only where watches are on.
+	watchServer prometheus.Gauge
 	// erasedCrops counts the crops deleted from the store on request (POST /v1/erasures).
 	erasedCrops prometheus.Counter
 }
@@ -60,6 +62,10 @@ func newMetrics() *metrics {
 			Name: "reid_lookup_alert_webhook_total",
 			Help: "Alert webhook outcomes: alerts delivered, and failed deliveries (each retried); scope is a key scope's own webhook, empty for lookup.alert_webhook.",
 		}, []string{"outcome", "scope"}),
+		watchServer: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "reid_lookup_watch_server",
+			Help: "1 while this lookup server keeps the site's watches (checks them, raises and delivers their alerts); 0 while it forwards them to the one that does.",
+		}),
 		erasedCrops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "reid_lookup_erased_crops_total",
 			Help: "Crops erased on request (POST /v1/erasures), deleted from the crop store with their vectors.",

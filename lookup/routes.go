@@ -91,10 +91,15 @@ func (s *Server) routesHandler() http.Handler {
 	handle("GET /v1/cameras", s.api(costRead, s.handleCameras))
 	handle("GET /v1/whoami", s.api(costRead, s.handleWhoAmI))
 	watchRoute := func(handler apiHandler) apiHandler {
-		if s.config.WatchServer != "" {
-			return s.forwardToWatchServer
+		if s.config.WatchServer == "" {
+			return handler
 		}
-		return handler
+		return func(w http.ResponseWriter, r *http.Request, call *call) error {
+			if s.watches.Load() != nil {
+				return handler(w, r, call) // elected
+			}
+			return s.forwardToWatchServer(w, r, call)
+		}
 	}
 	handle("POST /v1/watches", s.api(costSearch, watchRoute(s.handleCreateWatch)))
 	handle("GET /v1/watches", s.api(costRead, watchRoute(s.handleListWatches)))

@@ -95,8 +95,14 @@ type Config struct {
 	Collectors []prometheus.Collector
 
 	// WatchServer, when set, is the base URL of the lookup server that keeps the watches: the
-	// watch and alert routes are forwarded to it (see forward.go), and it keeps none itself.
+	// watch and alert routes are forwarded to it (see forward.go), and it keeps none itself. Or
+	// it is WatchServerElect: the servers sharing WatchStore elect the one that keeps them
+	// (election.go), which the others reach at its AdvertiseURL.
 	WatchServer string
+	// AdvertiseURL is this server's base URL as other lookup servers reach it (WatchServerElect).
+	AdvertiseURL string
+	// watchLeaseTTL is the election's lease period: watchLeaseTTL, shorter in tests.
+	watchLeaseTTL time.Duration
 	// WatchStore keeps the watches (POST /v1/watches) and their alerts; WatchDir, when it is nil,
 	// names a directory for them. With neither, watches are off.
 	WatchStore WatchStore
@@ -150,6 +156,12 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 	if _, err := newKeyring(keys, adminKeys, scoped); err != nil {
 		return Config{}, err
 	}
+	advertise := strings.TrimSuffix(options.AdvertiseURL, "/")
+	if advertise == "" && options.WatchServer == WatchServerElect {
+		if advertise, err = defaultAdvertiseURL(options.Addr); err != nil {
+			return Config{}, err
+		}
+	}
 	return Config{
 		APIKeys:              keys,
 		AdminAPIKeys:         adminKeys,
@@ -164,6 +176,7 @@ func ConfigFrom(options config.Lookup) (Config, error) {
 		WatchWindow:          options.WatchWindow,
 		WatchMinScore:        options.WatchMinScore,
 		WatchServer:          strings.TrimSuffix(options.WatchServer, "/"),
+		AdvertiseURL:         advertise,
 		AlertWebhook:         options.AlertWebhook,
 		AlertWebhookSecret:   options.AlertWebhookSecret,
 	}, nil
@@ -199,8 +212,14 @@ type Server struct {
 	limiter *limiter
 	audit   *auditLog
 	metrics *metrics
-	watches *watchList // nil when watches are off
-	// forwarder sends the watch routes to Config.WatchServer, when that is set.
+	// watches are the watches this server keeps: nil when watches are off, when another server
+	// keeps them, and while an elected server is not the one elected.
+	watches atomic.Pointer[watchList]
+	// election is this server's part in electing the watch server (Config.WatchServer elect);
+	// electedURL is the elected server's URL as it last read the lease.
+	election   *election
+	electedURL atomic.Pointer[string]
+	// forwarder sends the watch routes to the watch server, when another keeps the watches.
 	forwarder *http.Client
 	// erasing is held by an erasure, and shared by watch checks (see handleErasure).
 	erasing sync.RWMutex
@@ -261,8 +280,18 @@ func New(config Config) (*Server, error) {
 		}
 		config.WatchStore = store
 	}
-	if config.WatchServer != "" && config.WatchStore != nil {
+	if config.watchesForwarded() && config.WatchStore != nil {
 		return nil, errors.New("lookup: a server that forwards its watches to a watch server keeps none itself (Config.WatchStore)")
+	}
+	var elected swapStore
+	if config.WatchServer == WatchServerElect {
+		var ok bool
+		if elected, ok = config.WatchStore.(swapStore); !ok {
+			return nil, errors.New("lookup: electing the watch server needs a watch store that can swap a file (a directory or a bucket's folder)")
+		}
+		if config.AdvertiseURL == "" {
+			return nil, errors.New("lookup: electing the watch server needs this server's URL (Config.AdvertiseURL)")
+		}
 	}
 	if len(webhooksOf(config)) > 0 && config.WatchStore == nil {
 		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchStore)")
@@ -283,15 +312,27 @@ func New(config Config) (*Server, error) {
 	if config.WatchServer != "" {
 		server.forwarder = &http.Client{Timeout: forwardTimeout}
 	}
-	if config.WatchStore != nil {
+	if config.WatchServer != "" || config.WatchStore != nil {
+		server.metrics.registry.MustRegister(server.metrics.watchServer)
+	}
+	switch {
+	case elected != nil:
+		// The watches are loaded when this server is elected (Serve).
+		if config.watchLeaseTTL <= 0 {
+			config.watchLeaseTTL = watchLeaseTTL
+		}
+		server.election = newElection(elected, config.AdvertiseURL, config.watchLeaseTTL, time.Now, config.Logger)
+	case config.WatchStore != nil:
 		// New has no context of its own; loading a bucket's watches is bounded instead.
 		loadCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		server.watches, err = openWatches(loadCtx, config.WatchStore, config.Logger)
+		list, err := openWatches(loadCtx, config.WatchStore, config.Logger)
 		cancel()
 		if err != nil {
 			return nil, err
 		}
-		server.metrics.watches.Set(float64(server.watches.count()))
+		server.watches.Store(list)
+		server.metrics.watches.Set(float64(list.count()))
+		server.metrics.watchServer.Set(1)
 	}
 	for _, hook := range webhooksOf(config) {
 		// Both outcomes are served from the start, so that an alert on increase(...) sees a zero
@@ -409,19 +450,17 @@ func (s *Server) ServeListener(ctx context.Context, listener net.Listener) error
 	enforcing.Go(func() { s.enforceErasures(enforceCtx) })
 	defer enforcing.Wait()
 	defer stopEnforcing()
-	if s.watches != nil {
-		// The checks and deliveries stop with the server, whether ctx ended or the listener failed.
-		watchCtx, stopWatches := context.WithCancel(ctx)
-		var watching sync.WaitGroup
-		if s.config.WatchInterval > 0 {
-			watching.Go(func() { s.RunWatches(watchCtx, s.config.WatchInterval) })
-		}
-		for _, hook := range webhooksOf(s.config) {
-			watching.Go(func() { s.deliverAlerts(watchCtx, hook) })
-		}
-		defer watching.Wait()
-		defer stopWatches()
+	// The checks and deliveries stop with the server, whether ctx ended or the listener failed.
+	watchCtx, stopWatches := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	switch list := s.watches.Load(); {
+	case s.election != nil:
+		watching.Go(func() { s.runElection(watchCtx) })
+	case list != nil:
+		watching.Go(func() { s.keepWatches(watchCtx, list) })
 	}
+	defer watching.Wait()
+	defer stopWatches()
 	var wait sync.WaitGroup
 	shutdownDone := make(chan struct{})
 	wait.Add(1)

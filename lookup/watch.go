@@ -551,6 +551,19 @@ func (l *watchList) eraseCrops(ctx context.Context, erased erasedCrops, dryRun b
 	return watches, alerts, errors.Join(errs...)
 }
 
+// keepWatches checks list's watches and delivers their alerts until ctx ends: ServeListener runs
+// it for the watches this server keeps, and runElection while this server is elected.
+func (s *Server) keepWatches(ctx context.Context, list *watchList) {
+	var keeping sync.WaitGroup
+	if s.config.WatchInterval > 0 {
+		keeping.Go(func() { s.RunWatches(ctx, s.config.WatchInterval) })
+	}
+	for _, hook := range webhooksOf(s.config) {
+		keeping.Go(func() { s.deliverAlerts(ctx, list, hook) })
+	}
+	keeping.Wait()
+}
+
 // RunWatches checks the watches every interval until ctx ends. ServeListener runs it when watches
 // are configured.
 func (s *Server) RunWatches(ctx context.Context, interval time.Duration) {
@@ -572,8 +585,9 @@ func (s *Server) RunWatches(ctx context.Context, interval time.Duration) {
 // and records what it finds; it returns how many alerts were raised. A watch that fails is
 // logged and the others are still checked.
 func (s *Server) CheckWatches(ctx context.Context) (int, error) {
-	if s.watches == nil {
-		return 0, errors.New("lookup: watches are not configured")
+	list := s.watches.Load()
+	if list == nil {
+		return 0, errors.New("lookup: this server keeps no watches")
 	}
 	box := s.searcher()
 	if box == nil {
@@ -585,11 +599,11 @@ func (s *Server) CheckWatches(ctx context.Context) (int, error) {
 	now := s.now()
 	raised := 0
 	var errs []error
-	if err := s.enforceOnWatches(ctx, s.watches); err != nil {
+	if err := s.enforceOnWatches(ctx, list); err != nil {
 		errs = append(errs, err)
 	}
-	for _, checked := range s.watches.toCheck(now, box) {
-		n, err := s.checkWatch(ctx, box, checked, now)
+	for _, checked := range list.toCheck(now, box) {
+		n, err := s.checkWatch(ctx, list, box, checked, now)
 		raised += n
 		if errors.Is(err, errNoWatchModel) {
 			// reid serve opens the index before the model has loaded: the next check embeds it.
@@ -604,17 +618,17 @@ func (s *Server) CheckWatches(ctx context.Context) (int, error) {
 		}
 	}
 	if s.config.Retention > 0 || len(s.config.RetentionPerCamera) > 0 {
-		if _, err := s.watches.prune(ctx, newRetentionCutoffs(now, s.config.Retention, s.config.RetentionPerCamera)); err != nil {
+		if _, err := list.prune(ctx, newRetentionCutoffs(now, s.config.Retention, s.config.RetentionPerCamera)); err != nil {
 			errs = append(errs, err)
 		}
-		s.metrics.watches.Set(float64(s.watches.count()))
+		s.metrics.watches.Set(float64(list.count()))
 	}
 	s.metrics.alerts.Add(float64(raised))
 	s.metrics.watchCheck.Observe(time.Since(start).Seconds())
 	return raised, errors.Join(errs...)
 }
 
-func (s *Server) checkWatch(ctx context.Context, box *searcherBox, checked checkedWatch, now time.Time) (int, error) {
+func (s *Server) checkWatch(ctx context.Context, list *watchList, box *searcherBox, checked checkedWatch, now time.Time) (int, error) {
 	watch := checked.watch
 	vector := checked.vector
 	if vector == nil {
@@ -622,7 +636,7 @@ func (s *Server) checkWatch(ctx context.Context, box *searcherBox, checked check
 		if vector, err = s.watchVector(ctx, box, checked); err != nil {
 			return 0, err
 		}
-		s.watches.keepVector(watch.ID, box, vector)
+		list.keepVector(watch.ID, box, vector)
 	}
 	from := watch.Created
 	if windowStart := now.Add(-s.config.WatchWindow); windowStart.After(from) {
@@ -634,7 +648,7 @@ func (s *Server) checkWatch(ctx context.Context, box *searcherBox, checked check
 	if err != nil {
 		return 0, err
 	}
-	return s.watches.record(ctx, watch.ID, watchSightings(watch, result, result.model(box.version)), now)
+	return list.record(ctx, watch.ID, watchSightings(watch, result, result.model(box.version)), now)
 }
 
 // watchVector embeds a watch's query image with the model of box's gallery, or, without a model,

@@ -36,10 +36,15 @@ func decodeWatchJSON(body []byte, values url.Values) error {
 }
 
 func (s *Server) watchList() (*watchList, error) {
-	if s.watches == nil {
+	list := s.watches.Load()
+	switch {
+	case list != nil:
+		return list, nil
+	case s.election != nil:
+		return nil, errNoWatchServer // elected, and lost the lease since the route was chosen
+	default:
 		return nil, errorf(http.StatusNotFound, "watches are turned off on this server (lookup.watch_interval is 0)")
 	}
-	return s.watches, nil
 }
 
 func (s *Server) handleCreateWatch(w http.ResponseWriter, r *http.Request, call *call) error {

@@ -58,7 +58,7 @@ type webhook struct {
 // webhooksOf lists the receivers config names; a server that forwards its watches to a watch
 // server has none: the alerts are raised and delivered there.
 func webhooksOf(config Config) []webhook {
-	if config.WatchServer != "" {
+	if config.watchesForwarded() {
 		return nil
 	}
 	var hooks []webhook
@@ -82,8 +82,8 @@ func (hook webhook) cursorFile() string {
 }
 
 // deliverAlerts sends alerts to one webhook until ctx ends. ServeListener runs one per webhook.
-func (s *Server) deliverAlerts(ctx context.Context, hook webhook) {
-	store, cursorFile := s.watches.store, hook.cursorFile()
+func (s *Server) deliverAlerts(ctx context.Context, list *watchList, hook webhook) {
+	store, cursorFile := list.store, hook.cursorFile()
 	logger := s.logger.With("url", config.MaskURLCredentials(hook.url))
 	if hook.scope != "" {
 		logger = logger.With("scope", hook.scope)
@@ -95,7 +95,7 @@ func (s *Server) deliverAlerts(ctx context.Context, hook webhook) {
 	if errors.Is(err, os.ErrNotExist) {
 		// A newly configured webhook starts with the alerts raised from now on, not with every
 		// alert the server ever kept.
-		cursor = s.watches.latestSeq()
+		cursor = list.latestSeq()
 		err = saveCursor(cursor)
 	}
 	if err != nil {
@@ -125,7 +125,7 @@ func (s *Server) deliverAlerts(ctx context.Context, hook webhook) {
 			}
 			orphaned = false
 		}
-		alerts, changed := s.watches.alertsAfter(cursor, "", scope, webhookBatch)
+		alerts, changed := list.alertsAfter(cursor, "", scope, webhookBatch)
 		if len(alerts) == 0 {
 			select {
 			case <-ctx.Done():

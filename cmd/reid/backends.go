@@ -141,17 +141,9 @@ func detectorModelsDir(options config.Options) string {
 // folder of the bucket, so that they outlive the machine and another lookup server can take them
 // up (the watches of <data_dir>/watches are moved in the first time); else <data_dir>/watches.
 func watchStore(options config.Options, store lookup.CropStore) (lookup.WatchStore, error) {
-	local, err := lookup.DirWatchStore(filepath.Join(options.DataDir, "watches"))
-	if err != nil {
-		return nil, err
-	}
-	bucket, ok := store.(*cropstore.S3)
-	if !ok {
-		return local, nil
-	}
-	folder, err := bucket.Folder("@watches")
-	if err != nil {
-		return nil, err
+	local, folder, err := watchStores(options, store)
+	if err != nil || folder == nil {
+		return local, err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -163,4 +155,16 @@ func watchStore(options config.Options, store lookup.CropStore) (lookup.WatchSto
 		slog.Info("lookup: watches moved into the bucket", "files", moved, "from", local.Location(), "to", folder.Location())
 	}
 	return folder, nil
+}
+
+// watchStores are the data dir's watch directory and, with the crop store in a bucket, the
+// bucket's folder for them (nil otherwise), which is then where the watches are.
+func watchStores(options config.Options, store lookup.CropStore) (local lookup.WatchStore, folder *cropstore.Folder, err error) {
+	if local, err = lookup.DirWatchStore(filepath.Join(options.DataDir, "watches")); err != nil {
+		return nil, nil, err
+	}
+	if bucket, ok := store.(*cropstore.S3); ok {
+		folder, err = bucket.Folder("@watches")
+	}
+	return local, folder, err
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -102,18 +103,17 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	}
 	results = append(results, checkLookup(options))
 	switch {
+	case options.Lookup.WatchServer == lookup.WatchServerElect:
+		if store != nil {
+			results = append(results, checkElectedWatchServer(ctx, options, store, time.Now()))
+		}
+		// Any of the servers may be elected, and then delivers the webhooks.
+		results = append(results, checkAlertWebhooks(ctx, options)...)
 	case options.Lookup.WatchServer != "":
 		// The watch server raises the alerts and delivers the webhooks.
 		results = append(results, checkWatchServer(ctx, options.Lookup.WatchServer))
 	default:
-		if options.Lookup.AlertWebhook != "" {
-			results = append(results, checkAlertWebhook(ctx, "alert webhook", options.Lookup.AlertWebhook))
-		}
-		for _, scope := range options.Lookup.ScopedAPIKeys {
-			if scope.AlertWebhook != "" {
-				results = append(results, checkAlertWebhook(ctx, "alert webhook "+scope.Name, scope.AlertWebhook))
-			}
-		}
+		results = append(results, checkAlertWebhooks(ctx, options)...)
 	}
 	if options.Trainer.ValidationDir != "" {
 		results = append(results, checkValidation(options.Trainer.ValidationDir))
@@ -254,6 +254,58 @@ func checkBrokerPurge(ctx context.Context, options config.Options, record retent
 			readable, at, now.Sub(newest).Round(time.Minute), waitingFor)
 	}
 	return result, true
+}
+
+// checkAlertWebhooks asks each configured alert webhook whether it is up.
+func checkAlertWebhooks(ctx context.Context, options config.Options) []checkResult {
+	var results []checkResult
+	if options.Lookup.AlertWebhook != "" {
+		results = append(results, checkAlertWebhook(ctx, "alert webhook", options.Lookup.AlertWebhook))
+	}
+	for _, scope := range options.Lookup.ScopedAPIKeys {
+		if scope.AlertWebhook != "" {
+			results = append(results, checkAlertWebhook(ctx, "alert webhook "+scope.Name, scope.AlertWebhook))
+		}
+	}
+	return results
+}
+
+// staleWatchLease is how long ago a lease may have been renewed before `reid check` says nobody
+// keeps the watches: the lease's period, and room for the holder's clock to differ from ours.
+const staleWatchLease = time.Minute
+
+// checkElectedWatchServer reads the lease of the elected watch server (lookup.watch_server: elect)
+// and asks the server it names whether it is up.
+func checkElectedWatchServer(ctx context.Context, options config.Options, store lookup.CropStore, now time.Time) checkResult {
+	result := checkResult{part: "watch server"}
+	local, folder, err := watchStores(options, store)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	var watches lookup.WatchStore = local
+	if folder != nil {
+		watches = folder
+	}
+	holder, renewed, released, err := lookup.ReadWatchLease(ctx, watches)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		result.err = fmt.Errorf("none elected yet in %s: is a lookup server with lookup.watch_server: elect running?", watches.Location())
+	case err != nil:
+		result.err = err
+	case released:
+		result.err = fmt.Errorf("%s gave the watches up %s ago and no server has taken them: is another lookup server with lookup.watch_server: elect running?", holder, now.Sub(renewed).Round(time.Second))
+	case now.Sub(renewed) > staleWatchLease:
+		result.err = fmt.Errorf("%s last renewed its lease %s ago: it has stopped, and no server has taken the watches over", holder, now.Sub(renewed).Round(time.Second))
+	}
+	if result.err != nil {
+		return result
+	}
+	result = checkWatchServer(ctx, holder)
+	if result.err == nil {
+		result.detail = fmt.Sprintf("%s, elected (lease renewed %s ago): up", holder, max(0, now.Sub(renewed)).Round(time.Second))
+	}
+	return result
 }
 
 // checkWatchServer asks the lookup server that keeps the watches (lookup.watch_server) whether it

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/internal/testassets"
+	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/retention"
 	"github.com/reid-project/reid/stream"
 )
@@ -300,4 +303,106 @@ func TestCheckWatchServer(t *testing.T) {
 			t.Errorf("%s: %q (err %v), want %q", test.name, got, result.err, test.want)
 		}
 	}
+}
+
+// TestCheckElectedWatchServer: with lookup.watch_server: elect, `reid check` reads the lease in
+// the watch store and names the elected server, failing when none was elected, when the last one
+// gave the watches up or stopped renewing, and when the one named is down.
+func TestCheckElectedWatchServer(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	defer up.Close()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	lease := func(url string, renewed time.Time, released bool) string {
+		return fmt.Sprintf(`{"holder":"a1","url":%q,"renewed":%q,"released":%v}`, url, renewed.Format(time.RFC3339Nano), released)
+	}
+	for _, test := range []struct {
+		name, lease, want string
+		fails             bool
+	}{
+		{"none elected", "", "none elected yet", true},
+		{"elected and up", lease(up.URL, now.Add(-3*time.Second), false), up.URL + ", elected (lease renewed 3s ago): up", false},
+		{"given up", lease(up.URL, now.Add(-time.Minute), true), "gave the watches up 1m0s ago and no server has taken them", true},
+		{"stopped renewing", lease(up.URL, now.Add(-5*time.Minute), false), "last renewed its lease 5m0s ago", true},
+		{"elected and down", lease("http://127.0.0.1:1", now, false), "cannot be reached", true},
+		{"damaged", "{", "the watch server's lease", true},
+	} {
+		t.Run(test.name, func(t *testing.T) {
+			options := config.Default()
+			options.DataDir = t.TempDir()
+			options.Lookup.WatchServer = "elect"
+			if test.lease != "" {
+				dir := filepath.Join(options.DataDir, "watches")
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(filepath.Join(dir, "watch-server.lease"), []byte(test.lease), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			result := checkElectedWatchServer(context.Background(), options, nil, now)
+			got := result.detail
+			if result.err != nil {
+				got = result.err.Error()
+			}
+			if (result.err != nil) != test.fails || !strings.Contains(got, test.want) {
+				t.Errorf("%q (err %v), want %q", got, result.err, test.want)
+			}
+		})
+	}
+}
+
+// TestLookupServersElectTheirWatchServer: two lookup servers that reid builds from a configuration
+// with lookup.watch_server: elect over one data dir, each advertising its lookup.addr: `reid check`
+// names the first as the elected watch server, and the second once the first has stopped.
+func TestLookupServersElectTheirWatchServer(t *testing.T) {
+	dataDir := t.TempDir()
+	store, err := cropstore.OpenLocal(filepath.Join(dataDir, "crops"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func() (options config.Options, stop func()) {
+		listener, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		options = config.Default()
+		options.DataDir, options.Lookup.Addr, options.Lookup.WatchServer = dataDir, listener.Addr().String(), "elect"
+		options.Lookup.AuditLog = filepath.Join(t.TempDir(), "audit.log")
+		if err := options.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		server, auditLog, err := newLookupServer(options, lookup.Config{Store: store})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		served := make(chan error, 1)
+		go func() { served <- server.ServeListener(ctx, listener) }()
+		return options, func() {
+			cancel()
+			if err := <-served; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+			auditLog.Close()
+		}
+	}
+	waitForElected := func(options config.Options, want string) {
+		t.Helper()
+		var result checkResult
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			result = checkElectedWatchServer(context.Background(), options, store, time.Now())
+			if result.err == nil && strings.HasPrefix(result.detail, want+", elected") {
+				return
+			}
+		}
+		t.Fatalf("reid check says %q (%v), want %s elected", result.detail, result.err, want)
+	}
+	first, stopFirst := start()
+	waitForElected(first, "http://"+first.Lookup.Addr)
+	second, stopSecond := start()
+	defer stopSecond()
+	time.Sleep(time.Second)
+	waitForElected(second, "http://"+first.Lookup.Addr) // the first keeps them
+	stopFirst()
+	waitForElected(second, "http://"+second.Lookup.Addr)
 }

@@ -28,8 +28,9 @@ func newServeCommand(g *globals) *cobra.Command {
 			"lookup.allow_unauthenticated is set. Every search is appended to the audit log\n" +
 			"(lookup.audit_log, default <data_dir>/audit.log). Watches (POST /v1/watches) are kept in\n" +
 			"<data_dir>/watches (in the bucket, with the crop store there) and checked every\n" +
-			"lookup.watch_interval; with several servers, keep them on one and give the others\n" +
-			"lookup.watch_server, its URL: they forward the watch routes to it.\n" +
+			"lookup.watch_interval; with several servers, give them all lookup.watch_server: elect\n" +
+			"(they elect one to keep the watches and forward the watch routes to it; another takes\n" +
+			"over when it stops), or keep the watches on one and give the others its URL.\n" +
 			"POST /v1/erasures deletes a person's crops and their vectors on request, and records the\n" +
 			"erasure in the crop store so that no stage keeps them again; at start the server erases\n" +
 			"again whatever that record names (after a restore). POST /v1/validation/people labels a\n" +
@@ -115,7 +116,8 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	lookupConfig.Store, lookupConfig.Embedder = base.Store, base.Embedder
 	lookupConfig.Collectors = base.Collectors
 	lookupConfig.ValidationDir = validationDir(options, "")
-	if options.Lookup.WatchInterval > 0 && options.Lookup.WatchServer == "" {
+	keepsWatches := options.Lookup.WatchServer == "" || options.Lookup.WatchServer == lookup.WatchServerElect
+	if options.Lookup.WatchInterval > 0 && keepsWatches {
 		if lookupConfig.WatchStore, err = watchStore(options, base.Store); err != nil {
 			return nil, nil, err
 		}

@@ -1,0 +1,275 @@
+package lookup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/reid-project/reid/cropstore"
+	"github.com/reid-project/reid/cropstore/s3test"
+)
+
+// unreachableStore is a swap store whose reads and writes fail while down is set: a holder cut
+// off from the store.
+type unreachableStore struct {
+	swapStore
+	down atomic.Bool
+}
+
+func (u *unreachableStore) ReadVersion(ctx context.Context, name string) ([]byte, string, error) {
+	if u.down.Load() {
+		return nil, "", errors.New("connection refused")
+	}
+	return u.swapStore.ReadVersion(ctx, name)
+}
+
+func (u *unreachableStore) Swap(ctx context.Context, name string, data []byte, version string) (string, error) {
+	if u.down.Load() {
+		return "", errors.New("connection refused")
+	}
+	return u.swapStore.Swap(ctx, name, data, version)
+}
+
+// swapStores are the stores an election runs on: a directory, and a bucket's folder.
+func swapStores(t *testing.T) map[string]swapStore {
+	t.Helper()
+	dir, err := DirWatchStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := s3test.Fake(t, "elections")
+	store, err := cropstore.OpenS3(context.Background(), cropstore.S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	folder, err := store.Folder("@watches")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]swapStore{"directory": dir.(swapStore), "bucket": folder}
+}
+
+// TestElectionTimeline steps three servers' elections through a lease's life on a shared clock:
+// one takes the lease and the others follow it while it is renewed; a holder cut off from the
+// store stops acting as holder before anyone takes over, and its lease is taken once it has gone
+// unrenewed for the TTL; a holder that stops gives the lease up and another takes it at once; a
+// damaged lease is taken over like an unrenewed one.
+func TestElectionTimeline(t *testing.T) {
+	for name, shared := range swapStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			clock := &testClock{now: testStart}
+			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+			const ttl = 10 * time.Second
+			stores := make([]*unreachableStore, 3)
+			servers := make([]*election, 3)
+			for i := range servers {
+				stores[i] = &unreachableStore{swapStore: shared}
+				servers[i] = newElection(stores[i], fmt.Sprintf("http://10.0.0.%d:8080", i+1), ttl, clock.Now, logger)
+			}
+			// stepAll steps every server and returns which ones hold the lease.
+			stepAll := func(at time.Duration) []int {
+				t.Helper()
+				clock.Set(testStart.Add(at))
+				var holders []int
+				for i, server := range servers {
+					holding, err := server.step(ctx)
+					if err != nil && !stores[i].down.Load() {
+						t.Fatalf("server %d at %v: %v", i, at, err)
+					}
+					if holding {
+						holders = append(holders, i)
+					}
+				}
+				return holders
+			}
+			expect := func(at time.Duration, want ...int) {
+				t.Helper()
+				holders := stepAll(at)
+				if fmt.Sprint(holders) != fmt.Sprint(want) {
+					t.Fatalf("at %v the holders are %v, want %v", at, holders, want)
+				}
+			}
+
+			expect(0, 0)
+			for _, server := range servers[1:] {
+				if server.current.URL != "http://10.0.0.1:8080" {
+					t.Fatalf("a follower forwards to %q", server.current.URL)
+				}
+			}
+			for at := 2 * time.Second; at <= 30*time.Second; at += 2 * time.Second {
+				expect(at, 0) // renewed every step: never taken over
+			}
+
+			// Server 0 is cut off from the store at 30 s: it holds on for half the TTL after its
+			// last renewal, then stops; the others take over only once the lease has gone
+			// unrenewed for the whole TTL.
+			stores[0].down.Store(true)
+			expect(32*time.Second, 0)
+			expect(34*time.Second, 0)
+			expect(36 * time.Second) // 30 s + ttl/2 passed: nobody acts as the holder
+			expect(38 * time.Second)
+			expect(40*time.Second, 1) // unchanged for 10 s since the followers saw it at 30 s
+			stores[0].down.Store(false)
+			expect(42*time.Second, 1) // back, it finds the lease taken and follows
+			if servers[0].current.URL != "http://10.0.0.2:8080" {
+				t.Errorf("the old holder now forwards to %q", servers[0].current.URL)
+			}
+
+			// Server 1 stops and gives the lease up: the first to step next takes it.
+			if err := servers[1].release(ctx); err != nil {
+				t.Fatal(err)
+			}
+			expect(43*time.Second, 0)
+			expect(45*time.Second, 0)
+
+			// A damaged lease goes to whoever sees it unchanged for the TTL.
+			if err := shared.Write(ctx, watchLeaseFile, []byte("{not json")); err != nil {
+				t.Fatal(err)
+			}
+			clock.Set(testStart.Add(46 * time.Second))
+			for i := range servers { // everyone sees the damaged file from 46 s
+				if holding, _ := servers[i].step(ctx); holding {
+					t.Fatalf("server %d holds a damaged lease at once", i)
+				}
+			}
+			expect(50 * time.Second)
+			if holders := stepAll(56 * time.Second); len(holders) != 1 {
+				t.Errorf("after the damaged lease went unchanged for the TTL, holders %v, want one", holders)
+			}
+		})
+	}
+}
+
+// TestElectedWatchServer runs three lookup servers that elect their watch server over one watch
+// directory: exactly one keeps the watches, the others forward to it, and when it stops another
+// takes over at once with every watch and alert, raising none twice.
+func TestElectedWatchServer(t *testing.T) {
+	dir := t.TempDir()
+	clock := &testClock{now: testStart.Add(time.Minute)}
+	type member struct {
+		fixture *fixture
+		url     string
+		stop    context.CancelFunc
+		done    chan struct{} // closed when Serve has returned err
+		err     error
+	}
+	var members []*member
+	var first *fixture
+	for range 3 {
+		listener, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		url := "http://" + listener.Addr().String()
+		f := newFixture(t, func(c *Config) {
+			c.WatchDir, c.Now, c.WatchServer, c.AdvertiseURL = dir, clock.Now, WatchServerElect, url
+			c.WatchInterval, c.watchLeaseTTL = 50*time.Millisecond, time.Second
+			if first != nil {
+				c.Index, c.Store = first.gallery.Index, first.gallery.Store
+			}
+		})
+		if first == nil {
+			first = f
+		}
+		f.http.URL = url // requests go to the server Serve runs
+		ctx, stop := context.WithCancel(context.Background())
+		m := &member{fixture: f, url: url, stop: stop, done: make(chan struct{})}
+		go func() {
+			defer close(m.done)
+			m.err = f.server.ServeListener(ctx, listener)
+		}()
+		t.Cleanup(func() { stop(); <-m.done })
+		members = append(members, m)
+	}
+	holders := func() []*member {
+		var held []*member
+		for _, m := range members {
+			if m.fixture.server.watches.Load() != nil {
+				held = append(held, m)
+			}
+		}
+		return held
+	}
+	waitForOneHolder := func() *member {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			if held := holders(); len(held) == 1 {
+				return held[0]
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("%d servers keep the watches, want 1", len(holders()))
+		return nil
+	}
+	holder := waitForOneHolder()
+	var follower *member
+	for _, m := range members {
+		if m != holder {
+			follower = m
+			break
+		}
+	}
+	// Followers may still be reading the lease for the first time: retry while they say 503.
+	var watch Watch
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		status, data, _ := follower.fixture.do(t, "POST", "/v1/watches", "application/json",
+			strings.NewReader(fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, cropOf(t, first.gallery, "cam-a", 0))))
+		if status == http.StatusCreated {
+			watch = decode[Watch](t, data)
+			break
+		}
+		if status != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("a watch made through a follower: %d %s", status, data)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	clock.Set(testStart.Add(10 * time.Minute))
+	var alerts []Alert
+	for deadline := time.Now().Add(5 * time.Second); len(alerts) < 2 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		alerts = watchAlerts(t, follower.fixture, watch.ID)
+	}
+	if len(alerts) != 2 {
+		t.Fatalf("the elected server raised %d alerts, want 2", len(alerts))
+	}
+	for m, want := range map[*member]string{holder: "reid_lookup_watch_server 1", follower: "reid_lookup_watch_server 0"} {
+		if _, data, _ := m.fixture.do(t, "GET", "/metrics", "", nil); !strings.Contains(string(data), want+"\n") {
+			t.Errorf("%s's metrics lack %q", m.url, want)
+		}
+	}
+
+	// The holder stops: it gives the lease up, and another takes it well within the TTL.
+	stopped := time.Now()
+	holder.stop()
+	if <-holder.done; holder.err != nil {
+		t.Fatal(holder.err)
+	}
+	members = slices.DeleteFunc(members, func(m *member) bool { return m == holder })
+	successor := waitForOneHolder()
+	if took := time.Since(stopped); took > 900*time.Millisecond {
+		t.Errorf("the next server took over after %v; a released lease is taken at the next renewal", took)
+	}
+	time.Sleep(300 * time.Millisecond) // several checks by the successor
+	for _, m := range members {
+		again := watchAlerts(t, m.fixture, watch.ID)
+		if len(again) != 2 || again[0].Seq != alerts[0].Seq || again[1].Seq != alerts[1].Seq {
+			t.Errorf("after the handover %s has alerts %+v, want the same two", m.url, again)
+		}
+	}
+	if raised := testutil.ToFloat64(successor.fixture.server.metrics.alerts); raised != 0 {
+		t.Errorf("the successor raised %v alerts again", raised)
+	}
+}
