@@ -154,6 +154,30 @@ func (e *election) release(ctx context.Context) error {
 	return err
 }
 
+// checkSwaps makes sure the store honours the conditions of Swap: an S3-compatible server that
+// ignored If-None-Match and If-Match would let two servers take the lease at once, and each keep
+// the watches. It leaves no file behind.
+func checkSwaps(ctx context.Context, store swapStore) error {
+	var random [6]byte
+	rand.Read(random[:])
+	probe := "watch-server.probe-" + hex.EncodeToString(random[:]) // a name of its own: servers start together
+	defer store.Remove(context.WithoutCancel(ctx), probe)
+	version, err := store.Swap(ctx, probe, []byte("1"), "")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", probe, err)
+	}
+	for _, attempt := range []struct{ condition, version string }{{"If-None-Match", ""}, {"If-Match", version + "0"}} {
+		_, err := store.Swap(ctx, probe, []byte("2"), attempt.version)
+		if err == nil {
+			return fmt.Errorf("%s ignores conditional writes (%s): the servers cannot elect one watch server safely there; name one instead (lookup.watch_server: its URL)", store.Location(), attempt.condition)
+		}
+		if !errors.Is(err, cropstore.ErrChanged) {
+			return fmt.Errorf("writing %s: %w", probe, err)
+		}
+	}
+	return nil
+}
+
 // ReadWatchLease returns the lease of the lookup server elected to keep the watches in store
 // (lookup.watch_server: elect); an error wrapping fs.ErrNotExist when none was ever elected.
 func ReadWatchLease(ctx context.Context, store WatchStore) (holderURL string, renewed time.Time, released bool, err error) {

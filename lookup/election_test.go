@@ -18,6 +18,7 @@ import (
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/cropstore/s3test"
+	"github.com/reid-project/reid/lookup/lookuptest"
 )
 
 // unreachableStore is a swap store whose reads and writes fail while down is set: a holder cut
@@ -271,5 +272,35 @@ func TestElectedWatchServer(t *testing.T) {
 	}
 	if raised := testutil.ToFloat64(successor.fixture.server.metrics.alerts); raised != 0 {
 		t.Errorf("the successor raised %v alerts again", raised)
+	}
+}
+
+// carelessStore is an S3-compatible server that ignores conditional writes.
+type carelessStore struct{ swapStore }
+
+func (c carelessStore) Swap(ctx context.Context, name string, data []byte, _ string) (string, error) {
+	if err := c.swapStore.Write(ctx, name, data); err != nil {
+		return "", err
+	}
+	return contentVersion(data), nil
+}
+
+// A store that ignores the conditions of a swap is refused at start: on it two servers could both
+// take the lease. The stores reid uses pass, and the check leaves no file behind.
+func TestElectionRefusesAStoreWithoutConditionalWrites(t *testing.T) {
+	for name, store := range swapStores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			if err := checkSwaps(ctx, store); err != nil {
+				t.Fatal(err)
+			}
+			if names, err := store.List(ctx); err != nil || len(names) != 0 {
+				t.Errorf("the check left %v (%v)", names, err)
+			}
+			_, err := New(Config{Store: lookuptest.NewStore(), WatchStore: carelessStore{store}, WatchServer: WatchServerElect, AdvertiseURL: "http://10.0.0.1:8080"})
+			if err == nil || !strings.Contains(err.Error(), "ignores conditional writes (If-None-Match)") {
+				t.Errorf("a store that ignores conditions: %v", err)
+			}
+		})
 	}
 }

@@ -292,6 +292,12 @@ func New(config Config) (*Server, error) {
 		if config.AdvertiseURL == "" {
 			return nil, errors.New("lookup: electing the watch server needs this server's URL (Config.AdvertiseURL)")
 		}
+		checkCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := checkSwaps(checkCtx, elected)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("lookup: electing the watch server: %w", err)
+		}
 	}
 	if len(webhooksOf(config)) > 0 && config.WatchStore == nil {
 		return nil, errors.New("lookup: an alert webhook needs watches (Config.WatchStore)")
