@@ -42,23 +42,27 @@ func (u *unreachableStore) Swap(ctx context.Context, name string, data []byte, v
 	return u.swapStore.Swap(ctx, name, data, version)
 }
 
-// swapStores are the stores an election runs on: a directory, and a bucket's folder.
+// swapStores are the stores an election runs on: a directory, and a bucket's folder (on the fake,
+// and on a real S3-compatible server when REIDTEST_S3_ENDPOINT names one).
 func swapStores(t *testing.T) map[string]swapStore {
 	t.Helper()
 	dir, err := DirWatchStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	bucket := s3test.Fake(t, "elections")
-	store, err := cropstore.OpenS3(context.Background(), cropstore.S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey})
-	if err != nil {
-		t.Fatal(err)
+	stores := map[string]swapStore{"directory": dir.(swapStore)}
+	for _, bucket := range s3test.Buckets(t, "elections") {
+		store, err := cropstore.OpenS3(context.Background(), cropstore.S3Options{Endpoint: bucket.Endpoint, Bucket: bucket.Name, Region: bucket.Region, AccessKey: bucket.AccessKey, SecretKey: bucket.SecretKey})
+		if err != nil {
+			t.Fatal(err)
+		}
+		folder, err := store.Folder("@watches")
+		if err != nil {
+			t.Fatal(err)
+		}
+		stores["bucket-"+bucket.Kind] = folder
 	}
-	folder, err := store.Folder("@watches")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return map[string]swapStore{"directory": dir.(swapStore), "bucket": folder}
+	return stores
 }
 
 // TestElectionTimeline steps three servers' elections through a lease's life on a shared clock:
