@@ -15,6 +15,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +23,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/internal/atomicfile"
@@ -126,6 +128,13 @@ func Run(ctx context.Context, sources Sources, dest string) ([]Part, error) {
 		}
 		part.Took = time.Since(started)
 		parts = append(parts, part)
+	}
+	if sources.Crops != "" {
+		// An erasure recorded while the backup ran is in the copy too (erasures.go).
+		crops := &parts[slices.IndexFunc(parts, func(part Part) bool { return part.Name == "crops" })]
+		if err := copyRecord(sources.Crops, filepath.Join(dest, "crops"), crops); err != nil {
+			return parts, err
+		}
 	}
 	// Files are copied without a sync each (a crop store is many small files); one sync of the
 	// file system makes them all durable before the backup reports done.
@@ -300,6 +309,9 @@ func mirror(ctx context.Context, source, target string, part *Part) error {
 // removeStale removes what the target directory to holds that the source directory, listed as
 // entries, does not (a file where the source has a directory, or the other way round, too).
 func removeStale(to string, entries []fs.DirEntry, part *Part) error {
+	if filepath.Base(to) == cropstore.ErasuresFolder {
+		return nil // the record of erasures only grows, and may be ahead of its source (erasures.go)
+	}
 	existing, err := os.ReadDir(to)
 	if err != nil {
 		return err

@@ -48,6 +48,9 @@ var ErrErased = errors.New("crop store: erased on request")
 // track erased elsewhere may still be stored for this long.
 const ErasureRefresh = 2 * time.Second
 
+// ErasuresFolder is the folder of a store (a directory of a local one) that holds the record.
+const ErasuresFolder = erasuresDir
+
 const (
 	erasuresDir = "@erasures"
 	// erasureNameTime orders erasure files by when they were recorded.

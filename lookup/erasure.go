@@ -113,6 +113,9 @@ func (s *Server) handleErasure(w http.ResponseWriter, r *http.Request, call *cal
 		if err := store.RecordErasure(ctx, erasureOf(request, s.now())); err != nil {
 			return err
 		}
+		if s.config.ErasureRecorded != nil {
+			s.config.ErasureRecorded(ctx)
+		}
 	}
 	found, err := retention.Find(ctx, store, vectors, retention.ErasureRequest{CropIDs: request.CropIDs, Tracks: request.Tracks})
 	if err != nil {

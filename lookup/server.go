@@ -113,6 +113,9 @@ type Config struct {
 	WatchInterval time.Duration
 	WatchWindow   time.Duration
 	WatchMinScore float64
+	// ErasureRecorded, when set, is called after each erasure is recorded in the store: reid copies
+	// the record into the newest backup with it (backup.CopyErasures).
+	ErasureRecorded func(ctx context.Context)
 	// ErasureSettle is how long an erasure waits before it looks again for crops of its tracks
 	// that stages stored as it was being recorded (see handleErasure). Default
 	// cropstore.ErasureRefresh and two seconds: every stage has then read the record, and a batch

@@ -25,7 +25,9 @@ the embedded index is copied as of one moment (its newest snapshot and the logs 
 index before the crops so the copied vectors' crops are copied too, and the validation set under its
 lock. Run again into the same DIR, it copies only new or changed files and removes what is gone
 from the source (pruned or erased crops, deleted watches), so DIR stays a mirror; keep several
-DIRs (one per weekday, say) for older states. A Milvus index and an S3 crop store are left to
+DIRs (one per weekday, say) for older states. The lookup server copies each erasure into the
+record of erasures of the newest backup as it is made, so that restoring that backup erases the
+person's crops again, and no backup removes a file from that record. A Milvus index and an S3 crop store are left to
 their own backups (reid index backfill rebuilds a gallery from the crops); the broker's crops in
 flight are not copied.`,
 		Args: cobra.ExactArgs(1),

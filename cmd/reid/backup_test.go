@@ -71,13 +71,13 @@ func checkBackupAndSearchCopy(t *testing.T, dataDir string, store cropStore, que
 	}
 	// reid check and /metrics report the backup from the status it leaves in the data dir; a
 	// failed one (here refused: its directory is inside the data) fails the check and is counted.
-	if result, found := checkBackup(dataDir, time.Now()); !found || result.err != nil || !strings.Contains(result.detail, dest) {
+	if result, found := checkBackup(dataDir, filepath.Join(dataDir, "crops"), time.Now()); !found || result.err != nil || !strings.Contains(result.detail, dest) {
 		t.Errorf("reid check after a backup: %+v (found %v)", result, found)
 	}
 	if out, err := runReid(t, "--data-dir", dataDir, "backup", filepath.Join(dataDir, "crops", "backup")); err == nil {
 		t.Fatalf("a backup into the crop store: no error\n%s", out)
 	}
-	if result, _ := checkBackup(dataDir, time.Now()); result.err == nil || !strings.Contains(result.err.Error(), "overlap") || !strings.Contains(result.err.Error(), "last success") {
+	if result, _ := checkBackup(dataDir, filepath.Join(dataDir, "crops"), time.Now()); result.err == nil || !strings.Contains(result.err.Error(), "overlap") || !strings.Contains(result.err.Error(), "last success") {
 		t.Errorf("reid check after a failed backup: %+v", result)
 	}
 	backupGauges := func() (success, failed float64) {

@@ -118,14 +118,16 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	if options.Trainer.ValidationDir != "" {
 		results = append(results, checkValidation(options.Trainer.ValidationDir))
 	}
-	if result, found := checkBackup(options.DataDir, time.Now()); found {
+	if result, found := checkBackup(options.DataDir, backupSources(options).Crops, time.Now()); found {
 		results = append(results, result)
 	}
 	return results
 }
 
-// checkBackup reports the data dir's last backup, once one has run: a failed one fails the check.
-func checkBackup(dataDir string, now time.Time) (checkResult, bool) {
+// checkBackup reports the data dir's last backup, once one has run: a failed one fails the check,
+// and so does a newest backup whose record of erasures lacks some of the local crop store's in
+// cropsDir ("" for a bucket, which keeps its own).
+func checkBackup(dataDir, cropsDir string, now time.Time) (checkResult, bool) {
 	result := checkResult{part: "backup"}
 	status, found, err := backup.ReadStatus(dataDir)
 	switch {
@@ -145,6 +147,16 @@ func checkBackup(dataDir string, now time.Time) (checkResult, bool) {
 		return result, true
 	}
 	result.detail = last
+	if cropsDir == "" || status.LastSuccessDest == "" {
+		return result, true
+	}
+	missing, _, err := backup.MissingErasures(dataDir, cropsDir)
+	switch {
+	case err != nil:
+		result.detail += fmt.Sprintf("; its record of erasures cannot be compared: %v", err)
+	case missing > 0:
+		result.err = fmt.Errorf("the newest backup's record of erasures lacks %d made since (a restore from it would bring their crops back): run reid backup; %s", missing, last)
+	}
 	return result, true
 }
 

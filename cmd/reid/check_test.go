@@ -16,6 +16,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/reid-project/reid/backup"
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/eval"
@@ -405,4 +406,46 @@ func TestLookupServersElectTheirWatchServer(t *testing.T) {
 	waitForElected(second, "http://"+first.Lookup.Addr) // the first keeps them
 	stopFirst()
 	waitForElected(second, "http://"+second.Lookup.Addr)
+}
+
+// TestCheckBackupErasures: `reid check` fails while the newest backup's record of erasures lacks
+// one made since (recorded where nothing copied it on), passes once it is copied, and only notes a
+// newest backup it cannot read (a disk mounted for backups alone).
+func TestCheckBackupErasures(t *testing.T) {
+	ctx := context.Background()
+	dataDir := t.TempDir()
+	cropsDir := filepath.Join(dataDir, "crops")
+	store, err := cropstore.OpenLocal(cropsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "backup")
+	parts, err := backup.Run(ctx, backup.Sources{Crops: cropsDir}, dest)
+	if err == nil {
+		err = backup.RecordStatus(dataDir, dest, time.Now(), parts, nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if result, _ := checkBackup(dataDir, cropsDir, time.Now()); result.err != nil {
+		t.Fatalf("right after the backup: %v", result.err)
+	}
+	if err := store.RecordErasure(ctx, cropstore.Erasure{Tracks: []cropstore.ErasedTrack{{Camera: "gate", Track: 7}}}); err != nil {
+		t.Fatal(err)
+	}
+	if result, _ := checkBackup(dataDir, cropsDir, time.Now()); result.err == nil || !strings.Contains(result.err.Error(), "lacks 1 made since") {
+		t.Errorf("with an erasure the backup lacks: %+v", result)
+	}
+	if copied, _, err := backup.CopyErasures(dataDir, cropsDir); err != nil || copied != 1 {
+		t.Fatalf("copied %d (%v)", copied, err)
+	}
+	if result, _ := checkBackup(dataDir, cropsDir, time.Now()); result.err != nil {
+		t.Errorf("once copied: %v", result.err)
+	}
+	if err := os.RemoveAll(dest); err != nil {
+		t.Fatal(err)
+	}
+	if result, _ := checkBackup(dataDir, cropsDir, time.Now()); result.err != nil || !strings.Contains(result.detail, "cannot be compared") {
+		t.Errorf("with the backup's disk gone: %+v", result)
+	}
 }

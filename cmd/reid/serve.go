@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/reid-project/reid/backup"
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/lookup"
@@ -116,6 +117,20 @@ func newLookupServer(options config.Options, base lookup.Config) (*lookup.Server
 	lookupConfig.Store, lookupConfig.Embedder = base.Store, base.Embedder
 	lookupConfig.Collectors = base.Collectors
 	lookupConfig.ValidationDir = validationDir(options, "")
+	if options.CropStore.Backend == "local" {
+		cropsDir := backupSources(options).Crops
+		lookupConfig.ErasureRecorded = func(context.Context) {
+			// An erasure made after the newest backup must be in its record, or restoring it would
+			// bring the person back (backup/erasures.go).
+			copied, dest, err := backup.CopyErasures(options.DataDir, cropsDir)
+			switch {
+			case err != nil:
+				slog.Warn("erasure: not copied into the newest backup; it is in no backup until the next one", "backup", dest, "err", err)
+			case copied > 0:
+				slog.Info("erasure: copied into the newest backup's record of erasures", "backup", dest, "files", copied)
+			}
+		}
+	}
 	keepsWatches := options.Lookup.WatchServer == "" || options.Lookup.WatchServer == lookup.WatchServerElect
 	if options.Lookup.WatchInterval > 0 && keepsWatches {
 		if lookupConfig.WatchStore, err = watchStore(options, base.Store); err != nil {

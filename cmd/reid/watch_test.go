@@ -227,8 +227,9 @@ func checkErasureSticks(t *testing.T, options config.Options, vectors index.Inde
 }
 
 // checkRestoreEnforcesErasures restores the backup taken before checkErasure's erasure, as
-// docs/OPERATIONS.md says: the backup as the data dir, with the newest record of erasures (here
-// the data dir's) copied in. A lookup server over it erases the track's crops again as it starts.
+// docs/OPERATIONS.md says: the backup as the data dir. The lookup server that erased copied the
+// erasure into that backup's record (the newest backup's), so a lookup server over it erases the
+// track's crops again as it starts.
 func checkRestoreEnforcesErasures(t *testing.T, dataDir, backupDir string, erased []string) {
 	t.Helper()
 	ctx := context.Background()
@@ -236,17 +237,17 @@ func checkRestoreEnforcesErasures(t *testing.T, dataDir, backupDir string, erase
 	if err != nil || len(records) == 0 {
 		t.Fatalf("the data dir's record of erasures: %v, %v", records, err)
 	}
-	if err := os.MkdirAll(filepath.Join(backupDir, "crops", "@erasures"), 0o755); err != nil {
-		t.Fatal(err)
-	}
 	for _, record := range records {
 		content, err := os.ReadFile(record)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(backupDir, "crops", "@erasures", filepath.Base(record)), content, 0o644); err != nil {
-			t.Fatal(err)
+		if copied, err := os.ReadFile(filepath.Join(backupDir, "crops", "@erasures", filepath.Base(record))); err != nil || !bytes.Equal(copied, content) {
+			t.Fatalf("erasure %s is not in the newest backup's record (%v)", filepath.Base(record), err)
 		}
+	}
+	if result, _ := checkBackup(dataDir, filepath.Join(dataDir, "crops"), time.Now()); result.err != nil {
+		t.Errorf("reid check's backup line after the erasure: %v", result.err)
 	}
 	store, vectors := openStoreAndIndex(t, loadOptions(t, backupDir))
 	defer vectors.Close()
