@@ -28,6 +28,11 @@ type BrokerOptions struct {
 	// RetentionCheck is how often records past their topic's retention.ms are deleted; 0 means
 	// every 5 minutes (Kafka's log.retention.check.interval.ms).
 	RetentionCheck time.Duration
+	// SegmentBytes is the size at which a partition starts a new log file (log.segment.bytes);
+	// 0 keeps kfake's 100 MiB. kfake rolls on size alone, never on time (segment.ms), and a purge
+	// (purge.go) frees only whole files, so this bounds what a purge leaves on disk, unreadable.
+	SegmentBytes int
+
 	// Logger receives the broker's warnings and errors; nil uses slog.Default.
 	Logger *slog.Logger
 }
@@ -83,6 +88,9 @@ func StartBroker(options BrokerOptions) (*Broker, error) {
 	brokerConfigs := map[string]string{"log.cleaner.backoff.ms": strconv.FormatInt(options.RetentionCheck.Milliseconds(), 10)}
 	if options.MaxMessageBytes > 0 {
 		brokerConfigs["message.max.bytes"] = strconv.Itoa(options.MaxMessageBytes)
+	}
+	if options.SegmentBytes > 0 {
+		brokerConfigs["log.segment.bytes"] = strconv.Itoa(options.SegmentBytes)
 	}
 	kfakeOptions = append(kfakeOptions, kfake.BrokerConfigs(brokerConfigs))
 	cluster, err := kfake.NewCluster(kfakeOptions...)

@@ -51,9 +51,15 @@ func BrokerOptionsFrom(cfg config.Stream, dataDir string, logger *slog.Logger) B
 		Addr:       cfg.EmbeddedAddr,
 		DataDir:    filepath.Join(dataDir, "broker"),
 		SyncWrites: cfg.EmbeddedSyncWrites,
-		Logger:     logger,
+		// A site producing a couple of crops a second fills this within the hour of purging after
+		// an erasure (CropsSegmentRoll), so the file holding the erased crops goes then too.
+		SegmentBytes: EmbeddedSegmentBytes,
+		Logger:       logger,
 	}
 }
+
+// EmbeddedSegmentBytes is the embedded broker's log segment size.
+const EmbeddedSegmentBytes = 16 << 20
 
 // Close stops the embedded broker, if Open started one.
 func (c *Cluster) Close() {

@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -181,5 +185,78 @@ func TestDeleteRecordsVersions(t *testing.T) {
 				t.Errorf("a delete past the end: %v, want OffsetOutOfRange", err)
 			}
 		})
+	}
+}
+
+// TestEmbeddedBrokerFilesGoWithAPurge: the embedded broker rolls its log files at SegmentBytes,
+// so after records are purged only the file they share with later records is left holding any of
+// them: at most one segment's worth, unreadable.
+func TestEmbeddedBrokerFilesGoWithAPurge(t *testing.T) {
+	const segmentBytes = 16 << 10
+	dataDir := t.TempDir()
+	broker, err := StartBroker(BrokerOptions{Addr: "127.0.0.1:0", DataDir: dataDir, Logger: testLogger(), SegmentBytes: segmentBytes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer broker.Close()
+	conn := Connection{Brokers: broker.Addrs()}
+	topic := randomName("reid-test-segments")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := EnsureTopics(ctx, conn, Topic{Name: topic, Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	files := func() (bases []int64, bytes int64) {
+		t.Helper()
+		entries, err := os.ReadDir(filepath.Join(dataDir, "partitions", topic+"-0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, entry := range entries {
+			base, isSegment := strings.CutSuffix(entry.Name(), ".dat")
+			if !isSegment {
+				continue
+			}
+			offset, err := strconv.ParseInt(base, 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := entry.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			bases, bytes = append(bases, offset), bytes+info.Size()
+		}
+		slices.Sort(bases)
+		return bases, bytes
+	}
+	producer := newTestProducer(t, conn, ProducerOptions{Topic: topic, BatchSize: 1})
+	putAll(t, producer, makeRecords(t, []string{"gate"}, 120, 0))
+	before, beforeBytes := files()
+	if len(before) < 4 {
+		t.Fatalf("%d log files for %d bytes, want one every %d bytes", len(before), beforeBytes, segmentBytes)
+	}
+	time.Sleep(20 * time.Millisecond)
+	cut := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	putAll(t, producer, makeRecords(t, []string{"gate"}, 120, 120))
+
+	purger, err := NewPurger(conn, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer purger.Close()
+	if deleted, err := purger.DeleteBefore(ctx, cut); err != nil || deleted != 120 {
+		t.Fatalf("purged %d records (%v), want the 120 before the cut", deleted, err)
+	}
+	after, _ := files()
+	holding := 0 // files that hold records from before the cut: they start before offset 120
+	for _, base := range after {
+		if base < 120 {
+			holding++
+		}
+	}
+	if holding > 1 {
+		t.Errorf("log files after the purge start at offsets %v: %d hold records from before the cut, want at most the one shared with later records", after, holding)
 	}
 }
