@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -306,5 +307,26 @@ func TestElectionRefusesAStoreWithoutConditionalWrites(t *testing.T) {
 				t.Errorf("a store that ignores conditions: %v", err)
 			}
 		})
+	}
+}
+
+func TestDefaultAdvertiseURL(t *testing.T) {
+	hostname, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, test := range []struct{ addr, want string }{
+		{"127.0.0.1:8080", "http://127.0.0.1:8080"},
+		{"lookup-2.site:8080", "http://lookup-2.site:8080"},
+		{"[fd00::5]:8080", "http://[fd00::5]:8080"},
+		{":8080", "http://" + net.JoinHostPort(hostname, "8080")},
+		{"0.0.0.0:8080", "http://" + net.JoinHostPort(hostname, "8080")},
+		{"[::]:8080", "http://" + net.JoinHostPort(hostname, "8080")},
+		{"8080", ""},
+	} {
+		got, err := defaultAdvertiseURL(test.addr)
+		if got != test.want || (err != nil) != (test.want == "") {
+			t.Errorf("%q: %q (%v), want %q", test.addr, got, err, test.want)
+		}
 	}
 }
