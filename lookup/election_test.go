@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
@@ -160,10 +161,14 @@ func TestElectionTimeline(t *testing.T) {
 
 // TestElectedWatchServer runs three lookup servers that elect their watch server over one watch
 // directory: exactly one keeps the watches, the others forward to it, and when it stops another
-// takes over at once with every watch and alert, raising none twice.
+// takes over at once with every watch and alert, raising none twice; the alert webhook, which
+// every server has configured, gets every alert, whichever server raised it.
 func TestElectedWatchServer(t *testing.T) {
 	dir := t.TempDir()
 	clock := &testClock{now: testStart.Add(time.Minute)}
+	receiver := &webhookReceiver{t: t, secret: "shh", got: make(chan struct{}, 1)}
+	endpoint := httptest.NewServer(receiver)
+	defer endpoint.Close()
 	type member struct {
 		fixture *fixture
 		url     string
@@ -182,6 +187,7 @@ func TestElectedWatchServer(t *testing.T) {
 		f := newFixture(t, func(c *Config) {
 			c.WatchDir, c.Now, c.WatchServer, c.AdvertiseURL = dir, clock.Now, WatchServerElect, url
 			c.WatchInterval, c.watchLeaseTTL = 50*time.Millisecond, time.Second
+			c.AlertWebhook, c.AlertWebhookSecret = endpoint.URL+"/alerts", receiver.secret
 			if first != nil {
 				c.Index, c.Store = first.gallery.Index, first.gallery.Store
 			}
@@ -277,6 +283,28 @@ func TestElectedWatchServer(t *testing.T) {
 	}
 	if raised := testutil.ToFloat64(successor.fixture.server.metrics.alerts); raised != 0 {
 		t.Errorf("the successor raised %v alerts again", raised)
+	}
+
+	// A watch made after the handover alerts through the successor's webhook delivery, which
+	// goes on from the cursor the first server left in the store.
+	second := createWatch(t, members[0].fixture, fmt.Sprintf(`{"crop_id":%q,"min_score":0.9}`, cropOf(t, first.gallery, "cam-a", 1)))
+	addSighting(t, first.gallery, 1, "cam-c", testStart.Add(10*time.Minute+30*time.Second), 900, 900)
+	clock.Set(testStart.Add(11 * time.Minute))
+	var more []Alert
+	for deadline := time.Now().Add(5 * time.Second); len(more) < 1 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		more = watchAlerts(t, members[0].fixture, second.ID)
+	}
+	if len(more) != 1 {
+		t.Fatalf("the watch made after the handover raised %d alerts, want 1", len(more))
+	}
+	delivered := map[int64]bool{}
+	for _, seq := range receiver.waitReceived(t, 3) {
+		delivered[seq] = true
+	}
+	for _, alert := range slices.Concat(alerts, more) {
+		if !delivered[alert.Seq] {
+			t.Errorf("alert %d was never delivered to the webhook", alert.Seq)
+		}
 	}
 }
 
