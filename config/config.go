@@ -836,7 +836,7 @@ func (o *Options) Validate() error {
 	baseURL := func(key, value, what string) {
 		if parsed, err := url.Parse(value); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" ||
 			(parsed.Path != "" && parsed.Path != "/") || parsed.RawQuery != "" || parsed.User != nil {
-			bad(key, "must be %s, http(s)://host:port, not %q", what, MaskURLCredentials(value))
+			bad(key, "must be %s, not %q", what, MaskURLCredentials(value))
 		}
 	}
 	switch o.Lookup.WatchServer {
@@ -846,10 +846,10 @@ func (o *Options) Validate() error {
 			bad("lookup.watch_server", "is elect, but watches are off: lookup.watch_interval is 0")
 		}
 	default:
-		baseURL("lookup.watch_server", o.Lookup.WatchServer, `a lookup server's base URL or "elect"`)
+		baseURL("lookup.watch_server", o.Lookup.WatchServer, `a lookup server's base URL (http(s)://host:port) or "elect"`)
 	}
 	if o.Lookup.AdvertiseURL != "" {
-		baseURL("lookup.advertise_url", o.Lookup.AdvertiseURL, "this server's base URL")
+		baseURL("lookup.advertise_url", o.Lookup.AdvertiseURL, "this server's base URL, http(s)://host:port")
 	}
 	scopeNames := map[string]bool{}
 	for i, scope := range o.Lookup.ScopedAPIKeys {

@@ -351,7 +351,7 @@ func TestWatchServerValues(t *testing.T) {
 		{"elect", "", 5 * time.Second, ""},
 		{"elect", "http://lookup-2.site:8080", 5 * time.Second, ""},
 		{"elect", "", 0, "lookup.watch_server: is elect, but watches are off"},
-		{"elected", "", 5 * time.Second, `lookup.watch_server: must be a lookup server's base URL or "elect"`},
+		{"elected", "", 5 * time.Second, `lookup.watch_server: must be a lookup server's base URL (http(s)://host:port) or "elect"`},
 		{"elect", "http://user:pw@lookup-2:8080", 5 * time.Second, "lookup.advertise_url: must be this server's base URL"},
 	} {
 		options := Default()
