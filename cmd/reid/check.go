@@ -104,6 +104,7 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 	results = append(results, checkLookup(options))
 	switch {
 	case options.Lookup.WatchServer == lookup.WatchServerElect:
+		results = append(results, checkAdvertiseURL(ctx, options))
 		if store != nil {
 			results = append(results, checkElectedWatchServer(ctx, options, store, time.Now()))
 		}
@@ -266,6 +267,31 @@ func checkBrokerPurge(ctx context.Context, options config.Options, record retent
 			readable, at, now.Sub(newest).Round(time.Minute), waitingFor)
 	}
 	return result, true
+}
+
+// checkAdvertiseURL resolves the host of the URL this lookup server gives the others to forward
+// watch requests to, should it be elected: a name that does not resolve here is unlikely to on
+// the other machines.
+func checkAdvertiseURL(ctx context.Context, options config.Options) checkResult {
+	result := checkResult{part: "advertise url"}
+	lookupConfig, err := lookup.ConfigFrom(options.Lookup)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	parsed, err := url.Parse(lookupConfig.AdvertiseURL)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	resolveCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if _, err := net.DefaultResolver.LookupHost(resolveCtx, parsed.Hostname()); err != nil {
+		result.err = fmt.Errorf("%s: %v; the other lookup servers could not forward to this one if it were elected: set lookup.advertise_url", lookupConfig.AdvertiseURL, err)
+		return result
+	}
+	result.detail = lookupConfig.AdvertiseURL + ": where the others forward the watches should this server be elected"
+	return result
 }
 
 // checkAlertWebhooks asks each configured alert webhook whether it is up.

@@ -449,3 +449,25 @@ func TestCheckBackupErasures(t *testing.T) {
 		t.Errorf("with the backup's disk gone: %+v", result)
 	}
 }
+
+func TestCheckAdvertiseURL(t *testing.T) {
+	for _, test := range []struct {
+		advertise, want string
+		fails           bool
+	}{
+		{"http://127.0.0.1:8080", "http://127.0.0.1:8080: where the others forward", false},
+		{"http://localhost:8080", "http://localhost:8080: where the others forward", false},
+		{"http://no-such-host.invalid:8080", "set lookup.advertise_url", true},
+	} {
+		options := config.Default()
+		options.Lookup.WatchServer, options.Lookup.AdvertiseURL = "elect", test.advertise
+		result := checkAdvertiseURL(context.Background(), options)
+		got := result.detail
+		if result.err != nil {
+			got = result.err.Error()
+		}
+		if (result.err != nil) != test.fails || !strings.Contains(got, test.want) {
+			t.Errorf("%s: %q (err %v), want %q", test.advertise, got, result.err, test.want)
+		}
+	}
+}
