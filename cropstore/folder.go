@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/minio/minio-go/v7"
+
+	"github.com/reid-project/reid/internal/lease"
 )
 
 // Folder keeps files that are not crops in the bucket, under a name starting with '@' that no
@@ -70,9 +72,6 @@ func (f *Folder) Write(ctx context.Context, name string, data []byte) error {
 	return nil
 }
 
-// ErrChanged is returned by Swap when the file is no longer the version the caller read.
-var ErrChanged = errors.New("crop store: the file changed since it was read")
-
 // ReadVersion returns a file and its version (the object's ETag), which changes with every write;
 // a missing file is an error wrapping fs.ErrNotExist.
 func (f *Folder) ReadVersion(ctx context.Context, name string) ([]byte, string, error) {
@@ -101,8 +100,8 @@ func (f *Folder) ReadVersion(ctx context.Context, name string) ([]byte, string, 
 
 // Swap writes a file only if it is still at version (with version "", only if there is none),
 // atomically against every other writer: the bucket checks the condition (S3's conditional
-// writes, If-Match and If-None-Match), and a lost race is an error wrapping ErrChanged. It returns
-// the new version.
+// writes, If-Match and If-None-Match), and a lost race is an error wrapping lease.ErrChanged. It
+// returns the new version. A Folder is a lease.Store.
 func (f *Folder) Swap(ctx context.Context, name string, data []byte, version string) (string, error) {
 	key, err := f.key(name)
 	if err != nil {
@@ -118,7 +117,7 @@ func (f *Folder) Swap(ctx context.Context, name string, data []byte, version str
 	if response := minio.ToErrorResponse(err); response.StatusCode == http.StatusPreconditionFailed ||
 		response.StatusCode == http.StatusConflict || response.Code == "PreconditionFailed" {
 		// 409 is S3's answer to two conditional writes of one key at once: one of them won.
-		return "", fmt.Errorf("%w: %s", ErrChanged, key)
+		return "", fmt.Errorf("%w: %s", lease.ErrChanged, key)
 	}
 	if err != nil {
 		return "", fmt.Errorf("crop store: put %s: %w", key, err)

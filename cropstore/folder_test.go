@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/reid-project/reid/cropstore/s3test"
+	"github.com/reid-project/reid/internal/lease"
 )
 
 // A folder of the bucket keeps its files apart from the crops: listing cameras and retention do
@@ -92,7 +93,7 @@ func TestFolderSwap(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := folder.Swap(ctx, "lease", []byte("two"), ""); !errors.Is(err, ErrChanged) {
+			if _, err := folder.Swap(ctx, "lease", []byte("two"), ""); !errors.Is(err, lease.ErrChanged) {
 				t.Errorf("creating a file that exists: %v, want ErrChanged", err)
 			}
 			data, version, err := folder.ReadVersion(ctx, "lease")
@@ -103,7 +104,7 @@ func TestFolderSwap(t *testing.T) {
 			if err != nil || second == first {
 				t.Fatalf("swap at the version read: %q, %v", second, err)
 			}
-			if _, err := folder.Swap(ctx, "lease", []byte("three"), first); !errors.Is(err, ErrChanged) {
+			if _, err := folder.Swap(ctx, "lease", []byte("three"), first); !errors.Is(err, lease.ErrChanged) {
 				t.Errorf("swap at an old version: %v, want ErrChanged", err)
 			}
 
@@ -114,7 +115,7 @@ func TestFolderSwap(t *testing.T) {
 					content := fmt.Sprintf("writer %d", writer)
 					if _, err := folder.Swap(ctx, "lease", []byte(content), second); err == nil {
 						won <- content
-					} else if !errors.Is(err, ErrChanged) {
+					} else if !errors.Is(err, lease.ErrChanged) {
 						t.Error(err)
 					}
 				})

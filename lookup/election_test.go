@@ -2,17 +2,13 @@ package lookup
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,29 +16,9 @@ import (
 
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/cropstore/s3test"
+	"github.com/reid-project/reid/internal/lease"
 	"github.com/reid-project/reid/lookup/lookuptest"
 )
-
-// unreachableStore is a swap store whose reads and writes fail while down is set: a holder cut
-// off from the store.
-type unreachableStore struct {
-	swapStore
-	down atomic.Bool
-}
-
-func (u *unreachableStore) ReadVersion(ctx context.Context, name string) ([]byte, string, error) {
-	if u.down.Load() {
-		return nil, "", errors.New("connection refused")
-	}
-	return u.swapStore.ReadVersion(ctx, name)
-}
-
-func (u *unreachableStore) Swap(ctx context.Context, name string, data []byte, version string) (string, error) {
-	if u.down.Load() {
-		return "", errors.New("connection refused")
-	}
-	return u.swapStore.Swap(ctx, name, data, version)
-}
 
 // swapStores are the stores an election runs on: a directory, and a bucket's folder (on the fake,
 // and on a real S3-compatible server when REIDTEST_S3_ENDPOINT names one).
@@ -65,98 +41,6 @@ func swapStores(t *testing.T) map[string]swapStore {
 		stores["bucket-"+bucket.Kind] = folder
 	}
 	return stores
-}
-
-// TestElectionTimeline steps three servers' elections through a lease's life on a shared clock:
-// one takes the lease and the others follow it while it is renewed; a holder cut off from the
-// store stops acting as holder before anyone takes over, and its lease is taken once it has gone
-// unrenewed for the TTL; a holder that stops gives the lease up and another takes it at once; a
-// damaged lease is taken over like an unrenewed one.
-func TestElectionTimeline(t *testing.T) {
-	for name, shared := range swapStores(t) {
-		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			clock := &testClock{now: testStart}
-			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-			const ttl = 10 * time.Second
-			stores := make([]*unreachableStore, 3)
-			servers := make([]*election, 3)
-			for i := range servers {
-				stores[i] = &unreachableStore{swapStore: shared}
-				servers[i] = newElection(stores[i], fmt.Sprintf("http://10.0.0.%d:8080", i+1), ttl, clock.Now, logger)
-			}
-			// stepAll steps every server and returns which ones hold the lease.
-			stepAll := func(at time.Duration) []int {
-				t.Helper()
-				clock.Set(testStart.Add(at))
-				var holders []int
-				for i, server := range servers {
-					holding, err := server.step(ctx)
-					if err != nil && !stores[i].down.Load() {
-						t.Fatalf("server %d at %v: %v", i, at, err)
-					}
-					if holding {
-						holders = append(holders, i)
-					}
-				}
-				return holders
-			}
-			expect := func(at time.Duration, want ...int) {
-				t.Helper()
-				holders := stepAll(at)
-				if fmt.Sprint(holders) != fmt.Sprint(want) {
-					t.Fatalf("at %v the holders are %v, want %v", at, holders, want)
-				}
-			}
-
-			expect(0, 0)
-			for _, server := range servers[1:] {
-				if server.current.URL != "http://10.0.0.1:8080" {
-					t.Fatalf("a follower forwards to %q", server.current.URL)
-				}
-			}
-			for at := 2 * time.Second; at <= 30*time.Second; at += 2 * time.Second {
-				expect(at, 0) // renewed every step: never taken over
-			}
-
-			// Server 0 is cut off from the store at 30 s: it holds on for half the TTL after its
-			// last renewal, then stops; the others take over only once the lease has gone
-			// unrenewed for the whole TTL.
-			stores[0].down.Store(true)
-			expect(32*time.Second, 0)
-			expect(34*time.Second, 0)
-			expect(36 * time.Second) // 30 s + ttl/2 passed: nobody acts as the holder
-			expect(38 * time.Second)
-			expect(40*time.Second, 1) // unchanged for 10 s since the followers saw it at 30 s
-			stores[0].down.Store(false)
-			expect(42*time.Second, 1) // back, it finds the lease taken and follows
-			if servers[0].current.URL != "http://10.0.0.2:8080" {
-				t.Errorf("the old holder now forwards to %q", servers[0].current.URL)
-			}
-
-			// Server 1 stops and gives the lease up: the first to step next takes it.
-			if err := servers[1].release(ctx); err != nil {
-				t.Fatal(err)
-			}
-			expect(43*time.Second, 0)
-			expect(45*time.Second, 0)
-
-			// A damaged lease goes to whoever sees it unchanged for the TTL.
-			if err := shared.Write(ctx, watchLeaseFile, []byte("{not json")); err != nil {
-				t.Fatal(err)
-			}
-			clock.Set(testStart.Add(46 * time.Second))
-			for i := range servers { // everyone sees the damaged file from 46 s
-				if holding, _ := servers[i].step(ctx); holding {
-					t.Fatalf("server %d holds a damaged lease at once", i)
-				}
-			}
-			expect(50 * time.Second)
-			if holders := stepAll(56 * time.Second); len(holders) != 1 {
-				t.Errorf("after the damaged lease went unchanged for the TTL, holders %v, want one", holders)
-			}
-		})
-	}
 }
 
 // TestElectedWatchServer runs three lookup servers that elect their watch server over one watch
@@ -315,7 +199,7 @@ func (c carelessStore) Swap(ctx context.Context, name string, data []byte, _ str
 	if err := c.swapStore.Write(ctx, name, data); err != nil {
 		return "", err
 	}
-	return contentVersion(data), nil
+	return fmt.Sprintf("%x", data), nil
 }
 
 // A store that ignores the conditions of a swap is refused at start: on it two servers could both
@@ -324,7 +208,7 @@ func TestElectionRefusesAStoreWithoutConditionalWrites(t *testing.T) {
 	for name, store := range swapStores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			if err := checkSwaps(ctx, store); err != nil {
+			if err := lease.CheckStore(ctx, store); err != nil {
 				t.Fatal(err)
 			}
 			if names, err := store.List(ctx); err != nil || len(names) != 0 {

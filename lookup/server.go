@@ -32,6 +32,7 @@ import (
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/index"
+	"github.com/reid-project/reid/internal/lease"
 )
 
 // Searcher is the part of index.Index that lookups read.
@@ -220,7 +221,7 @@ type Server struct {
 	watches atomic.Pointer[watchList]
 	// election is this server's part in electing the watch server (Config.WatchServer elect);
 	// electedURL is the elected server's URL as it last read the lease.
-	election   *election
+	election   *lease.Lease
 	electedURL atomic.Pointer[string]
 	// forwarder sends the watch routes to the watch server, when another keeps the watches.
 	forwarder *http.Client
@@ -296,10 +297,10 @@ func New(config Config) (*Server, error) {
 			return nil, errors.New("lookup: electing the watch server needs this server's URL (Config.AdvertiseURL)")
 		}
 		checkCtx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		err := checkSwaps(checkCtx, elected)
+		err := lease.CheckStore(checkCtx, elected)
 		cancel()
 		if err != nil {
-			return nil, fmt.Errorf("lookup: electing the watch server: %w", err)
+			return nil, fmt.Errorf("lookup: electing the watch server: %w; name one instead (lookup.watch_server: its URL)", err)
 		}
 	}
 	if len(webhooksOf(config)) > 0 && config.WatchStore == nil {
@@ -330,7 +331,7 @@ func New(config Config) (*Server, error) {
 		if config.watchLeaseTTL <= 0 {
 			config.watchLeaseTTL = watchLeaseTTL
 		}
-		server.election = newElection(elected, config.AdvertiseURL, config.watchLeaseTTL, time.Now, config.Logger)
+		server.election = lease.New(elected, watchLeaseFile, lease.NewHolder(), config.AdvertiseURL, config.watchLeaseTTL, time.Now, config.Logger)
 	case config.WatchStore != nil:
 		// New has no context of its own; loading a bucket's watches is bounded instead.
 		loadCtx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -7,8 +7,6 @@ package lookup
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -16,10 +14,8 @@ import (
 	"slices"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
-	"github.com/reid-project/reid/cropstore"
 	"github.com/reid-project/reid/internal/atomicfile"
+	"github.com/reid-project/reid/internal/lease"
 )
 
 // WatchStore keeps the watch files: one JSON file and one query image per watch, and a webhook
@@ -78,49 +74,13 @@ func (d dirWatchStore) Remove(_ context.Context, name string) error {
 
 func (d dirWatchStore) Location() string { return string(d) }
 
-// ReadVersion returns a file with its version: a hash of its content.
-func (d dirWatchStore) ReadVersion(_ context.Context, name string) ([]byte, string, error) {
-	data, err := os.ReadFile(filepath.Join(string(d), name))
-	if err != nil {
-		return nil, "", err
-	}
-	return data, contentVersion(data), nil
+// ReadVersion and Swap make the directory a lease.Store, for the election of the watch server.
+func (d dirWatchStore) ReadVersion(ctx context.Context, name string) ([]byte, string, error) {
+	return lease.Dir(d).ReadVersion(ctx, name)
 }
 
-// Swap writes a file only if it is still at version ("": only if there is none), holding an
-// exclusive lock on a file beside it while it compares and writes, so that servers on this
-// machine sharing the directory take turns. (A directory on a network file system shared by
-// several machines needs a lock that file system honours; a bucket needs none.)
-func (d dirWatchStore) Swap(_ context.Context, name string, data []byte, version string) (string, error) {
-	lock, err := os.OpenFile(filepath.Join(string(d), ".swap.lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return "", err
-	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return "", fmt.Errorf("lookup: locking %s: %w", lock.Name(), err)
-	}
-	path := filepath.Join(string(d), name)
-	current, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if version != "" {
-			return "", fmt.Errorf("%w: %s is gone", cropstore.ErrChanged, name)
-		}
-	case err != nil:
-		return "", err
-	case contentVersion(current) != version:
-		return "", fmt.Errorf("%w: %s", cropstore.ErrChanged, name)
-	}
-	if err := atomicfile.Write(path, data); err != nil {
-		return "", err
-	}
-	return contentVersion(data), nil
-}
-
-func contentVersion(data []byte) string {
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:12])
+func (d dirWatchStore) Swap(ctx context.Context, name string, data []byte, version string) (string, error) {
+	return lease.Dir(d).Swap(ctx, name, data, version)
 }
 
 // MoveInWatches copies every watch file of from into to when to holds none yet, and says how many

@@ -325,7 +325,7 @@ func TestCheckElectedWatchServer(t *testing.T) {
 		{"given up", lease(up.URL, now.Add(-time.Minute), true), "gave the watches up 1m0s ago and no server has taken them", true},
 		{"stopped renewing", lease(up.URL, now.Add(-5*time.Minute), false), "last renewed its lease 5m0s ago", true},
 		{"elected and down", lease("http://127.0.0.1:1", now, false), "cannot be reached", true},
-		{"damaged", "{", "the watch server's lease", true},
+		{"damaged", "{", "the lease watch-server.lease in", true},
 	} {
 		t.Run(test.name, func(t *testing.T) {
 			options := config.Default()
