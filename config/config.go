@@ -133,6 +133,12 @@ type Ingest struct {
 	// frame before it is reopened, and how long an RTSP or HTTP camera may take to answer when it
 	// is opened; 0 leaves both to OpenCV, which waits 30 s. Default 10s.
 	StallTimeout time.Duration `mapstructure:"stall_timeout" yaml:"stall_timeout"`
+	// FailoverGroup, when set, makes this `reid ingest` one of a group of processes that run the
+	// same cameras in turn: the processes with the same group over the same crop store elect one
+	// by a lease kept there; it runs the cameras and the others stand by, and when it stops or its
+	// machine is lost another takes over (within about 20 s). Give each process of a group the
+	// same cameras. Empty (the default): this process runs its cameras on its own.
+	FailoverGroup string `mapstructure:"failover_group" yaml:"failover_group"`
 }
 
 // Detector configures person detection.
@@ -601,6 +607,9 @@ func (o *Options) Validate() error {
 	}
 	if o.Ingest.MaxReconnects < 0 {
 		bad("ingest.max_reconnects", "must be >= 0")
+	}
+	if o.Ingest.FailoverGroup != "" && !ValidID(o.Ingest.FailoverGroup) {
+		bad("ingest.failover_group", "must be letters, digits, '-', '_' or '.', not %q", o.Ingest.FailoverGroup)
 	}
 	unit := func(key string, value float64) {
 		if value < 0 || value > 1 {

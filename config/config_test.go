@@ -362,3 +362,14 @@ func TestWatchServerValues(t *testing.T) {
 		}
 	}
 }
+
+func TestFailoverGroupValues(t *testing.T) {
+	for group, valid := range map[string]bool{"": true, "north": true, "site-2.gate": true, "../x": false, "a b": false} {
+		options := Default()
+		options.Ingest.FailoverGroup = group
+		err := options.Validate()
+		if valid != (err == nil) || !valid && !strings.Contains(err.Error(), "ingest.failover_group") {
+			t.Errorf("failover group %q: %v", group, err)
+		}
+	}
+}

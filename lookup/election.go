@@ -38,16 +38,12 @@ type swapStore interface {
 
 // ReadWatchLease returns the lease of the lookup server elected to keep the watches in store
 // (lookup.watch_server: elect); an error wrapping fs.ErrNotExist when none was ever elected.
-func ReadWatchLease(ctx context.Context, store WatchStore) (holderURL string, renewed time.Time, released bool, err error) {
+func ReadWatchLease(ctx context.Context, store WatchStore) (lease.Claim, error) {
 	swaps, ok := store.(swapStore)
 	if !ok {
-		return "", time.Time{}, false, fmt.Errorf("the watch store %s keeps no lease", store.Location())
+		return lease.Claim{}, fmt.Errorf("the watch store %s keeps no lease", store.Location())
 	}
-	claim, err := lease.Read(ctx, swaps, watchLeaseFile)
-	if err != nil {
-		return "", time.Time{}, false, err
-	}
-	return claim.URL, claim.Renewed, claim.Released, nil
+	return lease.Read(ctx, swaps, watchLeaseFile)
 }
 
 // WatchServerElect is Config.WatchServer (lookup.watch_server) for servers that elect the one that

@@ -12,6 +12,7 @@ import (
 	"github.com/reid-project/reid/index"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/index/milvus"
+	"github.com/reid-project/reid/internal/lease"
 	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/model"
 	"github.com/reid-project/reid/stream"
@@ -155,6 +156,16 @@ func watchStore(options config.Options, store lookup.CropStore) (lookup.WatchSto
 		slog.Info("lookup: watches moved into the bucket", "files", moved, "from", local.Location(), "to", folder.Location())
 	}
 	return folder, nil
+}
+
+// leaseStore is where processes keep their leases (internal/lease): with the crop store in a
+// bucket, which every machine of the site reaches, its folder @leases; else <data_dir>/leases,
+// which processes on this machine share.
+func leaseStore(options config.Options, store lookup.CropStore) (lease.Store, error) {
+	if bucket, ok := store.(*cropstore.S3); ok {
+		return bucket.Folder("@leases")
+	}
+	return lease.Dir(filepath.Join(options.DataDir, "leases")), nil
 }
 
 // watchStores are the data dir's watch directory and, with the crop store in a bucket, the

@@ -25,6 +25,7 @@ import (
 	"github.com/reid-project/reid/eval"
 	"github.com/reid-project/reid/index/embedded"
 	"github.com/reid-project/reid/ingest"
+	"github.com/reid-project/reid/internal/lease"
 	"github.com/reid-project/reid/lookup"
 	"github.com/reid-project/reid/retention"
 	"github.com/reid-project/reid/stream"
@@ -115,6 +116,9 @@ func runChecks(ctx context.Context, options config.Options, timeout time.Duratio
 		results = append(results, checkWatchServer(ctx, options.Lookup.WatchServer))
 	default:
 		results = append(results, checkAlertWebhooks(ctx, options)...)
+	}
+	if options.Ingest.FailoverGroup != "" && store != nil {
+		results = append(results, checkFailoverGroup(ctx, options, store, time.Now()))
 	}
 	if options.Trainer.ValidationDir != "" {
 		results = append(results, checkValidation(options.Trainer.ValidationDir))
@@ -308,9 +312,9 @@ func checkAlertWebhooks(ctx context.Context, options config.Options) []checkResu
 	return results
 }
 
-// staleWatchLease is how long ago a lease may have been renewed before `reid check` says nobody
-// keeps the watches: the lease's period, and room for the holder's clock to differ from ours.
-const staleWatchLease = time.Minute
+// staleLease is how long ago a lease may have been renewed before `reid check` says nobody holds
+// it: the lease's period, and room for the holder's clock to differ from ours.
+const staleLease = time.Minute
 
 // checkElectedWatchServer reads the lease of the elected watch server (lookup.watch_server: elect)
 // and asks the server it names whether it is up.
@@ -325,25 +329,51 @@ func checkElectedWatchServer(ctx context.Context, options config.Options, store 
 	if folder != nil {
 		watches = folder
 	}
-	holder, renewed, released, err := lookup.ReadWatchLease(ctx, watches)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		result.err = fmt.Errorf("none elected yet in %s: is a lookup server with lookup.watch_server: elect running?", watches.Location())
-	case err != nil:
-		result.err = err
-	case released:
-		result.err = fmt.Errorf("%s gave the watches up %s ago and no server has taken them: is another lookup server with lookup.watch_server: elect running?", holder, now.Sub(renewed).Round(time.Second))
-	case now.Sub(renewed) > staleWatchLease:
-		result.err = fmt.Errorf("%s last renewed its lease %s ago: it has stopped, and no server has taken the watches over", holder, now.Sub(renewed).Round(time.Second))
-	}
-	if result.err != nil {
+	claim, err := lookup.ReadWatchLease(ctx, watches)
+	if result.err = leaseHeld(claim, err, now, "none elected yet in "+watches.Location(), "the watches",
+		"is a lookup server with lookup.watch_server: elect running?"); result.err != nil {
 		return result
 	}
-	result = checkWatchServer(ctx, holder)
+	result = checkWatchServer(ctx, claim.URL)
 	if result.err == nil {
-		result.detail = fmt.Sprintf("%s, elected (lease renewed %s ago): up", holder, max(0, now.Sub(renewed)).Round(time.Second))
+		result.detail = fmt.Sprintf("%s, elected (lease renewed %s ago): up", claim.URL, max(0, now.Sub(claim.Renewed)).Round(time.Second))
 	}
 	return result
+}
+
+// checkFailoverGroup reads the lease of this ingest process's failover group
+// (ingest.failover_group) and names the process that runs the group's cameras.
+func checkFailoverGroup(ctx context.Context, options config.Options, store lookup.CropStore, now time.Time) checkResult {
+	group := options.Ingest.FailoverGroup
+	result := checkResult{part: "failover group " + group}
+	leases, err := leaseStore(options, store)
+	if err != nil {
+		result.err = err
+		return result
+	}
+	claim, err := lease.Read(ctx, leases, ingestFailoverLease(group))
+	if result.err = leaseHeld(claim, err, now, "no process of the group has run the cameras yet", "the cameras",
+		"is a reid ingest with ingest.failover_group: "+group+" running?"); result.err == nil {
+		result.detail = fmt.Sprintf("the cameras run in %s (lease renewed %s ago)", claim.URL, max(0, now.Sub(claim.Renewed)).Round(time.Second))
+	}
+	return result
+}
+
+// leaseHeld says why claim (read with err) has no live holder at now, or nil when it has one:
+// none is what to say when nobody ever held it, what the holder keeps, and hint what to look at.
+func leaseHeld(claim lease.Claim, err error, now time.Time, none, what, hint string) error {
+	age := now.Sub(claim.Renewed).Round(time.Second)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("%s: %s", none, hint)
+	case err != nil:
+		return err
+	case claim.Released:
+		return fmt.Errorf("%s gave %s up %s ago and nobody has taken them over: %s", claim.URL, what, age, hint)
+	case age > staleLease:
+		return fmt.Errorf("%s last renewed its lease %s ago: it has stopped, and nobody has taken %s over", claim.URL, age, what)
+	}
+	return nil
 }
 
 // checkWatchServer asks the lookup server that keeps the watches (lookup.watch_server) whether it

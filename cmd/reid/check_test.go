@@ -322,7 +322,7 @@ func TestCheckElectedWatchServer(t *testing.T) {
 	}{
 		{"none elected", "", "none elected yet", true},
 		{"elected and up", lease(up.URL, now.Add(-3*time.Second), false), up.URL + ", elected (lease renewed 3s ago): up", false},
-		{"given up", lease(up.URL, now.Add(-time.Minute), true), "gave the watches up 1m0s ago and no server has taken them", true},
+		{"given up", lease(up.URL, now.Add(-time.Minute), true), "gave the watches up 1m0s ago and nobody has taken them over", true},
 		{"stopped renewing", lease(up.URL, now.Add(-5*time.Minute), false), "last renewed its lease 5m0s ago", true},
 		{"elected and down", lease("http://127.0.0.1:1", now, false), "cannot be reached", true},
 		{"damaged", "{", "the lease watch-server.lease in", true},

@@ -6,13 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/reid-project/reid/config"
 	"github.com/reid-project/reid/ingest"
+	"github.com/reid-project/reid/internal/lease"
 	"github.com/reid-project/reid/stream"
 )
 
@@ -32,6 +36,9 @@ func newIngestCommand(g *globals) *cobra.Command {
 		Long: "Process one source (--source, --camera) or, without --source, every camera in the\n" +
 			"configuration. Files and still-frame directories end; live sources run until interrupted.\n" +
 			"SIGHUP re-reads the configuration and applies its cameras without a restart.\n" +
+			"With ingest.failover_group, the processes of the group (on other machines, over the same\n" +
+			"crop store) run the cameras in turn: one runs them, the others stand by and take over\n" +
+			"when it stops or its machine is lost.\n" +
 			"Crops go to <data_dir>/crops. A summary follows at the end (one JSON object with --json).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,6 +92,7 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 	var sink ingest.Sink
 	destination := ""
 	var producer *stream.Producer
+	var store cropStore
 	metrics := &pipelineMetrics{dataDir: options.DataDir}
 	if len(options.Stream.Brokers) > 0 {
 		conn, closeStream, err := openStream(ctx, options, false)
@@ -99,15 +107,14 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 		// With the site's bucket, the record of erasures is shared: a track erased while in view
 		// stops reaching the broker. A local store here would be this machine's, not the site's.
 		if options.CropStore.Backend == "s3" {
-			store, err := openCropStore(ctx, options)
-			if err != nil {
+			if store, err = openCropStore(ctx, options); err != nil {
 				return err
 			}
 			sink = withoutErased{sink: producer, erasures: store}
 		}
 	} else {
-		store, err := openCropStore(ctx, options)
-		if err != nil {
+		var err error
+		if store, err = openCropStore(ctx, options); err != nil {
 			return err
 		}
 		sink, destination = store, "crops stored under "+store.Location()
@@ -124,9 +131,14 @@ func runIngest(ctx context.Context, out io.Writer, options config.Options, maxFr
 	}
 	defer stopOps()
 	stopProgress := startProgress(ingester)
-	stopReloads := reloadCamerasOnHangup(ctx, ingester, options, load, nil)
-	runErr := ingester.Run(ctx, options.Cameras)
-	stopReloads()
+	var runErr error
+	if group := options.Ingest.FailoverGroup; group != "" {
+		runErr = runInFailoverGroup(ctx, options, store, ingester, load)
+	} else {
+		stopReloads := reloadCamerasOnHangup(ctx, ingester, options, load, nil)
+		runErr = ingester.Run(ctx, options.Cameras)
+		stopReloads()
+	}
 	stopProgress()
 	if producer != nil {
 		// Flush even after a signal: what ingest accepted must reach the broker.
@@ -185,4 +197,69 @@ func startProgress(ingester *ingest.Ingester) func() {
 		close(done)
 		<-finished
 	}
+}
+
+// ingestFailoverTTL is how long the lease of an ingest failover group may go unrenewed before a
+// standby process takes the cameras over.
+const ingestFailoverTTL = 15 * time.Second
+
+// ingestFailoverLease names a failover group's lease.
+func ingestFailoverLease(group string) string { return "ingest-" + group + ".lease" }
+
+// runInFailoverGroup runs the cameras while this process holds its failover group's lease
+// (ingest.failover_group), and stands by while another does, until ctx ends. A process taking
+// over reads the configuration again, so a standby runs the cameras the file names then; a
+// SIGHUP changes the running cameras of the process that runs them, as without a group.
+func runInFailoverGroup(ctx context.Context, options config.Options, store cropStore, ingester *ingest.Ingester, load func() (config.Options, error)) error {
+	if store == nil {
+		var err error
+		if store, err = openCropStore(ctx, options); err != nil {
+			return err
+		}
+	}
+	leases, err := leaseStore(options, store)
+	if err != nil {
+		return err
+	}
+	checkCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	err = lease.CheckStore(checkCtx, leases)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("ingest: failover group %s: %w", options.Ingest.FailoverGroup, err)
+	}
+	host, _ := os.Hostname()
+	held := lease.New(leases, ingestFailoverLease(options.Ingest.FailoverGroup), lease.NewHolder(),
+		fmt.Sprintf("%s (pid %d)", host, os.Getpid()), ingestFailoverTTL, time.Now, slog.Default())
+	slog.Info("ingest: in failover group; the process holding its lease runs the cameras", "group", options.Ingest.FailoverGroup, "leases", leases.Location())
+	// One SIGHUP handler for the process's life: a standby has no cameras to change, and a hangup
+	// without a handler would end it.
+	var mu sync.Mutex
+	var running atomic.Bool
+	current := options
+	stopReloads := onHangup(ctx, func(ctx context.Context) {
+		loaded, err := load()
+		if !running.Load() {
+			if err != nil {
+				slog.Error("reload: configuration not loaded", "err", err)
+				return
+			}
+			slog.Info("reload: standing by in the failover group; the cameras are read again when this process takes over", "cameras", len(loaded.Cameras))
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		current = reloadCameras(ctx, ingester, current, loaded, err)
+	})
+	defer stopReloads()
+	return held.Run(ctx, func(ctx context.Context) error {
+		mu.Lock()
+		if loaded, err := load(); err == nil && len(loaded.Cameras) > 0 {
+			current = loaded
+		}
+		cameras := current.Cameras
+		mu.Unlock()
+		running.Store(true)
+		defer running.Store(false)
+		return ingester.Run(ctx, cameras)
+	})
 }

@@ -201,3 +201,58 @@ func CheckStore(ctx context.Context, store Store) error {
 	}
 	return nil
 }
+
+// Run runs work while this process holds the lease, and stands by while another does, until ctx
+// ends or work returns of itself (its work done), then gives the lease up. Work's context ends
+// when the lease is lost: it must stop then, since another process may take the lease half a TTL
+// later. Run returns work's error, or nil when ctx ended.
+func (l *Lease) Run(ctx context.Context, work func(context.Context) error) error {
+	defer func() {
+		releaseCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := l.Release(releaseCtx); err != nil {
+			l.logger.Warn("lease: giving it up failed; another process takes it when it expires", "lease", l.name, "err", err)
+		}
+	}()
+	ticker := time.NewTicker(l.Renewal())
+	defer ticker.Stop()
+	var stopWork context.CancelFunc
+	done := make(chan error, 1)
+	stop := func() error {
+		stopWork()
+		stopWork = nil
+		return <-done
+	}
+	failing := false
+	for {
+		holding, err := l.Step(ctx)
+		if err != nil && ctx.Err() == nil && !failing {
+			l.logger.Error("lease: its store cannot be reached", "lease", l.name, "store", l.store.Location(), "err", err)
+		}
+		failing = err != nil
+		switch {
+		case holding && stopWork == nil:
+			var workCtx context.Context
+			workCtx, stopWork = context.WithCancel(ctx)
+			go func() { done <- work(workCtx) }()
+			l.logger.Info("lease: taken; this process works", "lease", l.name, "url", l.self.URL)
+		case !holding && stopWork != nil:
+			if err := stop(); err != nil {
+				l.logger.Warn("lease: work stopped with an error", "lease", l.name, "err", err)
+			}
+			l.logger.Warn("lease: lost; this process stands by", "lease", l.name, "holder", l.current.URL)
+		}
+		select {
+		case <-ctx.Done():
+			if stopWork != nil {
+				return stop()
+			}
+			return nil
+		case err := <-done:
+			stopWork()
+			stopWork = nil
+			return err
+		case <-ticker.C:
+		}
+	}
+}

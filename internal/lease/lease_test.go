@@ -171,3 +171,88 @@ func TestLeaseTimeline(t *testing.T) {
 		})
 	}
 }
+
+// TestRun: of two processes running work under one lease, one works and the other stands by,
+// never both at once; when the first stops, the second works at its next look; a holder cut off
+// from the store stops its work within half the TTL; work that ends of itself gives the lease up.
+func TestRun(t *testing.T) {
+	store := lease.Dir(t.TempDir())
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	const ttl = time.Second
+	var working [2]atomic.Bool
+	var both atomic.Bool
+	finish := make(chan struct{})
+	work := func(i int) func(context.Context) error {
+		return func(ctx context.Context) error {
+			working[i].Store(true)
+			defer working[i].Store(false)
+			if working[1-i].Load() {
+				both.Store(true)
+			}
+			select {
+			case <-ctx.Done():
+			case <-finish:
+			}
+			return nil
+		}
+	}
+	waitFor := func(what string, condition func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for !condition() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	stores := [2]*unreachableStore{{Store: store}, {Store: store}}
+	var cancels [2]context.CancelFunc
+	var results [2]chan error
+	for i := range 2 {
+		held := lease.New(stores[i], "ingest-north.lease", lease.NewHolder(), fmt.Sprintf("process %d", i), ttl, time.Now, logger)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels[i], results[i] = cancel, make(chan error, 1)
+		go func() { results[i] <- held.Run(ctx, work(i)) }()
+		if i == 0 {
+			waitFor("the first process to work", working[0].Load)
+		}
+	}
+	defer cancels[1]()
+	time.Sleep(2 * ttl) // the second looks several times
+	if working[1].Load() {
+		t.Fatal("the second process works while the first holds the lease")
+	}
+
+	stopped := time.Now()
+	cancels[0]()
+	if err := <-results[0]; err != nil {
+		t.Fatal(err)
+	}
+	waitFor("the second process to take over", working[1].Load)
+	if took := time.Since(stopped); took > ttl/2 {
+		t.Errorf("the second process took over %v after the first stopped; a released lease is taken at the next look", took)
+	}
+
+	// Cut off from the store, the second stops working within half the TTL of its last renewal.
+	stores[1].down.Store(true)
+	cut := time.Now()
+	waitFor("the cut-off process to stop working", func() bool { return !working[1].Load() })
+	if took := time.Since(cut); took > ttl/2+ttl/5+100*time.Millisecond {
+		t.Errorf("the cut-off holder worked on for %v", took)
+	}
+	stores[1].down.Store(false)
+	waitFor("the process to work again once the store is back", working[1].Load)
+
+	// Work that ends of itself ends Run and gives the lease up.
+	close(finish)
+	if err := <-results[1]; err != nil {
+		t.Fatal(err)
+	}
+	if claim, err := lease.Read(context.Background(), store, "ingest-north.lease"); err != nil || !claim.Released || claim.URL != "process 1" {
+		t.Errorf("the lease after the work ended: %+v (%v), want released by process 1", claim, err)
+	}
+	if both.Load() {
+		t.Error("both processes worked at once")
+	}
+}
