@@ -43,7 +43,7 @@ test: build
 	# while they run, a running pipeline switching models),
 	# again under the race detector.
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestWritesDuringSnapshot|TestCrash|TestHNSWChurn|TestHNSWParallelInsert|TestBackup|TestSuite/(exact|hnsw)$$' ./index/embedded/
-	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m ./lookup/ ./retention/ ./trainer/ ./stream/ ./embedder/ ./archiver/ ./cropstore/ ./backup/
+	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m ./lookup/ ./internal/lease/ ./retention/ ./trainer/ ./stream/ ./embedder/ ./archiver/ ./cropstore/ ./backup/
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestReconfigure|TestCancel|TestLiveSourceReconnects|TestLiveStreamSkipsToNewestFrame|TestStalledLiveStreamStopsAtOnce|TestSilentCameraStopsAtOnce|TestHungHTTPCameraReopened|TestHungRTSPCameraReopened' ./ingest/
 	$(RUN_ENV) $(GO) test -count=1 -race -timeout 20m -run 'TestModelSwitchWaitsForArchiver|TestRunFollowsPromotedModel' ./cmd/reid/
 

@@ -105,6 +105,9 @@ type runSummary struct {
 
 func runPipeline(ctx context.Context, out io.Writer, options config.Options, flags runFlags) error {
 	started := time.Now()
+	if options.Ingest.FailoverGroup != "" {
+		slog.Warn("ingest.failover_group is for reid ingest on several machines; reid run runs its cameras itself", "group", options.Ingest.FailoverGroup)
+	}
 	conn, closeBroker, err := openStream(ctx, options, true)
 	if err != nil {
 		return err
