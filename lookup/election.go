@@ -32,8 +32,7 @@ const (
 // servers never both take the lease. dirWatchStore and cropstore.Folder have it.
 type swapStore interface {
 	WatchStore
-	ReadVersion(ctx context.Context, name string) ([]byte, string, error)
-	Swap(ctx context.Context, name string, data []byte, version string) (string, error)
+	lease.Store
 }
 
 // ReadWatchLease returns the lease of the lookup server elected to keep the watches in store
