@@ -158,6 +158,21 @@ func TestElectedWatchServer(t *testing.T) {
 	if took := time.Since(stopped); took > 1500*time.Millisecond {
 		t.Errorf("the next server took over after %v; a released lease is taken at the next renewal", took)
 	}
+	// A follower forwards to the stopped server (502, Retry-After) until its next look at the
+	// lease, a fifth of the TTL at most.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		learnt := true
+		for _, m := range members {
+			elected := m.fixture.server.electedURL.Load()
+			learnt = learnt && elected != nil && *elected == successor.url
+		}
+		if learnt {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the followers did not learn the new watch server")
+		}
+	}
 	time.Sleep(300 * time.Millisecond) // several checks by the successor
 	for _, m := range members {
 		again := watchAlerts(t, m.fixture, watch.ID)
