@@ -178,7 +178,7 @@ func TestLeaseTimeline(t *testing.T) {
 func TestRun(t *testing.T) {
 	store := lease.Dir(t.TempDir())
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	const ttl = time.Second
+	const ttl = 2 * time.Second
 	var working [2]atomic.Bool
 	var both atomic.Bool
 	finish := make(chan struct{})
